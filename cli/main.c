@@ -1,0 +1,122 @@
+/* main.c: the `surg` command: global options, dispatch to a command, and the
+ * signal handler that removes unfinished outputs. */
+#include <signal.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: surg <command> [options]\n"
+    "\n"
+    "Declarative checkpoint surgery: compile a .surg recipe against a\n"
+    "checkpoint's abstract state and apply it with a streaming runtime.\n"
+    "\n"
+    "commands:\n"
+    "  schema CKPT [--json]   print the abstract state (names, dtypes, shapes)\n"
+    "\n"
+    "options:\n"
+    "  -h, --help             this text; `surg <command> --help` for a command\n"
+    "  --version              print the version\n"
+    "  --diagnostics FORMAT   human (default), json or github\n"
+    "  --color WHEN           auto (default), always or never\n"
+    "\n"
+    "exit status: 0 success, 1 the recipe or a checkpoint is wrong,\n"
+    "2 usage or I/O error.\n";
+
+static const struct command {
+    const char *name;
+    int (*run)(int argc, char **argv, diag_printer *dp);
+} commands[] = {
+    {"schema", cmd_schema},
+};
+
+int usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "surg%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see `surg%s%s --help`)\n", cmd ? " " : "", cmd ? cmd : "");
+    va_end(ap);
+    return 2;
+}
+
+static void on_signal(int sig)
+{
+    surg_remove_temporaries();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_signal_handlers(void)
+{
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+/* Pull the global options out of argv (they may stand anywhere), leaving the
+ * command and its own arguments. Returns -1 when it is fine to go on. */
+static int global_options(int *argc, char **argv, diag_printer *dp)
+{
+    const char *color = "auto";
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--diagnostics") == 0 || strcmp(a, "--color") == 0) {
+            if (i + 1 >= *argc)
+                return usage_error(NULL, "%s needs a value", a);
+            if (a[2] == 'd' && !diag_parse_format(argv[i + 1], &dp->format))
+                return usage_error(NULL, "unknown diagnostics format '%s' "
+                                         "(human, json or github)", argv[i + 1]);
+            if (a[2] == 'c')
+                color = argv[i + 1];
+            i++;
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    *argc = out;
+    argv[out] = NULL;
+    if (strcmp(color, "always") == 0)
+        dp->color = true;
+    else if (strcmp(color, "never") == 0)
+        dp->color = false;
+    else if (strcmp(color, "auto") == 0)
+        dp->color = isatty(fileno(dp->out)) && !getenv("NO_COLOR");
+    else
+        return usage_error(NULL, "--color takes auto, always or never, not '%s'",
+                           color);
+    dp->color &= dp->format == DIAG_HUMAN;
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    diag_printer dp = {.out = stderr, .format = DIAG_HUMAN};
+    int rc = global_options(&argc, argv, &dp);
+    if (rc >= 0)
+        return rc;
+    if (argc < 2)
+        return usage_error(NULL, "no command given");
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("surg %s\n", SURG_VERSION);
+        return 0;
+    }
+    install_signal_handlers();
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1, &dp);
+    return usage_error(NULL, "unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,153 @@
+/* print_diag.c: printing diagnostics the way a C compiler does, as JSON
+ * lines, or as GitHub Actions annotations. */
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char *severity_name(surg_severity s)
+{
+    return s == SURG_ERROR ? "error" : s == SURG_WARNING ? "warning" : "note";
+}
+
+static const char *severity_color(surg_severity s)
+{
+    return s == SURG_ERROR ? "\033[1;31m" : s == SURG_WARNING ? "\033[1;35m"
+                                                               : "\033[1;36m";
+}
+
+static void json_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", out);
+        else if (*p < 0x20)
+            fprintf(out, "\\u%04x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+static void print_json(FILE *out, const surg_diag *d)
+{
+    fputs("{\"file\":", out);
+    json_str(out, d->file);
+    if (d->line)
+        fprintf(out, ",\"line\":%u,\"column\":%u,\"end_line\":%u,\"end_column\":%u",
+                d->line, d->col, d->end_line, d->end_col);
+    fprintf(out, ",\"severity\":\"%s\",\"code\":", severity_name(d->severity));
+    json_str(out, d->code);
+    fputs(",\"message\":", out);
+    json_str(out, d->message);
+    fputs(",\"notes\":[", out);
+    for (size_t i = 0; i < d->n_notes; i++) {
+        if (i)
+            fputc(',', out);
+        json_str(out, d->notes[i]);
+    }
+    fputs("]}\n", out);
+}
+
+/* GitHub's workflow commands escape %, CR and LF in the message, and also
+ * ':' and ',' in properties. */
+static void gh_escape(FILE *out, const char *s, bool property)
+{
+    for (; s && *s; s++) {
+        if (*s == '%')
+            fputs("%25", out);
+        else if (*s == '\r')
+            fputs("%0D", out);
+        else if (*s == '\n')
+            fputs("%0A", out);
+        else if (property && *s == ':')
+            fputs("%3A", out);
+        else if (property && *s == ',')
+            fputs("%2C", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+static void print_github(FILE *out, const surg_diag *d)
+{
+    fprintf(out, "::%s file=", d->severity == SURG_NOTE ? "notice"
+                                                       : severity_name(d->severity));
+    gh_escape(out, d->file, true);
+    if (d->line)
+        fprintf(out, ",line=%u,col=%u,endLine=%u,endColumn=%u", d->line, d->col,
+                d->end_line, d->end_col);
+    fputs("::", out);
+    gh_escape(out, d->message, false);
+    for (size_t i = 0; i < d->n_notes; i++) {
+        fputs("%0Anote: ", out);
+        gh_escape(out, d->notes[i], false);
+    }
+    fputc('\n', out);
+}
+
+/* The source line, then a caret under the first column and tildes to the
+ * end of the span (on the same line). */
+static void print_excerpt(FILE *out, const surg_diag *d, bool color)
+{
+    fprintf(out, "%5u | %s\n      | ", d->line, d->source_line);
+    unsigned width = 0;
+    for (const unsigned char *p = (const unsigned char *)d->source_line; *p; p++)
+        width += (*p & 0xC0) != 0x80;
+    for (unsigned c = 1; c < d->col && c <= width; c++)
+        fputc(' ', out);
+    unsigned end = d->end_line == d->line && d->end_col > d->col ? d->end_col
+                                                                : d->col + 1;
+    fputs(color ? "\033[1;32m^" : "^", out);
+    for (unsigned c = d->col + 1; c < end; c++)
+        fputc('~', out);
+    fputs(color ? "\033[0m\n" : "\n", out);
+}
+
+static void print_human(FILE *out, const surg_diag *d, bool color)
+{
+    const char *bold = color ? "\033[1m" : "", *reset = color ? "\033[0m" : "";
+    fprintf(out, "%s%s:", bold, d->file ? d->file : "surg");
+    if (d->line)
+        fprintf(out, "%u:%u:", d->line, d->col);
+    fprintf(out, " %s%s:%s %s%s%s\n", color ? severity_color(d->severity) : "",
+            severity_name(d->severity), reset, bold, d->message, reset);
+    if (d->line && d->source_line)
+        print_excerpt(out, d, color);
+    for (size_t i = 0; i < d->n_notes; i++)
+        fprintf(out, "%snote:%s %s\n", color ? severity_color(SURG_NOTE) : "",
+                reset, d->notes[i]);
+}
+
+static void print_diag(const surg_diag *d, void *user)
+{
+    diag_printer *p = user;
+    switch (p->format) {
+    case DIAG_JSON: print_json(p->out, d); break;
+    case DIAG_GITHUB: print_github(p->out, d); break;
+    case DIAG_HUMAN: print_human(p->out, d, p->color); break;
+    }
+    fflush(p->out);
+}
+
+surg_sink diag_sink(diag_printer *p)
+{
+    return (surg_sink){.fn = print_diag, .user = p};
+}
+
+bool diag_parse_format(const char *name, diag_format *out)
+{
+    static const struct {
+        const char *name;
+        diag_format f;
+    } names[] = {{"human", DIAG_HUMAN}, {"json", DIAG_JSON}, {"github", DIAG_GITHUB}};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(name, names[i].name) == 0) {
+            *out = names[i].f;
+            return true;
+        }
+    return false;
+}

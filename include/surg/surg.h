@@ -1,0 +1,200 @@
+/* surg.h: the one public API of libsurg — checkpoints, their abstract state,
+ * diagnostics. The `surg` command, the tests and the fuzzers use only this.
+ *
+ * Ownership, stated once: every pointer the library hands out (names, shapes,
+ * metadata strings, tensor tables) belongs to the object it came from and
+ * stays valid until that object is closed. The library never prints and never
+ * exits; every problem is reported through a surg_sink. */
+#ifndef SURG_SURG_H
+#define SURG_SURG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SURG_VERSION "0.1.0"
+
+/* ---- status ---------------------------------------------------------- */
+
+typedef enum surg_status {
+    SURG_OK = 0,
+    SURG_EINVALID = 1, /* the recipe or a checkpoint is wrong: exit 1 */
+    SURG_EIO = 2,      /* a file could not be read or written: exit 2 */
+    SURG_ENOMEM = 3,   /* out of memory: exit 2 */
+    SURG_EUSAGE = 4,   /* the caller asked for something impossible: exit 2 */
+} surg_status;
+
+/* The exit status SPEC §6 gives for a status. */
+int surg_exit_code(surg_status st);
+
+/* ---- diagnostics ----------------------------------------------------- */
+
+typedef enum surg_severity {
+    SURG_ERROR,
+    SURG_WARNING,
+    SURG_NOTE,
+} surg_severity;
+
+/* One diagnostic. `line` is 0 when the problem has no place in a text file
+ * (a binary checkpoint); then `col`, `end_line`, `end_col` and `source_line`
+ * are 0 or NULL too. Columns count characters from 1. `code` is a short
+ * stable identifier ("st-header-too-large") that tests and tools can match. */
+typedef struct surg_diag {
+    surg_severity severity;
+    const char *code;
+    const char *file;
+    uint32_t line, col, end_line, end_col;
+    const char *source_line;
+    const char *message;
+    const char *const *notes;
+    size_t n_notes;
+} surg_diag;
+
+typedef void (*surg_diag_fn)(const surg_diag *diag, void *user);
+
+/* Where diagnostics go. `errors` and `warnings` count what was reported. */
+typedef struct surg_sink {
+    surg_diag_fn fn; /* may be NULL: diagnostics are only counted */
+    void *user;
+    unsigned errors;
+    unsigned warnings;
+} surg_sink;
+
+/* ---- dtypes ---------------------------------------------------------- */
+
+/* X(ENUM, safetensors name, recipe name, bits per element, kind).
+ * Listed in the safetensors reference's alignment order: a writer sorts by
+ * this order, largest first, so every tensor lands aligned. */
+#define SURG_DTYPES(X)                                   \
+    X(BOOL, "BOOL", "bool", 8, SURG_KIND_BOOL)           \
+    X(F4, "F4", "f4", 4, SURG_KIND_OPAQUE)               \
+    X(F6_E2M3, "F6_E2M3", "f6e2m3", 6, SURG_KIND_OPAQUE) \
+    X(F6_E3M2, "F6_E3M2", "f6e3m2", 6, SURG_KIND_OPAQUE) \
+    X(U8, "U8", "u8", 8, SURG_KIND_UINT)                 \
+    X(I8, "I8", "i8", 8, SURG_KIND_INT)                  \
+    X(F8_E5M2, "F8_E5M2", "f8e5m2", 8, SURG_KIND_FLOAT)  \
+    X(F8_E4M3, "F8_E4M3", "f8e4m3", 8, SURG_KIND_FLOAT)  \
+    X(F8_E8M0, "F8_E8M0", "f8e8m0", 8, SURG_KIND_OPAQUE) \
+    X(F8_E4M3FNUZ, "F8_E4M3FNUZ", "f8e4m3fnuz", 8, SURG_KIND_OPAQUE) \
+    X(F8_E5M2FNUZ, "F8_E5M2FNUZ", "f8e5m2fnuz", 8, SURG_KIND_OPAQUE) \
+    X(I16, "I16", "i16", 16, SURG_KIND_INT)              \
+    X(U16, "U16", "u16", 16, SURG_KIND_UINT)             \
+    X(F16, "F16", "f16", 16, SURG_KIND_FLOAT)            \
+    X(BF16, "BF16", "bf16", 16, SURG_KIND_FLOAT)         \
+    X(I32, "I32", "i32", 32, SURG_KIND_INT)              \
+    X(U32, "U32", "u32", 32, SURG_KIND_UINT)             \
+    X(F32, "F32", "f32", 32, SURG_KIND_FLOAT)            \
+    X(C64, "C64", "c64", 64, SURG_KIND_OPAQUE)           \
+    X(F64, "F64", "f64", 64, SURG_KIND_FLOAT)            \
+    X(I64, "I64", "i64", 64, SURG_KIND_INT)              \
+    X(U64, "U64", "u64", 64, SURG_KIND_UINT)
+
+typedef enum surg_dtype {
+#define SURG_X_ENUM(e, st, rc, bits, kind) SURG_##e,
+    SURG_DTYPES(SURG_X_ENUM)
+#undef SURG_X_ENUM
+    SURG_DTYPE_COUNT
+} surg_dtype;
+
+/* What the runtime can do with a dtype's values. OPAQUE values are carried
+ * (renamed, dropped, tied, copied) but never computed on. */
+typedef enum surg_dtype_kind {
+    SURG_KIND_BOOL,
+    SURG_KIND_UINT,
+    SURG_KIND_INT,
+    SURG_KIND_FLOAT,
+    SURG_KIND_OPAQUE,
+} surg_dtype_kind;
+
+const char *surg_dtype_st_name(surg_dtype dt);     /* "F32" */
+const char *surg_dtype_recipe_name(surg_dtype dt); /* "f32" */
+unsigned surg_dtype_bits(surg_dtype dt);
+surg_dtype_kind surg_dtype_kind_of(surg_dtype dt);
+/* Both look a name up exactly; they return SURG_DTYPE_COUNT when unknown. */
+surg_dtype surg_dtype_from_st_name(const char *name);
+surg_dtype surg_dtype_from_recipe_name(const char *name);
+
+/* ---- checkpoints and their abstract state ---------------------------- */
+
+#define SURG_MAX_RANK 64
+
+typedef struct surg_tensor_info {
+    const char *name;
+    surg_dtype dtype;
+    uint32_t rank;
+    const uint64_t *shape; /* rank entries */
+    uint64_t nelems;
+    uint64_t nbytes;
+} surg_tensor_info;
+
+typedef struct surg_meta_entry {
+    const char *key;
+    const char *value;
+} surg_meta_entry;
+
+typedef enum surg_ckpt_kind {
+    SURG_CKPT_SAFETENSORS, /* one .safetensors file */
+    SURG_CKPT_SHARDED,     /* an index.json and its shards */
+    SURG_CKPT_SCHEMA,      /* a schema file: names, dtypes and shapes, no data */
+} surg_ckpt_kind;
+
+typedef struct surg_ckpt surg_ckpt;
+
+/* Open a checkpoint by its path; the format follows the name: a directory or
+ * `*.safetensors.index.json` is a sharded checkpoint, `*.safetensors` one
+ * file, any other `*.json` a schema. Only headers are read: tensor data is
+ * never touched until surg_ckpt_data() asks for it. Every header is fully
+ * validated before anything in it is trusted. */
+surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
+void surg_ckpt_close(surg_ckpt *ck);
+
+surg_ckpt_kind surg_ckpt_kind_of(const surg_ckpt *ck);
+const char *surg_ckpt_path(const surg_ckpt *ck);
+/* Tensors in byte order of their names. */
+size_t surg_ckpt_count(const surg_ckpt *ck);
+const surg_tensor_info *surg_ckpt_tensor(const surg_ckpt *ck, size_t i);
+/* Index of a tensor by name, or (size_t)-1. */
+size_t surg_ckpt_find(const surg_ckpt *ck, const char *name);
+/* `__metadata__`, sorted by key. */
+size_t surg_ckpt_meta_count(const surg_ckpt *ck);
+const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i);
+
+/* The bytes of tensor i (little-endian, C order), mapped read-only from the
+ * file. A schema has no data: SURG_EUSAGE. */
+surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
+                           const void **data);
+
+/* ---- writing --------------------------------------------------------- */
+
+typedef struct surg_write_opts {
+    /* 0: one file. Otherwise the most bytes of tensor data per shard; the
+     * output is then a directory (or an `*.safetensors.index.json` path)
+     * holding `model-0000N-of-0000M.safetensors` and the index. */
+    uint64_t max_shard_size;
+} surg_write_opts;
+
+/* Write every tensor of `in` to `out_path` as safetensors, byte for byte,
+ * through a temporary file that is synced and renamed into place; on any
+ * failure nothing appears at `out_path`. */
+surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
+                            const surg_write_opts *opts, surg_sink *sink);
+
+/* Write the abstract state of `ck` as a schema file (SPEC §2) to a string
+ * the caller frees. */
+surg_status surg_ckpt_schema_json(const surg_ckpt *ck, char **out);
+
+/* Parse a size such as "5GB", "500MiB" or "1000" (bytes). */
+surg_status surg_parse_size(const char *text, uint64_t *out);
+
+/* Remove every temporary output file still open. Async-signal-safe: a
+ * signal handler calls it before the process dies. */
+void surg_remove_temporaries(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

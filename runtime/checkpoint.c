@@ -1,0 +1,267 @@
+/* checkpoint.c: opening a checkpoint by its name (one safetensors file, a
+ * sharded set, or a schema) into one name-sorted table of tensors. */
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "diag.h"
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+char *ck_join(arena *ar, const char *dir, const char *name)
+{
+    size_t d = strlen(dir), n = strlen(name);
+    char *p = ar_alloc(ar, d + n + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, d);
+    size_t at = d;
+    if (d && dir[d - 1] != '/')
+        p[at++] = '/';
+    memcpy(p + at, name, n + 1);
+    return p;
+}
+
+typedef struct ck_ref {
+    const st_entry *e;
+    uint32_t file;
+} ck_ref;
+
+static int ref_cmp(const void *a, const void *b)
+{
+    return strcmp(((const ck_ref *)a)->e->info.name,
+                  ((const ck_ref *)b)->e->info.name);
+}
+
+static surg_status merge_meta(surg_ckpt *ck, surg_sink *sink,
+                              const st_header *headers)
+{
+    size_t total = 0;
+    for (size_t f = 0; f < ck->n_files; f++)
+        total += headers[f].n_meta;
+    ck->meta = ar_array(&ck->ar, total ? total : 1, sizeof *ck->meta);
+    if (!ck->meta)
+        return dg_nomem(sink, ck->path);
+    for (size_t f = 0; f < ck->n_files; f++)
+        for (size_t i = 0; i < headers[f].n_meta; i++) {
+            const surg_meta_entry *m = &headers[f].meta[i];
+            size_t j = 0;
+            while (j < ck->n_meta && strcmp(ck->meta[j].key, m->key) != 0)
+                j++;
+            if (j == ck->n_meta)
+                ck->meta[ck->n_meta++] = *m;
+            else if (strcmp(ck->meta[j].value, m->value) != 0)
+                dg_file(sink, SURG_WARNING, "ck-metadata-conflict",
+                        ck->files[f].path,
+                        "metadata \"%s\" is \"%s\" here but \"%s\" in an "
+                        "earlier shard; keeping the first",
+                        m->key, m->value, ck->meta[j].value);
+        }
+    /* Each header's keys are sorted; the union needs sorting again. */
+    for (size_t i = 1; i < ck->n_meta; i++)
+        for (size_t j = i; j && strcmp(ck->meta[j - 1].key, ck->meta[j].key) > 0;
+             j--) {
+            surg_meta_entry t = ck->meta[j];
+            ck->meta[j] = ck->meta[j - 1];
+            ck->meta[j - 1] = t;
+        }
+    return SURG_OK;
+}
+
+surg_status ck_collect(surg_ckpt *ck, surg_sink *sink, st_header *headers)
+{
+    size_t n = 0;
+    for (size_t f = 0; f < ck->n_files; f++)
+        n += headers[f].n;
+    ck_ref *refs = malloc((n ? n : 1) * sizeof *refs);
+    ck->tensors = ar_array(&ck->ar, n ? n : 1, sizeof *ck->tensors);
+    ck->file_of = ar_array(&ck->ar, n ? n : 1, sizeof *ck->file_of);
+    ck->offset = ar_array(&ck->ar, n ? n : 1, sizeof *ck->offset);
+    if (!refs || !ck->tensors || !ck->file_of || !ck->offset) {
+        free(refs);
+        return dg_nomem(sink, ck->path);
+    }
+    size_t k = 0;
+    for (size_t f = 0; f < ck->n_files; f++)
+        for (size_t i = 0; i < headers[f].n; i++)
+            refs[k++] = (ck_ref){&headers[f].entries[i], (uint32_t)f};
+    qsort(refs, n, sizeof *refs, ref_cmp);
+    surg_status st = SURG_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        if (i && strcmp(refs[i].e->info.name, refs[i - 1].e->info.name) == 0) {
+            dg_file(sink, SURG_ERROR, "ck-duplicate-tensor", ck->path,
+                    "tensor \"%s\" is stored twice: in %s and in %s",
+                    refs[i].e->info.name, ck->files[refs[i - 1].file].path,
+                    ck->files[refs[i].file].path);
+            st = SURG_EINVALID;
+        }
+        ck->tensors[i] = refs[i].e->info;
+        ck->file_of[i] = refs[i].file;
+        ck->offset[i] = ck->files[refs[i].file].data_start + refs[i].e->begin;
+    }
+    free(refs);
+    ck->n = n;
+    return st ? st : merge_meta(ck, sink, headers);
+}
+
+static surg_status open_single(surg_ckpt *ck, surg_sink *sink)
+{
+    ck->kind = SURG_CKPT_SAFETENSORS;
+    ck->files = ar_alloc(&ck->ar, sizeof *ck->files);
+    if (!ck->files)
+        return dg_nomem(sink, ck->path);
+    st_header h;
+    surg_status st = st_open(&ck->ar, sink, ck->path, &ck->files[0], &h);
+    if (st)
+        return st;
+    ck->n_files = 1;
+    return ck_collect(ck, sink, &h);
+}
+
+static surg_status open_schema(surg_ckpt *ck, surg_sink *sink)
+{
+    ck->kind = SURG_CKPT_SCHEMA;
+    char *json;
+    size_t len;
+    surg_status st = st_slurp(sink, ck->path, ST_MAX_HEADER, &json, &len);
+    if (st)
+        return st;
+    st_header h;
+    st = st_parse_header(&ck->ar, sink, ck->path, json, len, 0, ST_SCHEMA, &h);
+    free(json);
+    if (st)
+        return st;
+    /* A schema is one header without a file behind it. */
+    ck->files = ar_alloc(&ck->ar, sizeof *ck->files);
+    if (!ck->files)
+        return dg_nomem(sink, ck->path);
+    ck->files[0] = (st_file){.path = ck->path, .fd = -1};
+    ck->n_files = 1;
+    st = ck_collect(ck, sink, &h);
+    return st;
+}
+
+/* A directory holds `model.safetensors.index.json`, or one `model.safetensors`. */
+static surg_status open_directory(surg_ckpt *ck, surg_sink *sink)
+{
+    char *index = ck_join(&ck->ar, ck->path, "model.safetensors.index.json");
+    char *single = ck_join(&ck->ar, ck->path, "model.safetensors");
+    if (!index || !single)
+        return dg_nomem(sink, ck->path);
+    struct stat sb;
+    if (stat(index, &sb) == 0)
+        return ck_open_sharded(ck, sink, index);
+    if (stat(single, &sb) == 0) {
+        ck->path = single;
+        return open_single(ck, sink);
+    }
+    dg_file(sink, SURG_ERROR, "ck-empty-dir", ck->path,
+            "the directory has neither model.safetensors.index.json nor "
+            "model.safetensors");
+    return SURG_EIO;
+}
+
+static surg_status open_by_name(surg_ckpt *ck, surg_sink *sink)
+{
+    struct stat sb;
+    if (stat(ck->path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return open_directory(ck, sink);
+    if (ends_with(ck->path, ".index.json"))
+        return ck_open_sharded(ck, sink, ck->path);
+    if (ends_with(ck->path, ".safetensors"))
+        return open_single(ck, sink);
+    if (ends_with(ck->path, ".json"))
+        return open_schema(ck, sink);
+    if (stat(ck->path, &sb) != 0)
+        return dg_errno(sink, ck->path, "cannot open", errno);
+    dg_file(sink, SURG_ERROR, "ck-format", ck->path,
+            "cannot tell the format from the name: expected a .safetensors "
+            "file, a sharded checkpoint (a directory or a "
+            ".safetensors.index.json), or a .json schema");
+    return SURG_EUSAGE;
+}
+
+surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out)
+{
+    *out = NULL;
+    surg_ckpt *ck = calloc(1, sizeof *ck);
+    if (!ck)
+        return dg_nomem(sink, path);
+    ar_init(&ck->ar);
+    ck->path = ar_strdup(&ck->ar, path);
+    surg_status st = ck->path ? open_by_name(ck, sink) : dg_nomem(sink, path);
+    if (st) {
+        surg_ckpt_close(ck);
+        return st;
+    }
+    *out = ck;
+    return SURG_OK;
+}
+
+void surg_ckpt_close(surg_ckpt *ck)
+{
+    if (!ck)
+        return;
+    for (size_t i = 0; i < ck->n_files; i++)
+        st_close(&ck->files[i]);
+    ar_free(&ck->ar);
+    free(ck);
+}
+
+surg_ckpt_kind surg_ckpt_kind_of(const surg_ckpt *ck) { return ck->kind; }
+const char *surg_ckpt_path(const surg_ckpt *ck) { return ck->path; }
+size_t surg_ckpt_count(const surg_ckpt *ck) { return ck->n; }
+size_t surg_ckpt_meta_count(const surg_ckpt *ck) { return ck->n_meta; }
+
+const surg_tensor_info *surg_ckpt_tensor(const surg_ckpt *ck, size_t i)
+{
+    return i < ck->n ? &ck->tensors[i] : NULL;
+}
+
+const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i)
+{
+    return i < ck->n_meta ? &ck->meta[i] : NULL;
+}
+
+size_t surg_ckpt_find(const surg_ckpt *ck, const char *name)
+{
+    size_t lo = 0, hi = ck->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ck->tensors[mid].name, name);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (size_t)-1;
+}
+
+surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
+                           const void **data)
+{
+    *data = NULL;
+    if (ck->kind == SURG_CKPT_SCHEMA || i >= ck->n) {
+        dg_file(sink, SURG_ERROR, "ck-no-data", ck->path,
+                ck->kind == SURG_CKPT_SCHEMA
+                    ? "a schema holds no tensor data"
+                    : "no such tensor");
+        return SURG_EUSAGE;
+    }
+    st_file *f = &ck->files[ck->file_of[i]];
+    surg_status st = st_map(f, sink);
+    if (st)
+        return st;
+    static const char empty[1];
+    *data = f->map ? (const char *)f->map + ck->offset[i] : empty;
+    return SURG_OK;
+}

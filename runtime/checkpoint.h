@@ -1,0 +1,39 @@
+/* checkpoint.h: the insides of a surg_ckpt, for the runtime modules that read
+ * or write one (the writer, later the executor). */
+#ifndef SURG_CHECKPOINT_H
+#define SURG_CHECKPOINT_H
+
+#include "safetensors.h"
+
+struct surg_ckpt {
+    arena ar;
+    surg_ckpt_kind kind;
+    const char *path;
+    surg_tensor_info *tensors; /* sorted by name */
+    uint32_t *file_of;         /* which of files[] holds tensor i */
+    uint64_t *offset;          /* absolute byte offset of tensor i there */
+    size_t n;
+    st_file *files;
+    size_t n_files;
+    surg_meta_entry *meta; /* sorted by key */
+    size_t n_meta;
+};
+
+/* A tensor's place in its file, for byte-range copies. */
+static inline const st_file *ck_file_of(const surg_ckpt *ck, size_t i)
+{
+    return &ck->files[ck->file_of[i]];
+}
+
+/* Sharded checkpoints: the index's directory and its shard files. */
+surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
+                            const char *index_path);
+
+/* Turn per-file headers into the checkpoint's name-sorted table; a name
+ * found twice is an error naming both files. */
+surg_status ck_collect(surg_ckpt *ck, surg_sink *sink, st_header *headers);
+
+/* Join a directory and a file name in the checkpoint's arena. */
+char *ck_join(arena *ar, const char *dir, const char *name);
+
+#endif

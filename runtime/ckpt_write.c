@@ -1,0 +1,105 @@
+/* ckpt_write.c: writing a whole checkpoint back out (the identity surgery),
+ * and its abstract state as a schema file. Tensor bytes go from input to
+ * output as byte ranges, never decoded. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "diag.h"
+#include "st_write.h"
+
+static surg_status copy_tensor(void *ctx, size_t i, of_file *out,
+                               surg_sink *sink)
+{
+    const surg_ckpt *ck = ctx;
+    return of_copy(out, sink, ck_file_of(ck, i)->fd, ck->offset[i],
+                   ck->tensors[i].nbytes);
+}
+
+surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
+                            const surg_write_opts *opts, surg_sink *sink)
+{
+    if (in->kind == SURG_CKPT_SCHEMA) {
+        dg_file(sink, SURG_ERROR, "ck-no-data", in->path,
+                "a schema holds no tensor data to write");
+        return SURG_EUSAGE;
+    }
+    stw_output out = {
+        .tensors = in->tensors,
+        .n = in->n,
+        .meta = in->meta,
+        .n_meta = in->n_meta,
+        .max_shard_size = opts ? opts->max_shard_size : 0,
+        .emit = copy_tensor,
+        .ctx = in,
+    };
+    return stw_write(sink, out_path, &out);
+}
+
+surg_status surg_ckpt_schema_json(const surg_ckpt *ck, char **out)
+{
+    buf b;
+    buf_init(&b);
+    buf_putc(&b, '{');
+    const char *sep = "\n  ";
+    if (ck->n_meta) {
+        buf_puts(&b, "\n  \"__metadata__\": {");
+        for (size_t i = 0; i < ck->n_meta; i++) {
+            buf_puts(&b, i ? ", " : "");
+            buf_json_string(&b, ck->meta[i].key);
+            buf_puts(&b, ": ");
+            buf_json_string(&b, ck->meta[i].value);
+        }
+        buf_putc(&b, '}');
+        sep = ",\n  ";
+    }
+    for (size_t i = 0; i < ck->n; i++) {
+        const surg_tensor_info *t = &ck->tensors[i];
+        buf_puts(&b, sep);
+        buf_json_string(&b, t->name);
+        buf_printf(&b, ": {\"dtype\": \"%s\", \"shape\": [",
+                   surg_dtype_st_name(t->dtype));
+        for (uint32_t d = 0; d < t->rank; d++)
+            buf_printf(&b, "%s%llu", d ? ", " : "",
+                       (unsigned long long)t->shape[d]);
+        buf_puts(&b, "]}");
+        sep = ",\n  ";
+    }
+    buf_puts(&b, ck->n || ck->n_meta ? "\n}\n" : "}\n");
+    *out = buf_take(&b);
+    return *out ? SURG_OK : SURG_ENOMEM;
+}
+
+/* Decimal units as Hugging Face reads them (GB = 10^9), binary ones with an
+ * i (GiB = 2^30). */
+surg_status surg_parse_size(const char *text, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {
+        {"", 1},           {"B", 1},
+        {"KB", 1000ull},   {"MB", 1000000ull},
+        {"GB", 1000000000ull}, {"TB", 1000000000000ull},
+        {"KIB", 1ull << 10}, {"MIB", 1ull << 20},
+        {"GIB", 1ull << 30}, {"TIB", 1ull << 40},
+    };
+    char *end;
+    if (!isdigit((unsigned char)*text))
+        return SURG_EUSAGE;
+    unsigned long long v = strtoull(text, &end, 10);
+    char unit[8];
+    size_t n = strlen(end);
+    if (n >= sizeof unit)
+        return SURG_EUSAGE;
+    for (size_t i = 0; i <= n; i++)
+        unit[i] = (char)toupper((unsigned char)end[i]);
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (strcmp(unit, units[i].unit) == 0) {
+            if (v == 0 || __builtin_mul_overflow((uint64_t)v, units[i].mult, out))
+                return SURG_EUSAGE;
+            return SURG_OK;
+        }
+    return SURG_EUSAGE;
+}

@@ -1,0 +1,222 @@
+/* outfile.c: atomic output files, and the list of temporaries a signal
+ * handler removes (the only process-wide state of the library). */
+#define _GNU_SOURCE
+#include "outfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "diag.h"
+
+struct of_file {
+    of_file *prev, *next; /* in the list of live temporaries */
+    char *final_path;
+    char *tmp_path;
+    int fd;
+};
+
+static of_file *live;
+
+/* The list changes with signals blocked, so the handler sees it whole. */
+static void list_lock(sigset_t *old)
+{
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, old);
+}
+
+static void list_unlock(const sigset_t *old) { sigprocmask(SIG_SETMASK, old, NULL); }
+
+static void list_add(of_file *f)
+{
+    sigset_t old;
+    list_lock(&old);
+    f->next = live;
+    if (live)
+        live->prev = f;
+    live = f;
+    list_unlock(&old);
+}
+
+static void list_remove(of_file *f)
+{
+    sigset_t old;
+    list_lock(&old);
+    if (f->prev)
+        f->prev->next = f->next;
+    else if (live == f)
+        live = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    f->prev = f->next = NULL;
+    list_unlock(&old);
+}
+
+void surg_remove_temporaries(void)
+{
+    for (of_file *f = live; f; f = f->next)
+        unlink(f->tmp_path);
+}
+
+static char *tmp_name(const char *final_path)
+{
+    const char *slash = strrchr(final_path, '/');
+    size_t dirlen = slash ? (size_t)(slash - final_path + 1) : 0;
+    const char *base = final_path + dirlen;
+    size_t n = strlen(final_path) + 32;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%.*s.%s.surg-tmp-XXXXXX", (int)dirlen, final_path, base);
+    return p;
+}
+
+static void of_free(of_file *f)
+{
+    free(f->final_path);
+    free(f->tmp_path);
+    free(f);
+}
+
+surg_status of_create(surg_sink *sink, const char *final_path, of_file **out)
+{
+    *out = NULL;
+    of_file *f = calloc(1, sizeof *f);
+    if (!f)
+        return dg_nomem(sink, final_path);
+    f->fd = -1;
+    f->final_path = strdup(final_path);
+    f->tmp_path = tmp_name(final_path);
+    if (!f->final_path || !f->tmp_path) {
+        of_free(f);
+        return dg_nomem(sink, final_path);
+    }
+    sigset_t old;
+    list_lock(&old);
+    f->fd = mkostemp(f->tmp_path, O_CLOEXEC);
+    int err = errno;
+    list_unlock(&old);
+    if (f->fd < 0) {
+        of_free(f);
+        return dg_errno(sink, final_path, "cannot create the output", err);
+    }
+    list_add(f);
+    *out = f;
+    return SURG_OK;
+}
+
+surg_status of_write(of_file *f, surg_sink *sink, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(f->fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return dg_errno(sink, f->final_path, "cannot write", errno);
+        p += n;
+        len -= (size_t)n;
+    }
+    return SURG_OK;
+}
+
+static surg_status copy_plain(of_file *f, surg_sink *sink, int src_fd,
+                              uint64_t off, uint64_t len)
+{
+    enum { CHUNK = 1 << 20 };
+    char *b = malloc(CHUNK);
+    if (!b)
+        return dg_nomem(sink, f->final_path);
+    surg_status st = SURG_OK;
+    while (len && !st) {
+        size_t want = len < CHUNK ? (size_t)len : CHUNK;
+        ssize_t n = pread(src_fd, b, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            dg_file(sink, SURG_ERROR, "io", f->final_path,
+                    "cannot read the input while copying: %s",
+                    n ? strerror(errno) : "it ended early (was it truncated?)");
+            st = SURG_EIO;
+            break;
+        }
+        st = of_write(f, sink, b, (size_t)n);
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    free(b);
+    return st;
+}
+
+surg_status of_copy(of_file *f, surg_sink *sink, int src_fd, uint64_t off,
+                    uint64_t len)
+{
+    loff_t in = (loff_t)off;
+    while (len) {
+        size_t want = len < (1u << 30) ? (size_t)len : (1u << 30);
+        ssize_t n = copy_file_range(src_fd, &in, f->fd, NULL, want, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == ENOSPC || errno == EFBIG || errno == EIO ||
+                      errno == EDQUOT))
+            return dg_errno(sink, f->final_path, "cannot write", errno);
+        if (n <= 0) /* not offered here, or a short source: plain copy */
+            return copy_plain(f, sink, src_fd, (uint64_t)in, len);
+        len -= (uint64_t)n;
+    }
+    return SURG_OK;
+}
+
+surg_status of_finish(of_file *f, surg_sink *sink)
+{
+    if (fsync(f->fd) != 0)
+        return dg_errno(sink, f->final_path, "cannot sync", errno);
+    int rc = close(f->fd);
+    f->fd = -1;
+    if (rc != 0)
+        return dg_errno(sink, f->final_path, "cannot close", errno);
+    return SURG_OK;
+}
+
+static void sync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path + 1)) : strdup(".");
+    if (!dir)
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd); /* best effort: some file systems refuse */
+        close(fd);
+    }
+    free(dir);
+}
+
+surg_status of_commit(of_file *f, surg_sink *sink)
+{
+    if (rename(f->tmp_path, f->final_path) != 0) {
+        surg_status st = dg_errno(sink, f->final_path, "cannot rename the "
+                                  "finished output into place", errno);
+        of_abort(f);
+        return st;
+    }
+    list_remove(f);
+    sync_dir(f->final_path);
+    of_free(f);
+    return SURG_OK;
+}
+
+void of_abort(of_file *f)
+{
+    if (!f)
+        return;
+    list_remove(f);
+    if (f->fd >= 0)
+        close(f->fd);
+    unlink(f->tmp_path);
+    of_free(f);
+}

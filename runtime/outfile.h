@@ -1,0 +1,26 @@
+/* outfile.h: an output file that appears whole or not at all. It is written
+ * under a temporary name in its destination directory, synced, and renamed
+ * into place; until then a signal handler can remove it. */
+#ifndef SURG_OUTFILE_H
+#define SURG_OUTFILE_H
+
+#include <stdint.h>
+
+#include "surg/surg.h"
+
+typedef struct of_file of_file;
+
+surg_status of_create(surg_sink *sink, const char *final_path, of_file **out);
+surg_status of_write(of_file *f, surg_sink *sink, const void *data, size_t len);
+/* Copy len bytes at off of src_fd: copy_file_range where the kernel offers
+ * it, plain reads and writes otherwise. */
+surg_status of_copy(of_file *f, surg_sink *sink, int src_fd, uint64_t off,
+                    uint64_t len);
+/* fsync and close; the file keeps its temporary name. */
+surg_status of_finish(of_file *f, surg_sink *sink);
+/* Rename into place, sync the directory, and free. */
+surg_status of_commit(of_file *f, surg_sink *sink);
+/* Remove the temporary file and free; safe on NULL. */
+void of_abort(of_file *f);
+
+#endif

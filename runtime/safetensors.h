@@ -1,0 +1,30 @@
+/* safetensors.h: one safetensors file on disk: its validated header, and its
+ * data mapped only when asked for. */
+#ifndef SURG_SAFETENSORS_H
+#define SURG_SAFETENSORS_H
+
+#include "st_header.h"
+
+typedef struct st_file {
+    const char *path;
+    int fd;
+    uint64_t size;       /* of the whole file */
+    uint64_t data_start; /* 8 + header length */
+    void *map;           /* whole file, mapped on first data access */
+} st_file;
+
+/* Open `path`, read its 8-byte length and header (never the data), and
+ * validate them. On success the file stays open until st_close. */
+surg_status st_open(arena *ar, surg_sink *sink, const char *path, st_file *f,
+                    st_header *h);
+void st_close(st_file *f);
+
+/* Map the file (once) so tensor data can be read in place. */
+surg_status st_map(st_file *f, surg_sink *sink);
+
+/* Read a whole small file (an index, a schema) into memory the caller frees;
+ * files above `limit` bytes are refused. */
+surg_status st_slurp(surg_sink *sink, const char *path, size_t limit,
+                     char **data, size_t *len);
+
+#endif

@@ -1,0 +1,75 @@
+/* arena.c: a list of blocks; each allocation bumps a pointer in the newest. */
+#include "arena.h"
+
+#include <stdalign.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ar_block {
+    ar_block *next;
+    size_t used, cap;
+    alignas(max_align_t) unsigned char data[];
+};
+
+enum { AR_BLOCK = 64 * 1024 };
+
+void ar_init(arena *a) { a->head = NULL; }
+
+void ar_free(arena *a)
+{
+    ar_block *b = a->head;
+    while (b) {
+        ar_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    a->head = NULL;
+}
+
+static size_t align_up(size_t n)
+{
+    size_t al = alignof(max_align_t);
+    return (n + al - 1) & ~(al - 1);
+}
+
+void *ar_alloc(arena *a, size_t size)
+{
+    if (size > SIZE_MAX / 2)
+        return NULL;
+    size = align_up(size ? size : 1);
+    ar_block *b = a->head;
+    if (!b || b->cap - b->used < size) {
+        size_t cap = size > AR_BLOCK ? size : AR_BLOCK;
+        b = malloc(sizeof *b + cap);
+        if (!b)
+            return NULL;
+        b->used = 0;
+        b->cap = cap;
+        b->next = a->head;
+        a->head = b;
+    }
+    void *p = b->data + b->used;
+    b->used += size;
+    memset(p, 0, size);
+    return p;
+}
+
+void *ar_array(arena *a, size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / 2 / size)
+        return NULL;
+    return ar_alloc(a, n * size);
+}
+
+char *ar_strndup(arena *a, const char *s, size_t n)
+{
+    char *p = ar_alloc(a, n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+char *ar_strdup(arena *a, const char *s) { return ar_strndup(a, s, strlen(s)); }

@@ -1,0 +1,141 @@
+/* buf.c: growable byte strings. */
+#include "buf.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void buf_init(buf *b) { *b = (buf){0}; }
+
+void buf_free(buf *b)
+{
+    free(b->data);
+    *b = (buf){0};
+}
+
+static bool reserve(buf *b, size_t extra)
+{
+    if (b->failed)
+        return false;
+    if (extra < b->cap - b->len)
+        return true;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap - b->len <= extra) {
+        if (cap > (size_t)-1 / 2) {
+            b->failed = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p) {
+        b->failed = true;
+        return false;
+    }
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+void buf_append(buf *b, const void *data, size_t len)
+{
+    if (!reserve(b, len))
+        return;
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void buf_puts(buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+
+void buf_putc(buf *b, char c) { buf_append(b, &c, 1); }
+
+void buf_vprintf(buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if (!reserve(b, (size_t)n))
+        return;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+void buf_printf(buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+static void put_codepoint_escaped(buf *b, uint32_t cp)
+{
+    if (cp >= 0x10000) {
+        cp -= 0x10000;
+        buf_printf(b, "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+    } else {
+        buf_printf(b, "\\u%04x", cp);
+    }
+}
+
+/* Decode one UTF-8 sequence at *p (already validated) and advance past it. */
+static uint32_t next_codepoint(const unsigned char **p)
+{
+    const unsigned char *s = *p;
+    int n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
+    uint32_t cp = s[0] & (0x3F >> (n - 1));
+    int i = 1;
+    for (; i < n && s[i]; i++)
+        cp = cp << 6 | (s[i] & 0x3F);
+    *p = s + i - 1;
+    return cp;
+}
+
+static void json_string(buf *b, const char *s, bool ascii)
+{
+    buf_putc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (ascii && *p >= 0x80) {
+            put_codepoint_escaped(b, next_codepoint(&p));
+            continue;
+        }
+        switch (*p) {
+        case '"': buf_puts(b, "\\\""); break;
+        case '\\': buf_puts(b, "\\\\"); break;
+        case '\b': buf_puts(b, "\\b"); break;
+        case '\f': buf_puts(b, "\\f"); break;
+        case '\n': buf_puts(b, "\\n"); break;
+        case '\r': buf_puts(b, "\\r"); break;
+        case '\t': buf_puts(b, "\\t"); break;
+        default:
+            if (*p < 0x20)
+                buf_printf(b, "\\u%04x", *p);
+            else
+                buf_putc(b, (char)*p);
+        }
+    }
+    buf_putc(b, '"');
+}
+
+void buf_json_string(buf *b, const char *s) { json_string(b, s, false); }
+void buf_json_ascii(buf *b, const char *s) { json_string(b, s, true); }
+
+char *buf_take(buf *b)
+{
+    if (!b->data)
+        reserve(b, 0); /* an empty string is still a string */
+    if (b->data && !b->failed && b->len == 0)
+        b->data[0] = '\0';
+    char *s = b->failed ? NULL : b->data;
+    if (!s)
+        free(b->data);
+    *b = (buf){0};
+    return s;
+}

@@ -1,0 +1,71 @@
+/* diag.c: building diagnostics and counting them into the sink. */
+#include "diag.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "buf.h"
+
+void dg_emit(surg_sink *sink, const surg_diag *d)
+{
+    if (!sink)
+        return;
+    if (d->severity == SURG_ERROR)
+        sink->errors++;
+    else if (d->severity == SURG_WARNING)
+        sink->warnings++;
+    if (sink->fn)
+        sink->fn(d, sink->user);
+}
+
+static void vreport(surg_sink *sink, surg_severity sev, const char *code,
+                    const char *file, const char *const *notes,
+                    size_t n_notes, const char *fmt, va_list ap)
+{
+    buf msg;
+    buf_init(&msg);
+    buf_vprintf(&msg, fmt, ap);
+    surg_diag d = {
+        .severity = sev,
+        .code = code,
+        .file = file,
+        .message = msg.failed ? "(out of memory while describing an error)"
+                              : msg.data,
+        .notes = notes,
+        .n_notes = n_notes,
+    };
+    dg_emit(sink, &d);
+    buf_free(&msg);
+}
+
+void dg_file(surg_sink *sink, surg_severity sev, const char *code,
+             const char *file, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(sink, sev, code, file, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void dg_file_notes(surg_sink *sink, surg_severity sev, const char *code,
+                   const char *file, const char *const *notes, size_t n_notes,
+                   const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(sink, sev, code, file, notes, n_notes, fmt, ap);
+    va_end(ap);
+}
+
+surg_status dg_errno(surg_sink *sink, const char *file, const char *what,
+                     int err)
+{
+    dg_file(sink, SURG_ERROR, "io", file, "%s: %s", what, strerror(err));
+    return SURG_EIO;
+}
+
+surg_status dg_nomem(surg_sink *sink, const char *file)
+{
+    dg_file(sink, SURG_ERROR, "nomem", file, "out of memory");
+    return SURG_ENOMEM;
+}
