@@ -1,3 +1,274 @@
+/* test_writer.c: the safetensors writer: exact header bytes in the reference
+ * layout, alignment, determinism, sharding, and atomic output (nothing at the
+ * destination, no temporary left, on any failure). */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "outfile.h"
 #include "testutil.h"
-static void t(void **s){(void)s;}
-int main(void){const struct CMUnitTest ts[]={cmocka_unit_test(t)};return cmocka_run_group_tests(ts,NULL,NULL);}
+
+/* Write `8-byte length | header | data` to a fresh file. */
+static const char *craft(const char *name, const char *json, const void *data,
+                         size_t data_len)
+{
+    const char *path = tmp_path(name);
+    size_t hlen = strlen(json);
+    unsigned char *b = calloc(1, 8 + hlen + data_len);
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    memcpy(b + 8, json, hlen);
+    memcpy(b + 8 + hlen, data, data_len);
+    write_file(path, b, 8 + hlen + data_len);
+    free(b);
+    return path;
+}
+
+static surg_status rewrite(const char *in, const char *out, uint64_t shard,
+                           recorder *r)
+{
+    rec_init(r);
+    surg_ckpt *ck;
+    surg_status st = surg_ckpt_open(in, &r->sink, &ck);
+    if (st)
+        return st;
+    surg_write_opts opts = {.max_shard_size = shard};
+    st = surg_ckpt_write(ck, out, &opts, &r->sink);
+    surg_ckpt_close(ck);
+    return st;
+}
+
+static size_t count_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strstr(e->d_name, "surg-tmp") != NULL;
+    closedir(d);
+    return n;
+}
+
+/* Three tensors in the "wrong" order: the output puts F64 first, then F32,
+ * then U8, sorts the metadata and adds "format": "pt". */
+static void test_reference_layout(void **state)
+{
+    (void)state;
+    const unsigned char data[] = {1, 2, 3,                         /* b: U8[3] at 0 */
+                                  0, 0, 128, 63, 0, 0, 0, 64,      /* a: F32[2] */
+                                  0, 0, 0, 0, 0, 0, 8, 64};        /* c: F64[] */
+    const char *in = craft(
+        "in.safetensors",
+        "{\"__metadata__\":{\"z\":\"1\",\"a\":\"2\"},"
+        "\"b\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[3,11]},"
+        "\"c\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[11,19]}}",
+        data, sizeof data);
+    const char *out = tmp_path("out.safetensors");
+    recorder r;
+    assert_int_equal(rewrite(in, out, 0, &r), SURG_OK);
+    size_t len;
+    unsigned char *got = read_all(out, &len);
+    const char *json =
+        "{\"__metadata__\":{\"a\":\"2\",\"format\":\"pt\",\"z\":\"1\"},"
+        "\"c\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,8]},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+        "\"b\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[16,19]}}";
+    size_t jlen = strlen(json), padded = (jlen + 7) / 8 * 8;
+    assert_int_equal(len, 8 + padded + 19);
+    assert_int_equal(got[0] | got[1] << 8, padded);
+    assert_memory_equal(got + 8, json, jlen);
+    for (size_t i = jlen; i < padded; i++)
+        assert_int_equal(got[8 + i], ' ');
+    const unsigned char want_data[] = {0, 0, 0, 0, 0, 0, 8, 64, 0, 0, 128, 63,
+                                       0, 0, 0, 64, 1, 2, 3};
+    assert_memory_equal(got + 8 + padded, want_data, 19);
+    free(got);
+
+    /* The same input written again gives the same bytes. */
+    const char *again = tmp_path("again.safetensors");
+    assert_int_equal(rewrite(in, again, 0, &r), SURG_OK);
+    size_t len2;
+    unsigned char *a = read_all(out, &len), *b = read_all(again, &len2);
+    assert_int_equal(len, len2);
+    assert_memory_equal(a, b, len);
+    free(a);
+    free(b);
+    assert_int_equal(count_temporaries(tmp_dir()), 0);
+}
+
+static void test_format_kept(void **state)
+{
+    (void)state;
+    const char *in = craft("np.safetensors",
+                           "{\"__metadata__\":{\"format\":\"np\"},"
+                           "\"x\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+                           "\x07", 1);
+    const char *out = tmp_path("np-out.safetensors");
+    recorder r;
+    assert_int_equal(rewrite(in, out, 0, &r), SURG_OK);
+    size_t len;
+    char *got = (char *)read_all(out, &len);
+    assert_non_null(strstr(got + 8, "{\"__metadata__\":{\"format\":\"np\"},\"x\""));
+    free(got);
+}
+
+/* Every tensor of every dtype lands on a multiple of its element size. */
+static void test_alignment(void **state)
+{
+    (void)state;
+    surg_ckpt *ck;
+    recorder r;
+    rec_init(&r);
+    assert_int_equal(surg_ckpt_open(SURG_FIXTURES "/safetensors-reference/sharded",
+                                    &r.sink, &ck),
+                     SURG_OK);
+    const char *out = tmp_path("aligned.safetensors");
+    assert_int_equal(surg_ckpt_write(ck, out, NULL, &r.sink), SURG_OK);
+    surg_ckpt *back;
+    assert_int_equal(surg_ckpt_open(out, &r.sink, &back), SURG_OK);
+    assert_int_equal(surg_ckpt_count(back), surg_ckpt_count(ck));
+    for (size_t i = 0; i < surg_ckpt_count(back); i++) {
+        const void *p, *q;
+        assert_int_equal(surg_ckpt_data(back, i, NULL, &p), SURG_OK);
+        assert_int_equal(surg_ckpt_data(ck, i, NULL, &q), SURG_OK);
+        const surg_tensor_info *t = surg_ckpt_tensor(back, i);
+        size_t size = surg_dtype_bits(t->dtype) / 8;
+        assert_int_equal((uintptr_t)p % size, 0); /* the map is page aligned */
+        assert_string_equal(t->name, surg_ckpt_tensor(ck, i)->name);
+        assert_memory_equal(p, q, t->nbytes);
+    }
+    surg_ckpt_close(back);
+    surg_ckpt_close(ck);
+}
+
+static void test_sharded_output(void **state)
+{
+    (void)state;
+    const char *dir = tmp_path("shards");
+    recorder r;
+    assert_int_equal(rewrite(SURG_FIXTURES "/safetensors-reference/model.numpy.safetensors",
+                             dir, 1000, &r),
+                     SURG_OK);
+    char p[600];
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    surg_ckpt *ck;
+    rec_init(&r);
+    assert_int_equal(surg_ckpt_open(p, &r.sink, &ck), SURG_OK);
+    assert_int_equal(surg_ckpt_count(ck), 27);
+    snprintf(p, sizeof p, "%s/model-00001-of-00005.safetensors", dir);
+    assert_int_equal(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/model-00005-of-00005.safetensors", dir);
+    assert_int_equal(access(p, F_OK), 0);
+    surg_ckpt_close(ck);
+    assert_int_equal(count_temporaries(dir), 0);
+
+    /* Everything fits in one shard: one model.safetensors, no index. */
+    const char *one = tmp_path("one-shard");
+    assert_int_equal(rewrite(SURG_FIXTURES "/safetensors-reference/model.numpy.safetensors",
+                             one, 1000000, &r),
+                     SURG_OK);
+    snprintf(p, sizeof p, "%s/model.safetensors", one);
+    assert_int_equal(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", one);
+    assert_int_not_equal(access(p, F_OK), 0);
+}
+
+static void test_no_partial_output(void **state)
+{
+    (void)state;
+    const char *ref = SURG_FIXTURES "/safetensors-reference/model.numpy.safetensors";
+    recorder r;
+    /* An output directory that does not exist. */
+    assert_int_equal(rewrite(ref, tmp_path("nodir/out.safetensors"), 0, &r), SURG_EIO);
+    assert_true(rec_has_text(&r, "cannot create the output"));
+
+    /* The input shrinks between reading its header and copying its data. */
+    size_t len;
+    unsigned char *whole = read_all(ref, &len);
+    const char *in = tmp_path("shrinking.safetensors");
+    write_file(in, whole, len);
+    surg_ckpt *ck;
+    rec_init(&r);
+    assert_int_equal(surg_ckpt_open(in, &r.sink, &ck), SURG_OK);
+    assert_int_equal(truncate(in, (off_t)len - 100), 0);
+    const char *out = tmp_path("never.safetensors");
+    assert_int_not_equal(surg_ckpt_write(ck, out, NULL, &r.sink), SURG_OK);
+    if (!rec_has_text(&r, "truncated"))
+        fail_msg("%s", r.messages);
+    surg_ckpt_close(ck);
+    assert_int_not_equal(access(out, F_OK), 0);
+    assert_int_equal(count_temporaries(tmp_dir()), 0);
+
+    /* A sharded output that fails leaves no shard and removes the directory
+     * it made. */
+    write_file(in, whole, len);
+    rec_init(&r);
+    assert_int_equal(surg_ckpt_open(in, &r.sink, &ck), SURG_OK);
+    assert_int_equal(truncate(in, (off_t)len - 100), 0);
+    const char *dir = tmp_path("failed-shards");
+    assert_int_not_equal(surg_ckpt_write(ck, dir, &(surg_write_opts){100}, &r.sink),
+                         SURG_OK);
+    surg_ckpt_close(ck);
+    assert_int_not_equal(access(dir, F_OK), 0);
+    free(whole);
+
+    /* A schema has no data to write. */
+    const char *schema = tmp_path("s.json");
+    write_file(schema, "{}", 2);
+    rec_init(&r);
+    assert_int_equal(surg_ckpt_open(schema, &r.sink, &ck), SURG_OK);
+    assert_int_equal(surg_ckpt_write(ck, tmp_path("s.safetensors"), NULL, &r.sink),
+                     SURG_EUSAGE);
+    surg_ckpt_close(ck);
+}
+
+static void test_temporaries(void **state)
+{
+    (void)state;
+    recorder r;
+    rec_init(&r);
+    of_file *a, *b;
+    const char *final = tmp_path("pending.safetensors");
+    assert_int_equal(of_create(&r.sink, final, &a), SURG_OK);
+    assert_int_equal(of_create(&r.sink, final, &b), SURG_OK);
+    assert_int_equal(of_write(a, &r.sink, "abc", 3), SURG_OK);
+    assert_int_equal(count_temporaries(tmp_dir()), 2);
+    surg_remove_temporaries(); /* what the signal handler does */
+    assert_int_equal(count_temporaries(tmp_dir()), 0);
+    assert_int_not_equal(access(final, F_OK), 0);
+    of_abort(a);
+    of_abort(b);
+
+    assert_int_equal(of_create(&r.sink, final, &a), SURG_OK);
+    assert_int_equal(of_write(a, &r.sink, "xyz", 3), SURG_OK);
+    assert_int_equal(of_finish(a, &r.sink), SURG_OK);
+    assert_int_not_equal(access(final, F_OK), 0); /* not there before commit */
+    assert_int_equal(of_commit(a, &r.sink), SURG_OK);
+    size_t len;
+    unsigned char *got = read_all(final, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(got, "xyz", 3);
+    free(got);
+    assert_int_equal(count_temporaries(tmp_dir()), 0);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tmp_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_layout), cmocka_unit_test(test_format_kept),
+        cmocka_unit_test(test_alignment),        cmocka_unit_test(test_sharded_output),
+        cmocka_unit_test(test_no_partial_output), cmocka_unit_test(test_temporaries),
+    };
+    return cmocka_run_group_tests(tests, NULL, teardown);
+}
