@@ -122,7 +122,8 @@ static int kid_cmp(const void *x, const void *y)
  * ("embed_tokens.weight" rather than two lines). */
 static bool tidy(node *n)
 {
-    qsort(n->kids, n->n_kids, sizeof *n->kids, kid_cmp);
+    if (n->n_kids > 1)
+        qsort(n->kids, n->n_kids, sizeof *n->kids, kid_cmp);
     for (size_t i = 0; i < n->n_kids; i++) {
         node *k = n->kids[i];
         while (!k->leaf && k->n_kids == 1) {
@@ -211,7 +212,8 @@ static void print_summary(const surg_ckpt *ck)
         elems += surg_ckpt_tensor(ck, i)->nelems;
         bytes += surg_ckpt_tensor(ck, i)->nbytes;
     }
-    printf("%zu tensor%s, %llu parameters, ", n, n == 1 ? "" : "s", elems);
+    printf("%zu tensor%s, %llu parameter%s, ", n, n == 1 ? "" : "s", elems,
+           elems == 1 ? "" : "s");
     print_bytes(bytes);
     putchar('\n');
 }

@@ -149,6 +149,21 @@ static surg_status check_agreement(surg_ckpt *ck, surg_sink *sink,
     return st;
 }
 
+/* Sizes come from the shards' own headers; a differing total in the index is
+ * worth a warning, not a refusal (some writers count it differently). */
+static void check_total_size(const surg_ckpt *ck, surg_sink *sink,
+                             json_int_t claimed)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < ck->n; i++)
+        total += ck->tensors[i].nbytes;
+    if (claimed < 0 || (uint64_t)claimed != total)
+        dg_file(sink, SURG_WARNING, "shard-total-size", ck->path,
+                "the index's metadata.total_size is %lld, but its tensors hold "
+                "%llu bytes",
+                (long long)claimed, (unsigned long long)total);
+}
+
 surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
                             const char *index_path)
 {
@@ -168,6 +183,9 @@ surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
                     err.position);
     index_map m = {0};
     st = read_weight_map(ck, sink, root, &m);
+    const json_t *meta = json_object_get(root, "metadata");
+    json_int_t claimed = json_integer_value(json_object_get(meta, "total_size"));
+    bool has_total = json_is_integer(json_object_get(meta, "total_size"));
     json_decref(root);
     if (st)
         return st;
@@ -181,5 +199,9 @@ surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
     if (!st)
         st = ck_collect(ck, sink, headers);
     free(headers);
-    return st ? st : check_agreement(ck, sink, &m);
+    if (!st)
+        st = check_agreement(ck, sink, &m);
+    if (!st && has_total)
+        check_total_size(ck, sink, claimed);
+    return st;
 }

@@ -275,13 +275,12 @@ static surg_status check_tiling(parser *p, st_header *h, uint64_t data_len)
 
 static surg_status json_error(parser *p, const json_error_t *err)
 {
+    const char *what = p->mode == ST_SCHEMA ? "schema" : "header";
     if (json_error_code(err) == json_error_duplicate_key)
-        return FAIL(p, "st-duplicate-key",
-                    "the header has a duplicate key (%s, at byte %d)",
-                    err->text, err->position);
-    return FAIL(p, "st-header-json",
-                "the header is not valid JSON: %s (at byte %d)", err->text,
-                err->position);
+        return FAIL(p, "st-duplicate-key", "the %s has a duplicate key (%s, at byte %d)",
+                    what, err->text, err->position);
+    return FAIL(p, "st-header-json", "the %s is not valid JSON: %s (at byte %d)",
+                what, err->text, err->position);
 }
 
 static surg_status parse_object(parser *p, const json_t *root, uint64_t data_len,

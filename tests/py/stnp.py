@@ -193,6 +193,8 @@ def parse(blob, where="<bytes>"):
         header = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
         raise FormatError("%s: header is not JSON: %s" % (where, e))
+    except RecursionError:
+        raise FormatError("%s: header nests too deeply" % where)
     if not isinstance(header, dict):
         raise FormatError("%s: header is not an object" % where)
     data = blob[8 + n:]

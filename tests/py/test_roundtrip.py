@@ -20,6 +20,7 @@ import unittest
 
 import numpy as np
 
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stnp  # noqa: E402
 
@@ -202,6 +203,40 @@ class TestNumpyRoundTrip(RewriteCase):
         self.roundtrip(tensors, {"k\u00e9y": "v\"al\\"}, add_format=True)
 
 
+    def test_raw_dtypes_pass_through(self):
+        # Types NumPy cannot compute on travel as bytes; F4 is 4 bits a value.
+        tensors = {
+            "f4": ("F4", np.array([0x12, 0x34, 0x56], "u1"), [2, 3]),
+            "c64": ("C64", np.array([1 + 2j, -3.5j], "<c8")),
+            "e8m0": ("F8_E8M0", np.array([127, 128], "u1")),
+        }
+        src, out = self.path("in.safetensors"), self.path("out.safetensors")
+        stnp.save(src, tensors, order="given", add_format=False)
+        self.run_ok(src, out)
+        self.assertEqual(stnp.load_raw(out)[0], stnp.load_raw(src)[0])
+        self.assertEqual(read(out), stnp.save(self.path("want.safetensors"), tensors))
+
+    def test_no_tensors(self):
+        src, out = self.path("in.safetensors"), self.path("out.safetensors")
+        stnp.save(src, {}, add_format=False)
+        self.run_ok(src, out)
+        self.assertEqual(read(out), struct.pack("<Q", 32) + b'{"__metadata__":{"format":"pt"}}')
+
+    def test_offsets_in_another_order_than_the_header(self):
+        # Valid: the header lists b first but a's bytes come first.
+        header = (b'{"b":{"dtype":"U8","shape":[2],"data_offsets":[3,5]},'
+                  b'"a":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}}')
+        header += b" " * (-len(header) % 8)
+        src, out = self.path("in.safetensors"), self.path("out.safetensors")
+        with open(src, "wb") as f:
+            f.write(struct.pack("<Q", len(header)) + header + b"AAABB")
+        self.run_ok(src, out)
+        self.assert_canonical(out)
+        got = stnp.load_raw(out)[0]
+        self.assertEqual(got["a"][2], b"AAA")
+        self.assertEqual(got["b"][2], b"BB")
+
+
 class TestReferenceFixture(RewriteCase):
     """(b) The file the reference writer made, rewritten."""
 
@@ -355,6 +390,38 @@ class TestSharded(RewriteCase):
         self.assertEqual(back, stnp.load_raw(src)[0])
 
 
+class TestBadShardedInput(RewriteCase):
+    """A sharded checkpoint whose index and shards disagree is wrong (exit 1)."""
+
+    def broken_copy(self, edit):
+        src = fixture("safetensors-reference", "sharded")
+        d = self.path("sharded")
+        os.mkdir(d)
+        for f in os.listdir(src):
+            shutil.copyfile(os.path.join(src, f), os.path.join(d, f))
+        index_path = os.path.join(d, "model.safetensors.index.json")
+        with open(index_path) as f:
+            index = json.load(f)
+        edit(index["weight_map"])
+        with open(index_path, "w") as f:
+            json.dump(index, f)
+        out = self.path("out.safetensors")
+        r = rewrite(d, out)
+        self.assertEqual(r.returncode, 1, r.stderr.decode(errors="replace"))
+        self.assertIn("model.safetensors.index.json", r.stderr.decode(errors="replace"))
+        self.assertFalse(os.path.exists(out))
+        self.assert_no_temp_files(self.tmp)
+
+    def test_index_names_a_tensor_the_shard_lacks(self):
+        self.broken_copy(lambda m: m.update({"nosuch": "model-00001-of-00006.safetensors"}))
+
+    def test_shard_holds_a_tensor_the_index_lacks(self):
+        self.broken_copy(lambda m: m.pop("bool_3"))
+
+    def test_shard_path_outside_the_directory(self):
+        self.broken_copy(lambda m: m.update({"bool_3": "../model.numpy.safetensors"}))
+
+
 class TestFailures(RewriteCase):
     """(d) Bad input or a bad destination: the right exit code, nothing written."""
 
@@ -440,6 +507,36 @@ class TestFailures(RewriteCase):
     def test_offsets_overlap(self):
         self.malformed(lambda b: self.with_header(
             b, lambda h: h.replace(b"[24,32]", b"[20,28]"))[:-4])
+
+    def raw_header(self, header, data=b""):
+        """A file around a hand-written header (not validated here)."""
+        header += b" " * (-len(header) % 8)
+        return lambda b: struct.pack("<Q", len(header)) + header + data
+
+    def test_duplicate_tensor_name(self):
+        self.malformed(self.raw_header(
+            b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},'
+            b'"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}', b"xy"))
+
+    def test_shape_size_overflows(self):
+        self.malformed(self.raw_header(
+            b'{"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,0]}}'))
+
+    def test_unknown_dtype(self):
+        self.malformed(self.raw_header(
+            b'{"a":{"dtype":"X9","shape":[1],"data_offsets":[0,1]}}', b"x"))
+
+    def test_metadata_not_strings(self):
+        self.malformed(self.raw_header(
+            b'{"__metadata__":{"n":1},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', b"x"))
+
+    def test_header_length_huge(self):
+        self.malformed(lambda b: struct.pack("<Q", 2 ** 64 - 1) + bytes(b[8:]))
+
+    def test_deeply_nested_header(self):
+        depth = 100000
+        self.malformed(self.raw_header(b'{"__metadata__":' + b'{"a":' * depth + b"1" +
+                                       b"}" * depth + b"}"))
 
     def test_size_does_not_match_shape(self):
         self.malformed(lambda b: self.with_header(b, lambda h: h.replace(b"[6]", b"[7]")))
