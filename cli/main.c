@@ -15,6 +15,7 @@ static const char usage[] =
     "checkpoint's abstract state and apply it with a streaming runtime.\n"
     "\n"
     "commands:\n"
+    "  fmt RECIPE [--check]   print a recipe in the canonical layout\n"
     "  schema CKPT [--json]   print the abstract state (names, dtypes, shapes)\n"
     "\n"
     "options:\n"
@@ -31,6 +32,7 @@ static const struct command {
     int (*run)(int argc, char **argv, diag_printer *dp);
 } commands[] = {
     {"schema", cmd_schema},
+    {"fmt", cmd_fmt},
 };
 
 int usage_error(const char *cmd, const char *fmt, ...)

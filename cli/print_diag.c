@@ -89,20 +89,42 @@ static void print_github(FILE *out, const surg_diag *d)
     fputc('\n', out);
 }
 
-/* The source line, then a caret under the first column and tildes to the
- * end of the span (on the same line). */
+/* Display column (0-based) after the first `chars` characters of a line,
+ * with tabs advancing to the next multiple of 8. */
+static unsigned display_column(const char *line, unsigned chars)
+{
+    unsigned col = 0, seen = 0;
+    for (const unsigned char *p = (const unsigned char *)line; *p && seen < chars; p++) {
+        if ((*p & 0xC0) == 0x80)
+            continue;
+        col = *p == '\t' ? (col / 8 + 1) * 8 : col + 1;
+        seen++;
+    }
+    return col;
+}
+
+/* The source line with tabs expanded, then a caret under the first column
+ * of the span and tildes to its end (on that line). */
 static void print_excerpt(FILE *out, const surg_diag *d, bool color)
 {
-    fprintf(out, "%5u | %s\n      | ", d->line, d->source_line);
-    unsigned width = 0;
-    for (const unsigned char *p = (const unsigned char *)d->source_line; *p; p++)
-        width += (*p & 0xC0) != 0x80;
-    for (unsigned c = 1; c < d->col && c <= width; c++)
-        fputc(' ', out);
-    unsigned end = d->end_line == d->line && d->end_col > d->col ? d->end_col
-                                                                : d->col + 1;
-    fputs(color ? "\033[1;32m^" : "^", out);
-    for (unsigned c = d->col + 1; c < end; c++)
+    fprintf(out, "%5u | ", d->line);
+    unsigned col = 0;
+    for (const char *p = d->source_line; *p; p++) {
+        if (*p == '\t') {
+            unsigned next = (col / 8 + 1) * 8;
+            fprintf(out, "%*s", (int)(next - col), "");
+            col = next;
+        } else {
+            fputc(*p, out);
+            col += ((unsigned char)*p & 0xC0) != 0x80;
+        }
+    }
+    unsigned from = display_column(d->source_line, d->col - 1);
+    unsigned to = d->end_line == d->line && d->end_col > d->col
+                      ? display_column(d->source_line, d->end_col - 1)
+                      : from + 1;
+    fprintf(out, "\n      | %*s%s^", (int)from, "", color ? "\033[1;32m" : "");
+    for (unsigned c = from + 1; c < to; c++)
         fputc('~', out);
     fputs(color ? "\033[0m\n" : "\n", out);
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "diag.h"
+#include "readfile.h"
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -130,7 +131,7 @@ static surg_status open_schema(surg_ckpt *ck, surg_sink *sink)
     ck->kind = SURG_CKPT_SCHEMA;
     char *json;
     size_t len;
-    surg_status st = st_slurp(sink, ck->path, ST_MAX_HEADER, &json, &len);
+    surg_status st = rf_read_all(sink, ck->path, ST_MAX_HEADER, &json, &len);
     if (st)
         return st;
     st_header h;

@@ -11,49 +11,7 @@
 #include <unistd.h>
 
 #include "diag.h"
-
-static surg_status read_exact(surg_sink *sink, const char *path, int fd,
-                              void *dst, size_t len, uint64_t off)
-{
-    char *p = dst;
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return dg_errno(sink, path, "cannot read", errno);
-        if (n == 0) {
-            dg_file(sink, SURG_ERROR, "io", path,
-                    "the file ended while reading it (was it truncated?)");
-            return SURG_EIO;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return SURG_OK;
-}
-
-static surg_status open_regular(surg_sink *sink, const char *path, int *fd,
-                                uint64_t *size)
-{
-    *fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (*fd < 0)
-        return dg_errno(sink, path, "cannot open", errno);
-    struct stat sb;
-    if (fstat(*fd, &sb) != 0) {
-        int err = errno;
-        close(*fd);
-        return dg_errno(sink, path, "cannot stat", err);
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(*fd);
-        dg_file(sink, SURG_ERROR, "io", path, "not a regular file");
-        return SURG_EIO;
-    }
-    *size = (uint64_t)sb.st_size;
-    return SURG_OK;
-}
+#include "readfile.h"
 
 static uint64_t le64(const unsigned char b[8])
 {
@@ -74,7 +32,7 @@ static surg_status read_header(arena *ar, surg_sink *sink, st_file *f,
         return SURG_EINVALID;
     }
     unsigned char lenbuf[8];
-    surg_status st = read_exact(sink, f->path, f->fd, lenbuf, 8, 0);
+    surg_status st = rf_read_exact(sink, f->path, f->fd, lenbuf, 8, 0);
     if (st)
         return st;
     uint64_t n = le64(lenbuf);
@@ -95,7 +53,7 @@ static surg_status read_header(arena *ar, surg_sink *sink, st_file *f,
     char *json = malloc(n ? n : 1);
     if (!json)
         return dg_nomem(sink, f->path);
-    st = read_exact(sink, f->path, f->fd, json, n, 8);
+    st = rf_read_exact(sink, f->path, f->fd, json, n, 8);
     f->data_start = 8 + n;
     if (!st)
         st = st_parse_header(ar, sink, f->path, json, n, f->size - f->data_start,
@@ -108,7 +66,7 @@ surg_status st_open(arena *ar, surg_sink *sink, const char *path, st_file *f,
                     st_header *h)
 {
     *f = (st_file){.path = path, .fd = -1};
-    surg_status st = open_regular(sink, path, &f->fd, &f->size);
+    surg_status st = rf_open_regular(sink, path, &f->fd, &f->size);
     if (!st)
         st = read_header(ar, sink, f, h);
     if (st)
@@ -134,37 +92,5 @@ surg_status st_map(st_file *f, surg_sink *sink)
     if (m == MAP_FAILED)
         return dg_errno(sink, f->path, "cannot map", errno);
     f->map = m;
-    return SURG_OK;
-}
-
-surg_status st_slurp(surg_sink *sink, const char *path, size_t limit,
-                     char **data, size_t *len)
-{
-    int fd;
-    uint64_t size;
-    surg_status st = open_regular(sink, path, &fd, &size);
-    if (st)
-        return st;
-    if (size > limit) {
-        close(fd);
-        dg_file(sink, SURG_ERROR, "too-large", path,
-                "the file has %llu bytes, more than the %zu allowed",
-                (unsigned long long)size, limit);
-        return SURG_EINVALID;
-    }
-    char *p = malloc(size + 1);
-    if (!p) {
-        close(fd);
-        return dg_nomem(sink, path);
-    }
-    st = read_exact(sink, path, fd, p, size, 0);
-    close(fd);
-    if (st) {
-        free(p);
-        return st;
-    }
-    p[size] = '\0';
-    *data = p;
-    *len = size;
     return SURG_OK;
 }

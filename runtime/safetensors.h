@@ -22,9 +22,4 @@ void st_close(st_file *f);
 /* Map the file (once) so tensor data can be read in place. */
 surg_status st_map(st_file *f, surg_sink *sink);
 
-/* Read a whole small file (an index, a schema) into memory the caller frees;
- * files above `limit` bytes are refused. */
-surg_status st_slurp(surg_sink *sink, const char *path, size_t limit,
-                     char **data, size_t *len);
-
 #endif

@@ -7,6 +7,7 @@
 
 #include "checkpoint.h"
 #include "diag.h"
+#include "readfile.h"
 
 #define FAIL(sink, file, code, ...)                                          \
     (dg_file(sink, SURG_ERROR, code, file, __VA_ARGS__), SURG_EINVALID)
@@ -171,7 +172,7 @@ surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
     ck->path = index_path;
     char *text;
     size_t len;
-    surg_status st = st_slurp(sink, index_path, ST_MAX_HEADER, &text, &len);
+    surg_status st = rf_read_all(sink, index_path, ST_MAX_HEADER, &text, &len);
     if (st)
         return st;
     json_error_t err;

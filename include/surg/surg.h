@@ -167,6 +167,24 @@ const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i);
 surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
                            const void **data);
 
+/* ---- recipes --------------------------------------------------------- */
+
+typedef struct surg_recipe surg_recipe;
+
+/* Parse a recipe's text; `path` names it in diagnostics. Every syntax error
+ * of the text is reported, and then the result is SURG_EINVALID and *out is
+ * NULL. */
+surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
+                              surg_sink *sink, surg_recipe **out);
+/* The same, reading the file. */
+surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out);
+void surg_recipe_free(surg_recipe *r);
+
+/* The recipe in canonical layout (`surg fmt`), and its syntax tree as
+ * S-expressions; strings the caller frees, NULL when out of memory. */
+char *surg_recipe_format(const surg_recipe *r);
+char *surg_recipe_dump(const surg_recipe *r);
+
 /* ---- writing --------------------------------------------------------- */
 
 typedef struct surg_write_opts {

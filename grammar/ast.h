@@ -1,0 +1,162 @@
+/* ast.h: the syntax tree of a recipe, exactly as written: no names resolved,
+ * no types, no checks beyond the shape of the text. Every node lives in the
+ * recipe's arena and carries the byte span it came from. */
+#ifndef SURG_AST_H
+#define SURG_AST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "arena.h"
+#include "source.h"
+
+typedef struct ast_expr ast_expr;
+
+typedef struct ast_arg {
+    const char *name; /* NULL for a positional argument */
+    src_span name_span;
+    ast_expr *value;
+    struct ast_arg *next;
+} ast_arg;
+
+typedef enum ast_expr_kind {
+    EX_NUMBER, /* 0.5, 1e-3 */
+    EX_IDENT,  /* x, zeros, he_uniform, bf16 */
+    EX_STRING, /* "ft/$1", as tensor()'s argument */
+    EX_NEG,    /* -e */
+    EX_BINARY, /* e + e, e - e, e * e, e / e */
+    EX_CALL,   /* name(args) */
+} ast_expr_kind;
+
+struct ast_expr {
+    ast_expr_kind kind;
+    src_span span;
+    union {
+        struct {
+            const char *text; /* as written, so nothing is lost in printing */
+            double value;
+        } number;
+        const char *ident;
+        const char *string;
+        ast_expr *operand;
+        struct {
+            char op;
+            ast_expr *lhs, *rhs;
+        } binary;
+        struct {
+            const char *name;
+            src_span name_span;
+            ast_arg *args;
+        } call;
+    } u;
+};
+
+/* A quoted string: a pattern, a template or a name. */
+typedef struct ast_string {
+    const char *text; /* escapes decoded */
+    src_span span;
+    bool optional;    /* `optional` before a pattern */
+    struct ast_string *next;
+} ast_string;
+
+typedef struct ast_number {
+    const char *text;
+    double value;
+    src_span span;
+    struct ast_number *next;
+} ast_number;
+
+/* dtype[dims]; a dimension of -1 is `*`. */
+typedef struct ast_dim {
+    long long size;
+    src_span span;
+    struct ast_dim *next;
+} ast_dim;
+
+typedef struct ast_type {
+    const char *dtype;
+    src_span dtype_span;
+    ast_dim *dims;
+    src_span span;
+} ast_type;
+
+/* A clause of init-lora: `rank 4`, `alpha 8`, `style peft`, `a = INIT`,
+ * `as "A", "B"`. */
+typedef enum ast_clause_kind {
+    CL_RANK,
+    CL_ALPHA,
+    CL_STYLE,
+    CL_INIT, /* a = ..., b = ... (name says which) */
+    CL_AS,
+} ast_clause_kind;
+
+typedef struct ast_clause {
+    ast_clause_kind kind;
+    src_span span;
+    const char *name;    /* CL_STYLE: the style word; CL_INIT: "a" or "b" */
+    src_span name_span;
+    ast_number *number;  /* CL_RANK, CL_ALPHA */
+    ast_expr *init;      /* CL_INIT */
+    ast_string *names;   /* CL_AS: two templates */
+    struct ast_clause *next;
+} ast_clause;
+
+#define AST_STATEMENTS(X)                                                   \
+    X(RENAME, "rename") X(DROP, "drop") X(KEEP, "keep") X(FILL, "fill")     \
+    X(FILL_NEW, "fill") X(MAP, "map") X(TIE, "tie")                         \
+    X(INIT_LORA, "init-lora") X(SPLIT, "split") X(CONCAT, "concat")         \
+    X(STACK, "stack") X(UNSTACK, "unstack") X(EXPECT, "expect")             \
+    X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")
+
+typedef enum ast_stmt_kind {
+#define X(e, kw) STMT_##e,
+    AST_STATEMENTS(X)
+#undef X
+} ast_stmt_kind;
+
+/* One statement. Which fields are set depends on the kind:
+ *   rename P -> T           patterns, targets
+ *   drop P / keep P, P...   patterns
+ *   fill P = INIT           patterns, expr
+ *   fill "N" : TYPE = INIT  patterns (the name), type, expr
+ *   map P = EXPR            patterns, expr
+ *   tie P = T               patterns, targets
+ *   init-lora P clauses     patterns, clauses
+ *   split P axis N [sizes N, ...] -> T, T...   patterns, axis, sizes, targets
+ *   concat|stack|unstack P axis N -> T         patterns, axis, targets
+ *   expect P : TYPE         patterns, type
+ *   seed N                  number
+ *   layout WORD             word
+ *   mirror "P" -> "S", ...  patterns (the params prefix), targets (slots) */
+typedef struct ast_stmt {
+    ast_stmt_kind kind;
+    src_span span, keyword_span;
+    ast_string *patterns;
+    ast_string *targets;
+    ast_expr *expr;
+    ast_type type;
+    ast_clause *clauses;
+    ast_number *number; /* seed */
+    ast_number *axis;
+    ast_number *sizes;
+    const char *word; /* layout */
+    src_span word_span;
+    struct ast_stmt *next;
+} ast_stmt;
+
+/* A comment, kept so that `surg fmt` can put it back. */
+typedef struct ast_comment {
+    const char *text; /* from '#' to the end of the line */
+    src_span span;
+    struct ast_comment *next;
+} ast_comment;
+
+typedef struct ast_recipe {
+    src_file src;
+    ast_stmt *stmts;
+    ast_comment *comments;
+} ast_recipe;
+
+const char *ast_stmt_keyword(ast_stmt_kind kind);
+
+#endif

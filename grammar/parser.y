@@ -1,0 +1,366 @@
+/* parser.y: tokens -> syntax tree (SPEC §3.2). The grammar only builds the
+ * tree; meaning is the compiler's. Errors recover at the next statement
+ * separator, so every syntax error of a file is reported. Every semantic
+ * value lives in the recipe's arena, freed at once with it: nothing the
+ * parser discards during error recovery needs a %destructor. */
+%define api.pure full
+%define api.prefix {gr}
+%define api.location.type {src_span}
+%define parse.error detailed
+%locations
+%expect 0
+%param {yyscan_t scanner}
+%parse-param {gr_ctx *ctx}
+
+%code requires {
+#include "ast.h"
+typedef void *yyscan_t;
+typedef struct gr_ctx gr_ctx;
+}
+
+%code provides {
+int grlex(GRSTYPE *lval, src_span *lloc, yyscan_t scanner);
+}
+
+%code {
+#include <stdio.h>
+#include <string.h>
+
+#include "parse.h"
+
+#define YYLLOC_DEFAULT(Cur, Rhs, N)                                         \
+    do {                                                                    \
+        if (N) {                                                            \
+            (Cur).start = YYRHSLOC(Rhs, 1).start;                           \
+            (Cur).end = YYRHSLOC(Rhs, N).end;                               \
+        } else {                                                            \
+            (Cur).start = (Cur).end = YYRHSLOC(Rhs, 0).end;                 \
+        }                                                                   \
+    } while (0)
+
+static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *msg);
+static void *node(gr_ctx *ctx, size_t size);
+static ast_stmt *stmt(gr_ctx *ctx, ast_stmt_kind kind, src_span at, src_span kw);
+static ast_expr *expr(gr_ctx *ctx, ast_expr_kind kind, src_span at);
+static ast_expr *binary(gr_ctx *ctx, char op, ast_expr *l, ast_expr *r, src_span at);
+static ast_string *bare_pattern(gr_ctx *ctx, src_span at);
+static ast_string *unquoted(gr_ctx *ctx, ast_string *s);
+static void check_dtype(gr_ctx *ctx, const char *name, src_span at);
+static void check_word(gr_ctx *ctx, const char *what, const char *word, src_span at,
+                       const char *a, const char *b);
+static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
+
+#define APPEND(list, item)                                                  \
+    do {                                                                    \
+        __typeof__(item) *tail_ = &(list);                                  \
+        while (*tail_)                                                      \
+            tail_ = &(*tail_)->next;                                        \
+        *tail_ = (item);                                                    \
+    } while (0)
+}
+
+%union {
+    const char *text;
+    ast_string *string;
+    ast_number *number;
+    ast_expr *expr;
+    ast_arg *arg;
+    ast_stmt *stmt;
+    ast_clause *clause;
+    ast_type type;
+    ast_dim *dim;
+}
+
+%token <text> RENAME "rename" DROP "drop" KEEP "keep" FILL "fill" MAP "map" TIE "tie"
+%token <text> INIT_LORA "init-lora" SPLIT "split" CONCAT "concat" STACK "stack"
+%token <text> UNSTACK "unstack" EXPECT "expect" SEED "seed" LAYOUT "layout" MIRROR "mirror"
+%token <text> OPTIONAL "optional" RANK "rank" ALPHA "alpha" STYLE "style" AS "as"
+%token <text> AXIS "axis" SIZES "sizes"
+%token <text> IDENT "name" UNKNOWN_WORD "word"
+%token <string> STRING "string"
+%token <number> NUMBER "number"
+%token ARROW "->" NEWLINE "end of line" GLOBCHAR "glob character" STRAY "character"
+
+%type <stmt> stmt
+%type <string> pattern patterns string strings bare
+%type <number> number numbers sizes
+%type <expr> expr
+%type <arg> arg args
+%type <clause> clause clauses
+%type <type> type
+%type <dim> dim dims
+
+%precedence BARE_END
+%precedence IDENT
+%left '+' '-'
+%left '*' '/'
+%precedence NEG
+
+%%
+
+recipe:
+    %empty
+  | recipe line
+  ;
+
+line:
+    sep
+  | stmt sep         { if ($1) { *ctx->stmt_tail = $1; ctx->stmt_tail = &$1->next; } }
+  | error sep        { yyerrok; }
+  ;
+
+sep: NEWLINE | ';' ;
+
+stmt:
+    RENAME pattern "->" string       { $$ = stmt(ctx, STMT_RENAME, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
+  | RENAME pattern string            { gr_error(ctx, @3, "syntax-rename-arrow", NULL, 0,
+                                                "expected '->' between the pattern and the new name");
+                                       $$ = NULL; }
+  | DROP pattern                     { $$ = stmt(ctx, STMT_DROP, @$, @1); if ($$) $$->patterns = $2; }
+  | KEEP patterns                    { $$ = stmt(ctx, STMT_KEEP, @$, @1); if ($$) $$->patterns = $2; }
+  | FILL pattern '=' expr            { $$ = stmt(ctx, STMT_FILL, @$, @1); if ($$) { $$->patterns = $2; $$->expr = $4; } }
+  | FILL pattern ':' type '=' expr   { $$ = stmt(ctx, STMT_FILL_NEW, @$, @1); if ($$) { $$->patterns = $2; $$->type = $4; $$->expr = $6; } }
+  | MAP pattern '=' expr             { $$ = stmt(ctx, STMT_MAP, @$, @1); if ($$) { $$->patterns = $2; $$->expr = $4; } }
+  | TIE pattern '=' string           { $$ = stmt(ctx, STMT_TIE, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
+  | INIT_LORA pattern clauses        { $$ = stmt(ctx, STMT_INIT_LORA, @$, @1); if ($$) { $$->patterns = $2; $$->clauses = $3; } }
+  | SPLIT pattern AXIS number sizes "->" strings
+                                     { $$ = stmt(ctx, STMT_SPLIT, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->sizes = $5; $$->targets = $7; } }
+  | CONCAT pattern AXIS number "->" string
+                                     { $$ = stmt(ctx, STMT_CONCAT, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->targets = $6; } }
+  | STACK pattern AXIS number "->" string
+                                     { $$ = stmt(ctx, STMT_STACK, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->targets = $6; } }
+  | UNSTACK pattern AXIS number "->" string
+                                     { $$ = stmt(ctx, STMT_UNSTACK, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->targets = $6; } }
+  | EXPECT pattern ':' type          { $$ = stmt(ctx, STMT_EXPECT, @$, @1); if ($$) { $$->patterns = $2; $$->type = $4; } }
+  | SEED number                      { $$ = stmt(ctx, STMT_SEED, @$, @1); if ($$) $$->number = $2; }
+  | LAYOUT IDENT                     { check_word(ctx, "layout", $2, @2, "flax", "torch");
+                                       $$ = stmt(ctx, STMT_LAYOUT, @$, @1); if ($$) { $$->word = $2; $$->word_span = @2; } }
+  | MIRROR string "->" strings       { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
+  | UNKNOWN_WORD junk                { unknown_statement(ctx, $1, @1); $$ = NULL; }
+  ;
+
+/* A pattern is a quoted glob. Unquoted text where a pattern belongs is the
+ * most common slip; it is taken whole and reported once. */
+pattern:
+    string                           { $$ = $1; }
+  | "optional" string                { $$ = $2; if ($$) { $$->optional = true; $$->span = @$; } }
+  | bare %prec BARE_END              { $$ = unquoted(ctx, $1); }
+  | "optional" bare %prec BARE_END   { $$ = unquoted(ctx, $2); if ($$) { $$->optional = true; $$->span = @$; } }
+  ;
+
+bare:
+    bare_atom                        { $$ = bare_pattern(ctx, @$); }
+  | bare bare_atom                   { $$ = $1; if ($$) $$->span.end = @2.end; }
+  ;
+
+bare_atom: IDENT | NUMBER | GLOBCHAR | '*' | '/' | '[' | ']' ;
+
+patterns:
+    pattern                          { $$ = $1; }
+  | patterns ',' pattern             { $$ = $1; APPEND($$, $3); }
+  ;
+
+string: STRING                       { $$ = $1; } ;
+
+strings:
+    string                           { $$ = $1; }
+  | strings ',' string               { $$ = $1; APPEND($$, $3); }
+  ;
+
+number: NUMBER                       { $$ = $1; } ;
+
+numbers:
+    number                           { $$ = $1; }
+  | numbers ',' number               { $$ = $1; APPEND($$, $3); }
+  ;
+
+sizes:
+    %empty                           { $$ = NULL; }
+  | SIZES numbers                    { $$ = $2; }
+  ;
+
+clauses:
+    %empty                           { $$ = NULL; }
+  | clauses clause                   { $$ = $1; if ($2) APPEND($$, $2); }
+  ;
+
+clause:
+    RANK number                      { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_RANK; $$->span = @$; $$->number = $2; } }
+  | ALPHA number                     { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_ALPHA; $$->span = @$; $$->number = $2; } }
+  | STYLE IDENT                      { check_word(ctx, "style", $2, @2, "flax", "peft");
+                                       $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_STYLE; $$->span = @$; $$->name = $2; $$->name_span = @2; } }
+  | IDENT '=' expr                   { check_word(ctx, "init-lora initializer", $1, @1, "a", "b");
+                                       $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_INIT; $$->span = @$; $$->name = $1; $$->name_span = @1; $$->init = $3; } }
+  | AS string ',' string             { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_AS; $$->span = @$; $$->names = $2; if ($2) $2->next = $4; } }
+  ;
+
+type:
+    IDENT '[' dims ']'               { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .dtype_span = @1, .dims = $3, .span = @$}; }
+  | IDENT '[' ']'                    { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .dtype_span = @1, .span = @$}; }
+  ;
+
+dims:
+    dim                              { $$ = $1; }
+  | dims ',' dim                     { $$ = $1; APPEND($$, $3); }
+  ;
+
+dim:
+    NUMBER                           { $$ = node(ctx, sizeof *$$); if ($$) { $$->size = $1 ? (long long)$1->value : 0; $$->span = @$; } }
+  | '*'                              { $$ = node(ctx, sizeof *$$); if ($$) { $$->size = -1; $$->span = @$; } }
+  ;
+
+expr:
+    NUMBER                           { $$ = expr(ctx, EX_NUMBER, @$); if ($$ && $1) { $$->u.number.text = $1->text; $$->u.number.value = $1->value; } }
+  | IDENT                            { $$ = expr(ctx, EX_IDENT, @$); if ($$) $$->u.ident = $1; }
+  | STRING                           { $$ = expr(ctx, EX_STRING, @$); if ($$ && $1) $$->u.string = $1->text; }
+  | IDENT '(' ')'                    { $$ = expr(ctx, EX_CALL, @$); if ($$) { $$->u.call.name = $1; $$->u.call.name_span = @1; } }
+  | IDENT '(' args ')'               { $$ = expr(ctx, EX_CALL, @$); if ($$) { $$->u.call.name = $1; $$->u.call.name_span = @1; $$->u.call.args = $3; } }
+  | '(' expr ')'                     { $$ = $2; }
+  | '-' expr %prec NEG               { $$ = expr(ctx, EX_NEG, @$); if ($$) $$->u.operand = $2; }
+  | expr '+' expr                    { $$ = binary(ctx, '+', $1, $3, @$); }
+  | expr '-' expr                    { $$ = binary(ctx, '-', $1, $3, @$); }
+  | expr '*' expr                    { $$ = binary(ctx, '*', $1, $3, @$); }
+  | expr '/' expr                    { $$ = binary(ctx, '/', $1, $3, @$); }
+  ;
+
+args:
+    arg                              { $$ = $1; }
+  | args ',' arg                     { $$ = $1; APPEND($$, $3); }
+  ;
+
+arg:
+    expr                             { $$ = node(ctx, sizeof *$$); if ($$) $$->value = $1; }
+  | IDENT '=' expr                   { $$ = node(ctx, sizeof *$$); if ($$) { $$->name = $1; $$->name_span = @1; $$->value = $3; } }
+  ;
+
+/* What follows an unknown word, up to the separator. */
+junk:
+    %empty
+  | junk junk_token
+  ;
+
+junk_token:
+    RENAME | DROP | KEEP | FILL | MAP | TIE | INIT_LORA | SPLIT | CONCAT | STACK
+  | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | OPTIONAL | RANK | ALPHA | STYLE
+  | AS | AXIS | SIZES | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
+  | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-'
+  ;
+
+%%
+
+static void *node(gr_ctx *ctx, size_t size)
+{
+    void *p = ar_alloc(ctx->ar, size);
+    ctx->nomem |= !p;
+    return p;
+}
+
+static ast_stmt *stmt(gr_ctx *ctx, ast_stmt_kind kind, src_span at, src_span kw)
+{
+    ast_stmt *s = node(ctx, sizeof *s);
+    if (s) {
+        s->kind = kind;
+        s->span = at;
+        s->keyword_span = kw;
+    }
+    return s;
+}
+
+static ast_expr *expr(gr_ctx *ctx, ast_expr_kind kind, src_span at)
+{
+    ast_expr *e = node(ctx, sizeof *e);
+    if (e) {
+        e->kind = kind;
+        e->span = at;
+    }
+    return e;
+}
+
+static ast_expr *binary(gr_ctx *ctx, char op, ast_expr *l, ast_expr *r, src_span at)
+{
+    ast_expr *e = expr(ctx, EX_BINARY, at);
+    if (e) {
+        e->u.binary.op = op;
+        e->u.binary.lhs = l;
+        e->u.binary.rhs = r;
+    }
+    return e;
+}
+
+static ast_string *bare_pattern(gr_ctx *ctx, src_span at)
+{
+    ast_string *s = node(ctx, sizeof *s);
+    if (s) {
+        s->text = "";
+        s->span = at;
+    }
+    return s;
+}
+
+/* Unquoted text where a pattern belongs: report it once, with the quoted
+ * form, and go on with the text as the pattern. */
+static ast_string *unquoted(gr_ctx *ctx, ast_string *s)
+{
+    if (!s)
+        return s;
+    const src_file *f = &ctx->recipe->src;
+    int len = (int)(s->span.end - s->span.start);
+    char note[256];
+    snprintf(note, sizeof note, "write it as a string: \"%.*s\"", len > 200 ? 200 : len,
+             f->text + s->span.start);
+    const char *notes[] = {note};
+    gr_error(ctx, s->span, "syntax-pattern", notes, 1, "a pattern must be a quoted string");
+    s->text = ar_strndup(ctx->ar, f->text + s->span.start, (size_t)len);
+    ctx->nomem |= !s->text;
+    return s;
+}
+
+static void check_dtype(gr_ctx *ctx, const char *name, src_span at)
+{
+    if (!name || surg_dtype_from_recipe_name(name) != SURG_DTYPE_COUNT)
+        return;
+    const char *names[SURG_DTYPE_COUNT];
+    for (int i = 0; i < SURG_DTYPE_COUNT; i++)
+        names[i] = surg_dtype_recipe_name((surg_dtype)i);
+    gr_suggest(ctx, at, "syntax-dtype", name, names, SURG_DTYPE_COUNT,
+              "unknown dtype '%s'", name);
+}
+
+static void check_word(gr_ctx *ctx, const char *what, const char *word, src_span at,
+                       const char *a, const char *b)
+{
+    if (!word || strcmp(word, a) == 0 || strcmp(word, b) == 0)
+        return;
+    const char *names[] = {a, b};
+    gr_suggest(ctx, at, "syntax-word", word, names, 2, "%s is '%s' or '%s', not '%s'",
+              what, a, b, word);
+}
+
+static void unknown_statement(gr_ctx *ctx, const char *word, src_span at)
+{
+    const char *names[] = {
+#define X(e, kw) kw,
+        AST_STATEMENTS(X)
+#undef X
+    };
+    gr_suggest(ctx, at, "syntax-statement", word, names, sizeof names / sizeof *names,
+              "unknown statement '%s'", word ? word : "");
+}
+
+/* Bison's "syntax error, unexpected A, expecting B or C", said as a compiler
+ * says it. A stray character was already reported by the scanner. */
+static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *msg)
+{
+    (void)scanner;
+    if (ctx->last_token == STRAY)
+        return;
+    const char *prefix = "syntax error, ";
+    if (strncmp(msg, prefix, strlen(prefix)) == 0)
+        msg += strlen(prefix);
+    const char *expecting = strstr(msg, ", expecting ");
+    if (expecting)
+        gr_error(ctx, *loc, "syntax", NULL, 0, "%.*s; expected %s", (int)(expecting - msg),
+                 msg, expecting + strlen(", expecting "));
+    else
+        gr_error(ctx, *loc, "syntax", NULL, 0, "%s", msg);
+}

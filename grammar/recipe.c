@@ -1,0 +1,73 @@
+/* recipe.c: the public face of the front end: a parsed recipe, formatted or
+ * dumped. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "diag.h"
+#include "readfile.h"
+#include "parse.h"
+#include "print.h"
+
+struct surg_recipe {
+    arena ar;
+    ast_recipe *ast;
+};
+
+/* Recipes are small; a larger file is surely not one. */
+#define MAX_RECIPE (64u << 20)
+
+surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
+                              surg_sink *sink, surg_recipe **out)
+{
+    *out = NULL;
+    if (len > MAX_RECIPE) {
+        dg_file(sink, SURG_ERROR, "too-large", path, "a recipe may have at most %u bytes",
+                MAX_RECIPE);
+        return SURG_EINVALID;
+    }
+    surg_recipe *r = calloc(1, sizeof *r);
+    if (!r)
+        return dg_nomem(sink, path);
+    ar_init(&r->ar);
+    surg_status st = gr_parse(&r->ar, sink, path, text, (uint32_t)len, &r->ast);
+    if (st == SURG_ENOMEM)
+        dg_nomem(sink, path);
+    if (st) {
+        surg_recipe_free(r);
+        return st;
+    }
+    *out = r;
+    return SURG_OK;
+}
+
+surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out)
+{
+    char *text;
+    size_t len;
+    *out = NULL;
+    surg_status st = rf_read_all(sink, path, MAX_RECIPE, &text, &len);
+    if (st)
+        return st;
+    st = surg_recipe_parse(path, text, len, sink, out);
+    free(text);
+    return st;
+}
+
+void surg_recipe_free(surg_recipe *r)
+{
+    if (!r)
+        return;
+    ar_free(&r->ar);
+    free(r);
+}
+
+static char *print(const surg_recipe *r, void (*fn)(buf *, const ast_recipe *))
+{
+    buf b;
+    buf_init(&b);
+    fn(&b, r->ast);
+    return buf_take(&b);
+}
+
+char *surg_recipe_format(const surg_recipe *r) { return print(r, pr_format); }
+char *surg_recipe_dump(const surg_recipe *r) { return print(r, pr_dump); }
