@@ -66,9 +66,9 @@ typedef struct ast_number {
     struct ast_number *next;
 } ast_number;
 
-/* dtype[dims]; a dimension of -1 is `*`. */
+/* dtype[dims]; a dimension without a number is `*`. */
 typedef struct ast_dim {
-    long long size;
+    ast_number *size;
     src_span span;
     struct ast_dim *next;
 } ast_dim;

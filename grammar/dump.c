@@ -74,10 +74,7 @@ static void type(buf *b, const ast_type *t)
         return;
     buf_printf(b, " (type %s [", t->dtype);
     for (const ast_dim *d = t->dims; d; d = d->next) {
-        if (d->size < 0)
-            buf_putc(b, '*');
-        else
-            buf_printf(b, "%lld", d->size);
+        buf_puts(b, d->size ? d->size->text : "*");
         buf_puts(b, d->next ? " " : "");
     }
     buf_puts(b, "])");

@@ -56,7 +56,7 @@ void pr_expr(buf *b, const ast_expr *e)
     case EX_STRING: pr_string(b, e->u.string); break;
     case EX_NEG:
         buf_putc(b, '-');
-        operand(b, e->u.operand, 3, false);
+        operand(b, e->u.operand, 3, true); /* -(-x), never --x */
         break;
     case EX_BINARY:
         operand(b, e->u.binary.lhs, precedence(e), false);
@@ -96,10 +96,7 @@ static void type(buf *b, const ast_type *t)
 {
     buf_printf(b, "%s[", t->dtype);
     for (const ast_dim *d = t->dims; d; d = d->next) {
-        if (d->size < 0)
-            buf_putc(b, '*');
-        else
-            buf_printf(b, "%lld", d->size);
+        buf_puts(b, d->size ? d->size->text : "*");
         buf_puts(b, d->next ? ", " : "");
     }
     buf_putc(b, ']');

@@ -14,6 +14,7 @@ typedef struct gr_ctx {
     ast_comment **comment_tail;
     uint32_t offset;     /* bytes scanned so far */
     int depth;           /* open ( and [: newlines inside are spaces */
+    uint32_t opens[32];  /* where the innermost of them were opened */
     int last_token;      /* to know when a word starts a statement */
     bool nomem;
     unsigned errors; /* reported so far */

@@ -71,15 +71,15 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
     ast_dim *dim;
 }
 
-%token <text> RENAME "rename" DROP "drop" KEEP "keep" FILL "fill" MAP "map" TIE "tie"
-%token <text> INIT_LORA "init-lora" SPLIT "split" CONCAT "concat" STACK "stack"
-%token <text> UNSTACK "unstack" EXPECT "expect" SEED "seed" LAYOUT "layout" MIRROR "mirror"
-%token <text> OPTIONAL "optional" RANK "rank" ALPHA "alpha" STYLE "style" AS "as"
-%token <text> AXIS "axis" SIZES "sizes"
+%token <text> RENAME "'rename'" DROP "'drop'" KEEP "'keep'" FILL "'fill'" MAP "'map'" TIE "'tie'"
+%token <text> INIT_LORA "'init-lora'" SPLIT "'split'" CONCAT "'concat'" STACK "'stack'"
+%token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'"
+%token <text> OPTIONAL "'optional'" RANK "'rank'" ALPHA "'alpha'" STYLE "'style'" AS "'as'"
+%token <text> AXIS "'axis'" SIZES "'sizes'"
 %token <text> IDENT "name" UNKNOWN_WORD "word"
 %token <string> STRING "string"
 %token <number> NUMBER "number"
-%token ARROW "->" NEWLINE "end of line" GLOBCHAR "glob character" STRAY "character"
+%token ARROW "'->'" NEWLINE "end of line" GLOBCHAR "glob character" STRAY "character"
 
 %type <stmt> stmt
 %type <string> pattern patterns string strings bare
@@ -112,7 +112,7 @@ line:
 sep: NEWLINE | ';' ;
 
 stmt:
-    RENAME pattern "->" string       { $$ = stmt(ctx, STMT_RENAME, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
+    RENAME pattern ARROW string       { $$ = stmt(ctx, STMT_RENAME, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
   | RENAME pattern string            { gr_error(ctx, @3, "syntax-rename-arrow", NULL, 0,
                                                 "expected '->' between the pattern and the new name");
                                        $$ = NULL; }
@@ -123,19 +123,19 @@ stmt:
   | MAP pattern '=' expr             { $$ = stmt(ctx, STMT_MAP, @$, @1); if ($$) { $$->patterns = $2; $$->expr = $4; } }
   | TIE pattern '=' string           { $$ = stmt(ctx, STMT_TIE, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
   | INIT_LORA pattern clauses        { $$ = stmt(ctx, STMT_INIT_LORA, @$, @1); if ($$) { $$->patterns = $2; $$->clauses = $3; } }
-  | SPLIT pattern AXIS number sizes "->" strings
+  | SPLIT pattern AXIS number sizes ARROW strings
                                      { $$ = stmt(ctx, STMT_SPLIT, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->sizes = $5; $$->targets = $7; } }
-  | CONCAT pattern AXIS number "->" string
+  | CONCAT pattern AXIS number ARROW string
                                      { $$ = stmt(ctx, STMT_CONCAT, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->targets = $6; } }
-  | STACK pattern AXIS number "->" string
+  | STACK pattern AXIS number ARROW string
                                      { $$ = stmt(ctx, STMT_STACK, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->targets = $6; } }
-  | UNSTACK pattern AXIS number "->" string
+  | UNSTACK pattern AXIS number ARROW string
                                      { $$ = stmt(ctx, STMT_UNSTACK, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->targets = $6; } }
   | EXPECT pattern ':' type          { $$ = stmt(ctx, STMT_EXPECT, @$, @1); if ($$) { $$->patterns = $2; $$->type = $4; } }
   | SEED number                      { $$ = stmt(ctx, STMT_SEED, @$, @1); if ($$) $$->number = $2; }
-  | LAYOUT IDENT                     { check_word(ctx, "layout", $2, @2, "flax", "torch");
+  | LAYOUT IDENT                     { check_word(ctx, "'layout'", $2, @2, "flax", "torch");
                                        $$ = stmt(ctx, STMT_LAYOUT, @$, @1); if ($$) { $$->word = $2; $$->word_span = @2; } }
-  | MIRROR string "->" strings       { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
+  | MIRROR string ARROW strings       { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
   | UNKNOWN_WORD junk                { unknown_statement(ctx, $1, @1); $$ = NULL; }
   ;
 
@@ -143,9 +143,9 @@ stmt:
  * most common slip; it is taken whole and reported once. */
 pattern:
     string                           { $$ = $1; }
-  | "optional" string                { $$ = $2; if ($$) { $$->optional = true; $$->span = @$; } }
+  | "'optional'" string                { $$ = $2; if ($$) { $$->optional = true; $$->span = @$; } }
   | bare %prec BARE_END              { $$ = unquoted(ctx, $1); }
-  | "optional" bare %prec BARE_END   { $$ = unquoted(ctx, $2); if ($$) { $$->optional = true; $$->span = @$; } }
+  | "'optional'" bare %prec BARE_END   { $$ = unquoted(ctx, $2); if ($$) { $$->optional = true; $$->span = @$; } }
   ;
 
 bare:
@@ -187,7 +187,7 @@ clauses:
 clause:
     RANK number                      { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_RANK; $$->span = @$; $$->number = $2; } }
   | ALPHA number                     { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_ALPHA; $$->span = @$; $$->number = $2; } }
-  | STYLE IDENT                      { check_word(ctx, "style", $2, @2, "flax", "peft");
+  | STYLE IDENT                      { check_word(ctx, "'style'", $2, @2, "flax", "peft");
                                        $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_STYLE; $$->span = @$; $$->name = $2; $$->name_span = @2; } }
   | IDENT '=' expr                   { check_word(ctx, "init-lora initializer", $1, @1, "a", "b");
                                        $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_INIT; $$->span = @$; $$->name = $1; $$->name_span = @1; $$->init = $3; } }
@@ -205,8 +205,8 @@ dims:
   ;
 
 dim:
-    NUMBER                           { $$ = node(ctx, sizeof *$$); if ($$) { $$->size = $1 ? (long long)$1->value : 0; $$->span = @$; } }
-  | '*'                              { $$ = node(ctx, sizeof *$$); if ($$) { $$->size = -1; $$->span = @$; } }
+    NUMBER                           { $$ = node(ctx, sizeof *$$); if ($$) { $$->size = $1; $$->span = @$; } }
+  | '*'                              { $$ = node(ctx, sizeof *$$); if ($$) $$->span = @$; }
   ;
 
 expr:
@@ -357,10 +357,23 @@ static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *ms
     const char *prefix = "syntax error, ";
     if (strncmp(msg, prefix, strlen(prefix)) == 0)
         msg += strlen(prefix);
+    /* Inside parentheses newlines do not end a statement, so an unclosed
+     * one shows up lines later: say where it was opened. */
+    char note[96];
+    const char *notes[] = {note};
+    size_t n_notes = 0;
+    if (ctx->depth > 0 && ctx->depth <= 32) {
+        uint32_t at = ctx->opens[ctx->depth - 1], line, col;
+        src_position(&ctx->recipe->src, at, &line, &col);
+        snprintf(note, sizeof note, "the '%c' at line %u, column %u is not closed",
+                 ctx->recipe->src.text[at], line, col);
+        n_notes = 1;
+    }
+    ctx->depth = 0; /* let the next newline end the broken statement */
     const char *expecting = strstr(msg, ", expecting ");
     if (expecting)
-        gr_error(ctx, *loc, "syntax", NULL, 0, "%.*s; expected %s", (int)(expecting - msg),
-                 msg, expecting + strlen(", expecting "));
+        gr_error(ctx, *loc, "syntax", notes, n_notes, "%.*s; expected %s",
+                 (int)(expecting - msg), msg, expecting + strlen(", expecting "));
     else
-        gr_error(ctx, *loc, "syntax", NULL, 0, "%s", msg);
+        gr_error(ctx, *loc, "syntax", notes, n_notes, "%s", msg);
 }

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Golden tests of the front end: for every recipe under tests/golden/syntax,
+the formatted text (.fmt), the syntax tree (.tree) or the exact diagnostics
+(.err, caret included) must equal the checked-in file; and `surg fmt` must be
+idempotent and keep the tree, over the golden recipes and every example.
+
+Run with --update to rewrite the expected files after a deliberate change
+(then review the diff)."""
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import unittest
+
+sys.dont_write_bytecode = True
+ARGS = None
+
+
+def surg(*args, stdin=None):
+    p = subprocess.run([ARGS.surg, "--color", "never", *args], input=stdin,
+                       capture_output=True, cwd=ARGS.golden)
+    return (p.returncode, p.stdout.decode(errors="surrogateescape"),
+            p.stderr.decode(errors="surrogateescape"))
+
+
+def expect_file(test, path, actual):
+    full = os.path.join(ARGS.golden, path)
+    if ARGS.update:
+        with open(full, "w", errors="surrogateescape") as f:
+            f.write(actual)
+        return
+    with open(full, errors="surrogateescape") as f:
+        test.assertEqual(f.read(), actual, f"{path} differs")
+
+
+def recipes(sub):
+    return sorted(os.path.relpath(p, ARGS.golden)
+                  for p in glob.glob(os.path.join(ARGS.golden, sub, "*.surg")))
+
+
+class Golden(unittest.TestCase):
+    def test_errors(self):
+        cases = recipes("errors")
+        self.assertGreaterEqual(len(cases), 30)
+        for rel in cases:
+            with self.subTest(rel):
+                rc, out, err = surg("fmt", rel)
+                self.assertEqual(rc, 1, f"{rel} should be rejected")
+                self.assertEqual(out, "")
+                self.assertIn(f"{rel}:", err)
+                expect_file(self, rel[:-5] + ".err", err)
+
+    def test_formatted(self):
+        for rel in recipes("fmt"):
+            with self.subTest(rel):
+                rc, out, err = surg("fmt", rel)
+                self.assertEqual((rc, err), (0, ""))
+                expect_file(self, rel[:-5] + ".fmt", out)
+                rc, tree, err = surg("fmt", "--tree", rel)
+                self.assertEqual((rc, err), (0, ""))
+                expect_file(self, rel[:-5] + ".tree", tree)
+
+    def test_idempotent_and_meaning_kept(self):
+        paths = [os.path.join(ARGS.golden, r) for r in recipes("fmt")]
+        paths += sorted(glob.glob(os.path.join(ARGS.examples, "**", "*.surg"),
+                                  recursive=True))
+        self.assertTrue(paths)
+        for path in paths:
+            with self.subTest(path):
+                rc, once, err = surg("fmt", path)
+                self.assertEqual((rc, err), (0, ""))
+                rc, twice, _ = surg("fmt", "-", stdin=once.encode())
+                self.assertEqual(once, twice, "fmt is not idempotent")
+                _, tree_in, _ = surg("fmt", "--tree", path)
+                _, tree_out, _ = surg("fmt", "--tree", "-", stdin=once.encode())
+                self.assertEqual(tree_in, tree_out, "fmt changed the tree")
+                rc, _, err = surg("fmt", "--check", "-", stdin=once.encode())
+                self.assertEqual((rc, err), (0, ""))
+
+    def test_check(self):
+        rc, _, err = surg("fmt", "--check", "fmt/layout.surg")
+        self.assertEqual(rc, 1)
+        self.assertIn("fmt/layout.surg: not formatted", err)
+        rc, _, err = surg("fmt", "--check", "fmt/statements.surg")
+        self.assertEqual((rc, err), (0, ""))
+
+    def test_diagnostic_formats(self):
+        rc, _, err = surg("--diagnostics", "json", "fmt", "errors/01-unknown-statement.surg")
+        self.assertEqual(rc, 1)
+        self.assertEqual(err, '{"file":"errors/01-unknown-statement.surg","line":1,'
+                         '"column":1,"end_line":1,"end_column":6,"severity":"error",'
+                         '"code":"syntax-statement","message":"unknown statement '
+                         '\'renme\'","notes":["did you mean \'rename\'?"]}\n')
+        rc, _, err = surg("--diagnostics", "github", "fmt", "errors/32-many-errors.surg")
+        self.assertEqual(rc, 1)
+        lines = err.splitlines()
+        self.assertEqual(len(lines), 3)
+        self.assertEqual(lines[0], "::error file=errors/32-many-errors.surg,line=2,col=1,"
+                         "endLine=2,endColumn=7::unknown statement 'renmae'%0A"
+                         "note: did you mean 'rename'?")
+        rc, _, err = surg("--color", "always", "fmt", "errors/01-unknown-statement.surg")
+        self.assertIn("\033[1;31merror:", err)
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--surg", required=True)
+    ap.add_argument("--golden", required=True)
+    ap.add_argument("--examples", required=True)
+    ap.add_argument("--update", action="store_true")
+    ARGS, rest = ap.parse_known_args()
+    ARGS.surg = os.path.abspath(ARGS.surg)
+    ARGS.golden = os.path.abspath(ARGS.golden)
+    ARGS.examples = os.path.abspath(ARGS.examples)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=1)
+
+
+if __name__ == "__main__":
+    main()
