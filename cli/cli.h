@@ -26,6 +26,7 @@ bool diag_parse_format(const char *name, diag_format *out);
 /* Commands: argc/argv start at the command's name; return the exit code. */
 int cmd_schema(int argc, char **argv, diag_printer *dp);
 int cmd_fmt(int argc, char **argv, diag_printer *dp);
+int cmd_check(int argc, char **argv, diag_printer *dp);
 
 /* Report a usage error for `cmd` and return 2. */
 int usage_error(const char *cmd, const char *fmt, ...)

@@ -83,38 +83,10 @@ static bool insert(node *root, const surg_tensor_info *t)
     return !nomem && at;
 }
 
-/* Natural order: runs of digits compare by value, so layer 2 comes before
- * layer 10. */
-static int natural_cmp(const char *a, const char *b)
-{
-    while (*a && *b) {
-        if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
-            while (*a == '0')
-                a++;
-            while (*b == '0')
-                b++;
-            size_t la = strspn(a, "0123456789"), lb = strspn(b, "0123456789");
-            if (la != lb)
-                return la < lb ? -1 : 1;
-            int c = strncmp(a, b, la);
-            if (c)
-                return c;
-            a += la;
-            b += lb;
-            continue;
-        }
-        if (*a != *b)
-            return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
-        a++;
-        b++;
-    }
-    return (unsigned char)*a - (unsigned char)*b;
-}
-
 static int kid_cmp(const void *x, const void *y)
 {
     const node *a = *(node *const *)x, *b = *(node *const *)y;
-    int c = natural_cmp(a->label, b->label);
+    int c = surg_natural_cmp(a->label, b->label);
     return c ? c : (a->leaf != NULL) - (b->leaf != NULL);
 }
 

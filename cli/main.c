@@ -15,6 +15,8 @@ static const char usage[] =
     "checkpoint's abstract state and apply it with a streaming runtime.\n"
     "\n"
     "commands:\n"
+    "  check RECIPE --from CKPT [--to TARGET]\n"
+    "                         compile a recipe against a checkpoint's header\n"
     "  fmt RECIPE [--check]   print a recipe in the canonical layout\n"
     "  schema CKPT [--json]   print the abstract state (names, dtypes, shapes)\n"
     "\n"
@@ -33,6 +35,7 @@ static const struct command {
 } commands[] = {
     {"schema", cmd_schema},
     {"fmt", cmd_fmt},
+    {"check", cmd_check},
 };
 
 int usage_error(const char *cmd, const char *fmt, ...)

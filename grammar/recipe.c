@@ -7,6 +7,7 @@
 #include "readfile.h"
 #include "parse.h"
 #include "print.h"
+#include "recipe.h"
 
 struct surg_recipe {
     arena ar;
@@ -71,3 +72,5 @@ static char *print(const surg_recipe *r, void (*fn)(buf *, const ast_recipe *))
 
 char *surg_recipe_format(const surg_recipe *r) { return print(r, pr_format); }
 char *surg_recipe_dump(const surg_recipe *r) { return print(r, pr_dump); }
+
+const ast_recipe *gr_recipe_ast(const surg_recipe *r) { return r->ast; }

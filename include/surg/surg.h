@@ -185,6 +185,35 @@ void surg_recipe_free(surg_recipe *r);
 char *surg_recipe_format(const surg_recipe *r);
 char *surg_recipe_dump(const surg_recipe *r);
 
+/* ---- compiling ------------------------------------------------------- */
+
+typedef struct surg_program surg_program;
+
+/* Compile a recipe against the abstract state of `from` (names, dtypes and
+ * shapes; its data is never read). Every error is reported; then the result
+ * is SURG_EINVALID and *out is NULL. The program borrows `from`, which must
+ * stay open while the program is used. */
+surg_status surg_compile(const surg_recipe *r, surg_ckpt *from, surg_sink *sink,
+                         surg_program **out);
+void surg_program_free(surg_program *p);
+
+/* The tensors of the result, in byte order of names. */
+size_t surg_program_output_count(const surg_program *p);
+const surg_tensor_info *surg_program_output(const surg_program *p, size_t i);
+/* Tied names of the result: key is the tied name, value the tensor it is
+ * stored as. */
+size_t surg_program_alias_count(const surg_program *p);
+const surg_meta_entry *surg_program_alias(const surg_program *p, size_t i);
+
+/* Compare the result with a target's abstract state (`--to`): every missing,
+ * unexpected and mismatched tensor is an error, all reported in name order. */
+surg_status surg_program_check_target(const surg_program *p, const surg_ckpt *target,
+                                      surg_sink *sink);
+
+/* The op graph as text: each node with its type, then the outputs. For
+ * tests and debugging; the caller frees. */
+char *surg_program_dump(const surg_program *p);
+
 /* ---- writing --------------------------------------------------------- */
 
 typedef struct surg_write_opts {
@@ -203,6 +232,10 @@ surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
 /* Write the abstract state of `ck` as a schema file (SPEC §2) to a string
  * the caller frees. */
 surg_status surg_ckpt_schema_json(const surg_ckpt *ck, char **out);
+
+/* Natural order of names: digit runs compare by value ("layers.2" before
+ * "layers.10"). */
+int surg_natural_cmp(const char *a, const char *b);
 
 /* Parse a size such as "5GB", "500MiB" or "1000" (bytes). */
 surg_status surg_parse_size(const char *text, uint64_t *out);

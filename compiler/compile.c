@@ -1,0 +1,118 @@
+/* compile.c: a parsed recipe and an abstract state in, a typed op graph out
+ * (the public surg_compile). Only names, dtypes and shapes of the input are
+ * read: never its data. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "diag.h"
+#include "lower.h"
+#include "program.h"
+#include "recipe.h"
+
+static bool initial_state(lw *L, surg_ckpt *in)
+{
+    size_t n = surg_ckpt_count(in);
+    sv_entry *e = malloc((n ? n : 1) * sizeof *e);
+    if (!e)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const surg_tensor_info *t = surg_ckpt_tensor(in, i);
+        cg_node node = {.op = OP_INPUT, .dtype = t->dtype, .rank = t->rank};
+        node.a.input = i;
+        cg_id id = lw_node(L, node, t->shape);
+        if (id == CG_NONE) {
+            free(e);
+            return false;
+        }
+        e[i] = (sv_entry){t->name, id}; /* the checkpoint's table is sorted */
+    }
+    L->st.e = e;
+    L->st.n = n;
+    return true;
+}
+
+static int alias_cmp(const void *a, const void *b)
+{
+    return strcmp(((const surg_meta_entry *)a)->key, ((const surg_meta_entry *)b)->key);
+}
+
+static bool finish(lw *L, surg_program *p)
+{
+    p->g = L->g;
+    p->n_out = L->st.n;
+    p->out = ar_array(&p->ar, p->n_out + 1, sizeof *p->out);
+    p->out_info = ar_array(&p->ar, p->n_out + 1, sizeof *p->out_info);
+    p->alias = ar_array(&p->ar, L->st.n_alias + 1, sizeof *p->alias);
+    if (!p->out || !p->out_info || !p->alias)
+        return false;
+    for (size_t i = 0; i < p->n_out; i++) {
+        const cg_node *n = cg_get(&p->g, L->st.e[i].node);
+        p->out[i] = (cg_output){L->st.e[i].name, L->st.e[i].node};
+        p->out_info[i] = (surg_tensor_info){L->st.e[i].name, n->dtype, n->rank, n->shape,
+                                            n->nelems, n->nelems * surg_dtype_bits(n->dtype) / 8};
+    }
+    p->n_alias = L->st.n_alias;
+    for (size_t i = 0; i < p->n_alias; i++)
+        p->alias[i] = (surg_meta_entry){L->st.aliases[i].name, L->st.aliases[i].target};
+    qsort(p->alias, p->n_alias, sizeof *p->alias, alias_cmp);
+    if (L->lora.len) {
+        buf_putc(&L->lora, ']');
+        p->lora = L->lora.failed ? NULL : ar_strdup(&p->ar, L->lora.data);
+        if (!p->lora)
+            return false;
+    }
+    return true;
+}
+
+surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *sink,
+                         surg_program **out)
+{
+    *out = NULL;
+    const ast_recipe *r = gr_recipe_ast(recipe);
+    surg_program *p = calloc(1, sizeof *p);
+    if (!p)
+        return dg_nomem(sink, r->src.path);
+    ar_init(&p->ar);
+    p->input = from;
+    lw L = {.ar = &p->ar, .sink = sink, .src = &r->src, .st = {.ar = &p->ar}};
+    L.g.ar = &p->ar;
+    buf_init(&L.lora);
+    bool ok = initial_state(&L, from);
+    if (ok)
+        lw_statements(&L, r);
+    ok = ok && !L.nomem && L.errors == 0 && finish(&L, p);
+    surg_status st = L.nomem ? dg_nomem(sink, r->src.path) : L.errors ? SURG_EINVALID
+                     : ok ? SURG_OK
+                          : dg_nomem(sink, r->src.path);
+    sv_free(&L.st);
+    gl_scratch_free(&L.scratch);
+    buf_free(&L.lora);
+    if (st) {
+        surg_program_free(p);
+        return st;
+    }
+    *out = p;
+    return SURG_OK;
+}
+
+void surg_program_free(surg_program *p)
+{
+    if (!p)
+        return;
+    ar_free(&p->ar);
+    free(p);
+}
+
+size_t surg_program_output_count(const surg_program *p) { return p->n_out; }
+
+const surg_tensor_info *surg_program_output(const surg_program *p, size_t i)
+{
+    return i < p->n_out ? &p->out_info[i] : NULL;
+}
+
+size_t surg_program_alias_count(const surg_program *p) { return p->n_alias; }
+
+const surg_meta_entry *surg_program_alias(const surg_program *p, size_t i)
+{
+    return i < p->n_alias ? &p->alias[i] : NULL;
+}

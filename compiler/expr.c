@@ -1,0 +1,490 @@
+/* expr.c: the EXPR of map, typed into nodes. x is the matched tensor; a
+ * number is a weak scalar that takes the type of what it meets; only scalars
+ * broadcast; arithmetic on a dtype promotes as JAX does (the wider float
+ * wins, two floats of one width meet in the next wider one). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lower.h"
+#include "suggest.h"
+
+typedef struct ex {
+    lw *L;
+    const ast_stmt *stmt;
+    const lw_match *m;
+    const lw_matches *ms;
+} ex;
+
+#define WEAK SURG_DTYPE_COUNT
+
+static cg_id lower(ex *E, const ast_expr *e);
+
+static const cg_node *node(ex *E, cg_id id) { return cg_get(&E->L->g, id); }
+
+static cg_id make(ex *E, cg_op op, surg_dtype dt, uint32_t rank, const uint64_t *shape,
+                  const cg_id *in, uint32_t n_in)
+{
+    cg_id *ins = NULL;
+    if (n_in) {
+        ins = ar_array(E->L->ar, n_in, sizeof *ins);
+        if (!ins)
+            return E->L->nomem = true, CG_NONE;
+        memcpy(ins, in, n_in * sizeof *in);
+    }
+    cg_node n = {.op = op, .dtype = dt, .rank = rank, .in = ins, .n_in = n_in,
+                 .origin = E->stmt->span};
+    return lw_node(E->L, n, shape);
+}
+
+static cg_id constant(ex *E, double v)
+{
+    cg_node n = {.op = OP_CONST, .dtype = WEAK, .origin = E->stmt->span};
+    n.a.value = v;
+    return lw_node(E->L, n, NULL);
+}
+
+/* ---- types ------------------------------------------------------------ */
+
+static int float_width(surg_dtype d) { return (int)surg_dtype_bits(d); }
+
+static surg_dtype float_of_width(int bits)
+{
+    return bits <= 8 ? SURG_F16 : bits <= 16 ? SURG_F32 : SURG_F64;
+}
+
+static surg_dtype promote(surg_dtype a, surg_dtype b)
+{
+    if (a == WEAK || a == b)
+        return b;
+    if (b == WEAK)
+        return a;
+    bool fa = surg_dtype_kind_of(a) == SURG_KIND_FLOAT, fb = surg_dtype_kind_of(b) == SURG_KIND_FLOAT;
+    if (fa && fb) {
+        if (float_width(a) != float_width(b))
+            return float_width(a) > float_width(b) ? a : b;
+        return float_of_width(float_width(a)); /* f16 and bf16 meet in f32 */
+    }
+    if (fa || fb)
+        return fa ? a : b;
+    bool unsigned_both = surg_dtype_kind_of(a) == SURG_KIND_UINT &&
+                         surg_dtype_kind_of(b) == SURG_KIND_UINT;
+    return unsigned_both ? SURG_U64 : SURG_I64;
+}
+
+/* Can arithmetic run on this operand? */
+static bool computable(ex *E, const ast_expr *e, cg_id id, const char *what)
+{
+    surg_dtype dt = node(E, id)->dtype;
+    if (dt == WEAK)
+        return true;
+    surg_dtype_kind k = surg_dtype_kind_of(dt);
+    if (k == SURG_KIND_OPAQUE || k == SURG_KIND_BOOL) {
+        lw_error(E->L, e->span, "dtype-compute", NULL, 0,
+                 k == SURG_KIND_BOOL ? "cannot use %s on a bool tensor (cast it first)"
+                                     : "cannot use %s on %s: surg carries such tensors but "
+                                       "cannot compute on them",
+                 what, surg_dtype_recipe_name(dt));
+        return false;
+    }
+    return true;
+}
+
+/* Shapes must be equal, or one a scalar. */
+static bool broadcast(ex *E, const ast_expr *e, cg_id a, cg_id b, const cg_node **out)
+{
+    const cg_node *x = node(E, a), *y = node(E, b);
+    if (x->rank == 0 || (x->rank == y->rank &&
+                         memcmp(x->shape, y->shape, x->rank * sizeof *x->shape) == 0)) {
+        *out = y->rank ? y : x;
+        return true;
+    }
+    if (y->rank == 0) {
+        *out = x;
+        return true;
+    }
+    lw_error(E->L, e->span, "shape", NULL, 0,
+             "shapes do not match: %s and %s (only a scalar broadcasts)", lw_type(x, 0),
+             lw_type(y, 1));
+    return false;
+}
+
+/* ---- arguments -------------------------------------------------------- */
+
+static int count_args(const ast_expr *call)
+{
+    int n = 0;
+    for (const ast_arg *a = call->u.call.args; a; a = a->next)
+        n++;
+    return n;
+}
+
+static bool arity(ex *E, const ast_expr *call, int lo, int hi)
+{
+    int n = count_args(call);
+    for (const ast_arg *a = call->u.call.args; a; a = a->next)
+        if (a->name) {
+            lw_error(E->L, a->name_span, "call-args", NULL, 0,
+                     "%s takes no named arguments", call->u.call.name);
+            return false;
+        }
+    if (n >= lo && n <= hi)
+        return true;
+    if (lo == hi)
+        lw_error(E->L, call->span, "call-args", NULL, 0, "%s takes %d argument%s, not %d",
+                 call->u.call.name, lo, lo == 1 ? "" : "s", n);
+    else
+        lw_error(E->L, call->span, "call-args", NULL, 0, "%s takes %d to %d arguments, not %d",
+                 call->u.call.name, lo, hi, n);
+    return false;
+}
+
+/* An argument written as a whole number, possibly negative. */
+static bool int_arg(ex *E, const ast_expr *e, int64_t *out)
+{
+    bool neg = e->kind == EX_NEG;
+    const ast_expr *n = neg ? e->u.operand : e;
+    int64_t v;
+    if (n->kind != EX_NUMBER) {
+        lw_error(E->L, e->span, "call-args", NULL, 0, "expected a whole number here");
+        return false;
+    }
+    ast_number num = {.text = n->u.number.text, .value = n->u.number.value, .span = n->span};
+    if (!lw_integer(E->L, &num, "this argument", 0, INT32_MAX, &v))
+        return false;
+    *out = neg ? -v : v;
+    return true;
+}
+
+/* ---- calls ------------------------------------------------------------ */
+
+static cg_id unary(ex *E, const ast_expr *call, cg_op op)
+{
+    if (!arity(E, call, 1, 1))
+        return CG_NONE;
+    cg_id a = lower(E, call->u.call.args->value);
+    if (a == CG_NONE || !computable(E, call, a, call->u.call.name))
+        return CG_NONE;
+    const cg_node *x = node(E, a);
+    return make(E, op, x->dtype, x->rank, x->shape, &a, 1);
+}
+
+static cg_id reduction(ex *E, const ast_expr *call, cg_op op)
+{
+    if (!arity(E, call, 1, 1))
+        return CG_NONE;
+    cg_id a = lower(E, call->u.call.args->value);
+    if (a == CG_NONE || !computable(E, call, a, call->u.call.name))
+        return CG_NONE;
+    return make(E, op, node(E, a)->dtype, 0, NULL, &a, 1);
+}
+
+static cg_id clip(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 3, 3))
+        return CG_NONE;
+    cg_id in[3];
+    const ast_arg *a = call->u.call.args;
+    for (int i = 0; i < 3; i++, a = a->next)
+        if ((in[i] = lower(E, a->value)) == CG_NONE || !computable(E, a->value, in[i], "clip"))
+            return CG_NONE;
+    const cg_node *s1, *s2;
+    if (!broadcast(E, call, in[0], in[1], &s1) || !broadcast(E, call, in[0], in[2], &s2))
+        return CG_NONE;
+    const cg_node *shape = s1->rank ? s1 : s2;
+    surg_dtype dt = promote(node(E, in[0])->dtype, promote(node(E, in[1])->dtype, node(E, in[2])->dtype));
+    return make(E, OP_CLIP, dt, shape->rank, shape->shape, in, 3);
+}
+
+static cg_id cast(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 2, 2))
+        return CG_NONE;
+    const ast_expr *d = call->u.call.args->next->value;
+    surg_dtype dt = d->kind == EX_IDENT ? surg_dtype_from_recipe_name(d->u.ident) : WEAK;
+    if (dt == WEAK) {
+        const char *names[SURG_DTYPE_COUNT];
+        for (int i = 0; i < SURG_DTYPE_COUNT; i++)
+            names[i] = surg_dtype_recipe_name((surg_dtype)i);
+        const char *best = d->kind == EX_IDENT ? sg_closest(d->u.ident, names, SURG_DTYPE_COUNT) : NULL;
+        char note[64];
+        snprintf(note, sizeof note, "did you mean '%s'?", best ? best : "");
+        const char *notes[] = {note};
+        lw_error(E->L, d->span, "cast-dtype", notes, best ? 1 : 0,
+                 "the second argument of cast is a dtype, as cast(x, bf16)");
+        return CG_NONE;
+    }
+    if (surg_dtype_kind_of(dt) == SURG_KIND_OPAQUE) {
+        lw_error(E->L, d->span, "dtype-compute", NULL, 0,
+                 "cannot cast to %s: surg carries such tensors but cannot compute them",
+                 d->u.ident);
+        return CG_NONE;
+    }
+    cg_id a = lower(E, call->u.call.args->value);
+    if (a == CG_NONE)
+        return CG_NONE;
+    if (surg_dtype_kind_of(node(E, a)->dtype) == SURG_KIND_OPAQUE && node(E, a)->dtype != WEAK) {
+        lw_error(E->L, call->span, "dtype-compute", NULL, 0,
+                 "cannot cast from %s: surg carries such tensors but cannot compute on them",
+                 surg_dtype_recipe_name(node(E, a)->dtype));
+        return CG_NONE;
+    }
+    const cg_node *x = node(E, a);
+    return make(E, OP_CAST, dt, x->rank, x->shape, &a, 1);
+}
+
+static cg_id full_like(ex *E, const ast_expr *call, bool zeros)
+{
+    if (!arity(E, call, zeros ? 1 : 2, zeros ? 1 : 2))
+        return CG_NONE;
+    cg_id in[2] = {lower(E, call->u.call.args->value), CG_NONE};
+    if (in[0] == CG_NONE)
+        return CG_NONE;
+    in[1] = zeros ? constant(E, 0) : lower(E, call->u.call.args->next->value);
+    if (in[1] == CG_NONE)
+        return CG_NONE;
+    const cg_node *x = node(E, in[0]);
+    if (x->dtype == WEAK || surg_dtype_kind_of(x->dtype) == SURG_KIND_OPAQUE) {
+        lw_error(E->L, call->span, "full-like", NULL, 0, "%s needs a tensor it can fill",
+                 call->u.call.name);
+        return CG_NONE;
+    }
+    if (node(E, in[1])->rank != 0) {
+        lw_error(E->L, call->span, "full-like", NULL, 0,
+                 "the value of full_like is a scalar, not %s", lw_type(node(E, in[1]), 0));
+        return CG_NONE;
+    }
+    return make(E, OP_FULL_LIKE, x->dtype, x->rank, x->shape, in, 2);
+}
+
+static cg_id transpose(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 1, 1 + SURG_MAX_RANK))
+        return CG_NONE;
+    cg_id a = lower(E, call->u.call.args->value);
+    if (a == CG_NONE)
+        return CG_NONE;
+    const cg_node *x = node(E, a);
+    uint32_t *perm = ar_array(E->L->ar, x->rank ? x->rank : 1, sizeof *perm);
+    if (!perm)
+        return E->L->nomem = true, CG_NONE;
+    int n = count_args(call) - 1;
+    if (n && (uint32_t)n != x->rank) {
+        lw_error(E->L, call->span, "transpose", NULL, 0,
+                 "transpose of %s needs %u axes, not %d", lw_type(x, 0), x->rank, n);
+        return CG_NONE;
+    }
+    uint64_t seen = 0, shape[SURG_MAX_RANK];
+    const ast_arg *arg = call->u.call.args->next;
+    for (uint32_t i = 0; i < x->rank; i++, arg = arg ? arg->next : NULL) {
+        int64_t v = (int64_t)(x->rank - 1 - i);
+        if (n && !int_arg(E, arg->value, &v))
+            return CG_NONE;
+        if (v < 0 || (uint64_t)v >= x->rank || (seen >> v) & 1) {
+            lw_error(E->L, call->span, "transpose", NULL, 0,
+                     "the axes of transpose must be a permutation of 0..%u", x->rank - 1);
+            return CG_NONE;
+        }
+        seen |= 1ull << v;
+        perm[i] = (uint32_t)v;
+        shape[i] = x->shape[v];
+    }
+    cg_id id = make(E, OP_TRANSPOSE, x->dtype, x->rank, shape, &a, 1);
+    if (id != CG_NONE)
+        E->L->g.nodes[id].a.perm = perm;
+    return id;
+}
+
+static cg_id reshape(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 1, 1 + SURG_MAX_RANK))
+        return CG_NONE;
+    cg_id a = lower(E, call->u.call.args->value);
+    if (a == CG_NONE)
+        return CG_NONE;
+    const cg_node *x = node(E, a);
+    uint64_t shape[SURG_MAX_RANK], known = 1;
+    int infer = -1, r = 0;
+    for (const ast_arg *arg = call->u.call.args->next; arg; arg = arg->next, r++) {
+        int64_t v;
+        if (!int_arg(E, arg->value, &v))
+            return CG_NONE;
+        if (v < -1 || (v == -1 && infer >= 0)) {
+            lw_error(E->L, arg->value->span, "reshape", NULL, 0,
+                     "a dimension of reshape is a size, or -1 once for the one to infer");
+            return CG_NONE;
+        }
+        if (v == -1)
+            infer = r;
+        else if (__builtin_mul_overflow(known, (uint64_t)v, &known))
+            known = UINT64_MAX;
+        shape[r] = v < 0 ? 0 : (uint64_t)v;
+    }
+    if (infer >= 0 && known && x->nelems % known == 0)
+        shape[infer] = x->nelems / known, known = x->nelems;
+    if (known != x->nelems || (infer >= 0 && known == 0)) {
+        buf b;
+        buf_init(&b);
+        for (int i = 0; i < r; i++)
+            buf_printf(&b, "%s%lld", i ? ", " : "",
+                       i == infer ? -1LL : (long long)shape[i]);
+        lw_error(E->L, call->span, "reshape", NULL, 0,
+                 "cannot reshape %s (%llu elements) to [%s]", lw_type(x, 0),
+                 (unsigned long long)x->nelems, b.failed ? "?" : b.data ? b.data : "");
+        buf_free(&b);
+        return CG_NONE;
+    }
+    return make(E, OP_RESHAPE, x->dtype, (uint32_t)r, shape, &a, 1);
+}
+
+/* tensor("TEMPLATE"): another tensor of the state before this statement,
+ * named with the match's captures, of the matched tensor's shape. */
+static cg_id tensor(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 1, 1))
+        return CG_NONE;
+    const ast_expr *arg = call->u.call.args->value;
+    if (arg->kind != EX_STRING) {
+        lw_error(E->L, arg->span, "tensor", NULL, 0, "tensor() takes a name in quotes");
+        return CG_NONE;
+    }
+    ast_string text = {.text = arg->u.string, .span = arg->span};
+    gl_template t;
+    if (!lw_template(E->L, &text, &E->ms->pat, false, &t))
+        return CG_NONE;
+    const char *name = gl_expand(E->L->ar, &t, E->m->name, E->m->caps, 0);
+    size_t i = name ? sv_find(&E->L->st, name) : SV_NONE;
+    if (i == SV_NONE) {
+        lw_error(E->L, arg->span, "tensor", NULL, 0, "tensor(\"%s\") names \"%s\", which does not exist",
+                 arg->u.string, name ? name : "");
+        return CG_NONE;
+    }
+    cg_id id = E->L->st.e[i].node;
+    const cg_node *x = node(E, E->m->node), *y = node(E, id);
+    if (x->rank != y->rank || memcmp(x->shape, y->shape, x->rank * sizeof *x->shape) != 0) {
+        lw_error(E->L, arg->span, "tensor", NULL, 0,
+                 "tensor(\"%s\") is %s, but \"%s\" is %s: the shapes must match", name,
+                 lw_type(y, 0), E->m->name, lw_type(x, 1));
+        return CG_NONE;
+    }
+    return id;
+}
+
+static const struct {
+    const char *name;
+    cg_op op;
+    enum { F_UNARY, F_REDUCE, F_CLIP, F_CAST, F_FULL, F_ZEROS, F_TRANSPOSE, F_RESHAPE, F_TENSOR } how;
+} functions[] = {
+    {"abs", OP_ABS, F_UNARY},          {"sqrt", OP_SQRT, F_UNARY},
+    {"exp", OP_EXP, F_UNARY},          {"log", OP_LOG, F_UNARY},
+    {"tanh", OP_TANH, F_UNARY},        {"sign", OP_SIGN, F_UNARY},
+    {"clip", OP_CLIP, F_CLIP},         {"norm", OP_NORM, F_REDUCE},
+    {"mean", OP_MEAN, F_REDUCE},       {"std", OP_STD, F_REDUCE},
+    {"min", OP_MIN, F_REDUCE},         {"max", OP_MAX, F_REDUCE},
+    {"sum", OP_SUM, F_REDUCE},         {"cast", OP_CAST, F_CAST},
+    {"full_like", OP_FULL_LIKE, F_FULL}, {"zeros_like", OP_FULL_LIKE, F_ZEROS},
+    {"transpose", OP_TRANSPOSE, F_TRANSPOSE}, {"reshape", OP_RESHAPE, F_RESHAPE},
+    {"tensor", OP_INPUT, F_TENSOR},
+};
+#define N_FUNCTIONS (sizeof functions / sizeof *functions)
+
+static void unknown(ex *E, const ast_expr *e, const char *name, bool call)
+{
+    const char *names[N_FUNCTIONS + 1];
+    for (size_t i = 0; i < N_FUNCTIONS; i++)
+        names[i] = functions[i].name;
+    names[N_FUNCTIONS] = "x";
+    const char *best = sg_closest(name, names, N_FUNCTIONS + (call ? 0 : 1));
+    char note[96];
+    const char *notes[] = {note};
+    size_t n_notes = 1;
+    if (cg_init_lookup(name) != INIT_COUNT)
+        snprintf(note, sizeof note, "%s is an initializer: use it with fill", name);
+    else if (best)
+        snprintf(note, sizeof note, "did you mean '%s'?", best);
+    else
+        n_notes = 0;
+    if (call)
+        lw_error(E->L, e->span, "unknown-function", notes, n_notes, "unknown function '%s'", name);
+    else
+        lw_error(E->L, e->span, "unknown-name", notes, n_notes,
+                 "unknown name '%s' (the matched tensor is x)", name);
+}
+
+static cg_id call(ex *E, const ast_expr *e)
+{
+    for (size_t i = 0; i < N_FUNCTIONS; i++) {
+        if (strcmp(functions[i].name, e->u.call.name) != 0)
+            continue;
+        switch (functions[i].how) {
+        case F_UNARY: return unary(E, e, functions[i].op);
+        case F_REDUCE: return reduction(E, e, functions[i].op);
+        case F_CLIP: return clip(E, e);
+        case F_CAST: return cast(E, e);
+        case F_FULL: return full_like(E, e, false);
+        case F_ZEROS: return full_like(E, e, true);
+        case F_TRANSPOSE: return transpose(E, e);
+        case F_RESHAPE: return reshape(E, e);
+        case F_TENSOR: return tensor(E, e);
+        }
+    }
+    unknown(E, e, e->u.call.name, true);
+    return CG_NONE;
+}
+
+static cg_id binary(ex *E, const ast_expr *e)
+{
+    static const char ops[] = "+-*/";
+    static const cg_op codes[] = {OP_ADD, OP_SUB, OP_MUL, OP_DIV};
+    cg_id in[2] = {lower(E, e->u.binary.lhs), CG_NONE};
+    if (in[0] == CG_NONE || (in[1] = lower(E, e->u.binary.rhs)) == CG_NONE)
+        return CG_NONE;
+    char what[16];
+    snprintf(what, sizeof what, "'%c'", e->u.binary.op);
+    const cg_node *shape;
+    if (!computable(E, e, in[0], what) || !computable(E, e, in[1], what) ||
+        !broadcast(E, e, in[0], in[1], &shape))
+        return CG_NONE;
+    cg_op op = codes[strchr(ops, e->u.binary.op) - ops];
+    surg_dtype dt = promote(node(E, in[0])->dtype, node(E, in[1])->dtype);
+    return make(E, op, dt, shape->rank, shape->shape, in, 2);
+}
+
+static cg_id lower(ex *E, const ast_expr *e)
+{
+    switch (e->kind) {
+    case EX_NUMBER: return constant(E, e->u.number.value);
+    case EX_IDENT:
+        if (strcmp(e->u.ident, "x") == 0)
+            return E->m->node;
+        unknown(E, e, e->u.ident, false);
+        return CG_NONE;
+    case EX_STRING:
+        lw_error(E->L, e->span, "string", NULL, 0, "a string can only name a tensor, in tensor(\"...\")");
+        return CG_NONE;
+    case EX_NEG: {
+        cg_id a = lower(E, e->u.operand);
+        if (a == CG_NONE || !computable(E, e, a, "'-'"))
+            return CG_NONE;
+        const cg_node *x = node(E, a);
+        return make(E, OP_NEG, x->dtype, x->rank, x->shape, &a, 1);
+    }
+    case EX_BINARY: return binary(E, e);
+    case EX_CALL: return call(E, e);
+    }
+    return CG_NONE;
+}
+
+cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms)
+{
+    ex E = {L, s, m, ms};
+    cg_id id = lower(&E, s->expr);
+    if (id != CG_NONE && cg_get(&L->g, id)->dtype == WEAK) {
+        lw_error(L, s->expr->span, "map-constant", NULL, 0,
+                 "the result is a plain number, not a tensor: to set every value of \"%s\" write "
+                 "fill \"%s\" = ...",
+                 m->name, m->name);
+        return CG_NONE;
+    }
+    return id;
+}

@@ -1,0 +1,150 @@
+/* graph.h: the op graph a recipe compiles to. Each node is one tensor value
+ * — an input, a generated value, or a computation over other nodes — with
+ * its dtype and shape; the outputs are final names bound to nodes. Renames,
+ * drops and ties only change which names are bound to which nodes. */
+#ifndef SURG_GRAPH_H
+#define SURG_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "source.h"
+#include "surg/surg.h"
+
+typedef uint32_t cg_id;
+#define CG_NONE UINT32_MAX
+
+/* X(ENUM, name, inputs (-1: any), class) */
+#define CG_OPS(X)                               \
+    X(INPUT, "input", 0, CG_LEAF)               \
+    X(CONST, "const", 0, CG_LEAF)               \
+    X(INIT, "init", 0, CG_LEAF)                 \
+    X(NEG, "neg", 1, CG_ELEMENTWISE)            \
+    X(ABS, "abs", 1, CG_ELEMENTWISE)            \
+    X(SQRT, "sqrt", 1, CG_ELEMENTWISE)          \
+    X(EXP, "exp", 1, CG_ELEMENTWISE)            \
+    X(LOG, "log", 1, CG_ELEMENTWISE)            \
+    X(TANH, "tanh", 1, CG_ELEMENTWISE)          \
+    X(SIGN, "sign", 1, CG_ELEMENTWISE)          \
+    X(ADD, "add", 2, CG_ELEMENTWISE)            \
+    X(SUB, "sub", 2, CG_ELEMENTWISE)            \
+    X(MUL, "mul", 2, CG_ELEMENTWISE)            \
+    X(DIV, "div", 2, CG_ELEMENTWISE)            \
+    X(CLIP, "clip", 3, CG_ELEMENTWISE)          \
+    X(CAST, "cast", 1, CG_ELEMENTWISE)          \
+    X(FULL_LIKE, "full_like", 2, CG_ELEMENTWISE) \
+    X(NORM, "norm", 1, CG_REDUCTION)            \
+    X(MEAN, "mean", 1, CG_REDUCTION)            \
+    X(STD, "std", 1, CG_REDUCTION)              \
+    X(MIN, "min", 1, CG_REDUCTION)              \
+    X(MAX, "max", 1, CG_REDUCTION)              \
+    X(SUM, "sum", 1, CG_REDUCTION)              \
+    X(TRANSPOSE, "transpose", 1, CG_LAYOUT)     \
+    X(RESHAPE, "reshape", 1, CG_LAYOUT)         \
+    X(SLICE, "slice", 1, CG_LAYOUT)             \
+    X(CONCAT, "concat", -1, CG_LAYOUT)          \
+    X(STACK, "stack", -1, CG_LAYOUT)
+
+typedef enum cg_class { CG_LEAF, CG_ELEMENTWISE, CG_REDUCTION, CG_LAYOUT } cg_class;
+
+typedef enum cg_op {
+#define X(e, name, n, cls) OP_##e,
+    CG_OPS(X)
+#undef X
+    OP_COUNT
+} cg_op;
+
+const char *cg_op_name(cg_op op);
+cg_class cg_op_class(cg_op op);
+
+/* X(ENUM, name, random, fan-based, from) — the initializers of SPEC §3.2.
+ * Their parameters are in cg_init.p, as init.c binds them. */
+#define CG_INITS(X)                                                       \
+    X(ZEROS, "zeros", false, false, "")                                   \
+    X(ONES, "ones", false, false, "")                                     \
+    X(VALUE, "value", false, false, "")                                   \
+    X(NORMAL, "normal", true, false, "jax.nn.initializers.normal")        \
+    X(UNIFORM, "uniform", true, false, "jax.nn.initializers.uniform")     \
+    X(TRUNCATED_NORMAL, "truncated_normal", true, false,                 \
+      "jax.nn.initializers.truncated_normal")                             \
+    X(HE_UNIFORM, "he_uniform", true, true, "jax.nn.initializers.he_uniform") \
+    X(HE_NORMAL, "he_normal", true, true, "jax.nn.initializers.he_normal") \
+    X(LECUN_NORMAL, "lecun_normal", true, true, "jax.nn.initializers.lecun_normal") \
+    X(LECUN_UNIFORM, "lecun_uniform", true, true, "jax.nn.initializers.lecun_uniform") \
+    X(XAVIER_UNIFORM, "xavier_uniform", true, true, "jax.nn.initializers.xavier_uniform") \
+    X(XAVIER_NORMAL, "xavier_normal", true, true, "jax.nn.initializers.xavier_normal") \
+    X(KAIMING_UNIFORM, "kaiming_uniform", true, true, "torch.nn.init.kaiming_uniform_") \
+    X(KAIMING_NORMAL, "kaiming_normal", true, true, "torch.nn.init.kaiming_normal_")
+
+typedef enum cg_init_kind {
+#define X(e, name, random, fan, from) INIT_##e,
+    CG_INITS(X)
+#undef X
+    INIT_COUNT
+} cg_init_kind;
+
+const char *cg_init_name(cg_init_kind k);
+bool cg_init_random(cg_init_kind k);
+bool cg_init_fan_based(cg_init_kind k);
+/* The initializer a name spells, or INIT_COUNT. */
+cg_init_kind cg_init_lookup(const char *name);
+/* How many parameters an initializer takes (normal: mean and std). */
+int cg_init_n_params(cg_init_kind k);
+
+typedef struct cg_init {
+    cg_init_kind kind;
+    double p[2];      /* value; mean, std; lo, hi; std; a */
+    uint64_t seed;
+    const char *key;  /* the name the tensor had when generated: its stream */
+    uint64_t fan_in, fan_out;
+} cg_init;
+
+typedef struct cg_node {
+    cg_op op;
+    surg_dtype dtype; /* SURG_DTYPE_COUNT for a weak scalar constant */
+    uint32_t rank;
+    const uint64_t *shape;
+    uint64_t nelems;
+    const cg_id *in;
+    uint32_t n_in;
+    union {
+        size_t input; /* OP_INPUT: index in the input checkpoint */
+        double value; /* OP_CONST */
+        cg_init init; /* OP_INIT */
+        const uint32_t *perm; /* OP_TRANSPOSE */
+        uint32_t axis; /* OP_CONCAT, OP_STACK */
+        struct {
+            uint32_t axis;
+            uint64_t start, len;
+            bool squeeze; /* unstack: the axis goes away */
+        } slice;
+    } a;
+    src_span origin; /* the statement that made it */
+} cg_node;
+
+typedef struct cg_output {
+    const char *name;
+    cg_id node;
+} cg_output;
+
+/* A tied name: stored once, as `target`'s data. */
+typedef struct cg_alias {
+    const char *name, *target;
+} cg_alias;
+
+typedef struct cg_graph {
+    arena *ar;
+    cg_node *nodes;
+    uint32_t n, cap;
+} cg_graph;
+
+/* Add a node (copied); returns its id or CG_NONE when out of memory. */
+cg_id cg_add(cg_graph *g, const cg_node *n);
+
+static inline const cg_node *cg_get(const cg_graph *g, cg_id id)
+{
+    return &g->nodes[id];
+}
+
+#endif

@@ -1,0 +1,210 @@
+/* init.c: the INIT of fill and init-lora: a number, zeros or ones, or a
+ * random initializer with its parameters checked and its fan-in and fan-out
+ * read from the shape under the layout (flax: kernel [..., in, out]; torch:
+ * weight [out, in, ...]). The formulas themselves are the runtime's. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lower.h"
+#include "suggest.h"
+
+/* The named parameters of each initializer, in positional order; a NaN
+ * default means required. */
+typedef struct init_params {
+    const char *names[2];
+    double defaults[2];
+    int n;
+} init_params;
+
+static init_params params_of(cg_init_kind k)
+{
+    switch (k) {
+    case INIT_NORMAL: return (init_params){{"mean", "std"}, {0, NAN}, 2};
+    case INIT_UNIFORM: return (init_params){{"lo", "hi"}, {NAN, NAN}, 2};
+    case INIT_TRUNCATED_NORMAL: return (init_params){{"std"}, {NAN}, 1};
+    case INIT_KAIMING_UNIFORM:
+    case INIT_KAIMING_NORMAL: return (init_params){{"a"}, {0}, 1};
+    default: return (init_params){{NULL}, {0}, 0};
+    }
+}
+
+/* A number, or minus a number. */
+static bool constant(const ast_expr *e, double *v)
+{
+    if (e->kind == EX_NUMBER) {
+        *v = e->u.number.value;
+        return true;
+    }
+    if (e->kind == EX_NEG && constant(e->u.operand, v)) {
+        *v = -*v;
+        return true;
+    }
+    return false;
+}
+
+int cg_init_n_params(cg_init_kind k) { return params_of(k).n; }
+
+static bool bind_args(lw *L, const ast_expr *e, cg_init_kind k, double *p)
+{
+    init_params ip = params_of(k);
+    const char *name = cg_init_name(k);
+    for (int i = 0; i < ip.n; i++)
+        p[i] = ip.defaults[i];
+    int pos = 0;
+    const ast_arg *args = e->kind == EX_CALL ? e->u.call.args : NULL;
+    for (const ast_arg *a = args; a; a = a->next) {
+        int slot = pos;
+        if (a->name) {
+            for (slot = 0; slot < ip.n && strcmp(ip.names[slot], a->name) != 0; slot++)
+                ;
+            if (slot == ip.n) {
+                lw_error(L, a->name_span, "init-args", NULL, 0, "%s has no parameter '%s'", name,
+                         a->name);
+                return false;
+            }
+        } else if (pos++ >= ip.n) {
+            lw_error(L, a->value->span, "init-args", NULL, 0, "%s takes %d argument%s", name,
+                     ip.n, ip.n == 1 ? "" : "s");
+            return false;
+        }
+        if (!constant(a->value, &p[slot])) {
+            lw_error(L, a->value->span, "init-args", NULL, 0,
+                     "the arguments of %s are numbers", name);
+            return false;
+        }
+    }
+    for (int i = 0; i < ip.n; i++)
+        if (isnan(p[i])) {
+            lw_error(L, e->span, "init-args", NULL, 0, "%s needs %s (as %s(%s=...))", name,
+                     ip.names[i], name, ip.names[i]);
+            return false;
+        }
+    if ((k == INIT_NORMAL && p[1] < 0) || (k == INIT_TRUNCATED_NORMAL && p[0] < 0)) {
+        lw_error(L, e->span, "init-args", NULL, 0, "std must not be negative");
+        return false;
+    }
+    if (k == INIT_UNIFORM && !(p[0] < p[1])) {
+        lw_error(L, e->span, "init-args", NULL, 0, "uniform(lo, hi) needs lo < hi");
+        return false;
+    }
+    return true;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Fan-in and fan-out as jax.nn.initializers (flax) and torch.nn.init
+ * (torch) compute them. */
+static bool fans(lw *L, const ast_expr *e, cg_init *init, uint32_t rank, const uint64_t *shape,
+                 lw_layout layout)
+{
+    const char *name = cg_init_name(init->kind);
+    if (layout == LAYOUT_BY_NAME)
+        layout = ends_with(init->key, "kernel")   ? LAYOUT_FLAX
+                 : ends_with(init->key, "weight") ? LAYOUT_TORCH
+                                                  : LAYOUT_BY_NAME;
+    if (layout == LAYOUT_BY_NAME) {
+        lw_error(L, e->span, "init-layout", NULL, 0,
+                 "%s needs fan-in and fan-out, but \"%s\" ends in neither \"kernel\" (flax) "
+                 "nor \"weight\" (torch): say which with `layout flax` or `layout torch`",
+                 name, init->key);
+        return false;
+    }
+    if (rank < 2) {
+        lw_error(L, e->span, "init-rank", NULL, 0,
+                 "%s needs a tensor of at least 2 dimensions for its fans; \"%s\" has %u", name,
+                 init->key, rank);
+        return false;
+    }
+    uint64_t receptive = 1;
+    bool flax = layout == LAYOUT_FLAX;
+    for (uint32_t i = flax ? 0 : 2; i < (flax ? rank - 2 : rank); i++)
+        receptive *= shape[i];
+    init->fan_in = (flax ? shape[rank - 2] : shape[1]) * receptive;
+    init->fan_out = (flax ? shape[rank - 1] : shape[0]) * receptive;
+    return true;
+}
+
+static bool value_fits(lw *L, const ast_expr *e, surg_dtype dt, double v)
+{
+    surg_dtype_kind k = surg_dtype_kind_of(dt);
+    if (k == SURG_KIND_FLOAT)
+        return true;
+    bool ok = v == floor(v);
+    if (k == SURG_KIND_BOOL)
+        ok = v == 0 || v == 1;
+    else if (k == SURG_KIND_UINT)
+        ok = ok && v >= 0 && v <= ldexp(1, (int)surg_dtype_bits(dt)) - 1;
+    else
+        ok = ok && v >= -ldexp(1, (int)surg_dtype_bits(dt) - 1) &&
+             v <= ldexp(1, (int)surg_dtype_bits(dt) - 1) - 1;
+    if (!ok)
+        lw_error(L, e->span, "init-value", NULL, 0, "%.17g does not fit a %s tensor", v,
+                 surg_dtype_recipe_name(dt));
+    return ok;
+}
+
+static cg_init_kind init_kind(lw *L, const ast_expr *e, double *value)
+{
+    if (constant(e, value))
+        return INIT_VALUE;
+    const char *name = e->kind == EX_IDENT ? e->u.ident : e->kind == EX_CALL ? e->u.call.name : NULL;
+    cg_init_kind k = name ? cg_init_lookup(name) : INIT_COUNT;
+    if (k != INIT_COUNT)
+        return k;
+    const char *names[INIT_COUNT];
+    int n = 0;
+    for (int i = 0; i < INIT_COUNT; i++)
+        if (i != INIT_VALUE)
+            names[n++] = cg_init_name((cg_init_kind)i);
+    const char *best = name ? sg_closest(name, names, (size_t)n) : NULL;
+    char note[96];
+    snprintf(note, sizeof note, "did you mean '%s'?", best ? best : "");
+    const char *notes[] = {note};
+    lw_error(L, e->span, "init", notes, best ? 1 : 0,
+             name ? "unknown initializer '%s'" : "%s",
+             name ? name : "an initializer is a number, zeros, ones, or a call like "
+                           "normal(0, 0.02)");
+    return INIT_COUNT;
+}
+
+cg_id lw_init(lw *L, const ast_expr *e, surg_dtype dt, uint32_t rank, const uint64_t *shape,
+              const char *key, lw_layout layout, src_span origin)
+{
+    cg_node n = {.op = OP_INIT, .dtype = dt, .rank = rank, .origin = origin};
+    cg_init *init = &n.a.init;
+    init->key = key;
+    init->seed = L->seed;
+    init->kind = init_kind(L, e, &init->p[0]);
+    if (init->kind == INIT_COUNT)
+        return CG_NONE;
+    surg_dtype_kind kind = surg_dtype_kind_of(dt);
+    const char *name = init->kind == INIT_VALUE ? "a number" : cg_init_name(init->kind);
+    if (kind == SURG_KIND_OPAQUE) {
+        lw_error(L, e->span, "dtype-compute", NULL, 0,
+                 "cannot fill \"%s\": surg carries %s tensors but cannot compute on them", key,
+                 surg_dtype_recipe_name(dt));
+        return CG_NONE;
+    }
+    if (cg_init_random(init->kind) && kind != SURG_KIND_FLOAT) {
+        lw_error(L, e->span, "init-dtype", NULL, 0,
+                 "%s fills floating-point tensors, but \"%s\" is %s", name, key,
+                 surg_dtype_recipe_name(dt));
+        return CG_NONE;
+    }
+    if (init->kind != INIT_VALUE && !bind_args(L, e, init->kind, init->p))
+        return CG_NONE;
+    if (init->kind == INIT_VALUE && !value_fits(L, e, dt, init->p[0]))
+        return CG_NONE;
+    if (init->kind == INIT_ZEROS || init->kind == INIT_ONES) {
+        init->p[0] = init->kind == INIT_ONES;
+        init->kind = INIT_VALUE; /* zeros and ones are plain values */
+    }
+    if (cg_init_fan_based(init->kind) && !fans(L, e, init, rank, shape, layout))
+        return CG_NONE;
+    return lw_node(L, n, shape);
+}

@@ -1,0 +1,97 @@
+/* lower.c: the helpers every statement's lowering uses: errors at a span,
+ * templates checked against their pattern, whole numbers, type texts, and
+ * nodes with owned shapes. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lower.h"
+
+void lw_error(lw *L, src_span at, const char *code, const char *const *notes,
+              size_t n_notes, const char *fmt, ...)
+{
+    buf msg;
+    buf_init(&msg);
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&msg, fmt, ap);
+    va_end(ap);
+    L->errors++;
+    src_report(L->src, L->sink, SURG_ERROR, code, at, notes, n_notes, "%s",
+               msg.failed ? "(out of memory)" : msg.data);
+    buf_free(&msg);
+}
+
+bool lw_template(lw *L, const ast_string *text, const gl_pattern *pat, bool allow_index,
+                 gl_template *out)
+{
+    char err[256];
+    if (!gl_template_compile(L->ar, text->text, allow_index, out, err, sizeof err)) {
+        lw_error(L, text->span, "template", NULL, 0, "bad template \"%s\": %s", text->text, err);
+        return false;
+    }
+    uint32_t have = pat ? pat->n_captures : 0;
+    if (out->max_capture > have) {
+        lw_error(L, text->span, "template-capture", NULL, 0,
+                 "template \"%s\" uses $%u, but the pattern has %u capture%s", text->text,
+                 out->max_capture, have, have == 1 ? "" : "s");
+        return false;
+    }
+    return true;
+}
+
+bool lw_integer(lw *L, const ast_number *n, const char *what, int64_t lo, int64_t hi,
+                int64_t *out)
+{
+    const char *t = n->text;
+    bool digits = *t && strspn(t, "0123456789") == strlen(t);
+    errno = 0;
+    unsigned long long v = digits ? strtoull(t, NULL, 10) : 0;
+    if (!digits || errno == ERANGE || v > (unsigned long long)INT64_MAX ||
+        (int64_t)v < lo || (int64_t)v > hi) {
+        lw_error(L, n->span, "integer", NULL, 0, "%s must be a whole number from %lld to %lld, not %s",
+                 what, (long long)lo, (long long)hi, t);
+        return false;
+    }
+    *out = (int64_t)v;
+    return true;
+}
+
+void lw_type_text(buf *b, surg_dtype dt, uint32_t rank, const uint64_t *shape)
+{
+    buf_printf(b, "%s[", dt < SURG_DTYPE_COUNT ? surg_dtype_recipe_name(dt) : "number");
+    for (uint32_t i = 0; i < rank; i++)
+        buf_printf(b, "%s%llu", i ? ", " : "", (unsigned long long)shape[i]);
+    buf_putc(b, ']');
+}
+
+const char *lw_type(const cg_node *n, int slot)
+{
+    static char text[2][512];
+    buf b;
+    buf_init(&b);
+    lw_type_text(&b, n->dtype, n->rank, n->shape);
+    snprintf(text[slot], sizeof text[slot], "%s", b.failed ? "?" : b.data);
+    buf_free(&b);
+    return text[slot];
+}
+
+cg_id lw_node(lw *L, cg_node n, const uint64_t *shape)
+{
+    uint64_t *copy = ar_array(L->ar, n.rank ? n.rank : 1, sizeof *copy);
+    if (!copy) {
+        L->nomem = true;
+        return CG_NONE;
+    }
+    n.nelems = 1;
+    for (uint32_t i = 0; i < n.rank; i++) {
+        copy[i] = shape[i];
+        n.nelems *= shape[i];
+    }
+    n.shape = copy;
+    cg_id id = cg_add(&L->g, &n);
+    L->nomem |= id == CG_NONE;
+    return id;
+}

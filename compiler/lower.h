@@ -1,0 +1,81 @@
+/* lower.h: what the lowering of statements shares: the graph being built,
+ * the abstract state, the settings statements change (seed, layout), and the
+ * helpers every statement uses (matching a pattern, expanding a template,
+ * reporting at a span). One function per statement kind lives in lower.c;
+ * expressions in expr.c; initializers in init.c. */
+#ifndef SURG_LOWER_H
+#define SURG_LOWER_H
+
+#include "ast.h"
+#include "buf.h"
+#include "glob.h"
+#include "graph.h"
+#include "state.h"
+
+typedef enum lw_layout { LAYOUT_BY_NAME, LAYOUT_FLAX, LAYOUT_TORCH } lw_layout;
+
+typedef struct lw {
+    arena *ar;
+    surg_sink *sink;
+    const src_file *src;
+    cg_graph g;
+    sv_state st;
+    gl_scratch scratch;
+    uint64_t seed;
+    lw_layout layout;
+    buf lora;      /* JSON records of every init-lora, for the metadata */
+    unsigned errors;
+    bool nomem;
+} lw;
+
+/* One tensor a pattern matched. */
+typedef struct lw_match {
+    const char *name;
+    cg_id node;
+    size_t entry;    /* index in the state when matched */
+    gl_span *caps;   /* caps[0..n_captures] */
+} lw_match;
+
+typedef struct lw_matches {
+    gl_pattern pat;
+    lw_match *m;
+    size_t n;
+} lw_matches;
+
+void lw_error(lw *L, src_span at, const char *code, const char *const *notes,
+              size_t n_notes, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Match a pattern against the state. Zero matches is an error (with the
+ * closest names as notes) unless the pattern is `optional`. Returns false
+ * when an error was reported. */
+bool lw_match_pattern(lw *L, const ast_string *pattern, lw_matches *out);
+void lw_matches_free(lw_matches *m);
+
+/* Compile a template that may use the captures of `pat` (and $i if asked). */
+bool lw_template(lw *L, const ast_string *text, const gl_pattern *pat, bool allow_index,
+                 gl_template *out);
+
+/* A number written as a whole number (no '.', no exponent) in [lo, hi]. */
+bool lw_integer(lw *L, const ast_number *n, const char *what, int64_t lo, int64_t hi,
+                int64_t *out);
+
+/* "f32[3, 4]" into b. */
+void lw_type_text(buf *b, surg_dtype dt, uint32_t rank, const uint64_t *shape);
+/* The same in a static buffer per slot (two slots, for messages). */
+const char *lw_type(const cg_node *n, int slot);
+
+/* A node with an owned copy of the shape. */
+cg_id lw_node(lw *L, cg_node n, const uint64_t *shape);
+
+/* map EXPR for one match; CG_NONE after reporting an error. */
+cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms);
+
+/* An INIT expression for a tensor of dtype and shape named `key`, under the
+ * given layout; CG_NONE after reporting an error. */
+cg_id lw_init(lw *L, const ast_expr *e, surg_dtype dt, uint32_t rank, const uint64_t *shape,
+              const char *key, lw_layout layout, src_span origin);
+
+/* Lower every statement of the recipe. */
+void lw_statements(lw *L, const ast_recipe *r);
+
+#endif

@@ -1,0 +1,20 @@
+/* program.h: a compiled recipe: the op graph, the final names bound to its
+ * nodes, the tied names, and the metadata the output gains. */
+#ifndef SURG_PROGRAM_H
+#define SURG_PROGRAM_H
+
+#include "graph.h"
+
+struct surg_program {
+    arena ar;
+    surg_ckpt *input; /* borrowed: the checkpoint the recipe was compiled against */
+    cg_graph g;
+    cg_output *out;   /* sorted by name */
+    surg_tensor_info *out_info;
+    size_t n_out;
+    surg_meta_entry *alias; /* tied name -> the name it is stored as; sorted */
+    size_t n_alias;
+    const char *lora; /* JSON array of init-lora records, or NULL */
+};
+
+#endif

@@ -1,0 +1,871 @@
+/* statements.c: what each statement does to the abstract state (SPEC §3.3),
+ * one function per kind. A statement either applies whole or, after an
+ * error, not at all, so one mistake does not cascade into others. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lower.h"
+#include "natural.h"
+
+/* The changes one statement makes, committed together. */
+typedef struct change {
+    uint8_t *removed; /* per state entry */
+    sv_entry *added;
+    size_t n_added, cap;
+} change;
+
+static bool change_init(lw *L, change *c)
+{
+    *c = (change){0};
+    c->removed = calloc(L->st.n ? L->st.n : 1, 1);
+    L->nomem |= !c->removed;
+    return c->removed != NULL;
+}
+
+static void change_add(lw *L, change *c, const char *name, cg_id node)
+{
+    if (c->n_added == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        sv_entry *a = realloc(c->added, c->cap * sizeof *a);
+        if (!a) {
+            L->nomem = true;
+            return;
+        }
+        c->added = a;
+    }
+    c->added[c->n_added++] = (sv_entry){name, node};
+}
+
+/* Commit if the statement reported no error since `errors_before`. */
+static void change_done(lw *L, change *c, unsigned errors_before)
+{
+    if (L->errors == errors_before && !L->nomem &&
+        !sv_commit(&L->st, c->removed, c->added, c->n_added))
+        L->nomem = true;
+    free(c->removed);
+    free(c->added);
+}
+
+/* Is `name` taken: a tensor that stays, or a tied name? */
+static bool taken(lw *L, const change *c, const char *name)
+{
+    size_t i = sv_find(&L->st, name);
+    return (i != SV_NONE && !(c && c->removed[i])) || sv_find_alias(&L->st, name) != SV_NONE;
+}
+
+typedef struct named {
+    const char *name;   /* the new name */
+    const char *source; /* where it comes from */
+    src_span at;
+} named;
+
+static int named_cmp(const void *a, const void *b)
+{
+    return strcmp(((const named *)a)->name, ((const named *)b)->name);
+}
+
+/* New names must be distinct and free; errors name both sides. */
+static void check_new_names(lw *L, const change *c, named *n, size_t count, const char *verb)
+{
+    qsort(n, count, sizeof *n, named_cmp);
+    for (size_t i = 0; i < count; i++) {
+        if (i && strcmp(n[i].name, n[i - 1].name) == 0)
+            lw_error(L, n[i].at, "name-collision", NULL, 0,
+                     "%s maps both \"%s\" and \"%s\" to \"%s\"", verb, n[i - 1].source,
+                     n[i].source, n[i].name);
+        else if (taken(L, c, n[i].name))
+            lw_error(L, n[i].at, "name-exists", NULL, 0,
+                     "%s \"%s\" to \"%s\": \"%s\" already exists%s", verb, n[i].source,
+                     n[i].name, n[i].name,
+                     sv_find_alias(&L->st, n[i].name) != SV_NONE ? " (as a tied name)"
+                     : c ? " and is not itself moved away"
+                         : "");
+    }
+}
+
+/* ---- rename, drop, keep, tie ------------------------------------------ */
+
+static void retarget_aliases(lw *L, const char *from, const char *to)
+{
+    for (size_t i = 0; i < L->st.n_alias; i++)
+        if (strcmp(L->st.aliases[i].target, from) == 0)
+            L->st.aliases[i].target = to;
+}
+
+static void drop_aliases_of(lw *L, const char *target)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < L->st.n_alias; i++)
+        if (strcmp(L->st.aliases[i].target, target) != 0)
+            L->st.aliases[k++] = L->st.aliases[i];
+    L->st.n_alias = k;
+}
+
+static void lower_rename(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    lw_matches ms;
+    gl_template t;
+    change c;
+    if (!lw_match_pattern(L, s->patterns, &ms) || !lw_template(L, s->targets, &ms.pat, false, &t) ||
+        !change_init(L, &c)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    named *n = calloc(ms.n ? ms.n : 1, sizeof *n);
+    for (size_t i = 0; n && i < ms.n; i++) {
+        const lw_match *m = &ms.m[i];
+        n[i] = (named){gl_expand(L->ar, &t, m->name, m->caps, 0), m->name, s->targets->span};
+        c.removed[m->entry] = 1;
+        change_add(L, &c, n[i].name, m->node);
+    }
+    if (n)
+        check_new_names(L, &c, n, ms.n, "rename");
+    if (L->errors == before)
+        for (size_t i = 0; n && i < ms.n; i++)
+            retarget_aliases(L, ms.m[i].name, c.added[i].name);
+    change_done(L, &c, before);
+    free(n);
+    lw_matches_free(&ms);
+}
+
+static void lower_drop(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    lw_matches ms;
+    change c;
+    if (!lw_match_pattern(L, s->patterns, &ms) || !change_init(L, &c)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    for (size_t i = 0; i < ms.n; i++) {
+        c.removed[ms.m[i].entry] = 1;
+        drop_aliases_of(L, ms.m[i].name); /* a tie to a dropped tensor goes too */
+    }
+    change_done(L, &c, before);
+    lw_matches_free(&ms);
+}
+
+static void lower_keep(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    change c;
+    if (!change_init(L, &c))
+        return;
+    uint8_t *kept = calloc(L->st.n ? L->st.n : 1, 1);
+    for (const ast_string *p = s->patterns; kept && p; p = p->next) {
+        lw_matches ms;
+        if (lw_match_pattern(L, p, &ms))
+            for (size_t i = 0; i < ms.n; i++)
+                kept[ms.m[i].entry] = 1;
+        lw_matches_free(&ms);
+    }
+    for (size_t i = 0; kept && i < L->st.n; i++)
+        if (!kept[i]) {
+            c.removed[i] = 1;
+            drop_aliases_of(L, L->st.e[i].name);
+        }
+    L->nomem |= !kept;
+    free(kept);
+    change_done(L, &c, before);
+}
+
+static void lower_tie(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    lw_matches ms;
+    gl_template t;
+    change c;
+    if (!lw_match_pattern(L, s->patterns, &ms) || !lw_template(L, s->targets, &ms.pat, false, &t) ||
+        !change_init(L, &c)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    const char **targets = calloc(ms.n ? ms.n : 1, sizeof *targets);
+    for (size_t i = 0; targets && i < ms.n && L->errors == before; i++) {
+        const lw_match *m = &ms.m[i];
+        const char *b = targets[i] = gl_expand(L->ar, &t, m->name, m->caps, 0);
+        size_t bi = b ? sv_find(&L->st, b) : SV_NONE;
+        if (bi == SV_NONE) {
+            lw_error(L, s->targets->span, "tie-target", NULL, 0,
+                     "cannot tie \"%s\" to \"%s\": no tensor \"%s\" exists", m->name, b, b);
+        } else if (bi == m->entry || c.removed[bi]) {
+            lw_error(L, s->targets->span, "tie-target", NULL, 0,
+                     "cannot tie \"%s\" to \"%s\": %s", m->name, b,
+                     bi == m->entry ? "a tensor cannot be tied to itself"
+                                    : "that tensor is itself tied by this statement");
+        } else {
+            const cg_node *x = cg_get(&L->g, m->node), *y = cg_get(&L->g, L->st.e[bi].node);
+            bool same = x->dtype == y->dtype && x->rank == y->rank &&
+                        memcmp(x->shape, y->shape, x->rank * sizeof *x->shape) == 0;
+            if (!same)
+                lw_error(L, s->span, "tie-type", NULL, 0,
+                         "cannot tie \"%s\" (%s) to \"%s\" (%s): shapes and dtypes must be equal",
+                         m->name, lw_type(x, 0), b, lw_type(y, 1));
+        }
+        c.removed[m->entry] = 1;
+    }
+    if (L->errors == before)
+        for (size_t i = 0; targets && i < ms.n; i++) {
+            retarget_aliases(L, ms.m[i].name, targets[i]);
+            L->nomem |= !sv_add_alias(&L->st, ms.m[i].name, targets[i]);
+        }
+    L->nomem |= !targets;
+    free(targets);
+    change_done(L, &c, before);
+    lw_matches_free(&ms);
+}
+
+/* ---- fill, map -------------------------------------------------------- */
+
+static void lower_fill(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    lw_matches ms;
+    change c;
+    if (!lw_match_pattern(L, s->patterns, &ms) || !change_init(L, &c)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    for (size_t i = 0; i < ms.n && L->errors == before; i++) {
+        const cg_node *x = cg_get(&L->g, ms.m[i].node);
+        cg_id v = lw_init(L, s->expr, x->dtype, x->rank, x->shape, ms.m[i].name, L->layout,
+                          s->span);
+        c.removed[ms.m[i].entry] = 1;
+        change_add(L, &c, ms.m[i].name, v);
+    }
+    change_done(L, &c, before);
+    lw_matches_free(&ms);
+}
+
+/* fill "NAME" : TYPE = INIT: a new tensor of a fully given type. */
+static bool new_shape(lw *L, const ast_type *t, uint32_t *rank, uint64_t **shape)
+{
+    uint32_t n = 0;
+    for (const ast_dim *d = t->dims; d; d = d->next)
+        n++;
+    *shape = ar_array(L->ar, n ? n : 1, sizeof **shape);
+    if (!*shape)
+        return L->nomem = true, false;
+    uint32_t i = 0;
+    uint64_t count = 1, bytes;
+    for (const ast_dim *d = t->dims; d; d = d->next, i++) {
+        int64_t v;
+        if (!d->size) {
+            lw_error(L, d->span, "type-star", NULL, 0,
+                     "a new tensor needs every dimension: '*' is for expect only");
+            return false;
+        }
+        if (!lw_integer(L, d->size, "a dimension", 0, INT64_MAX, &v))
+            return false;
+        (*shape)[i] = (uint64_t)v;
+        if (__builtin_mul_overflow(count, (uint64_t)v, &count)) {
+            lw_error(L, t->span, "type-size", NULL, 0, "the tensor would be too large");
+            return false;
+        }
+    }
+    surg_dtype dt = surg_dtype_from_recipe_name(t->dtype);
+    if (__builtin_mul_overflow(count, (uint64_t)surg_dtype_bits(dt), &bytes) || bytes % 8) {
+        lw_error(L, t->span, "type-size", NULL, 0,
+                 bytes % 8 ? "the tensor would not fill a whole number of bytes"
+                           : "the tensor would be too large");
+        return false;
+    }
+    *rank = n;
+    return true;
+}
+
+static void lower_fill_new(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    const ast_string *p = s->patterns;
+    gl_pattern pat;
+    char err[200];
+    if (p->optional || !gl_compile(L->ar, p->text, &pat, err, sizeof err) || !pat.literal) {
+        lw_error(L, p->span, "fill-name", NULL, 0,
+                 "a new tensor needs a plain name, not a pattern%s",
+                 p->optional ? " (and not optional)" : "");
+        return;
+    }
+    if (taken(L, NULL, p->text)) {
+        lw_error(L, p->span, "name-exists", NULL, 0,
+                 "cannot create \"%s\": it already exists (use fill \"%s\" = ... to overwrite it)",
+                 p->text, p->text);
+        return;
+    }
+    uint32_t rank;
+    uint64_t *shape;
+    if (!new_shape(L, &s->type, &rank, &shape))
+        return;
+    surg_dtype dt = surg_dtype_from_recipe_name(s->type.dtype);
+    cg_id v = lw_init(L, s->expr, dt, rank, shape, p->text, L->layout, s->span);
+    change c;
+    if (L->errors != before || !change_init(L, &c))
+        return;
+    change_add(L, &c, p->text, v);
+    change_done(L, &c, before);
+}
+
+static void lower_map(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    lw_matches ms;
+    change c;
+    if (!lw_match_pattern(L, s->patterns, &ms) || !change_init(L, &c)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    /* The first match that fails reports; the rest would only repeat it. */
+    for (size_t i = 0; i < ms.n && L->errors == before; i++) {
+        cg_id v = lw_map_expr(L, s, &ms.m[i], &ms);
+        c.removed[ms.m[i].entry] = 1;
+        change_add(L, &c, ms.m[i].name, v);
+    }
+    change_done(L, &c, before);
+    lw_matches_free(&ms);
+}
+
+/* ---- expect, seed, layout, mirror ------------------------------------- */
+
+static bool type_matches(const cg_node *x, const ast_type *t, surg_dtype dt)
+{
+    if (x->dtype != dt)
+        return false;
+    uint32_t i = 0;
+    for (const ast_dim *d = t->dims; d; d = d->next, i++)
+        if (i >= x->rank || (d->size && (strspn(d->size->text, "0123456789") !=
+                                             strlen(d->size->text) ||
+                                         x->shape[i] != strtoull(d->size->text, NULL, 10))))
+            return false;
+    return i == x->rank;
+}
+
+static void lower_expect(lw *L, const ast_stmt *s)
+{
+    lw_matches ms;
+    if (!lw_match_pattern(L, s->patterns, &ms)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    surg_dtype dt = surg_dtype_from_recipe_name(s->type.dtype);
+    const src_file *f = L->src;
+    int tlen = (int)(s->type.span.end - s->type.span.start);
+    size_t shown = 0, failed = 0;
+    for (size_t i = 0; i < ms.n; i++) {
+        const cg_node *x = cg_get(&L->g, ms.m[i].node);
+        if (type_matches(x, &s->type, dt))
+            continue;
+        if (shown++ < 20)
+            lw_error(L, s->type.span, "expect", NULL, 0, "\"%s\" is %s, expected %.*s",
+                     ms.m[i].name, lw_type(x, 0), tlen, f->text + s->type.span.start);
+        failed++;
+    }
+    if (failed > shown)
+        lw_error(L, s->type.span, "expect", NULL, 0, "and %zu more tensors differ",
+                 failed - 20);
+    lw_matches_free(&ms);
+}
+
+static void lower_seed(lw *L, const ast_stmt *s)
+{
+    int64_t v;
+    if (lw_integer(L, s->number, "a seed", 0, INT64_MAX, &v))
+        L->seed = (uint64_t)v;
+}
+
+static void lower_layout(lw *L, const ast_stmt *s)
+{
+    L->layout = strcmp(s->word, "torch") == 0 ? LAYOUT_TORCH : LAYOUT_FLAX;
+}
+
+static void lower_mirror(lw *L, const ast_stmt *s)
+{
+    lw_error(L, s->keyword_span, "unsupported", NULL, 0,
+             "mirror is not supported yet: optimizer-state slots cannot be kept in step");
+}
+
+/* ---- the structural moves: split, concat, stack, unstack -------------- */
+
+static bool axis_of(lw *L, const ast_number *n, uint32_t limit, const char *name, uint32_t *out)
+{
+    int64_t v;
+    if (!lw_integer(L, n, "an axis", 0, INT64_MAX, &v))
+        return false;
+    if ((uint64_t)v >= limit) {
+        lw_error(L, n->span, "axis", NULL, 0, "axis %lld is out of range for \"%s\", which has %u",
+                 (long long)v, name, limit);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+static cg_id slice(lw *L, cg_id src, uint32_t axis, uint64_t start, uint64_t len, bool squeeze,
+                   src_span at)
+{
+    const cg_node *x = cg_get(&L->g, src);
+    uint64_t shape[SURG_MAX_RANK];
+    uint32_t r = 0;
+    for (uint32_t i = 0; i < x->rank; i++)
+        if (i != axis)
+            shape[r++] = x->shape[i];
+        else if (!squeeze)
+            shape[r++] = len;
+    cg_id *in = ar_alloc(L->ar, sizeof *in);
+    if (!in)
+        return L->nomem = true, CG_NONE;
+    *in = src;
+    cg_node n = {.op = OP_SLICE, .dtype = x->dtype, .rank = r, .in = in, .n_in = 1,
+                 .origin = at};
+    n.a.slice.axis = axis;
+    n.a.slice.start = start;
+    n.a.slice.len = len;
+    n.a.slice.squeeze = squeeze;
+    return lw_node(L, n, shape);
+}
+
+static void lower_split(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    lw_matches ms;
+    change c;
+    if (!lw_match_pattern(L, s->patterns, &ms) || !change_init(L, &c)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    size_t k = 0, n_sizes = 0;
+    for (const ast_string *t = s->targets; t; t = t->next)
+        k++;
+    for (const ast_number *z = s->sizes; z; z = z->next)
+        n_sizes++;
+    gl_template *tt = ar_array(L->ar, k, sizeof *tt);
+    named *names = calloc(ms.n * k + 1, sizeof *names);
+    size_t n_named = 0, j = 0;
+    for (const ast_string *t = s->targets; tt && t; t = t->next, j++)
+        if (!lw_template(L, t, &ms.pat, false, &tt[j]))
+            break;
+    if (n_sizes && n_sizes != k)
+        lw_error(L, s->sizes->span, "split-sizes", NULL, 0,
+                 "%zu sizes for %zu parts: give one size per part", n_sizes, k);
+    for (size_t i = 0; names && i < ms.n && L->errors == before; i++) {
+        const lw_match *m = &ms.m[i];
+        const cg_node *x = cg_get(&L->g, m->node);
+        uint32_t axis;
+        if (!axis_of(L, s->axis, x->rank, m->name, &axis))
+            break;
+        uint64_t dim = x->shape[axis], total = 0;
+        uint64_t sizes[k];
+        j = 0;
+        for (const ast_number *z = s->sizes; z; z = z->next, j++) {
+            int64_t v;
+            if (!lw_integer(L, z, "a size", 0, INT64_MAX, &v))
+                break;
+            sizes[j] = (uint64_t)v;
+            total += (uint64_t)v;
+        }
+        if (L->errors != before)
+            break;
+        if (!n_sizes && dim % k) {
+            lw_error(L, s->axis->span, "split-parts", NULL, 0,
+                     "axis %u of \"%s\" has %llu elements, which do not split into %zu equal parts",
+                     axis, m->name, (unsigned long long)dim, k);
+            break;
+        }
+        if (n_sizes && total != dim) {
+            lw_error(L, s->sizes->span, "split-sizes", NULL, 0,
+                     "the sizes add up to %llu, but axis %u of \"%s\" has %llu elements",
+                     (unsigned long long)total, axis, m->name, (unsigned long long)dim);
+            break;
+        }
+        uint64_t start = 0;
+        const ast_string *t = s->targets;
+        for (j = 0; j < k; j++, t = t->next) {
+            uint64_t len = n_sizes ? sizes[j] : dim / k;
+            const char *name = gl_expand(L->ar, &tt[j], m->name, m->caps, 0);
+            change_add(L, &c, name, slice(L, m->node, axis, start, len, false, s->span));
+            names[n_named++] = (named){name, m->name, t->span};
+            start += len;
+        }
+        c.removed[m->entry] = 1;
+    }
+    if (L->errors == before && names)
+        check_new_names(L, &c, names, n_named, "split");
+    L->nomem |= !names || !tt;
+    free(names);
+    change_done(L, &c, before);
+    lw_matches_free(&ms);
+}
+
+/* concat and stack: members are grouped by the name the template gives
+ * them, and ordered by the captures the template does not use: the order of
+ * the alternatives for {..}, natural order otherwise. */
+typedef struct member {
+    const lw_match *m;
+    const char *target;
+} member;
+
+typedef struct order_ctx {
+    const gl_pattern *pat;
+    uint64_t used;
+} order_ctx;
+
+static int alt_index(const gl_tok *t, const char *s, uint32_t len)
+{
+    for (uint32_t a = 0; a < t->n_alts; a++)
+        if (t->alt_lens[a] == len && memcmp(t->alts[a], s, len) == 0)
+            return (int)a;
+    return -1;
+}
+
+static int member_order(const order_ctx *o, const member *x, const member *y)
+{
+    int c = strcmp(x->target, y->target);
+    if (c)
+        return c;
+    for (uint32_t ti = 0; ti < o->pat->n_toks; ti++) {
+        const gl_tok *t = &o->pat->toks[ti];
+        if (!t->capture || (t->capture < 64 && (o->used >> t->capture) & 1))
+            continue;
+        gl_span a = x->m->caps[t->capture], b = y->m->caps[t->capture];
+        const char *sa = x->m->name + a.start, *sb = y->m->name + b.start;
+        if (t->kind == GL_ALT)
+            c = alt_index(t, sa, a.end - a.start) - alt_index(t, sb, b.end - b.start);
+        else
+            c = natural_cmpn(sa, a.end - a.start, sb, b.end - b.start);
+        if (c)
+            return c;
+    }
+    return strcmp(x->m->name, y->m->name);
+}
+
+static void sort_members(member *v, size_t n, const order_ctx *o)
+{
+    for (size_t i = 1; i < n; i++) /* insertion sort: groups are small */
+        for (size_t j = i; j && member_order(o, &v[j - 1], &v[j]) > 0; j--) {
+            member t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+}
+
+/* Members of a group agree in dtype and in every axis but the concat axis
+ * (all axes for stack). */
+static bool check_members(lw *L, const ast_stmt *s, const member *v, size_t n, uint32_t axis,
+                          bool stack)
+{
+    const cg_node *first = cg_get(&L->g, v[0].m->node);
+    for (size_t i = 1; i < n; i++) {
+        const cg_node *x = cg_get(&L->g, v[i].m->node);
+        bool ok = x->dtype == first->dtype && x->rank == first->rank;
+        for (uint32_t d = 0; ok && d < x->rank; d++)
+            ok = x->shape[d] == first->shape[d] || (!stack && d == axis);
+        if (!ok) {
+            lw_error(L, s->span, "group-members", NULL, 0,
+                     "%s \"%s\": \"%s\" is %s but \"%s\" is %s (members must agree in dtype and "
+                     "in %s)",
+                     stack ? "stack" : "concat", v[0].target, v[0].m->name, lw_type(first, 0),
+                     v[i].m->name, lw_type(x, 1), stack ? "every axis" : "every other axis");
+            return false;
+        }
+    }
+    return true;
+}
+
+static cg_id join(lw *L, const ast_stmt *s, const member *v, size_t n, uint32_t axis, bool stack)
+{
+    const cg_node *first = cg_get(&L->g, v[0].m->node);
+    uint64_t shape[SURG_MAX_RANK + 1];
+    uint32_t r = 0;
+    for (uint32_t d = 0; d <= first->rank; d++) {
+        if (stack && d == axis)
+            shape[r++] = n;
+        if (d < first->rank)
+            shape[r++] = first->shape[d];
+    }
+    if (!stack) {
+        shape[axis] = 0;
+        for (size_t i = 0; i < n; i++)
+            shape[axis] += cg_get(&L->g, v[i].m->node)->shape[axis];
+    }
+    cg_id *in = ar_array(L->ar, n, sizeof *in);
+    if (!in)
+        return L->nomem = true, CG_NONE;
+    for (size_t i = 0; i < n; i++)
+        in[i] = v[i].m->node;
+    cg_node node = {.op = stack ? OP_STACK : OP_CONCAT, .dtype = first->dtype, .rank = r,
+                    .in = in, .n_in = (uint32_t)n, .origin = s->span};
+    node.a.axis = axis;
+    return lw_node(L, node, shape);
+}
+
+static void lower_join(lw *L, const ast_stmt *s, bool stack)
+{
+    unsigned before = L->errors;
+    lw_matches ms;
+    gl_template t;
+    change c;
+    if (!lw_match_pattern(L, s->patterns, &ms) || !lw_template(L, s->targets, &ms.pat, false, &t) ||
+        !change_init(L, &c)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    member *v = calloc(ms.n ? ms.n : 1, sizeof *v);
+    named *names = calloc(ms.n ? ms.n : 1, sizeof *names);
+    size_t n_named = 0;
+    for (size_t i = 0; v && i < ms.n; i++) {
+        v[i] = (member){&ms.m[i], gl_expand(L->ar, &t, ms.m[i].name, ms.m[i].caps, 0)};
+        c.removed[ms.m[i].entry] = 1;
+    }
+    order_ctx o = {&ms.pat, t.used};
+    if (v)
+        sort_members(v, ms.n, &o);
+    for (size_t i = 0; v && names && i < ms.n && L->errors == before;) {
+        size_t j = i;
+        while (j < ms.n && strcmp(v[j].target, v[i].target) == 0)
+            j++;
+        const cg_node *first = cg_get(&L->g, v[i].m->node);
+        uint32_t axis;
+        if (axis_of(L, s->axis, first->rank + stack, v[i].m->name, &axis) &&
+            check_members(L, s, v + i, j - i, axis, stack)) {
+            change_add(L, &c, v[i].target, join(L, s, v + i, j - i, axis, stack));
+            names[n_named++] = (named){v[i].target, v[i].m->name, s->targets->span};
+        }
+        i = j;
+    }
+    if (L->errors == before && names)
+        check_new_names(L, &c, names, n_named, stack ? "stack" : "concat");
+    L->nomem |= !v || !names;
+    free(v);
+    free(names);
+    change_done(L, &c, before);
+    lw_matches_free(&ms);
+}
+
+static void lower_concat(lw *L, const ast_stmt *s) { lower_join(L, s, false); }
+static void lower_stack(lw *L, const ast_stmt *s) { lower_join(L, s, true); }
+
+static void lower_unstack(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    lw_matches ms;
+    gl_template t;
+    change c;
+    if (!lw_match_pattern(L, s->patterns, &ms) || !lw_template(L, s->targets, &ms.pat, true, &t) ||
+        !change_init(L, &c)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    if (!t.uses_index) {
+        lw_error(L, s->targets->span, "unstack-index", NULL, 0,
+                 "the template of unstack must use $i, the index along the axis");
+        free(c.removed);
+        lw_matches_free(&ms);
+        return;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < ms.n; i++) {
+        const cg_node *x = cg_get(&L->g, ms.m[i].node);
+        uint32_t axis;
+        if (!axis_of(L, s->axis, x->rank, ms.m[i].name, &axis))
+            break;
+        total += x->shape[axis];
+    }
+    named *names = L->errors == before ? calloc(total + 1, sizeof *names) : NULL;
+    size_t n_named = 0;
+    for (size_t i = 0; names && i < ms.n; i++) {
+        const lw_match *m = &ms.m[i];
+        const cg_node *x = cg_get(&L->g, m->node);
+        uint32_t axis = (uint32_t)strtoul(s->axis->text, NULL, 10);
+        uint64_t dim = x->shape[axis];
+        for (uint64_t k = 0; k < dim; k++) {
+            const char *name = gl_expand(L->ar, &t, m->name, m->caps, k);
+            change_add(L, &c, name, slice(L, m->node, axis, k, 1, true, s->span));
+            names[n_named++] = (named){name, m->name, s->targets->span};
+        }
+        c.removed[m->entry] = 1;
+    }
+    if (names)
+        check_new_names(L, &c, names, n_named, "unstack");
+    free(names);
+    change_done(L, &c, before);
+    lw_matches_free(&ms);
+}
+
+/* ---- init-lora -------------------------------------------------------- */
+
+typedef struct lora {
+    int64_t rank;
+    double alpha;
+    const char *style; /* NULL: by name */
+    const ast_expr *a, *b;
+    const ast_string *as;
+} lora;
+
+static bool lora_clauses(lw *L, const ast_stmt *s, lora *o)
+{
+    *o = (lora){.rank = 0, .alpha = -1};
+    unsigned before = L->errors;
+    bool seen[5] = {0};
+    for (const ast_clause *c = s->clauses; c; c = c->next) {
+        int k = c->kind == CL_INIT ? (c->name[0] == 'a' ? 3 : 4) : (int)c->kind;
+        if (seen[k]) {
+            lw_error(L, c->span, "lora-clause", NULL, 0, "this init-lora clause is given twice");
+            continue;
+        }
+        seen[k] = true;
+        if (c->kind == CL_RANK)
+            lw_integer(L, c->number, "rank", 1, 1 << 20, &o->rank);
+        else if (c->kind == CL_ALPHA)
+            o->alpha = c->number->value;
+        else if (c->kind == CL_STYLE)
+            o->style = c->name;
+        else if (c->kind == CL_INIT)
+            *(c->name[0] == 'a' ? &o->a : &o->b) = c->init;
+        else
+            o->as = c->names;
+    }
+    if (!seen[CL_RANK])
+        lw_error(L, s->keyword_span, "lora-rank", NULL, 0, "init-lora needs a rank: rank N");
+    if (o->alpha < 0)
+        o->alpha = (double)o->rank;
+    return L->errors == before;
+}
+
+static const char *last_sep(const char *name)
+{
+    const char *p = NULL;
+    for (const char *q = name; *q; q++)
+        if (gl_is_sep(*q))
+            p = q;
+    return p;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* <module>/lora/lora_a (flax) or <module>.lora_A.weight (peft), with the
+ * separator the name already uses. */
+static const char *lora_name(lw *L, const char *name, bool flax, bool is_a)
+{
+    const char *sep = last_sep(name);
+    int prefix = sep ? (int)(sep - name + 1) : 0; /* the module and its separator */
+    char s = sep ? *sep : flax ? '/' : '.';
+    buf b;
+    buf_init(&b);
+    if (flax)
+        buf_printf(&b, "%.*slora%clora_%c", prefix, name, s, is_a ? 'a' : 'b');
+    else
+        buf_printf(&b, "%.*slora_%c%cweight", prefix, name, is_a ? 'A' : 'B', s);
+    char *out = b.failed ? NULL : ar_strdup(L->ar, b.data);
+    buf_free(&b);
+    L->nomem |= !out;
+    return out;
+}
+
+static void lora_record(lw *L, const lora *o, bool flax, const char *target, const char *a,
+                        const char *b)
+{
+    buf *j = &L->lora;
+    buf_puts(j, j->len ? "," : "[");
+    buf_printf(j, "{\"r\":%lld,\"lora_alpha\":%.17g,\"style\":\"%s\",\"target\":",
+               (long long)o->rank, o->alpha, flax ? "flax" : "peft");
+    buf_json_string(j, target);
+    buf_puts(j, ",\"lora_a\":");
+    buf_json_string(j, a);
+    buf_puts(j, ",\"lora_b\":");
+    buf_json_string(j, b);
+    buf_putc(j, '}');
+}
+
+/* The default initializers of SPEC §3.3, as if written in the recipe: A is
+ * he_uniform (flax, as NNX's LoRA) or kaiming_uniform(a=sqrt(5)) (as PEFT
+ * does); B is zeros, so the adapted model computes what the base model did. */
+static ast_expr sqrt5 = {.kind = EX_NUMBER, .u.number = {"2.2360679775", 2.2360679775}};
+static ast_arg a_sqrt5 = {.name = "a", .value = &sqrt5};
+static const ast_expr default_a_flax = {.kind = EX_IDENT, .u.ident = "he_uniform"};
+static const ast_expr default_a_peft = {.kind = EX_CALL,
+                                        .u.call = {.name = "kaiming_uniform", .args = &a_sqrt5}};
+static const ast_expr default_b = {.kind = EX_IDENT, .u.ident = "zeros"};
+
+static void lower_init_lora(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    lora o;
+    lw_matches ms;
+    gl_template ta, tb;
+    change c;
+    if (!lora_clauses(L, s, &o) || !lw_match_pattern(L, s->patterns, &ms)) {
+        return;
+    }
+    if ((o.as && (!lw_template(L, o.as, &ms.pat, false, &ta) ||
+                  !lw_template(L, o.as->next, &ms.pat, false, &tb))) ||
+        !change_init(L, &c)) {
+        lw_matches_free(&ms);
+        return;
+    }
+    named *names = calloc(2 * ms.n + 1, sizeof *names);
+    size_t n_named = 0;
+    for (size_t i = 0; names && i < ms.n && L->errors == before; i++) {
+        const lw_match *m = &ms.m[i];
+        const cg_node *w = cg_get(&L->g, m->node);
+        bool flax = o.style ? strcmp(o.style, "flax") == 0 : ends_with(m->name, "kernel");
+        if (!o.style && !flax && !ends_with(m->name, "weight")) {
+            lw_error(L, s->patterns->span, "lora-style", NULL, 0,
+                     "cannot tell the style of \"%s\": its name ends in neither \"kernel\" nor "
+                     "\"weight\"; add style flax or style peft",
+                     m->name);
+            break;
+        }
+        if (w->rank != 2) {
+            lw_error(L, s->patterns->span, "lora-rank2", NULL, 0,
+                     "init-lora needs a 2-D kernel, but \"%s\" is %s", m->name, lw_type(w, 0));
+            break;
+        }
+        uint64_t in = flax ? w->shape[0] : w->shape[1], out = flax ? w->shape[1] : w->shape[0];
+        uint64_t r = (uint64_t)o.rank;
+        uint64_t sa[2] = {flax ? in : r, flax ? r : in}, sb[2] = {flax ? r : out, flax ? out : r};
+        const char *na = o.as ? gl_expand(L->ar, &ta, m->name, m->caps, 0)
+                              : lora_name(L, m->name, flax, true);
+        const char *nb = o.as ? gl_expand(L->ar, &tb, m->name, m->caps, 0)
+                              : lora_name(L, m->name, flax, false);
+        if (!na || !nb)
+            break;
+        const ast_expr *ia = o.a ? o.a : flax ? &default_a_flax : &default_a_peft;
+        const ast_expr *ib = o.b ? o.b : &default_b;
+        lw_layout lay = flax ? LAYOUT_FLAX : LAYOUT_TORCH;
+        change_add(L, &c, na, lw_init(L, ia, w->dtype, 2, sa, na, lay, s->span));
+        change_add(L, &c, nb, lw_init(L, ib, w->dtype, 2, sb, nb, lay, s->span));
+        names[n_named++] = (named){na, m->name, s->span};
+        names[n_named++] = (named){nb, m->name, s->span};
+        if (L->errors == before)
+            lora_record(L, &o, flax, m->name, na, nb);
+    }
+    if (L->errors == before && names)
+        check_new_names(L, NULL, names, n_named, "init-lora adds");
+    L->nomem |= !names;
+    free(names);
+    change_done(L, &c, before);
+    lw_matches_free(&ms);
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+void lw_statements(lw *L, const ast_recipe *r)
+{
+    static void (*const lower[])(lw *, const ast_stmt *) = {
+        [STMT_RENAME] = lower_rename,       [STMT_DROP] = lower_drop,
+        [STMT_KEEP] = lower_keep,           [STMT_FILL] = lower_fill,
+        [STMT_FILL_NEW] = lower_fill_new,   [STMT_MAP] = lower_map,
+        [STMT_TIE] = lower_tie,             [STMT_INIT_LORA] = lower_init_lora,
+        [STMT_SPLIT] = lower_split,         [STMT_CONCAT] = lower_concat,
+        [STMT_STACK] = lower_stack,         [STMT_UNSTACK] = lower_unstack,
+        [STMT_EXPECT] = lower_expect,       [STMT_SEED] = lower_seed,
+        [STMT_LAYOUT] = lower_layout,       [STMT_MIRROR] = lower_mirror,
+    };
+    for (const ast_stmt *s = r->stmts; s && !L->nomem; s = s->next)
+        lower[s->kind](L, s);
+}
