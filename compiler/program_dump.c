@@ -31,9 +31,9 @@ static void attrs(buf *b, const surg_program *p, const cg_node *n)
         if (i->kind == INIT_VALUE)
             buf_printf(b, " %.17g", i->p[0]);
         else if (cg_init_random(i->kind)) {
-            int n = cg_init_n_params(i->kind);
+            int np = cg_init_n_params(i->kind);
             buf_puts(b, "(");
-            for (int k = 0; k < n; k++)
+            for (int k = 0; k < np; k++)
                 buf_printf(b, "%s%.17g", k ? ", " : "", i->p[k]);
             buf_printf(b, ") seed=%llu key=\"%s\"", (unsigned long long)i->seed, i->key);
         }
