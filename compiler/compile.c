@@ -12,19 +12,20 @@
 static bool initial_state(lw *L, surg_ckpt *in)
 {
     size_t n = surg_ckpt_count(in);
-    sv_entry *e = malloc((n ? n : 1) * sizeof *e);
-    if (!e)
+    if (!bb_reserve(&L->st.buf[0], (n + 1) * sizeof(sv_entry)) ||
+        !cg_reserve(&L->g, (uint32_t)n + 1024))
         return false;
+    sv_entry *e = L->st.buf[0].p;
     for (size_t i = 0; i < n; i++) {
         const surg_tensor_info *t = surg_ckpt_tensor(in, i);
-        cg_node node = {.op = OP_INPUT, .dtype = t->dtype, .rank = t->rank};
+        /* The checkpoint outlives the program: its shapes are not copied. */
+        cg_node node = {.op = OP_INPUT, .dtype = t->dtype, .rank = t->rank, .shape = t->shape,
+                        .nelems = t->nelems};
         node.a.input = i;
-        cg_id id = lw_node(L, node, t->shape);
-        if (id == CG_NONE) {
-            free(e);
+        cg_id id = cg_add(&L->g, &node);
+        if (id == CG_NONE)
             return false;
-        }
-        e[i] = (sv_entry){t->name, id}; /* the checkpoint's table is sorted */
+        e[i] = (sv_entry){t->name, id, (uint32_t)strlen(t->name)}; /* already sorted */
     }
     L->st.e = e;
     L->st.n = n;
@@ -38,7 +39,6 @@ static int alias_cmp(const void *a, const void *b)
 
 static bool finish(lw *L, surg_program *p)
 {
-    p->g = L->g;
     p->n_out = L->st.n;
     p->out = ar_array(&p->ar, p->n_out + 1, sizeof *p->out);
     p->out_info = ar_array(&p->ar, p->n_out + 1, sizeof *p->out_info);
@@ -75,16 +75,18 @@ surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *
     ar_init(&p->ar);
     p->input = from;
     lw L = {.ar = &p->ar, .sink = sink, .src = &r->src, .st = {.ar = &p->ar}};
-    L.g.ar = &p->ar;
     buf_init(&L.lora);
     bool ok = initial_state(&L, from);
     if (ok)
         lw_statements(&L, r);
+    p->g = L.g; /* the program owns the graph from here on */
     ok = ok && !L.nomem && L.errors == 0 && finish(&L, p);
     surg_status st = L.nomem ? dg_nomem(sink, r->src.path) : L.errors ? SURG_EINVALID
                      : ok ? SURG_OK
                           : dg_nomem(sink, r->src.path);
     sv_free(&L.st);
+    bb_free(&L.matches);
+    bb_free(&L.caps);
     gl_scratch_free(&L.scratch);
     buf_free(&L.lora);
     if (st) {
@@ -99,6 +101,7 @@ void surg_program_free(surg_program *p)
 {
     if (!p)
         return;
+    cg_free(&p->g);
     ar_free(&p->ar);
     free(p);
 }

@@ -3,6 +3,7 @@
  * so no name costs more than tokens × length × length steps however the
  * wildcards are arranged; literal prefixes and suffixes reject most names
  * before the search starts. */
+#define _GNU_SOURCE /* memmem */
 #include "glob.h"
 
 #include <stdio.h>
@@ -202,6 +203,11 @@ bool gl_compile(arena *ar, const char *pattern, gl_pattern *out, char *err,
         out->suffix = b.toks[b.n - 1].text;
         out->suffix_len = b.toks[b.n - 1].len;
     }
+    for (uint32_t i = 1; i + 1 < b.n; i++)
+        if (b.toks[i].kind == GL_LIT && b.toks[i].len > out->must_len) {
+            out->must = b.toks[i].text;
+            out->must_len = b.toks[i].len;
+        }
     return true;
 }
 
@@ -335,7 +341,9 @@ int gl_match(const gl_pattern *p, const char *name, uint32_t len, gl_span *caps,
     }
     if (len < p->prefix_len + p->suffix_len ||
         (p->prefix_len && memcmp(name, p->toks[0].text, p->prefix_len) != 0) ||
-        (p->suffix_len && memcmp(name + len - p->suffix_len, p->suffix, p->suffix_len) != 0))
+        (p->suffix_len && memcmp(name + len - p->suffix_len, p->suffix, p->suffix_len) != 0) ||
+        (p->must_len && !memmem(name + p->prefix_len, len - p->prefix_len - p->suffix_len,
+                                p->must, p->must_len)))
         return 0;
     if (!reserve(scratch, (size_t)(p->n_toks + 1) * (len + 1)))
         return -1;

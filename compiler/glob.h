@@ -39,6 +39,8 @@ typedef struct gl_pattern {
     uint32_t prefix_len; /* literal text every match starts with */
     const char *suffix;  /* literal text every match ends with */
     uint32_t suffix_len;
+    const char *must;    /* the longest literal inside: every match holds it */
+    uint32_t must_len;
     bool literal;        /* no wildcard: matches one name */
 } gl_pattern;
 

@@ -1,6 +1,7 @@
 /* graph.c: the op and initializer tables, and adding nodes. */
 #include "graph.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const struct {
@@ -37,18 +38,31 @@ cg_init_kind cg_init_lookup(const char *name)
     return INIT_COUNT;
 }
 
+bool cg_reserve(cg_graph *g, uint32_t n)
+{
+    if (g->cap - g->n >= n)
+        return true;
+    uint32_t cap = g->cap ? g->cap : 256;
+    while (cap - g->n < n)
+        cap *= 2;
+    if (!bb_reserve(&g->buf, (size_t)cap * sizeof *g->nodes))
+        return false;
+    g->nodes = g->buf.p;
+    g->cap = cap;
+    return true;
+}
+
 cg_id cg_add(cg_graph *g, const cg_node *n)
 {
-    if (g->n == g->cap) {
-        uint32_t cap = g->cap ? g->cap * 2 : 256;
-        cg_node *nodes = ar_array(g->ar, cap, sizeof *nodes);
-        if (!nodes)
-            return CG_NONE;
-        if (g->n)
-            memcpy(nodes, g->nodes, g->n * sizeof *nodes);
-        g->nodes = nodes;
-        g->cap = cap;
-    }
+    if (!cg_reserve(g, 1))
+        return CG_NONE;
     g->nodes[g->n] = *n;
     return g->n++;
+}
+
+void cg_free(cg_graph *g)
+{
+    bb_free(&g->buf);
+    g->nodes = NULL;
+    g->n = g->cap = 0;
 }

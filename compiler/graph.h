@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "bigbuf.h"
 #include "source.h"
 #include "surg/surg.h"
 
@@ -111,7 +112,7 @@ typedef struct cg_node {
     union {
         size_t input; /* OP_INPUT: index in the input checkpoint */
         double value; /* OP_CONST */
-        cg_init init; /* OP_INIT */
+        const cg_init *init; /* OP_INIT */
         const uint32_t *perm; /* OP_TRANSPOSE */
         uint32_t axis; /* OP_CONCAT, OP_STACK */
         struct {
@@ -134,13 +135,16 @@ typedef struct cg_alias {
 } cg_alias;
 
 typedef struct cg_graph {
-    arena *ar;
-    cg_node *nodes;
+    cg_node *nodes; /* in buf: it grows by doubling */
     uint32_t n, cap;
+    bigbuf buf;
 } cg_graph;
 
+/* Room for n more nodes without growing. */
+bool cg_reserve(cg_graph *g, uint32_t n);
 /* Add a node (copied); returns its id or CG_NONE when out of memory. */
 cg_id cg_add(cg_graph *g, const cg_node *n);
+void cg_free(cg_graph *g);
 
 static inline const cg_node *cg_get(const cg_graph *g, cg_id id)
 {

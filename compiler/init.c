@@ -176,7 +176,10 @@ cg_id lw_init(lw *L, const ast_expr *e, surg_dtype dt, uint32_t rank, const uint
               const char *key, lw_layout layout, src_span origin)
 {
     cg_node n = {.op = OP_INIT, .dtype = dt, .rank = rank, .origin = origin};
-    cg_init *init = &n.a.init;
+    cg_init *init = ar_alloc(L->ar, sizeof *init);
+    if (!init)
+        return L->nomem = true, CG_NONE;
+    n.a.init = init;
     init->key = key;
     init->seed = L->seed;
     init->kind = init_kind(L, e, &init->p[0]);

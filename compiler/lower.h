@@ -24,6 +24,7 @@ typedef struct lw {
     uint64_t seed;
     lw_layout layout;
     buf lora;      /* JSON records of every init-lora, for the metadata */
+    bigbuf matches, caps; /* reused by every statement's lw_match_pattern */
     unsigned errors;
     bool nomem;
 } lw;
@@ -36,6 +37,8 @@ typedef struct lw_match {
     gl_span *caps;   /* caps[0..n_captures] */
 } lw_match;
 
+/* The matches of one pattern, in the lowering's reused buffers: valid until
+ * the next lw_match_pattern (keep's several patterns copy what they need). */
 typedef struct lw_matches {
     gl_pattern pat;
     lw_match *m;

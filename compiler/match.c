@@ -130,21 +130,16 @@ static void no_match(lw *L, const ast_string *pattern, const gl_pattern *p)
                  "pattern \"%s\" matches no tensor", pattern->text);
 }
 
-static bool add_match(lw *L, lw_matches *out, size_t *cap, size_t entry, const gl_span *caps)
+static bool add_match(lw *L, lw_matches *out, size_t entry, const gl_span *caps)
 {
-    if (out->n == *cap) {
-        *cap = *cap ? *cap * 2 : 16;
-        lw_match *m = realloc(out->m, *cap * sizeof *m);
-        if (!m)
-            return false;
-        out->m = m;
-    }
     size_t nc = out->pat.n_captures + 1;
-    gl_span *c = ar_array(L->ar, nc, sizeof *c);
-    if (!c)
+    if (!bb_reserve(&L->matches, (out->n + 1) * sizeof *out->m) ||
+        !bb_reserve(&L->caps, (out->n + 1) * nc * sizeof *caps))
         return false;
-    memcpy(c, caps, nc * sizeof *c);
-    out->m[out->n++] = (lw_match){L->st.e[entry].name, L->st.e[entry].node, entry, c};
+    out->m = L->matches.p;
+    memcpy((gl_span *)L->caps.p + out->n * nc, caps, nc * sizeof *caps);
+    /* caps is set once matching is over: the buffer may still move. */
+    out->m[out->n++] = (lw_match){L->st.e[entry].name, L->st.e[entry].node, entry, NULL};
     return true;
 }
 
@@ -157,17 +152,18 @@ bool lw_match_pattern(lw *L, const ast_string *pattern, lw_matches *out)
                  err);
         return false;
     }
-    size_t lo, hi, cap = 0;
+    size_t lo, hi;
     sv_prefix_range(&L->st, pattern->text, out->pat.prefix_len, &lo, &hi);
     gl_span caps[GL_MAX_CAPTURES + 1];
     for (size_t i = lo; i < hi; i++) {
-        const char *name = L->st.e[i].name;
-        int r = gl_match(&out->pat, name, (uint32_t)strlen(name), caps, &L->scratch);
-        if (r < 0 || (r && !add_match(L, out, &cap, i, caps))) {
+        int r = gl_match(&out->pat, L->st.e[i].name, L->st.e[i].len, caps, &L->scratch);
+        if (r < 0 || (r && !add_match(L, out, i, caps))) {
             L->nomem = true;
             return false;
         }
     }
+    for (size_t i = 0; i < out->n; i++)
+        out->m[i].caps = (gl_span *)L->caps.p + i * (out->pat.n_captures + 1);
     if (out->n == 0 && !pattern->optional) {
         no_match(L, pattern, &out->pat);
         return false;
@@ -177,7 +173,6 @@ bool lw_match_pattern(lw *L, const ast_string *pattern, lw_matches *out)
 
 void lw_matches_free(lw_matches *m)
 {
-    free(m->m);
-    m->m = NULL;
+    m->m = NULL; /* the buffers are the lowering's, reused */
     m->n = 0;
 }

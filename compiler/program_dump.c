@@ -26,7 +26,7 @@ static void attrs(buf *b, const surg_program *p, const cg_node *n)
         break;
     case OP_CONST: buf_printf(b, " %.17g", n->a.value); break;
     case OP_INIT: {
-        const cg_init *i = &n->a.init;
+        const cg_init *i = n->a.init;
         buf_printf(b, " %s", cg_init_name(i->kind));
         if (i->kind == INIT_VALUE)
             buf_printf(b, " %.17g", i->p[0]);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strsort.h"
+
 size_t sv_find(const sv_state *s, const char *name)
 {
     size_t lo = 0, hi = s->n;
@@ -51,40 +53,59 @@ size_t sv_find_alias(const sv_state *s, const char *name)
     return SV_NONE;
 }
 
-static int entry_cmp(const void *a, const void *b)
+/* First index whose name is not below `name`. */
+static size_t lower_bound(const sv_state *s, const char *name)
 {
-    return strcmp(((const sv_entry *)a)->name, ((const sv_entry *)b)->name);
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(s->e[mid].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
-bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_added)
+bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_added,
+               bool sorted)
 {
-    qsort(added, n_added, sizeof *added, entry_cmp);
-    size_t kept = 0;
-    for (size_t i = 0; i < s->n; i++)
-        kept += !(removed && removed[i]);
-    sv_entry *e = malloc((kept + n_added + 1) * sizeof *e);
-    if (!e)
+    if (!sorted && ss_sort(added, n_added, sizeof *added) != 0)
         return false;
-    size_t i = 0, j = 0, k = 0;
-    while (i < s->n || j < n_added) {
-        if (i < s->n && removed && removed[i]) {
-            i++;
-            continue;
+    bool walk = n_added * 16 >= s->n;
+    bigbuf *next = &s->buf[!s->cur];
+    if (!bb_reserve(next, (s->n + n_added + 1) * sizeof *s->e))
+        return false;
+    sv_entry *e = next->p;
+    size_t from = 0, k = 0;
+    for (size_t j = 0; j <= n_added; j++) {
+        size_t to = from;
+        if (j == n_added)
+            to = s->n;
+        else if (!walk)
+            to = lower_bound(s, added[j].name);
+        else
+            while (to < s->n && strcmp(s->e[to].name, added[j].name) < 0)
+                to++;
+        while (from < to) { /* copy runs of kept entries at once */
+            size_t run = from;
+            while (run < to && !(removed && removed[run]))
+                run++;
+            memcpy(e + k, s->e + from, (run - from) * sizeof *e);
+            k += run - from;
+            from = run;
+            while (from < to && removed && removed[from])
+                from++;
         }
-        bool take_old = j == n_added || (i < s->n && strcmp(s->e[i].name, added[j].name) < 0);
-        e[k++] = take_old ? s->e[i++] : added[j++];
+        if (j < n_added) {
+            e[k] = added[j];
+            e[k++].len = (uint32_t)strlen(added[j].name);
+        }
     }
-    free(s->e);
+    s->cur = !s->cur;
     s->e = e;
     s->n = k;
     return true;
-}
-
-void sv_free(sv_state *s)
-{
-    free(s->e);
-    s->e = NULL;
-    s->n = 0;
 }
 
 bool sv_add_alias(sv_state *s, const char *name, const char *target)
@@ -101,4 +122,12 @@ bool sv_add_alias(sv_state *s, const char *name, const char *target)
     }
     s->aliases[s->n_alias++] = (cg_alias){name, target};
     return true;
+}
+
+void sv_free(sv_state *s)
+{
+    bb_free(&s->buf[0]);
+    bb_free(&s->buf[1]);
+    s->e = NULL;
+    s->n = 0;
 }

@@ -7,17 +7,21 @@
 
 #include <stddef.h>
 
+#include "bigbuf.h"
 #include "graph.h"
 
 typedef struct sv_entry {
-    const char *name;
+    const char *name; /* first: the key ss_sort sorts by */
     cg_id node;
+    uint32_t len;     /* strlen(name) */
 } sv_entry;
 
 typedef struct sv_state {
     arena *ar;
-    sv_entry *e; /* sorted by name (byte order); malloc'd, rebuilt per change */
+    sv_entry *e; /* sorted by name (byte order): in buf[cur] */
     size_t n;
+    bigbuf buf[2]; /* a change is built in the other buffer, then they swap */
+    int cur;
     cg_alias *aliases;
     size_t n_alias, cap_alias;
 } sv_state;
@@ -31,9 +35,12 @@ void sv_prefix_range(const sv_state *s, const char *prefix, size_t len, size_t *
 /* The alias with this name, or SV_NONE. */
 size_t sv_find_alias(const sv_state *s, const char *name);
 
-/* Replace the entries flagged in `removed` (n bytes, may be NULL) by `added`
- * (any order; names must not collide with what remains). */
-bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_added);
+/* Remove the entries flagged in `removed` (n bytes, may be NULL) and add
+ * `added` (in name order when `sorted`, else any order; names must not
+ * collide with what remains). A few additions find their places by binary
+ * search, many by a walk along the table. */
+bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_added,
+               bool sorted);
 bool sv_add_alias(sv_state *s, const char *name, const char *target);
 void sv_free(sv_state *s);
 

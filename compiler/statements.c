@@ -7,12 +7,16 @@
 
 #include "lower.h"
 #include "natural.h"
+#include "strsort.h"
 
 /* The changes one statement makes, committed together. */
 typedef struct change {
     uint8_t *removed; /* per state entry */
     sv_entry *added;
     size_t n_added, cap;
+    sv_entry *updated; /* .len holds the entry index: new value, same name */
+    size_t n_updated, cap_updated;
+    bool added_sorted;
 } change;
 
 static bool change_init(lw *L, change *c)
@@ -34,17 +38,39 @@ static void change_add(lw *L, change *c, const char *name, cg_id node)
         }
         c->added = a;
     }
-    c->added[c->n_added++] = (sv_entry){name, node};
+    c->added[c->n_added++] = (sv_entry){name, node, 0};
+}
+
+/* A new value for an entry that keeps its name: no reordering needed. */
+static void change_update(lw *L, change *c, size_t entry, cg_id node)
+{
+    if (c->n_updated == c->cap_updated) {
+        c->cap_updated = c->cap_updated ? c->cap_updated * 2 : 16;
+        sv_entry *u = realloc(c->updated, c->cap_updated * sizeof *u);
+        if (!u) {
+            L->nomem = true;
+            return;
+        }
+        c->updated = u;
+    }
+    c->updated[c->n_updated++] = (sv_entry){NULL, node, (uint32_t)entry};
 }
 
 /* Commit if the statement reported no error since `errors_before`. */
 static void change_done(lw *L, change *c, unsigned errors_before)
 {
-    if (L->errors == errors_before && !L->nomem &&
-        !sv_commit(&L->st, c->removed, c->added, c->n_added))
+    bool ok = L->errors == errors_before && !L->nomem;
+    for (size_t i = 0; ok && i < c->n_updated; i++)
+        L->st.e[c->updated[i].len].node = c->updated[i].node;
+    bool structural = c->n_added;
+    for (size_t i = 0; !structural && i < L->st.n; i++)
+        structural = c->removed[i];
+    if (ok && structural &&
+        !sv_commit(&L->st, c->removed, c->added, c->n_added, c->added_sorted))
         L->nomem = true;
     free(c->removed);
     free(c->added);
+    free(c->updated);
 }
 
 /* Is `name` taken: a tensor that stays, or a tied name? */
@@ -55,33 +81,59 @@ static bool taken(lw *L, const change *c, const char *name)
 }
 
 typedef struct named {
-    const char *name;   /* the new name */
+    const char *name;   /* the new name: first, the key ss_sort sorts by */
     const char *source; /* where it comes from */
     src_span at;
+    cg_id node;
 } named;
 
-static int named_cmp(const void *a, const void *b)
+/* Is each sorted name taken? A walk along the state when there are many,
+ * binary search when there are few. */
+static void mark_taken(lw *L, const change *c, const named *n, size_t count, uint8_t *out)
 {
-    return strcmp(((const named *)a)->name, ((const named *)b)->name);
+    if (count * 16 < L->st.n) {
+        for (size_t i = 0; i < count; i++)
+            out[i] = taken(L, c, n[i].name);
+        return;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < count; i++) {
+        int cmp = 1;
+        while (j < L->st.n && (cmp = strcmp(L->st.e[j].name, n[i].name)) < 0)
+            j++;
+        out[i] = (j < L->st.n && cmp == 0 && !(c && c->removed[j])) ||
+                 sv_find_alias(&L->st, n[i].name) != SV_NONE;
+    }
 }
 
-/* New names must be distinct and free; errors name both sides. */
-static void check_new_names(lw *L, const change *c, named *n, size_t count, const char *verb)
+/* New names must be distinct and free (errors name both sides); then they
+ * join the change, already in order. */
+static void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
 {
-    qsort(n, count, sizeof *n, named_cmp);
+    uint8_t *busy = malloc(count ? count : 1);
+    if (!busy || ss_sort(n, count, sizeof *n) != 0) {
+        free(busy);
+        L->nomem = true;
+        return;
+    }
+    mark_taken(L, c, n, count, busy);
     for (size_t i = 0; i < count; i++) {
         if (i && strcmp(n[i].name, n[i - 1].name) == 0)
             lw_error(L, n[i].at, "name-collision", NULL, 0,
                      "%s maps both \"%s\" and \"%s\" to \"%s\"", verb, n[i - 1].source,
                      n[i].source, n[i].name);
-        else if (taken(L, c, n[i].name))
+        else if (busy[i])
             lw_error(L, n[i].at, "name-exists", NULL, 0,
                      "%s \"%s\" to \"%s\": \"%s\" already exists%s", verb, n[i].source,
                      n[i].name, n[i].name,
                      sv_find_alias(&L->st, n[i].name) != SV_NONE ? " (as a tied name)"
-                     : c ? " and is not itself moved away"
-                         : "");
+                     : c->removed ? " and is not itself moved away"
+                                  : "");
     }
+    free(busy);
+    c->added_sorted = c->n_added == 0;
+    for (size_t i = 0; i < count; i++)
+        change_add(L, c, n[i].name, n[i].node);
 }
 
 /* ---- rename, drop, keep, tie ------------------------------------------ */
@@ -116,15 +168,15 @@ static void lower_rename(lw *L, const ast_stmt *s)
     named *n = calloc(ms.n ? ms.n : 1, sizeof *n);
     for (size_t i = 0; n && i < ms.n; i++) {
         const lw_match *m = &ms.m[i];
-        n[i] = (named){gl_expand(L->ar, &t, m->name, m->caps, 0), m->name, s->targets->span};
+        n[i] = (named){gl_expand(L->ar, &t, m->name, m->caps, 0), m->name, s->targets->span,
+                       m->node};
         c.removed[m->entry] = 1;
-        change_add(L, &c, n[i].name, m->node);
     }
     if (n)
-        check_new_names(L, &c, n, ms.n, "rename");
-    if (L->errors == before)
-        for (size_t i = 0; n && i < ms.n; i++)
-            retarget_aliases(L, ms.m[i].name, c.added[i].name);
+        add_new_names(L, &c, n, ms.n, "rename");
+    if (n && L->st.n_alias && L->errors == before)
+        for (size_t i = 0; i < ms.n; i++)
+            retarget_aliases(L, n[i].source, n[i].name);
     change_done(L, &c, before);
     free(n);
     lw_matches_free(&ms);
@@ -232,8 +284,7 @@ static void lower_fill(lw *L, const ast_stmt *s)
         const cg_node *x = cg_get(&L->g, ms.m[i].node);
         cg_id v = lw_init(L, s->expr, x->dtype, x->rank, x->shape, ms.m[i].name, L->layout,
                           s->span);
-        c.removed[ms.m[i].entry] = 1;
-        change_add(L, &c, ms.m[i].name, v);
+        change_update(L, &c, ms.m[i].entry, v);
     }
     change_done(L, &c, before);
     lw_matches_free(&ms);
@@ -318,9 +369,7 @@ static void lower_map(lw *L, const ast_stmt *s)
     }
     /* The first match that fails reports; the rest would only repeat it. */
     for (size_t i = 0; i < ms.n && L->errors == before; i++) {
-        cg_id v = lw_map_expr(L, s, &ms.m[i], &ms);
-        c.removed[ms.m[i].entry] = 1;
-        change_add(L, &c, ms.m[i].name, v);
+        change_update(L, &c, ms.m[i].entry, lw_map_expr(L, s, &ms.m[i], &ms));
     }
     change_done(L, &c, before);
     lw_matches_free(&ms);
@@ -328,33 +377,52 @@ static void lower_map(lw *L, const ast_stmt *s)
 
 /* ---- expect, seed, layout, mirror ------------------------------------- */
 
-static bool type_matches(const cg_node *x, const ast_type *t, surg_dtype dt)
+/* An expected type: each dimension a size, or -1 for `*`. */
+typedef struct expected {
+    surg_dtype dtype;
+    uint32_t rank;
+    int64_t dims[SURG_MAX_RANK];
+} expected;
+
+static bool expected_type(lw *L, const ast_type *t, expected *e)
 {
-    if (x->dtype != dt)
-        return false;
-    uint32_t i = 0;
-    for (const ast_dim *d = t->dims; d; d = d->next, i++)
-        if (i >= x->rank || (d->size && (strspn(d->size->text, "0123456789") !=
-                                             strlen(d->size->text) ||
-                                         x->shape[i] != strtoull(d->size->text, NULL, 10))))
+    e->dtype = surg_dtype_from_recipe_name(t->dtype);
+    e->rank = 0;
+    for (const ast_dim *d = t->dims; d; d = d->next) {
+        if (e->rank == SURG_MAX_RANK) {
+            lw_error(L, t->span, "type", NULL, 0, "a type has at most %d dimensions", SURG_MAX_RANK);
             return false;
-    return i == x->rank;
+        }
+        e->dims[e->rank] = -1;
+        if (d->size && !lw_integer(L, d->size, "a dimension", 0, INT64_MAX, &e->dims[e->rank]))
+            return false;
+        e->rank++;
+    }
+    return true;
+}
+
+static bool type_matches(const cg_node *x, const expected *e)
+{
+    if (x->dtype != e->dtype || x->rank != e->rank)
+        return false;
+    for (uint32_t i = 0; i < e->rank; i++)
+        if (e->dims[i] >= 0 && x->shape[i] != (uint64_t)e->dims[i])
+            return false;
+    return true;
 }
 
 static void lower_expect(lw *L, const ast_stmt *s)
 {
     lw_matches ms;
-    if (!lw_match_pattern(L, s->patterns, &ms)) {
-        lw_matches_free(&ms);
+    expected want;
+    if (!expected_type(L, &s->type, &want) || !lw_match_pattern(L, s->patterns, &ms))
         return;
-    }
-    surg_dtype dt = surg_dtype_from_recipe_name(s->type.dtype);
     const src_file *f = L->src;
     int tlen = (int)(s->type.span.end - s->type.span.start);
     size_t shown = 0, failed = 0;
     for (size_t i = 0; i < ms.n; i++) {
         const cg_node *x = cg_get(&L->g, ms.m[i].node);
-        if (type_matches(x, &s->type, dt))
+        if (type_matches(x, &want))
             continue;
         if (shown++ < 20)
             lw_error(L, s->type.span, "expect", NULL, 0, "\"%s\" is %s, expected %.*s",
@@ -483,14 +551,14 @@ static void lower_split(lw *L, const ast_stmt *s)
         for (j = 0; j < k; j++, t = t->next) {
             uint64_t len = n_sizes ? sizes[j] : dim / k;
             const char *name = gl_expand(L->ar, &tt[j], m->name, m->caps, 0);
-            change_add(L, &c, name, slice(L, m->node, axis, start, len, false, s->span));
-            names[n_named++] = (named){name, m->name, t->span};
+            names[n_named++] = (named){name, m->name, t->span,
+                                       slice(L, m->node, axis, start, len, false, s->span)};
             start += len;
         }
         c.removed[m->entry] = 1;
     }
     if (L->errors == before && names)
-        check_new_names(L, &c, names, n_named, "split");
+        add_new_names(L, &c, names, n_named, "split");
     L->nomem |= !names || !tt;
     free(names);
     change_done(L, &c, before);
@@ -500,15 +568,16 @@ static void lower_split(lw *L, const ast_stmt *s)
 /* concat and stack: members are grouped by the name the template gives
  * them, and ordered by the captures the template does not use: the order of
  * the alternatives for {..}, natural order otherwise. */
-typedef struct member {
-    const lw_match *m;
-    const char *target;
-} member;
-
 typedef struct order_ctx {
     const gl_pattern *pat;
     uint64_t used;
 } order_ctx;
+
+typedef struct member {
+    const char *target;
+    const lw_match *m;
+    const order_ctx *o; /* for the comparison, which qsort gives no context */
+} member;
 
 static int alt_index(const gl_tok *t, const char *s, uint32_t len)
 {
@@ -518,8 +587,10 @@ static int alt_index(const gl_tok *t, const char *s, uint32_t len)
     return -1;
 }
 
-static int member_order(const order_ctx *o, const member *x, const member *y)
+static int member_cmp(const void *pa, const void *pb)
 {
+    const member *x = pa, *y = pb;
+    const order_ctx *o = x->o;
     int c = strcmp(x->target, y->target);
     if (c)
         return c;
@@ -537,16 +608,6 @@ static int member_order(const order_ctx *o, const member *x, const member *y)
             return c;
     }
     return strcmp(x->m->name, y->m->name);
-}
-
-static void sort_members(member *v, size_t n, const order_ctx *o)
-{
-    for (size_t i = 1; i < n; i++) /* insertion sort: groups are small */
-        for (size_t j = i; j && member_order(o, &v[j - 1], &v[j]) > 0; j--) {
-            member t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
 }
 
 /* Members of a group agree in dtype and in every axis but the concat axis
@@ -612,14 +673,14 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
     }
     member *v = calloc(ms.n ? ms.n : 1, sizeof *v);
     named *names = calloc(ms.n ? ms.n : 1, sizeof *names);
+    order_ctx o = {&ms.pat, t.used};
     size_t n_named = 0;
     for (size_t i = 0; v && i < ms.n; i++) {
-        v[i] = (member){&ms.m[i], gl_expand(L->ar, &t, ms.m[i].name, ms.m[i].caps, 0)};
+        v[i] = (member){gl_expand(L->ar, &t, ms.m[i].name, ms.m[i].caps, 0), &ms.m[i], &o};
         c.removed[ms.m[i].entry] = 1;
     }
-    order_ctx o = {&ms.pat, t.used};
     if (v)
-        sort_members(v, ms.n, &o);
+        qsort(v, ms.n, sizeof *v, member_cmp);
     for (size_t i = 0; v && names && i < ms.n && L->errors == before;) {
         size_t j = i;
         while (j < ms.n && strcmp(v[j].target, v[i].target) == 0)
@@ -628,13 +689,13 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
         uint32_t axis;
         if (axis_of(L, s->axis, first->rank + stack, v[i].m->name, &axis) &&
             check_members(L, s, v + i, j - i, axis, stack)) {
-            change_add(L, &c, v[i].target, join(L, s, v + i, j - i, axis, stack));
-            names[n_named++] = (named){v[i].target, v[i].m->name, s->targets->span};
+            names[n_named++] = (named){v[i].target, v[i].m->name, s->targets->span,
+                                       join(L, s, v + i, j - i, axis, stack)};
         }
         i = j;
     }
     if (L->errors == before && names)
-        check_new_names(L, &c, names, n_named, stack ? "stack" : "concat");
+        add_new_names(L, &c, names, n_named, stack ? "stack" : "concat");
     L->nomem |= !v || !names;
     free(v);
     free(names);
@@ -680,13 +741,13 @@ static void lower_unstack(lw *L, const ast_stmt *s)
         uint64_t dim = x->shape[axis];
         for (uint64_t k = 0; k < dim; k++) {
             const char *name = gl_expand(L->ar, &t, m->name, m->caps, k);
-            change_add(L, &c, name, slice(L, m->node, axis, k, 1, true, s->span));
-            names[n_named++] = (named){name, m->name, s->targets->span};
+            names[n_named++] = (named){name, m->name, s->targets->span,
+                                       slice(L, m->node, axis, k, 1, true, s->span)};
         }
         c.removed[m->entry] = 1;
     }
     if (names)
-        check_new_names(L, &c, names, n_named, "unstack");
+        add_new_names(L, &c, names, n_named, "unstack");
     free(names);
     change_done(L, &c, before);
     lw_matches_free(&ms);
@@ -837,15 +898,15 @@ static void lower_init_lora(lw *L, const ast_stmt *s)
         const ast_expr *ia = o.a ? o.a : flax ? &default_a_flax : &default_a_peft;
         const ast_expr *ib = o.b ? o.b : &default_b;
         lw_layout lay = flax ? LAYOUT_FLAX : LAYOUT_TORCH;
-        change_add(L, &c, na, lw_init(L, ia, w->dtype, 2, sa, na, lay, s->span));
-        change_add(L, &c, nb, lw_init(L, ib, w->dtype, 2, sb, nb, lay, s->span));
-        names[n_named++] = (named){na, m->name, s->span};
-        names[n_named++] = (named){nb, m->name, s->span};
+        names[n_named++] = (named){na, m->name, s->span,
+                                   lw_init(L, ia, w->dtype, 2, sa, na, lay, s->span)};
+        names[n_named++] = (named){nb, m->name, s->span,
+                                   lw_init(L, ib, w->dtype, 2, sb, nb, lay, s->span)};
         if (L->errors == before)
             lora_record(L, &o, flax, m->name, na, nb);
     }
     if (L->errors == before && names)
-        check_new_names(L, NULL, names, n_named, "init-lora adds");
+        add_new_names(L, &c, names, n_named, "init-lora adds");
     L->nomem |= !names;
     free(names);
     change_done(L, &c, before);

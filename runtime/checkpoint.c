@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "diag.h"
+#include "strsort.h"
 #include "readfile.h"
 
 static bool ends_with(const char *s, const char *suffix)
@@ -31,15 +32,10 @@ char *ck_join(arena *ar, const char *dir, const char *name)
 }
 
 typedef struct ck_ref {
+    const char *name; /* first: the key ss_sort sorts by */
     const st_entry *e;
     uint32_t file;
 } ck_ref;
-
-static int ref_cmp(const void *a, const void *b)
-{
-    return strcmp(((const ck_ref *)a)->e->info.name,
-                  ((const ck_ref *)b)->e->info.name);
-}
 
 static surg_status merge_meta(surg_ckpt *ck, surg_sink *sink,
                               const st_header *headers)
@@ -92,15 +88,29 @@ surg_status ck_collect(surg_ckpt *ck, surg_sink *sink, st_header *headers)
     size_t k = 0;
     for (size_t f = 0; f < ck->n_files; f++)
         for (size_t i = 0; i < headers[f].n; i++)
-            refs[k++] = (ck_ref){&headers[f].entries[i], (uint32_t)f};
-    qsort(refs, n, sizeof *refs, ref_cmp);
+            refs[k++] = (ck_ref){headers[f].entries[i].info.name, &headers[f].entries[i],
+                                 (uint32_t)f};
+    bool sorted = true;
+    for (size_t i = 1; i < n && sorted; i++)
+        sorted = strcmp(refs[i - 1].e->info.name, refs[i].e->info.name) < 0;
+    if (!sorted && ss_sort(refs, n, sizeof *refs) != 0) {
+        free(refs);
+        return dg_nomem(sink, ck->path);
+    }
     surg_status st = SURG_OK;
     for (size_t i = 0; i < n && !st; i++) {
         if (i && strcmp(refs[i].e->info.name, refs[i - 1].e->info.name) == 0) {
-            dg_file(sink, SURG_ERROR, "ck-duplicate-tensor", ck->path,
-                    "tensor \"%s\" is stored twice: in %s and in %s",
-                    refs[i].e->info.name, ck->files[refs[i - 1].file].path,
-                    ck->files[refs[i].file].path);
+            bool same_file = refs[i].file == refs[i - 1].file;
+            if (same_file)
+                dg_file(sink, SURG_ERROR, "st-duplicate-key", ck->files[refs[i].file].path,
+                        "the %s has a duplicate key: tensor \"%s\" appears twice",
+                        ck->kind == SURG_CKPT_SCHEMA ? "schema" : "header",
+                        refs[i].e->info.name);
+            else
+                dg_file(sink, SURG_ERROR, "ck-duplicate-tensor", ck->path,
+                        "tensor \"%s\" is stored twice: in %s and in %s",
+                        refs[i].e->info.name, ck->files[refs[i - 1].file].path,
+                        ck->files[refs[i].file].path);
             st = SURG_EINVALID;
         }
         ck->tensors[i] = refs[i].e->info;
@@ -123,7 +133,9 @@ static surg_status open_single(surg_ckpt *ck, surg_sink *sink)
     if (st)
         return st;
     ck->n_files = 1;
-    return ck_collect(ck, sink, &h);
+    st = ck_collect(ck, sink, &h);
+    st_header_free(&h);
+    return st;
 }
 
 static surg_status open_schema(surg_ckpt *ck, surg_sink *sink)
@@ -131,12 +143,11 @@ static surg_status open_schema(surg_ckpt *ck, surg_sink *sink)
     ck->kind = SURG_CKPT_SCHEMA;
     char *json;
     size_t len;
-    surg_status st = rf_read_all(sink, ck->path, ST_MAX_HEADER, &json, &len);
+    surg_status st = rf_read_into(&ck->ar, sink, ck->path, ST_MAX_HEADER, &json, &len);
     if (st)
         return st;
     st_header h;
     st = st_parse_header(&ck->ar, sink, ck->path, json, len, 0, ST_SCHEMA, &h);
-    free(json);
     if (st)
         return st;
     /* A schema is one header without a file behind it. */
@@ -146,6 +157,7 @@ static surg_status open_schema(surg_ckpt *ck, surg_sink *sink)
     ck->files[0] = (st_file){.path = ck->path, .fd = -1};
     ck->n_files = 1;
     st = ck_collect(ck, sink, &h);
+    st_header_free(&h);
     return st;
 }
 

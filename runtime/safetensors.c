@@ -50,7 +50,7 @@ static surg_status read_header(arena *ar, surg_sink *sink, st_file *f,
                 (unsigned long long)n, (unsigned long long)(f->size - 8));
         return SURG_EINVALID;
     }
-    char *json = malloc(n ? n : 1);
+    char *json = ar_alloc(ar, n ? n : 1); /* kept: the names are decoded in it */
     if (!json)
         return dg_nomem(sink, f->path);
     st = rf_read_exact(sink, f->path, f->fd, json, n, 8);
@@ -58,7 +58,6 @@ static surg_status read_header(arena *ar, surg_sink *sink, st_file *f,
     if (!st)
         st = st_parse_header(ar, sink, f->path, json, n, f->size - f->data_start,
                              ST_SAFETENSORS, h);
-    free(json);
     return st;
 }
 

@@ -1,12 +1,12 @@
 /* shard.c: a sharded checkpoint, as Hugging Face tooling writes it: an index
  * (`weight_map` from tensor name to shard file) beside the shard files. The
  * index and every shard must agree exactly. */
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "diag.h"
+#include "json.h"
 #include "readfile.h"
 
 #define FAIL(sink, file, code, ...)                                          \
@@ -24,12 +24,25 @@ typedef struct index_map {
     uint32_t *shard;    /* which of the distinct shard files */
     size_t n;
     const char **shards; /* distinct shard file names, first-seen order */
-    size_t n_shards;
+    size_t n_shards, cap_shards;
 } index_map;
+
+static void index_map_free(index_map *m)
+{
+    free(m->names);
+    free(m->shard);
+    free(m->shards);
+    *m = (index_map){0};
+}
 
 static surg_status add_shard(surg_ckpt *ck, surg_sink *sink, index_map *m,
                              const char *file, uint32_t *which)
 {
+    /* Tensors of one shard usually come together: try the last one first. */
+    if (m->n_shards && strcmp(m->shards[m->n_shards - 1], file) == 0) {
+        *which = (uint32_t)(m->n_shards - 1);
+        return SURG_OK;
+    }
     for (size_t i = 0; i < m->n_shards; i++)
         if (strcmp(m->shards[i], file) == 0) {
             *which = (uint32_t)i;
@@ -40,43 +53,128 @@ static surg_status add_shard(surg_ckpt *ck, surg_sink *sink, index_map *m,
                     "shard file name \"%s\" is not a plain file name beside "
                     "the index (no '/', '\\', \".\" or \"..\")",
                     file);
-    m->shards[m->n_shards] = ar_strdup(&ck->ar, file);
-    if (!m->shards[m->n_shards])
-        return dg_nomem(sink, ck->path);
+    if (m->n_shards == m->cap_shards) {
+        m->cap_shards = m->cap_shards ? m->cap_shards * 2 : 16;
+        const char **sh = realloc(m->shards, m->cap_shards * sizeof *sh);
+        if (!sh)
+            return dg_nomem(sink, ck->path);
+        m->shards = sh;
+    }
+    m->shards[m->n_shards] = file;
     *which = (uint32_t)m->n_shards++;
     return SURG_OK;
 }
 
-static surg_status read_weight_map(surg_ckpt *ck, surg_sink *sink,
-                                   const json_t *root, index_map *m)
+static surg_status index_json_error(surg_ckpt *ck, surg_sink *sink, const jr *j)
 {
-    const json_t *wm = json_is_object(root) ? json_object_get(root, "weight_map")
-                                            : NULL;
-    if (!json_is_object(wm))
-        return FAIL(sink, ck->path, "shard-index",
-                    "the index has no \"weight_map\" object");
-    size_t n = json_object_size(wm);
-    m->names = ar_array(&ck->ar, n ? n : 1, sizeof *m->names);
-    m->shard = ar_array(&ck->ar, n ? n : 1, sizeof *m->shard);
-    m->shards = ar_array(&ck->ar, n ? n : 1, sizeof *m->shards);
-    if (!m->names || !m->shard || !m->shards)
+    return FAIL(sink, ck->path, "shard-index", "the index is not valid JSON: %s (at byte %zu)",
+                j->err, j->err_at);
+}
+
+static surg_status read_weight_map(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *m)
+{
+    size_t cap = 64;
+    m->names = malloc(cap * sizeof *m->names);
+    m->shard = malloc(cap * sizeof *m->shard);
+    if (!m->names || !m->shard)
         return dg_nomem(sink, ck->path);
-    const char *key;
-    const json_t *val;
-    json_object_foreach((json_t *)wm, key, val) {
-        if (!json_is_string(val))
+    if (jr_peek(j) != '{')
+        return FAIL(sink, ck->path, "shard-index", "the index's \"weight_map\" must be an object");
+    int more;
+    if (!jr_open(j, '{'))
+        return index_json_error(ck, sink, j);
+    for (more = jr_first(j, '}'); more > 0; more = jr_more(j, '}')) {
+        const char *key, *file;
+        if (!jr_key(j, &key))
+            return index_json_error(ck, sink, j);
+        if (jr_peek(j) != '"')
             return FAIL(sink, ck->path, "shard-index",
-                        "\"weight_map\" entry \"%s\" must name a shard file",
-                        key);
-        m->names[m->n] = ar_strdup(&ck->ar, key);
-        if (!m->names[m->n])
-            return dg_nomem(sink, ck->path);
-        surg_status st =
-            add_shard(ck, sink, m, json_string_value(val), &m->shard[m->n]);
+                        "\"weight_map\" entry \"%s\" must name a shard file", key);
+        if (!jr_string(j, &file))
+            return index_json_error(ck, sink, j);
+        if (m->n == cap) {
+            cap *= 2;
+            const char **n = realloc(m->names, cap * sizeof *n);
+            uint32_t *sh = n ? realloc(m->shard, cap * sizeof *sh) : NULL;
+            if (n)
+                m->names = n;
+            if (sh)
+                m->shard = sh;
+            if (!n || !sh)
+                return dg_nomem(sink, ck->path);
+        }
+        m->names[m->n] = key;
+        surg_status st = add_shard(ck, sink, m, file, &m->shard[m->n]);
         if (st)
             return st;
         m->n++;
     }
+    return more < 0 ? index_json_error(ck, sink, j) : SURG_OK;
+}
+
+/* {"metadata": {"total_size": N, ...}, "weight_map": {...}}; other keys are
+ * passed over. */
+static surg_status read_index(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *m,
+                              bool *has_total, uint64_t *total)
+{
+    const char *keys[64];
+    size_t n_keys = 0;
+    bool has_map = false;
+    if (jr_peek(j) != '{')
+        return FAIL(sink, ck->path, "shard-index", "the index must be a JSON object");
+    int more;
+    if (!jr_open(j, '{'))
+        return index_json_error(ck, sink, j);
+    for (more = jr_first(j, '}'); more > 0; more = jr_more(j, '}')) {
+        const char *key;
+        if (!jr_key(j, &key))
+            return index_json_error(ck, sink, j);
+        if (n_keys < 64)
+            keys[n_keys++] = key;
+        surg_status st = SURG_OK;
+        if (strcmp(key, "weight_map") == 0 && !has_map) {
+            has_map = true;
+            st = read_weight_map(ck, sink, j, m);
+        } else if (strcmp(key, "metadata") == 0 && jr_peek(j) == '{') {
+            const char *mkeys[64];
+            size_t n_mkeys = 0;
+            int mm;
+            if (!jr_open(j, '{'))
+                return index_json_error(ck, sink, j);
+            for (mm = jr_first(j, '}'); mm > 0; mm = jr_more(j, '}')) {
+                const char *mk;
+                if (!jr_key(j, &mk))
+                    break;
+                if (n_mkeys < 64)
+                    mkeys[n_mkeys++] = mk;
+                int c = jr_peek(j);
+                if (strcmp(mk, "total_size") == 0 && c >= '0' && c <= '9') {
+                    *has_total = jr_count(j, total);
+                } else if (!jr_skip(j)) {
+                    break;
+                }
+            }
+            if (mm != 0 || !jr_unique(j, mkeys, n_mkeys, "the index's metadata"))
+                return index_json_error(ck, sink, j);
+        } else if (!jr_skip(j)) {
+            return index_json_error(ck, sink, j);
+        }
+        if (st)
+            return st;
+    }
+    if (more < 0 || !jr_end(j) || !jr_unique(j, keys, n_keys, "the index"))
+        return index_json_error(ck, sink, j);
+    /* Sort a copy: the names stay in step with their shards. */
+    const char **names = malloc((m->n ? m->n : 1) * sizeof *names);
+    if (!names)
+        return dg_nomem(sink, ck->path);
+    memcpy(names, m->names, m->n * sizeof *names);
+    bool unique = jr_unique(j, names, m->n, "\"weight_map\"");
+    free(names);
+    if (!unique)
+        return index_json_error(ck, sink, j);
+    if (!has_map)
+        return FAIL(sink, ck->path, "shard-index", "the index has no \"weight_map\" object");
     return SURG_OK;
 }
 
@@ -152,17 +250,15 @@ static surg_status check_agreement(surg_ckpt *ck, surg_sink *sink,
 
 /* Sizes come from the shards' own headers; a differing total in the index is
  * worth a warning, not a refusal (some writers count it differently). */
-static void check_total_size(const surg_ckpt *ck, surg_sink *sink,
-                             json_int_t claimed)
+static void check_total_size(const surg_ckpt *ck, surg_sink *sink, uint64_t claimed)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < ck->n; i++)
         total += ck->tensors[i].nbytes;
-    if (claimed < 0 || (uint64_t)claimed != total)
+    if (claimed != total)
         dg_file(sink, SURG_WARNING, "shard-total-size", ck->path,
-                "the index's metadata.total_size is %lld, but its tensors hold "
-                "%llu bytes",
-                (long long)claimed, (unsigned long long)total);
+                "the index's metadata.total_size is %llu, but its tensors hold %llu bytes",
+                (unsigned long long)claimed, (unsigned long long)total);
 }
 
 surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
@@ -172,37 +268,36 @@ surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
     ck->path = index_path;
     char *text;
     size_t len;
-    surg_status st = rf_read_all(sink, index_path, ST_MAX_HEADER, &text, &len);
+    surg_status st = rf_read_into(&ck->ar, sink, index_path, ST_MAX_HEADER, &text, &len);
     if (st)
         return st;
-    json_error_t err;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
-    free(text);
-    if (!root)
-        return FAIL(sink, ck->path, "shard-index",
-                    "the index is not valid JSON: %s (at byte %d)", err.text,
-                    err.position);
+    jr j;
+    jr_init_in_place(&j, text, len);
     index_map m = {0};
-    st = read_weight_map(ck, sink, root, &m);
-    const json_t *meta = json_object_get(root, "metadata");
-    json_int_t claimed = json_integer_value(json_object_get(meta, "total_size"));
-    bool has_total = json_is_integer(json_object_get(meta, "total_size"));
-    json_decref(root);
-    if (st)
+    bool has_total = false;
+    uint64_t claimed = 0;
+    st = read_index(ck, sink, &j, &m, &has_total, &claimed);
+    if (st) {
+        index_map_free(&m);
         return st;
+    }
     ck->files = ar_array(&ck->ar, m.n_shards ? m.n_shards : 1, sizeof *ck->files);
     st_header *headers = calloc(m.n_shards ? m.n_shards : 1, sizeof *headers);
     if (!ck->files || !headers) {
         free(headers);
+        index_map_free(&m);
         return dg_nomem(sink, ck->path);
     }
     st = open_shards(ck, sink, &m, headers);
     if (!st)
         st = ck_collect(ck, sink, headers);
+    for (size_t i = 0; i < m.n_shards; i++)
+        st_header_free(&headers[i]);
     free(headers);
     if (!st)
         st = check_agreement(ck, sink, &m);
     if (!st && has_total)
         check_total_size(ck, sink, claimed);
+    index_map_free(&m);
     return st;
 }

@@ -18,6 +18,9 @@ typedef struct st_entry {
     uint64_t begin, end; /* byte range inside the data region */
 } st_entry;
 
+/* The entries, names, shapes and metadata strings live in the arena given
+ * to st_parse_header (the names inside the header text itself, decoded in
+ * place); the metadata table is malloc'd (st_header_free). */
 typedef struct st_header {
     st_entry *entries; /* in order of data offsets (schema: of the text) */
     size_t n;
@@ -30,12 +33,16 @@ typedef enum st_mode {
     ST_SCHEMA,      /* data_offsets ignored if present */
 } st_mode;
 
-/* Parse and validate `len` bytes of header JSON. For ST_SAFETENSORS the
- * byte ranges must tile [0, data_len) exactly. Every problem is reported to
+/* Parse and validate `len` bytes of header JSON, which must live in `ar`
+ * (its strings are decoded in place and kept). For ST_SAFETENSORS the
+ * byte ranges must tile [0, data_len) exactly. A tensor name given twice
+ * is left for ck_collect to find, as it sorts the names anyway. Every problem is reported to
  * the sink naming `file` (and the tensor). Tables live in `ar`. */
 surg_status st_parse_header(arena *ar, surg_sink *sink, const char *file,
-                            const char *json, size_t len, uint64_t data_len,
+                            char *json, size_t len, uint64_t data_len,
                             st_mode mode, st_header *out);
+
+void st_header_free(st_header *h);
 
 /* nelems and nbytes of a dtype and shape, or false on overflow or a sub-byte
  * dtype whose elements do not fill whole bytes (*partial set then). */

@@ -102,6 +102,15 @@ static void json_string(buf *b, const char *s, bool ascii)
 {
     buf_putc(b, '"');
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        /* A run that needs no escaping goes in at once. */
+        const unsigned char *q = p;
+        while (*q >= 0x20 && *q != '"' && *q != '\\' && !(ascii && *q >= 0x80))
+            q++;
+        if (q > p) {
+            buf_append(b, p, (size_t)(q - p));
+            p = q - 1;
+            continue;
+        }
         if (ascii && *p >= 0x80) {
             put_codepoint_escaped(b, next_codepoint(&p));
             continue;

@@ -53,8 +53,8 @@ surg_status rf_open_regular(surg_sink *sink, const char *path, int *fd,
     return SURG_OK;
 }
 
-surg_status rf_read_all(surg_sink *sink, const char *path, size_t limit,
-                     char **data, size_t *len)
+static surg_status read_whole(arena *ar, surg_sink *sink, const char *path, size_t limit,
+                              char **data, size_t *len)
 {
     int fd;
     uint64_t size;
@@ -68,7 +68,7 @@ surg_status rf_read_all(surg_sink *sink, const char *path, size_t limit,
                 (unsigned long long)size, limit);
         return SURG_EINVALID;
     }
-    char *p = malloc(size + 1);
+    char *p = ar ? ar_alloc(ar, size + 1) : malloc(size + 1);
     if (!p) {
         close(fd);
         return dg_nomem(sink, path);
@@ -76,11 +76,24 @@ surg_status rf_read_all(surg_sink *sink, const char *path, size_t limit,
     st = rf_read_exact(sink, path, fd, p, size, 0);
     close(fd);
     if (st) {
-        free(p);
+        if (!ar)
+            free(p);
         return st;
     }
     p[size] = '\0';
     *data = p;
     *len = size;
     return SURG_OK;
+}
+
+surg_status rf_read_all(surg_sink *sink, const char *path, size_t limit, char **data,
+                        size_t *len)
+{
+    return read_whole(NULL, sink, path, limit, data, len);
+}
+
+surg_status rf_read_into(arena *ar, surg_sink *sink, const char *path, size_t limit,
+                         char **data, size_t *len)
+{
+    return read_whole(ar, sink, path, limit, data, len);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arena.h"
 #include "surg/surg.h"
 
 /* Open a regular file read-only and give its size. */
@@ -18,5 +19,8 @@ surg_status rf_read_exact(surg_sink *sink, const char *path, int fd, void *dst,
  * caller frees, NUL-terminated; files above `limit` bytes are refused. */
 surg_status rf_read_all(surg_sink *sink, const char *path, size_t limit,
                         char **data, size_t *len);
+/* The same into memory of `ar`, which then owns it. */
+surg_status rf_read_into(arena *ar, surg_sink *sink, const char *path, size_t limit,
+                         char **data, size_t *len);
 
 #endif

@@ -1,0 +1,352 @@
+/* json.c: the strict pull reader. Strings without escapes are copied in one
+ * piece; escapes are decoded with surrogate pairs checked. */
+#include "json.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void jr_init(jr *j, const char *s, size_t n, arena *ar)
+{
+    *j = (jr){.s = s, .n = n, .ar = ar};
+}
+
+void jr_init_in_place(jr *j, char *s, size_t n)
+{
+    *j = (jr){.s = s, .w = s, .n = n};
+}
+
+bool jr_fail(jr *j, const char *fmt, ...)
+{
+    if (j->failed)
+        return false;
+    j->failed = true;
+    j->err_at = j->i;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->err, sizeof j->err, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static void ws(jr *j)
+{
+    while (j->i < j->n) {
+        char c = j->s[j->i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            return;
+        j->i++;
+    }
+}
+
+int jr_peek(jr *j)
+{
+    ws(j);
+    return j->i < j->n ? (unsigned char)j->s[j->i] : -1;
+}
+
+static const char *describe(jr *j)
+{
+    static _Thread_local char what[32];
+    if (j->i >= j->n)
+        return "the end";
+    unsigned char c = (unsigned char)j->s[j->i];
+    if (c >= 0x20 && c < 0x7F)
+        snprintf(what, sizeof what, "'%c'", c);
+    else
+        snprintf(what, sizeof what, "byte 0x%02x", c);
+    return what;
+}
+
+bool jr_expect(jr *j, char c)
+{
+    if (jr_peek(j) == (unsigned char)c) {
+        j->i++;
+        return true;
+    }
+    return jr_fail(j, "expected '%c' but found %s", c, describe(j));
+}
+
+bool jr_end(jr *j)
+{
+    return jr_peek(j) == -1 || jr_fail(j, "unexpected %s after the end of the JSON value", describe(j));
+}
+
+bool jr_open(jr *j, char open)
+{
+    if (!jr_expect(j, open))
+        return false;
+    if (++j->depth > JR_MAX_DEPTH)
+        return jr_fail(j, "nested more than %d levels deep", JR_MAX_DEPTH);
+    return true;
+}
+
+static int close_or(jr *j, char close, bool first)
+{
+    int c = jr_peek(j);
+    if (c == close) {
+        j->i++;
+        j->depth--;
+        return 0;
+    }
+    if (!first) {
+        if (c != ',')
+            return jr_fail(j, "expected ',' or '%c' but found %s", close, describe(j)), -1;
+        j->i++;
+        if (jr_peek(j) == close)
+            return jr_fail(j, "a trailing comma before '%c'", close), -1;
+    }
+    return 1;
+}
+
+int jr_first(jr *j, char close) { return j->failed ? -1 : close_or(j, close, true); }
+int jr_more(jr *j, char close) { return j->failed ? -1 : close_or(j, close, false); }
+
+bool jr_key(jr *j, const char **key)
+{
+    if (jr_peek(j) != '"')
+        return jr_fail(j, "expected a key in quotes but found %s", describe(j));
+    return jr_string(j, key) && jr_expect(j, ':');
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int k = 0; k < 4; k++) {
+        char c = p[k];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static char *put_utf8(char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        *o++ = (char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (char)(0xC0 | cp >> 6);
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *o++ = (char)(0xE0 | cp >> 12);
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *o++ = (char)(0xF0 | cp >> 18);
+        *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return o;
+}
+
+/* One escape at s[*i] (just after the backslash) into *o. */
+static bool escape(jr *j, size_t *i, char **o)
+{
+    static const char simple[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
+    char c = j->s[*i];
+    for (const char *p = simple; *p; p += 2)
+        if (c == p[0]) {
+            *(*o)++ = p[1];
+            (*i)++;
+            return true;
+        }
+    if (c != 'u')
+        return j->i = *i, jr_fail(j, "invalid escape '\\%c' in a string", c);
+    int cp = *i + 5 <= j->n ? hex4(j->s + *i + 1) : -1;
+    if (cp < 0)
+        return j->i = *i, jr_fail(j, "'\\u' needs four hexadecimal digits");
+    *i += 5;
+    if (cp >= 0xDC00 && cp <= 0xDFFF)
+        return j->i = *i, jr_fail(j, "a lone trailing surrogate in a '\\u' escape");
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        int lo = *i + 6 <= j->n && j->s[*i] == '\\' && j->s[*i + 1] == 'u' ? hex4(j->s + *i + 2) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF)
+            return j->i = *i, jr_fail(j, "a lone leading surrogate in a '\\u' escape");
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        *i += 6;
+    }
+    if (cp == 0)
+        return j->i = *i, jr_fail(j, "a string may not contain NUL (\\u0000)");
+    *o = put_utf8(*o, (uint32_t)cp);
+    return true;
+}
+
+bool jr_string(jr *j, const char **out)
+{
+    if (!jr_expect(j, '"'))
+        return false;
+    size_t start = j->i, i = start;
+    bool escaped = false;
+    while (i < j->n && j->s[i] != '"') {
+        unsigned char c = (unsigned char)j->s[i];
+        if (c < 0x20)
+            return j->i = i, jr_fail(j, "a control character (0x%02x) inside a string", c);
+        if (c == '\\') {
+            escaped = true;
+            i++;
+        }
+        i++;
+    }
+    if (i >= j->n)
+        return j->i = start - 1, jr_fail(j, "a string is not closed");
+    /* Escapes only shrink the text, so its length bounds the result, and
+     * decoding over the source never overtakes what is still to be read. */
+    char *o = j->w ? j->w + start : ar_alloc(j->ar, i - start + 1), *at = o;
+    if (!o)
+        return jr_fail(j, "out of memory");
+    if (!escaped) {
+        if (!j->w)
+            memcpy(o, j->s + start, i - start);
+        at += i - start;
+    } else {
+        for (size_t k = start; k < i;) {
+            if (j->s[k] != '\\') {
+                *at++ = j->s[k++];
+                continue;
+            }
+            k++;
+            if (!escape(j, &k, &at))
+                return false;
+        }
+    }
+    *at = '\0';
+    j->i = i + 1;
+    *out = o;
+    return true;
+}
+
+bool jr_count(jr *j, uint64_t *out)
+{
+    int c = jr_peek(j);
+    size_t start = j->i;
+    if (c < '0' || c > '9')
+        return jr_fail(j, "expected a non-negative integer but found %s", describe(j));
+    uint64_t v = 0;
+    while (j->i < j->n && j->s[j->i] >= '0' && j->s[j->i] <= '9') {
+        unsigned d = (unsigned)(j->s[j->i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return j->i = start, jr_fail(j, "an integer too large for 64 bits");
+        v = v * 10 + d;
+        j->i++;
+    }
+    if (j->s[start] == '0' && j->i - start > 1)
+        return j->i = start, jr_fail(j, "a number with a leading zero");
+    if (j->i < j->n && strchr(".eE", j->s[j->i]))
+        return j->i = start, jr_fail(j, "expected a whole number, not a fraction or an exponent");
+    *out = v;
+    return true;
+}
+
+static bool skip_number(jr *j)
+{
+    size_t i = j->i;
+    if (i < j->n && j->s[i] == '-')
+        i++;
+    size_t digits = i;
+    while (i < j->n && j->s[i] >= '0' && j->s[i] <= '9')
+        i++;
+    if (i == digits || (j->s[digits] == '0' && i - digits > 1))
+        return jr_fail(j, "a malformed number");
+    if (i < j->n && j->s[i] == '.') {
+        size_t f = ++i;
+        while (i < j->n && j->s[i] >= '0' && j->s[i] <= '9')
+            i++;
+        if (i == f)
+            return j->i = i, jr_fail(j, "a number with no digits after '.'");
+    }
+    if (i < j->n && (j->s[i] == 'e' || j->s[i] == 'E')) {
+        i++;
+        if (i < j->n && (j->s[i] == '+' || j->s[i] == '-'))
+            i++;
+        size_t e = i;
+        while (i < j->n && j->s[i] >= '0' && j->s[i] <= '9')
+            i++;
+        if (i == e)
+            return j->i = i, jr_fail(j, "a number with no digits in its exponent");
+    }
+    j->i = i;
+    return true;
+}
+
+static bool skip_word(jr *j, const char *w)
+{
+    size_t n = strlen(w);
+    if (j->n - j->i >= n && memcmp(j->s + j->i, w, n) == 0) {
+        j->i += n;
+        return true;
+    }
+    return jr_fail(j, "unexpected %s", describe(j));
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool jr_unique(jr *j, const char **keys, size_t n, const char *where)
+{
+    qsort(keys, n, sizeof *keys, key_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(keys[i - 1], keys[i]) == 0) {
+            jr_fail(j, "duplicate key \"%s\" in %s", keys[i], where);
+            j->duplicate = true;
+            return false;
+        }
+    return true;
+}
+
+static bool skip_object(jr *j)
+{
+    const char **keys = NULL;
+    size_t n = 0, cap = 0;
+    bool ok = jr_open(j, '{');
+    for (int more = ok ? jr_first(j, '}') : -1; more > 0; more = jr_more(j, '}')) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            const char **k = realloc(keys, cap * sizeof *k);
+            if (!k) {
+                ok = jr_fail(j, "out of memory");
+                break;
+            }
+            keys = k;
+        }
+        if (!jr_key(j, &keys[n]) || !jr_skip(j))
+            break;
+        n++;
+    }
+    ok = ok && !j->failed && jr_unique(j, keys, n, "an object");
+    free(keys);
+    return ok;
+}
+
+bool jr_skip(jr *j)
+{
+    switch (jr_peek(j)) {
+    case '{': return skip_object(j);
+    case '[': {
+        if (!jr_open(j, '['))
+            return false;
+        int more;
+        for (more = jr_first(j, ']'); more > 0; more = jr_more(j, ']'))
+            if (!jr_skip(j))
+                return false;
+        return more == 0;
+    }
+    case '"': {
+        const char *s;
+        return jr_string(j, &s);
+    }
+    case 't': return skip_word(j, "true");
+    case 'f': return skip_word(j, "false");
+    case 'n': return skip_word(j, "null");
+    case -1: return jr_fail(j, "expected a value but the text ended");
+    default: return skip_number(j);
+    }
+}

@@ -1,0 +1,68 @@
+/* json.h: a strict JSON reader that pulls values one at a time, for the
+ * checkpoint formats (safetensors headers, schemas, shard indexes). Headers
+ * may hold a million tensors: this reads them in one pass with no tree and
+ * no allocation but the strings it keeps, where a general JSON library's tree
+ * costs more than everything else surg does with a header.
+ *
+ * Strict as RFC 8259 and serde_json: no trailing commas, no leading zeros,
+ * no control characters in strings, valid escapes and surrogate pairs, no
+ * NUL in a string; duplicate keys are an error at every level; nesting is
+ * bounded. Every error has a message and the byte offset where it was
+ * found. The text must already be valid UTF-8. */
+#ifndef SURG_JSON_H
+#define SURG_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+
+#define JR_MAX_DEPTH 128
+
+typedef struct jr {
+    const char *s;
+    char *w;         /* s, writable: strings are decoded in place */
+    size_t n, i;
+    arena *ar;       /* where decoded strings go, when the text is read-only */
+    int depth;
+    bool failed;
+    bool duplicate;  /* the failure was a duplicate key */
+    size_t err_at;
+    char err[200];
+} jr;
+
+void jr_init(jr *j, const char *s, size_t n, arena *ar);
+/* Read a writable text that may be changed: each string is decoded over its
+ * own source text and ended with a NUL where its closing quote was, so the
+ * strings live as long as the text and nothing is copied. */
+void jr_init_in_place(jr *j, char *s, size_t n);
+bool jr_fail(jr *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The next character after white space, or -1 at the end. */
+int jr_peek(jr *j);
+/* Consume `c` (after white space) or fail. */
+bool jr_expect(jr *j, char c);
+/* Only white space is left. */
+bool jr_end(jr *j);
+
+/* Containers: `open` ('{' or '['), then jr_first and jr_more give 1 while
+ * another member follows, 0 at the closing bracket, -1 on an error. For an
+ * object the caller then reads the key with jr_key. */
+bool jr_open(jr *j, char open);
+int jr_first(jr *j, char close);
+int jr_more(jr *j, char close);
+/* A key and its ':'. */
+bool jr_key(jr *j, const char **key);
+
+/* A string, decoded and NUL-terminated in the arena. */
+bool jr_string(jr *j, const char **out);
+/* A non-negative integer that fits 64 bits, written as JSON writes one. */
+bool jr_count(jr *j, uint64_t *out);
+/* Any value, checked and thrown away. */
+bool jr_skip(jr *j);
+
+/* Detect a duplicate among `n` keys (sorting them); fails naming it. */
+bool jr_unique(jr *j, const char **keys, size_t n, const char *where);
+
+#endif
