@@ -6,6 +6,7 @@
 
 #include "diag.h"
 #include "lower.h"
+#include "mirror.h"
 #include "program.h"
 #include "recipe.h"
 
@@ -79,6 +80,8 @@ surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *
     bool ok = initial_state(&L, from);
     if (ok)
         lw_statements(&L, r);
+    if (ok && !L.nomem && L.errors == 0)
+        mr_check_all(&L); /* slots a recipe changed by hand must still mirror */
     p->g = L.g; /* the program owns the graph from here on */
     ok = ok && !L.nomem && L.errors == 0 && finish(&L, p);
     surg_status st = L.nomem ? dg_nomem(sink, r->src.path) : L.errors ? SURG_EINVALID

@@ -488,3 +488,77 @@ cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches 
     }
     return id;
 }
+
+/* ---- optimizer slots of a mapped parameter ---------------------------- */
+
+static bool is_layout_call(const ast_expr *e)
+{
+    return e->kind == EX_CALL && e->u.call.args &&
+           (strcmp(e->u.call.name, "transpose") == 0 || strcmp(e->u.call.name, "reshape") == 0);
+}
+
+static bool has_layout(const ast_expr *e)
+{
+    switch (e->kind) {
+    case EX_CALL:
+        if (is_layout_call(e))
+            return true;
+        for (const ast_arg *a = e->u.call.args; a; a = a->next)
+            if (has_layout(a->value))
+                return true;
+        return false;
+    case EX_NEG: return has_layout(e->u.operand);
+    case EX_BINARY: return has_layout(e->u.binary.lhs) || has_layout(e->u.binary.rhs);
+    default: return false;
+    }
+}
+
+/* The layout calls around the value expression, with the value expression
+ * replaced by x: transpose(reshape(x * 2, 4, -1)) -> transpose(reshape(x, 4,
+ * -1)). NULL when a layout call hides inside the value expression. */
+static const ast_expr *skeleton(lw *L, const ast_expr *e)
+{
+    static const ast_expr x = {.kind = EX_IDENT, .u.ident = "x"};
+    if (!is_layout_call(e))
+        return has_layout(e) ? NULL : &x;
+    const ast_expr *inner = skeleton(L, e->u.call.args->value);
+    ast_expr *call = ar_alloc(L->ar, sizeof *call);
+    ast_arg *first = ar_alloc(L->ar, sizeof *first);
+    if (!inner || !call || !first) {
+        L->nomem |= inner && (!call || !first);
+        return NULL;
+    }
+    *call = *e;
+    *first = *e->u.call.args;
+    first->value = (ast_expr *)inner;
+    call->u.call.args = first;
+    return call;
+}
+
+cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms,
+                    cg_id result, cg_id slot)
+{
+    const cg_node *r = cg_get(&L->g, result), *x = cg_get(&L->g, m->node);
+    bool same = r->rank == x->rank && memcmp(r->shape, x->shape, r->rank * sizeof *r->shape) == 0;
+    if (!has_layout(s->expr)) {
+        if (same)
+            return slot; /* a value change: the moments stay as they are */
+        lw_error(L, s->expr->span, "mirror-map", NULL, 0,
+                 "this map makes \"%s\" %s without transpose or reshape, so its optimizer "
+                 "slots cannot follow",
+                 m->name, lw_type(r, 0));
+        return CG_NONE;
+    }
+    const ast_expr *skel = skeleton(L, s->expr);
+    if (!skel) {
+        lw_error(L, s->expr->span, "mirror-map", NULL, 0,
+                 "the optimizer slots of \"%s\" can follow a transpose or reshape only when "
+                 "it wraps the whole value expression, as transpose(x * 2)",
+                 m->name);
+        return CG_NONE;
+    }
+    lw_match on_slot = *m;
+    on_slot.node = slot;
+    ex E = {L, s, &on_slot, ms};
+    return lower(&E, skel);
+}

@@ -143,7 +143,7 @@ static bool value_fits(lw *L, const ast_expr *e, surg_dtype dt, double v)
         ok = ok && v >= -ldexp(1, (int)surg_dtype_bits(dt) - 1) &&
              v <= ldexp(1, (int)surg_dtype_bits(dt) - 1) - 1;
     if (!ok)
-        lw_error(L, e->span, "init-value", NULL, 0, "%.17g does not fit a %s tensor", v,
+        lw_error(L, e->span, "init-value", NULL, 0, "%.17g is not a value of %s", v,
                  surg_dtype_recipe_name(dt));
     return ok;
 }

@@ -25,6 +25,8 @@ typedef struct lw {
     lw_layout layout;
     buf lora;      /* JSON records of every init-lora, for the metadata */
     bigbuf matches, caps; /* reused by every statement's lw_match_pattern */
+    struct lw_mirror *mirrors; /* declared by `mirror` statements */
+    size_t n_mirrors;
     unsigned errors;
     bool nomem;
 } lw;
@@ -72,6 +74,12 @@ cg_id lw_node(lw *L, cg_node n, const uint64_t *shape);
 
 /* map EXPR for one match; CG_NONE after reporting an error. */
 cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms);
+/* What a map does to an optimizer slot of the match (`slot`, of the match's
+ * shape), given the map's `result` for the match: a layout change
+ * (transpose, reshape around the value expression) happens to the slot too;
+ * a value change leaves it (`slot` is returned). CG_NONE after an error. */
+cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms,
+                    cg_id result, cg_id slot);
 
 /* An INIT expression for a tensor of dtype and shape named `key`, under the
  * given layout; CG_NONE after reporting an error. */

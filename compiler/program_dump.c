@@ -24,17 +24,24 @@ static void attrs(buf *b, const surg_program *p, const cg_node *n)
     case OP_INPUT:
         buf_printf(b, " \"%s\"", surg_ckpt_tensor(p->input, n->a.input)->name);
         break;
-    case OP_CONST: buf_printf(b, " %.17g", n->a.value); break;
+    case OP_CONST:
+        buf_putc(b, ' ');
+        buf_double(b, n->a.value);
+        break;
     case OP_INIT: {
         const cg_init *i = n->a.init;
         buf_printf(b, " %s", cg_init_name(i->kind));
-        if (i->kind == INIT_VALUE)
-            buf_printf(b, " %.17g", i->p[0]);
+        if (i->kind == INIT_VALUE) {
+            buf_putc(b, ' ');
+            buf_double(b, i->p[0]);
+        }
         else if (cg_init_random(i->kind)) {
             int np = cg_init_n_params(i->kind);
             buf_puts(b, "(");
-            for (int k = 0; k < np; k++)
-                buf_printf(b, "%s%.17g", k ? ", " : "", i->p[k]);
+            for (int k = 0; k < np; k++) {
+                buf_puts(b, k ? ", " : "");
+                buf_double(b, i->p[k]);
+            }
             buf_printf(b, ") seed=%llu key=\"%s\"", (unsigned long long)i->seed, i->key);
         }
         if (cg_init_fan_based(i->kind))

@@ -5,136 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "change.h"
 #include "lower.h"
+#include "mirror.h"
 #include "natural.h"
 #include "strsort.h"
-
-/* The changes one statement makes, committed together. */
-typedef struct change {
-    uint8_t *removed; /* per state entry */
-    sv_entry *added;
-    size_t n_added, cap;
-    sv_entry *updated; /* .len holds the entry index: new value, same name */
-    size_t n_updated, cap_updated;
-    bool added_sorted;
-} change;
-
-static bool change_init(lw *L, change *c)
-{
-    *c = (change){0};
-    c->removed = calloc(L->st.n ? L->st.n : 1, 1);
-    L->nomem |= !c->removed;
-    return c->removed != NULL;
-}
-
-static void change_add(lw *L, change *c, const char *name, cg_id node)
-{
-    if (c->n_added == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 16;
-        sv_entry *a = realloc(c->added, c->cap * sizeof *a);
-        if (!a) {
-            L->nomem = true;
-            return;
-        }
-        c->added = a;
-    }
-    c->added[c->n_added++] = (sv_entry){name, node, 0};
-}
-
-/* A new value for an entry that keeps its name: no reordering needed. */
-static void change_update(lw *L, change *c, size_t entry, cg_id node)
-{
-    if (c->n_updated == c->cap_updated) {
-        c->cap_updated = c->cap_updated ? c->cap_updated * 2 : 16;
-        sv_entry *u = realloc(c->updated, c->cap_updated * sizeof *u);
-        if (!u) {
-            L->nomem = true;
-            return;
-        }
-        c->updated = u;
-    }
-    c->updated[c->n_updated++] = (sv_entry){NULL, node, (uint32_t)entry};
-}
-
-/* Commit if the statement reported no error since `errors_before`. */
-static void change_done(lw *L, change *c, unsigned errors_before)
-{
-    bool ok = L->errors == errors_before && !L->nomem;
-    for (size_t i = 0; ok && i < c->n_updated; i++)
-        L->st.e[c->updated[i].len].node = c->updated[i].node;
-    bool structural = c->n_added;
-    for (size_t i = 0; !structural && i < L->st.n; i++)
-        structural = c->removed[i];
-    if (ok && structural &&
-        !sv_commit(&L->st, c->removed, c->added, c->n_added, c->added_sorted))
-        L->nomem = true;
-    free(c->removed);
-    free(c->added);
-    free(c->updated);
-}
-
-/* Is `name` taken: a tensor that stays, or a tied name? */
-static bool taken(lw *L, const change *c, const char *name)
-{
-    size_t i = sv_find(&L->st, name);
-    return (i != SV_NONE && !(c && c->removed[i])) || sv_find_alias(&L->st, name) != SV_NONE;
-}
-
-typedef struct named {
-    const char *name;   /* the new name: first, the key ss_sort sorts by */
-    const char *source; /* where it comes from */
-    src_span at;
-    cg_id node;
-} named;
-
-/* Is each sorted name taken? A walk along the state when there are many,
- * binary search when there are few. */
-static void mark_taken(lw *L, const change *c, const named *n, size_t count, uint8_t *out)
-{
-    if (count * 16 < L->st.n) {
-        for (size_t i = 0; i < count; i++)
-            out[i] = taken(L, c, n[i].name);
-        return;
-    }
-    size_t j = 0;
-    for (size_t i = 0; i < count; i++) {
-        int cmp = 1;
-        while (j < L->st.n && (cmp = strcmp(L->st.e[j].name, n[i].name)) < 0)
-            j++;
-        out[i] = (j < L->st.n && cmp == 0 && !(c && c->removed[j])) ||
-                 sv_find_alias(&L->st, n[i].name) != SV_NONE;
-    }
-}
-
-/* New names must be distinct and free (errors name both sides); then they
- * join the change, already in order. */
-static void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
-{
-    uint8_t *busy = malloc(count ? count : 1);
-    if (!busy || ss_sort(n, count, sizeof *n) != 0) {
-        free(busy);
-        L->nomem = true;
-        return;
-    }
-    mark_taken(L, c, n, count, busy);
-    for (size_t i = 0; i < count; i++) {
-        if (i && strcmp(n[i].name, n[i - 1].name) == 0)
-            lw_error(L, n[i].at, "name-collision", NULL, 0,
-                     "%s maps both \"%s\" and \"%s\" to \"%s\"", verb, n[i - 1].source,
-                     n[i].source, n[i].name);
-        else if (busy[i])
-            lw_error(L, n[i].at, "name-exists", NULL, 0,
-                     "%s \"%s\" to \"%s\": \"%s\" already exists%s", verb, n[i].source,
-                     n[i].name, n[i].name,
-                     sv_find_alias(&L->st, n[i].name) != SV_NONE ? " (as a tied name)"
-                     : c->removed ? " and is not itself moved away"
-                                  : "");
-    }
-    free(busy);
-    c->added_sorted = c->n_added == 0;
-    for (size_t i = 0; i < count; i++)
-        change_add(L, c, n[i].name, n[i].node);
-}
 
 /* ---- rename, drop, keep, tie ------------------------------------------ */
 
@@ -165,17 +40,20 @@ static void lower_rename(lw *L, const ast_stmt *s)
         lw_matches_free(&ms);
         return;
     }
-    named *n = calloc(ms.n ? ms.n : 1, sizeof *n);
+    size_t count = ms.n;
+    named *n = calloc(ms.n * (1 + mr_max_slots(L)) + 1, sizeof *n);
     for (size_t i = 0; n && i < ms.n; i++) {
         const lw_match *m = &ms.m[i];
         n[i] = (named){gl_expand(L->ar, &t, m->name, m->caps, 0), m->name, s->targets->span,
                        m->node};
-        c.removed[m->entry] = 1;
+        change_remove(&c, m->entry);
     }
+    for (size_t i = 0; n && i < ms.n; i++) /* once every match is marked */
+        mr_moved(L, &c, n, &count, n[i].source, n[i].name, s->targets->span);
     if (n)
-        add_new_names(L, &c, n, ms.n, "rename");
+        add_new_names(L, &c, n, count, "rename");
     if (n && L->st.n_alias && L->errors == before)
-        for (size_t i = 0; i < ms.n; i++)
+        for (size_t i = 0; i < count; i++)
             retarget_aliases(L, n[i].source, n[i].name);
     change_done(L, &c, before);
     free(n);
@@ -192,9 +70,11 @@ static void lower_drop(lw *L, const ast_stmt *s)
         return;
     }
     for (size_t i = 0; i < ms.n; i++) {
-        c.removed[ms.m[i].entry] = 1;
+        change_remove(&c, ms.m[i].entry);
         drop_aliases_of(L, ms.m[i].name); /* a tie to a dropped tensor goes too */
     }
+    for (size_t i = 0; i < ms.n; i++)
+        mr_dropped(L, &c, ms.m[i].name);
     change_done(L, &c, before);
     lw_matches_free(&ms);
 }
@@ -213,9 +93,18 @@ static void lower_keep(lw *L, const ast_stmt *s)
                 kept[ms.m[i].entry] = 1;
         lw_matches_free(&ms);
     }
+    /* A kept parameter keeps its slots. */
+    for (size_t i = 0; kept && i < L->st.n; i++) {
+        const lw_mirror *mi = kept[i] ? mr_find(L, L->st.e[i].name) : NULL;
+        for (size_t k = 0; mi && k < mi->n_slots; k++) {
+            size_t e = mr_slot_entry(L, mi, k, L->st.e[i].name);
+            if (e != SV_NONE)
+                kept[e] = 1;
+        }
+    }
     for (size_t i = 0; kept && i < L->st.n; i++)
         if (!kept[i]) {
-            c.removed[i] = 1;
+            change_remove(&c, i);
             drop_aliases_of(L, L->st.e[i].name);
         }
     L->nomem |= !kept;
@@ -235,6 +124,8 @@ static void lower_tie(lw *L, const ast_stmt *s)
         return;
     }
     const char **targets = calloc(ms.n ? ms.n : 1, sizeof *targets);
+    for (size_t i = 0; i < ms.n; i++)
+        change_remove(&c, ms.m[i].entry);
     for (size_t i = 0; targets && i < ms.n && L->errors == before; i++) {
         const lw_match *m = &ms.m[i];
         const char *b = targets[i] = gl_expand(L->ar, &t, m->name, m->caps, 0);
@@ -256,8 +147,9 @@ static void lower_tie(lw *L, const ast_stmt *s)
                          "cannot tie \"%s\" (%s) to \"%s\" (%s): shapes and dtypes must be equal",
                          m->name, lw_type(x, 0), b, lw_type(y, 1));
         }
-        c.removed[m->entry] = 1;
     }
+    for (size_t i = 0; i < ms.n; i++)
+        mr_dropped(L, &c, ms.m[i].name); /* the tied name's slots go */
     if (L->errors == before)
         for (size_t i = 0; targets && i < ms.n; i++) {
             retarget_aliases(L, ms.m[i].name, targets[i]);
@@ -286,6 +178,8 @@ static void lower_fill(lw *L, const ast_stmt *s)
                           s->span);
         change_update(L, &c, ms.m[i].entry, v);
     }
+    for (size_t i = 0; i < ms.n; i++) /* new values: the moments start over */
+        mr_zeroed(L, &c, ms.m[i].name, s->span);
     change_done(L, &c, before);
     lw_matches_free(&ms);
 }
@@ -350,11 +244,24 @@ static void lower_fill_new(lw *L, const ast_stmt *s)
     if (!new_shape(L, &s->type, &rank, &shape))
         return;
     surg_dtype dt = surg_dtype_from_recipe_name(s->type.dtype);
-    cg_id v = lw_init(L, s->expr, dt, rank, shape, p->text, L->layout, s->span);
+    const char *name = ar_strdup(L->ar, p->text); /* the program outlives the recipe */
+    if (!name) {
+        L->nomem = true;
+        return;
+    }
+    cg_id v = lw_init(L, s->expr, dt, rank, shape, name, L->layout, s->span);
     change c;
     if (L->errors != before || !change_init(L, &c))
         return;
-    change_add(L, &c, p->text, v);
+    named *n = calloc(1 + mr_max_slots(L), sizeof *n);
+    size_t count = 1;
+    if (n) {
+        n[0] = (named){name, name, p->span, v};
+        mr_created(L, n, &count, name, v, s->span);
+        add_new_names(L, &c, n, count, "fill creates");
+    }
+    L->nomem |= !n;
+    free(n);
     change_done(L, &c, before);
 }
 
@@ -367,10 +274,26 @@ static void lower_map(lw *L, const ast_stmt *s)
         lw_matches_free(&ms);
         return;
     }
+    cg_id *results = calloc(ms.n ? ms.n : 1, sizeof *results);
     /* The first match that fails reports; the rest would only repeat it. */
-    for (size_t i = 0; i < ms.n && L->errors == before; i++) {
-        change_update(L, &c, ms.m[i].entry, lw_map_expr(L, s, &ms.m[i], &ms));
+    for (size_t i = 0; results && i < ms.n && L->errors == before; i++) {
+        results[i] = lw_map_expr(L, s, &ms.m[i], &ms);
+        change_update(L, &c, ms.m[i].entry, results[i]);
     }
+    /* A layout change (transpose, reshape) happens to the slots too. */
+    for (size_t i = 0; results && i < ms.n && L->errors == before; i++) {
+        const lw_mirror *mi = mr_find(L, ms.m[i].name);
+        for (size_t k = 0; mi && k < mi->n_slots && L->errors == before; k++) {
+            size_t e = mr_slot_entry(L, mi, k, ms.m[i].name);
+            if (e == SV_NONE || c.touched[e])
+                continue;
+            cg_id v = lw_map_layout(L, s, &ms.m[i], &ms, results[i], L->st.e[e].node);
+            if (v != L->st.e[e].node)
+                change_update(L, &c, e, v);
+        }
+    }
+    L->nomem |= !results;
+    free(results);
     change_done(L, &c, before);
     lw_matches_free(&ms);
 }
@@ -447,22 +370,21 @@ static void lower_layout(lw *L, const ast_stmt *s)
     L->layout = strcmp(s->word, "torch") == 0 ? LAYOUT_TORCH : LAYOUT_FLAX;
 }
 
-static void lower_mirror(lw *L, const ast_stmt *s)
-{
-    lw_error(L, s->keyword_span, "unsupported", NULL, 0,
-             "mirror is not supported yet: optimizer-state slots cannot be kept in step");
-}
+static void lower_mirror(lw *L, const ast_stmt *s) { mr_declare(L, s); }
 
 /* ---- the structural moves: split, concat, stack, unstack -------------- */
 
+/* An axis below `limit` (a tensor's rank; one more for stack). */
 static bool axis_of(lw *L, const ast_number *n, uint32_t limit, const char *name, uint32_t *out)
 {
     int64_t v;
     if (!lw_integer(L, n, "an axis", 0, INT64_MAX, &v))
         return false;
     if ((uint64_t)v >= limit) {
-        lw_error(L, n->span, "axis", NULL, 0, "axis %lld is out of range for \"%s\", which has %u",
-                 (long long)v, name, limit);
+        lw_error(L, n->span, "axis", NULL, 0,
+                 limit ? "axis %lld is out of range for \"%s\": the axes here are 0 to %u"
+                       : "axis %lld is out of range for \"%s\", a scalar",
+                 (long long)v, name, limit - 1);
         return false;
     }
     *out = (uint32_t)v;
@@ -508,8 +430,11 @@ static void lower_split(lw *L, const ast_stmt *s)
     for (const ast_number *z = s->sizes; z; z = z->next)
         n_sizes++;
     gl_template *tt = ar_array(L->ar, k, sizeof *tt);
-    named *names = calloc(ms.n * k + 1, sizeof *names);
+    named *names = calloc(ms.n * k * (1 + mr_max_slots(L)) + 1, sizeof *names);
+    const char **parts = ar_array(L->ar, k, sizeof *parts);
     size_t n_named = 0, j = 0;
+    for (size_t i = 0; i < ms.n; i++)
+        change_remove(&c, ms.m[i].entry);
     for (const ast_string *t = s->targets; tt && t; t = t->next, j++)
         if (!lw_template(L, t, &ms.pat, false, &tt[j]))
             break;
@@ -550,16 +475,39 @@ static void lower_split(lw *L, const ast_stmt *s)
         const ast_string *t = s->targets;
         for (j = 0; j < k; j++, t = t->next) {
             uint64_t len = n_sizes ? sizes[j] : dim / k;
-            const char *name = gl_expand(L->ar, &tt[j], m->name, m->caps, 0);
-            names[n_named++] = (named){name, m->name, t->span,
+            parts[j] = gl_expand(L->ar, &tt[j], m->name, m->caps, 0);
+            names[n_named++] = (named){parts[j], m->name, t->span,
                                        slice(L, m->node, axis, start, len, false, s->span)};
             start += len;
         }
-        c.removed[m->entry] = 1;
+        /* Each slot splits the same way, into the parts' slots. */
+        const lw_mirror *mi = mr_find(L, m->name);
+        for (size_t q = 0; mi && q < mi->n_slots; q++) {
+            size_t e = mr_slot_entry(L, mi, q, m->name);
+            if (e == SV_NONE || c.touched[e])
+                continue;
+            change_remove(&c, e);
+            start = 0;
+            for (j = 0; j < k; j++) {
+                uint64_t len = n_sizes ? sizes[j] : dim / k;
+                if (mr_find(L, parts[j]) != mi) {
+                    lw_error(L, s->targets->span, "mirror-move", NULL, 0,
+                             "\"%s\" would leave the mirrored tree \"%s\", orphaning its "
+                             "optimizer slots",
+                             parts[j], mi->params);
+                    break;
+                }
+                names[n_named++] = (named){mr_slot_name(L, mi, q, parts[j]), L->st.e[e].name,
+                                           s->targets->span,
+                                           slice(L, L->st.e[e].node, axis, start, len, false,
+                                                 s->span)};
+                start += len;
+            }
+        }
     }
     if (L->errors == before && names)
         add_new_names(L, &c, names, n_named, "split");
-    L->nomem |= !names || !tt;
+    L->nomem |= !names || !tt || !parts;
     free(names);
     change_done(L, &c, before);
     lw_matches_free(&ms);
@@ -633,9 +581,10 @@ static bool check_members(lw *L, const ast_stmt *s, const member *v, size_t n, u
     return true;
 }
 
-static cg_id join(lw *L, const ast_stmt *s, const member *v, size_t n, uint32_t axis, bool stack)
+/* Concatenate or stack the nodes `in` (their shapes already checked). */
+static cg_id join(lw *L, const ast_stmt *s, const cg_id *ids, size_t n, uint32_t axis, bool stack)
 {
-    const cg_node *first = cg_get(&L->g, v[0].m->node);
+    const cg_node *first = cg_get(&L->g, ids[0]);
     uint64_t shape[SURG_MAX_RANK + 1];
     uint32_t r = 0;
     for (uint32_t d = 0; d <= first->rank; d++) {
@@ -647,17 +596,53 @@ static cg_id join(lw *L, const ast_stmt *s, const member *v, size_t n, uint32_t 
     if (!stack) {
         shape[axis] = 0;
         for (size_t i = 0; i < n; i++)
-            shape[axis] += cg_get(&L->g, v[i].m->node)->shape[axis];
+            shape[axis] += cg_get(&L->g, ids[i])->shape[axis];
     }
     cg_id *in = ar_array(L->ar, n, sizeof *in);
     if (!in)
         return L->nomem = true, CG_NONE;
-    for (size_t i = 0; i < n; i++)
-        in[i] = v[i].m->node;
+    memcpy(in, ids, n * sizeof *in);
     cg_node node = {.op = stack ? OP_STACK : OP_CONCAT, .dtype = first->dtype, .rank = r,
                     .in = in, .n_in = (uint32_t)n, .origin = s->span};
     node.a.axis = axis;
     return lw_node(L, node, shape);
+}
+
+/* A group of mirrored parameters joins into one: each slot joins the same
+ * way, into the result's slot. `ids` is scratch room for n nodes. */
+static void join_slots(lw *L, const ast_stmt *s, change *c, const member *v, size_t n,
+                       uint32_t axis, bool stack, cg_id *ids, named *out, size_t *n_out)
+{
+    const lw_mirror *mi = mr_find(L, v[0].m->name);
+    bool all = mi != NULL, none = mi == NULL;
+    for (size_t i = 1; i < n; i++) {
+        bool in = mr_find(L, v[i].m->name) == mi && mi;
+        all &= in;
+        none &= !mr_find(L, v[i].m->name);
+    }
+    if (none)
+        return;
+    if (!all || mr_find(L, v[0].target) != mi) {
+        lw_error(L, s->span, "mirror-move", NULL, 0,
+                 "%s \"%s\" mixes mirrored parameters with other tensors: their optimizer "
+                 "slots could not follow",
+                 stack ? "stack" : "concat", v[0].target);
+        return;
+    }
+    for (size_t q = 0; q < mi->n_slots; q++) {
+        size_t i;
+        for (i = 0; i < n; i++) {
+            size_t e = mr_slot_entry(L, mi, q, v[i].m->name);
+            if (e == SV_NONE || c->touched[e])
+                break;
+            ids[i] = L->st.e[e].node;
+            change_remove(c, e);
+        }
+        if (i == n)
+            out[(*n_out)++] = (named){mr_slot_name(L, mi, q, v[0].target),
+                                      mr_slot_name(L, mi, q, v[0].m->name), s->targets->span,
+                                      join(L, s, ids, n, axis, stack)};
+    }
 }
 
 static void lower_join(lw *L, const ast_stmt *s, bool stack)
@@ -672,12 +657,13 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
         return;
     }
     member *v = calloc(ms.n ? ms.n : 1, sizeof *v);
-    named *names = calloc(ms.n ? ms.n : 1, sizeof *names);
+    named *names = calloc(ms.n * (1 + mr_max_slots(L)) + 1, sizeof *names);
+    cg_id *ids = calloc(ms.n ? ms.n : 1, sizeof *ids);
     order_ctx o = {&ms.pat, t.used};
     size_t n_named = 0;
     for (size_t i = 0; v && i < ms.n; i++) {
         v[i] = (member){gl_expand(L->ar, &t, ms.m[i].name, ms.m[i].caps, 0), &ms.m[i], &o};
-        c.removed[ms.m[i].entry] = 1;
+        change_remove(&c, ms.m[i].entry);
     }
     if (v)
         qsort(v, ms.n, sizeof *v, member_cmp);
@@ -687,18 +673,22 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
             j++;
         const cg_node *first = cg_get(&L->g, v[i].m->node);
         uint32_t axis;
-        if (axis_of(L, s->axis, first->rank + stack, v[i].m->name, &axis) &&
+        if (ids && axis_of(L, s->axis, first->rank + stack, v[i].m->name, &axis) &&
             check_members(L, s, v + i, j - i, axis, stack)) {
+            for (size_t q = i; q < j; q++)
+                ids[q - i] = v[q].m->node;
             names[n_named++] = (named){v[i].target, v[i].m->name, s->targets->span,
-                                       join(L, s, v + i, j - i, axis, stack)};
+                                       join(L, s, ids, j - i, axis, stack)};
+            join_slots(L, s, &c, v + i, j - i, axis, stack, ids, names, &n_named);
         }
         i = j;
     }
     if (L->errors == before && names)
         add_new_names(L, &c, names, n_named, stack ? "stack" : "concat");
-    L->nomem |= !v || !names;
+    L->nomem |= !v || !names || !ids;
     free(v);
     free(names);
+    free(ids);
     change_done(L, &c, before);
     lw_matches_free(&ms);
 }
@@ -720,7 +710,7 @@ static void lower_unstack(lw *L, const ast_stmt *s)
     if (!t.uses_index) {
         lw_error(L, s->targets->span, "unstack-index", NULL, 0,
                  "the template of unstack must use $i, the index along the axis");
-        free(c.removed);
+        change_done(L, &c, before);
         lw_matches_free(&ms);
         return;
     }
@@ -732,19 +722,44 @@ static void lower_unstack(lw *L, const ast_stmt *s)
             break;
         total += x->shape[axis];
     }
-    named *names = L->errors == before ? calloc(total + 1, sizeof *names) : NULL;
+    named *names = L->errors == before
+                       ? calloc(total * (1 + mr_max_slots(L)) + 1, sizeof *names)
+                       : NULL;
     size_t n_named = 0;
-    for (size_t i = 0; names && i < ms.n; i++) {
+    for (size_t i = 0; i < ms.n; i++)
+        change_remove(&c, ms.m[i].entry);
+    for (size_t i = 0; names && i < ms.n && L->errors == before; i++) {
         const lw_match *m = &ms.m[i];
         const cg_node *x = cg_get(&L->g, m->node);
         uint32_t axis = (uint32_t)strtoul(s->axis->text, NULL, 10);
         uint64_t dim = x->shape[axis];
+        size_t first = n_named;
         for (uint64_t k = 0; k < dim; k++) {
             const char *name = gl_expand(L->ar, &t, m->name, m->caps, k);
             names[n_named++] = (named){name, m->name, s->targets->span,
                                        slice(L, m->node, axis, k, 1, true, s->span)};
         }
-        c.removed[m->entry] = 1;
+        /* Each slot unstacks the same way, into the parts' slots. */
+        const lw_mirror *mi = mr_find(L, m->name);
+        for (size_t q = 0; mi && q < mi->n_slots; q++) {
+            size_t e = mr_slot_entry(L, mi, q, m->name);
+            if (e == SV_NONE || c.touched[e])
+                continue;
+            change_remove(&c, e);
+            for (uint64_t k = 0; k < dim; k++) {
+                const char *part = names[first + k].name;
+                if (mr_find(L, part) != mi) {
+                    lw_error(L, s->targets->span, "mirror-move", NULL, 0,
+                             "\"%s\" would leave the mirrored tree \"%s\", orphaning its "
+                             "optimizer slots",
+                             part, mi->params);
+                    break;
+                }
+                names[n_named++] = (named){mr_slot_name(L, mi, q, part), L->st.e[e].name,
+                                           s->targets->span,
+                                           slice(L, L->st.e[e].node, axis, k, 1, true, s->span)};
+            }
+        }
     }
     if (names)
         add_new_names(L, &c, names, n_named, "unstack");
@@ -832,8 +847,9 @@ static void lora_record(lw *L, const lora *o, bool flax, const char *target, con
 {
     buf *j = &L->lora;
     buf_puts(j, j->len ? "," : "[");
-    buf_printf(j, "{\"r\":%lld,\"lora_alpha\":%.17g,\"style\":\"%s\",\"target\":",
-               (long long)o->rank, o->alpha, flax ? "flax" : "peft");
+    buf_printf(j, "{\"r\":%lld,\"lora_alpha\":", (long long)o->rank);
+    buf_double(j, o->alpha);
+    buf_printf(j, ",\"style\":\"%s\",\"target\":", flax ? "flax" : "peft");
     buf_json_string(j, target);
     buf_puts(j, ",\"lora_a\":");
     buf_json_string(j, a);
@@ -868,7 +884,7 @@ static void lower_init_lora(lw *L, const ast_stmt *s)
         lw_matches_free(&ms);
         return;
     }
-    named *names = calloc(2 * ms.n + 1, sizeof *names);
+    named *names = calloc(2 * ms.n * (1 + mr_max_slots(L)) + 1, sizeof *names);
     size_t n_named = 0;
     for (size_t i = 0; names && i < ms.n && L->errors == before; i++) {
         const lw_match *m = &ms.m[i];
@@ -898,10 +914,13 @@ static void lower_init_lora(lw *L, const ast_stmt *s)
         const ast_expr *ia = o.a ? o.a : flax ? &default_a_flax : &default_a_peft;
         const ast_expr *ib = o.b ? o.b : &default_b;
         lw_layout lay = flax ? LAYOUT_FLAX : LAYOUT_TORCH;
-        names[n_named++] = (named){na, m->name, s->span,
-                                   lw_init(L, ia, w->dtype, 2, sa, na, lay, s->span)};
-        names[n_named++] = (named){nb, m->name, s->span,
-                                   lw_init(L, ib, w->dtype, 2, sb, nb, lay, s->span)};
+        surg_dtype dt = w->dtype; /* w may move as nodes are added */
+        cg_id va = lw_init(L, ia, dt, 2, sa, na, lay, s->span);
+        cg_id vb = lw_init(L, ib, dt, 2, sb, nb, lay, s->span);
+        names[n_named++] = (named){na, m->name, s->span, va};
+        names[n_named++] = (named){nb, m->name, s->span, vb};
+        mr_created(L, names, &n_named, na, va, s->span); /* new parameters: zero slots */
+        mr_created(L, names, &n_named, nb, vb, s->span);
         if (L->errors == before)
             lora_record(L, &o, flax, m->name, na, nb);
     }

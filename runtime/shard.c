@@ -168,7 +168,8 @@ static surg_status read_index(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *
     const char **names = malloc((m->n ? m->n : 1) * sizeof *names);
     if (!names)
         return dg_nomem(sink, ck->path);
-    memcpy(names, m->names, m->n * sizeof *names);
+    if (m->n)
+        memcpy(names, m->names, m->n * sizeof *names);
     bool unique = jr_unique(j, names, m->n, "\"weight_map\"");
     free(names);
     if (!unique)

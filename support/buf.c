@@ -133,6 +133,17 @@ static void json_string(buf *b, const char *s, bool ascii)
     buf_putc(b, '"');
 }
 
+void buf_double(buf *b, double v)
+{
+    char text[32];
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf(text, sizeof text, "%.*g", precision, v);
+        if (strtod(text, NULL) == v || v != v)
+            break;
+    }
+    buf_puts(b, text);
+}
+
 void buf_json_string(buf *b, const char *s) { json_string(b, s, false); }
 void buf_json_ascii(buf *b, const char *s) { json_string(b, s, true); }
 

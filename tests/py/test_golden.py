@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Golden tests of the front end: for every recipe under tests/golden/syntax,
+"""Golden tests of the front end and the compiler: for every recipe under
+tests/golden/syntax,
 the formatted text (.fmt), the syntax tree (.tree) or the exact diagnostics
-(.err, caret included) must equal the checked-in file; and `surg fmt` must be
-idempotent and keep the tree, over the golden recipes and every example.
+(.err, caret included) must equal the checked-in file, and likewise the
+diagnostics of `surg check` for every recipe under tests/golden/check/errors;
+`surg fmt` must be idempotent and keep the tree, over the golden recipes and
+every example; real migrations must check clean.
 
 Run with --update to rewrite the expected files after a deliberate change
 (then review the diff)."""
@@ -41,7 +44,7 @@ def recipes(sub):
 
 class Golden(unittest.TestCase):
     def test_errors(self):
-        cases = recipes("errors")
+        cases = recipes("syntax/errors")
         self.assertGreaterEqual(len(cases), 30)
         for rel in cases:
             with self.subTest(rel):
@@ -52,7 +55,7 @@ class Golden(unittest.TestCase):
                 expect_file(self, rel[:-5] + ".err", err)
 
     def test_formatted(self):
-        for rel in recipes("fmt"):
+        for rel in recipes("syntax/fmt"):
             with self.subTest(rel):
                 rc, out, err = surg("fmt", rel)
                 self.assertEqual((rc, err), (0, ""))
@@ -62,7 +65,7 @@ class Golden(unittest.TestCase):
                 expect_file(self, rel[:-5] + ".tree", tree)
 
     def test_idempotent_and_meaning_kept(self):
-        paths = [os.path.join(ARGS.golden, r) for r in recipes("fmt")]
+        paths = [os.path.join(ARGS.golden, r) for r in recipes("syntax/fmt")]
         paths += sorted(glob.glob(os.path.join(ARGS.examples, "**", "*.surg"),
                                   recursive=True))
         self.assertTrue(paths)
@@ -78,28 +81,69 @@ class Golden(unittest.TestCase):
                 rc, _, err = surg("fmt", "--check", "-", stdin=once.encode())
                 self.assertEqual((rc, err), (0, ""))
 
-    def test_check(self):
-        rc, _, err = surg("fmt", "--check", "fmt/layout.surg")
+    def test_check_errors(self):
+        """Every compile error of SPEC §3, as `surg check` prints it."""
+        cases = recipes("check/errors")
+        self.assertGreaterEqual(len(cases), 40)
+        for rel in cases:
+            with self.subTest(rel):
+                rc, out, err = surg("check", rel, "--from", "check/model.json")
+                self.assertEqual(rc, 1, f"{rel} should be rejected")
+                self.assertEqual(out, "")
+                expect_file(self, rel[:-5] + ".err", err)
+
+    def test_check_target(self):
+        """--to: every missing, unexpected and mismatched tensor, in name order."""
+        rc, out, err = surg("check", "check/target.surg", "--from", "check/model.json",
+                            "--to", "check/target.json")
+        self.assertEqual((rc, out), (1, ""))
+        expect_file(self, "check/target.err", err)
+
+    def test_migrations(self):
+        """Real migrations of Flax's guides check clean, against the target."""
+        ex = ARGS.examples
+        mlp = os.path.join(ex, "mlp", "two_layer_mlp.json")
+        modified = os.path.join(ex, "mlp", "modified_two_layer_mlp.json")
+        rename = os.path.join(ARGS.golden, "check", "ok", "mlp_rename.surg")
+        rc, out, err = surg("check", rename, "--from", mlp, "--to", modified)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("ok: 13 tensors in, 13 out, matching the target", out)
+        # Without the rename the target is not met: each layer is named.
+        keep = os.path.join(ARGS.golden, "check", "ok", "mlp_keep.surg")
+        rc, out, err = surg("check", keep, "--from", mlp, "--to", modified)
         self.assertEqual(rc, 1)
-        self.assertIn("fmt/layout.surg: not formatted", err)
-        rc, _, err = surg("fmt", "--check", "fmt/statements.surg")
+        self.assertIn('the result lacks "params/layer1/kernel"', err)
+        self.assertIn('the result has "params/linear1/kernel"', err)
+        cnn = os.path.join(ARGS.golden, "check", "cnn.json")
+        rc, out, err = surg("check", os.path.join(ex, "cnn_normalize.surg"), "--from", cnn,
+                            "--to", cnn)
+        self.assertEqual((rc, err), (0, ""))
+        rc, out, err = surg("check", os.path.join(ex, "mlp_port_lora.surg"), "--from", mlp)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("13 tensors in, 19 out", out)
+
+    def test_check(self):
+        rc, _, err = surg("fmt", "--check", "syntax/fmt/layout.surg")
+        self.assertEqual(rc, 1)
+        self.assertIn("syntax/fmt/layout.surg: not formatted", err)
+        rc, _, err = surg("fmt", "--check", "syntax/fmt/statements.surg")
         self.assertEqual((rc, err), (0, ""))
 
     def test_diagnostic_formats(self):
-        rc, _, err = surg("--diagnostics", "json", "fmt", "errors/01-unknown-statement.surg")
+        rc, _, err = surg("--diagnostics", "json", "fmt", "syntax/errors/01-unknown-statement.surg")
         self.assertEqual(rc, 1)
-        self.assertEqual(err, '{"file":"errors/01-unknown-statement.surg","line":1,'
+        self.assertEqual(err, '{"file":"syntax/errors/01-unknown-statement.surg","line":1,'
                          '"column":1,"end_line":1,"end_column":6,"severity":"error",'
                          '"code":"syntax-statement","message":"unknown statement '
                          '\'renme\'","notes":["did you mean \'rename\'?"]}\n')
-        rc, _, err = surg("--diagnostics", "github", "fmt", "errors/32-many-errors.surg")
+        rc, _, err = surg("--diagnostics", "github", "fmt", "syntax/errors/32-many-errors.surg")
         self.assertEqual(rc, 1)
         lines = err.splitlines()
         self.assertEqual(len(lines), 3)
-        self.assertEqual(lines[0], "::error file=errors/32-many-errors.surg,line=2,col=1,"
+        self.assertEqual(lines[0], "::error file=syntax/errors/32-many-errors.surg,line=2,col=1,"
                          "endLine=2,endColumn=7::unknown statement 'renmae'%0A"
                          "note: did you mean 'rename'?")
-        rc, _, err = surg("--color", "always", "fmt", "errors/01-unknown-statement.surg")
+        rc, _, err = surg("--color", "always", "fmt", "syntax/errors/01-unknown-statement.surg")
         self.assertIn("\033[1;31merror:", err)
 
 

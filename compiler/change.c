@@ -1,0 +1,133 @@
+/* change.c: the changes of one statement, checked and committed together:
+ * names removed, names added (distinct and free, or an error naming both
+ * sides), and new values for names that stay. */
+#include "change.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "strsort.h"
+
+bool change_init(lw *L, change *c)
+{
+    *c = (change){0};
+    c->removed = calloc(L->st.n ? L->st.n : 1, 1);
+    c->touched = calloc(L->st.n ? L->st.n : 1, 1);
+    if (c->removed && c->touched)
+        return true;
+    free(c->removed);
+    free(c->touched);
+    L->nomem = true;
+    return false;
+}
+
+void change_remove(change *c, size_t e)
+{
+    c->removed[e] = 1;
+    c->touched[e] = 1;
+}
+
+void change_add(lw *L, change *c, const char *name, cg_id node)
+{
+    if (c->n_added == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        sv_entry *a = realloc(c->added, c->cap * sizeof *a);
+        if (!a) {
+            L->nomem = true;
+            return;
+        }
+        c->added = a;
+    }
+    c->added[c->n_added++] = (sv_entry){name, node, 0};
+}
+
+/* A new value for an entry that keeps its name: no reordering needed. */
+void change_update(lw *L, change *c, size_t entry, cg_id node)
+{
+    if (c->n_updated == c->cap_updated) {
+        c->cap_updated = c->cap_updated ? c->cap_updated * 2 : 16;
+        sv_entry *u = realloc(c->updated, c->cap_updated * sizeof *u);
+        if (!u) {
+            L->nomem = true;
+            return;
+        }
+        c->updated = u;
+    }
+    c->updated[c->n_updated++] = (sv_entry){NULL, node, (uint32_t)entry};
+    c->touched[entry] = 1;
+}
+
+/* Commit if the statement reported no error since `errors_before`. */
+void change_done(lw *L, change *c, unsigned errors_before)
+{
+    bool ok = L->errors == errors_before && !L->nomem;
+    for (size_t i = 0; ok && i < c->n_updated; i++)
+        L->st.e[c->updated[i].len].node = c->updated[i].node;
+    bool structural = c->n_added;
+    for (size_t i = 0; !structural && i < L->st.n; i++)
+        structural = c->removed[i];
+    if (ok && structural &&
+        !sv_commit(&L->st, c->removed, c->added, c->n_added, c->added_sorted))
+        L->nomem = true;
+    free(c->removed);
+    free(c->touched);
+    free(c->added);
+    free(c->updated);
+}
+
+/* Is `name` taken: a tensor that stays, or a tied name? */
+bool taken(lw *L, const change *c, const char *name)
+{
+    size_t i = sv_find(&L->st, name);
+    return (i != SV_NONE && !(c && c->removed[i])) || sv_find_alias(&L->st, name) != SV_NONE;
+}
+
+/* Is each sorted name taken? A walk along the state when there are many,
+ * binary search when there are few. */
+static void mark_taken(lw *L, const change *c, const named *n, size_t count, uint8_t *out)
+{
+    if (count * 16 < L->st.n) {
+        for (size_t i = 0; i < count; i++)
+            out[i] = taken(L, c, n[i].name);
+        return;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < count; i++) {
+        int cmp = 1;
+        while (j < L->st.n && (cmp = strcmp(L->st.e[j].name, n[i].name)) < 0)
+            j++;
+        out[i] = (j < L->st.n && cmp == 0 && !(c && c->removed[j])) ||
+                 sv_find_alias(&L->st, n[i].name) != SV_NONE;
+    }
+}
+
+/* New names must be distinct and free (errors name both sides); then they
+ * join the change, already in order. */
+void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
+{
+    uint8_t *busy = malloc(count ? count : 1);
+    if (!busy || ss_sort(n, count, sizeof *n) != 0) {
+        free(busy);
+        L->nomem = true;
+        return;
+    }
+    mark_taken(L, c, n, count, busy);
+    for (size_t i = 0; i < count; i++) {
+        if (i && strcmp(n[i].name, n[i - 1].name) == 0)
+            lw_error(L, n[i].at, "name-collision", NULL, 0,
+                     "%s maps both \"%s\" and \"%s\" to \"%s\"", verb, n[i - 1].source,
+                     n[i].source, n[i].name);
+        else if (busy[i])
+            lw_error(L, n[i].at, "name-exists", NULL, 0,
+                     "%s \"%s\" to \"%s\": \"%s\" already exists%s", verb, n[i].source,
+                     n[i].name, n[i].name,
+                     sv_find_alias(&L->st, n[i].name) != SV_NONE ? " (as a tied name)"
+                     : c->removed ? " and is not itself moved away"
+                                  : "");
+    }
+    free(busy);
+    c->added_sorted = c->n_added == 0;
+    for (size_t i = 0; i < count; i++)
+        change_add(L, c, n[i].name, n[i].node);
+}
+
