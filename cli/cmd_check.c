@@ -84,8 +84,9 @@ int cmd_check(int argc, char **argv, diag_printer *dp)
         free(g);
     }
     if (!st)
-        printf("%s: ok: %zu tensors in, %zu out%s\n", a.recipe, surg_ckpt_count(from),
-               surg_program_output_count(prog), to ? ", matching the target" : "");
+        printf("%s: ok: %zu tensor%s in, %zu out%s\n", a.recipe, surg_ckpt_count(from),
+               surg_ckpt_count(from) == 1 ? "" : "s", surg_program_output_count(prog),
+               to ? ", matching the target" : "");
     surg_program_free(prog);
     surg_ckpt_close(from);
     surg_ckpt_close(to);

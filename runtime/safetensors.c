@@ -35,6 +35,7 @@ static surg_status read_header(arena *ar, surg_sink *sink, st_file *f,
     surg_status st = rf_read_exact(sink, f->path, f->fd, lenbuf, 8, 0);
     if (st)
         return st;
+    f->bytes_read += 8;
     uint64_t n = le64(lenbuf);
     if (n > ST_MAX_HEADER) {
         dg_file(sink, SURG_ERROR, "st-header-too-large", f->path,
@@ -54,6 +55,7 @@ static surg_status read_header(arena *ar, surg_sink *sink, st_file *f,
     if (!json)
         return dg_nomem(sink, f->path);
     st = rf_read_exact(sink, f->path, f->fd, json, n, 8);
+    f->bytes_read += n;
     f->data_start = 8 + n;
     if (!st)
         st = st_parse_header(ar, sink, f->path, json, n, f->size - f->data_start,

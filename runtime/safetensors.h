@@ -11,6 +11,7 @@ typedef struct st_file {
     uint64_t size;       /* of the whole file */
     uint64_t data_start; /* 8 + header length */
     void *map;           /* whole file, mapped on first data access */
+    uint64_t bytes_read; /* by read calls: the length field and the header */
 } st_file;
 
 /* Open `path`, read its 8-byte length and header (never the data), and

@@ -279,6 +279,33 @@ class TestExamples(CliCase):
         self.assertIn("f32[3136, 256]", out)
 
 
+class CheckReadsHeadersOnly(unittest.TestCase):
+    """`surg check` reads the header and nothing else: over a checkpoint that
+    claims 16 GiB of data (a sparse file: the data is holes) it answers at
+    once, and it never needs the data to be there at all."""
+
+    def test_sparse_checkpoint(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "big.safetensors")
+            n = 1 << 32  # f32[2^32]: 16 GiB
+            header = json.dumps({"big": {"dtype": "F32", "shape": [n],
+                                         "data_offsets": [0, 4 * n]}}).encode()
+            header += b" " * (-len(header) % 8)
+            with open(path, "wb") as f:
+                f.write(len(header).to_bytes(8, "little") + header)
+                f.truncate(8 + len(header) + 4 * n)
+            recipe = os.path.join(d, "r.surg")
+            with open(recipe, "w") as f:
+                f.write('map "big" = x / norm(x)\nrename "big" -> "huge"\n')
+            import time
+            t0 = time.monotonic()
+            rc, out, err = surg("check", recipe, "--from", path)
+            elapsed = time.monotonic() - t0
+            self.assertEqual((rc, err), (0, ""))
+            self.assertIn("1 tensor in, 1 out", out)
+            self.assertLess(elapsed, 10.0)  # reading 16 GiB would take far longer
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

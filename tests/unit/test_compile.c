@@ -423,6 +423,9 @@ static void test_reads_no_data(void **state)
     assert_int_equal(surg_recipe_parse("r.surg", text, strlen(text), &rr.sink, &rec), SURG_OK);
     assert_int_equal(surg_compile(rec, ck, &rr.sink, &p), SURG_OK);
     assert_null(ck->files[0].map);
+    /* What was read is the length field and the header, to the byte. */
+    assert_int_equal(ck->files[0].bytes_read, ck->files[0].data_start);
+    assert_int_equal(ck->files[0].data_start, 8 + 1840);
     surg_program_free(p);
     surg_recipe_free(rec);
     surg_ckpt_close(ck);
