@@ -28,6 +28,30 @@ int cmd_schema(int argc, char **argv, diag_printer *dp);
 int cmd_fmt(int argc, char **argv, diag_printer *dp);
 int cmd_check(int argc, char **argv, diag_printer *dp);
 
+/* The arguments of check, plan and run. */
+typedef struct recipe_args {
+    const char *recipe, *from, *to;
+    unsigned threads;
+    bool graph, json;
+    bool allow_graph, allow_json; /* which of those this command takes */
+} recipe_args;
+
+/* Parse them (a->allow_* set first); -1 to go on, else the exit code. */
+int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
+                      recipe_args *a);
+
+/* A recipe compiled against its input, checked against its target. */
+typedef struct compiled {
+    surg_recipe *recipe;
+    surg_ckpt *from, *to;
+    surg_program *prog;
+} compiled;
+
+surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c);
+void compiled_free(compiled *c);
+
+int cmd_plan(int argc, char **argv, diag_printer *dp);
+
 /* Report a usage error for `cmd` and return 2. */
 int usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

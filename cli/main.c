@@ -17,6 +17,8 @@ static const char usage[] =
     "commands:\n"
     "  check RECIPE --from CKPT [--to TARGET]\n"
     "                         compile a recipe against a checkpoint's header\n"
+    "  plan RECIPE --from CKPT [--to TARGET] [--json]\n"
+    "                         what run would do for each tensor, and its cost\n"
     "  fmt RECIPE [--check]   print a recipe in the canonical layout\n"
     "  schema CKPT [--json]   print the abstract state (names, dtypes, shapes)\n"
     "\n"
@@ -36,6 +38,7 @@ static const struct command {
     {"schema", cmd_schema},
     {"fmt", cmd_fmt},
     {"check", cmd_check},
+    {"plan", cmd_plan},
 };
 
 int usage_error(const char *cmd, const char *fmt, ...)

@@ -13,6 +13,7 @@ bool change_init(lw *L, change *c)
     *c = (change){0};
     c->removed = calloc(L->st.n ? L->st.n : 1, 1);
     c->touched = calloc(L->st.n ? L->st.n : 1, 1);
+    c->first_new = L->g.n;
     if (c->removed && c->touched)
         return true;
     free(c->removed);
@@ -57,10 +58,47 @@ void change_update(lw *L, change *c, size_t entry, cg_id node)
     c->touched[entry] = 1;
 }
 
+static uint64_t bytes_of(const lw *L, cg_id id)
+{
+    const cg_node *n = cg_get(&L->g, id);
+    return n->nelems * surg_dtype_bits(n->dtype) / 8;
+}
+
+/* The naive way holds every value in a dict: each new value is a new array
+ * (made while the old one is still held), each removed one is freed. */
+static void tally_naive(lw *L, const change *c)
+{
+    uint64_t made = 0, freed = 0;
+    for (size_t i = 0; i < c->n_added; i++)
+        if (c->added[i].node >= c->first_new) {
+            uint64_t b = bytes_of(L, c->added[i].node);
+            made += b;
+            *(cg_get(&L->g, c->added[i].node)->op == OP_INIT ? &L->naive_generated
+                                                            : &L->naive_computed) += b;
+        } else {
+            freed -= bytes_of(L, c->added[i].node); /* a renamed value: held still */
+        }
+    for (size_t i = 0; i < c->n_updated; i++) {
+        cg_id id = c->updated[i].node;
+        uint64_t b = bytes_of(L, id);
+        made += b;
+        *(cg_get(&L->g, id)->op == OP_INIT ? &L->naive_generated : &L->naive_computed) += b;
+        freed += bytes_of(L, L->st.e[c->updated[i].len].node);
+    }
+    for (size_t i = 0; i < L->st.n; i++)
+        if (c->removed[i])
+            freed += bytes_of(L, L->st.e[i].node);
+    if (L->naive_dict + made > L->naive_peak)
+        L->naive_peak = L->naive_dict + made;
+    L->naive_dict = L->naive_dict + made - freed;
+}
+
 /* Commit if the statement reported no error since `errors_before`. */
 void change_done(lw *L, change *c, unsigned errors_before)
 {
     bool ok = L->errors == errors_before && !L->nomem;
+    if (ok)
+        tally_naive(L, c);
     for (size_t i = 0; ok && i < c->n_updated; i++)
         L->st.e[c->updated[i].len].node = c->updated[i].node;
     bool structural = c->n_added;

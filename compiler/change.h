@@ -13,6 +13,7 @@ typedef struct change {
     sv_entry *updated; /* .len holds the entry index: new value, same name */
     size_t n_updated, cap_updated;
     bool added_sorted;
+    cg_id first_new; /* nodes from here on were made by this statement */
 } change;
 
 /* A name a statement adds, with where it comes from for messages. */

@@ -27,7 +27,9 @@ static bool initial_state(lw *L, surg_ckpt *in)
         if (id == CG_NONE)
             return false;
         e[i] = (sv_entry){t->name, id, (uint32_t)strlen(t->name)}; /* already sorted */
+        L->naive_dict += t->nbytes; /* the naive way loads everything */
     }
+    L->naive_peak = L->naive_dict;
     L->st.e = e;
     L->st.n = n;
     return true;
@@ -56,6 +58,12 @@ static bool finish(lw *L, surg_program *p)
     for (size_t i = 0; i < p->n_alias; i++)
         p->alias[i] = (surg_meta_entry){L->st.aliases[i].name, L->st.aliases[i].target};
     qsort(p->alias, p->n_alias, sizeof *p->alias, alias_cmp);
+    p->naive.read = 0;
+    for (size_t i = 0; i < surg_ckpt_count(p->input); i++)
+        p->naive.read += surg_ckpt_tensor(p->input, i)->nbytes;
+    p->naive.generated = L->naive_generated;
+    p->naive.computed = L->naive_computed;
+    p->naive.peak = L->naive_peak;
     if (L->lora.len) {
         buf_putc(&L->lora, ']');
         p->lora = L->lora.failed ? NULL : ar_strdup(&p->ar, L->lora.data);

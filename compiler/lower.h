@@ -27,6 +27,8 @@ typedef struct lw {
     bigbuf matches, caps; /* reused by every statement's lw_match_pattern */
     struct lw_mirror *mirrors; /* declared by `mirror` statements */
     size_t n_mirrors;
+    /* The naive way's bytes, tallied statement by statement. */
+    uint64_t naive_dict, naive_peak, naive_generated, naive_computed;
     unsigned errors;
     bool nomem;
 } lw;

@@ -15,6 +15,11 @@ struct surg_program {
     surg_meta_entry *alias; /* tied name -> the name it is stored as; sorted */
     size_t n_alias;
     const char *lora; /* JSON array of init-lora records, or NULL */
+    /* What the naive way would do: load every input, make a new array for
+     * every value each statement makes, keep the whole dict in memory. */
+    struct {
+        uint64_t read, generated, computed, peak;
+    } naive;
 };
 
 #endif

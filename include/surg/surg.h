@@ -214,6 +214,19 @@ surg_status surg_program_check_target(const surg_program *p, const surg_ckpt *ta
  * tests and debugging; the caller frees. */
 char *surg_program_dump(const surg_program *p);
 
+/* ---- planning -------------------------------------------------------- */
+
+typedef struct surg_plan surg_plan;
+
+/* What running the program will do, tensor by tensor, and what it costs
+ * with `threads` threads, beside the naive way. The plan borrows `p`. */
+surg_status surg_plan_build(const surg_program *p, unsigned threads, surg_plan **out);
+void surg_plan_free(surg_plan *pl);
+/* The plan for people, and as JSON; strings the caller frees (NULL when out
+ * of memory). */
+char *surg_plan_text(const surg_plan *pl);
+char *surg_plan_json(const surg_plan *pl);
+
 /* ---- writing --------------------------------------------------------- */
 
 typedef struct surg_write_opts {

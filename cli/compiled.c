@@ -1,0 +1,85 @@
+/* compiled.c: what check, plan and run share: their arguments, and opening
+ * a recipe, its input and its target and compiling. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static bool is(const char *arg, const char *name) { return strcmp(arg, name) == 0; }
+
+int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
+                      recipe_args *a)
+{
+    bool graph = a->allow_graph, json = a->allow_json;
+    *a = (recipe_args){.allow_graph = graph, .allow_json = json};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (is(arg, "-h") || is(arg, "--help")) {
+            fputs(help, stdout);
+            return 0;
+        }
+        if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads")) {
+            if (i + 1 >= argc)
+                return usage_error(cmd, "%s needs a value", arg);
+            const char *v = argv[++i];
+            if (is(arg, "--threads")) {
+                char *end;
+                long n = strtol(v, &end, 10);
+                if (*end || n < 1 || n > 1024)
+                    return usage_error(cmd, "--threads takes a number from 1 to 1024, not '%s'", v);
+                a->threads = (unsigned)n;
+            } else {
+                *(is(arg, "--from") ? &a->from : &a->to) = v;
+            }
+        } else if (is(arg, "--graph") && a->allow_graph) {
+            a->graph = true;
+        } else if (is(arg, "--json") && a->allow_json) {
+            a->json = true;
+        } else if (arg[0] == '-' && arg[1]) {
+            return usage_error(cmd, "unknown option '%s'", arg);
+        } else if (a->recipe) {
+            return usage_error(cmd, "one recipe at a time");
+        } else {
+            a->recipe = arg;
+        }
+    }
+    if (!a->recipe)
+        return usage_error(cmd, "which recipe?");
+    if (!a->from)
+        return usage_error(cmd, "--from CKPT|SCHEMA is needed: what does the recipe apply to?");
+    if (!a->threads) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        a->threads = cores > 0 ? (unsigned)cores : 1;
+    }
+    return -1;
+}
+
+surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
+{
+    *c = (compiled){0};
+    /* Open everything first, so a missing file is reported before any
+     * recipe error. */
+    surg_status st = surg_recipe_load(a->recipe, sink, &c->recipe);
+    surg_status st_from = surg_ckpt_open(a->from, sink, &c->from);
+    surg_status st_to = a->to ? surg_ckpt_open(a->to, sink, &c->to) : SURG_OK;
+    if (st_from > st)
+        st = st_from;
+    if (st_to > st)
+        st = st_to;
+    if (!st)
+        st = surg_compile(c->recipe, c->from, sink, &c->prog);
+    if (!st && c->to)
+        st = surg_program_check_target(c->prog, c->to, sink);
+    return st;
+}
+
+void compiled_free(compiled *c)
+{
+    surg_program_free(c->prog);
+    surg_ckpt_close(c->from);
+    surg_ckpt_close(c->to);
+    surg_recipe_free(c->recipe);
+    *c = (compiled){0};
+}

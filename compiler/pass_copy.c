@@ -1,0 +1,189 @@
+/* pass_copy.c: outputs whose bytes are inputs' bytes. A renamed, tied or
+ * untouched tensor, a no-op cast, a reshape, a slice or a concatenation that
+ * keeps whole runs of bytes together: all are byte ranges of inputs, copied
+ * as they are and never decoded. Layout moves that scatter bytes (a real
+ * transpose) are strided copies: data moved, no arithmetic. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan.h"
+
+enum { MAX_SEGMENTS = 4096, MAX_DEPTH = 64 };
+
+typedef struct segs {
+    pl_segment *v;
+    size_t n, cap;
+} segs;
+
+static void segs_free(segs *s)
+{
+    free(s->v);
+    *s = (segs){0};
+}
+
+static bool push(segs *s, uint32_t input, uint64_t offset, uint64_t len)
+{
+    if (!len)
+        return true;
+    pl_segment *last = s->n ? &s->v[s->n - 1] : NULL;
+    if (last && last->input == input && last->offset + last->len == offset) {
+        last->len += len; /* adjacent: one range */
+        return true;
+    }
+    if (s->n == MAX_SEGMENTS)
+        return false; /* too scattered for ranges: a strided copy does it */
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4;
+        pl_segment *v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return false;
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = (pl_segment){input, offset, len};
+    return true;
+}
+
+/* Append the bytes [from, from + len) of the ranges `src` (in order). */
+static bool extract(const segs *src, uint64_t from, uint64_t len, segs *out)
+{
+    uint64_t at = 0;
+    for (size_t i = 0; i < src->n && len; i++) {
+        const pl_segment *s = &src->v[i];
+        if (from < at + s->len) {
+            uint64_t skip = from - at, take = s->len - skip < len ? s->len - skip : len;
+            if (!push(out, s->input, s->offset + skip, take))
+                return false;
+            from += take;
+            len -= take;
+        }
+        at += s->len;
+    }
+    return len == 0;
+}
+
+static uint64_t bytes(const cg_node *n) { return n->nelems * surg_dtype_bits(n->dtype) / 8; }
+
+/* Elements before `axis` (the outer blocks) and after it, in bits. */
+static bool blocks(const cg_node *n, uint32_t axis, uint64_t *outer, uint64_t *inner_bits)
+{
+    *outer = 1;
+    uint64_t inner = 1;
+    for (uint32_t i = 0; i < axis; i++)
+        *outer *= n->shape[i];
+    for (uint32_t i = axis + 1; i < n->rank; i++)
+        inner *= n->shape[i];
+    *inner_bits = inner * surg_dtype_bits(n->dtype);
+    return *inner_bits % 8 == 0; /* sub-byte elements: only whole bytes move */
+}
+
+static bool ranges(const surg_program *p, cg_id id, segs *out, int depth);
+
+/* A slice keeps, of each outer block, one run of `len` rows. */
+static bool slice_ranges(const surg_program *p, const cg_node *n, segs *out, int depth)
+{
+    const cg_node *in = cg_get(&p->g, n->in[0]);
+    uint64_t outer, inner_bits;
+    segs src = {0};
+    bool ok = blocks(in, n->a.slice.axis, &outer, &inner_bits) && ranges(p, n->in[0], &src, depth);
+    uint64_t row = inner_bits / 8, block = in->shape[n->a.slice.axis] * row;
+    for (uint64_t o = 0; ok && o < outer; o++)
+        ok = extract(&src, o * block + n->a.slice.start * row, n->a.slice.len * row, out);
+    segs_free(&src);
+    return ok;
+}
+
+/* A concat or stack takes, for each outer block, each part's block. */
+static bool join_ranges(const surg_program *p, const cg_node *n, segs *out, int depth)
+{
+    uint64_t outer = 1;
+    for (uint32_t i = 0; i < n->a.axis; i++)
+        outer *= n->shape[i];
+    segs *parts = calloc(n->n_in, sizeof *parts);
+    bool ok = parts != NULL;
+    for (uint32_t k = 0; ok && k < n->n_in; k++)
+        ok = ranges(p, n->in[k], &parts[k], depth);
+    for (uint64_t o = 0; ok && o < outer; o++)
+        for (uint32_t k = 0; ok && k < n->n_in; k++) {
+            uint64_t block = bytes(cg_get(&p->g, n->in[k])) / (outer ? outer : 1);
+            ok = (bytes(cg_get(&p->g, n->in[k])) % (outer ? outer : 1)) == 0 &&
+                 extract(&parts[k], o * block, block, out);
+        }
+    for (uint32_t k = 0; parts && k < n->n_in; k++)
+        segs_free(&parts[k]);
+    free(parts);
+    return ok;
+}
+
+static bool identity_perm(const cg_node *n)
+{
+    /* Axes of size 1 can move without moving any byte. */
+    uint32_t last = 0;
+    bool first = true;
+    for (uint32_t i = 0; i < n->rank; i++) {
+        if (n->shape[i] == 1)
+            continue;
+        if (!first && n->a.perm[i] < last)
+            return false;
+        last = n->a.perm[i];
+        first = false;
+    }
+    return true;
+}
+
+/* The byte ranges of inputs a node's bytes are, if they are. */
+static bool ranges(const surg_program *p, cg_id id, segs *out, int depth)
+{
+    const cg_node *n = cg_get(&p->g, id);
+    if (depth > MAX_DEPTH)
+        return false;
+    switch (n->op) {
+    case OP_INPUT: return push(out, (uint32_t)n->a.input, 0, bytes(n));
+    case OP_CAST:
+        return n->dtype == cg_get(&p->g, n->in[0])->dtype && ranges(p, n->in[0], out, depth + 1);
+    case OP_RESHAPE: return ranges(p, n->in[0], out, depth + 1); /* C order is kept */
+    case OP_TRANSPOSE: return identity_perm(n) && ranges(p, n->in[0], out, depth + 1);
+    case OP_SLICE: return slice_ranges(p, n, out, depth + 1);
+    case OP_CONCAT:
+    case OP_STACK: return join_ranges(p, n, out, depth + 1);
+    default: return false;
+    }
+}
+
+/* Only layout moves of inputs, with no arithmetic and no change of dtype? */
+static bool layout_only(const surg_program *p, cg_id id, int depth)
+{
+    const cg_node *n = cg_get(&p->g, id);
+    if (depth > MAX_DEPTH)
+        return false;
+    if (n->op == OP_INPUT)
+        return true;
+    if (n->op == OP_CAST && n->dtype != cg_get(&p->g, n->in[0])->dtype)
+        return false;
+    if (cg_op_class(n->op) != CG_LAYOUT && n->op != OP_CAST)
+        return false;
+    for (uint32_t k = 0; k < n->n_in; k++)
+        if (!layout_only(p, n->in[k], depth + 1))
+            return false;
+    return true;
+}
+
+bool pl_copy(const surg_program *p, arena *ar, pl_tensor *t)
+{
+    segs s = {0};
+    if (ranges(p, t->node, &s, 0)) {
+        t->kind = PL_COPY;
+        t->segs = ar_array(ar, s.n ? s.n : 1, sizeof *t->segs);
+        if (t->segs && s.n)
+            memcpy(t->segs, s.v, s.n * sizeof *s.v);
+        t->n_segs = t->segs ? s.n : 0;
+        segs_free(&s);
+        return true;
+    }
+    segs_free(&s);
+    if (layout_only(p, t->node, 0)) {
+        t->kind = PL_GATHER;
+        return true;
+    }
+    return false;
+}

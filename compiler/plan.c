@@ -1,0 +1,183 @@
+/* plan.c: the passes run over a compiled program, and the plan's totals
+ * beside the naive way's. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "plan.h"
+#include "st_write.h"
+
+/* The output's metadata: the input's, with the tied names and the LoRA
+ * records the recipe made (the writer adds "format" when absent). */
+static surg_status out_metadata(const surg_program *p, arena *ar, surg_meta_entry **out,
+                                size_t *n)
+{
+    size_t in = surg_ckpt_meta_count(p->input);
+    surg_meta_entry *m = ar_array(ar, in + 3, sizeof *m);
+    if (!m)
+        return SURG_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < in; i++) {
+        const surg_meta_entry *e = surg_ckpt_meta(p->input, i);
+        bool ours = (p->n_alias && strcmp(e->key, "surg.ties") == 0) ||
+                    (p->lora && strcmp(e->key, "surg.lora") == 0);
+        if (!ours)
+            m[k++] = *e;
+    }
+    if (p->n_alias) {
+        buf b;
+        buf_init(&b);
+        buf_putc(&b, '{');
+        for (size_t i = 0; i < p->n_alias; i++) {
+            buf_puts(&b, i ? "," : "");
+            buf_json_string(&b, p->alias[i].key);
+            buf_putc(&b, ':');
+            buf_json_string(&b, p->alias[i].value);
+        }
+        buf_putc(&b, '}');
+        char *v = b.failed ? NULL : ar_strdup(ar, b.data);
+        buf_free(&b);
+        if (!v)
+            return SURG_ENOMEM;
+        m[k++] = (surg_meta_entry){"surg.ties", v};
+    }
+    if (p->lora)
+        m[k++] = (surg_meta_entry){"surg.lora", p->lora};
+    /* Sorted by key, as the writer wants them. */
+    for (size_t i = 1; i < k; i++)
+        for (size_t j = i; j && strcmp(m[j - 1].key, m[j].key) > 0; j--) {
+            surg_meta_entry t = m[j];
+            m[j] = m[j - 1];
+            m[j - 1] = t;
+        }
+    *out = m;
+    *n = k;
+    return SURG_OK;
+}
+
+static uint64_t header_bytes(const surg_program *p, const surg_meta_entry *meta, size_t n_meta)
+{
+    stw_output o = {.tensors = p->out_info, .n = p->n_out, .meta = meta, .n_meta = n_meta};
+    size_t *idx = malloc((p->n_out ? p->n_out : 1) * sizeof *idx);
+    buf hdr;
+    buf_init(&hdr);
+    for (size_t i = 0; idx && i < p->n_out; i++)
+        idx[i] = i;
+    uint64_t n = idx && stw_header(&o, idx, p->n_out, &hdr) == SURG_OK ? hdr.len : 0;
+    buf_free(&hdr);
+    free(idx);
+    return n;
+}
+
+static uint64_t bytes(const cg_node *n) { return n->nelems * surg_dtype_bits(n->dtype) / 8; }
+
+/* Inputs nobody reads and values nobody makes, for the report. */
+static void count_dead(surg_plan *pl, const uint8_t *live)
+{
+    const cg_graph *g = &pl->prog->g;
+    for (cg_id id = 0; id < g->n; id++) {
+        const cg_node *n = cg_get(g, id);
+        if (live[id] || n->op == OP_CONST)
+            continue;
+        if (n->op == OP_INPUT) {
+            pl->dead_inputs++;
+            pl->dead_input_bytes += bytes(n);
+        } else {
+            pl->dead_values++;
+            pl->dead_value_bytes += bytes(n);
+        }
+    }
+}
+
+static void add_up(surg_plan *pl)
+{
+    pl_totals *t = &pl->plan;
+    uint64_t work = 0;
+    for (size_t i = 0; i < pl->n; i++) {
+        const pl_tensor *x = &pl->t[i];
+        t->read += x->read;
+        t->written += x->nbytes;
+        switch (x->kind) {
+        case PL_COPY: t->copied += x->nbytes; break;
+        case PL_GATHER: t->gathered += x->nbytes; break;
+        case PL_GENERATE: t->generated += x->nbytes; break;
+        case PL_COMPUTE: t->computed += x->nbytes; break;
+        }
+        work = x->work > work ? x->work : work;
+    }
+    t->written += pl->header_bytes;
+    t->peak = pl->header_bytes + pl->threads * work;
+    pl->naive = (pl_totals){
+        .read = pl->prog->naive.read,
+        .generated = pl->prog->naive.generated,
+        .computed = pl->prog->naive.computed,
+        .written = t->written,
+        .peak = pl->prog->naive.peak,
+    };
+}
+
+static surg_status build(surg_plan *pl)
+{
+    const surg_program *p = pl->prog;
+    uint8_t *live = pl_live(&p->g, p->out, p->n_out);
+    pl->t = ar_array(&pl->ar, p->n_out ? p->n_out : 1, sizeof *pl->t);
+    if (!live || !pl->t) {
+        free(live);
+        return SURG_ENOMEM;
+    }
+    count_dead(pl, live);
+    free(live);
+    pl->n = p->n_out;
+    for (size_t i = 0; i < p->n_out; i++) {
+        const surg_tensor_info *o = &p->out_info[i];
+        pl_tensor *t = &pl->t[i];
+        *t = (pl_tensor){.name = o->name, .node = p->out[i].node, .dtype = o->dtype,
+                         .rank = o->rank, .shape = o->shape, .nbytes = o->nbytes};
+        if (pl_copy(p, &pl->ar, t)) {
+            if (t->kind == PL_COPY) {
+                t->work = PL_COPY_BUFFER;
+                t->how = pl_describe(p, &pl->ar, t->node);
+                continue;
+            }
+        } else {
+            t->kind = cg_get(&p->g, t->node)->op == OP_INIT ? PL_GENERATE : PL_COMPUTE;
+        }
+        pl_fuse(p, &pl->ar, t);
+    }
+    surg_meta_entry *meta;
+    size_t n_meta;
+    surg_status st = out_metadata(p, &pl->ar, &meta, &n_meta);
+    if (st)
+        return st;
+    pl->meta = meta;
+    pl->n_meta = n_meta;
+    pl->header_bytes = header_bytes(p, meta, n_meta);
+    add_up(pl);
+    return SURG_OK;
+}
+
+surg_status surg_plan_build(const surg_program *p, unsigned threads, surg_plan **out)
+{
+    *out = NULL;
+    surg_plan *pl = calloc(1, sizeof *pl);
+    if (!pl)
+        return SURG_ENOMEM;
+    ar_init(&pl->ar);
+    pl->prog = p;
+    pl->threads = threads ? threads : 1;
+    surg_status st = build(pl);
+    if (st) {
+        surg_plan_free(pl);
+        return st;
+    }
+    *out = pl;
+    return SURG_OK;
+}
+
+void surg_plan_free(surg_plan *pl)
+{
+    if (!pl)
+        return;
+    ar_free(&pl->ar);
+    free(pl);
+}
