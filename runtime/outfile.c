@@ -124,9 +124,58 @@ surg_status of_write(of_file *f, surg_sink *sink, const void *data, size_t len)
     return SURG_OK;
 }
 
-static surg_status copy_plain(of_file *f, surg_sink *sink, int src_fd,
-                              uint64_t off, uint64_t len)
+surg_status of_copy(of_file *f, surg_sink *sink, int src_fd, uint64_t off, uint64_t len)
 {
+    off_t at = lseek(f->fd, 0, SEEK_CUR);
+    if (at < 0)
+        return dg_errno(sink, f->final_path, "cannot write", errno);
+    surg_status st = of_copy_at(f, sink, src_fd, off, len, (uint64_t)at);
+    if (!st && lseek(f->fd, at + (off_t)len, SEEK_SET) < 0)
+        return dg_errno(sink, f->final_path, "cannot write", errno);
+    return st;
+}
+
+surg_status of_reserve(of_file *f, surg_sink *sink, uint64_t size)
+{
+    int err = size ? posix_fallocate(f->fd, 0, (off_t)size) : 0;
+    if (err == ENOSPC || err == EFBIG || err == EDQUOT)
+        return dg_errno(sink, f->final_path, "cannot reserve room for the output", err);
+    return SURG_OK; /* not offered by the file system: nothing lost */
+}
+
+surg_status of_pwrite(of_file *f, surg_sink *sink, const void *data, size_t len, uint64_t off)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = pwrite(f->fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return dg_errno(sink, f->final_path, "cannot write", errno);
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return SURG_OK;
+}
+
+surg_status of_copy_at(of_file *f, surg_sink *sink, int src_fd, uint64_t src_off, uint64_t len,
+                       uint64_t dst_off)
+{
+    loff_t in = (loff_t)src_off, out = (loff_t)dst_off;
+    while (len) {
+        size_t want = len < (1u << 30) ? (size_t)len : (1u << 30);
+        ssize_t n = copy_file_range(src_fd, &in, f->fd, &out, want, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == ENOSPC || errno == EFBIG || errno == EIO || errno == EDQUOT))
+            return dg_errno(sink, f->final_path, "cannot write", errno);
+        if (n <= 0)
+            break; /* not offered here, or a short source: plain copy below */
+        len -= (uint64_t)n;
+    }
+    if (!len)
+        return SURG_OK;
     enum { CHUNK = 1 << 20 };
     char *b = malloc(CHUNK);
     if (!b)
@@ -134,7 +183,7 @@ static surg_status copy_plain(of_file *f, surg_sink *sink, int src_fd,
     surg_status st = SURG_OK;
     while (len && !st) {
         size_t want = len < CHUNK ? (size_t)len : CHUNK;
-        ssize_t n = pread(src_fd, b, want, (off_t)off);
+        ssize_t n = pread(src_fd, b, want, in);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -144,31 +193,13 @@ static surg_status copy_plain(of_file *f, surg_sink *sink, int src_fd,
             st = SURG_EIO;
             break;
         }
-        st = of_write(f, sink, b, (size_t)n);
-        off += (uint64_t)n;
+        st = of_pwrite(f, sink, b, (size_t)n, (uint64_t)out);
+        in += n;
+        out += n;
         len -= (uint64_t)n;
     }
     free(b);
     return st;
-}
-
-surg_status of_copy(of_file *f, surg_sink *sink, int src_fd, uint64_t off,
-                    uint64_t len)
-{
-    loff_t in = (loff_t)off;
-    while (len) {
-        size_t want = len < (1u << 30) ? (size_t)len : (1u << 30);
-        ssize_t n = copy_file_range(src_fd, &in, f->fd, NULL, want, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == ENOSPC || errno == EFBIG || errno == EIO ||
-                      errno == EDQUOT))
-            return dg_errno(sink, f->final_path, "cannot write", errno);
-        if (n <= 0) /* not offered here, or a short source: plain copy */
-            return copy_plain(f, sink, src_fd, (uint64_t)in, len);
-        len -= (uint64_t)n;
-    }
-    return SURG_OK;
 }
 
 surg_status of_finish(of_file *f, surg_sink *sink)

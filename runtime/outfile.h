@@ -16,6 +16,14 @@ surg_status of_write(of_file *f, surg_sink *sink, const void *data, size_t len);
  * it, plain reads and writes otherwise. */
 surg_status of_copy(of_file *f, surg_sink *sink, int src_fd, uint64_t off,
                     uint64_t len);
+/* Reserve the file's final size on disk, so a full disk shows at once
+ * (where the file system can; elsewhere nothing happens). */
+surg_status of_reserve(of_file *f, surg_sink *sink, uint64_t size);
+/* Write, or copy from another file, at an offset: for writers that fill
+ * one file from several threads. */
+surg_status of_pwrite(of_file *f, surg_sink *sink, const void *data, size_t len, uint64_t off);
+surg_status of_copy_at(of_file *f, surg_sink *sink, int src_fd, uint64_t src_off, uint64_t len,
+                       uint64_t dst_off);
 /* fsync and close; the file keeps its temporary name. */
 surg_status of_finish(of_file *f, surg_sink *sink);
 /* Rename into place, sync the directory, and free. */

@@ -112,40 +112,6 @@ surg_status stw_header(const stw_output *out, size_t *idx, size_t n, buf *hdr)
     return nomem ? SURG_ENOMEM : SURG_OK;
 }
 
-/* Write one file's temporary; on success *of is finished but not renamed. */
-static surg_status write_file(surg_sink *sink, const char *path,
-                              const stw_output *out, size_t *idx, size_t n,
-                              of_file **of)
-{
-    buf hdr;
-    buf_init(&hdr);
-    surg_status st = stw_header(out, idx, n, &hdr);
-    if (st) {
-        buf_free(&hdr);
-        return dg_nomem(sink, path);
-    }
-    st = of_create(sink, path, of);
-    if (!st)
-        st = of_write(*of, sink, hdr.data, hdr.len);
-    buf_free(&hdr);
-    for (size_t i = 0; i < n && !st; i++)
-        st = out->emit(out->ctx, idx[i], *of, sink);
-    if (!st)
-        st = of_finish(*of, sink);
-    if (st) {
-        of_abort(*of);
-        *of = NULL;
-    }
-    return st;
-}
-
-/* Where the shards of `out_path` go: a directory, or `DIR/PREFIX.safetensors.index.json`. */
-typedef struct shard_names {
-    char *dir;
-    char *prefix; /* "model" */
-    bool made_dir;
-} shard_names;
-
 static surg_status shard_place(surg_sink *sink, const char *out_path,
                                shard_names *sn)
 {
@@ -190,50 +156,6 @@ static char *shard_path(const shard_names *sn, size_t i, size_t m)
     return buf_take(&b);
 }
 
-static surg_status write_index(surg_sink *sink, const shard_names *sn,
-                               const stw_output *out, const size_t *order,
-                               const size_t *shard_of, size_t m,
-                               of_file **of)
-{
-    buf b;
-    buf_init(&b);
-    uint64_t total = 0;
-    for (size_t i = 0; i < out->n; i++)
-        total += out->tensors[i].nbytes;
-    buf_printf(&b, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n"
-                   "  \"weight_map\": {",
-               (unsigned long long)total);
-    /* As Python's json.dumps(index, indent=2, sort_keys=True) writes it. */
-    for (size_t i = 0; i < out->n; i++) {
-        char *p = shard_path(sn, shard_of[i], m);
-        const char *base = p ? strrchr(p, '/') + 1 : "";
-        buf_puts(&b, i ? ",\n    " : "\n    ");
-        buf_json_ascii(&b, out->tensors[order[i]].name);
-        buf_puts(&b, ": ");
-        buf_json_ascii(&b, base);
-        b.failed |= !p;
-        free(p);
-    }
-    buf_puts(&b, out->n ? "\n  }\n}\n" : "}\n}\n");
-    buf ipath;
-    buf_init(&ipath);
-    buf_printf(&ipath, "%s/%s.safetensors.index.json", sn->dir, sn->prefix);
-    surg_status st = b.failed || ipath.failed ? dg_nomem(sink, sn->dir) : SURG_OK;
-    if (!st)
-        st = of_create(sink, ipath.data, of);
-    if (!st)
-        st = of_write(*of, sink, b.data, b.len);
-    if (!st)
-        st = of_finish(*of, sink);
-    if (st) {
-        of_abort(*of);
-        *of = NULL;
-    }
-    buf_free(&b);
-    buf_free(&ipath);
-    return st;
-}
-
 /* Tensors in name order, cut greedily: a shard closes when the next tensor
  * would take it past the limit. */
 static size_t assign_shards(const stw_output *out, const size_t *order,
@@ -253,83 +175,172 @@ static size_t assign_shards(const stw_output *out, const size_t *order,
     return m ? m : 1;
 }
 
-static surg_status commit_all(surg_sink *sink, of_file **files, size_t n)
+/* The index Hugging Face writes beside the shards, as Python's
+ * json.dumps(index, indent=2, sort_keys=True) writes it. */
+static surg_status index_text(const stw_layout *lay, buf *b)
 {
-    surg_status st = SURG_OK;
-    for (size_t i = 0; i < n; i++) {
-        if (!st)
-            st = of_commit(files[i], sink);
-        else
-            of_abort(files[i]);
-        files[i] = NULL;
+    const stw_output *out = lay->out;
+    uint64_t total = 0;
+    for (size_t i = 0; i < out->n; i++)
+        total += out->tensors[i].nbytes;
+    buf_printf(b, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n  \"weight_map\": {",
+               (unsigned long long)total);
+    for (size_t i = 0; i < out->n; i++) {
+        size_t t = lay->order[i];
+        const char *path = lay->files[lay->file_of[t]].path;
+        buf_puts(b, i ? ",\n    " : "\n    ");
+        buf_json_ascii(b, out->tensors[t].name);
+        buf_puts(b, ": ");
+        buf_json_ascii(b, strrchr(path, '/') + 1);
     }
-    return st;
+    buf_puts(b, out->n ? "\n  }\n}\n" : "}\n}\n");
+    return b->failed ? SURG_ENOMEM : SURG_OK;
 }
 
-static surg_status write_sharded(surg_sink *sink, const char *out_path,
-                                 const stw_output *out)
+static surg_status layout_files(surg_sink *sink, const char *out_path, stw_layout *lay)
 {
-    shard_names sn = {0};
-    size_t n = out->n;
-    size_t *order = malloc((n ? n : 1) * sizeof *order);
-    size_t *shard_of = malloc((n ? n : 1) * sizeof *shard_of);
-    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
-    of_file **files = calloc(n + 2, sizeof *files);
-    surg_status st = order && shard_of && idx && files ? SURG_OK
-                                                        : dg_nomem(sink, out_path);
-    if (!st)
-        st = shard_place(sink, out_path, &sn);
-    bool nomem = false;
-    for (size_t i = 0; !st && i < n; i++)
-        order[i] = i;
-    if (!st)
-        sort_idx(out, order, n, name_order, &nomem);
-    if (nomem)
-        st = dg_nomem(sink, out_path);
-    size_t m = st ? 0 : assign_shards(out, order, shard_of);
-    size_t done = 0;
+    const stw_output *out = lay->out;
+    size_t n = out->n, m = 1;
+    size_t *shard_of = calloc(n ? n : 1, sizeof *shard_of);
+    if (!shard_of)
+        return dg_nomem(sink, out_path);
+    if (out->max_shard_size)
+        m = assign_shards(out, lay->order, shard_of);
+    lay->files = calloc(m, sizeof *lay->files);
+    surg_status st = lay->files ? SURG_OK : dg_nomem(sink, out_path);
     for (size_t s = 0; !st && s < m; s++) {
-        size_t k = 0;
+        stw_file *f = &lay->files[lay->n_files++];
+        f->path = out->max_shard_size ? shard_path(&lay->sn, s, m) : strdup(out_path);
+        f->idx = malloc((n ? n : 1) * sizeof *f->idx);
+        if (!f->path || !f->idx) {
+            st = dg_nomem(sink, out_path);
+            break;
+        }
         for (size_t i = 0; i < n; i++)
             if (shard_of[i] == s)
-                idx[k++] = order[i];
-        char *p = shard_path(&sn, s, m);
-        st = p ? write_file(sink, p, out, idx, k, &files[done]) : dg_nomem(sink, out_path);
-        done += !st;
-        free(p);
+                f->idx[f->n++] = lay->order[i];
+        buf_init(&f->header);
+        st = stw_header(out, f->idx, f->n, &f->header) ? dg_nomem(sink, out_path) : SURG_OK;
+        uint64_t at = f->header.len;
+        for (size_t i = 0; !st && i < f->n; i++) {
+            lay->file_of[f->idx[i]] = (uint32_t)s;
+            lay->offset[f->idx[i]] = at;
+            at += out->tensors[f->idx[i]].nbytes;
+        }
+        f->size = at;
     }
-    if (!st && m > 1) {
-        st = write_index(sink, &sn, out, order, shard_of, m, &files[done]);
-        done += !st;
-    }
-    if (st)
-        for (size_t i = 0; i < done; i++)
-            of_abort(files[i]);
-    else
-        st = commit_all(sink, files, done);
-    if (st && sn.made_dir)
-        rmdir(sn.dir);
-    free(sn.dir);
-    free(sn.prefix);
-    free(order);
     free(shard_of);
-    free(idx);
-    free(files);
     return st;
 }
 
-surg_status stw_write(surg_sink *sink, const char *out_path,
-                      const stw_output *out)
+surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
+                            stw_layout *lay)
 {
-    if (out->max_shard_size)
-        return write_sharded(sink, out_path, out);
-    size_t *idx = malloc((out->n ? out->n : 1) * sizeof *idx);
-    if (!idx)
+    *lay = (stw_layout){.out = out};
+    size_t n = out->n;
+    lay->order = malloc((n ? n : 1) * sizeof *lay->order);
+    lay->file_of = calloc(n ? n : 1, sizeof *lay->file_of);
+    lay->offset = calloc(n ? n : 1, sizeof *lay->offset);
+    if (!lay->order || !lay->file_of || !lay->offset)
         return dg_nomem(sink, out_path);
-    for (size_t i = 0; i < out->n; i++)
-        idx[i] = i;
-    of_file *f = NULL;
-    surg_status st = write_file(sink, out_path, out, idx, out->n, &f);
-    free(idx);
-    return st ? st : of_commit(f, sink);
+    bool nomem = false;
+    for (size_t i = 0; i < n; i++)
+        lay->order[i] = i;
+    sort_idx(out, lay->order, n, name_order, &nomem);
+    if (nomem)
+        return dg_nomem(sink, out_path);
+    if (out->max_shard_size) {
+        surg_status st = shard_place(sink, out_path, &lay->sn);
+        if (st)
+            return st;
+    }
+    return layout_files(sink, out_path, lay);
+}
+
+surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
+{
+    for (size_t i = 0; i < lay->n_files; i++) {
+        stw_file *f = &lay->files[i];
+        surg_status st = of_create(sink, f->path, &f->of);
+        if (!st)
+            st = of_reserve(f->of, sink, f->size);
+        if (!st)
+            st = of_write(f->of, sink, f->header.data, f->header.len);
+        if (st)
+            return st;
+    }
+    if (lay->n_files > 1) {
+        buf text, path;
+        buf_init(&text);
+        buf_init(&path);
+        buf_printf(&path, "%s/%s.safetensors.index.json", lay->sn.dir, lay->sn.prefix);
+        surg_status st = index_text(lay, &text) || path.failed ? dg_nomem(sink, lay->sn.dir)
+                                                               : SURG_OK;
+        if (!st)
+            st = of_create(sink, path.data, &lay->index);
+        if (!st)
+            st = of_write(lay->index, sink, text.data, text.len);
+        buf_free(&text);
+        buf_free(&path);
+        if (st)
+            return st;
+    }
+    return SURG_OK;
+}
+
+surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink)
+{
+    surg_status st = SURG_OK;
+    for (size_t i = 0; !st && i < lay->n_files; i++)
+        st = of_finish(lay->files[i].of, sink);
+    if (!st && lay->index)
+        st = of_finish(lay->index, sink);
+    /* Shards first, the index last: a reader going by the index never sees
+     * a shard that is not there yet. */
+    for (size_t i = 0; !st && i < lay->n_files; i++) {
+        st = of_commit(lay->files[i].of, sink);
+        lay->files[i].of = NULL;
+    }
+    if (!st && lay->index) {
+        st = of_commit(lay->index, sink);
+        lay->index = NULL;
+    }
+    if (!st)
+        lay->committed = true;
+    return st;
+}
+
+void stw_layout_free(stw_layout *lay)
+{
+    for (size_t i = 0; i < lay->n_files; i++) {
+        of_abort(lay->files[i].of);
+        free(lay->files[i].path);
+        free(lay->files[i].idx);
+        buf_free(&lay->files[i].header);
+    }
+    of_abort(lay->index);
+    if (!lay->committed && lay->sn.made_dir)
+        rmdir(lay->sn.dir);
+    free(lay->files);
+    free(lay->order);
+    free(lay->file_of);
+    free(lay->offset);
+    free(lay->sn.dir);
+    free(lay->sn.prefix);
+    *lay = (stw_layout){0};
+}
+
+surg_status stw_write(surg_sink *sink, const char *out_path, const stw_output *out)
+{
+    stw_layout lay;
+    surg_status st = stw_layout_make(sink, out_path, out, &lay);
+    if (!st)
+        st = stw_layout_open(&lay, sink);
+    for (size_t f = 0; !st && f < lay.n_files; f++)
+        for (size_t i = 0; !st && i < lay.files[f].n; i++)
+            st = out->emit(out->ctx, lay.files[f].idx[i], lay.files[f].of, sink);
+    if (!st)
+        st = stw_layout_commit(&lay, sink);
+    stw_layout_free(&lay);
+    return st;
 }

@@ -24,6 +24,48 @@ typedef struct stw_output {
 surg_status stw_write(surg_sink *sink, const char *out_path,
                       const stw_output *out);
 
+/* Where the shards go: a directory, or `DIR/PREFIX.safetensors.index.json`. */
+typedef struct shard_names {
+    char *dir;
+    char *prefix; /* "model" */
+    bool made_dir;
+} shard_names;
+
+/* One output file: its tensors in data order, its header, its size. */
+typedef struct stw_file {
+    char *path;
+    size_t *idx;
+    size_t n;
+    buf header; /* the 8-byte length and the padded JSON */
+    uint64_t size;
+    of_file *of;
+} stw_file;
+
+/* The whole output laid out before anything is written: which file holds
+ * each tensor and at what offset, so tensors can be written in any order
+ * and in parallel. */
+typedef struct stw_layout {
+    const stw_output *out;
+    size_t *order;      /* tensors in byte order of names */
+    stw_file *files;
+    size_t n_files;
+    uint32_t *file_of;  /* per tensor */
+    uint64_t *offset;   /* per tensor: where its data starts in its file */
+    shard_names sn;
+    of_file *index;
+    bool committed;
+} stw_layout;
+
+surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
+                            stw_layout *lay);
+/* Create the temporary files, reserve their size, write their headers (and
+ * the index). */
+surg_status stw_layout_open(stw_layout *lay, surg_sink *sink);
+/* Sync everything and rename it into place, shards before the index. */
+surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink);
+/* Remove whatever was not committed. */
+void stw_layout_free(stw_layout *lay);
+
 /* The header of one file holding tensors[idx[0..n)], and the order the data
  * follows it (the reference's: dtype alignment, largest first, then name).
  * `hdr` gets the 8-byte length and the padded JSON. */

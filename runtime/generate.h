@@ -1,0 +1,21 @@
+/* generate.h: the values of an initializer, element by element. */
+#ifndef SURG_GENERATE_H
+#define SURG_GENERATE_H
+
+#include <stdbool.h>
+
+#include "graph.h"
+
+typedef struct gn_stream {
+    const cg_init *init;
+    uint32_t key[2];
+    double a, b;  /* the formula's constants (offset, scale) */
+    bool single;  /* made in float precision (every dtype but f64) */
+} gn_stream;
+
+void gn_prepare(gn_stream *s, const cg_init *init, surg_dtype dt);
+/* Elements [first, first + n), and elements at given indices. */
+void gn_fill(const gn_stream *s, uint64_t first, size_t n, double *out);
+void gn_fill_at(const gn_stream *s, const uint64_t *idx, size_t n, double *out);
+
+#endif

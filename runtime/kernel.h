@@ -1,0 +1,59 @@
+/* kernel.h: fused kernels. The elements of a node are evaluated for a set
+ * of indices (a range, or a list when a layout move scatters them) straight
+ * from the inputs, through every elementwise operation at once, a chunk at a
+ * time; reductions are evaluated beforehand, in chunks whose partial results
+ * combine in a fixed order, so no result depends on the number of threads. */
+#ifndef SURG_KERNEL_H
+#define SURG_KERNEL_H
+
+#include "program.h"
+
+/* Elements [start, start + n), or idx[0..n) when idx is not NULL. */
+typedef struct kx_index {
+    uint64_t start;
+    const uint64_t *idx;
+    size_t n;
+} kx_index;
+
+/* What the kernels of one run share: the program, its input (files mapped
+ * before the threads start), and the values of the reductions computed so
+ * far (by node; NaN until computed). */
+typedef struct kx_ctx {
+    const surg_program *p;
+    surg_ckpt *ck;
+    double *scalars;
+} kx_ctx;
+
+/* A thread's scratch memory, reused chunk after chunk. */
+typedef struct kx_scratch {
+    char *mem;
+    size_t size, used;
+} kx_scratch;
+
+void kx_scratch_free(kx_scratch *s);
+
+/* Values of `node` at `ix`, in `out` (ix.n doubles), each already rounded as
+ * the node's dtype stores it. */
+surg_status kx_eval(const kx_ctx *c, kx_scratch *s, cg_id node, kx_index ix, double *out,
+                    surg_sink *sink);
+
+/* The raw element bytes of a layout move of inputs, at `ix`. */
+surg_status kx_gather(const kx_ctx *c, kx_scratch *s, cg_id node, kx_index ix, void *out,
+                      surg_sink *sink);
+
+/* Partial results of a reduction over one chunk of its operand. */
+typedef struct kx_partial {
+    uint64_t n;
+    double sum, sumsq, min, max, mean, m2;
+    bool nan;
+} kx_partial;
+
+surg_status kx_reduce_chunk(const kx_ctx *c, kx_scratch *s, cg_id node, uint64_t start,
+                            size_t n, kx_partial *out, surg_sink *sink);
+/* Combine the chunks in order into the reduction's value. */
+double kx_reduce_finish(const kx_ctx *c, cg_id node, const kx_partial *parts, size_t n_parts);
+
+/* Reduction levels below a node, so levels can be computed deepest first. */
+uint32_t kx_levels(const cg_graph *g, cg_id node, uint32_t *memo);
+
+#endif
