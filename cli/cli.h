@@ -30,10 +30,13 @@ int cmd_check(int argc, char **argv, diag_printer *dp);
 
 /* The arguments of check, plan and run. */
 typedef struct recipe_args {
-    const char *recipe, *from, *to;
+    const char *recipe, *from, *to, *out;
     unsigned threads;
+    uint64_t max_shard_size;
     bool graph, json;
-    bool allow_graph, allow_json; /* which of those this command takes */
+    /* which of these this command takes */
+    bool allow_graph, allow_json, allow_shards;
+    bool positional_io; /* RECIPE IN OUT, not --from */
 } recipe_args;
 
 /* Parse them (a->allow_* set first); -1 to go on, else the exit code. */
@@ -51,6 +54,7 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c);
 void compiled_free(compiled *c);
 
 int cmd_plan(int argc, char **argv, diag_printer *dp);
+int cmd_run(int argc, char **argv, diag_printer *dp);
 
 /* Report a usage error for `cmd` and return 2. */
 int usage_error(const char *cmd, const char *fmt, ...)

@@ -12,19 +12,26 @@ static bool is(const char *arg, const char *name) { return strcmp(arg, name) == 
 int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
                       recipe_args *a)
 {
-    bool graph = a->allow_graph, json = a->allow_json;
-    *a = (recipe_args){.allow_graph = graph, .allow_json = json};
+    recipe_args allowed = *a;
+    *a = (recipe_args){.allow_graph = allowed.allow_graph, .allow_json = allowed.allow_json,
+                       .allow_shards = allowed.allow_shards,
+                       .positional_io = allowed.positional_io};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (is(arg, "-h") || is(arg, "--help")) {
             fputs(help, stdout);
             return 0;
         }
-        if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads")) {
+        if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads") ||
+            (is(arg, "--max-shard-size") && a->allow_shards)) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", arg);
             const char *v = argv[++i];
-            if (is(arg, "--threads")) {
+            if (is(arg, "--max-shard-size")) {
+                if (surg_parse_size(v, &a->max_shard_size) != SURG_OK)
+                    return usage_error(cmd, "--max-shard-size takes a size such as 5GB, "
+                                            "500MiB or 1000000, not '%s'", v);
+            } else if (is(arg, "--threads")) {
                 char *end;
                 long n = strtol(v, &end, 10);
                 if (*end || n < 1 || n > 1024)
@@ -39,14 +46,21 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
             a->json = true;
         } else if (arg[0] == '-' && arg[1]) {
             return usage_error(cmd, "unknown option '%s'", arg);
-        } else if (a->recipe) {
-            return usage_error(cmd, "one recipe at a time");
-        } else {
+        } else if (!a->recipe) {
             a->recipe = arg;
+        } else if (a->positional_io && !a->from) {
+            a->from = arg;
+        } else if (a->positional_io && !a->out) {
+            a->out = arg;
+        } else {
+            return usage_error(cmd, a->positional_io ? "too many arguments: RECIPE IN OUT"
+                                                     : "one recipe at a time");
         }
     }
     if (!a->recipe)
         return usage_error(cmd, "which recipe?");
+    if (a->positional_io && (!a->from || !a->out))
+        return usage_error(cmd, "RECIPE IN OUT: which checkpoint in, and where out?");
     if (!a->from)
         return usage_error(cmd, "--from CKPT|SCHEMA is needed: what does the recipe apply to?");
     if (!a->threads) {

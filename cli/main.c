@@ -15,6 +15,7 @@ static const char usage[] =
     "checkpoint's abstract state and apply it with a streaming runtime.\n"
     "\n"
     "commands:\n"
+    "  run RECIPE IN OUT      apply a recipe to a checkpoint\n"
     "  check RECIPE --from CKPT [--to TARGET]\n"
     "                         compile a recipe against a checkpoint's header\n"
     "  plan RECIPE --from CKPT [--to TARGET] [--json]\n"
@@ -39,6 +40,7 @@ static const struct command {
     {"fmt", cmd_fmt},
     {"check", cmd_check},
     {"plan", cmd_plan},
+    {"run", cmd_run},
 };
 
 int usage_error(const char *cmd, const char *fmt, ...)

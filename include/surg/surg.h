@@ -227,6 +227,24 @@ void surg_plan_free(surg_plan *pl);
 char *surg_plan_text(const surg_plan *pl);
 char *surg_plan_json(const surg_plan *pl);
 
+/* ---- running --------------------------------------------------------- */
+
+typedef void (*surg_progress_fn)(void *user, uint64_t done, uint64_t total);
+
+typedef struct surg_run_opts {
+    unsigned threads;        /* 0: one */
+    uint64_t max_shard_size; /* 0: one file; see surg_write_opts */
+    surg_progress_fn progress; /* called about every 100 ms, from one thread */
+    void *progress_user;
+} surg_run_opts;
+
+/* Execute a plan: write its output to `out_path` (through temporary files,
+ * synced and renamed into place only when complete), reading the program's
+ * input. On any failure nothing appears at `out_path`. The input is only
+ * read; an output that would replace it is refused. */
+surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
+                     surg_sink *sink);
+
 /* ---- writing --------------------------------------------------------- */
 
 typedef struct surg_write_opts {

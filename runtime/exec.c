@@ -1,0 +1,486 @@
+/* exec.c: running a plan. The output is laid out first (every file's header
+ * and every tensor's offset are known), the temporary files are created at
+ * their final size and their headers written; then jobs fill them in, in
+ * parallel and in any order, each writing its own bytes at its own offset:
+ *   copy     a byte range of an input (copy_file_range, or pread/pwrite);
+ *   chunk    a chunk of a computed, generated or moved tensor;
+ *   reduce   a chunk of a reduction's operand (phases before the chunks,
+ *            innermost reductions first; partial results combine in chunk
+ *            order, so nothing depends on the number of threads).
+ * The files are synced and renamed into place only when every job is done. */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "diag.h"
+#include "kernel.h"
+#include "numeric.h"
+#include "plan.h"
+#include "st_write.h"
+
+enum {
+    COPY_PIECE = 64 << 20,       /* bytes per copy job */
+    THREAD_BUDGET = 8 << 20,     /* scratch memory per thread for kernels */
+    MIN_CHUNK = 1024,
+};
+
+typedef enum job_kind { JOB_COPY, JOB_CHUNK, JOB_REDUCE } job_kind;
+
+typedef struct job {
+    job_kind kind;
+    uint32_t item;   /* plan tensor, or reduction */
+    uint32_t seg;    /* JOB_COPY: the segment */
+    uint64_t start;  /* elements (bytes for a copy) */
+    uint64_t n;
+    uint64_t out;    /* JOB_COPY: where in the tensor the piece goes */
+} job;
+
+typedef struct reduction {
+    cg_id node;
+    uint32_t depth;   /* reductions nested in its operand */
+    size_t chunk;
+    size_t n_chunks;
+    kx_partial *parts;
+} reduction;
+
+typedef struct run {
+    const surg_plan *pl;
+    const surg_program *p;
+    kx_ctx kx;
+    stw_layout lay;
+    stw_output out;
+    size_t *chunk;     /* per plan tensor: elements per job */
+    size_t scratch;    /* bytes of scratch a thread needs */
+    size_t max_chunk;  /* elements */
+    reduction *red;
+    size_t n_red;
+    job *jobs;
+    size_t n_jobs;
+    atomic_size_t next;
+    atomic_bool failed;
+    atomic_uint_fast64_t done;
+    uint64_t total;
+    pthread_mutex_t lock; /* the sink is called from every thread */
+    surg_sink *sink;
+    surg_sink locked;
+    const surg_run_opts *opts;
+} run;
+
+static void locked_report(const surg_diag *d, void *user)
+{
+    run *r = user;
+    pthread_mutex_lock(&r->lock);
+    dg_emit(r->sink, d);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- sizing ------------------------------------------------------------ */
+
+/* Distinct nodes a chunk of `id` evaluates (not inside reductions, which
+ * are scalars by then). */
+static size_t count_nodes(const cg_graph *g, cg_id id, uint32_t *stamp, uint32_t mark)
+{
+    if (stamp[id] == mark)
+        return 0;
+    stamp[id] = mark;
+    const cg_node *n = cg_get(g, id);
+    size_t k = 1;
+    if (cg_op_class(n->op) != CG_REDUCTION)
+        for (uint32_t i = 0; i < n->n_in; i++)
+            k += count_nodes(g, n->in[i], stamp, mark);
+    return k;
+}
+
+/* Elements per chunk for a subgraph of `nodes` nodes: as many as fit the
+ * thread's budget, up to the plan's chunk. Each node may need its values,
+ * an index list and the bookkeeping of concat (48 bytes an element). */
+static size_t chunk_for(size_t nodes, size_t *scratch)
+{
+    size_t per = nodes * 48 + 32;
+    size_t n = THREAD_BUDGET / per;
+    n = n < MIN_CHUNK ? MIN_CHUNK : n > PL_CHUNK_ELEMS ? PL_CHUNK_ELEMS : n;
+    size_t need = n * per + (64 << 10);
+    if (need > *scratch)
+        *scratch = need;
+    return n;
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+static bool add_job(run *r, size_t *cap, job j)
+{
+    if (r->n_jobs == *cap) {
+        *cap = *cap ? *cap * 2 : 1024;
+        job *v = realloc(r->jobs, *cap * sizeof *v);
+        if (!v)
+            return false;
+        r->jobs = v;
+    }
+    r->jobs[r->n_jobs++] = j;
+    return true;
+}
+
+static bool tensor_jobs(run *r, size_t *cap, size_t t)
+{
+    const pl_tensor *x = &r->pl->t[t];
+    if (x->kind == PL_COPY) {
+        uint64_t at = 0;
+        for (size_t s = 0; s < x->n_segs; s++) {
+            for (uint64_t off = 0; off < x->segs[s].len; off += COPY_PIECE) {
+                uint64_t len = x->segs[s].len - off < COPY_PIECE ? x->segs[s].len - off
+                                                                 : COPY_PIECE;
+                if (!add_job(r, cap, (job){JOB_COPY, (uint32_t)t, (uint32_t)s, off, len, at + off}))
+                    return false;
+            }
+            at += x->segs[s].len;
+        }
+        return true;
+    }
+    uint64_t n = cg_get(&r->p->g, x->node)->nelems;
+    for (uint64_t i = 0; i < n; i += r->chunk[t])
+        if (!add_job(r, cap, (job){JOB_CHUNK, (uint32_t)t, 0, i,
+                                   n - i < r->chunk[t] ? n - i : r->chunk[t], 0}))
+            return false;
+    return true;
+}
+
+/* ---- doing one job ------------------------------------------------------ */
+
+typedef struct worker {
+    run *r;
+    kx_scratch scratch;
+    double *vals;
+    unsigned char *bytes;
+} worker;
+
+static surg_status do_copy(worker *w, const job *j)
+{
+    run *r = w->r;
+    const pl_tensor *x = &r->pl->t[j->item];
+    const pl_segment *s = &x->segs[j->seg];
+    size_t t = (size_t)(x - r->pl->t);
+    const st_file *in = ck_file_of(r->kx.ck, s->input);
+    uint64_t src = r->kx.ck->offset[s->input] + s->offset + j->start;
+    uint64_t dst = r->lay.offset[t] + j->out;
+    return of_copy_at(r->lay.files[r->lay.file_of[t]].of, &r->locked, in->fd, src, j->n, dst);
+}
+
+static surg_status do_chunk(worker *w, const job *j)
+{
+    run *r = w->r;
+    size_t t = j->item;
+    const pl_tensor *x = &r->pl->t[t];
+    size_t esize = surg_dtype_bits(x->dtype) / 8;
+    kx_index ix = {.start = j->start, .n = j->n};
+    surg_status st = x->kind == PL_GATHER
+                         ? kx_gather(&r->kx, &w->scratch, x->node, ix, w->bytes, &r->locked)
+                         : kx_eval(&r->kx, &w->scratch, x->node, ix, w->vals, &r->locked);
+    if (st)
+        return st;
+    if (x->kind != PL_GATHER)
+        nm_encode(x->dtype, w->vals, j->n, w->bytes, NM_ROUND);
+    return of_pwrite(r->lay.files[r->lay.file_of[t]].of, &r->locked, w->bytes, j->n * esize,
+                     r->lay.offset[t] + j->start * esize);
+}
+
+static surg_status do_job(worker *w, const job *j)
+{
+    w->scratch.used = 0;
+    switch (j->kind) {
+    case JOB_COPY: return do_copy(w, j);
+    case JOB_CHUNK: return do_chunk(w, j);
+    case JOB_REDUCE: {
+        reduction *red = &w->r->red[j->item];
+        return kx_reduce_chunk(&w->r->kx, &w->scratch, red->node, j->start, j->n,
+                               &red->parts[j->start / red->chunk], &w->r->locked);
+    }
+    }
+    return SURG_EUSAGE;
+}
+
+static uint64_t job_bytes(const run *r, const job *j)
+{
+    if (j->kind == JOB_COPY)
+        return j->n;
+    if (j->kind == JOB_REDUCE)
+        return 0;
+    return j->n * surg_dtype_bits(r->pl->t[j->item].dtype) / 8;
+}
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    run *r = w->r;
+    for (;;) {
+        size_t i = atomic_fetch_add(&r->next, 1);
+        if (i >= r->n_jobs || atomic_load(&r->failed))
+            break;
+        if (do_job(w, &r->jobs[i]) != SURG_OK) {
+            atomic_store(&r->failed, true);
+            break;
+        }
+        atomic_fetch_add(&r->done, job_bytes(r, &r->jobs[i]));
+    }
+    return NULL;
+}
+
+/* Run the job list on the threads; the calling thread reports progress. */
+static surg_status run_jobs(run *r)
+{
+    unsigned threads = r->opts->threads ? r->opts->threads : 1;
+    worker *w = calloc(threads, sizeof *w);
+    pthread_t *tid = calloc(threads, sizeof *tid);
+    unsigned started = 0;
+    bool ok = w && tid;
+    for (unsigned i = 0; ok && i < threads; i++) {
+        w[i].r = r;
+        w[i].scratch.mem = malloc(r->scratch);
+        w[i].scratch.size = r->scratch;
+        w[i].vals = malloc(r->max_chunk * sizeof *w[i].vals);
+        w[i].bytes = malloc(r->max_chunk * 8);
+        ok = w[i].scratch.mem && w[i].vals && w[i].bytes;
+    }
+    atomic_store(&r->next, 0);
+    for (unsigned i = 0; ok && i < threads; i++)
+        if (pthread_create(&tid[i], NULL, work, &w[i]) == 0)
+            started++;
+    ok = ok && started > 0;
+    for (;;) { /* progress, until every thread is done */
+        struct timespec tick = {0, 100 * 1000 * 1000};
+        if (!ok || atomic_load(&r->next) >= r->n_jobs + started || atomic_load(&r->failed))
+            break;
+        if (r->opts->progress)
+            r->opts->progress(r->opts->progress_user, atomic_load(&r->done), r->total);
+        nanosleep(&tick, NULL);
+    }
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    for (unsigned i = 0; w && i < threads; i++) {
+        kx_scratch_free(&w[i].scratch);
+        free(w[i].vals);
+        free(w[i].bytes);
+    }
+    free(w);
+    free(tid);
+    if (!ok) {
+        dg_nomem(r->sink, "surg");
+        return SURG_ENOMEM;
+    }
+    return atomic_load(&r->failed) ? SURG_EIO : SURG_OK;
+}
+
+/* ---- reductions, innermost first -------------------------------------- */
+
+static void collect_reductions(const cg_graph *g, cg_id id, uint8_t *seen, reduction *out,
+                               size_t *n, uint32_t *memo)
+{
+    if (seen[id])
+        return;
+    seen[id] = 1;
+    const cg_node *x = cg_get(g, id);
+    for (uint32_t k = 0; k < x->n_in; k++)
+        collect_reductions(g, x->in[k], seen, out, n, memo);
+    if (cg_op_class(x->op) == CG_REDUCTION)
+        out[(*n)++] = (reduction){.node = id, .depth = kx_levels(g, x->in[0], memo)};
+}
+
+static surg_status prepare_reductions(run *r, uint32_t *stamp)
+{
+    const cg_graph *g = &r->p->g;
+    uint8_t *seen = calloc(g->n ? g->n : 1, 1);
+    uint32_t *memo = calloc(g->n ? g->n : 1, sizeof *memo);
+    r->red = calloc(g->n ? g->n : 1, sizeof *r->red);
+    if (!seen || !memo || !r->red) {
+        free(seen);
+        free(memo);
+        return dg_nomem(r->sink, "surg");
+    }
+    for (size_t t = 0; t < r->pl->n; t++)
+        if (r->pl->t[t].kind == PL_COMPUTE)
+            collect_reductions(g, r->pl->t[t].node, seen, r->red, &r->n_red, memo);
+    surg_status st = SURG_OK;
+    for (size_t i = 0; i < r->n_red && !st; i++) {
+        reduction *red = &r->red[i];
+        const cg_node *operand = cg_get(g, cg_get(g, red->node)->in[0]);
+        red->chunk = chunk_for(count_nodes(g, cg_get(g, red->node)->in[0], stamp,
+                                           (uint32_t)(r->pl->n + i + 1)),
+                               &r->scratch);
+        red->n_chunks = (size_t)((operand->nelems + red->chunk - 1) / red->chunk);
+        red->parts = calloc(red->n_chunks ? red->n_chunks : 1, sizeof *red->parts);
+        if (!red->parts)
+            st = dg_nomem(r->sink, "surg");
+        r->max_chunk = red->chunk > r->max_chunk ? red->chunk : r->max_chunk;
+    }
+    free(seen);
+    free(memo);
+    return st;
+}
+
+/* One phase per depth: the reductions of that depth, chunk by chunk; then
+ * each one's chunks combined, in order, into its value. */
+static surg_status run_reductions(run *r)
+{
+    uint32_t max_depth = 0;
+    for (size_t i = 0; i < r->n_red; i++)
+        max_depth = r->red[i].depth > max_depth ? r->red[i].depth : max_depth;
+    surg_status st = SURG_OK;
+    for (uint32_t d = 0; r->n_red && d <= max_depth && !st; d++) {
+        size_t cap = 0;
+        r->n_jobs = 0;
+        for (size_t i = 0; i < r->n_red; i++) {
+            reduction *red = &r->red[i];
+            uint64_t n = cg_get(&r->p->g, cg_get(&r->p->g, red->node)->in[0])->nelems;
+            for (uint64_t k = 0; red->depth == d && k < n; k += red->chunk)
+                if (!add_job(r, &cap, (job){JOB_REDUCE, (uint32_t)i, 0, k,
+                                            n - k < red->chunk ? n - k : red->chunk, 0}))
+                    return dg_nomem(r->sink, "surg");
+        }
+        st = run_jobs(r);
+        for (size_t i = 0; !st && i < r->n_red; i++)
+            if (r->red[i].depth == d)
+                r->kx.scalars[r->red[i].node] =
+                    kx_reduce_finish(&r->kx, r->red[i].node, r->red[i].parts, r->red[i].n_chunks);
+    }
+    return st;
+}
+
+/* ---- setting up ------------------------------------------------------- */
+
+/* The output must not land on an input: that would destroy it. */
+static surg_status check_not_input(run *r)
+{
+    const surg_ckpt *ck = r->kx.ck;
+    for (size_t f = 0; f < r->lay.n_files; f++) {
+        struct stat out;
+        if (stat(r->lay.files[f].path, &out) != 0)
+            continue;
+        for (size_t i = 0; i < ck->n_files; i++) {
+            struct stat in;
+            if (fstat(ck->files[i].fd, &in) == 0 && in.st_dev == out.st_dev &&
+                in.st_ino == out.st_ino) {
+                dg_file(r->sink, SURG_ERROR, "run-overwrite", r->lay.files[f].path,
+                        "the output would replace the input %s; write it elsewhere",
+                        ck->files[i].path);
+                return SURG_EUSAGE;
+            }
+        }
+    }
+    return SURG_OK;
+}
+
+static surg_status prepare(run *r)
+{
+    const surg_plan *pl = r->pl;
+    uint32_t *stamp = calloc(r->p->g.n ? r->p->g.n : 1, sizeof *stamp);
+    r->chunk = calloc(pl->n ? pl->n : 1, sizeof *r->chunk);
+    r->kx.scalars = malloc((r->p->g.n ? r->p->g.n : 1) * sizeof *r->kx.scalars);
+    if (!stamp || !r->chunk || !r->kx.scalars) {
+        free(stamp);
+        return dg_nomem(r->sink, "surg");
+    }
+    for (cg_id i = 0; i < r->p->g.n; i++)
+        r->kx.scalars[i] = NAN;
+    bool needs_map = false;
+    r->max_chunk = MIN_CHUNK;
+    for (size_t t = 0; t < pl->n; t++) {
+        const pl_tensor *x = &pl->t[t];
+        r->total += x->nbytes;
+        if (x->kind == PL_COPY)
+            continue;
+        if (surg_dtype_bits(x->dtype) % 8) {
+            dg_file(r->sink, SURG_ERROR, "run-subbyte", "surg",
+                    "\"%s\" is %s, whose elements are not whole bytes: it can be copied, not "
+                    "rearranged or computed",
+                    x->name, surg_dtype_recipe_name(x->dtype));
+            free(stamp);
+            return SURG_EINVALID;
+        }
+        needs_map = true;
+        r->chunk[t] = chunk_for(count_nodes(&r->p->g, x->node, stamp, (uint32_t)t + 1),
+                                &r->scratch);
+        r->max_chunk = r->chunk[t] > r->max_chunk ? r->chunk[t] : r->max_chunk;
+    }
+    surg_status st = prepare_reductions(r, stamp);
+    free(stamp);
+    /* Scattered reads come from the mapped files: map them before the
+     * threads start (mapping touches no data). */
+    for (size_t i = 0; !st && needs_map && i < r->kx.ck->n_files; i++)
+        st = st_map(&r->kx.ck->files[i], r->sink);
+    return st;
+}
+
+static surg_status layout(run *r, const char *out_path)
+{
+    const surg_plan *pl = r->pl;
+    surg_tensor_info *info = calloc(pl->n ? pl->n : 1, sizeof *info);
+    if (!info)
+        return dg_nomem(r->sink, out_path);
+    for (size_t t = 0; t < pl->n; t++)
+        info[t] = (surg_tensor_info){pl->t[t].name, pl->t[t].dtype, pl->t[t].rank,
+                                     pl->t[t].shape, 0, pl->t[t].nbytes};
+    r->out = (stw_output){.tensors = info, .n = pl->n, .meta = pl->meta, .n_meta = pl->n_meta,
+                          .max_shard_size = r->opts->max_shard_size};
+    surg_status st = stw_layout_make(r->sink, out_path, &r->out, &r->lay);
+    if (!st)
+        st = check_not_input(r);
+    if (!st)
+        st = stw_layout_open(&r->lay, r->sink);
+    return st;
+}
+
+static surg_status output_jobs(run *r)
+{
+    size_t cap = 0;
+    r->n_jobs = 0;
+    /* In file order: each file is filled front to back, as the disk likes. */
+    for (size_t f = 0; f < r->lay.n_files; f++)
+        for (size_t i = 0; i < r->lay.files[f].n; i++)
+            if (!tensor_jobs(r, &cap, r->lay.files[f].idx[i]))
+                return dg_nomem(r->sink, "surg");
+    return SURG_OK;
+}
+
+surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
+                     surg_sink *sink)
+{
+    surg_run_opts defaults = {.threads = 1};
+    run r = {.pl = pl, .p = pl->prog, .sink = sink, .opts = opts ? opts : &defaults};
+    r.kx = (kx_ctx){.p = pl->prog, .ck = pl->prog->input};
+    r.locked = (surg_sink){.fn = locked_report, .user = &r};
+    pthread_mutex_init(&r.lock, NULL);
+    surg_status st = surg_ckpt_kind_of(r.kx.ck) == SURG_CKPT_SCHEMA ? SURG_EUSAGE : SURG_OK;
+    if (st)
+        dg_file(sink, SURG_ERROR, "run-schema", surg_ckpt_path(r.kx.ck),
+                "a schema holds no tensor data to run on");
+    if (!st)
+        st = prepare(&r);
+    if (!st)
+        st = layout(&r, out_path);
+    if (!st)
+        st = run_reductions(&r);
+    if (!st)
+        st = output_jobs(&r);
+    if (!st)
+        st = run_jobs(&r);
+    if (!st && r.opts->progress)
+        r.opts->progress(r.opts->progress_user, r.total, r.total);
+    if (!st)
+        st = stw_layout_commit(&r.lay, sink);
+    stw_layout_free(&r.lay);
+    for (size_t i = 0; i < r.n_red; i++)
+        free(r.red[i].parts);
+    free(r.red);
+    free(r.jobs);
+    free(r.chunk);
+    free(r.kx.scalars);
+    free((void *)r.out.tensors);
+    pthread_mutex_destroy(&r.lock);
+    return st;
+}
