@@ -19,6 +19,10 @@ typedef struct diag_printer {
     bool color;
 } diag_printer;
 
+/* Text that may hold names from a hostile file: control characters (but
+ * newlines, when kept) are written as \xNN, never sent to the terminal. */
+void put_safe(FILE *out, const char *s, bool keep_newlines);
+
 /* A surg_sink whose callback prints to p->out. */
 surg_sink diag_sink(diag_printer *p);
 bool diag_parse_format(const char *name, diag_format *out);

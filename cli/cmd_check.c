@@ -30,7 +30,7 @@ int cmd_check(int argc, char **argv, diag_printer *dp)
     surg_status st = compile_recipe(&a, &sink, &c);
     if (!st && a.graph) {
         char *g = surg_program_dump(c.prog);
-        fputs(g ? g : "", stdout);
+        put_safe(stdout, g, true);
         free(g);
     }
     if (!st) {

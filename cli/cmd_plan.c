@@ -33,7 +33,7 @@ int cmd_plan(int argc, char **argv, diag_printer *dp)
     if (!st) {
         char *text = a.json ? surg_plan_json(plan) : surg_plan_text(plan);
         if (text)
-            fputs(text, stdout);
+            put_safe(stdout, text, true);
         else
             st = SURG_ENOMEM;
         free(text);

@@ -34,15 +34,15 @@ static void node_free(node *n)
     free(n);
 }
 
+/* Names arrive in byte order, so names that share a label under a parent
+ * arrive one after another: only the newest child can be the one. */
 static node *child(node *parent, const char *label, size_t len,
                    bool want_leaf, bool *nomem)
 {
-    for (size_t i = 0; i < parent->n_kids; i++) {
-        node *k = parent->kids[i];
-        if (strlen(k->label) == len && memcmp(k->label, label, len) == 0 &&
-            (k->leaf == NULL) != want_leaf)
-            return k;
-    }
+    node *k = parent->n_kids ? parent->kids[parent->n_kids - 1] : NULL;
+    if (k && strlen(k->label) == len && memcmp(k->label, label, len) == 0 &&
+        (k->leaf == NULL) != want_leaf)
+        return k;
     if (parent->n_kids == parent->cap) {
         size_t cap = parent->cap ? parent->cap * 2 : 4;
         node **kids = realloc(parent->kids, cap * sizeof *kids);
@@ -51,7 +51,7 @@ static node *child(node *parent, const char *label, size_t len,
         parent->kids = kids;
         parent->cap = cap;
     }
-    node *k = calloc(1, sizeof *k);
+    k = calloc(1, sizeof *k);
     if (k)
         k->label = strndup(label, len);
     if (!k || !k->label) {
@@ -150,7 +150,8 @@ static void print_tree(const node *n, size_t depth, size_t column)
 {
     for (size_t i = 0; i < n->n_kids; i++) {
         const node *k = n->kids[i];
-        printf("%*s%s", (int)(2 * depth), "", k->label);
+        printf("%*s", (int)(2 * depth), "");
+        put_safe(stdout, k->label, false);
         if (k->leaf) {
             printf("%*s", (int)(column + 2 - 2 * depth - text_width(k->label)), "");
             print_type(k->leaf);

@@ -5,6 +5,16 @@
 
 #include "cli.h"
 
+void put_safe(FILE *out, const char *s, bool keep_newlines)
+{
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if ((*p < 0x20 && !(keep_newlines && *p == '\n')) || *p == 0x7F)
+            fprintf(out, "\\x%02x", *p);
+        else
+            fputc(*p, out);
+    }
+}
+
 static const char *severity_name(surg_severity s)
 {
     return s == SURG_ERROR ? "error" : s == SURG_WARNING ? "warning" : "note";
@@ -67,6 +77,8 @@ static void gh_escape(FILE *out, const char *s, bool property)
             fputs("%3A", out);
         else if (property && *s == ',')
             fputs("%2C", out);
+        else if ((unsigned char)*s < 0x20 || *s == 0x7F)
+            fprintf(out, "\\x%02x", (unsigned char)*s);
         else
             fputc(*s, out);
     }
@@ -114,6 +126,9 @@ static void print_excerpt(FILE *out, const surg_diag *d, bool color)
             unsigned next = (col / 8 + 1) * 8;
             fprintf(out, "%*s", (int)(next - col), "");
             col = next;
+        } else if ((unsigned char)*p < 0x20 || *p == 0x7F) {
+            fputc('?', out); /* one column, as counted */
+            col++;
         } else {
             fputc(*p, out);
             col += ((unsigned char)*p & 0xC0) != 0x80;
@@ -132,16 +147,22 @@ static void print_excerpt(FILE *out, const surg_diag *d, bool color)
 static void print_human(FILE *out, const surg_diag *d, bool color)
 {
     const char *bold = color ? "\033[1m" : "", *reset = color ? "\033[0m" : "";
-    fprintf(out, "%s%s:", bold, d->file ? d->file : "surg");
+    fputs(bold, out);
+    put_safe(out, d->file ? d->file : "surg", false);
+    fputc(':', out);
     if (d->line)
         fprintf(out, "%u:%u:", d->line, d->col);
-    fprintf(out, " %s%s:%s %s%s%s\n", color ? severity_color(d->severity) : "",
-            severity_name(d->severity), reset, bold, d->message, reset);
+    fprintf(out, " %s%s:%s %s", color ? severity_color(d->severity) : "",
+            severity_name(d->severity), reset, bold);
+    put_safe(out, d->message, false);
+    fprintf(out, "%s\n", reset);
     if (d->line && d->source_line)
         print_excerpt(out, d, color);
-    for (size_t i = 0; i < d->n_notes; i++)
-        fprintf(out, "%snote:%s %s\n", color ? severity_color(SURG_NOTE) : "",
-                reset, d->notes[i]);
+    for (size_t i = 0; i < d->n_notes; i++) {
+        fprintf(out, "%snote:%s ", color ? severity_color(SURG_NOTE) : "", reset);
+        put_safe(out, d->notes[i], false);
+        fputc('\n', out);
+    }
 }
 
 static void print_diag(const surg_diag *d, void *user)

@@ -93,12 +93,28 @@ static void tally_naive(lw *L, const change *c)
     L->naive_dict = L->naive_dict + made - freed;
 }
 
+/* A tie to a tensor that goes away goes with it (a renamed tensor's ties
+ * were moved to its new name before). */
+static void drop_dangling_aliases(lw *L, const change *c)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < L->st.n_alias; i++) {
+        size_t t = sv_find(&L->st, L->st.aliases[i].target);
+        if (t != SV_NONE && c->removed[t])
+            continue;
+        L->st.aliases[k++] = L->st.aliases[i];
+    }
+    L->st.n_alias = k;
+}
+
 /* Commit if the statement reported no error since `errors_before`. */
 void change_done(lw *L, change *c, unsigned errors_before)
 {
     bool ok = L->errors == errors_before && !L->nomem;
     if (ok)
         tally_naive(L, c);
+    if (ok && L->st.n_alias)
+        drop_dangling_aliases(L, c);
     for (size_t i = 0; ok && i < c->n_updated; i++)
         L->st.e[c->updated[i].len].node = c->updated[i].node;
     bool structural = c->n_added;
@@ -139,6 +155,14 @@ static void mark_taken(lw *L, const change *c, const named *n, size_t count, uin
     }
 }
 
+static bool removes_any(const lw *L, const change *c)
+{
+    for (size_t i = 0; i < L->st.n; i++)
+        if (c->removed[i])
+            return true;
+    return false;
+}
+
 /* New names must be distinct and free (errors name both sides); then they
  * join the change, already in order. */
 void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
@@ -157,11 +181,11 @@ void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
                      n[i].source, n[i].name);
         else if (busy[i])
             lw_error(L, n[i].at, "name-exists", NULL, 0,
-                     "%s \"%s\" to \"%s\": \"%s\" already exists%s", verb, n[i].source,
-                     n[i].name, n[i].name,
-                     sv_find_alias(&L->st, n[i].name) != SV_NONE ? " (as a tied name)"
-                     : c->removed ? " and is not itself moved away"
-                                  : "");
+                     "%s of \"%s\" makes \"%s\", which already exists%s", verb, n[i].source,
+                     n[i].name,
+                     sv_find_alias(&L->st, n[i].name) != SV_NONE ? " as a tied name"
+                     : removes_any(L, c) ? " and is not itself moved away"
+                                         : "");
     }
     free(busy);
     c->added_sorted = c->n_added == 0;

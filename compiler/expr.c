@@ -2,6 +2,7 @@
  * number is a weak scalar that takes the type of what it meets; only scalars
  * broadcast; arithmetic on a dtype promotes as JAX does (the wider float
  * wins, two floats of one width meet in the next wider one). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,8 +189,9 @@ static cg_id clip(ex *E, const ast_expr *call)
     for (int i = 0; i < 3; i++, a = a->next)
         if ((in[i] = lower(E, a->value)) == CG_NONE || !computable(E, a->value, in[i], "clip"))
             return CG_NONE;
-    const cg_node *s1, *s2;
-    if (!broadcast(E, call, in[0], in[1], &s1) || !broadcast(E, call, in[0], in[2], &s2))
+    const cg_node *s1, *s2, *s3;
+    if (!broadcast(E, call, in[0], in[1], &s1) || !broadcast(E, call, in[0], in[2], &s2) ||
+        !broadcast(E, call, in[1], in[2], &s3))
         return CG_NONE;
     const cg_node *shape = s1->rank ? s1 : s2;
     surg_dtype dt = promote(node(E, in[0])->dtype, promote(node(E, in[1])->dtype, node(E, in[2])->dtype));
@@ -223,7 +225,7 @@ static cg_id cast(ex *E, const ast_expr *call)
     cg_id a = lower(E, call->u.call.args->value);
     if (a == CG_NONE)
         return CG_NONE;
-    if (surg_dtype_kind_of(node(E, a)->dtype) == SURG_KIND_OPAQUE && node(E, a)->dtype != WEAK) {
+    if (node(E, a)->dtype != WEAK && surg_dtype_kind_of(node(E, a)->dtype) == SURG_KIND_OPAQUE) {
         lw_error(E->L, call->span, "dtype-compute", NULL, 0,
                  "cannot cast from %s: surg carries such tensors but cannot compute on them",
                  surg_dtype_recipe_name(node(E, a)->dtype));
@@ -354,6 +356,9 @@ static cg_id tensor(ex *E, const ast_expr *call)
         return CG_NONE;
     const char *name = gl_expand(E->L->ar, &t, E->m->name, E->m->caps, 0);
     size_t i = name ? sv_find(&E->L->st, name) : SV_NONE;
+    size_t tied = name && i == SV_NONE ? sv_find_alias(&E->L->st, name) : SV_NONE;
+    if (tied != SV_NONE)
+        i = sv_find(&E->L->st, E->L->st.aliases[tied].target); /* the same data */
     if (i == SV_NONE) {
         lw_error(E->L, arg->span, "tensor", NULL, 0, "tensor(\"%s\") names \"%s\", which does not exist",
                  arg->u.string, name ? name : "");
@@ -453,7 +458,12 @@ static cg_id binary(ex *E, const ast_expr *e)
 static cg_id lower(ex *E, const ast_expr *e)
 {
     switch (e->kind) {
-    case EX_NUMBER: return constant(E, e->u.number.value);
+    case EX_NUMBER:
+        if (!isfinite(e->u.number.value)) {
+            lw_error(E->L, e->span, "number", NULL, 0, "this number is too large for a double");
+            return CG_NONE;
+        }
+        return constant(E, e->u.number.value);
     case EX_IDENT:
         if (strcmp(e->u.ident, "x") == 0)
             return E->m->node;

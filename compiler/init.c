@@ -29,12 +29,12 @@ static init_params params_of(cg_init_kind k)
     }
 }
 
-/* A number, or minus a number. */
+/* A number, or minus a number (finite: 1e999 is not a number surg takes). */
 static bool constant(const ast_expr *e, double *v)
 {
     if (e->kind == EX_NUMBER) {
         *v = e->u.number.value;
-        return true;
+        return isfinite(*v);
     }
     if (e->kind == EX_NEG && constant(e->u.operand, v)) {
         *v = -*v;
@@ -70,7 +70,7 @@ static bool bind_args(lw *L, const ast_expr *e, cg_init_kind k, double *p)
         }
         if (!constant(a->value, &p[slot])) {
             lw_error(L, a->value->span, "init-args", NULL, 0,
-                     "the arguments of %s are numbers", name);
+                     "the arguments of %s are finite numbers", name);
             return false;
         }
     }
@@ -138,10 +138,10 @@ static bool value_fits(lw *L, const ast_expr *e, surg_dtype dt, double v)
     if (k == SURG_KIND_BOOL)
         ok = v == 0 || v == 1;
     else if (k == SURG_KIND_UINT)
-        ok = ok && v >= 0 && v <= ldexp(1, (int)surg_dtype_bits(dt)) - 1;
+        ok = ok && v >= 0 && v < ldexp(1, (int)surg_dtype_bits(dt));
     else
         ok = ok && v >= -ldexp(1, (int)surg_dtype_bits(dt) - 1) &&
-             v <= ldexp(1, (int)surg_dtype_bits(dt) - 1) - 1;
+             v < ldexp(1, (int)surg_dtype_bits(dt) - 1);
     if (!ok)
         lw_error(L, e->span, "init-value", NULL, 0, "%.17g is not a value of %s", v,
                  surg_dtype_recipe_name(dt));
@@ -152,6 +152,10 @@ static cg_init_kind init_kind(lw *L, const ast_expr *e, double *value)
 {
     if (constant(e, value))
         return INIT_VALUE;
+    if (e->kind == EX_NUMBER || (e->kind == EX_NEG && e->u.operand->kind == EX_NUMBER)) {
+        lw_error(L, e->span, "number", NULL, 0, "this number is too large for a double");
+        return INIT_COUNT;
+    }
     const char *name = e->kind == EX_IDENT ? e->u.ident : e->kind == EX_CALL ? e->u.call.name : NULL;
     cg_init_kind k = name ? cg_init_lookup(name) : INIT_COUNT;
     if (k != INIT_COUNT)

@@ -86,9 +86,18 @@ cg_id lw_node(lw *L, cg_node n, const uint64_t *shape)
         return CG_NONE;
     }
     n.nelems = 1;
-    for (uint32_t i = 0; i < n.rank; i++) {
+    bool overflow = n.rank > SURG_MAX_RANK;
+    for (uint32_t i = 0; i < n.rank && !overflow; i++) {
         copy[i] = shape[i];
-        n.nelems *= shape[i];
+        overflow |= __builtin_mul_overflow(n.nelems, shape[i], &n.nelems);
+    }
+    uint64_t bits;
+    overflow |= n.dtype < SURG_DTYPE_COUNT &&
+                __builtin_mul_overflow(n.nelems, (uint64_t)surg_dtype_bits(n.dtype), &bits);
+    if (overflow) {
+        lw_error(L, n.origin, "type-size", NULL, 0,
+                 "the result would be too large (more than 64 dimensions or 2^64 bytes)");
+        return CG_NONE;
     }
     n.shape = copy;
     cg_id id = cg_add(&L->g, &n);

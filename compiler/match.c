@@ -153,7 +153,9 @@ bool lw_match_pattern(lw *L, const ast_string *pattern, lw_matches *out)
         return false;
     }
     size_t lo, hi;
-    sv_prefix_range(&L->st, pattern->text, out->pat.prefix_len, &lo, &hi);
+    /* The decoded literal prefix: the pattern's text may quote with '\\'. */
+    sv_prefix_range(&L->st, out->pat.prefix_len ? out->pat.toks[0].text : "",
+                    out->pat.prefix_len, &lo, &hi);
     gl_span caps[GL_MAX_CAPTURES + 1];
     for (size_t i = lo; i < hi; i++) {
         int r = gl_match(&out->pat, L->st.e[i].name, L->st.e[i].len, caps, &L->scratch);

@@ -213,10 +213,15 @@ static bool clashes_with_earlier(const lw *L, const char *prefix)
 /* No prefix may hold another, in this statement or an earlier one. */
 static bool prefixes_ok(lw *L, const ast_stmt *s)
 {
-    const ast_string *all[64];
-    size_t n = 0;
+    size_t n = 1;
+    for (const ast_string *t = s->targets; t; t = t->next)
+        n++;
+    const ast_string **all = ar_array(L->ar, n, sizeof *all);
+    if (!all)
+        return L->nomem = true, false;
+    n = 0;
     all[n++] = s->patterns;
-    for (const ast_string *t = s->targets; t && n < 64; t = t->next)
+    for (const ast_string *t = s->targets; t; t = t->next)
         all[n++] = t;
     for (size_t i = 0; i < n; i++) {
         if (!all[i]->text[0]) {

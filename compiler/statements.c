@@ -1,6 +1,7 @@
 /* statements.c: what each statement does to the abstract state (SPEC §3.3),
  * one function per kind. A statement either applies whole or, after an
  * error, not at all, so one mistake does not cascade into others. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,9 @@
 #include "natural.h"
 #include "strsort.h"
 
+/* A statement makes at most this many tensors (unstack, split). */
+#define MAX_NEW_TENSORS (1u << 24)
+
 /* ---- rename, drop, keep, tie ------------------------------------------ */
 
 static void retarget_aliases(lw *L, const char *from, const char *to)
@@ -18,15 +22,6 @@ static void retarget_aliases(lw *L, const char *from, const char *to)
     for (size_t i = 0; i < L->st.n_alias; i++)
         if (strcmp(L->st.aliases[i].target, from) == 0)
             L->st.aliases[i].target = to;
-}
-
-static void drop_aliases_of(lw *L, const char *target)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < L->st.n_alias; i++)
-        if (strcmp(L->st.aliases[i].target, target) != 0)
-            L->st.aliases[k++] = L->st.aliases[i];
-    L->st.n_alias = k;
 }
 
 static void lower_rename(lw *L, const ast_stmt *s)
@@ -69,10 +64,8 @@ static void lower_drop(lw *L, const ast_stmt *s)
         lw_matches_free(&ms);
         return;
     }
-    for (size_t i = 0; i < ms.n; i++) {
+    for (size_t i = 0; i < ms.n; i++)
         change_remove(&c, ms.m[i].entry);
-        drop_aliases_of(L, ms.m[i].name); /* a tie to a dropped tensor goes too */
-    }
     for (size_t i = 0; i < ms.n; i++)
         mr_dropped(L, &c, ms.m[i].name);
     change_done(L, &c, before);
@@ -103,10 +96,8 @@ static void lower_keep(lw *L, const ast_stmt *s)
         }
     }
     for (size_t i = 0; kept && i < L->st.n; i++)
-        if (!kept[i]) {
+        if (!kept[i])
             change_remove(&c, i);
-            drop_aliases_of(L, L->st.e[i].name);
-        }
     L->nomem |= !kept;
     free(kept);
     change_done(L, &c, before);
@@ -130,7 +121,13 @@ static void lower_tie(lw *L, const ast_stmt *s)
         const lw_match *m = &ms.m[i];
         const char *b = targets[i] = gl_expand(L->ar, &t, m->name, m->caps, 0);
         size_t bi = b ? sv_find(&L->st, b) : SV_NONE;
-        if (bi == SV_NONE) {
+        size_t tied = b && bi == SV_NONE ? sv_find_alias(&L->st, b) : SV_NONE;
+        if (tied != SV_NONE) {
+            lw_error(L, s->targets->span, "tie-target", NULL, 0,
+                     "cannot tie \"%s\" to \"%s\": that is itself tied; tie to \"%s\", the "
+                     "tensor it is stored as",
+                     m->name, b, L->st.aliases[tied].target);
+        } else if (bi == SV_NONE) {
             lw_error(L, s->targets->span, "tie-target", NULL, 0,
                      "cannot tie \"%s\" to \"%s\": no tensor \"%s\" exists", m->name, b, b);
         } else if (bi == m->entry || c.removed[bi]) {
@@ -190,11 +187,16 @@ static bool new_shape(lw *L, const ast_type *t, uint32_t *rank, uint64_t **shape
     uint32_t n = 0;
     for (const ast_dim *d = t->dims; d; d = d->next)
         n++;
+    if (n > SURG_MAX_RANK) {
+        lw_error(L, t->span, "type-rank", NULL, 0, "a tensor has at most %d dimensions",
+                 SURG_MAX_RANK);
+        return false;
+    }
     *shape = ar_array(L->ar, n ? n : 1, sizeof **shape);
     if (!*shape)
         return L->nomem = true, false;
     uint32_t i = 0;
-    uint64_t count = 1, bytes;
+    uint64_t count = 1, bytes = 0;
     for (const ast_dim *d = t->dims; d; d = d->next, i++) {
         int64_t v;
         if (!d->size) {
@@ -211,10 +213,11 @@ static bool new_shape(lw *L, const ast_type *t, uint32_t *rank, uint64_t **shape
         }
     }
     surg_dtype dt = surg_dtype_from_recipe_name(t->dtype);
-    if (__builtin_mul_overflow(count, (uint64_t)surg_dtype_bits(dt), &bytes) || bytes % 8) {
+    bool overflow = __builtin_mul_overflow(count, (uint64_t)surg_dtype_bits(dt), &bytes);
+    if (overflow || bytes % 8) {
         lw_error(L, t->span, "type-size", NULL, 0,
-                 bytes % 8 ? "the tensor would not fill a whole number of bytes"
-                           : "the tensor would be too large");
+                 overflow ? "the tensor would be too large"
+                          : "the tensor would not fill a whole number of bytes");
         return false;
     }
     *rank = n;
@@ -233,10 +236,13 @@ static void lower_fill_new(lw *L, const ast_stmt *s)
                  p->optional ? " (and not optional)" : "");
         return;
     }
-    if (taken(L, NULL, p->text)) {
+    /* The name is the pattern's literal text (a backslash quotes the next
+     * character), as a pattern matching it would see it. */
+    const char *literal = pat.n_toks ? pat.toks[0].text : "";
+    if (taken(L, NULL, literal)) {
         lw_error(L, p->span, "name-exists", NULL, 0,
                  "cannot create \"%s\": it already exists (use fill \"%s\" = ... to overwrite it)",
-                 p->text, p->text);
+                 literal, p->text);
         return;
     }
     uint32_t rank;
@@ -244,7 +250,7 @@ static void lower_fill_new(lw *L, const ast_stmt *s)
     if (!new_shape(L, &s->type, &rank, &shape))
         return;
     surg_dtype dt = surg_dtype_from_recipe_name(s->type.dtype);
-    const char *name = ar_strdup(L->ar, p->text); /* the program outlives the recipe */
+    const char *name = ar_strdup(L->ar, literal); /* the program outlives the recipe */
     if (!name) {
         L->nomem = true;
         return;
@@ -258,7 +264,7 @@ static void lower_fill_new(lw *L, const ast_stmt *s)
     if (n) {
         n[0] = (named){name, name, p->span, v};
         mr_created(L, n, &count, name, v, s->span);
-        add_new_names(L, &c, n, count, "fill creates");
+        add_new_names(L, &c, n, count, "fill");
     }
     L->nomem |= !n;
     free(n);
@@ -342,17 +348,16 @@ static void lower_expect(lw *L, const ast_stmt *s)
         return;
     const src_file *f = L->src;
     int tlen = (int)(s->type.span.end - s->type.span.start);
-    size_t shown = 0, failed = 0;
+    size_t failed = 0;
     for (size_t i = 0; i < ms.n; i++) {
         const cg_node *x = cg_get(&L->g, ms.m[i].node);
         if (type_matches(x, &want))
             continue;
-        if (shown++ < 20)
+        if (failed++ < 20)
             lw_error(L, s->type.span, "expect", NULL, 0, "\"%s\" is %s, expected %.*s",
                      ms.m[i].name, lw_type(x, 0), tlen, f->text + s->type.span.start);
-        failed++;
     }
-    if (failed > shown)
+    if (failed > 20)
         lw_error(L, s->type.span, "expect", NULL, 0, "and %zu more tensors differ",
                  failed - 20);
     lw_matches_free(&ms);
@@ -455,7 +460,10 @@ static void lower_split(lw *L, const ast_stmt *s)
             if (!lw_integer(L, z, "a size", 0, INT64_MAX, &v))
                 break;
             sizes[j] = (uint64_t)v;
-            total += (uint64_t)v;
+            if (__builtin_add_overflow(total, (uint64_t)v, &total)) {
+                lw_error(L, z->span, "split-sizes", NULL, 0, "the sizes add up past 2^64");
+                break;
+            }
         }
         if (L->errors != before)
             break;
@@ -596,7 +604,11 @@ static cg_id join(lw *L, const ast_stmt *s, const cg_id *ids, size_t n, uint32_t
     if (!stack) {
         shape[axis] = 0;
         for (size_t i = 0; i < n; i++)
-            shape[axis] += cg_get(&L->g, ids[i])->shape[axis];
+            if (__builtin_add_overflow(shape[axis], cg_get(&L->g, ids[i])->shape[axis],
+                                       &shape[axis])) {
+                lw_error(L, s->span, "type-size", NULL, 0, "the result would be too large");
+                return CG_NONE;
+            }
     }
     cg_id *in = ar_array(L->ar, n, sizeof *in);
     if (!in)
@@ -673,6 +685,11 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
             j++;
         const cg_node *first = cg_get(&L->g, v[i].m->node);
         uint32_t axis;
+        if (stack && first->rank >= SURG_MAX_RANK) {
+            lw_error(L, s->span, "type-rank", NULL, 0,
+                     "stack would make more than %d dimensions", SURG_MAX_RANK);
+            break;
+        }
         if (ids && axis_of(L, s->axis, first->rank + stack, v[i].m->name, &axis) &&
             check_members(L, s, v + i, j - i, axis, stack)) {
             for (size_t q = i; q < j; q++)
@@ -714,17 +731,25 @@ static void lower_unstack(lw *L, const ast_stmt *s)
         lw_matches_free(&ms);
         return;
     }
-    size_t total = 0;
+    /* Each unstacked element becomes a tensor: bound how many, before any
+     * is made. */
+    uint64_t total = 0;
     for (size_t i = 0; i < ms.n; i++) {
         const cg_node *x = cg_get(&L->g, ms.m[i].node);
         uint32_t axis;
         if (!axis_of(L, s->axis, x->rank, ms.m[i].name, &axis))
             break;
-        total += x->shape[axis];
+        if (__builtin_add_overflow(total, x->shape[axis], &total) || total > MAX_NEW_TENSORS) {
+            lw_error(L, s->axis->span, "unstack-size", NULL, 0,
+                     "unstack would make more than %u tensors", MAX_NEW_TENSORS);
+            break;
+        }
     }
-    named *names = L->errors == before
-                       ? calloc(total * (1 + mr_max_slots(L)) + 1, sizeof *names)
-                       : NULL;
+    named *names = NULL;
+    if (L->errors == before) {
+        names = calloc(total * (1 + mr_max_slots(L)) + 1, sizeof *names);
+        L->nomem |= !names;
+    }
     size_t n_named = 0;
     for (size_t i = 0; i < ms.n; i++)
         change_remove(&c, ms.m[i].entry);
@@ -792,6 +817,8 @@ static bool lora_clauses(lw *L, const ast_stmt *s, lora *o)
         seen[k] = true;
         if (c->kind == CL_RANK)
             lw_integer(L, c->number, "rank", 1, 1 << 20, &o->rank);
+        else if (c->kind == CL_ALPHA && !isfinite(c->number->value))
+            lw_error(L, c->number->span, "number", NULL, 0, "alpha must be a finite number");
         else if (c->kind == CL_ALPHA)
             o->alpha = c->number->value;
         else if (c->kind == CL_STYLE)
@@ -925,7 +952,7 @@ static void lower_init_lora(lw *L, const ast_stmt *s)
             lora_record(L, &o, flax, m->name, na, nb);
     }
     if (L->errors == before && names)
-        add_new_names(L, &c, names, n_named, "init-lora adds");
+        add_new_names(L, &c, names, n_named, "init-lora");
     L->nomem |= !names;
     free(names);
     change_done(L, &c, before);

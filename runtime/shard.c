@@ -112,13 +112,33 @@ static surg_status read_weight_map(surg_ckpt *ck, surg_sink *sink, jr *j, index_
     return more < 0 ? index_json_error(ck, sink, j) : SURG_OK;
 }
 
+/* The index's "metadata": only a whole-number "total_size" is kept (it is not
+ * trusted, only compared); the rest is checked and passed over. */
+static bool read_index_metadata(jr *j, bool *has_total, uint64_t *total)
+{
+    jr_keys keys = {0};
+    int more = jr_open(j, '{') ? jr_first(j, '}') : -1;
+    for (; more > 0; more = jr_more(j, '}')) {
+        const char *key;
+        if (!jr_key(j, &key) || !jr_keys_add(j, &keys, key))
+            break;
+        if (strcmp(key, "total_size") == 0 && jr_is_count(j)) {
+            if (!jr_count(j, total))
+                break;
+            *has_total = true;
+        } else if (!jr_skip(j)) {
+            break;
+        }
+    }
+    return jr_keys_unique(j, &keys, "the index's metadata") && more == 0;
+}
+
 /* {"metadata": {"total_size": N, ...}, "weight_map": {...}}; other keys are
  * passed over. */
 static surg_status read_index(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *m,
                               bool *has_total, uint64_t *total)
 {
-    const char *keys[64];
-    size_t n_keys = 0;
+    jr_keys keys = {0};
     bool has_map = false;
     if (jr_peek(j) != '{')
         return FAIL(sink, ck->path, "shard-index", "the index must be a JSON object");
@@ -127,42 +147,26 @@ static surg_status read_index(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *
         return index_json_error(ck, sink, j);
     for (more = jr_first(j, '}'); more > 0; more = jr_more(j, '}')) {
         const char *key;
-        if (!jr_key(j, &key))
+        if (!jr_key(j, &key) || !jr_keys_add(j, &keys, key)) {
+            jr_keys_free(&keys);
             return index_json_error(ck, sink, j);
-        if (n_keys < 64)
-            keys[n_keys++] = key;
+        }
         surg_status st = SURG_OK;
         if (strcmp(key, "weight_map") == 0 && !has_map) {
             has_map = true;
             st = read_weight_map(ck, sink, j, m);
         } else if (strcmp(key, "metadata") == 0 && jr_peek(j) == '{') {
-            const char *mkeys[64];
-            size_t n_mkeys = 0;
-            int mm;
-            if (!jr_open(j, '{'))
-                return index_json_error(ck, sink, j);
-            for (mm = jr_first(j, '}'); mm > 0; mm = jr_more(j, '}')) {
-                const char *mk;
-                if (!jr_key(j, &mk))
-                    break;
-                if (n_mkeys < 64)
-                    mkeys[n_mkeys++] = mk;
-                int c = jr_peek(j);
-                if (strcmp(mk, "total_size") == 0 && c >= '0' && c <= '9') {
-                    *has_total = jr_count(j, total);
-                } else if (!jr_skip(j)) {
-                    break;
-                }
-            }
-            if (mm != 0 || !jr_unique(j, mkeys, n_mkeys, "the index's metadata"))
-                return index_json_error(ck, sink, j);
+            if (!read_index_metadata(j, has_total, total))
+                st = index_json_error(ck, sink, j);
         } else if (!jr_skip(j)) {
-            return index_json_error(ck, sink, j);
+            st = index_json_error(ck, sink, j);
         }
-        if (st)
+        if (st) {
+            jr_keys_free(&keys);
             return st;
+        }
     }
-    if (more < 0 || !jr_end(j) || !jr_unique(j, keys, n_keys, "the index"))
+    if (!jr_keys_unique(j, &keys, "the index") || more < 0 || !jr_end(j))
         return index_json_error(ck, sink, j);
     /* Sort a copy: the names stay in step with their shards. */
     const char **names = malloc((m->n ? m->n : 1) * sizeof *names);

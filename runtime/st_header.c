@@ -76,18 +76,6 @@ typedef struct fields {
     size_t n_offsets;
 } fields;
 
-/* Is the next value digits alone (no sign, fraction or exponent)? */
-static bool plain_count(jr *j)
-{
-    int c = jr_peek(j);
-    if (c < '0' || c > '9')
-        return false;
-    size_t i = j->i;
-    while (i < j->n && j->s[i] >= '0' && j->s[i] <= '9')
-        i++;
-    return i == j->n || !strchr(".eE", j->s[i]);
-}
-
 /* An array of counts, up to `max` of them; *n counts them all. */
 static bool read_counts(jr *j, uint64_t *v, size_t max, size_t *n, bool *ok, size_t *bad)
 {
@@ -101,7 +89,7 @@ static bool read_counts(jr *j, uint64_t *v, size_t max, size_t *n, bool *ok, siz
         return false;
     int more;
     for (more = jr_first(j, ']'); more > 0; more = jr_more(j, ']')) {
-        if (plain_count(j)) {
+        if (jr_is_count(j)) {
             uint64_t x;
             if (!jr_count(j, &x))
                 return false;
@@ -119,54 +107,46 @@ static bool read_counts(jr *j, uint64_t *v, size_t max, size_t *n, bool *ok, siz
     return more == 0;
 }
 
-static bool read_fields(parser *p, jr *j, fields *f)
+/* One field of an entry, its key already read. */
+static bool read_field(jr *j, fields *f, const char *key)
+{
+    bool is_dtype = strcmp(key, "dtype") == 0, is_shape = strcmp(key, "shape") == 0;
+    bool is_offsets = strcmp(key, "data_offsets") == 0;
+    if ((is_dtype && f->dtype) || (is_shape && f->has_shape) || (is_offsets && f->has_offsets)) {
+        jr_fail(j, "duplicate key \"%s\" in a tensor entry", key);
+        j->duplicate = true;
+        return false;
+    }
+    if (is_dtype) {
+        f->dtype_string = jr_peek(j) == '"';
+        if (f->dtype_string)
+            return jr_string(j, &f->dtype);
+        f->dtype = "";
+        return jr_skip(j);
+    }
+    if (is_shape) {
+        f->has_shape = true;
+        return read_counts(j, f->shape, SURG_MAX_RANK, &f->rank, &f->shape_ok, &f->bad_dim);
+    }
+    f->has_offsets = true;
+    return read_counts(j, f->offsets, 2, &f->n_offsets, &f->offsets_ok, NULL);
+}
+
+static bool read_fields(jr *j, fields *f)
 {
     memset(f, 0, sizeof *f);
-    const char *unknown[16];
-    size_t n_unknown = 0;
-    int more;
-    if (!jr_open(j, '{'))
-        return false;
-    for (more = jr_first(j, '}'); more > 0; more = jr_more(j, '}')) {
+    jr_keys other = {0}; /* keys surg does not use: skipped, but no duplicates */
+    int more = jr_open(j, '{') ? jr_first(j, '}') : -1;
+    for (; more > 0; more = jr_more(j, '}')) {
         const char *key;
         if (!jr_key(j, &key))
-            return false;
-        bool *seen = strcmp(key, "dtype") == 0          ? &f->dtype_string
-                     : strcmp(key, "shape") == 0        ? &f->has_shape
-                     : strcmp(key, "data_offsets") == 0 ? &f->has_offsets
-                                                        : NULL;
-        if (seen && (seen == &f->dtype_string ? f->dtype != NULL || f->dtype_string : *seen)) {
-            jr_fail(j, "duplicate key \"%s\" in a tensor entry", key);
-            j->duplicate = true;
-            return false;
-        }
-        if (seen == &f->dtype_string) {
-            if (jr_peek(j) == '"') {
-                f->dtype_string = true;
-                if (!jr_string(j, &f->dtype))
-                    return false;
-            } else {
-                f->dtype = "";
-                if (!jr_skip(j))
-                    return false;
-            }
-        } else if (seen == &f->has_shape) {
-            f->has_shape = true;
-            if (!read_counts(j, f->shape, SURG_MAX_RANK, &f->rank, &f->shape_ok, &f->bad_dim))
-                return false;
-        } else if (seen == &f->has_offsets) {
-            f->has_offsets = true;
-            if (!read_counts(j, f->offsets, 2, &f->n_offsets, &f->offsets_ok, NULL))
-                return false;
-        } else {
-            if (n_unknown < 16)
-                unknown[n_unknown++] = key;
-            if (!jr_skip(j))
-                return false;
-        }
+            break;
+        bool known = strcmp(key, "dtype") == 0 || strcmp(key, "shape") == 0 ||
+                     strcmp(key, "data_offsets") == 0;
+        if (known ? !read_field(j, f, key) : !jr_keys_add(j, &other, key) || !jr_skip(j))
+            break;
     }
-    (void)p;
-    return more == 0 && jr_unique(j, unknown, n_unknown, "a tensor entry");
+    return jr_keys_unique(j, &other, "a tensor entry") && more == 0;
 }
 
 static surg_status check_size(parser *p, const char *name, st_entry *e)
@@ -230,7 +210,7 @@ static surg_status parse_entry(parser *p, jr *j, const char *name, st_entry *e)
                     name);
     }
     fields f;
-    if (!read_fields(p, j, &f))
+    if (!read_fields(j, &f))
         return json_error(p, j);
     e->info.name = name;
     if (!f.dtype)
@@ -375,12 +355,24 @@ static surg_status check_tiling(parser *p, st_header *h, uint64_t data_len)
     return SURG_OK;
 }
 
-/* Every entry is an object: there are fewer entries than '{' in the text. */
+/* Every entry is an object: there are fewer entries than '{' outside the
+ * strings of the text. */
 static size_t max_entries(const jr *j)
 {
     size_t n = 0;
-    for (const char *q = j->s, *end = j->s + j->n; (q = memchr(q, '{', (size_t)(end - q))); q++)
-        n++;
+    bool in_string = false;
+    for (size_t i = 0; i < j->n; i++) {
+        char c = j->s[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else {
+            in_string = c == '"';
+            n += c == '{';
+        }
+    }
     return n;
 }
 
@@ -438,7 +430,8 @@ surg_status st_parse_header(arena *ar, surg_sink *sink, const char *file,
                     "the header)",
                     bad);
     size_t lead = 0;
-    while (mode == ST_SCHEMA && lead < len && strchr(" \t\r\n", json[lead]))
+    while (mode == ST_SCHEMA && lead < len &&
+           (json[lead] == ' ' || json[lead] == '\t' || json[lead] == '\r' || json[lead] == '\n'))
         lead++;
     if (lead == len || json[lead] != '{')
         return FAIL(&p, "st-header-start",

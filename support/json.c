@@ -238,7 +238,7 @@ bool jr_count(jr *j, uint64_t *out)
     }
     if (j->s[start] == '0' && j->i - start > 1)
         return j->i = start, jr_fail(j, "a number with a leading zero");
-    if (j->i < j->n && strchr(".eE", j->s[j->i]))
+    if (j->i < j->n && (j->s[j->i] == '.' || j->s[j->i] == 'e' || j->s[j->i] == 'E'))
         return j->i = start, jr_fail(j, "expected a whole number, not a fraction or an exponent");
     *out = v;
     return true;
@@ -302,28 +302,54 @@ bool jr_unique(jr *j, const char **keys, size_t n, const char *where)
     return true;
 }
 
+bool jr_keys_add(jr *j, jr_keys *k, const char *key)
+{
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 8;
+        const char **v = realloc(k->v, cap * sizeof *v);
+        if (!v)
+            return jr_fail(j, "out of memory");
+        k->v = v;
+        k->cap = cap;
+    }
+    k->v[k->n++] = key;
+    return true;
+}
+
+void jr_keys_free(jr_keys *k)
+{
+    free(k->v);
+    *k = (jr_keys){0};
+}
+
+bool jr_keys_unique(jr *j, jr_keys *k, const char *where)
+{
+    bool ok = !j->failed && jr_unique(j, k->v, k->n, where);
+    jr_keys_free(k);
+    return ok;
+}
+
+bool jr_is_count(jr *j)
+{
+    int c = jr_peek(j);
+    if (c < '0' || c > '9')
+        return false;
+    size_t i = j->i;
+    while (i < j->n && j->s[i] >= '0' && j->s[i] <= '9')
+        i++;
+    return i == j->n || (j->s[i] != '.' && j->s[i] != 'e' && j->s[i] != 'E');
+}
+
 static bool skip_object(jr *j)
 {
-    const char **keys = NULL;
-    size_t n = 0, cap = 0;
-    bool ok = jr_open(j, '{');
-    for (int more = ok ? jr_first(j, '}') : -1; more > 0; more = jr_more(j, '}')) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            const char **k = realloc(keys, cap * sizeof *k);
-            if (!k) {
-                ok = jr_fail(j, "out of memory");
-                break;
-            }
-            keys = k;
-        }
-        if (!jr_key(j, &keys[n]) || !jr_skip(j))
+    jr_keys keys = {0};
+    int more = jr_open(j, '{') ? jr_first(j, '}') : -1;
+    for (; more > 0; more = jr_more(j, '}')) {
+        const char *key;
+        if (!jr_key(j, &key) || !jr_keys_add(j, &keys, key) || !jr_skip(j))
             break;
-        n++;
     }
-    ok = ok && !j->failed && jr_unique(j, keys, n, "an object");
-    free(keys);
-    return ok;
+    return jr_keys_unique(j, &keys, "an object") && more == 0;
 }
 
 bool jr_skip(jr *j)

@@ -65,4 +65,18 @@ bool jr_skip(jr *j);
 /* Detect a duplicate among `n` keys (sorting them); fails naming it. */
 bool jr_unique(jr *j, const char **keys, size_t n, const char *where);
 
+/* The keys of one object, gathered to check for duplicates at the end. */
+typedef struct jr_keys {
+    const char **v;
+    size_t n, cap;
+} jr_keys;
+
+bool jr_keys_add(jr *j, jr_keys *k, const char *key);
+/* Check for a duplicate, and free the list. */
+bool jr_keys_unique(jr *j, jr_keys *k, const char *where);
+void jr_keys_free(jr_keys *k);
+
+/* Is the next value digits alone (no sign, fraction or exponent)? */
+bool jr_is_count(jr *j);
+
 #endif

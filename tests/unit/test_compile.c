@@ -158,7 +158,7 @@ static void test_name_errors(void **state)
 {
     (void)state;
     bad("rename \"attn/*\" -> \"attn/x\"\n", "name-collision", "maps both \"attn/k\" and");
-    bad("rename \"attn/q\" -> \"attn/k\"\n", "name-exists", "\"attn/k\" already exists");
+    bad("rename \"attn/q\" -> \"attn/k\"\n", "name-exists", "makes \"attn/k\", which already exists");
     bad("drop \"params/Dense_2/*\"\n", "match-none", "matches no tensor");
     bad("rename \"attn/q\" -> \"$2\"\n", "template-capture", "uses $2, but the pattern has 0");
     bad("tie \"attn/q\" = \"attn/k\"\n", "tie-type", "f32[4, 2]");
