@@ -179,9 +179,16 @@ static surg_status do_chunk(worker *w, const job *j)
     const pl_tensor *x = &r->pl->t[t];
     size_t esize = surg_dtype_bits(x->dtype) / 8;
     kx_index ix = {.start = j->start, .n = j->n};
+    /* A cast to a float dtype at the root rounds exactly as storing does:
+     * storing alone is enough. */
+    cg_id root = x->node;
+    const cg_node *rn = cg_get(&r->p->g, root);
+    if (x->kind == PL_COMPUTE && rn->op == OP_CAST && rn->dtype == x->dtype &&
+        surg_dtype_kind_of(x->dtype) == SURG_KIND_FLOAT)
+        root = rn->in[0];
     surg_status st = x->kind == PL_GATHER
-                         ? kx_gather(&r->kx, &w->scratch, x->node, ix, w->bytes, &r->locked)
-                         : kx_eval(&r->kx, &w->scratch, x->node, ix, w->vals, &r->locked);
+                         ? kx_gather(&r->kx, &w->scratch, root, ix, w->bytes, &r->locked)
+                         : kx_eval(&r->kx, &w->scratch, root, ix, w->vals, &r->locked);
     if (st)
         return st;
     if (x->kind != PL_GATHER)
