@@ -199,7 +199,7 @@ static surg_status do_chunk(worker *w, const job *j)
 
 static surg_status do_job(worker *w, const job *j)
 {
-    w->scratch.used = 0;
+    kx_scratch_reset(&w->scratch);
     switch (j->kind) {
     case JOB_COPY: return do_copy(w, j);
     case JOB_CHUNK: return do_chunk(w, j);

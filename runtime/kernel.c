@@ -26,8 +26,14 @@ void kx_scratch_free(kx_scratch *s)
     *s = (kx_scratch){0};
 }
 
+void kx_scratch_reset(kx_scratch *s)
+{
+    s->used = 0;
+    s->n_memo = 0;
+}
+
 /* Scratch never moves while a chunk is evaluated: the executor sizes it
- * before (kx_scratch_need) and reset it after. */
+ * before (chunk_for in exec.c) and resets it after. */
 static void *take(kx_scratch *s, size_t bytes)
 {
     bytes = (bytes + 15) & ~(size_t)15;
@@ -304,17 +310,23 @@ static surg_status eval_parts(const kx_ctx *c, kx_scratch *s, const cg_node *n, 
 {
     uint32_t *part = take(s, ix.n * sizeof *part);
     uint64_t *in = take(s, ix.n * sizeof *in);
-    uint64_t *mine = take(s, ix.n * sizeof *mine);
-    char *vals = take(s, ix.n * elem);
-    if (!part || !in || !mine || !vals || !part_map(n, c, ix, part, in))
+    if (!part || !in || !part_map(n, c, ix, part, in))
         return nomem(sink);
     for (uint32_t p = 0; p < n->n_in; p++) {
         size_t k = 0;
         for (size_t i = 0; i < ix.n; i++)
-            if (part[i] == p)
-                mine[k++] = in[i];
+            k += part[i] == p;
         if (!k)
             continue;
+        /* Fresh for each part: the memo of kx_eval keeps pointing at both. */
+        uint64_t *mine = take(s, k * sizeof *mine);
+        char *vals = take(s, k * elem);
+        if (!mine || !vals)
+            return nomem(sink);
+        k = 0;
+        for (size_t i = 0; i < ix.n; i++)
+            if (part[i] == p)
+                mine[k++] = in[i];
         surg_status st = fn(c, s, n->in[p], (kx_index){.idx = mine, .n = k}, vals, sink);
         if (st)
             return st;
@@ -331,8 +343,30 @@ static surg_status eval_as_part(const kx_ctx *c, kx_scratch *s, cg_id id, kx_ind
     return kx_eval(c, s, id, ix, out, sink);
 }
 
+static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix,
+                             double *out, surg_sink *sink);
+
+/* Every value computed for a chunk stays in scratch until the chunk ends,
+ * so a node met again with the same index set is copied, not recomputed:
+ * without this a chain of `y = x + x` doubles its work at every level. */
 surg_status kx_eval(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix, double *out,
                     surg_sink *sink)
+{
+    for (size_t i = 0; i < s->n_memo; i++) {
+        const kx_memo *m = &s->memo[i];
+        if (m->node == id && m->n == ix.n && m->idx == ix.idx && (ix.idx || m->start == ix.start)) {
+            memcpy(out, m->vals, ix.n * sizeof *out);
+            return SURG_OK;
+        }
+    }
+    surg_status st = eval_node(c, s, id, ix, out, sink);
+    if (!st && s->n_memo < KX_MEMO && node_of(c, id)->op != OP_CONST)
+        s->memo[s->n_memo++] = (kx_memo){id, ix.start, ix.idx, ix.n, out};
+    return st;
+}
+
+static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix,
+                             double *out, surg_sink *sink)
 {
     const cg_node *n = node_of(c, id);
     switch (n->op) {

@@ -24,13 +24,30 @@ typedef struct kx_ctx {
     double *scalars;
 } kx_ctx;
 
+/* Values already computed for the current chunk: a node reached along
+ * several paths with the same index set (`x + x`, a shared subexpression)
+ * is evaluated once, not once per path. */
+typedef struct kx_memo {
+    cg_id node;
+    uint64_t start;
+    const uint64_t *idx;
+    size_t n;
+    const double *vals;
+} kx_memo;
+
+enum { KX_MEMO = 64 };
+
 /* A thread's scratch memory, reused chunk after chunk. */
 typedef struct kx_scratch {
     char *mem;
     size_t size, used;
+    kx_memo memo[KX_MEMO];
+    size_t n_memo;
 } kx_scratch;
 
 void kx_scratch_free(kx_scratch *s);
+/* Forget the chunk's values and memory, for the next chunk. */
+void kx_scratch_reset(kx_scratch *s);
 
 /* Values of `node` at `ix`, in `out` (ix.n doubles), each already rounded as
  * the node's dtype stores it. */
