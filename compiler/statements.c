@@ -807,9 +807,9 @@ static bool lora_clauses(lw *L, const ast_stmt *s, lora *o)
 {
     *o = (lora){.rank = 0, .alpha = -1};
     unsigned before = L->errors;
-    bool seen[5] = {0};
+    bool seen[CL_AS + 2] = {0}; /* by kind; `b =` after them all */
     for (const ast_clause *c = s->clauses; c; c = c->next) {
-        int k = c->kind == CL_INIT ? (c->name[0] == 'a' ? 3 : 4) : (int)c->kind;
+        int k = c->kind == CL_INIT && c->name[0] == 'b' ? CL_AS + 1 : (int)c->kind;
         if (seen[k]) {
             lw_error(L, c->span, "lora-clause", NULL, 0, "this init-lora clause is given twice");
             continue;

@@ -265,6 +265,8 @@ static surg_status run_jobs(run *r)
             break;
         if (r->opts->progress)
             r->opts->progress(r->opts->progress_user, atomic_load(&r->done), r->total);
+        for (size_t f = 0; f < r->lay.n_files; f++)
+            of_start_writeback(r->lay.files[f].of);
         nanosleep(&tick, NULL);
     }
     for (unsigned i = 0; i < started; i++)

@@ -1,8 +1,9 @@
 /* generate.c: the initializers, as pure functions of (seed, tensor name,
- * element index). Element i of a uniform tensor comes from Philox counter i;
- * elements 2k and 2k+1 of a normal tensor are the pair Box-Muller makes from
- * counter k; a truncated normal is the inverse CDF of a uniform. Tensors of
- * 32 bits or fewer are made in float precision, f64 ones in double.
+ * element index). Philox draw k (128 bits) makes elements 4k to 4k + 3 of
+ * a tensor of 32 bits or fewer, from four 24-bit uniforms, in float
+ * precision; it makes elements 2k and 2k + 1 of an f64 tensor, from two
+ * 53-bit uniforms, in double. A normal takes its elements in Box-Muller
+ * pairs (cosine first); a truncated normal is the inverse CDF of a uniform.
  *
  * The formulas (fan_in and fan_out from the plan, by layout):
  *   normal(mean, std)        mean + std * N(0, 1)
@@ -38,19 +39,19 @@ static void draw(const gn_stream *s, uint64_t counter, uint32_t out[4])
     philox4x32_10(ctr, s->key, out);
 }
 
-/* N(0, 1) for element i: Box-Muller on the pair i/2. */
-static double normal_at(const gn_stream *s, uint64_t i)
+/* Box-Muller: the pair of N(0, 1) values made from u1 in (0, 1] and u2 in
+ * [0, 1). */
+static void box_muller(bool single, double u1, double u2, double *v)
 {
-    uint32_t r[4];
-    draw(s, i / 2, r);
-    double u1 = 1.0 - unit(r[0], r[1]); /* (0, 1]: log is finite */
-    double u2 = unit(r[2], r[3]);
-    if (s->single) {
+    if (single) {
         float radius = sqrtf(-2.0f * logf((float)u1)), angle = (float)(2 * M_PI) * (float)u2;
-        return i & 1 ? radius * sinf(angle) : radius * cosf(angle);
+        v[0] = radius * cosf(angle);
+        v[1] = radius * sinf(angle);
+        return;
     }
     double radius = sqrt(-2.0 * log(u1)), angle = 2 * M_PI * u2;
-    return i & 1 ? radius * sin(angle) : radius * cos(angle);
+    v[0] = radius * cos(angle);
+    v[1] = radius * sin(angle);
 }
 
 /* The inverse of erf, by Giles' approximation refined with two Newton
@@ -88,65 +89,101 @@ static double erfinv(double y)
     return x;
 }
 
-/* N(0, 1) cut to [-2, 2] for element i: the inverse CDF of a uniform drawn
- * between the CDF's values at -2 and 2. */
-static double truncated_at(const gn_stream *s, uint64_t i)
+/* N(0, 1) cut to [-2, 2]: the inverse CDF of u in [0, 1) mapped between
+ * the CDF's values at -2 and 2. */
+static double truncated(double u)
 {
-    uint32_t r[4];
-    draw(s, i, r);
     double lo = erf(-2.0 / M_SQRT2), hi = erf(2.0 / M_SQRT2);
-    double y = lo + (hi - lo) * unit(r[0], r[1]);
-    double x = M_SQRT2 * erfinv(y);
+    double x = M_SQRT2 * erfinv(lo + (hi - lo) * u);
     return x < -2.0 ? -2.0 : x > 2.0 ? 2.0 : x;
 }
 
-static double uniform_at(const gn_stream *s, uint64_t i)
+/* The standard variates of Philox draw k, one per element: N(0, 1) for the
+ * normal kinds, T for the truncated ones, U[0, 1) for the uniform ones. */
+static void variates(const gn_stream *s, uint64_t k, double v[4])
 {
     uint32_t r[4];
-    draw(s, i, r);
-    return unit(r[0], r[1]);
+    draw(s, k, r);
+    double u[4];
+    if (s->single)
+        for (int j = 0; j < 4; j++)
+            u[j] = (double)(r[j] >> 8) * 0x1.0p-24;
+    else
+        u[0] = unit(r[0], r[1]), u[1] = unit(r[2], r[3]);
+    unsigned per = s->per_draw;
+    switch (s->init->kind) {
+    case INIT_NORMAL:
+    case INIT_KAIMING_NORMAL:
+        for (unsigned j = 0; j < per; j += 2)
+            box_muller(s->single, 1.0 - u[j], u[j + 1], &v[j]); /* log(1 - u) is finite */
+        break;
+    case INIT_TRUNCATED_NORMAL:
+    case INIT_HE_NORMAL:
+    case INIT_LECUN_NORMAL:
+    case INIT_XAVIER_NORMAL:
+        for (unsigned j = 0; j < per; j++)
+            v[j] = truncated(u[j]);
+        break;
+    default:
+        for (unsigned j = 0; j < per; j++)
+            v[j] = u[j];
+        break;
+    }
 }
 
 void gn_prepare(gn_stream *s, const cg_init *init, surg_dtype dt)
 {
     *s = (gn_stream){.init = init, .single = dt != SURG_F64};
+    s->per_draw = s->single ? 4 : 2;
     philox_key(init->seed, init->key, s->key);
     double fin = (double)init->fan_in, fout = (double)init->fan_out;
     double gain = sqrt(2.0 / (1.0 + init->p[0] * init->p[0]));
+    double l = 0; /* the bound of a symmetric uniform: U(-l, l) = -l + 2l U */
     switch (init->kind) {
     case INIT_NORMAL: s->a = init->p[0], s->b = init->p[1]; break;
     case INIT_UNIFORM: s->a = init->p[0], s->b = init->p[1] - init->p[0]; break;
     case INIT_TRUNCATED_NORMAL: s->b = init->p[0]; break;
-    case INIT_HE_UNIFORM: s->b = sqrt(6.0 / fin); break;
-    case INIT_LECUN_UNIFORM: s->b = sqrt(3.0 / fin); break;
-    case INIT_XAVIER_UNIFORM: s->b = sqrt(6.0 / (fin + fout)); break;
+    case INIT_HE_UNIFORM: l = sqrt(6.0 / fin); break;
+    case INIT_LECUN_UNIFORM: l = sqrt(3.0 / fin); break;
+    case INIT_XAVIER_UNIFORM: l = sqrt(6.0 / (fin + fout)); break;
+    case INIT_KAIMING_UNIFORM: l = gain * sqrt(3.0 / fin); break;
     case INIT_HE_NORMAL: s->b = sqrt(2.0 / fin) / TRUNC_STD; break;
     case INIT_LECUN_NORMAL: s->b = sqrt(1.0 / fin) / TRUNC_STD; break;
     case INIT_XAVIER_NORMAL: s->b = sqrt(2.0 / (fin + fout)) / TRUNC_STD; break;
-    case INIT_KAIMING_UNIFORM: s->b = gain * sqrt(3.0 / fin); break;
     case INIT_KAIMING_NORMAL: s->b = gain / sqrt(fin); break;
     default: s->a = init->p[0]; break;
     }
+    if (l)
+        s->a = -l, s->b = 2 * l;
 }
 
-static double value_at(const gn_stream *s, uint64_t i)
+/* Normal f32 values of whole draws [k, k + draws), four per draw, exactly
+ * as variates() makes them but a batch at a time, so the loops around the
+ * C library's logf and sincosf stay tight. */
+static void normals_single(const gn_stream *s, uint64_t k, size_t draws, double *out)
 {
-    switch (s->init->kind) {
-    case INIT_NORMAL:
-    case INIT_KAIMING_NORMAL: return s->a + s->b * normal_at(s, i);
-    case INIT_UNIFORM: return s->a + s->b * uniform_at(s, i);
-    case INIT_HE_UNIFORM:
-    case INIT_LECUN_UNIFORM:
-    case INIT_XAVIER_UNIFORM:
-    case INIT_KAIMING_UNIFORM: return s->b * (2.0 * uniform_at(s, i) - 1.0);
-    case INIT_TRUNCATED_NORMAL:
-    case INIT_HE_NORMAL:
-    case INIT_LECUN_NORMAL:
-    case INIT_XAVIER_NORMAL: return s->b * truncated_at(s, i);
-    default: return s->a; /* a value, zeros, ones */
+    uint32_t r[4][PHILOX_BATCH];
+    float radius[2 * PHILOX_BATCH], angle[2 * PHILOX_BATCH];
+    for (size_t d0 = 0; d0 < draws; d0 += PHILOX_BATCH) {
+        size_t m = draws - d0 < PHILOX_BATCH ? draws - d0 : PHILOX_BATCH;
+        philox4x32_10_batch(k + d0, m, s->key, r);
+        for (size_t d = 0; d < m; d++)
+            for (int p = 0; p < 2; p++) {
+                radius[2 * d + p] = (float)(1.0 - (double)(r[2 * p][d] >> 8) * 0x1.0p-24);
+                angle[2 * d + p] =
+                    (float)(2 * M_PI) * (float)((double)(r[2 * p + 1][d] >> 8) * 0x1.0p-24);
+            }
+        for (size_t j = 0; j < 2 * m; j++)
+            radius[j] = sqrtf(-2.0f * logf(radius[j]));
+        double *o = out + 4 * d0;
+        for (size_t j = 0; j < 2 * m; j++) {
+            o[2 * j] = s->a + s->b * (double)(radius[j] * cosf(angle[j]));
+            o[2 * j + 1] = s->a + s->b * (double)(radius[j] * sinf(angle[j]));
+        }
     }
 }
 
+/* Every formula is a + b * (the standard variate). */
 void gn_fill(const gn_stream *s, uint64_t first, size_t n, double *out)
 {
     if (!cg_init_random(s->init->kind)) {
@@ -154,12 +191,42 @@ void gn_fill(const gn_stream *s, uint64_t first, size_t n, double *out)
             out[i] = s->a;
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        out[i] = value_at(s, first + i);
+    unsigned per = s->per_draw, j = (unsigned)(first % per);
+    uint64_t k = first / per;
+    double v[4];
+    size_t i = 0;
+    if (j) { /* the rest of a draw begun in the previous chunk */
+        variates(s, k++, v);
+        for (; j < per && i < n; j++)
+            out[i++] = s->a + s->b * v[j];
+    }
+    bool fast = s->single && (s->init->kind == INIT_NORMAL || s->init->kind == INIT_KAIMING_NORMAL);
+    if (fast) {
+        size_t draws = (n - i) / per;
+        normals_single(s, k, draws, out + i);
+        k += draws;
+        i += draws * per;
+    }
+    for (j = per; i < n; i++) {
+        if (j == per) {
+            variates(s, k++, v);
+            j = 0;
+        }
+        out[i] = s->a + s->b * v[j++];
+    }
 }
 
 void gn_fill_at(const gn_stream *s, const uint64_t *idx, size_t n, double *out)
 {
-    for (size_t i = 0; i < n; i++)
-        out[i] = value_at(s, idx[i]);
+    if (!cg_init_random(s->init->kind)) {
+        gn_fill(s, 0, n, out);
+        return;
+    }
+    uint64_t k = UINT64_MAX;
+    double v[4];
+    for (size_t i = 0; i < n; i++) {
+        if (idx[i] / s->per_draw != k)
+            variates(s, k = idx[i] / s->per_draw, v);
+        out[i] = s->a + s->b * v[idx[i] % s->per_draw];
+    }
 }

@@ -11,6 +11,7 @@ typedef struct gn_stream {
     uint32_t key[2];
     double a, b;  /* the formula's constants (offset, scale) */
     bool single;  /* made in float precision (every dtype but f64) */
+    unsigned per_draw; /* elements one Philox draw makes */
 } gn_stream;
 
 void gn_prepare(gn_stream *s, const cg_init *init, surg_dtype dt);

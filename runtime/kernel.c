@@ -382,8 +382,7 @@ static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index 
             gn_fill_at(&g, ix.idx, ix.n, out);
         else
             gn_fill(&g, ix.start, ix.n, out);
-        for (size_t i = 0; i < ix.n; i++)
-            out[i] = nm_round(n->dtype, out[i], NM_ROUND);
+        nm_round_n(n->dtype, out, ix.n, NM_ROUND);
         return SURG_OK;
     }
     case OP_RESHAPE:

@@ -149,6 +149,19 @@ double nm_round(surg_dtype dt, double v, nm_int_mode mode)
     }
 }
 
+void nm_round_n(surg_dtype dt, double *v, size_t n, nm_int_mode mode)
+{
+    if (dt == SURG_F64)
+        return;
+    if (dt == SURG_F32) { /* the common case, in a loop the compiler vectorizes */
+        for (size_t i = 0; i < n; i++)
+            v[i] = (double)(float)v[i];
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = nm_round(dt, v[i], mode);
+}
+
 /* ---- packed data -------------------------------------------------------- */
 
 /* Unaligned little-endian loads and stores: the data may sit anywhere. */

@@ -29,6 +29,8 @@ void nm_encode(surg_dtype dt, const double *in, size_t n, void *out, nm_int_mode
 /* The value v becomes when stored as dt and read back (a cast, or the
  * rounding after each operation computed in f32). */
 double nm_round(surg_dtype dt, double v, nm_int_mode mode);
+/* nm_round over n values in place. */
+void nm_round_n(surg_dtype dt, double *v, size_t n, nm_int_mode mode);
 
 /* The bit patterns of the narrow floats, one value at a time. */
 uint16_t nm_f16_from(double v);

@@ -202,6 +202,16 @@ surg_status of_copy_at(of_file *f, surg_sink *sink, int src_fd, uint64_t src_off
     return st;
 }
 
+void of_start_writeback(of_file *f)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    if (f && f->fd >= 0)
+        (void)sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: errors show at fsync */
+#else
+    (void)f;
+#endif
+}
+
 surg_status of_finish(of_file *f, surg_sink *sink)
 {
     if (fsync(f->fd) != 0)

@@ -292,6 +292,8 @@ static int key_cmp(const void *a, const void *b)
 
 bool jr_unique(jr *j, const char **keys, size_t n, const char *where)
 {
+    if (n < 2) /* and keys may be NULL, which qsort must not see */
+        return true;
     qsort(keys, n, sizeof *keys, key_cmp);
     for (size_t i = 1; i < n; i++)
         if (strcmp(keys[i - 1], keys[i]) == 0) {

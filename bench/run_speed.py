@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Speed and memory of `surg run` against the two baselines of issue 6, in
+one run so the figures are ratios on the same disk at the same moment:
+
+  copy   `cp IN OUT && sync OUT`: a durable copy, the practical limit (surg
+         syncs its output too);
+  naive  the usual Python: load every tensor into memory (as
+         safetensors.numpy.load_file does: a NumPy array per tensor), edit
+         the dict, save everything (as save_file does: one bytes object with
+         the header and all data, then a write), plus an fsync so it is as
+         durable as the others.
+
+The checkpoint is a llama-shaped stack of f32 layers (>= 512 MiB) written
+once into the work directory. Each case is timed `--runs` times (median
+reported); outputs are deleted before every run, since replacing a file
+costs more than writing a new one. Peak memory is the child's maximum
+resident set (wait4), which for surg includes the whole process.
+
+usage: bench/run_speed.py --surg build/surg [--runs 5] [--dir DIR]"""
+import argparse
+import json
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.dont_write_bytecode = True
+
+HIDDEN, INTER, VOCAB, LAYERS = 1024, 2816, 32000, 8
+FILL_TENSORS, FILL_SHAPE = 8, (4096, 4096)  # 8 x 64 MiB = 512 MiB
+
+
+def llama_tensors():
+    """(name, shape) of the stack, in Hugging Face's names."""
+    out = [("model.embed_tokens.weight", (VOCAB, HIDDEN))]
+    for i in range(LAYERS):
+        p = f"model.layers.{i}"
+        for a in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            out.append((f"{p}.self_attn.{a}.weight", (HIDDEN, HIDDEN)))
+        out.append((f"{p}.mlp.gate_proj.weight", (INTER, HIDDEN)))
+        out.append((f"{p}.mlp.up_proj.weight", (INTER, HIDDEN)))
+        out.append((f"{p}.mlp.down_proj.weight", (HIDDEN, INTER)))
+        out.append((f"{p}.input_layernorm.weight", (HIDDEN,)))
+        out.append((f"{p}.post_attention_layernorm.weight", (HIDDEN,)))
+    out.append(("model.norm.weight", (HIDDEN,)))
+    out.append(("lm_head.weight", (VOCAB, HIDDEN)))
+    return out
+
+
+def write_checkpoint(path, tensors, rng):
+    """A safetensors file of f32 normal(0, 0.02) values, written tensor by
+    tensor so the generator itself stays small."""
+    header, offset = {}, 0
+    for name, shape in tensors:
+        n = int(np.prod(shape)) * 4
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path + ".tmp", "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for name, shape in tensors:
+            f.write((rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)).tobytes())
+    os.replace(path + ".tmp", path)
+
+
+# ---- the naive approach -------------------------------------------------
+
+DTYPES = {"F32": np.float32, "BF16": np.uint16}
+
+
+def naive_load(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    header.pop("__metadata__", None)
+    out = {}
+    for name, info in header.items():
+        b, e = info["data_offsets"]
+        arr = np.frombuffer(data, dtype=DTYPES[info["dtype"]], count=(e - b) // 4, offset=b)
+        out[name] = (info["dtype"], arr.reshape(info["shape"]).copy())
+    del data
+    return out
+
+
+def naive_save(path, tensors, metadata=None):
+    header, offset, blobs = {}, 0, []
+    if metadata:
+        header["__metadata__"] = metadata
+    for name in sorted(tensors):
+        dtype, arr = tensors[name]
+        blob = arr.tobytes()
+        header[name] = {"dtype": dtype, "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    whole = struct.pack("<Q", len(raw)) + raw + b"".join(blobs)
+    del blobs
+    with open(path, "wb") as f:
+        f.write(whole)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def to_bf16(a):
+    """f32 -> bf16 bits, round to nearest even (NaN kept quiet)."""
+    u = a.view(np.uint32)
+    rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    nan = np.isnan(a)
+    return np.where(nan, (u >> np.uint32(16)) | np.uint32(0x40), rounded).astype(np.uint16)
+
+
+def naive(case, src, dst):
+    t = naive_load(src)
+    meta = None
+    if case == "rename":
+        for i in range(LAYERS):
+            p = f"model.layers.{i}"
+            t[f"{p}.self_attn.query.weight"] = t.pop(f"{p}.self_attn.q_proj.weight")
+            del t[f"{p}.post_attention_layernorm.weight"]
+        del t["lm_head.weight"]  # tied: stored once, as the embedding
+        meta = {"lm_head.weight": "model.embed_tokens.weight"}
+    elif case == "scale":
+        t = {k: (d, a * np.float32(0.5)) for k, (d, a) in t.items()}
+    elif case == "cast":
+        t = {k: ("BF16", to_bf16(a)) for k, (_, a) in t.items()}
+    elif case == "fill":
+        rng = np.random.default_rng(0)
+        for i in range(FILL_TENSORS):
+            t[f"new.{i}.weight"] = ("F32", rng.normal(0, 0.02, FILL_SHAPE).astype(np.float32))
+    naive_save(dst, t, meta)
+
+
+# ---- the cases ----------------------------------------------------------
+
+RECIPES = {
+    "rename": "\n".join([
+        'rename "model.layers.*.self_attn.q_proj.weight" -> "model.layers.$1.self_attn.query.weight"',
+        'drop "model.layers.*.post_attention_layernorm.weight"',
+        'tie "lm_head.weight" = "model.embed_tokens.weight"',
+    ]),
+    "scale": 'map "**" = x * 0.5',
+    "cast": 'map "**" = cast(x, bf16)',
+    "fill": "\n".join(["seed 0"] + [
+        f'fill "new.{i}.weight" : f32[{FILL_SHAPE[0]}, {FILL_SHAPE[1]}] = normal(0, 0.02)'
+        for i in range(FILL_TENSORS)]),
+}
+
+TITLES = {
+    "rename": "rename/drop/tie only",
+    "scale": 'map "**" = x * 0.5',
+    "cast": 'map "**" = cast(x, bf16)',
+    "fill": "fill 512 MiB of normal(0, 0.02)",
+}
+
+
+def timed(argv):
+    """(seconds, peak RSS in MiB) of a child process; fails loudly."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"run_speed: failed: {' '.join(argv)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def median_of(runs, argv, out):
+    times, rss = [], []
+    for _ in range(runs):
+        if os.path.exists(out):
+            os.remove(out)
+        subprocess.run(["sync"], check=True)
+        t, r = timed(argv)
+        times.append(t)
+        rss.append(r)
+    os.remove(out)
+    return statistics.median(times), max(rss)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--surg", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--dir", help="work directory (default: a new one under the current directory)")
+    ap.add_argument("--cases", default="rename,scale,cast,fill")
+    args = ap.parse_args()
+
+    work = args.dir or tempfile.mkdtemp(prefix="surg-bench-", dir=".")
+    os.makedirs(work, exist_ok=True)
+    big = os.path.join(work, "llama.safetensors")
+    small = os.path.join(work, "small.safetensors")
+    rng = np.random.default_rng(1)
+    if not os.path.exists(big):
+        write_checkpoint(big, llama_tensors(), rng)
+    if not os.path.exists(small):
+        write_checkpoint(small, [("model.norm.weight", (HIDDEN,))], rng)
+    out = os.path.join(work, "out.safetensors")
+    size = os.path.getsize(big)
+    cores = os.cpu_count()
+    print(f"checkpoint: {len(llama_tensors())} f32 tensors, {size / 2**20:.0f} MiB; "
+          f"{cores} cores; median of {args.runs}\n")
+
+    copy_t, copy_rss = median_of(args.runs, ["sh", "-c", f'cp "{big}" "{out}" && sync "{out}"'], out)
+    print(f"{'durable copy (cp + sync)':34} {copy_t:7.3f} s  {size / copy_t / 1e6:6.0f} MB/s\n")
+    header = f"{'case':34} {'surg':>8} {'x copy':>7} {'RSS MiB':>8} {'naive':>8} {'RSS MiB':>8} {'speedup':>8} {'memory':>7}"
+    print(header)
+    print("-" * len(header))
+    me = os.path.abspath(__file__)
+    for case in args.cases.split(","):
+        recipe = os.path.join(work, case + ".surg")
+        with open(recipe, "w") as f:
+            f.write(RECIPES[case] + "\n")
+        src = small if case == "fill" else big
+        st, srss = median_of(args.runs, [args.surg, "run", recipe, src, out], out)
+        nt, nrss = median_of(args.runs, [sys.executable, me, "--naive", case, src, out], out)
+        print(f"{TITLES[case]:34} {st:7.3f}s {st / copy_t:6.2f}x {srss:8.1f} {nt:7.3f}s "
+              f"{nrss:8.0f} {nt / st:7.1f}x {nrss / srss:6.0f}x")
+        if case == "fill":
+            fill_bytes = FILL_TENSORS * FILL_SHAPE[0] * FILL_SHAPE[1] * 4
+            rates = {}
+            for threads in (1, 2):
+                t, _ = median_of(args.runs, [args.surg, "run", "--threads", str(threads), recipe,
+                                             src, out], out)
+                rates[threads] = fill_bytes / t / 1e6
+                print(f"  fill, {threads} thread{'s' if threads > 1 else ''}: {t:.3f} s, "
+                      f"{rates[threads] / threads:.0f} MB/s per thread")
+            print(f"  2 threads / 1 thread: {rates[2] / rates[1]:.2f}x")
+    if not args.dir:
+        for name in os.listdir(work):
+            os.remove(os.path.join(work, name))
+        os.rmdir(work)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--naive":
+        naive(*sys.argv[2:])
+    else:
+        main()
