@@ -1,12 +1,16 @@
 /* fuzz_util.h: what the file-based harnesses share — a private temporary
- * directory made once per process and removed at exit, writing and reading
- * whole files, and a diagnostics sink that reads every field it is given (so
- * a dangling message or note is found where it is made). Header-only, since
- * each harness is built from its one .c file (and replay.c). */
+ * directory per process (removed at exit, or by a later process when the
+ * first one died without exiting), writing files, the checkpoint invariants
+ * every harness asserts, and a diagnostics sink that reads every field it is
+ * given (so a dangling message or note is found where it is made).
+ * Header-only, since each harness is built from its one .c file (and
+ * replay.c). */
 #ifndef SURG_FUZZ_UTIL_H
 #define SURG_FUZZ_UTIL_H
 
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +24,17 @@
 
 static char fz_dir[FZ_PATH];
 
-/* Remove every plain file in `dir` (the harnesses make no deeper trees,
- * except directories they empty with this first). */
+/* dir/name into out, which must hold it. */
+static inline void fz_join(char *out, size_t size, const char *dir, const char *name)
+{
+    int n = snprintf(out, size, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= size) {
+        fprintf(stderr, "fuzz: path too long: %s/%s\n", dir, name);
+        abort();
+    }
+}
+
+/* Remove everything in `dir`, leaving it empty. */
 static inline void fz_empty_dir(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -31,7 +44,7 @@ static inline void fz_empty_dir(const char *dir)
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         char p[FZ_PATH];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        fz_join(p, sizeof p, dir, e->d_name);
         struct stat sb;
         if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
             fz_empty_dir(p);
@@ -51,13 +64,40 @@ static inline void fz_cleanup(void)
     }
 }
 
+/* libFuzzer ends with _Exit, and a crash with abort, so the directories of
+ * earlier processes are removed here instead: surg-fuzz-PID-* whose process
+ * is gone. */
+static inline void fz_remove_stale(const char *base)
+{
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        char *end;
+        if (strncmp(e->d_name, "surg-fuzz-", 10) != 0)
+            continue;
+        long pid = strtol(e->d_name + 10, &end, 10);
+        if (end == e->d_name + 10 || *end != '-' || pid <= 0 ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char p[FZ_PATH];
+        fz_join(p, sizeof p, base, e->d_name);
+        fz_empty_dir(p);
+        rmdir(p);
+    }
+    closedir(d);
+}
+
 /* The process's temporary directory, made on first use. */
 static inline const char *fz_tmpdir(void)
 {
     if (!fz_dir[0]) {
         const char *base = getenv("TMPDIR");
-        snprintf(fz_dir, sizeof fz_dir, "%s/surg-fuzz-XXXXXX",
-                 base && *base ? base : "/tmp");
+        base = base && *base ? base : "/tmp";
+        fz_remove_stale(base);
+        char name[64];
+        snprintf(name, sizeof name, "surg-fuzz-%ld-XXXXXX", (long)getpid());
+        fz_join(fz_dir, sizeof fz_dir, base, name);
         if (!mkdtemp(fz_dir)) {
             perror("mkdtemp");
             abort();
@@ -71,7 +111,7 @@ static inline const char *fz_tmpdir(void)
 static inline const char *fz_path(int slot, const char *name)
 {
     static char paths[8][FZ_PATH];
-    snprintf(paths[slot], sizeof paths[slot], "%s/%s", fz_tmpdir(), name);
+    fz_join(paths[slot], sizeof paths[slot], fz_tmpdir(), name);
     return paths[slot];
 }
 
