@@ -13,10 +13,10 @@ one run so the figures are ratios on the same disk at the same moment:
 The checkpoint is a llama-shaped stack of f32 layers (>= 512 MiB) written
 once into the work directory. Each case is timed `--runs` times (median
 reported); outputs are deleted before every run, since replacing a file
-costs more than writing a new one. Peak memory is the child's maximum
-resident set (wait4), which for surg includes the whole process.
+costs more than writing a new one. Peak memory is each command's maximum
+resident set, measured by bench/peak_rss (built with surg).
 
-usage: bench/run_speed.py --surg build/surg [--runs 5] [--dir DIR]"""
+usage: bench/run_speed.py --surg build/surg [--runs 5] [--dir DIR] [--cases rename,scale,cast,fill]"""
 import argparse
 import json
 import os
@@ -162,15 +162,18 @@ TITLES = {
 }
 
 
+PEAK = None  # bench/peak_rss.c, built next to surg
+
+
 def timed(argv):
-    """(seconds, peak RSS in MiB) of a child process; fails loudly."""
+    """(seconds, peak RSS in MiB) of a command, run under peak_rss."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([PEAK] + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"run_speed: failed: {' '.join(argv)}")
-    return elapsed, usage.ru_maxrss / 1024
+    err = proc.stderr.decode(errors="replace").splitlines()
+    if proc.returncode != 0 or not err or not err[-1].startswith("peak_rss_kib "):
+        sys.exit(f"run_speed: failed: {' '.join(argv)}\n" + "\n".join(err))
+    return elapsed, int(err[-1].split()[1]) / 1024
 
 
 def median_of(runs, argv, out):
@@ -189,10 +192,13 @@ def median_of(runs, argv, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--surg", required=True)
+    ap.add_argument("--peak-rss", help="the peak_rss program (default: next to surg)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", help="work directory (default: a new one under the current directory)")
     ap.add_argument("--cases", default="rename,scale,cast,fill")
     args = ap.parse_args()
+    global PEAK
+    PEAK = args.peak_rss or os.path.join(os.path.dirname(os.path.abspath(args.surg)), "peak_rss")
 
     work = args.dir or tempfile.mkdtemp(prefix="surg-bench-", dir=".")
     os.makedirs(work, exist_ok=True)
