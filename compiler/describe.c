@@ -46,7 +46,7 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
     static const char infix[] = {[OP_ADD] = '+', [OP_SUB] = '-', [OP_MUL] = '*', [OP_DIV] = '/'};
     switch (n->op) {
     case OP_INPUT: buf_puts(b, surg_ckpt_tensor(p->input, n->a.input)->name); return;
-    case OP_CONST: buf_double(b, n->a.value); return;
+    case OP_CONST: cg_value_text(b, n); return;
     case OP_INIT: init_text(b, n->a.init); return;
     case OP_ADD:
     case OP_SUB:

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lower.h"
+#include "numeric.h"
 #include "suggest.h"
 
 typedef struct ex {
@@ -23,15 +24,60 @@ static cg_id lower(ex *E, const ast_expr *e);
 
 static const cg_node *node(ex *E, cg_id id) { return cg_get(&E->L->g, id); }
 
-static cg_id make(ex *E, cg_op op, surg_dtype dt, uint32_t rank, const uint64_t *shape,
-                  const cg_id *in, uint32_t n_in)
+static cg_id constant(ex *E, double v);
+
+static bool is_number(ex *E, cg_id id)
 {
+    return node(E, id)->op == OP_CONST && node(E, id)->dtype == WEAK;
+}
+
+/* A number in a float type, its value rounded to it. */
+static cg_id typed_constant(ex *E, surg_dtype dt, double v)
+{
+    cg_node n = {.op = OP_CONST, .dtype = dt, .origin = E->stmt->span};
+    n.a.value = nm_round(dt, v, NM_ROUND);
+    return lw_node(E->L, n, NULL);
+}
+
+/* Numbers are weak: arithmetic on numbers alone is done here, in double,
+ * and stays a number; a number that meets a float is rounded to the type
+ * the arithmetic runs in (SPEC §3.2: f32, or f64 for f64), so x * 0.1
+ * multiplies by f32(0.1) as NumPy and JAX do for an f32 x, and by the same
+ * f32(0.1) for an f16 x, as PyTorch computes half precision. With an integer
+ * tensor a number keeps its value (x * 0.5 halves, then rounds when stored). */
+static cg_id make(ex *E, cg_op op, surg_dtype dt, uint32_t rank, const uint64_t *shape,
+                  const cg_id *operands, uint32_t n_in)
+{
+    cg_class cls = cg_op_class(op);
+    bool arithmetic = (cls == CG_ELEMENTWISE && op != OP_CAST && op != OP_FULL_LIKE) ||
+                      cls == CG_REDUCTION;
+    cg_id in[3];
+    bool numbers = arithmetic && n_in > 0 && n_in <= 3;
+    for (uint32_t k = 0; numbers && k < n_in; k++)
+        numbers = is_number(E, operands[k]);
+    if (numbers) {
+        double v[3];
+        for (uint32_t k = 0; k < n_in; k++)
+            v[k] = node(E, operands[k])->a.value;
+        return constant(E, cg_scalar(op, v));
+    }
+    if (arithmetic && cls == CG_ELEMENTWISE && n_in <= 3 && dt != WEAK &&
+        surg_dtype_kind_of(dt) == SURG_KIND_FLOAT) {
+        for (uint32_t k = 0; k < n_in; k++) {
+            in[k] = operands[k];
+            surg_dtype math = dt == SURG_F64 ? SURG_F64 : SURG_F32;
+            if (is_number(E, in[k]) &&
+                (in[k] = typed_constant(E, math, node(E, operands[k])->a.value)) == CG_NONE)
+                return CG_NONE;
+        }
+        operands = in;
+    }
     cg_id *ins = NULL;
     if (n_in) {
         ins = ar_array(E->L->ar, n_in, sizeof *ins);
         if (!ins)
             return E->L->nomem = true, CG_NONE;
-        memcpy(ins, in, n_in * sizeof *in);
+        memcpy(ins, operands, n_in * sizeof *operands);
     }
     cg_node n = {.op = op, .dtype = dt, .rank = rank, .in = ins, .n_in = n_in,
                  .origin = E->stmt->span};

@@ -1,6 +1,8 @@
 /* graph.c: the op and initializer tables, and adding nodes. */
 #include "graph.h"
 
+#include <math.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +28,28 @@ static const struct {
 
 const char *cg_op_name(cg_op op) { return ops[op].name; }
 cg_class cg_op_class(cg_op op) { return ops[op].cls; }
+
+double cg_scalar(cg_op op, const double *v)
+{
+    double x = v[0];
+    switch (op) {
+    case OP_NEG: return -x;
+    case OP_ABS:
+    case OP_NORM: return fabs(x);
+    case OP_SQRT: return sqrt(x);
+    case OP_EXP: return exp(x);
+    case OP_LOG: return log(x);
+    case OP_TANH: return tanh(x);
+    case OP_SIGN: return isnan(x) ? x : (x > 0) - (x < 0);
+    case OP_ADD: return x + v[1];
+    case OP_SUB: return x - v[1];
+    case OP_MUL: return x * v[1];
+    case OP_DIV: return x / v[1];
+    case OP_CLIP: return isnan(x) ? x : x < v[1] ? v[1] : x > v[2] ? v[2] : x;
+    case OP_STD: return isnan(x) ? x : 0;
+    default: return x; /* sum, mean, min, max of one value */
+    }
+}
 const char *cg_init_name(cg_init_kind k) { return inits[k].name; }
 bool cg_init_random(cg_init_kind k) { return inits[k].random; }
 bool cg_init_fan_based(cg_init_kind k) { return inits[k].fan; }

@@ -58,6 +58,10 @@ typedef enum cg_op {
 
 const char *cg_op_name(cg_op op);
 cg_class cg_op_class(cg_op op);
+/* An elementwise operation (not cast or full_like) on scalar operands v, or
+ * a reduction over the single value v[0], in double: what the runtime does
+ * element by element, and what the compiler folds numbers with. */
+double cg_scalar(cg_op op, const double *v);
 
 /* X(ENUM, name, random, fan-based, from) — the initializers of SPEC §3.2.
  * Their parameters are in cg_init.p, as init.c binds them. */

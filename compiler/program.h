@@ -3,6 +3,7 @@
 #ifndef SURG_PROGRAM_H
 #define SURG_PROGRAM_H
 
+#include "buf.h"
 #include "graph.h"
 
 struct surg_program {
@@ -21,5 +22,9 @@ struct surg_program {
         uint64_t read, generated, computed, peak;
     } naive;
 };
+
+/* The value of a constant node, as short as its dtype allows: a number
+ * that met an f32 tensor shows as 0.1, not as the double 0.100000001. */
+void cg_value_text(buf *b, const cg_node *n);
 
 #endif

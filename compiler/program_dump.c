@@ -8,6 +8,16 @@
 #include "lower.h"
 #include "program.h"
 
+void cg_value_text(buf *b, const cg_node *n)
+{
+    bool single = n->dtype < SURG_DTYPE_COUNT && surg_dtype_bits(n->dtype) <= 32 &&
+                  surg_dtype_kind_of(n->dtype) == SURG_KIND_FLOAT;
+    if (single)
+        buf_float(b, (float)n->a.value);
+    else
+        buf_double(b, n->a.value);
+}
+
 static void mark(const cg_graph *g, cg_id id, uint32_t *num)
 {
     if (num[id])
@@ -26,7 +36,7 @@ static void attrs(buf *b, const surg_program *p, const cg_node *n)
         break;
     case OP_CONST:
         buf_putc(b, ' ');
-        buf_double(b, n->a.value);
+        cg_value_text(b, n);
         break;
     case OP_INIT: {
         const cg_init *i = n->a.init;

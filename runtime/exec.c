@@ -180,11 +180,13 @@ static surg_status do_chunk(worker *w, const job *j)
     size_t esize = surg_dtype_bits(x->dtype) / 8;
     kx_index ix = {.start = j->start, .n = j->n};
     /* A cast to a float dtype at the root rounds exactly as storing does:
-     * storing alone is enough. */
+     * storing alone is enough (but for 64-bit integers, which the cast
+     * reads its own way). */
     cg_id root = x->node;
     const cg_node *rn = cg_get(&r->p->g, root);
     if (x->kind == PL_COMPUTE && rn->op == OP_CAST && rn->dtype == x->dtype &&
-        surg_dtype_kind_of(x->dtype) == SURG_KIND_FLOAT)
+        surg_dtype_kind_of(x->dtype) == SURG_KIND_FLOAT &&
+        surg_dtype_bits(cg_get(&r->p->g, rn->in[0])->dtype) < 64)
         root = rn->in[0];
     surg_status st = x->kind == PL_GATHER
                          ? kx_gather(&r->kx, &w->scratch, root, ix, w->bytes, &r->locked)

@@ -135,7 +135,8 @@ void gn_prepare(gn_stream *s, const cg_init *init, surg_dtype dt)
 {
     *s = (gn_stream){.init = init, .single = dt != SURG_F64};
     s->per_draw = s->single ? 4 : 2;
-    philox_key(init->seed, init->key, s->key);
+    if (cg_init_random(init->kind)) /* constants have no key (nor need one) */
+        philox_key(init->seed, init->key, s->key);
     double fin = (double)init->fan_in, fout = (double)init->fan_out;
     double gain = sqrt(2.0 / (1.0 + init->p[0] * init->p[0]));
     double l = 0; /* the bound of a symmetric uniform: U(-l, l) = -l + 2l U */

@@ -163,25 +163,41 @@ static const void *mapped(const kx_ctx *c, size_t input)
     return f->map ? (const char *)f->map + c->ck->offset[input] : NULL;
 }
 
+/* An input's values; `odd`: 64-bit integers rounded to odd (nm_decode_odd). */
 static surg_status eval_input(const kx_ctx *c, kx_scratch *s, const cg_node *n, kx_index ix,
-                              double *out, surg_sink *sink)
+                              double *out, bool odd, surg_sink *sink)
 {
     size_t input = n->a.input;
     surg_dtype dt = c->ck->tensors[input].dtype;
+    const void *d;
     if (!ix.idx) {
         void *b;
         surg_status st = read_range(c, s, input, ix.start, ix.n, &b, sink);
-        if (!st)
+        if (!st && odd)
+            nm_decode_odd(dt, b, NULL, 0, ix.n, out);
+        else if (!st)
             nm_decode(dt, b, 0, ix.n, out);
         return st;
     }
-    const void *d = mapped(c, input);
-    if (!d) {
+    if (!(d = mapped(c, input))) {
         dg_file(sink, SURG_ERROR, "io", ck_file_of(c->ck, input)->path, "the input is not mapped");
         return SURG_EIO;
     }
-    nm_decode_at(dt, d, ix.idx, ix.n, out);
+    if (odd)
+        nm_decode_odd(dt, d, ix.idx, 0, ix.n, out);
+    else
+        nm_decode_at(dt, d, ix.idx, ix.n, out);
     return SURG_OK;
+}
+
+/* A cast of an i64 or u64 input to a float narrower than f64 reads the
+ * input rounded to odd, so that the cast rounds once, as from the integer. */
+static bool odd_cast(const kx_ctx *c, const cg_node *n)
+{
+    if (n->op != OP_CAST || n->dtype == SURG_F64 || surg_dtype_kind_of(n->dtype) != SURG_KIND_FLOAT)
+        return false;
+    const cg_node *x = node_of(c, n->in[0]);
+    return x->op == OP_INPUT && (x->dtype == SURG_I64 || x->dtype == SURG_U64);
 }
 
 /* ---- elementwise arithmetic ------------------------------------------ */
@@ -190,34 +206,6 @@ static surg_status eval_input(const kx_ctx *c, kx_scratch *s, const cg_node *n, 
 static bool in_f32(const cg_node *n)
 {
     return n->dtype != SURG_F64 && surg_dtype_kind_of(n->dtype) == SURG_KIND_FLOAT;
-}
-
-static double sign(double v) { return isnan(v) ? v : (v > 0) - (v < 0); }
-
-static double apply(cg_op op, const double *a, size_t i)
-{
-    double x = a[i];
-    switch (op) {
-    case OP_NEG: return -x;
-    case OP_ABS: return fabs(x);
-    case OP_SQRT: return sqrt(x);
-    case OP_EXP: return exp(x);
-    case OP_LOG: return log(x);
-    case OP_TANH: return tanh(x);
-    case OP_SIGN: return sign(x);
-    default: return x;
-    }
-}
-
-static double apply2(cg_op op, double x, double y)
-{
-    switch (op) {
-    case OP_ADD: return x + y;
-    case OP_SUB: return x - y;
-    case OP_MUL: return x * y;
-    case OP_DIV: return x / y;
-    default: return x;
-    }
 }
 
 /* An operand's values for the chunk: its own, or a scalar repeated. */
@@ -270,7 +258,14 @@ static surg_status eval_elementwise(const kx_ctx *c, kx_scratch *s, const cg_nod
 {
     const double *v[3] = {0};
     size_t step[3] = {0};
-    for (uint32_t k = 0; k < n->n_in; k++) {
+    if (odd_cast(c, n)) { /* not through kx_eval: its memo keeps plain values */
+        double *x = take(s, ix.n * sizeof *x);
+        surg_status st = x ? eval_input(c, s, node_of(c, n->in[0]), ix, x, true, sink) : nomem(sink);
+        if (st)
+            return st;
+        v[0] = x, step[0] = 1;
+    }
+    for (uint32_t k = v[0] ? 1 : 0; k < n->n_in; k++) {
         surg_status st = operand(c, s, n->in[k], ix, &v[k], &step[k], sink);
         if (st)
             return st;
@@ -279,21 +274,15 @@ static surg_status eval_elementwise(const kx_ctx *c, kx_scratch *s, const cg_nod
     if (binary_fast(n->op, f32, v, step, ix.n, out))
         return SURG_OK;
     for (size_t i = 0; i < ix.n; i++) {
-        double x = v[0][i * step[0]], r;
-        switch (n->op) {
-        case OP_ADD:
-        case OP_SUB:
-        case OP_MUL:
-        case OP_DIV: r = apply2(n->op, x, v[1][i * step[1]]); break;
-        case OP_CLIP: {
-            double lo = v[1][i * step[1]], hi = v[2][i * step[2]];
-            r = isnan(x) ? x : x < lo ? lo : x > hi ? hi : x;
-            break;
-        }
-        case OP_CAST: r = nm_round(n->dtype, x, NM_TRUNCATE); break;
-        case OP_FULL_LIKE: r = nm_round(n->dtype, v[1][0], NM_ROUND); break;
-        default: r = apply(n->op, &x, 0); break;
-        }
+        double a[3], r;
+        for (uint32_t k = 0; k < n->n_in; k++)
+            a[k] = v[k][i * step[k]];
+        if (n->op == OP_CAST)
+            r = nm_round(n->dtype, a[0], NM_TRUNCATE);
+        else if (n->op == OP_FULL_LIKE)
+            r = nm_round(n->dtype, a[1], NM_ROUND);
+        else
+            r = cg_scalar(n->op, a);
         out[i] = f32 && n->op != OP_CAST ? (double)(float)r : r;
     }
     return SURG_OK;
@@ -370,7 +359,7 @@ static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index 
 {
     const cg_node *n = node_of(c, id);
     switch (n->op) {
-    case OP_INPUT: return eval_input(c, s, n, ix, out, sink);
+    case OP_INPUT: return eval_input(c, s, n, ix, out, false, sink);
     case OP_CONST:
         for (size_t i = 0; i < ix.n; i++)
             out[i] = n->a.value;

@@ -140,11 +140,9 @@ double nm_round(surg_dtype dt, double v, nm_int_mode mode)
     default: {
         double lo, hi;
         int_range(dt, &lo, &hi);
-        double r = bounded(v, lo, hi, mode);
-        /* i64/u64 bounds are not doubles exactly: the top double below. */
-        if (r >= hi && surg_dtype_bits(dt) == 64)
-            r = nextafter(hi, 0);
-        return r;
+        /* The top of i64 and u64 is not a double: it is 2^63 (2^64) here,
+         * and int_bits() stores it as the top integer. */
+        return bounded(v, lo, hi, mode);
     }
     }
 }
@@ -229,10 +227,47 @@ void nm_decode(surg_dtype dt, const void *data, uint64_t first, size_t n, double
         out[i] = decode_one(dt, data, first + i);
 }
 
+/* A 64-bit magnitude as a double, rounded to odd: truncated, with the last
+ * bit set when anything was cut off. */
+static double odd_magnitude(uint64_t u)
+{
+    if (u < (1ull << 53))
+        return (double)u;
+    int shift = 64 - __builtin_clzll(u) - 53;
+    uint64_t m = u >> shift;
+    m |= (u & ((1ull << shift) - 1)) != 0;
+    return ldexp((double)m, shift);
+}
+
+void nm_decode_odd(surg_dtype dt, const void *data, const uint64_t *idx, uint64_t first, size_t n,
+                   double *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t at = idx ? idx[i] : first + i;
+        if (dt == SURG_U64) {
+            out[i] = odd_magnitude(load(data, at, 8));
+        } else if (dt == SURG_I64) {
+            int64_t v = load_signed(data, at, 8);
+            double m = odd_magnitude(v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+            out[i] = v < 0 ? -m : m;
+        } else {
+            out[i] = decode_one(dt, data, at);
+        }
+    }
+}
+
 void nm_decode_at(surg_dtype dt, const void *data, const uint64_t *idx, size_t n, double *out)
 {
     for (size_t i = 0; i < n; i++)
         out[i] = decode_one(dt, data, idx[i]);
+}
+
+/* An integral value within dt's range, as the bits of a dt element. */
+static uint64_t int_bits(surg_dtype dt, double r)
+{
+    if (surg_dtype_kind_of(dt) == SURG_KIND_UINT)
+        return r >= 0x1p64 ? UINT64_MAX : (uint64_t)r;
+    return r >= 0x1p63 ? (uint64_t)INT64_MAX : (uint64_t)(int64_t)r;
 }
 
 void nm_encode(surg_dtype dt, const double *in, size_t n, void *out, nm_int_mode mode)
@@ -254,8 +289,8 @@ void nm_encode(surg_dtype dt, const double *in, size_t n, void *out, nm_int_mode
         double v = in[i];
         switch (surg_dtype_kind_of(dt)) {
         case SURG_KIND_BOOL: store(out, i, 1, v != 0 || isnan(v)); break;
-        case SURG_KIND_UINT: store(out, i, size, (uint64_t)nm_round(dt, v, mode)); break;
-        case SURG_KIND_INT: store(out, i, size, (uint64_t)(int64_t)nm_round(dt, v, mode)); break;
+        case SURG_KIND_UINT:
+        case SURG_KIND_INT: store(out, i, size, int_bits(dt, nm_round(dt, v, mode))); break;
         default:
             if (dt == SURG_F64)
                 memcpy((char *)out + i * 8, &v, 8);

@@ -18,6 +18,13 @@ void nm_decode(surg_dtype dt, const void *data, uint64_t first, size_t n, double
 /* Elements at arbitrary indices. */
 void nm_decode_at(surg_dtype dt, const void *data, const uint64_t *idx, size_t n, double *out);
 
+/* i64 and u64 values rounded to odd (others as nm_decode), at idx[i] or,
+ * when idx is NULL, from element `first`: rounding the result once more to
+ * a float of 51 bits or fewer is then exactly rounding the integer once (a
+ * double's own rounding could make a tie where there was none). */
+void nm_decode_odd(surg_dtype dt, const void *data, const uint64_t *idx, uint64_t first, size_t n,
+                   double *out);
+
 /* How a value becomes an integer: round to nearest, ties to even (storing
  * an arithmetic result), or toward zero (cast(), as NumPy's astype).
  * Either way it saturates at the type's bounds, and NaN becomes 0. */

@@ -133,16 +133,21 @@ static void json_string(buf *b, const char *s, bool ascii)
     buf_putc(b, '"');
 }
 
-void buf_double(buf *b, double v)
+/* The fewest significant digits that read back as v (as a float when
+ * `single`): 0.1, not 0.10000000000000001 or 0.100000001. */
+static void shortest(buf *b, double v, bool single)
 {
     char text[32];
     for (int precision = 1; precision <= 17; precision++) {
         snprintf(text, sizeof text, "%.*g", precision, v);
-        if (strtod(text, NULL) == v || v != v)
+        if (v != v || (single ? (double)strtof(text, NULL) == v : strtod(text, NULL) == v))
             break;
     }
     buf_puts(b, text);
 }
+
+void buf_double(buf *b, double v) { shortest(b, v, false); }
+void buf_float(buf *b, float v) { shortest(b, v, true); }
 
 void buf_json_string(buf *b, const char *s) { json_string(b, s, false); }
 void buf_json_ascii(buf *b, const char *s) { json_string(b, s, true); }

@@ -25,6 +25,8 @@ void buf_vprintf(buf *b, const char *fmt, va_list ap);
 /* The shortest decimal text that reads back as exactly v (as %.17g would,
  * but without its noise: 0.1, not 0.10000000000000001). */
 void buf_double(buf *b, double v);
+/* Shortest text of a float value. */
+void buf_float(buf *b, float v);
 /* A JSON string literal, escaped as serde_json escapes it. */
 void buf_json_string(buf *b, const char *s);
 /* The same, with every non-ASCII character escaped as \uXXXX (surrogate
