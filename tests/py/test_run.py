@@ -1387,6 +1387,39 @@ class TestDeterminism(RunCase):
                             out="o4.safetensors")
         self.assertBitsEqual(self.tensor(t4, "q"), self.tensor(t1, "n"), "renamed")
 
+    def test_generated_through_a_transpose(self):
+        """A generated tensor read through a transpose draws each element from
+        its own index (scattered), and must equal the one made in order."""
+        inp = self.save({"a": ("F32", np.ones(3, F))})
+        for init, dtype, shape in (("normal(0, 1)", "f32", (37, 53)),
+                                   ("uniform(-1, 1)", "bf16", (64, 3)),
+                                   ("truncated_normal(1)", "f64", (5, 33))):
+            plain = 'seed 9\nfill "g" : %s[%d, %d] = %s' % (dtype, shape[0], shape[1], init)
+            t1, _ = self.run_ok(plain, inp, out="plain.safetensors")
+            t2, _ = self.run_ok(plain + '\nmap "g" = transpose(x)', inp, out="moved.safetensors")
+            want = self.tensor(t1, "g").T
+            self.assertBitsEqual(self.tensor(t2, "g"), want, "%s through transpose" % init)
+
+
+class TestSharedSubexpressions(RunCase):
+    def test_doubling_chain(self):
+        """40 maps of x + x: each value is used twice, so evaluating the tree
+        naively would take 2^40 steps; the result is x * 2^40 exactly."""
+        x = (np.arange(200000, dtype=F) / F(200000)).astype(F)
+        t, _ = self.run_ok("\n".join(['map "w" = x + x'] * 40), {"w": ("F32", x)})
+        self.assertBitsEqual(self.tensor(t, "w"), x * F(2.0 ** 40), "x doubled 40 times")
+
+    def test_shared_value_in_concat_parts(self):
+        """One input tensor in two parts of a concat (by tensor()), beside a
+        computed part: each part keeps its own values."""
+        a = np.arange(12, dtype=F).reshape(3, 4)
+        b = (np.arange(12, dtype=F).reshape(3, 4) + F(100))
+        t, _ = self.run_ok('map "a2" = tensor("a")\nmap "a" = x * 2\n'
+                           'concat "{a,b,a2}" axis 1 -> "c"\n',
+                           {"a": ("F32", a), "b": ("F32", b), "a2": ("F32", b)})
+        want = np.concatenate([a * F(2), b, a], axis=1)
+        self.assertBitsEqual(self.tensor(t, "c"), want, "concat")
+
 
 # =============================================================================
 # Sharded output
