@@ -3,7 +3,9 @@
  * a tensor of 32 bits or fewer, from four 24-bit uniforms, in float
  * precision; it makes elements 2k and 2k + 1 of an f64 tensor, from two
  * 53-bit uniforms, in double. A normal takes its elements in Box-Muller
- * pairs (cosine first); a truncated normal is the inverse CDF of a uniform.
+ * pairs (cosine first), in float with log, sin and cos of surg's own (the
+ * same bits on every machine), in double with the C library's; a truncated
+ * normal is the inverse CDF of a uniform.
  *
  * The formulas (fan_in and fan_out from the plan, by layout):
  *   normal(mean, std)        mean + std * N(0, 1)
@@ -22,6 +24,7 @@
 #include "generate.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "philox.h"
 
@@ -39,16 +42,82 @@ static void draw(const gn_stream *s, uint64_t counter, uint32_t out[4])
     philox4x32_10(ctr, s->key, out);
 }
 
-/* Box-Muller: the pair of N(0, 1) values made from u1 in (0, 1] and u2 in
- * [0, 1). */
-static void box_muller(bool single, double u1, double u2, double *v)
+/* Box-Muller in float precision, from the raw words of a draw, in code of
+ * surg's own (no C library calls), so a normal f32 tensor is the same on
+ * every machine and the loops over a batch vectorize. The polynomials are
+ * the classic minimax fits for float (as in Cephes): within about 1 ulp. */
+
+static inline uint32_t bits_of(float f)
 {
-    if (single) {
-        float radius = sqrtf(-2.0f * logf((float)u1)), angle = (float)(2 * M_PI) * (float)u2;
-        v[0] = radius * cosf(angle);
-        v[1] = radius * sinf(angle);
-        return;
-    }
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
+
+static inline float float_of(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+/* log(x) for a normal float x > 0: x = f * 2^e with f in [sqrt(1/2),
+ * sqrt(2)), log(f) = z - z^2/2 + z^3 P(z) for z = f - 1, and e log 2 added
+ * in two parts so that it costs no precision. Branch-free, for the
+ * vectorizer: choices are masks. */
+static inline float log_f32(float x)
+{
+    uint32_t b = bits_of(x);
+    uint32_t high = (b & 0x7FFFFFu) > 0x3504F3u; /* mantissa above sqrt(2) */
+    int32_t e = (int32_t)(b >> 23) - 127 + (int32_t)high;
+    float f = float_of((b & 0x7FFFFFu) | (0x3F800000u - (high << 23))); /* f / 2 when high */
+    float fe = (float)e;
+    float z = f - 1.0f, z2 = z * z;
+    float p = 7.0376836292e-2f;
+    p = p * z - 1.1514610310e-1f;
+    p = p * z + 1.1676998740e-1f;
+    p = p * z - 1.2420140846e-1f;
+    p = p * z + 1.4249322787e-1f;
+    p = p * z - 1.6668057665e-1f;
+    p = p * z + 2.0000714765e-1f;
+    p = p * z - 2.4999993993e-1f;
+    p = p * z + 3.3333331174e-1f;
+    float y = z * z2 * p - 2.12194440e-4f * fe - 0.5f * z2;
+    return z + y + 0.693359375f * fe;
+}
+
+/* cos and sin of 2 pi m / 2^24: the nearest quarter turn j is taken out
+ * exactly (in integers), leaving |x| <= pi/4, then turned back by swapping
+ * and negating (as masks, for the vectorizer). */
+static inline void sincos_turns(uint32_t m, float *c, float *s)
+{
+    uint32_t j = (m + (1u << 21)) >> 22;
+    float x = (float)((int32_t)m - (int32_t)(j << 22)) * (float)(2 * M_PI * 0x1.0p-24);
+    float x2 = x * x;
+    float sn = ((-1.9515295891e-4f * x2 + 8.3321608736e-3f) * x2 - 1.6666654611e-1f) * x2 * x + x;
+    float cs = ((2.443315711809948e-5f * x2 - 1.388731625493765e-3f) * x2 +
+                4.166664568298827e-2f) * x2 * x2 - 0.5f * x2 + 1.0f;
+    uint32_t swap = 0u - (j & 1u); /* odd quarter turns swap sine and cosine */
+    uint32_t cb = (bits_of(sn) & swap) | (bits_of(cs) & ~swap);
+    uint32_t sb = (bits_of(cs) & swap) | (bits_of(sn) & ~swap);
+    *c = float_of(cb ^ (((j + 1) >> 1 & 1u) << 31)); /* negative in quarters 1 and 2 */
+    *s = float_of(sb ^ ((j >> 1 & 1u) << 31));       /* and in 2 and 3 */
+}
+
+/* The pair of N(0, 1) values of two words: u1 = 1 - (w1 >> 8) / 2^24 in
+ * (0, 1] (exact), angle 2 pi (w2 >> 8) / 2^24. */
+static inline void box_muller_f32(uint32_t w1, uint32_t w2, float *c, float *s)
+{
+    float u1 = (float)(0x1000000u - (w1 >> 8)) * 0x1.0p-24f;
+    float radius = sqrtf(-2.0f * log_f32(u1));
+    sincos_turns(w2 >> 8, c, s);
+    *c *= radius;
+    *s *= radius;
+}
+
+/* Box-Muller in double, for f64 tensors: u1 in (0, 1], u2 in [0, 1). */
+static void box_muller_f64(double u1, double u2, double *v)
+{
     double radius = sqrt(-2.0 * log(u1)), angle = 2 * M_PI * u2;
     v[0] = radius * cos(angle);
     v[1] = radius * sin(angle);
@@ -114,8 +183,13 @@ static void variates(const gn_stream *s, uint64_t k, double v[4])
     switch (s->init->kind) {
     case INIT_NORMAL:
     case INIT_KAIMING_NORMAL:
-        for (unsigned j = 0; j < per; j += 2)
-            box_muller(s->single, 1.0 - u[j], u[j + 1], &v[j]); /* log(1 - u) is finite */
+        for (unsigned j = 0; s->single && j < per; j += 2) {
+            float c, sn;
+            box_muller_f32(r[j], r[j + 1], &c, &sn);
+            v[j] = c, v[j + 1] = sn;
+        }
+        if (!s->single)
+            box_muller_f64(1.0 - u[0], u[1], v); /* log(1 - u) is finite */
         break;
     case INIT_TRUNCATED_NORMAL:
     case INIT_HE_NORMAL:
@@ -164,23 +238,19 @@ void gn_prepare(gn_stream *s, const cg_init *init, surg_dtype dt)
 static void normals_single(const gn_stream *s, uint64_t k, size_t draws, double *out)
 {
     uint32_t r[4][PHILOX_BATCH];
-    float radius[2 * PHILOX_BATCH], angle[2 * PHILOX_BATCH];
+    float c[2][PHILOX_BATCH], sn[2][PHILOX_BATCH];
     for (size_t d0 = 0; d0 < draws; d0 += PHILOX_BATCH) {
         size_t m = draws - d0 < PHILOX_BATCH ? draws - d0 : PHILOX_BATCH;
         philox4x32_10_batch(k + d0, m, s->key, r);
+        for (int p = 0; p < 2; p++)
+            for (size_t d = 0; d < m; d++)
+                box_muller_f32(r[2 * p][d], r[2 * p + 1][d], &c[p][d], &sn[p][d]);
+        double *o = out + 4 * d0;
         for (size_t d = 0; d < m; d++)
             for (int p = 0; p < 2; p++) {
-                radius[2 * d + p] = (float)(1.0 - (double)(r[2 * p][d] >> 8) * 0x1.0p-24);
-                angle[2 * d + p] =
-                    (float)(2 * M_PI) * (float)((double)(r[2 * p + 1][d] >> 8) * 0x1.0p-24);
+                o[4 * d + 2 * p] = s->a + s->b * (double)c[p][d];
+                o[4 * d + 2 * p + 1] = s->a + s->b * (double)sn[p][d];
             }
-        for (size_t j = 0; j < 2 * m; j++)
-            radius[j] = sqrtf(-2.0f * logf(radius[j]));
-        double *o = out + 4 * d0;
-        for (size_t j = 0; j < 2 * m; j++) {
-            o[2 * j] = s->a + s->b * (double)(radius[j] * cosf(angle[j]));
-            o[2 * j + 1] = s->a + s->b * (double)(radius[j] * sinf(angle[j]));
-        }
     }
 }
 

@@ -1330,6 +1330,78 @@ class TestInitializers(RunCase):
 # Determinism
 # =============================================================================
 
+def philox4x32_10(counters, key):
+    """Philox-4x32-10 of counters (k, 0, 0, 0) for an array of k, in NumPy:
+    the generator's published definition, written independently of surg."""
+    M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+    mask = np.uint64(0xFFFFFFFF)
+    c0 = counters.astype(np.uint64) & mask
+    c1 = counters.astype(np.uint64) >> np.uint64(32)
+    c2 = np.zeros_like(c0)
+    c3 = np.zeros_like(c0)
+    k0, k1 = key
+    for _ in range(10):
+        p0 = np.uint64(M0) * c0
+        p1 = np.uint64(M1) * c2
+        c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0), p1 & mask,
+                          (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1), p0 & mask)
+        k0 = (k0 + W0) & 0xFFFFFFFF
+        k1 = (k1 + W1) & 0xFFFFFFFF
+    return c0, c1, c2, c3
+
+
+def philox_key(seed, name):
+    """The README's key: FNV-1a 64 of the name, mixed with the seed by
+    SplitMix64's finalizer; low word first."""
+    m = (1 << 64) - 1
+    h = 0xCBF29CE484222325
+    for byte in name.encode("utf-8"):
+        h = ((h ^ byte) * 0x100000001B3) & m
+    z = h ^ ((seed + 0x9E3779B97F4A7C15) & m)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    z ^= z >> 31
+    return z & 0xFFFFFFFF, z >> 32
+
+
+class TestRandomStream(RunCase):
+    """The values themselves, from the documented construction: draw k is
+    Philox on counter k under the tensor's key; for f32 it makes elements
+    4k..4k+3 as two Box-Muller pairs of 24-bit uniforms (cosine first),
+    computed here in float64. surg computes them in float32 with its own
+    log, sin and cos: within a few float32 ulps of the radius."""
+
+    def test_normal_f32_is_the_documented_stream(self):
+        n = 1 << 18
+        t, _ = self.run_ok('seed 1234\nfill "w/x" : f32[%d] = normal(0, 1)' % n,
+                           {"a": ("F32", np.zeros(1, F))})
+        got = self.tensor(t, "w/x", "F32").astype(D)
+        w = philox4x32_10(np.arange(n // 4, dtype=np.uint64), philox_key(1234, "w/x"))
+        want = np.empty(n, D)
+        for p in range(2):
+            u1 = 1.0 - (w[2 * p] >> np.uint64(8)).astype(D) * 2.0 ** -24
+            angle = 2 * np.pi * (w[2 * p + 1] >> np.uint64(8)).astype(D) * 2.0 ** -24
+            radius = np.sqrt(-2.0 * np.log(u1))
+            want[2 * p::4] = radius * np.cos(angle)
+            want[2 * p + 1::4] = radius * np.sin(angle)
+        radius = np.repeat(np.sqrt(want[0::2] ** 2 + want[1::2] ** 2), 2)
+        err = np.abs(got - want) / np.maximum(radius, 2.0 ** -20)
+        self.assertLess(float(err.max()), 4 * 2.0 ** -23,
+                        "largest error %.3g of the radius at element %d" % (
+                            err.max(), int(err.argmax())))
+
+    def test_uniform_f64_is_the_documented_stream(self):
+        n = 1 << 12
+        t, _ = self.run_ok('seed 7\nfill "u" : f64[%d] = uniform(0, 1)' % n,
+                           {"a": ("F32", np.zeros(1, F))})
+        w = philox4x32_10(np.arange(n // 2, dtype=np.uint64), philox_key(7, "u"))
+        want = np.empty(n, D)
+        for p in range(2):
+            bits = (w[2 * p] << np.uint64(21)) ^ (w[2 * p + 1] >> np.uint64(11))
+            want[p::2] = bits.astype(D) * 2.0 ** -53
+        self.assertBitsEqual(self.tensor(t, "u", "F64"), want, "uniform f64")
+
+
 class TestDeterminism(RunCase):
     def inputs(self):
         rng = np.random.default_rng(70)
