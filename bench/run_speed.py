@@ -189,6 +189,24 @@ def median_of(runs, argv, out):
     return statistics.median(times), max(rss)
 
 
+def fill_scaling(args, recipe, src, out):
+    """Generation speed by thread count: on the disk (capped by it), and into
+    memory (/dev/shm, where there is one), which shows the generator."""
+    fill_bytes = FILL_TENSORS * FILL_SHAPE[0] * FILL_SHAPE[1] * 4
+    places = [("disk", out)]
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        places.append(("memory", os.path.join("/dev/shm", "surg-bench-%d.safetensors" % os.getpid())))
+    for where, dst in places:
+        rates = {}
+        for threads in (1, 2):
+            t, _ = median_of(args.runs, [args.surg, "run", "--threads", str(threads), recipe, src,
+                                         dst], dst)
+            rates[threads] = fill_bytes / t / 1e6
+            print(f"  fill to {where}, {threads} thread{'s' if threads > 1 else ' '}: {t:.3f} s, "
+                  f"{rates[threads] / threads:5.0f} MB/s per thread")
+        print(f"  fill to {where}, 2 threads / 1 thread: {rates[2] / rates[1]:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--surg", required=True)
@@ -231,15 +249,7 @@ def main():
         print(f"{TITLES[case]:34} {st:7.3f}s {st / copy_t:6.2f}x {srss:8.1f} {nt:7.3f}s "
               f"{nrss:8.0f} {nt / st:7.1f}x {nrss / srss:6.0f}x")
         if case == "fill":
-            fill_bytes = FILL_TENSORS * FILL_SHAPE[0] * FILL_SHAPE[1] * 4
-            rates = {}
-            for threads in (1, 2):
-                t, _ = median_of(args.runs, [args.surg, "run", "--threads", str(threads), recipe,
-                                             src, out], out)
-                rates[threads] = fill_bytes / t / 1e6
-                print(f"  fill, {threads} thread{'s' if threads > 1 else ''}: {t:.3f} s, "
-                      f"{rates[threads] / threads:.0f} MB/s per thread")
-            print(f"  2 threads / 1 thread: {rates[2] / rates[1]:.2f}x")
+            fill_scaling(args, recipe, src, out)
     if not args.dir:
         for name in os.listdir(work):
             os.remove(os.path.join(work, name))
