@@ -64,12 +64,7 @@ static bool finish(lw *L, surg_program *p)
     p->naive.generated = L->naive_generated;
     p->naive.computed = L->naive_computed;
     p->naive.peak = L->naive_peak;
-    if (L->lora.len) {
-        buf_putc(&L->lora, ']');
-        p->lora = L->lora.failed ? NULL : ar_strdup(&p->ar, L->lora.data);
-        if (!p->lora)
-            return false;
-    }
+    p->lora = L->lora;
     return true;
 }
 
@@ -84,7 +79,7 @@ surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *
     ar_init(&p->ar);
     p->input = from;
     lw L = {.ar = &p->ar, .sink = sink, .src = &r->src, .st = {.ar = &p->ar}};
-    buf_init(&L.lora);
+    L.lora_tail = &L.lora;
     bool ok = initial_state(&L, from);
     if (ok)
         lw_statements(&L, r);
@@ -99,7 +94,6 @@ surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *
     bb_free(&L.matches);
     bb_free(&L.caps);
     gl_scratch_free(&L.scratch);
-    buf_free(&L.lora);
     if (st) {
         surg_program_free(p);
         return st;

@@ -63,6 +63,16 @@ cg_class cg_op_class(cg_op op);
  * element by element, and what the compiler folds numbers with. */
 double cg_scalar(cg_op op, const double *v);
 
+/* What an init-lora statement made, for the output's "surg.lora" record. */
+typedef struct cg_lora {
+    struct cg_lora *next;
+    long long rank;
+    double alpha;
+    bool flax;           /* else peft */
+    const char *target;  /* the adapted kernel, and the two new tensors */
+    const char *a, *b;
+} cg_lora;
+
 /* X(ENUM, name, random, fan-based, from) — the initializers of SPEC §3.2.
  * Their parameters are in cg_init.p, as init.c binds them. */
 #define CG_INITS(X)                                                       \

@@ -23,7 +23,7 @@ typedef struct lw {
     gl_scratch scratch;
     uint64_t seed;
     lw_layout layout;
-    buf lora;      /* JSON records of every init-lora, for the metadata */
+    cg_lora *lora, **lora_tail; /* every init-lora, in order, for the metadata */
     bigbuf matches, caps; /* reused by every statement's lw_match_pattern */
     struct lw_mirror *mirrors; /* declared by `mirror` statements */
     size_t n_mirrors;

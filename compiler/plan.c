@@ -7,42 +7,27 @@
 #include "plan.h"
 #include "st_write.h"
 
-/* The output's metadata: the input's, with the tied names and the LoRA
- * records the recipe made (the writer adds "format" when absent). */
-static surg_status out_metadata(const surg_program *p, arena *ar, surg_meta_entry **out,
-                                size_t *n)
+surg_status pl_metadata(const surg_program *p, const char *prefix, arena *ar,
+                        surg_meta_entry **out, size_t *n)
 {
     size_t in = surg_ckpt_meta_count(p->input);
     surg_meta_entry *m = ar_array(ar, in + 3, sizeof *m);
     if (!m)
         return SURG_ENOMEM;
+    char *ties = pg_records_json(p, prefix, true, ar);
+    char *lora = pg_records_json(p, prefix, false, ar);
     size_t k = 0;
     for (size_t i = 0; i < in; i++) {
         const surg_meta_entry *e = surg_ckpt_meta(p->input, i);
-        bool ours = (p->n_alias && strcmp(e->key, "surg.ties") == 0) ||
-                    (p->lora && strcmp(e->key, "surg.lora") == 0);
+        bool ours = (ties && strcmp(e->key, "surg.ties") == 0) ||
+                    (lora && strcmp(e->key, "surg.lora") == 0);
         if (!ours)
             m[k++] = *e;
     }
-    if (p->n_alias) {
-        buf b;
-        buf_init(&b);
-        buf_putc(&b, '{');
-        for (size_t i = 0; i < p->n_alias; i++) {
-            buf_puts(&b, i ? "," : "");
-            buf_json_string(&b, p->alias[i].key);
-            buf_putc(&b, ':');
-            buf_json_string(&b, p->alias[i].value);
-        }
-        buf_putc(&b, '}');
-        char *v = b.failed ? NULL : ar_strdup(ar, b.data);
-        buf_free(&b);
-        if (!v)
-            return SURG_ENOMEM;
-        m[k++] = (surg_meta_entry){"surg.ties", v};
-    }
-    if (p->lora)
-        m[k++] = (surg_meta_entry){"surg.lora", p->lora};
+    if (ties)
+        m[k++] = (surg_meta_entry){"surg.ties", ties};
+    if (lora)
+        m[k++] = (surg_meta_entry){"surg.lora", lora};
     /* Sorted by key, as the writer wants them. */
     for (size_t i = 1; i < k; i++)
         for (size_t j = i; j && strcmp(m[j - 1].key, m[j].key) > 0; j--) {
@@ -146,7 +131,7 @@ static surg_status build(surg_plan *pl)
     }
     surg_meta_entry *meta;
     size_t n_meta;
-    surg_status st = out_metadata(p, &pl->ar, &meta, &n_meta);
+    surg_status st = pl_metadata(p, "", &pl->ar, &meta, &n_meta);
     if (st)
         return st;
     pl->meta = meta;

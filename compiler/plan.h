@@ -79,6 +79,12 @@ uint8_t *pl_live(const cg_graph *g, const cg_output *out, size_t n_out);
 bool pl_copy(const surg_program *p, arena *ar, pl_tensor *t);
 void pl_fuse(const surg_program *p, arena *ar, pl_tensor *t);
 
+/* The metadata of the output holding the tensors under `prefix` ("" for
+ * all): the input's, with the tied names and the LoRA records of those
+ * tensors, the prefix taken off (the writer adds "format" when absent). */
+surg_status pl_metadata(const surg_program *p, const char *prefix, arena *ar,
+                        surg_meta_entry **out, size_t *n);
+
 /* A node as text ("div(x, norm(x))" with inputs by name), for people. */
 char *pl_describe(const surg_program *p, arena *ar, cg_id node);
 

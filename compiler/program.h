@@ -15,13 +15,18 @@ struct surg_program {
     size_t n_out;
     surg_meta_entry *alias; /* tied name -> the name it is stored as; sorted */
     size_t n_alias;
-    const char *lora; /* JSON array of init-lora records, or NULL */
+    const cg_lora *lora; /* the init-lora records, in recipe order */
     /* What the naive way would do: load every input, make a new array for
      * every value each statement makes, keep the whole dict in memory. */
     struct {
         uint64_t read, generated, computed, peak;
     } naive;
 };
+
+/* The tied names ({"alias": "stored as"}) or the LoRA records ([{...}]) of
+ * the tensors under `prefix` ("" for all), as JSON with the prefix taken
+ * off; NULL when there are none. */
+char *pg_records_json(const surg_program *p, const char *prefix, bool ties, arena *ar);
 
 /* The value of a constant node, as short as its dtype allows: a number
  * that met an f32 tensor shows as 0.1, not as the double 0.100000001. */

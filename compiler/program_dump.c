@@ -8,6 +8,56 @@
 #include "lower.h"
 #include "program.h"
 
+/* `name` without `prefix`, or NULL when it is not under it. */
+static const char *under(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(name, prefix, n) == 0 ? name + n : NULL;
+}
+
+static void lora_json(buf *b, const cg_lora *r, const char *prefix)
+{
+    buf_printf(b, "{\"r\":%lld,\"lora_alpha\":", r->rank);
+    buf_double(b, r->alpha);
+    buf_printf(b, ",\"style\":\"%s\",\"target\":", r->flax ? "flax" : "peft");
+    buf_json_string(b, under(r->target, prefix));
+    buf_puts(b, ",\"lora_a\":");
+    buf_json_string(b, under(r->a, prefix));
+    buf_puts(b, ",\"lora_b\":");
+    buf_json_string(b, under(r->b, prefix));
+    buf_putc(b, '}');
+}
+
+char *pg_records_json(const surg_program *p, const char *prefix, bool ties, arena *ar)
+{
+    buf b;
+    buf_init(&b);
+    size_t k = 0;
+    buf_putc(&b, ties ? '{' : '[');
+    if (ties) {
+        for (size_t i = 0; i < p->n_alias; i++) {
+            const char *alias = under(p->alias[i].key, prefix);
+            const char *target = under(p->alias[i].value, prefix);
+            if (!alias || !target)
+                continue;
+            buf_puts(&b, k++ ? "," : "");
+            buf_json_string(&b, alias);
+            buf_putc(&b, ':');
+            buf_json_string(&b, target);
+        }
+    } else {
+        for (const cg_lora *r = p->lora; r; r = r->next)
+            if (under(r->target, prefix) && under(r->a, prefix) && under(r->b, prefix)) {
+                buf_puts(&b, k++ ? "," : "");
+                lora_json(&b, r, prefix);
+            }
+    }
+    buf_putc(&b, ties ? '}' : ']');
+    char *v = b.failed || !k ? NULL : ar_strdup(ar, b.data);
+    buf_free(&b);
+    return v;
+}
+
 void cg_value_text(buf *b, const cg_node *n)
 {
     bool single = n->dtype < SURG_DTYPE_COUNT && surg_dtype_bits(n->dtype) <= 32 &&
@@ -103,8 +153,12 @@ char *surg_program_dump(const surg_program *p)
         buf_printf(&b, "\"%s\" = %%%u\n", p->out[i].name, num[p->out[i].node]);
     for (size_t i = 0; i < p->n_alias; i++)
         buf_printf(&b, "\"%s\" -> \"%s\"\n", p->alias[i].key, p->alias[i].value);
-    if (p->lora)
-        buf_printf(&b, "lora %s\n", p->lora);
+    arena tmp;
+    ar_init(&tmp);
+    char *lora = pg_records_json(p, "", false, &tmp);
+    if (lora)
+        buf_printf(&b, "lora %s\n", lora);
+    ar_free(&tmp);
     free(num);
     return buf_take(&b);
 }

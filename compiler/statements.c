@@ -872,17 +872,14 @@ static const char *lora_name(lw *L, const char *name, bool flax, bool is_a)
 static void lora_record(lw *L, const lora *o, bool flax, const char *target, const char *a,
                         const char *b)
 {
-    buf *j = &L->lora;
-    buf_puts(j, j->len ? "," : "[");
-    buf_printf(j, "{\"r\":%lld,\"lora_alpha\":", (long long)o->rank);
-    buf_double(j, o->alpha);
-    buf_printf(j, ",\"style\":\"%s\",\"target\":", flax ? "flax" : "peft");
-    buf_json_string(j, target);
-    buf_puts(j, ",\"lora_a\":");
-    buf_json_string(j, a);
-    buf_puts(j, ",\"lora_b\":");
-    buf_json_string(j, b);
-    buf_putc(j, '}');
+    cg_lora *r = ar_alloc(L->ar, sizeof *r);
+    if (!r) {
+        L->nomem = true;
+        return;
+    }
+    *r = (cg_lora){NULL, o->rank, o->alpha, flax, target, a, b};
+    *L->lora_tail = r;
+    L->lora_tail = &r->next;
 }
 
 /* The default initializers of SPEC §3.3, as if written in the recipe: A is
