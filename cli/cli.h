@@ -35,6 +35,10 @@ int cmd_check(int argc, char **argv, diag_printer *dp);
 /* The arguments of check, plan and run. */
 typedef struct recipe_args {
     const char *recipe, *from, *to, *out;
+    /* --params P and --state S instead of one input: mounted under
+     * "params/" and "opt_state/"; for run, one output each (OUT_P OUT_S). */
+    surg_ckpt_part parts[2], outs[2];
+    size_t n_parts, n_outs;
     unsigned threads;
     uint64_t max_shard_size;
     bool graph, json;

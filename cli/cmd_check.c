@@ -6,11 +6,15 @@
 
 static const char help[] =
     "usage: surg check RECIPE --from CKPT|SCHEMA [--to TARGET] [--graph]\n"
+    "       surg check RECIPE --params P --state S [...]\n"
     "\n"
     "Compile a recipe against a checkpoint's abstract state (names, dtypes,\n"
     "shapes: headers only, never tensor data) and report every error.\n"
     "\n"
     "  --from CKPT   the checkpoint or schema the recipe applies to\n"
+    "  --params P, --state S\n"
+    "                parameters and optimizer state in separate files: the\n"
+    "                recipe sees them under \"params/\" and \"opt_state/\"\n"
     "  --to TARGET   also check the result against this checkpoint or schema\n"
     "                (the new model's abstract state): every missing,\n"
     "                unexpected or mismatched tensor is an error\n"

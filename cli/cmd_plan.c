@@ -6,6 +6,7 @@
 
 static const char help[] =
     "usage: surg plan RECIPE --from CKPT|SCHEMA [--to TARGET] [--json] [--threads N]\n"
+    "       surg plan RECIPE --params P --state S [...]   (see surg run --help)\n"
     "\n"
     "Compile a recipe (headers only) and print, for every output tensor, where\n"
     "its bytes will come from: copied as byte ranges of the input, moved by\n"

@@ -9,11 +9,18 @@
 
 static const char help[] =
     "usage: surg run RECIPE IN OUT [--to TARGET] [--threads N] [--max-shard-size SIZE]\n"
+    "       surg run RECIPE --params P --state S OUT_P OUT_S [options]\n"
     "\n"
     "Apply a recipe to the checkpoint IN and write the result to OUT. The recipe\n"
     "is compiled and checked first (nothing is read if it has an error), then\n"
     "executed exactly as `surg plan` shows. OUT appears only when complete: it\n"
     "is written under a temporary name, synced, and renamed into place.\n"
+    "\n"
+    "Parameters and optimizer state in separate files: --params P and --state S\n"
+    "show the recipe P's tensors under \"params/\" and S's under \"opt_state/\"\n"
+    "(as Flax flattens a train state, so the same recipe serves a combined\n"
+    "checkpoint); OUT_P gets the tensors under \"params/\" and OUT_S those under\n"
+    "\"opt_state/\", without the prefix. Both are synced before either appears.\n"
     "\n"
     "  --to TARGET           refuse to run unless the result matches TARGET\n"
     "  --threads N           threads (default: the number of cores)\n"
@@ -77,7 +84,8 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
         st = surg_plan_build(c.prog, a.threads, &plan);
     bar b = {0};
     clock_gettime(CLOCK_MONOTONIC, &b.start);
-    surg_run_opts opts = {.threads = a.threads, .max_shard_size = a.max_shard_size};
+    surg_run_opts opts = {.threads = a.threads, .max_shard_size = a.max_shard_size,
+                          .outputs = a.outs, .n_outputs = a.n_outs};
     if (isatty(STDERR_FILENO) && !getenv("CI")) {
         opts.progress = progress;
         opts.progress_user = &b;

@@ -22,8 +22,16 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
             fputs(help, stdout);
             return 0;
         }
-        if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads") ||
-            (is(arg, "--max-shard-size") && a->allow_shards)) {
+        if (is(arg, "--params") || is(arg, "--state")) {
+            if (i + 1 >= argc)
+                return usage_error(cmd, "%s needs a value", arg);
+            const char *prefix = is(arg, "--params") ? "params/" : "opt_state/";
+            for (size_t k = 0; k < a->n_parts; k++)
+                if (strcmp(a->parts[k].prefix, prefix) == 0)
+                    return usage_error(cmd, "%s is given twice", arg);
+            a->parts[a->n_parts++] = (surg_ckpt_part){prefix, argv[++i]};
+        } else if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads") ||
+                   (is(arg, "--max-shard-size") && a->allow_shards)) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", arg);
             const char *v = argv[++i];
@@ -48,10 +56,8 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
             return usage_error(cmd, "unknown option '%s'", arg);
         } else if (!a->recipe) {
             a->recipe = arg;
-        } else if (a->positional_io && !a->from) {
-            a->from = arg;
-        } else if (a->positional_io && !a->out) {
-            a->out = arg;
+        } else if (a->positional_io && a->n_outs < 2) {
+            a->outs[a->n_outs++].path = arg; /* IN OUT, or OUT_P OUT_S after --params */
         } else {
             return usage_error(cmd, a->positional_io ? "too many arguments: RECIPE IN OUT"
                                                      : "one recipe at a time");
@@ -59,9 +65,24 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
     }
     if (!a->recipe)
         return usage_error(cmd, "which recipe?");
-    if (a->positional_io && (!a->from || !a->out))
-        return usage_error(cmd, "RECIPE IN OUT: which checkpoint in, and where out?");
-    if (!a->from)
+    if (a->n_parts && a->from)
+        return usage_error(cmd, "--params/--state replace %s: give one or the other",
+                           a->positional_io ? "IN" : "--from");
+    if (a->positional_io && a->n_parts) {
+        /* The outputs follow the parts in the order given on the line. */
+        if (a->n_outs != a->n_parts)
+            return usage_error(cmd, "give one output per input: %s",
+                               a->n_parts == 2 ? "OUT_PARAMS OUT_STATE" : "OUT");
+        for (size_t k = 0; k < a->n_parts; k++)
+            a->outs[k].prefix = a->parts[k].prefix;
+    } else if (a->positional_io) {
+        if (a->n_outs != 2)
+            return usage_error(cmd, "RECIPE IN OUT: which checkpoint in, and where out?");
+        a->from = a->outs[0].path;
+        a->out = a->outs[1].path;
+        a->n_outs = 0;
+    }
+    if (!a->from && !a->n_parts)
         return usage_error(cmd, "--from CKPT|SCHEMA is needed: what does the recipe apply to?");
     if (!a->threads) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -76,7 +97,8 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
     /* Open everything first, so a missing file is reported before any
      * recipe error. */
     surg_status st = surg_recipe_load(a->recipe, sink, &c->recipe);
-    surg_status st_from = surg_ckpt_open(a->from, sink, &c->from);
+    surg_status st_from = a->n_parts ? surg_ckpt_open_parts(a->parts, a->n_parts, sink, &c->from)
+                                     : surg_ckpt_open(a->from, sink, &c->from);
     surg_status st_to = a->to ? surg_ckpt_open(a->to, sink, &c->to) : SURG_OK;
     if (st_from > st)
         st = st_from;
@@ -86,6 +108,9 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
         st = surg_compile(c->recipe, c->from, sink, &c->prog);
     if (!st && c->to)
         st = surg_program_check_target(c->prog, c->to, sink);
+    /* Split inputs make split outputs: every tensor must have a place. */
+    if (!st && a->n_parts)
+        st = surg_program_check_parts(c->prog, a->n_outs ? a->outs : a->parts, a->n_parts, sink);
     return st;
 }
 

@@ -10,7 +10,8 @@
 surg_status pl_metadata(const surg_program *p, const char *prefix, arena *ar,
                         surg_meta_entry **out, size_t *n)
 {
-    size_t in = surg_ckpt_meta_count(p->input);
+    const surg_ckpt *from = surg_ckpt_mounted(p->input, prefix); /* its own file's metadata */
+    size_t in = surg_ckpt_meta_count(from);
     surg_meta_entry *m = ar_array(ar, in + 3, sizeof *m);
     if (!m)
         return SURG_ENOMEM;
@@ -18,7 +19,7 @@ surg_status pl_metadata(const surg_program *p, const char *prefix, arena *ar,
     char *lora = pg_records_json(p, prefix, false, ar);
     size_t k = 0;
     for (size_t i = 0; i < in; i++) {
-        const surg_meta_entry *e = surg_ckpt_meta(p->input, i);
+        const surg_meta_entry *e = surg_ckpt_meta(from, i);
         bool ours = (ties && strcmp(e->key, "surg.ties") == 0) ||
                     (lora && strcmp(e->key, "surg.lora") == 0);
         if (!ours)

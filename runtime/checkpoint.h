@@ -17,6 +17,9 @@ struct surg_ckpt {
     size_t n_files;
     surg_meta_entry *meta; /* sorted by key */
     size_t n_meta;
+    surg_ckpt **parts; /* of surg_ckpt_open_parts: their files are ours now */
+    const char **part_prefix;
+    size_t n_parts;
 };
 
 /* A tensor's place in its file, for byte-range copies. */

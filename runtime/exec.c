@@ -54,8 +54,13 @@ typedef struct run {
     const surg_plan *pl;
     const surg_program *p;
     kx_ctx kx;
-    stw_layout lay;
-    stw_output out;
+    arena ar;
+    stw_layout *lay;   /* one per output file set */
+    stw_output *out;
+    size_t n_lay;
+    size_t **plan_of;  /* per output: its tensors' plan indices */
+    of_file **dest;    /* per plan tensor: the file it is written to */
+    uint64_t *dest_off; /* and where its data starts there */
     size_t *chunk;     /* per plan tensor: elements per job */
     size_t scratch;    /* bytes of scratch a thread needs */
     size_t max_chunk;  /* elements */
@@ -168,8 +173,7 @@ static surg_status do_copy(worker *w, const job *j)
     size_t t = (size_t)(x - r->pl->t);
     const st_file *in = ck_file_of(r->kx.ck, s->input);
     uint64_t src = r->kx.ck->offset[s->input] + s->offset + j->start;
-    uint64_t dst = r->lay.offset[t] + j->out;
-    return of_copy_at(r->lay.files[r->lay.file_of[t]].of, &r->locked, in->fd, src, j->n, dst);
+    return of_copy_at(r->dest[t], &r->locked, in->fd, src, j->n, r->dest_off[t] + j->out);
 }
 
 static surg_status do_chunk(worker *w, const job *j)
@@ -195,8 +199,8 @@ static surg_status do_chunk(worker *w, const job *j)
         return st;
     if (x->kind != PL_GATHER)
         nm_encode(x->dtype, w->vals, j->n, w->bytes, NM_ROUND);
-    return of_pwrite(r->lay.files[r->lay.file_of[t]].of, &r->locked, w->bytes, j->n * esize,
-                     r->lay.offset[t] + j->start * esize);
+    return of_pwrite(r->dest[t], &r->locked, w->bytes, j->n * esize,
+                     r->dest_off[t] + j->start * esize);
 }
 
 static surg_status do_job(worker *w, const job *j)
@@ -267,8 +271,9 @@ static surg_status run_jobs(run *r)
             break;
         if (r->opts->progress)
             r->opts->progress(r->opts->progress_user, atomic_load(&r->done), r->total);
-        for (size_t f = 0; f < r->lay.n_files; f++)
-            of_start_writeback(r->lay.files[f].of);
+        for (size_t k = 0; k < r->n_lay; k++)
+            for (size_t f = 0; f < r->lay[k].n_files; f++)
+                of_start_writeback(r->lay[k].files[f].of);
         nanosleep(&tick, NULL);
     }
     for (unsigned i = 0; i < started; i++)
@@ -365,18 +370,18 @@ static surg_status run_reductions(run *r)
 /* ---- setting up ------------------------------------------------------- */
 
 /* The output must not land on an input: that would destroy it. */
-static surg_status check_not_input(run *r)
+static surg_status check_not_input(run *r, const stw_layout *lay)
 {
     const surg_ckpt *ck = r->kx.ck;
-    for (size_t f = 0; f < r->lay.n_files; f++) {
+    for (size_t f = 0; f < lay->n_files; f++) {
         struct stat out;
-        if (stat(r->lay.files[f].path, &out) != 0)
+        if (stat(lay->files[f].path, &out) != 0)
             continue;
         for (size_t i = 0; i < ck->n_files; i++) {
             struct stat in;
             if (fstat(ck->files[i].fd, &in) == 0 && in.st_dev == out.st_dev &&
                 in.st_ino == out.st_ino) {
-                dg_file(r->sink, SURG_ERROR, "run-overwrite", r->lay.files[f].path,
+                dg_file(r->sink, SURG_ERROR, "run-overwrite", lay->files[f].path,
                         "the output would replace the input %s; write it elsewhere",
                         ck->files[i].path);
                 return SURG_EUSAGE;
@@ -427,22 +432,78 @@ static surg_status prepare(run *r)
     return st;
 }
 
+/* One output's layout: the plan's tensors under its prefix, named without
+ * it, with their own metadata. `taken` marks the tensors placed so far. */
+static surg_status layout_one(run *r, size_t k, const surg_ckpt_part *o, bool *taken)
+{
+    const surg_plan *pl = r->pl;
+    size_t plen = strlen(o->prefix), m = 0;
+    surg_tensor_info *info = calloc(pl->n ? pl->n : 1, sizeof *info);
+    r->plan_of[k] = calloc(pl->n ? pl->n : 1, sizeof *r->plan_of[k]);
+    if (!info || !r->plan_of[k]) {
+        free(info);
+        return dg_nomem(r->sink, o->path);
+    }
+    for (size_t t = 0; t < pl->n; t++)
+        if (!taken[t] && strncmp(pl->t[t].name, o->prefix, plen) == 0) {
+            taken[t] = true;
+            info[m] = (surg_tensor_info){pl->t[t].name + plen, pl->t[t].dtype, pl->t[t].rank,
+                                         pl->t[t].shape, 0, pl->t[t].nbytes};
+            r->plan_of[k][m++] = t;
+        }
+    r->out[k] = (stw_output){.tensors = info, .n = m, .meta = pl->meta, .n_meta = pl->n_meta,
+                             .max_shard_size = r->opts->max_shard_size};
+    if (plen && pl_metadata(r->p, o->prefix, &r->ar, (surg_meta_entry **)&r->out[k].meta,
+                            &r->out[k].n_meta) != SURG_OK)
+        return dg_nomem(r->sink, o->path);
+    surg_status st = stw_layout_make(r->sink, o->path, &r->out[k], &r->lay[k]);
+    return st ? st : check_not_input(r, &r->lay[k]);
+}
+
 static surg_status layout(run *r, const char *out_path)
 {
     const surg_plan *pl = r->pl;
-    surg_tensor_info *info = calloc(pl->n ? pl->n : 1, sizeof *info);
-    if (!info)
-        return dg_nomem(r->sink, out_path);
-    for (size_t t = 0; t < pl->n; t++)
-        info[t] = (surg_tensor_info){pl->t[t].name, pl->t[t].dtype, pl->t[t].rank,
-                                     pl->t[t].shape, 0, pl->t[t].nbytes};
-    r->out = (stw_output){.tensors = info, .n = pl->n, .meta = pl->meta, .n_meta = pl->n_meta,
-                          .max_shard_size = r->opts->max_shard_size};
-    surg_status st = stw_layout_make(r->sink, out_path, &r->out, &r->lay);
-    if (!st)
-        st = check_not_input(r);
-    if (!st)
-        st = stw_layout_open(&r->lay, r->sink);
+    surg_ckpt_part single = {"", out_path};
+    const surg_ckpt_part *outs = r->opts->n_outputs ? r->opts->outputs : &single;
+    size_t n = r->opts->n_outputs ? r->opts->n_outputs : 1;
+    bool *taken = calloc(pl->n ? pl->n : 1, sizeof *taken);
+    r->lay = calloc(n, sizeof *r->lay);
+    r->out = calloc(n, sizeof *r->out);
+    r->plan_of = calloc(n, sizeof *r->plan_of);
+    r->dest = calloc(pl->n ? pl->n : 1, sizeof *r->dest);
+    r->dest_off = calloc(pl->n ? pl->n : 1, sizeof *r->dest_off);
+    if (!taken || !r->lay || !r->out || !r->plan_of || !r->dest || !r->dest_off) {
+        free(taken);
+        return dg_nomem(r->sink, "surg");
+    }
+    surg_status st = SURG_OK;
+    for (size_t k = 0; k < n && !st; k++) {
+        for (size_t j = 0; j < k && !st; j++)
+            if (strcmp(outs[j].path, outs[k].path) == 0) {
+                dg_file(r->sink, SURG_ERROR, "run-parts", outs[k].path,
+                        "two outputs are written to this one path");
+                st = SURG_EUSAGE;
+            }
+        if (!st) {
+            r->n_lay = k + 1;
+            st = layout_one(r, k, &outs[k], taken);
+        }
+    }
+    for (size_t t = 0; t < pl->n && !st; t++)
+        if (!taken[t]) {
+            dg_file(r->sink, SURG_ERROR, "run-parts", "surg",
+                    "\"%s\" is under none of the outputs' prefixes", pl->t[t].name);
+            st = SURG_EUSAGE;
+        }
+    free(taken);
+    for (size_t k = 0; k < r->n_lay && !st; k++) {
+        st = stw_layout_open(&r->lay[k], r->sink);
+        for (size_t j = 0; !st && j < r->out[k].n; j++) {
+            size_t t = r->plan_of[k][j];
+            r->dest[t] = r->lay[k].files[r->lay[k].file_of[j]].of;
+            r->dest_off[t] = r->lay[k].offset[j];
+        }
+    }
     return st;
 }
 
@@ -451,11 +512,23 @@ static surg_status output_jobs(run *r)
     size_t cap = 0;
     r->n_jobs = 0;
     /* In file order: each file is filled front to back, as the disk likes. */
-    for (size_t f = 0; f < r->lay.n_files; f++)
-        for (size_t i = 0; i < r->lay.files[f].n; i++)
-            if (!tensor_jobs(r, &cap, r->lay.files[f].idx[i]))
-                return dg_nomem(r->sink, "surg");
+    for (size_t k = 0; k < r->n_lay; k++)
+        for (size_t f = 0; f < r->lay[k].n_files; f++)
+            for (size_t i = 0; i < r->lay[k].files[f].n; i++)
+                if (!tensor_jobs(r, &cap, r->plan_of[k][r->lay[k].files[f].idx[i]]))
+                    return dg_nomem(r->sink, "surg");
     return SURG_OK;
+}
+
+/* Every output synced before any is renamed into place. */
+static surg_status commit(run *r)
+{
+    surg_status st = SURG_OK;
+    for (size_t k = 0; k < r->n_lay && !st; k++)
+        st = stw_layout_sync(&r->lay[k], r->sink);
+    for (size_t k = 0; k < r->n_lay && !st; k++)
+        st = stw_layout_commit(&r->lay[k], r->sink);
+    return st;
 }
 
 surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
@@ -465,6 +538,7 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     run r = {.pl = pl, .p = pl->prog, .sink = sink, .opts = opts ? opts : &defaults};
     r.kx = (kx_ctx){.p = pl->prog, .ck = pl->prog->input};
     r.locked = (surg_sink){.fn = locked_report, .user = &r};
+    ar_init(&r.ar);
     pthread_mutex_init(&r.lock, NULL);
     surg_status st = surg_ckpt_kind_of(r.kx.ck) == SURG_CKPT_SCHEMA ? SURG_EUSAGE : SURG_OK;
     if (st)
@@ -483,15 +557,24 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     if (!st && r.opts->progress)
         r.opts->progress(r.opts->progress_user, r.total, r.total);
     if (!st)
-        st = stw_layout_commit(&r.lay, sink);
-    stw_layout_free(&r.lay);
+        st = commit(&r);
+    for (size_t k = 0; k < r.n_lay; k++) {
+        stw_layout_free(&r.lay[k]);
+        free((void *)r.out[k].tensors);
+        free(r.plan_of[k]);
+    }
+    free(r.lay);
+    free(r.out);
+    free(r.plan_of);
+    free(r.dest);
+    free(r.dest_off);
+    ar_free(&r.ar);
     for (size_t i = 0; i < r.n_red; i++)
         free(r.red[i].parts);
     free(r.red);
     free(r.jobs);
     free(r.chunk);
     free(r.kx.scalars);
-    free((void *)r.out.tensors);
     pthread_mutex_destroy(&r.lock);
     return st;
 }

@@ -288,13 +288,20 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
     return SURG_OK;
 }
 
-surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink)
+surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink)
 {
     surg_status st = SURG_OK;
-    for (size_t i = 0; !st && i < lay->n_files; i++)
+    for (size_t i = 0; !st && !lay->synced && i < lay->n_files; i++)
         st = of_finish(lay->files[i].of, sink);
-    if (!st && lay->index)
+    if (!st && !lay->synced && lay->index)
         st = of_finish(lay->index, sink);
+    lay->synced |= !st;
+    return st;
+}
+
+surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink)
+{
+    surg_status st = stw_layout_sync(lay, sink);
     /* Shards first, the index last: a reader going by the index never sees
      * a shard that is not there yet. */
     for (size_t i = 0; !st && i < lay->n_files; i++) {

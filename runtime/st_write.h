@@ -53,7 +53,7 @@ typedef struct stw_layout {
     uint64_t *offset;   /* per tensor: where its data starts in its file */
     shard_names sn;
     of_file *index;
-    bool committed;
+    bool synced, committed;
 } stw_layout;
 
 surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
@@ -61,7 +61,9 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
 /* Create the temporary files, reserve their size, write their headers (and
  * the index). */
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink);
-/* Sync everything and rename it into place, shards before the index. */
+/* Sync every file (once); then rename everything into place, shards before
+ * the index (syncing first when not yet synced). */
+surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink);
 surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink);
 /* Remove whatever was not committed. */
 void stw_layout_free(stw_layout *lay);

@@ -151,6 +151,22 @@ typedef struct surg_ckpt surg_ckpt;
 surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
 void surg_ckpt_close(surg_ckpt *ck);
 
+/* A checkpoint made of several, each under its own prefix: the tensors of
+ * `path` appear as `prefix` + their names (parameters under "params/" and
+ * optimizer state under "opt_state/", as Flax flattens a train state). The
+ * prefixes end with '/' and none starts another. The result is sharded, or
+ * a schema when any part is one. */
+typedef struct surg_ckpt_part {
+    const char *prefix;
+    const char *path;
+} surg_ckpt_part;
+
+surg_status surg_ckpt_open_parts(const surg_ckpt_part *parts, size_t n, surg_sink *sink,
+                                 surg_ckpt **out);
+/* The part mounted under `prefix` (its own metadata, its path), or `ck`
+ * itself when it has no such part. */
+const surg_ckpt *surg_ckpt_mounted(const surg_ckpt *ck, const char *prefix);
+
 surg_ckpt_kind surg_ckpt_kind_of(const surg_ckpt *ck);
 const char *surg_ckpt_path(const surg_ckpt *ck);
 /* Tensors in byte order of their names. */
@@ -236,12 +252,24 @@ typedef struct surg_run_opts {
     uint64_t max_shard_size; /* 0: one file; see surg_write_opts */
     surg_progress_fn progress; /* called about every 100 ms, from one thread */
     void *progress_user;
+    /* Several outputs instead of out_path: each tensor goes to the output
+     * whose prefix starts its name, the prefix taken off (the inverse of
+     * surg_ckpt_open_parts). surg_program_check_parts() tells beforehand
+     * whether every tensor has one. */
+    const surg_ckpt_part *outputs;
+    size_t n_outputs;
 } surg_run_opts;
+
+/* Does every output tensor of `p` fall under one of the prefixes, and does
+ * every tie stay within one? Errors name the tensors. */
+surg_status surg_program_check_parts(const surg_program *p, const surg_ckpt_part *outputs,
+                                     size_t n, surg_sink *sink);
 
 /* Execute a plan: write its output to `out_path` (through temporary files,
  * synced and renamed into place only when complete), reading the program's
  * input. On any failure nothing appears at `out_path`. The input is only
- * read; an output that would replace it is refused. */
+ * read; an output that would replace it is refused. With opts->outputs,
+ * every output is synced before any is renamed into place. */
 surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
                      surg_sink *sink);
 

@@ -1494,6 +1494,126 @@ class TestSharedSubexpressions(RunCase):
 
 
 # =============================================================================
+# Parameters and optimizer state in separate files
+# =============================================================================
+
+class TestSplitState(RunCase):
+    """--params P --state S: the recipe sees P under params/ and S under
+    opt_state/; OUT_P and OUT_S get them back without the prefixes."""
+
+    def files(self):
+        rng = np.random.default_rng(90)
+        params = {"Dense_0/kernel": ("F32", rng.standard_normal((3, 4)).astype(F)),
+                  "Dense_0/bias": ("F32", rng.standard_normal(4).astype(F))}
+        state = {"0/count": ("I32", np.array(7, np.int32))}
+        for slot in ("mu", "nu"):
+            for name, (dt, arr) in params.items():
+                state["0/%s/%s" % (slot, name)] = (dt, rng.standard_normal(arr.shape).astype(F))
+        return (self.save(params, "p.safetensors", {"format": "flax"}),
+                self.save(state, "s.safetensors"), params, state)
+
+    RECIPE = ('mirror "params/" -> "opt_state/0/mu/", "opt_state/0/nu/"\n'
+              'rename "params/Dense_0/**" -> "params/layer1/$1"\n'
+              'map "params/layer1/kernel" = transpose(x * 2)\n'
+              'init-lora "params/layer1/kernel" rank 2\n')
+
+    def run_split(self, recipe, p, s, *extra):
+        r = self.recipe(recipe)
+        return self.surg("run", r, "--params", p, "--state", s, self.path("p2.safetensors"),
+                         self.path("s2.safetensors"), *extra)
+
+    def test_values_follow_in_both_files(self):
+        p, s, params, state = self.files()
+        before = (runutil.sha256(p), runutil.sha256(s))
+        code, _, err = self.run_split(self.RECIPE, p, s)
+        self.assertEqual(code, 0, err)
+        self.assertEqual((runutil.sha256(p), runutil.sha256(s)), before, "an input changed")
+        tp, mp, _ = stnp.load(self.path("p2.safetensors"))
+        ts, ms, _ = stnp.load(self.path("s2.safetensors"))
+        k = params["Dense_0/kernel"][1]
+        self.assertEqual(sorted(tp), ["layer1/bias", "layer1/kernel", "layer1/lora/lora_a",
+                                      "layer1/lora/lora_b"])
+        self.assertBitsEqual(self.tensor(tp, "layer1/kernel"), k.T * F(2), "kernel")
+        self.assertBitsEqual(self.tensor(tp, "layer1/bias"), params["Dense_0/bias"][1], "bias")
+        self.assertEqual(self.tensor(tp, "layer1/lora/lora_a").shape, (4, 2))
+        self.assertBitsEqual(self.tensor(tp, "layer1/lora/lora_b"), np.zeros((2, 3), F), "B")
+        for slot in ("mu", "nu"):
+            # A value map leaves the slots; its transpose applies to them too.
+            self.assertBitsEqual(self.tensor(ts, "0/%s/layer1/kernel" % slot),
+                                 state["0/%s/Dense_0/kernel" % slot][1].T, slot)
+            self.assertBitsEqual(self.tensor(ts, "0/%s/layer1/bias" % slot),
+                                 state["0/%s/Dense_0/bias" % slot][1], slot)
+            for ab, shape in (("a", (4, 2)), ("b", (2, 3))):
+                self.assertBitsEqual(self.tensor(ts, "0/%s/layer1/lora/lora_%s" % (slot, ab)),
+                                     np.zeros(shape, F), "zero slot")
+        self.assertBitsEqual(self.tensor(ts, "0/count"), np.array(7, np.int32), "count")
+        # Each file's records name its own tensors, without the prefix.
+        lora = json.loads(mp["surg.lora"])
+        self.assertEqual([(r["target"], r["lora_a"], r["lora_b"]) for r in lora],
+                         [("layer1/kernel", "layer1/lora/lora_a", "layer1/lora/lora_b")])
+        self.assertEqual(mp["format"], "flax")
+        self.assertNotIn("surg.lora", ms or {})
+
+    def test_same_result_as_one_checkpoint(self):
+        """The split run writes exactly the tensors of a run on the combined
+        checkpoint, prefixes aside."""
+        p, s, params, state = self.files()
+        code, _, err = self.run_split(self.RECIPE, p, s)
+        self.assertEqual(code, 0, err)
+        both = {"params/" + n: v for n, v in params.items()}
+        both.update({"opt_state/" + n: v for n, v in state.items()})
+        whole, _ = self.run_ok(self.RECIPE, both, out="whole.safetensors")
+        split = {}
+        for prefix, path in (("params/", "p2.safetensors"), ("opt_state/", "s2.safetensors")):
+            t, _, _ = stnp.load(self.path(path))
+            split.update({prefix + n: v for n, v in t.items()})
+        self.assertEqual(sorted(split), sorted(whole))
+        for name in whole:
+            self.assertBitsEqual(split[name][1], whole[name][1], name)
+
+    def test_check_and_plan_take_the_parts(self):
+        p, s, _, _ = self.files()
+        r = self.recipe(self.RECIPE)
+        code, out, err = self.surg("check", r, "--params", p, "--state", s)
+        self.assertEqual(code, 0, err)
+        code, out, err = self.surg("plan", r, "--params", p, "--state", s, "--json")
+        self.assertEqual(code, 0, err)
+        names = [t["name"] for t in json.loads(out)["tensors"]]
+        self.assertIn("opt_state/0/mu/layer1/kernel", names)
+        self.assertIn("params/layer1/lora/lora_a", names)
+
+    def test_a_tensor_outside_both_trees_is_refused(self):
+        p, s, _, _ = self.files()
+        code, _, err = self.run_split('fill "extra" : f32[2] = 0', p, s)
+        self.assertEqual(code, 1, err)
+        self.assertIn('"extra" is under none of "params/", "opt_state/"', err)
+        self.assertFalse(os.path.exists(self.path("p2.safetensors")))
+        self.assertFalse(os.path.exists(self.path("s2.safetensors")))
+
+    def test_a_tie_across_files_is_refused(self):
+        p, s, _, _ = self.files()
+        code, _, err = self.run_split('tie "opt_state/0/mu/Dense_0/bias" = "params/Dense_0/bias"',
+                                      p, s)
+        self.assertEqual(code, 1, err)
+        self.assertIn("a tie is stored within one file", err)
+        self.assertEqual(runutil.temporaries(self.tmp), [])
+
+    def test_usage(self):
+        p, s, _, _ = self.files()
+        r = self.recipe('map "params/Dense_0/bias" = x + 1')
+        for args in ((r, "--params", p, "--state", s, self.path("only.safetensors")),
+                     (r, "--params", p, p, self.path("a.safetensors"), self.path("b.safetensors")),
+                     (r, "--params", p, "--params", p, self.path("x.safetensors"))):
+            code, _, err = self.surg("run", *args)
+            self.assertEqual(code, 2, "%s: %s" % (args, err))
+        # --params alone: one input, one output.
+        code, _, err = self.surg("run", r, "--params", p, self.path("p3.safetensors"))
+        self.assertEqual(code, 0, err)
+        t, _, _ = stnp.load(self.path("p3.safetensors"))
+        self.assertEqual(sorted(t), ["Dense_0/bias", "Dense_0/kernel"])
+
+
+# =============================================================================
 # Sharded output
 # =============================================================================
 

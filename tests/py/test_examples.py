@@ -1,0 +1,626 @@
+"""test_examples.py: every example of examples/README.md, end to end, as a
+user would run it: the example's own script writes the checkpoint, surg
+checks, plans and runs the example's recipe, and NumPy checks every tensor
+of the result from the input (stnp, the repository's independent
+safetensors reader, reads both).
+
+The scenarios are those of Flax's model-surgery guides (Linen and NNX), its
+PyTorch conversion guide, and weight tying in a Hugging Face checkpoint. Each
+Flax checkpoint carries Optax Adam state (opt_state/0/{count,mu,nu}); the
+tests check that the moments follow their parameters and the step count
+stays as it was.
+
+Comparisons: copies, transposes and fills are exact (bit for bit);
+arithmetic states its tolerance where it is checked. Every run also checks
+that the input is unchanged and that no temporary file is left.
+
+usage: test_examples.py --surg SURG --examples DIR [unittest args]
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runutil  # noqa: E402
+import stnp  # noqa: E402
+from test_run import philox4x32_10, philox_key  # noqa: E402  (the documented stream)
+
+ARGS = None  # filled in by main()
+
+F = np.float32
+D = np.float64
+SLOTS = ("opt_state/0/mu/", "opt_state/0/nu/")
+COUNT = "opt_state/0/count"
+
+
+class ExampleCase(unittest.TestCase):
+    """A scratch directory, the examples' scripts and recipes, surg."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="surg-examples-")
+        self.tmp = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def example(self, name):
+        return os.path.join(ARGS.examples, name)
+
+    def surg(self, *args):
+        return runutil.run_surg(ARGS.surg, *args)
+
+    def make(self, script, name, *options):
+        """Run examples/SCRIPT [OPTIONS] to write a checkpoint NAME in the
+        scratch dir."""
+        out = self.path(name)
+        r = subprocess.run([sys.executable, self.example(script), *options, out],
+                           capture_output=True, timeout=300)
+        self.assertEqual(r.returncode, 0, "%s: %s" % (script, r.stderr.decode(errors="replace")))
+        self.assertEqual(r.stdout, b"")
+        return out
+
+    def check(self, recipe, inp, *opts):
+        """`surg check` of an example that must compile; its standard output."""
+        code, out, err = self.surg("check", self.example(recipe), "--from", inp, *opts)
+        self.assertEqual((code, err), (0, ""), "surg check %s" % recipe)
+        return out
+
+    def plan(self, recipe, inp):
+        """`surg plan --json`: ({name: entry}, the whole plan)."""
+        code, out, err = self.surg("plan", self.example(recipe), "--from", inp, "--json")
+        self.assertEqual((code, err), (0, ""), "surg plan %s" % recipe)
+        plan = json.loads(out)
+        return {t["name"]: t for t in plan["tensors"]}, plan
+
+    def run_example(self, recipe, inp, *opts, out="out.safetensors"):
+        """`surg run` of an example that must succeed: (tensors, metadata, OUT)."""
+        before = runutil.sha256(inp)
+        o = self.path(out)
+        code, _, err = self.surg("run", self.example(recipe), inp, o, *opts)
+        self.assertEqual(code, 0, "surg run %s failed (exit %d)\n%s" % (recipe, code, err))
+        self.assertEqual(runutil.sha256(inp), before, "the input changed")
+        self.assertEqual(runutil.temporaries(self.tmp), [], "temporary files left")
+        tensors, metadata, _ = stnp.load(o)
+        return tensors, metadata, o
+
+    # ---- comparisons ----
+
+    def assertSameTensor(self, got, want, what):
+        """Same dtype, shape and bytes."""
+        self.assertEqual(got[0], want[0], "%s: dtype" % what)
+        self.assertEqual(got[1].shape, want[1].shape, "%s: shape" % what)
+        self.assertEqual(got[1].tobytes(), want[1].tobytes(), "%s: bytes differ" % what)
+
+    def assertExactly(self, got, want, what):
+        """Float32 values equal bit for bit (so -0 and 0 differ)."""
+        got = np.ascontiguousarray(got)
+        want = np.ascontiguousarray(want, dtype=got.dtype)
+        self.assertEqual(got.shape, want.shape, "%s: shape" % what)
+        bad = got.view(np.uint8).reshape(got.size, -1) != want.view(np.uint8).reshape(got.size, -1)
+        if bad.any():
+            i = np.flatnonzero(bad.any(axis=1))[:5]
+            self.fail("%s: %d of %d values differ; first at %s: got %r, want %r" % (
+                what, len(np.flatnonzero(bad.any(axis=1))), got.size, i.tolist(),
+                got.ravel()[i].tolist(), want.ravel()[i].tolist()))
+
+    def assertNames(self, tensors, want):
+        self.assertEqual(sorted(tensors), sorted(want))
+
+    def assertPlanSources(self, plan, sources):
+        """Every output tensor's source in the plan: {name: "copy" | "move" | ...}."""
+        self.assertEqual({n: t["source"] for n, t in plan.items()}, sources)
+
+    def assertCopiedFrom(self, plan, out_name, in_name, nbytes):
+        """The plan copies OUT_NAME as one byte range, the whole of IN_NAME."""
+        t = plan[out_name]
+        self.assertEqual(t["source"], "copy", out_name)
+        self.assertEqual(t["ranges"], [{"input": in_name, "offset": 0, "length": nbytes}],
+                         out_name)
+        self.assertEqual((t["passes"], t["read"]), (0, 0), out_name)
+
+
+def mlp_forward(t, x, layers=("linear1", "linear2"), lora=False):
+    """TwoLayerMLP.__call__ (no activation) on float32 x, in float32; with
+    lora, the first layer is LoRALinear: x @ kernel + bias + x @ lora_a @ lora_b."""
+    p = "params/%s/" % layers[0]
+    h = x @ t[p + "kernel"][1] + t[p + "bias"][1]
+    if lora:
+        h = h + (x @ t[p + "lora/lora_a"][1]) @ t[p + "lora/lora_b"][1]
+    p = "params/%s/" % layers[1]
+    return h @ t[p + "kernel"][1] + t[p + "bias"][1]
+
+
+def batch(n, d, seed):
+    """Inputs that are small multiples of 1/4, so that sums of products of
+    them with multiples of 1/2 are exact in float32."""
+    return (np.random.default_rng(seed).integers(-8, 9, (n, d)) / 4).astype(F)
+
+
+def mlp_schema(names):
+    """The abstract state of a TwoLayerMLP(4) (or ModifiedTwoLayerMLP) with
+    its Adam state, written here from the model definition: what
+    nnx.eval_shape and optax.adam(...).init would give, flattened."""
+    out = {COUNT: {"dtype": "I32", "shape": []}}
+    for prefix in ("params/",) + SLOTS:
+        for layer in names:
+            out[prefix + layer + "/kernel"] = {"dtype": "F32", "shape": [4, 4]}
+            out[prefix + layer + "/bias"] = {"dtype": "F32", "shape": [4]}
+    return out
+
+
+# =============================================================================
+# 1. Flax Linen guide: the CNN's last kernel divided by its L2 norm
+# =============================================================================
+
+class TestCnnNormalize(ExampleCase):
+    KERNEL = "params/Dense_1/kernel"
+
+    def test_normalize(self):
+        inp = self.make("make_cnn_checkpoint.py", "cnn.safetensors")
+        self.assertIn("ok: 25 tensors in, 25 out", self.check("cnn_normalize.surg", inp))
+        before, _, _ = stnp.load(inp)
+
+        # One tensor computed (a reduction pass, then the division); the other
+        # 24, slots included, are byte ranges copied without being read.
+        plan, whole = self.plan("cnn_normalize.surg", inp)
+        self.assertPlanSources(plan, {n: "compute" if n == self.KERNEL else "copy"
+                                      for n in before})
+        self.assertEqual(plan[self.KERNEL]["passes"], 2)
+        for name, (_, arr) in before.items():
+            if name != self.KERNEL:
+                self.assertCopiedFrom(plan, name, name, arr.nbytes)
+        totals = whole["totals"]["plan"]
+        self.assertEqual((totals["computed"], totals["generated"], totals["moved"]),
+                         (256 * 10 * 4, 0, 0))
+        self.assertEqual(totals["read"], 2 * 256 * 10 * 4)  # two passes over the kernel
+
+        after, _, out = self.run_example("cnn_normalize.surg", inp)
+        self.assertNames(after, before)
+        # The reference in float64, rounded once: within 2 float32 ulps (the
+        # norm is summed in float64 and rounded to float32, then divided in
+        # float32, two roundings).
+        x = before[self.KERNEL][1].astype(D)
+        want = x / np.sqrt(np.sum(x * x))
+        got = after[self.KERNEL][1]
+        self.assertEqual((after[self.KERNEL][0], got.shape), ("F32", (256, 10)))
+        ulps = runutil.ulp_distance_f32(got, want.astype(F))
+        self.assertLessEqual(int(ulps.max()), 2)
+        self.assertAlmostEqual(float(np.sqrt(np.sum(got.astype(D) ** 2))), 1.0, delta=1e-6)
+        # A value map leaves the Adam moments alone: they and every other
+        # tensor are the input's bytes; the step count is untouched.
+        for name in before:
+            if name != self.KERNEL:
+                self.assertSameTensor(after[name], before[name], name)
+        self.assertEqual(int(after[COUNT][1]), 100)
+
+        # The verify script of `./dev example` agrees.
+        r = subprocess.run([sys.executable, self.example("verify_cnn_normalize.py"), inp, out],
+                           capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
+        self.assertTrue(r.stdout.startswith(b"ok: "), r.stdout)
+
+
+# =============================================================================
+# 2. Flax NNX guide: TwoLayerMLP -> ModifiedTwoLayerMLP
+# =============================================================================
+
+class TestMlpRename(ExampleCase):
+    OLD = mlp_schema(("linear1", "linear2"))
+    NEW = mlp_schema(("layer1", "layer2"))
+
+    def setUp(self):
+        super().setUp()
+        self.inp = self.make("make_mlp_checkpoint.py", "mlp.safetensors")
+
+    def schema_file(self, schema, name):
+        p = self.path(name)
+        with open(p, "w") as f:
+            json.dump(schema, f)
+        return p
+
+    def test_schemas_are_the_models(self):
+        """examples/mlp's schemas are the two models' abstract states, and
+        the checkpoint script writes the old one."""
+        for name, want in (("two_layer_mlp.json", self.OLD),
+                           ("modified_two_layer_mlp.json", self.NEW)):
+            with open(self.example(os.path.join("mlp", name))) as f:
+                self.assertEqual(json.load(f), want, name)
+        code, out, err = self.surg("schema", self.inp, "--json")
+        self.assertEqual((code, err), (0, ""))
+        got = json.loads(out)
+        self.assertEqual(got.pop("__metadata__"), {"format": "pt"})
+        self.assertEqual(got, self.OLD)
+
+    def test_rename(self):
+        target = self.example(os.path.join("mlp", "modified_two_layer_mlp.json"))
+        out = self.check("mlp_rename.surg", self.inp, "--to", target)
+        self.assertIn("ok: 13 tensors in, 13 out, matching the target", out)
+        before, _, _ = stnp.load(self.inp)
+
+        def old_name(name):
+            return name.replace("layer", "linear")
+
+        # Renames are metadata: every tensor a whole-range copy of its old name.
+        plan, whole = self.plan("mlp_rename.surg", self.inp)
+        self.assertEqual(sorted(plan), sorted(self.NEW))
+        for name in plan:
+            self.assertCopiedFrom(plan, name, old_name(name), before[old_name(name)][1].nbytes)
+        totals = whole["totals"]["plan"]
+        self.assertEqual((totals["read"], totals["computed"], totals["generated"]), (0, 0, 0))
+
+        after, _, out = self.run_example("mlp_rename.surg", self.inp, "--to", target)
+        self.assertNames(after, self.NEW)
+        for name in after:
+            self.assertSameTensor(after[name], before[old_name(name)], name)
+        # The slots moved with their parameters: mu/layer1/kernel is what
+        # mu/linear1/kernel was; the step count is untouched.
+        self.assertSameTensor(after["opt_state/0/mu/layer1/kernel"],
+                              before["opt_state/0/mu/linear1/kernel"], "mu")
+        self.assertSameTensor(after["opt_state/0/nu/layer2/bias"],
+                              before["opt_state/0/nu/linear2/bias"], "nu")
+        self.assertSameTensor(after[COUNT], before[COUNT], COUNT)
+        # As the guide asserts: the restored model computes what the old one did.
+        x = np.ones((3, 4), F)
+        self.assertExactly(mlp_forward(after, x, ("layer1", "layer2")),
+                           mlp_forward(before, x), "ModifiedTwoLayerMLP(ones)")
+        # And the result's abstract state is the new model's.
+        code, text, err = self.surg("schema", out, "--json")
+        self.assertEqual((code, err), (0, ""))
+        got = json.loads(text)
+        got.pop("__metadata__", None)
+        self.assertEqual(got, self.NEW)
+
+    def test_wrong_target(self):
+        """--to the old model (the recipe forgotten, or the wrong file): every
+        tensor is named, and run writes nothing."""
+        old = self.example(os.path.join("mlp", "two_layer_mlp.json"))
+        code, out, err = self.surg("check", self.example("mlp_rename.surg"), "--from", self.inp,
+                                   "--to", old)
+        self.assertEqual((code, out), (1, ""))
+        for name in self.NEW:
+            if name != COUNT:
+                self.assertIn('error: the result has "%s" (' % name, err)
+                self.assertIn('error: the result lacks "%s" (' % name.replace("layer", "linear"),
+                              err)
+        self.assertIn("two_layer_mlp.json: error:", err)
+
+        before = runutil.sha256(self.inp)
+        o = self.path("out.safetensors")
+        code, out, run_err = self.surg("run", self.example("mlp_rename.surg"), self.inp, o,
+                                       "--to", old)
+        self.assertEqual(code, 1)
+        self.assertEqual(run_err, err)
+        self.assertFalse(os.path.exists(o), "run wrote an output for a wrong target")
+        self.assertEqual(os.listdir(self.tmp), ["mlp.safetensors"])
+        self.assertEqual(runutil.sha256(self.inp), before)
+
+        # A target that differs in one shape names that tensor and both types.
+        wrong = dict(self.NEW)
+        wrong["params/layer2/kernel"] = {"dtype": "F32", "shape": [4, 8]}
+        p = self.schema_file(wrong, "wrong.json")
+        code, out, err = self.surg("run", self.example("mlp_rename.surg"), self.inp, o, "--to", p)
+        self.assertEqual(code, 1)
+        self.assertIn('error: the result\'s "params/layer2/kernel" is f32[4, 4], '
+                      'but the target has f32[4, 8]', err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertFalse(os.path.exists(o))
+        self.assertEqual(runutil.temporaries(self.tmp), [])
+
+
+# =============================================================================
+# 3. Flax NNX guide: partial initialization, a LoRA adapter on linear1
+# =============================================================================
+
+class TestMlpLora(ExampleCase):
+    A = "params/linear1/lora/lora_a"
+    B = "params/linear1/lora/lora_b"
+    SEED = 42  # the recipe's `seed`
+
+    def test_lora(self):
+        inp = self.make("make_mlp_checkpoint.py", "mlp.safetensors")
+        self.assertIn("ok: 13 tensors in, 19 out", self.check("mlp_lora.surg", inp))
+        before, _, _ = stnp.load(inp)
+        new = {n: (4, 3) if n.endswith("lora_a") else (3, 4)
+               for n in (p + "linear1/lora/lora_" + ab for p in ("params/",) + SLOTS
+                         for ab in "ab")}
+
+        # Only the adapter is made: lora_a from its initializer, lora_b and
+        # the four new moments as zeros. Every pretrained tensor is a copy,
+        # never read; nothing is computed; no value is made and thrown away.
+        plan, whole = self.plan("mlp_lora.surg", inp)
+        self.assertPlanSources(plan, {**{n: "copy" for n in before},
+                                      **{n: "generate" for n in new}})
+        for name, (_, arr) in before.items():
+            self.assertCopiedFrom(plan, name, name, arr.nbytes)
+        self.assertTrue(plan[self.A]["how"].startswith("he_uniform"), plan[self.A]["how"])
+        for name in new:
+            if name != self.A:
+                self.assertEqual(plan[name]["how"], "fill 0", name)
+            self.assertEqual((plan[name]["bytes"], plan[name]["read"]), (48, 0), name)
+        totals = whole["totals"]["plan"]
+        self.assertEqual(totals["generated"], 6 * 48)
+        self.assertEqual(totals["copied"], sum(a.nbytes for _, a in before.values()))
+        self.assertEqual((totals["read"], totals["computed"], totals["moved"]), (0, 0, 0))
+        self.assertEqual(whole["never_read"], {"tensors": 0, "bytes": 0})
+        self.assertEqual(whole["never_made"], {"values": 0, "bytes": 0})
+
+        after, meta, _ = self.run_example("mlp_lora.surg", inp)
+        self.assertNames(after, list(before) + list(new))
+        for name in before:
+            self.assertSameTensor(after[name], before[name], name)
+        for name, shape in new.items():
+            self.assertEqual((after[name][0], after[name][1].shape), ("F32", shape), name)
+        self.assertExactly(after[self.B][1], np.zeros((3, 4), F), "lora_b")
+        for prefix in SLOTS:  # new parameters start with no history
+            for ab in "ab":
+                name = prefix + "linear1/lora/lora_" + ab
+                self.assertExactly(after[name][1], np.zeros(new[name], F), name)
+        self.assertEqual(runutil.metadata_json(meta, "surg.lora"), [{
+            "r": 3, "lora_alpha": 3, "style": "flax", "target": "params/linear1/kernel",
+            "lora_a": self.A, "lora_b": self.B}])
+
+        # lora_a is he_uniform for its shape [in, r] = [4, 3]: fan-in 4, so
+        # uniform in +-sqrt(6 / 4), as nnx.LoRA's default a_initializer.
+        a = after[self.A][1].astype(D)
+        limit = math.sqrt(6 / 4)
+        self.assertLessEqual(float(np.abs(a).max()), limit)
+        self.assertEqual(len(np.unique(a)), a.size, "lora_a has repeated values")
+        # The values are the documented stream: draw k of Philox under the
+        # key of (seed, "params/linear1/lora/lora_a") gives elements 4k..4k+3,
+        # each -l + 2l * u of a 24-bit uniform u. surg computes in float32:
+        # within 2 float32 ulps of l of this float64 value.
+        w = philox4x32_10(np.arange(3, dtype=np.uint64), philox_key(self.SEED, self.A))
+        u = np.stack([(wi >> np.uint64(8)).astype(D) * 2.0 ** -24 for wi in w], axis=1)
+        want = (-limit + 2 * limit * u.ravel()).reshape(4, 3)
+        self.assertLess(float(np.abs(a - want).max()), 2 * limit * 2.0 ** -23)
+
+        # The adapted model computes exactly what the pretrained one did.
+        x = np.random.default_rng(3).standard_normal((16, 4)).astype(F)
+        self.assertExactly(mlp_forward(after, x, lora=True), mlp_forward(before, x),
+                           "LoRA model vs the pretrained model")
+
+    def test_port_and_lora(self):
+        """examples/mlp_port_lora.surg, the SPEC's example: the rename of
+        scenario 2, the adapter of scenario 3 on layer1, and layer2's kernel
+        normalized (a value map: its moments stay)."""
+        inp = self.make("make_mlp_checkpoint.py", "mlp.safetensors")
+        before, _, _ = stnp.load(inp)
+        after, meta, _ = self.run_example("mlp_port_lora.surg", inp)
+        new = [p + "layer1/lora/lora_" + ab for p in ("params/",) + SLOTS for ab in "ab"]
+        self.assertNames(after, [n.replace("linear", "layer") for n in before] + new)
+        for name in before:
+            if name != "params/linear2/kernel":
+                self.assertSameTensor(after[name.replace("linear", "layer")], before[name], name)
+        x = before["params/linear2/kernel"][1].astype(D)
+        ulps = runutil.ulp_distance_f32(after["params/layer2/kernel"][1],
+                                        (x / np.sqrt(np.sum(x * x))).astype(F))
+        self.assertLessEqual(int(ulps.max()), 2)  # as in scenario 1
+        for name in new:
+            if not name.startswith("params/") or name.endswith("lora_b"):
+                self.assertExactly(after[name][1], np.zeros_like(after[name][1]), name)
+        a = after["params/layer1/lora/lora_a"][1]
+        self.assertEqual(a.shape, (4, 3))
+        self.assertLessEqual(float(np.abs(a).max()), math.sqrt(6 / 4))
+        self.assertEqual(runutil.metadata_json(meta, "surg.lora")[0]["target"],
+                         "params/layer1/kernel")
+
+
+# =============================================================================
+# 4. Replacing a kernel: linear2's kernel filled with 0.5
+# =============================================================================
+
+class TestMlpFillKernel(ExampleCase):
+    KERNEL = "params/linear2/kernel"
+
+    def test_fill(self):
+        inp = self.make("make_mlp_checkpoint.py", "mlp.safetensors")
+        before, _, _ = stnp.load(inp)
+        self.check("mlp_fill_kernel.surg", inp)
+        slots = [p + "linear2/kernel" for p in SLOTS]
+
+        # The kernel and its moments are generated; the old values are never
+        # read; everything else is copied.
+        plan, whole = self.plan("mlp_fill_kernel.surg", inp)
+        self.assertPlanSources(plan, {n: "generate" if n in [self.KERNEL] + slots else "copy"
+                                      for n in before})
+        self.assertEqual(plan[self.KERNEL]["how"], "fill 0.5")
+        for name in slots:
+            self.assertEqual(plan[name]["how"], "fill 0")
+        self.assertEqual(whole["never_read"], {"tensors": 3, "bytes": 3 * 64})
+        totals = whole["totals"]["plan"]
+        self.assertEqual((totals["read"], totals["computed"], totals["generated"]),
+                         (0, 0, 3 * 64))
+
+        after, _, _ = self.run_example("mlp_fill_kernel.surg", inp)
+        self.assertNames(after, before)
+        self.assertEqual(after[self.KERNEL][0], "F32")
+        self.assertExactly(after[self.KERNEL][1], np.full((4, 4), 0.5, F), "kernel")
+        for name in slots:  # mirror: a filled parameter's moments restart at zero
+            self.assertExactly(after[name][1], np.zeros((4, 4), F), name)
+        for name in before:
+            if name not in [self.KERNEL] + slots:
+                self.assertSameTensor(after[name], before[name], name)
+        self.assertEqual(int(after[COUNT][1]), 100)
+
+        # The layer now computes y[n, j] = 0.5 * sum(x[n, :]) + bias[j]. The
+        # inputs are multiples of 1/4, so both sides are exact in float32.
+        x = batch(6, 4, seed=4)
+        bias = after["params/linear2/bias"][1]
+        y = x @ after[self.KERNEL][1] + bias
+        want = F(0.5) * x.sum(axis=1, keepdims=True) + bias[None, :]
+        self.assertExactly(y, want, "linear2(x)")
+        self.assertExactly(bias, before["params/linear2/bias"][1], "bias")
+
+
+# =============================================================================
+# 5. Flax's PyTorch conversion guide: nn.Linear -> nn.Dense
+# =============================================================================
+
+class TestTorchToFlax(ExampleCase):
+    PORT = {"fc1": "params/Dense_0", "fc2": "params/Dense_1"}
+
+    def test_port(self):
+        inp = self.make("make_torch_mlp_checkpoint.py", "torch.safetensors")
+        before, _, _ = stnp.load(inp)
+        self.assertEqual(sorted(before), ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"])
+        # The Flax model's abstract state (nn.Dense(6), nn.Dense(3) on 5
+        # features), as a schema written here from the model.
+        target = self.path("flax_mlp.json")
+        with open(target, "w") as f:
+            json.dump({"params/Dense_0/kernel": {"dtype": "F32", "shape": [5, 6]},
+                       "params/Dense_0/bias": {"dtype": "F32", "shape": [6]},
+                       "params/Dense_1/kernel": {"dtype": "F32", "shape": [6, 3]},
+                       "params/Dense_1/bias": {"dtype": "F32", "shape": [3]}}, f)
+        self.assertIn("matching the target", self.check("torch_to_flax.surg", inp, "--to", target))
+
+        # Transposes are strided moves (no arithmetic); biases are copies.
+        plan, whole = self.plan("torch_to_flax.surg", inp)
+        self.assertPlanSources(plan, {"params/Dense_0/kernel": "move",
+                                      "params/Dense_0/bias": "copy",
+                                      "params/Dense_1/kernel": "move",
+                                      "params/Dense_1/bias": "copy"})
+        for torch_name, flax_name in self.PORT.items():
+            self.assertCopiedFrom(plan, flax_name + "/bias", torch_name + ".bias",
+                                  before[torch_name + ".bias"][1].nbytes)
+        self.assertEqual(whole["totals"]["plan"]["computed"], 0)
+
+        after, _, _ = self.run_example("torch_to_flax.surg", inp, "--to", target)
+        self.assertNames(after, [p + "/" + k for p in self.PORT.values()
+                                 for k in ("kernel", "bias")])
+        for torch_name, flax_name in self.PORT.items():
+            weight = before[torch_name + ".weight"][1]
+            kernel = after[flax_name + "/kernel"]
+            self.assertEqual(kernel[0], "F32")
+            self.assertExactly(kernel[1], weight.T, flax_name + "/kernel")  # [in, out]
+            self.assertSameTensor(after[flax_name + "/bias"], before[torch_name + ".bias"],
+                                  flax_name + "/bias")
+
+        # Flax's forward on the ported parameters equals PyTorch's on the
+        # originals. Both in float64 from the same float32 values: the two
+        # matrix products may sum in different orders, so within 1e-12.
+        x = np.random.default_rng(5).standard_normal((7, 5))
+
+        def relu(v):
+            return np.maximum(v, 0)
+
+        def p(t, name):
+            return t[name][1].astype(D)
+
+        torch_y = relu(x @ p(before, "fc1.weight").T + p(before, "fc1.bias"))
+        torch_y = torch_y @ p(before, "fc2.weight").T + p(before, "fc2.bias")
+        flax_y = relu(x @ p(after, "params/Dense_0/kernel") + p(after, "params/Dense_0/bias"))
+        flax_y = flax_y @ p(after, "params/Dense_1/kernel") + p(after, "params/Dense_1/bias")
+        np.testing.assert_allclose(flax_y, torch_y, rtol=1e-12, atol=1e-12)
+
+    def test_port_with_adam(self):
+        """A training checkpoint: torch.optim.Adam's state becomes Optax's,
+        the moments of each weight transposed with it (mirror)."""
+        inp = self.make("make_torch_mlp_checkpoint.py", "train.safetensors", "--adam")
+        before, _, _ = stnp.load(inp)
+        self.assertEqual(len(before), 4 + 4 * 3)
+        index = {"fc1.weight": 0, "fc1.bias": 1, "fc2.weight": 2, "fc2.bias": 3}
+
+        plan, whole = self.plan("torch_to_flax_adam.surg", inp)
+        sources = {COUNT: "compute"}
+        for flax_name in self.PORT.values():
+            for prefix in ("params/",) + SLOTS:
+                name = prefix + flax_name[len("params/"):]
+                sources[name + "/kernel"] = "move"
+                sources[name + "/bias"] = "copy"
+        self.assertPlanSources(plan, sources)
+        self.assertEqual(whole["never_read"], {"tensors": 3, "bytes": 12})  # the other steps
+
+        after, _, _ = self.run_example("torch_to_flax_adam.surg", inp)
+        self.assertNames(after, sources)
+        self.assertEqual(after[COUNT][0], "I32")
+        self.assertEqual(int(after[COUNT][1]), 100)
+        for torch_name, flax_name in self.PORT.items():
+            for kind, flax_kind in (("weight", "kernel"), ("bias", "bias")):
+                i = index[torch_name + "." + kind]
+                pairs = [(torch_name + "." + kind, flax_name + "/" + flax_kind)]
+                for slot, prefix in (("exp_avg", SLOTS[0]), ("exp_avg_sq", SLOTS[1])):
+                    pairs.append(("optimizer.state.%d.%s" % (i, slot),
+                                  prefix + flax_name[len("params/"):] + "/" + flax_kind))
+                for src, dst in pairs:
+                    if kind == "weight":  # [out, in] -> [in, out], moments too
+                        self.assertEqual(after[dst][0], "F32")
+                        self.assertExactly(after[dst][1], before[src][1].T, dst)
+                    else:
+                        self.assertSameTensor(after[dst], before[src], dst)
+
+
+# =============================================================================
+# 6. Weight tying in a Hugging Face llama checkpoint
+# =============================================================================
+
+class TestLlamaTie(ExampleCase):
+    HEAD = "lm_head.weight"
+    EMBED = "model.embed_tokens.weight"
+
+    def test_tie(self):
+        inp = self.make("make_llama_checkpoint.py", "model.safetensors")
+        self.assertIn("ok: 21 tensors in, 20 out", self.check("llama_tie_embeddings.surg", inp))
+        before, _, in_header = stnp.load(inp)
+        head_bytes = before[self.HEAD][1].nbytes
+        self.assertEqual(head_bytes, 64 * 16 * 2)
+        self.assertNotEqual(before[self.HEAD][1].tobytes(), before[self.EMBED][1].tobytes())
+
+        # The head is never read; everything else is copied; the tie is noted.
+        plan, whole = self.plan("llama_tie_embeddings.surg", inp)
+        kept = [n for n in before if n != self.HEAD]
+        self.assertPlanSources(plan, {n: "copy" for n in kept})
+        for name in kept:
+            self.assertCopiedFrom(plan, name, name, before[name][1].nbytes)
+        self.assertEqual(whole["ties"], {self.HEAD: self.EMBED})
+        self.assertEqual(whole["never_read"], {"tensors": 1, "bytes": head_bytes})
+        totals = whole["totals"]["plan"]
+        self.assertEqual((totals["read"], totals["computed"], totals["generated"]), (0, 0, 0))
+
+        after, meta, out = self.run_example("llama_tie_embeddings.surg", inp)
+        # Stored once: the head is not among the file's tensors, the tie is
+        # in the metadata, and every stored tensor (the embedding included)
+        # is the input's bytes.
+        self.assertNames(after, kept)
+        self.assertEqual(runutil.metadata_json(meta, "surg.ties"), {self.HEAD: self.EMBED})
+        self.assertEqual(meta.get("format"), "pt")
+        for name in kept:
+            self.assertSameTensor(after[name], before[name], name)
+        # Smaller by exactly the head's bytes, give or take the header.
+        _, _, out_header = stnp.load_raw(out)
+        self.assertEqual(os.path.getsize(out) - len(out_header),
+                         os.path.getsize(inp) - len(in_header) - head_bytes)
+        self.assertEqual(os.path.getsize(out) - os.path.getsize(inp),
+                         len(out_header) - len(in_header) - head_bytes)
+
+        # A reader that restores the tie gets the embedding as the head.
+        restored = dict(after)
+        for alias, stored in runutil.metadata_json(meta, "surg.ties").items():
+            restored[alias] = restored[stored]
+        self.assertSameTensor(restored[self.HEAD], before[self.EMBED], "restored lm_head")
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--surg", required=True, help="the surg executable")
+    parser.add_argument("--examples", required=True, help="the project's examples/")
+    ARGS, rest = parser.parse_known_args()
+    ARGS.surg = os.path.abspath(ARGS.surg)
+    ARGS.examples = os.path.abspath(ARGS.examples)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
