@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "diag.h"
+#include "json.h"
 #include "lower.h"
 #include "mirror.h"
 #include "program.h"
@@ -33,6 +34,57 @@ static bool initial_state(lw *L, surg_ckpt *in)
     L->st.e = e;
     L->st.n = n;
     return true;
+}
+
+/* One part's "surg.ties" record ({"alias": "stored as"}, names under
+ * `prefix`), as tied names again. */
+static void load_part_ties(lw *L, const surg_ckpt *part, const char *prefix)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < surg_ckpt_meta_count(part) && !v; i++)
+        if (strcmp(surg_ckpt_meta(part, i)->key, "surg.ties") == 0)
+            v = surg_ckpt_meta(part, i)->value;
+    if (!v)
+        return;
+    jr j;
+    jr_init(&j, v, strlen(v), L->ar);
+    int more = jr_open(&j, '{') ? jr_first(&j, '}') : -1;
+    for (; more > 0; more = jr_more(&j, '}')) {
+        const char *alias, *target;
+        if (!jr_key(&j, &alias) || !jr_string(&j, &target))
+            break;
+        char *a = ar_alloc(L->ar, strlen(prefix) + strlen(alias) + 1);
+        char *t = ar_alloc(L->ar, strlen(prefix) + strlen(target) + 1);
+        if (!a || !t) {
+            L->nomem = true;
+            return;
+        }
+        strcat(strcpy(a, prefix), alias);
+        strcat(strcpy(t, prefix), target);
+        if (sv_find(&L->st, t) == SV_NONE || sv_find(&L->st, a) != SV_NONE ||
+            sv_find_alias(&L->st, a) != SV_NONE) {
+            dg_file(L->sink, SURG_WARNING, "ties-metadata", surg_ckpt_path(part),
+                    "the recorded tie \"%s\" -> \"%s\" does not fit the tensors here; "
+                    "it is dropped",
+                    alias, target);
+            continue;
+        }
+        L->nomem |= !sv_add_alias(&L->st, a, t);
+    }
+    if (more != 0)
+        dg_file(L->sink, SURG_WARNING, "ties-metadata", surg_ckpt_path(part),
+                "the \"surg.ties\" metadata is not an object of names (%s); it is ignored",
+                j.err);
+}
+
+/* Ties an earlier run recorded are tied names again: renames and drops
+ * carry them, and the output records them anew. */
+static void load_ties(lw *L, const surg_ckpt *in)
+{
+    const char *prefix;
+    const surg_ckpt *part;
+    for (size_t i = 0; (part = surg_ckpt_part_at(in, i, &prefix)) != NULL; i++)
+        load_part_ties(L, part, prefix);
 }
 
 static int alias_cmp(const void *a, const void *b)
@@ -81,6 +133,8 @@ surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *
     lw L = {.ar = &p->ar, .sink = sink, .src = &r->src, .st = {.ar = &p->ar}};
     L.lora_tail = &L.lora;
     bool ok = initial_state(&L, from);
+    if (ok)
+        load_ties(&L, from);
     if (ok)
         lw_statements(&L, r);
     if (ok && !L.nomem && L.errors == 0)

@@ -8,18 +8,8 @@
 
 size_t sv_find(const sv_state *s, const char *name)
 {
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(s->e[mid].name, name);
-        if (c == 0)
-            return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return SV_NONE;
+    size_t i = ss_find(s->e, s->n, sizeof *s->e, name);
+    return i == (size_t)-1 ? SV_NONE : i;
 }
 
 void sv_prefix_range(const sv_state *s, const char *prefix, size_t len, size_t *lo,

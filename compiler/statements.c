@@ -24,6 +24,15 @@ static void retarget_aliases(lw *L, const char *from, const char *to)
             L->st.aliases[i].target = to;
 }
 
+/* What most statements do first: match the pattern and start the change. */
+static bool begin(lw *L, const ast_stmt *s, lw_matches *ms, change *c)
+{
+    if (lw_match_pattern(L, s->patterns, ms) && change_init(L, c))
+        return true;
+    lw_matches_free(ms);
+    return false;
+}
+
 static void lower_rename(lw *L, const ast_stmt *s)
 {
     unsigned before = L->errors;
@@ -60,10 +69,8 @@ static void lower_drop(lw *L, const ast_stmt *s)
     unsigned before = L->errors;
     lw_matches ms;
     change c;
-    if (!lw_match_pattern(L, s->patterns, &ms) || !change_init(L, &c)) {
-        lw_matches_free(&ms);
+    if (!begin(L, s, &ms, &c))
         return;
-    }
     for (size_t i = 0; i < ms.n; i++)
         change_remove(&c, ms.m[i].entry);
     for (size_t i = 0; i < ms.n; i++)
@@ -165,10 +172,8 @@ static void lower_fill(lw *L, const ast_stmt *s)
     unsigned before = L->errors;
     lw_matches ms;
     change c;
-    if (!lw_match_pattern(L, s->patterns, &ms) || !change_init(L, &c)) {
-        lw_matches_free(&ms);
+    if (!begin(L, s, &ms, &c))
         return;
-    }
     for (size_t i = 0; i < ms.n && L->errors == before; i++) {
         const cg_node *x = cg_get(&L->g, ms.m[i].node);
         cg_id v = lw_init(L, s->expr, x->dtype, x->rank, x->shape, ms.m[i].name, L->layout,
@@ -276,10 +281,8 @@ static void lower_map(lw *L, const ast_stmt *s)
     unsigned before = L->errors;
     lw_matches ms;
     change c;
-    if (!lw_match_pattern(L, s->patterns, &ms) || !change_init(L, &c)) {
-        lw_matches_free(&ms);
+    if (!begin(L, s, &ms, &c))
         return;
-    }
     cg_id *results = calloc(ms.n ? ms.n : 1, sizeof *results);
     /* The first match that fails reports; the rest would only repeat it. */
     for (size_t i = 0; results && i < ms.n && L->errors == before; i++) {
@@ -425,10 +428,8 @@ static void lower_split(lw *L, const ast_stmt *s)
     unsigned before = L->errors;
     lw_matches ms;
     change c;
-    if (!lw_match_pattern(L, s->patterns, &ms) || !change_init(L, &c)) {
-        lw_matches_free(&ms);
+    if (!begin(L, s, &ms, &c))
         return;
-    }
     size_t k = 0, n_sizes = 0;
     for (const ast_string *t = s->targets; t; t = t->next)
         k++;

@@ -252,18 +252,7 @@ const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i)
 
 size_t surg_ckpt_find(const surg_ckpt *ck, const char *name)
 {
-    size_t lo = 0, hi = ck->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(ck->tensors[mid].name, name);
-        if (c == 0)
-            return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (size_t)-1;
+    return ss_find(ck->tensors, ck->n, sizeof *ck->tensors, name);
 }
 
 surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
@@ -317,6 +306,18 @@ static surg_status join_meta(surg_ckpt *ck, surg_sink *sink)
             ck->n_meta++;
         }
     return SURG_OK;
+}
+
+const surg_ckpt *surg_ckpt_part_at(const surg_ckpt *ck, size_t i, const char **prefix)
+{
+    if (!ck->n_parts) {
+        *prefix = "";
+        return i ? NULL : ck;
+    }
+    if (i >= ck->n_parts)
+        return NULL;
+    *prefix = ck->part_prefix[i];
+    return ck->parts[i];
 }
 
 const surg_ckpt *surg_ckpt_mounted(const surg_ckpt *ck, const char *prefix)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "diag.h"
@@ -105,6 +106,15 @@ surg_status of_create(surg_sink *sink, const char *final_path, of_file **out)
         return dg_errno(sink, final_path, "cannot create the output", err);
     }
     list_add(f);
+    /* mkostemp makes the file private (0600); the output gets the mode any
+     * new file would, as cp gives it: 0666 less the umask. */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(f->fd, 0666 & ~mask) != 0) {
+        err = errno;
+        of_abort(f);
+        return dg_errno(sink, final_path, "cannot set the output's permissions", err);
+    }
     *out = f;
     return SURG_OK;
 }

@@ -98,3 +98,21 @@ int ss_sort(void *records, size_t n, size_t size)
     free(st.t);
     return rc;
 }
+
+size_t ss_find(const void *records, size_t n, size_t size, const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *k;
+        memcpy(&k, (const char *)records + mid * size, sizeof k);
+        int c = strcmp(k, key);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (size_t)-1;
+}

@@ -12,4 +12,8 @@
  * Returns -1 when out of memory. */
 int ss_sort(void *records, size_t n, size_t size);
 
+/* The index of the record whose key is `key` among n such records sorted
+ * by key, or (size_t)-1. */
+size_t ss_find(const void *records, size_t n, size_t size, const char *key);
+
 #endif

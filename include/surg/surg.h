@@ -166,6 +166,9 @@ surg_status surg_ckpt_open_parts(const surg_ckpt_part *parts, size_t n, surg_sin
 /* The part mounted under `prefix` (its own metadata, its path), or `ck`
  * itself when it has no such part. */
 const surg_ckpt *surg_ckpt_mounted(const surg_ckpt *ck, const char *prefix);
+/* The i-th part and its prefix; a checkpoint not made of parts is its own
+ * only part, under "". NULL past the end. */
+const surg_ckpt *surg_ckpt_part_at(const surg_ckpt *ck, size_t i, const char **prefix);
 
 surg_ckpt_kind surg_ckpt_kind_of(const surg_ckpt *ck);
 const char *surg_ckpt_path(const surg_ckpt *ck);

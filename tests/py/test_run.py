@@ -264,6 +264,25 @@ class TestCopies(RunCase):
         self.assertEqual(got["z"][2], a.tobytes())
         self.assertEqual(runutil.metadata_json(meta, "surg.ties"), {"b": "z"})
 
+    def test_recorded_ties_are_read_back(self):
+        """A file surg tied earlier: its recorded ties are tied names again,
+        so a rename carries them and a drop ends them; a record that names
+        missing tensors is dropped with a warning."""
+        a = np.arange(6, dtype=F).reshape(2, 3)
+        inp = self.save({"a": ("F32", a), "c": ("F32", a + 1)},
+                        metadata={"surg.ties": json.dumps({"b": "a", "x": "nowhere"})})
+        code, err, o = self.run_raw('rename "a" -> "z"', inp)
+        self.assertEqual(code, 0, err)
+        self.assertIn('"x" -> "nowhere"', err)
+        _, meta, _ = stnp.load(o)
+        self.assertEqual(runutil.metadata_json(meta, "surg.ties"), {"b": "z"})
+        _, meta = self.run_ok('drop "a"', inp, out="dropped.safetensors")
+        self.assertNotIn("surg.ties", meta or {})
+        # Untouched, the record is written again as it was (less what did
+        # not fit).
+        _, meta = self.run_ok('keep "**"', inp, out="kept.safetensors")
+        self.assertEqual(runutil.metadata_json(meta, "surg.ties"), {"b": "a"})
+
 
 # =============================================================================
 # fill
@@ -1683,6 +1702,18 @@ class TestSafety(RunCase):
 
     def assertNoTemporaries(self, directory=None):
         self.assertEqual(runutil.temporaries(directory or self.tmp), [])
+
+    def test_output_mode_follows_umask(self):
+        """The output is readable as any new file is (0666 less the umask),
+        not private as a temporary file starts."""
+        for mask, want in ((0o022, 0o644), (0o077, 0o600)):
+            old = os.umask(mask)
+            try:
+                o = "mode%o.safetensors" % mask
+                self.run_ok('map "a" = x * 2', self.inp, out=o)
+            finally:
+                os.umask(old)
+            self.assertEqual(os.stat(self.path(o)).st_mode & 0o777, want, "umask %o" % mask)
 
     def test_out_equals_in(self):
         self.run_fails(2, 'map "a" = x * 2', self.inp, out=self.inp)
