@@ -217,3 +217,37 @@ class Minifloat:
 
 E4M3 = Minifloat(4, 3, 7, ieee=False)
 E5M2 = Minifloat(5, 2, 15, ieee=True)
+
+
+def philox4x32_10(counters, key):
+    """Philox-4x32-10 of counters (k, 0, 0, 0) for an array of k, in NumPy:
+    the generator's published definition, written independently of surg."""
+    M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+    mask = np.uint64(0xFFFFFFFF)
+    c0 = counters.astype(np.uint64) & mask
+    c1 = counters.astype(np.uint64) >> np.uint64(32)
+    c2 = np.zeros_like(c0)
+    c3 = np.zeros_like(c0)
+    k0, k1 = key
+    for _ in range(10):
+        p0 = np.uint64(M0) * c0
+        p1 = np.uint64(M1) * c2
+        c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0), p1 & mask,
+                          (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1), p0 & mask)
+        k0 = (k0 + W0) & 0xFFFFFFFF
+        k1 = (k1 + W1) & 0xFFFFFFFF
+    return c0, c1, c2, c3
+
+
+def philox_key(seed, name):
+    """The README's key: FNV-1a 64 of the name, mixed with the seed by
+    SplitMix64's finalizer; low word first."""
+    m = (1 << 64) - 1
+    h = 0xCBF29CE484222325
+    for byte in name.encode("utf-8"):
+        h = ((h ^ byte) * 0x100000001B3) & m
+    z = h ^ ((seed + 0x9E3779B97F4A7C15) & m)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    z ^= z >> 31
+    return z & 0xFFFFFFFF, z >> 32

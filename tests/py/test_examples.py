@@ -32,7 +32,7 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import runutil  # noqa: E402
 import stnp  # noqa: E402
-from test_run import philox4x32_10, philox_key  # noqa: E402  (the documented stream)
+from runutil import philox4x32_10, philox_key  # noqa: E402  (the documented stream)
 
 ARGS = None  # filled in by main()
 
