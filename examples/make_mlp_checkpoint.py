@@ -39,14 +39,24 @@ def init_params(rng):
 
 
 def main(argv):
-    if len(argv) != 2:
-        sys.stderr.write("usage: %s OUT.safetensors\n" % argv[0])
+    split = len(argv) == 4 and argv[1] == "--split"
+    if len(argv) != 2 and not split:
+        sys.stderr.write("usage: %s OUT.safetensors\n"
+                         "       %s --split PARAMS.safetensors STATE.safetensors\n"
+                         % (argv[0], argv[0]))
         return 2
     rng = np.random.default_rng(0)
     params = init_params(rng)
     tensors = {"params/" + name: ("F32", p) for name, p in params.items()}
     tensors.update(adam_state(rng, params))
-    stnp.save(argv[1], tensors, order="reference")
+    if not split:
+        stnp.save(argv[1], tensors, order="reference")
+        return 0
+    # The same tensors in two files, each without its top-level prefix, as
+    # a training loop that saves parameters and optimizer state apart would.
+    for path, prefix in ((argv[2], "params/"), (argv[3], "opt_state/")):
+        part = {n[len(prefix):]: v for n, v in tensors.items() if n.startswith(prefix)}
+        stnp.save(path, part, order="reference")
     return 0
 
 

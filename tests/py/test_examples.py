@@ -323,6 +323,37 @@ class TestMlpRename(ExampleCase):
 # 3. Flax NNX guide: partial initialization, a LoRA adapter on linear1
 # =============================================================================
 
+class TestSplitFiles(ExampleCase):
+    """Scenario 7: the rename of scenario 2 on parameters and optimizer state
+    kept in two files: each output holds exactly what the combined run puts
+    under its prefix, prefix taken off, byte for byte."""
+
+    def test_split(self):
+        whole = self.make("make_mlp_checkpoint.py", "mlp.safetensors")
+        p, s = self.path("params.safetensors"), self.path("opt.safetensors")
+        r = subprocess.run([sys.executable, self.example("make_mlp_checkpoint.py"), "--split",
+                            p, s], capture_output=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        code, out, err = self.surg("check", self.example("mlp_rename.surg"), "--params", p,
+                                   "--state", s)
+        self.assertEqual((code, err), (0, ""))
+        want, _, _ = self.run_example("mlp_rename.surg", whole)
+        p2, s2 = self.path("params_new.safetensors"), self.path("opt_new.safetensors")
+        code, _, err = self.surg("run", self.example("mlp_rename.surg"), "--params", p,
+                                 "--state", s, p2, s2)
+        self.assertEqual(code, 0, err)
+        got = {}
+        for prefix, path in (("params/", p2), ("opt_state/", s2)):
+            t, _, _ = stnp.load(path)
+            got.update({prefix + n: v for n, v in t.items()})
+        self.assertEqual(sorted(got), sorted(want))
+        for name, (dt, arr) in want.items():
+            self.assertEqual(got[name][0], dt, name)
+            self.assertEqual(got[name][1].tobytes(), arr.tobytes(), name)
+        self.assertIn("params/layer1/kernel", got)
+        self.assertIn("opt_state/0/mu/layer2/bias", got)
+
+
 class TestMlpLora(ExampleCase):
     A = "params/linear1/lora/lora_a"
     B = "params/linear1/lora/lora_b"
