@@ -61,6 +61,19 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+/* A mapped input that shrank under us: reading past its new end raises
+ * SIGBUS. Say so, remove the unfinished outputs, and stop. */
+static void on_sigbus(int sig)
+{
+    static const char msg[] = "surg: error: an input file changed while it was being read "
+                              "(truncated?); nothing was written\n";
+    (void)sig;
+    surg_remove_temporaries();
+    ssize_t rc = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)rc;
+    _exit(2);
+}
+
 static void install_signal_handlers(void)
 {
     const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -69,6 +82,12 @@ static void install_signal_handlers(void)
         sigemptyset(&sa.sa_mask);
         sigaction(sigs[i], &sa, NULL);
     }
+    struct sigaction bus = {.sa_handler = on_sigbus};
+    sigemptyset(&bus.sa_mask);
+    sigaction(SIGBUS, &bus, NULL);
+    /* Past a file-size limit, a write should fail (EFBIG, reported and
+     * cleaned up), not kill the process with its temporaries in place. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 /* Pull the global options out of argv (they may stand anywhere), leaving the

@@ -520,10 +520,13 @@ static surg_status output_jobs(run *r)
     return SURG_OK;
 }
 
-/* Every output synced before any is renamed into place. */
+/* Every output synced before any is renamed into place, and none if an
+ * input changed while it was read (its bytes may be half old, half new). */
 static surg_status commit(run *r)
 {
     surg_status st = SURG_OK;
+    for (size_t i = 0; i < r->kx.ck->n_files && !st; i++)
+        st = st_unchanged(&r->kx.ck->files[i], r->sink);
     for (size_t k = 0; k < r->n_lay && !st; k++)
         st = stw_layout_sync(&r->lay[k], r->sink);
     for (size_t k = 0; k < r->n_lay && !st; k++)

@@ -4,6 +4,7 @@
 #include "outfile.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,8 @@ struct of_file {
     char *final_path;
     char *tmp_path;
     int fd;
+    bool unnamed; /* O_TMPFILE: no name until committed, so even SIGKILL
+                     leaves nothing behind */
 };
 
 static of_file *live;
@@ -61,7 +64,8 @@ static void list_remove(of_file *f)
 void surg_remove_temporaries(void)
 {
     for (of_file *f = live; f; f = f->next)
-        unlink(f->tmp_path);
+        if (!f->unnamed)
+            unlink(f->tmp_path);
 }
 
 static char *tmp_name(const char *final_path)
@@ -83,6 +87,47 @@ static void of_free(of_file *f)
     free(f);
 }
 
+/* A file with no name in final_path's directory (Linux's O_TMPFILE), or -1
+ * where the file system or the kernel does not offer one. It is named at
+ * commit through /proc/self/fd, so that must be there too. */
+static int open_unnamed(const char *final_path)
+{
+#ifdef O_TMPFILE
+    if (access("/proc/self/fd", X_OK) != 0)
+        return -1;
+    const char *slash = strrchr(final_path, '/');
+    char *dir = slash ? strndup(final_path, (size_t)(slash - final_path + 1)) : strdup(".");
+    if (!dir)
+        return -1;
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+    free(dir);
+    return fd;
+#else
+    (void)final_path;
+    return -1;
+#endif
+}
+
+/* Give an unnamed file its temporary name, to be renamed over the final
+ * one (a link cannot replace a file). */
+static int name_unnamed(of_file *f)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+    char *x = strstr(f->tmp_path, "XXXXXX");
+    for (unsigned attempt = 0; x && attempt < 100; attempt++) {
+        snprintf(x, 7, "%06u", (unsigned)((unsigned)getpid() * 31u + attempt) % 1000000u);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp_path, AT_SYMLINK_FOLLOW) == 0) {
+            f->unnamed = false; /* now it has a name to remove on failure */
+            return 0;
+        }
+        if (errno != EEXIST)
+            return -1;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
 surg_status of_create(surg_sink *sink, const char *final_path, of_file **out)
 {
     *out = NULL;
@@ -98,7 +143,10 @@ surg_status of_create(surg_sink *sink, const char *final_path, of_file **out)
     }
     sigset_t old;
     list_lock(&old);
-    f->fd = mkostemp(f->tmp_path, O_CLOEXEC);
+    f->fd = open_unnamed(final_path);
+    f->unnamed = f->fd >= 0;
+    if (!f->unnamed)
+        f->fd = mkostemp(f->tmp_path, O_CLOEXEC);
     int err = errno;
     list_unlock(&old);
     if (f->fd < 0) {
@@ -226,6 +274,8 @@ surg_status of_finish(of_file *f, surg_sink *sink)
 {
     if (fsync(f->fd) != 0)
         return dg_errno(sink, f->final_path, "cannot sync", errno);
+    if (f->unnamed)
+        return SURG_OK; /* closing would lose it: it is named at commit */
     int rc = close(f->fd);
     f->fd = -1;
     if (rc != 0)
@@ -249,6 +299,20 @@ static void sync_dir(const char *path)
 
 surg_status of_commit(of_file *f, surg_sink *sink)
 {
+    if (f->unnamed) {
+        sigset_t old;
+        list_lock(&old); /* named and listed at once, for the signal handler */
+        int rc = name_unnamed(f);
+        int err = errno;
+        list_unlock(&old);
+        if (rc != 0) {
+            surg_status st = dg_errno(sink, f->final_path, "cannot name the finished output", err);
+            of_abort(f);
+            return st;
+        }
+        close(f->fd);
+        f->fd = -1;
+    }
     if (rename(f->tmp_path, f->final_path) != 0) {
         surg_status st = dg_errno(sink, f->final_path, "cannot rename the "
                                   "finished output into place", errno);
@@ -268,6 +332,7 @@ void of_abort(of_file *f)
     list_remove(f);
     if (f->fd >= 0)
         close(f->fd);
-    unlink(f->tmp_path);
+    if (!f->unnamed)
+        unlink(f->tmp_path);
     of_free(f);
 }

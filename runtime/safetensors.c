@@ -68,11 +68,28 @@ surg_status st_open(arena *ar, surg_sink *sink, const char *path, st_file *f,
 {
     *f = (st_file){.path = path, .fd = -1};
     surg_status st = rf_open_regular(sink, path, &f->fd, &f->size);
+    struct stat sb;
+    if (!st && fstat(f->fd, &sb) == 0)
+        f->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     if (!st)
         st = read_header(ar, sink, f, h);
     if (st)
         st_close(f);
     return st;
+}
+
+surg_status st_unchanged(const st_file *f, surg_sink *sink)
+{
+    struct stat sb;
+    if (f->fd < 0 || fstat(f->fd, &sb) != 0)
+        return SURG_OK; /* nothing to compare with */
+    int64_t mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    if ((uint64_t)sb.st_size == f->size && mtime == f->mtime_ns)
+        return SURG_OK;
+    dg_file(sink, SURG_ERROR, "input-changed", f->path,
+            "the file changed while it was being read (%s); nothing was written",
+            (uint64_t)sb.st_size != f->size ? "its size is not what it was" : "it was modified");
+    return SURG_EIO;
 }
 
 void st_close(st_file *f)

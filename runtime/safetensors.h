@@ -12,6 +12,7 @@ typedef struct st_file {
     uint64_t data_start; /* 8 + header length */
     void *map;           /* whole file, mapped on first data access */
     uint64_t bytes_read; /* by read calls: the length field and the header */
+    int64_t mtime_ns;    /* when opened: a change while it is read is seen */
 } st_file;
 
 /* Open `path`, read its 8-byte length and header (never the data), and
@@ -19,6 +20,10 @@ typedef struct st_file {
 surg_status st_open(arena *ar, surg_sink *sink, const char *path, st_file *f,
                     st_header *h);
 void st_close(st_file *f);
+
+/* Is the file as it was when opened (same size, same modification time)?
+ * If not, an error naming it. */
+surg_status st_unchanged(const st_file *f, surg_sink *sink);
 
 /* Map the file (once) so tensor data can be read in place. */
 surg_status st_map(st_file *f, surg_sink *sink);

@@ -236,7 +236,10 @@ static void test_temporaries(void **state)
     assert_int_equal(of_create(&r.sink, final, &a), SURG_OK);
     assert_int_equal(of_create(&r.sink, final, &b), SURG_OK);
     assert_int_equal(of_write(a, &r.sink, "abc", 3), SURG_OK);
-    assert_int_equal(count_temporaries(tmp_dir()), 2);
+    /* Unnamed (O_TMPFILE) where the file system offers it: nothing to see,
+     * nothing a SIGKILL could leave; else two named temporaries. */
+    int visible = count_temporaries(tmp_dir());
+    assert_true(visible == 0 || visible == 2);
     surg_remove_temporaries(); /* what the signal handler does */
     assert_int_equal(count_temporaries(tmp_dir()), 0);
     assert_int_not_equal(access(final, F_OK), 0);
