@@ -12,7 +12,7 @@ static const char help[] =
     "Print the abstract state of a checkpoint: every tensor's name, dtype and\n"
     "shape, read from the header alone (no tensor data is read).\n"
     "CKPT is a .safetensors file, a sharded checkpoint (a directory or its\n"
-    "model.safetensors.index.json), or a .json schema.\n"
+    "model.safetensors.index.json), a NumPy .npz or .npy, or a .json schema.\n"
     "\n"
     "  --json   write a schema file (SPEC §2) to standard output instead\n";
 

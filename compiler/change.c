@@ -31,13 +31,14 @@ void change_remove(change *c, size_t e)
 void change_add(lw *L, change *c, const char *name, cg_id node)
 {
     if (c->n_added == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 16;
-        sv_entry *a = realloc(c->added, c->cap * sizeof *a);
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        sv_entry *a = realloc(c->added, cap * sizeof *a);
         if (!a) {
             L->nomem = true;
             return;
         }
         c->added = a;
+        c->cap = cap;
     }
     c->added[c->n_added++] = (sv_entry){name, node, 0};
 }
@@ -46,13 +47,14 @@ void change_add(lw *L, change *c, const char *name, cg_id node)
 void change_update(lw *L, change *c, size_t entry, cg_id node)
 {
     if (c->n_updated == c->cap_updated) {
-        c->cap_updated = c->cap_updated ? c->cap_updated * 2 : 16;
-        sv_entry *u = realloc(c->updated, c->cap_updated * sizeof *u);
+        size_t cap = c->cap_updated ? c->cap_updated * 2 : 16;
+        sv_entry *u = realloc(c->updated, cap * sizeof *u);
         if (!u) {
             L->nomem = true;
             return;
         }
         c->updated = u;
+        c->cap_updated = cap;
     }
     c->updated[c->n_updated++] = (sv_entry){NULL, node, (uint32_t)entry};
     c->touched[entry] = 1;

@@ -87,5 +87,5 @@ char *pl_describe(const surg_program *p, arena *ar, cg_id node)
     expr(p, &b, node, 0);
     char *s = b.failed ? NULL : ar_strdup(ar, b.data ? b.data : "");
     buf_free(&b);
-    return s ? s : "?";
+    return s;
 }

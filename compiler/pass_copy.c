@@ -13,12 +13,13 @@ enum { MAX_SEGMENTS = 4096, MAX_DEPTH = 64 };
 typedef struct segs {
     pl_segment *v;
     size_t n, cap;
+    bool *nomem; /* shared by every list of one pl_copy: set when out of memory */
 } segs;
 
 static void segs_free(segs *s)
 {
     free(s->v);
-    *s = (segs){0};
+    *s = (segs){.nomem = s->nomem};
 }
 
 static bool push(segs *s, uint32_t input, uint64_t offset, uint64_t len)
@@ -36,7 +37,7 @@ static bool push(segs *s, uint32_t input, uint64_t offset, uint64_t len)
         size_t cap = s->cap ? s->cap * 2 : 4;
         pl_segment *v = realloc(s->v, cap * sizeof *v);
         if (!v)
-            return false;
+            return *s->nomem = true, false;
         s->v = v;
         s->cap = cap;
     }
@@ -84,7 +85,7 @@ static bool slice_ranges(const surg_program *p, const cg_node *n, segs *out, int
 {
     const cg_node *in = cg_get(&p->g, n->in[0]);
     uint64_t outer, inner_bits;
-    segs src = {0};
+    segs src = {.nomem = out->nomem};
     bool ok = blocks(in, n->a.slice.axis, &outer, &inner_bits) && ranges(p, n->in[0], &src, depth);
     uint64_t row = inner_bits / 8, block = in->shape[n->a.slice.axis] * row;
     for (uint64_t o = 0; ok && o < outer; o++)
@@ -101,8 +102,11 @@ static bool join_ranges(const surg_program *p, const cg_node *n, segs *out, int 
         outer *= n->shape[i];
     segs *parts = calloc(n->n_in, sizeof *parts);
     bool ok = parts != NULL;
-    for (uint32_t k = 0; ok && k < n->n_in; k++)
+    *out->nomem |= !ok;
+    for (uint32_t k = 0; ok && k < n->n_in; k++) {
+        parts[k].nomem = out->nomem;
         ok = ranges(p, n->in[k], &parts[k], depth);
+    }
     for (uint64_t o = 0; ok && o < outer; o++)
         for (uint32_t k = 0; ok && k < n->n_in; k++) {
             uint64_t block = bytes(cg_get(&p->g, n->in[k])) / (outer ? outer : 1);
@@ -168,22 +172,25 @@ static bool layout_only(const surg_program *p, cg_id id, int depth)
     return true;
 }
 
-bool pl_copy(const surg_program *p, arena *ar, pl_tensor *t)
+int pl_copy(const surg_program *p, arena *ar, pl_tensor *t)
 {
-    segs s = {0};
+    bool nomem = false;
+    segs s = {.nomem = &nomem};
     if (ranges(p, t->node, &s, 0)) {
         t->kind = PL_COPY;
         t->segs = ar_array(ar, s.n ? s.n : 1, sizeof *t->segs);
         if (t->segs && s.n)
             memcpy(t->segs, s.v, s.n * sizeof *s.v);
-        t->n_segs = t->segs ? s.n : 0;
+        t->n_segs = s.n;
         segs_free(&s);
-        return true;
+        return t->segs ? 1 : -1;
     }
     segs_free(&s);
+    if (nomem) /* not "no ranges": the answer is unknown */
+        return -1;
     if (layout_only(p, t->node, 0)) {
         t->kind = PL_GATHER;
-        return true;
+        return 1;
     }
-    return false;
+    return 0;
 }

@@ -66,19 +66,17 @@ static void reads(fuse *f, cg_id id, uint32_t pass)
         reads(f, n->in[k], below);
 }
 
-void pl_fuse(const surg_program *p, arena *ar, pl_tensor *t)
+bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t)
 {
     uint32_t esize = (surg_dtype_bits(t->dtype) + 7) / 8;
     if (t->kind == PL_GATHER) {
         t->read = t->nbytes; /* each element moved once, out of the mapped input */
         t->work = (uint64_t)PL_CHUNK_ELEMS * esize;
-        t->how = pl_describe(p, ar, t->node);
-        return;
+        return (t->how = pl_describe(p, ar, t->node)) != NULL;
     }
     if (t->kind == PL_GENERATE) {
         t->work = (uint64_t)PL_CHUNK_ELEMS * (8 + esize);
-        t->how = pl_describe(p, ar, t->node);
-        return;
+        return (t->how = pl_describe(p, ar, t->node)) != NULL;
     }
     fuse f = {.p = p};
     f.level = calloc(p->g.n ? p->g.n : 1, sizeof *f.level);
@@ -86,7 +84,8 @@ void pl_fuse(const surg_program *p, arena *ar, pl_tensor *t)
     f.seen = calloc(p->g.n ? p->g.n : 1, sizeof *f.seen);
     uint32_t depth = f.level ? levels(&f, t->node) : 0;
     f.read = calloc(depth + 2, sizeof *f.read);
-    if (f.level && f.counted && f.seen && f.read) {
+    bool ok = f.level && f.counted && f.seen && f.read;
+    if (ok) {
         reads(&f, t->node, 0);
         t->passes = f.max_pass + 1;
         for (uint32_t i = 0; i <= f.max_pass; i++)
@@ -99,4 +98,5 @@ void pl_fuse(const surg_program *p, arena *ar, pl_tensor *t)
     free(f.seen);
     free(f.read);
     t->how = pl_describe(p, ar, t->node);
+    return ok && t->how;
 }

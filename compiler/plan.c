@@ -15,8 +15,10 @@ surg_status pl_metadata(const surg_program *p, const char *prefix, arena *ar,
     surg_meta_entry *m = ar_array(ar, in + 3, sizeof *m);
     if (!m)
         return SURG_ENOMEM;
-    char *ties = pg_records_json(p, prefix, true, ar);
-    char *lora = pg_records_json(p, prefix, false, ar);
+    char *ties, *lora;
+    if (!pg_records_json(p, prefix, true, ar, &ties) ||
+        !pg_records_json(p, prefix, false, ar, &lora))
+        return SURG_ENOMEM;
     size_t k = 0;
     for (size_t i = 0; i < in; i++) {
         const surg_meta_entry *e = surg_ckpt_meta(from, i);
@@ -43,7 +45,9 @@ surg_status pl_metadata(const surg_program *p, const char *prefix, arena *ar,
     return SURG_OK;
 }
 
-static uint64_t header_bytes(const surg_program *p, const surg_meta_entry *meta, size_t n_meta)
+/* The output header's size, in *n; false when out of memory. */
+static bool header_bytes(const surg_program *p, const surg_meta_entry *meta, size_t n_meta,
+                         uint64_t *n)
 {
     stw_output o = {.tensors = p->out_info, .n = p->n_out, .meta = meta, .n_meta = n_meta};
     size_t *idx = malloc((p->n_out ? p->n_out : 1) * sizeof *idx);
@@ -51,10 +55,11 @@ static uint64_t header_bytes(const surg_program *p, const surg_meta_entry *meta,
     buf_init(&hdr);
     for (size_t i = 0; idx && i < p->n_out; i++)
         idx[i] = i;
-    uint64_t n = idx && stw_header(&o, idx, p->n_out, &hdr) == SURG_OK ? hdr.len : 0;
+    bool ok = idx && stw_header(&o, idx, p->n_out, &hdr) == SURG_OK;
+    *n = ok ? hdr.len : 0;
     buf_free(&hdr);
     free(idx);
-    return n;
+    return ok;
 }
 
 static uint64_t bytes(const cg_node *n) { return n->nelems * surg_dtype_bits(n->dtype) / 8; }
@@ -121,16 +126,21 @@ static surg_status build(surg_plan *pl)
         pl_tensor *t = &pl->t[i];
         *t = (pl_tensor){.name = o->name, .node = p->out[i].node, .dtype = o->dtype,
                          .rank = o->rank, .shape = o->shape, .nbytes = o->nbytes};
-        if (pl_copy(p, &pl->ar, t)) {
+        int copy = pl_copy(p, &pl->ar, t);
+        if (copy < 0)
+            return SURG_ENOMEM;
+        if (copy) {
             if (t->kind == PL_COPY) {
                 t->work = PL_COPY_BUFFER;
-                t->how = pl_describe(p, &pl->ar, t->node);
+                if (!(t->how = pl_describe(p, &pl->ar, t->node)))
+                    return SURG_ENOMEM;
                 continue;
             }
         } else {
             t->kind = cg_get(&p->g, t->node)->op == OP_INIT ? PL_GENERATE : PL_COMPUTE;
         }
-        pl_fuse(p, &pl->ar, t);
+        if (!pl_fuse(p, &pl->ar, t))
+            return SURG_ENOMEM;
     }
     surg_meta_entry *meta;
     size_t n_meta;
@@ -139,7 +149,8 @@ static surg_status build(surg_plan *pl)
         return st;
     pl->meta = meta;
     pl->n_meta = n_meta;
-    pl->header_bytes = header_bytes(p, meta, n_meta);
+    if (!header_bytes(p, meta, n_meta, &pl->header_bytes))
+        return SURG_ENOMEM;
     add_up(pl);
     return SURG_OK;
 }

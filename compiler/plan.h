@@ -76,8 +76,10 @@ struct surg_plan {
 
 /* The passes. Each fills in its part of the plan's tensors. */
 uint8_t *pl_live(const cg_graph *g, const cg_output *out, size_t n_out);
-bool pl_copy(const surg_program *p, arena *ar, pl_tensor *t);
-void pl_fuse(const surg_program *p, arena *ar, pl_tensor *t);
+/* 1: the tensor is a copy of byte ranges or a strided move; 0: it is
+ * computed; -1: out of memory. */
+int pl_copy(const surg_program *p, arena *ar, pl_tensor *t);
+bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t); /* false: out of memory */
 
 /* The metadata of the output holding the tensors under `prefix` ("" for
  * all): the input's, with the tied names and the LoRA records of those
@@ -86,6 +88,6 @@ surg_status pl_metadata(const surg_program *p, const char *prefix, arena *ar,
                         surg_meta_entry **out, size_t *n);
 
 /* A node as text ("div(x, norm(x))" with inputs by name), for people. */
-char *pl_describe(const surg_program *p, arena *ar, cg_id node);
+char *pl_describe(const surg_program *p, arena *ar, cg_id node); /* NULL: out of memory */
 
 #endif

@@ -63,6 +63,7 @@ static void tensor_line(buf *b, const pl_tensor *t, size_t name_w, size_t type_w
         buf_printf(b, "%zu byte ranges of ", t->n_segs);
     buf_puts(b, t->how ? t->how : "");
     buf_putc(b, '\n');
+    b->failed |= types.failed; /* a line short of its type is no line */
     buf_free(&types);
 }
 
@@ -74,6 +75,7 @@ static void totals_row(buf *b, const char *what, uint64_t plan, uint64_t naive)
     human(&x, plan);
     human(&y, naive);
     buf_printf(b, "  %-12s %12s %12s\n", what, x.data ? x.data : "", y.data ? y.data : "");
+    b->failed |= x.failed || y.failed;
     buf_free(&x);
     buf_free(&y);
 }
@@ -89,6 +91,7 @@ char *surg_plan_text(const surg_plan *pl)
         type(&t, &pl->t[i]);
         name_w = width(pl->t[i].name) > name_w ? width(pl->t[i].name) : name_w;
         type_w = t.len > type_w ? t.len : type_w;
+        b.failed |= t.failed;
         buf_free(&t);
     }
     for (size_t i = 0; i < pl->n; i++)

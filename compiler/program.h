@@ -25,8 +25,9 @@ struct surg_program {
 
 /* The tied names ({"alias": "stored as"}) or the LoRA records ([{...}]) of
  * the tensors under `prefix` ("" for all), as JSON with the prefix taken
- * off; NULL when there are none. */
-char *pg_records_json(const surg_program *p, const char *prefix, bool ties, arena *ar);
+ * off, in *out; NULL when there are none. False when out of memory. */
+bool pg_records_json(const surg_program *p, const char *prefix, bool ties, arena *ar,
+                     char **out);
 
 /* The value of a constant node, as short as its dtype allows: a number
  * that met an f32 tensor shows as 0.1, not as the double 0.100000001. */

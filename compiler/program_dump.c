@@ -28,7 +28,7 @@ static void lora_json(buf *b, const cg_lora *r, const char *prefix)
     buf_putc(b, '}');
 }
 
-char *pg_records_json(const surg_program *p, const char *prefix, bool ties, arena *ar)
+bool pg_records_json(const surg_program *p, const char *prefix, bool ties, arena *ar, char **out)
 {
     buf b;
     buf_init(&b);
@@ -53,9 +53,10 @@ char *pg_records_json(const surg_program *p, const char *prefix, bool ties, aren
             }
     }
     buf_putc(&b, ties ? '}' : ']');
-    char *v = b.failed || !k ? NULL : ar_strdup(ar, b.data);
+    *out = b.failed || !k ? NULL : ar_strdup(ar, b.data);
+    bool ok = !b.failed && (!k || *out);
     buf_free(&b);
-    return v;
+    return ok;
 }
 
 void cg_value_text(buf *b, const cg_node *n)
@@ -155,7 +156,9 @@ char *surg_program_dump(const surg_program *p)
         buf_printf(&b, "\"%s\" -> \"%s\"\n", p->alias[i].key, p->alias[i].value);
     arena tmp;
     ar_init(&tmp);
-    char *lora = pg_records_json(p, "", false, &tmp);
+    char *lora = NULL;
+    if (!pg_records_json(p, "", false, &tmp, &lora))
+        b.failed = true;
     if (lora)
         buf_printf(&b, "lora %s\n", lora);
     ar_free(&tmp);

@@ -46,6 +46,7 @@ static void lower_rename(lw *L, const ast_stmt *s)
     }
     size_t count = ms.n;
     named *n = calloc(ms.n * (1 + mr_max_slots(L)) + 1, sizeof *n);
+    L->nomem |= !n;
     for (size_t i = 0; n && i < ms.n; i++) {
         const lw_match *m = &ms.m[i];
         n[i] = (named){gl_expand(L->ar, &t, m->name, m->caps, 0), m->name, s->targets->span,

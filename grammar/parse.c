@@ -183,6 +183,12 @@ static surg_status run(gr_ctx *ctx, const char *text, uint32_t len)
     yyscan_t scanner;
     if (grlex_init_extra(ctx, &scanner) != 0)
         return SURG_ENOMEM;
+    jmp_buf fatal;
+    ctx->fatal = &fatal;
+    if (setjmp(fatal)) { /* the scanner could not allocate */
+        grlex_destroy(scanner);
+        return SURG_ENOMEM;
+    }
     surg_status st = SURG_OK;
     if (!gr_scan_bytes(text, (int)len, scanner))
         st = SURG_ENOMEM;

@@ -3,6 +3,8 @@
 #ifndef SURG_PARSE_H
 #define SURG_PARSE_H
 
+#include <setjmp.h>
+
 #include "ast.h"
 
 /* What the scanner and the parser share while one recipe is parsed. */
@@ -18,6 +20,7 @@ typedef struct gr_ctx {
     int last_token;      /* to know when a word starts a statement */
     bool nomem;
     unsigned errors; /* reported so far */
+    jmp_buf *fatal;  /* where the scanner goes when it cannot allocate */
 } gr_ctx;
 
 /* Parse `text` (len bytes, NUL-terminated) named `path`. The tree is built

@@ -1,11 +1,13 @@
 /* checkpoint.c: opening a checkpoint by its name (one safetensors file, a
- * sharded set, or a schema) into one name-sorted table of tensors. */
+ * sharded set, a NumPy .npz or .npy, or a schema) into one name-sorted table
+ * of tensors; decoding the tensors whose bytes are not in place on demand. */
 #include "checkpoint.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "diag.h"
@@ -194,6 +196,10 @@ static surg_status open_by_name(surg_ckpt *ck, surg_sink *sink)
         return ck_open_sharded(ck, sink, ck->path);
     if (ends_with(ck->path, ".safetensors"))
         return open_single(ck, sink);
+    if (ends_with(ck->path, ".npz"))
+        return npz_open(ck, sink);
+    if (ends_with(ck->path, ".npy"))
+        return npy_open(ck, sink);
     if (ends_with(ck->path, ".json"))
         return open_schema(ck, sink);
     if (stat(ck->path, &sb) != 0)
@@ -201,7 +207,7 @@ static surg_status open_by_name(surg_ckpt *ck, surg_sink *sink)
     dg_file(sink, SURG_ERROR, "ck-format", ck->path,
             "cannot tell the format from the name: expected a .safetensors "
             "file, a sharded checkpoint (a directory or a "
-            ".safetensors.index.json), or a .json schema");
+            ".safetensors.index.json), a NumPy .npz or .npy, or a .json schema");
     return SURG_EUSAGE;
 }
 
@@ -267,12 +273,48 @@ surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
         return SURG_EUSAGE;
     }
     st_file *f = &ck->files[ck->file_of[i]];
-    surg_status st = st_map(f, sink);
+    surg_status st = ck_ready(ck, i, sink);
+    if (!st)
+        st = st_map(f, sink);
     if (st)
         return st;
     static const char empty[1];
     *data = f->map ? (const char *)f->map + ck->offset[i] : empty;
     return SURG_OK;
+}
+
+/* ---- tensors decoded on demand ----------------------------------------- */
+
+surg_status ck_scratch_open(surg_ckpt *ck, size_t i, surg_sink *sink)
+{
+    st_file *f = &ck->files[ck->file_of[i]];
+    if (f->fd >= 0)
+        return SURG_OK;
+    surg_status st = dc_temp_file(ck->scratch_dir, f->path, sink, &f->fd);
+    /* Sparse: only the decoded tensors take room. */
+    if (!st && ftruncate(f->fd, (off_t)f->size) != 0) {
+        st = dg_errno(sink, f->path, "cannot size the scratch file", errno);
+        close(f->fd);
+        f->fd = -1;
+    }
+    return st;
+}
+
+surg_status ck_decode(surg_ckpt *ck, size_t i, surg_sink *sink)
+{
+    dc_source *s = ck->dec[i];
+    surg_status st = dc_decode(s, ck->files[ck->file_of[i]].fd, ck->offset[i], ck->scratch_dir,
+                               sink);
+    s->done = !st;
+    return st;
+}
+
+surg_status ck_ready(surg_ckpt *ck, size_t i, surg_sink *sink)
+{
+    if (!ck_needs_decode(ck, i))
+        return SURG_OK;
+    surg_status st = ck_scratch_open(ck, i, sink);
+    return st ? st : ck_decode(ck, i, sink);
 }
 
 /* ---- a checkpoint of parts ------------------------------------------- */
@@ -344,7 +386,8 @@ static surg_status join_parts(surg_ckpt *ck, const surg_ckpt_part *parts, surg_s
     ck->file_of = ar_array(&ck->ar, n ? n : 1, sizeof *ck->file_of);
     ck->offset = ar_array(&ck->ar, n ? n : 1, sizeof *ck->offset);
     ck->files = ar_array(&ck->ar, n_files ? n_files : 1, sizeof *ck->files);
-    if (!ck->tensors || !ck->file_of || !ck->offset || !ck->files)
+    ck->dec = ar_array(&ck->ar, n ? n : 1, sizeof *ck->dec);
+    if (!ck->tensors || !ck->file_of || !ck->offset || !ck->files || !ck->dec)
         return dg_nomem(sink, ck->path);
     for (size_t p = 0; p < ck->n_parts; p++) {
         surg_ckpt *part = ck->parts[p];
@@ -360,6 +403,7 @@ static surg_status join_parts(surg_ckpt *ck, const surg_ckpt_part *parts, surg_s
             t.name = name;
             ck->tensors[ck->n] = t;
             ck->file_of[ck->n] = (uint32_t)ck->n_files + part->file_of[i];
+            ck->dec[ck->n] = part->dec ? part->dec[i] : NULL;
             ck->offset[ck->n++] = part->offset[i];
         }
         /* The files move here: the part keeps its arena (their paths, the

@@ -3,6 +3,7 @@
 #ifndef SURG_CHECKPOINT_H
 #define SURG_CHECKPOINT_H
 
+#include "decode.h"
 #include "safetensors.h"
 
 struct surg_ckpt {
@@ -20,6 +21,13 @@ struct surg_ckpt {
     surg_ckpt **parts; /* of surg_ckpt_open_parts: their files are ours now */
     const char **part_prefix;
     size_t n_parts;
+    /* Tensors whose file does not hold their plain bytes (NumPy arrays
+     * deflated, big-endian or in Fortran order): dec[i] says how to make
+     * them, and file_of/offset name their place in a scratch file, which is
+     * created (sparse, unlinked, in scratch_dir) when the first is decoded.
+     * NULL when every tensor is in place. */
+    dc_source **dec;
+    const char *scratch_dir; /* NULL: $TMPDIR or /tmp */
 };
 
 /* A tensor's place in its file, for byte-range copies. */
@@ -27,6 +35,25 @@ static inline const st_file *ck_file_of(const surg_ckpt *ck, size_t i)
 {
     return &ck->files[ck->file_of[i]];
 }
+
+/* Does tensor i still need decoding before its bytes can be read? */
+static inline bool ck_needs_decode(const surg_ckpt *ck, size_t i)
+{
+    return ck->dec && ck->dec[i] && !ck->dec[i]->done;
+}
+
+/* Create the scratch file that tensor i is decoded into, if not yet there.
+ * Not thread-safe: the runtime makes them all before its threads start. */
+surg_status ck_scratch_open(surg_ckpt *ck, size_t i, surg_sink *sink);
+/* Decode tensor i into its scratch file (made already). Threads may decode
+ * different tensors at once. */
+surg_status ck_decode(surg_ckpt *ck, size_t i, surg_sink *sink);
+/* Both, when needed: tensor i's bytes are then at offset[i] in its file. */
+surg_status ck_ready(surg_ckpt *ck, size_t i, surg_sink *sink);
+
+/* NumPy inputs (npz.c): an .npz archive, one .npy array. */
+surg_status npz_open(surg_ckpt *ck, surg_sink *sink);
+surg_status npy_open(surg_ckpt *ck, surg_sink *sink);
 
 /* Sharded checkpoints: the index's directory and its shard files. */
 surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,

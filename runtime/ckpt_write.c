@@ -12,9 +12,10 @@
 static surg_status copy_tensor(void *ctx, size_t i, of_file *out,
                                surg_sink *sink)
 {
-    const surg_ckpt *ck = ctx;
-    return of_copy(out, sink, ck_file_of(ck, i)->fd, ck->offset[i],
-                   ck->tensors[i].nbytes);
+    surg_ckpt *ck = ctx;
+    surg_status st = ck_ready(ck, i, sink);
+    return st ? st : of_copy(out, sink, ck_file_of(ck, i)->fd, ck->offset[i],
+                             ck->tensors[i].nbytes);
 }
 
 surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,

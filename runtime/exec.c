@@ -7,6 +7,10 @@
  *   reduce   a chunk of a reduction's operand (phases before the chunks,
  *            innermost reductions first; partial results combine in chunk
  *            order, so nothing depends on the number of threads).
+ * Inputs whose bytes are not in place (NumPy arrays deflated, big-endian or in
+ * Fortran order) are decoded first, a job per tensor, into scratch files
+ * beside the output (decode.c); an .npz output takes each tensor's CRC-32,
+ * computed by the jobs piece by piece and combined in order.
  * The files are synced and renamed into place only when every job is done. */
 #include <errno.h>
 #include <math.h>
@@ -17,13 +21,15 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "checkpoint.h"
 #include "diag.h"
 #include "kernel.h"
 #include "numeric.h"
+#include "npz_write.h"
 #include "plan.h"
-#include "st_write.h"
+#include "strsort.h"
 
 enum {
     COPY_PIECE = 64 << 20,       /* bytes per copy job */
@@ -31,7 +37,7 @@ enum {
     MIN_CHUNK = 1024,
 };
 
-typedef enum job_kind { JOB_COPY, JOB_CHUNK, JOB_REDUCE } job_kind;
+typedef enum job_kind { JOB_COPY, JOB_CHUNK, JOB_REDUCE, JOB_DECODE } job_kind;
 
 typedef struct job {
     job_kind kind;
@@ -40,6 +46,7 @@ typedef struct job {
     uint64_t start;  /* elements (bytes for a copy) */
     uint64_t n;
     uint64_t out;    /* JOB_COPY: where in the tensor the piece goes */
+    uint32_t crc;    /* of the bytes written, when the output wants CRCs */
 } job;
 
 typedef struct reduction {
@@ -58,18 +65,23 @@ typedef struct run {
     stw_layout *lay;   /* one per output file set */
     stw_output *out;
     size_t n_lay;
-    size_t **plan_of;  /* per output: its tensors' plan indices */
+    size_t **plan_of;  /* per output: its tensors' plan indices (SIZE_MAX: a
+                          repeated array the writer copies) */
+    uint32_t *lay_of;  /* per plan tensor: its output */
+    size_t *idx_of;    /* and its index among that output's tensors */
     of_file **dest;    /* per plan tensor: the file it is written to */
     uint64_t *dest_off; /* and where its data starts there */
     size_t *chunk;     /* per plan tensor: elements per job */
     size_t scratch;    /* bytes of scratch a thread needs */
     size_t max_chunk;  /* elements */
+    bool needs_map;    /* some tensor reads scattered input elements */
     reduction *red;
     size_t n_red;
     job *jobs;
     size_t n_jobs;
     atomic_size_t next;
     atomic_bool failed;
+    atomic_int fail_status; /* the first failure's */
     atomic_uint_fast64_t done;
     uint64_t total;
     pthread_mutex_t lock; /* the sink is called from every thread */
@@ -122,11 +134,12 @@ static size_t chunk_for(size_t nodes, size_t *scratch)
 static bool add_job(run *r, size_t *cap, job j)
 {
     if (r->n_jobs == *cap) {
-        *cap = *cap ? *cap * 2 : 1024;
-        job *v = realloc(r->jobs, *cap * sizeof *v);
+        size_t grown = *cap ? *cap * 2 : 1024;
+        job *v = realloc(r->jobs, grown * sizeof *v);
         if (!v)
             return false;
         r->jobs = v;
+        *cap = grown;
     }
     r->jobs[r->n_jobs++] = j;
     return true;
@@ -141,7 +154,7 @@ static bool tensor_jobs(run *r, size_t *cap, size_t t)
             for (uint64_t off = 0; off < x->segs[s].len; off += COPY_PIECE) {
                 uint64_t len = x->segs[s].len - off < COPY_PIECE ? x->segs[s].len - off
                                                                  : COPY_PIECE;
-                if (!add_job(r, cap, (job){JOB_COPY, (uint32_t)t, (uint32_t)s, off, len, at + off}))
+                if (!add_job(r, cap, (job){JOB_COPY, (uint32_t)t, (uint32_t)s, off, len, at + off, 0}))
                     return false;
             }
             at += x->segs[s].len;
@@ -151,7 +164,7 @@ static bool tensor_jobs(run *r, size_t *cap, size_t t)
     uint64_t n = cg_get(&r->p->g, x->node)->nelems;
     for (uint64_t i = 0; i < n; i += r->chunk[t])
         if (!add_job(r, cap, (job){JOB_CHUNK, (uint32_t)t, 0, i,
-                                   n - i < r->chunk[t] ? n - i : r->chunk[t], 0}))
+                                   n - i < r->chunk[t] ? n - i : r->chunk[t], 0, 0}))
             return false;
     return true;
 }
@@ -165,7 +178,35 @@ typedef struct worker {
     unsigned char *bytes;
 } worker;
 
-static surg_status do_copy(worker *w, const job *j)
+static bool wants_crc(const run *r, size_t t)
+{
+    return stw_layout_wants_crc(&r->lay[r->lay_of[t]]);
+}
+
+/* The CRC of what a copy wrote, read back (the bytes never passed through
+ * memory on their way). */
+static surg_status crc_written(worker *w, size_t t, uint64_t at, uint64_t len, uint32_t *crc)
+{
+    run *r = w->r;
+    size_t cap = r->max_chunk * 8;
+    uLong c = crc32_z(0, NULL, 0);
+    while (len) {
+        size_t want = len < cap ? (size_t)len : cap;
+        ssize_t n = pread(of_fd(r->dest[t]), w->bytes, want, (off_t)at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return dg_errno(&r->locked, r->pl->t[t].name, "cannot read back the output",
+                            n ? errno : EIO);
+        c = crc32_z(c, w->bytes, (size_t)n);
+        at += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    *crc = (uint32_t)c;
+    return SURG_OK;
+}
+
+static surg_status do_copy(worker *w, job *j)
 {
     run *r = w->r;
     const pl_tensor *x = &r->pl->t[j->item];
@@ -173,10 +214,13 @@ static surg_status do_copy(worker *w, const job *j)
     size_t t = (size_t)(x - r->pl->t);
     const st_file *in = ck_file_of(r->kx.ck, s->input);
     uint64_t src = r->kx.ck->offset[s->input] + s->offset + j->start;
-    return of_copy_at(r->dest[t], &r->locked, in->fd, src, j->n, r->dest_off[t] + j->out);
+    surg_status st = of_copy_at(r->dest[t], &r->locked, in->fd, src, j->n, r->dest_off[t] + j->out);
+    if (!st && wants_crc(r, t))
+        st = crc_written(w, t, r->dest_off[t] + j->out, j->n, &j->crc);
+    return st;
 }
 
-static surg_status do_chunk(worker *w, const job *j)
+static surg_status do_chunk(worker *w, job *j)
 {
     run *r = w->r;
     size_t t = j->item;
@@ -199,16 +243,19 @@ static surg_status do_chunk(worker *w, const job *j)
         return st;
     if (x->kind != PL_GATHER)
         nm_encode(x->dtype, w->vals, j->n, w->bytes, NM_ROUND);
+    if (wants_crc(r, t))
+        j->crc = (uint32_t)crc32_z(0, w->bytes, j->n * esize);
     return of_pwrite(r->dest[t], &r->locked, w->bytes, j->n * esize,
                      r->dest_off[t] + j->start * esize);
 }
 
-static surg_status do_job(worker *w, const job *j)
+static surg_status do_job(worker *w, job *j)
 {
     kx_scratch_reset(&w->scratch);
     switch (j->kind) {
     case JOB_COPY: return do_copy(w, j);
     case JOB_CHUNK: return do_chunk(w, j);
+    case JOB_DECODE: return ck_decode(w->r->kx.ck, j->item, &w->r->locked);
     case JOB_REDUCE: {
         reduction *red = &w->r->red[j->item];
         return kx_reduce_chunk(&w->r->kx, &w->scratch, red->node, j->start, j->n,
@@ -224,6 +271,8 @@ static uint64_t job_bytes(const run *r, const job *j)
         return j->n;
     if (j->kind == JOB_REDUCE)
         return 0;
+    if (j->kind == JOB_DECODE)
+        return r->kx.ck->tensors[j->item].nbytes;
     return j->n * surg_dtype_bits(r->pl->t[j->item].dtype) / 8;
 }
 
@@ -235,7 +284,10 @@ static void *work(void *arg)
         size_t i = atomic_fetch_add(&r->next, 1);
         if (i >= r->n_jobs || atomic_load(&r->failed))
             break;
-        if (do_job(w, &r->jobs[i]) != SURG_OK) {
+        surg_status st = do_job(w, &r->jobs[i]);
+        if (st != SURG_OK) {
+            int none = SURG_OK;
+            atomic_compare_exchange_strong(&r->fail_status, &none, (int)st);
             atomic_store(&r->failed, true);
             break;
         }
@@ -289,7 +341,8 @@ static surg_status run_jobs(run *r)
         dg_nomem(r->sink, "surg");
         return SURG_ENOMEM;
     }
-    return atomic_load(&r->failed) ? SURG_EIO : SURG_OK;
+    surg_status failure = (surg_status)atomic_load(&r->fail_status);
+    return atomic_load(&r->failed) ? (failure ? failure : SURG_EIO) : SURG_OK;
 }
 
 /* ---- reductions, innermost first -------------------------------------- */
@@ -355,7 +408,7 @@ static surg_status run_reductions(run *r)
             uint64_t n = cg_get(&r->p->g, cg_get(&r->p->g, red->node)->in[0])->nelems;
             for (uint64_t k = 0; red->depth == d && k < n; k += red->chunk)
                 if (!add_job(r, &cap, (job){JOB_REDUCE, (uint32_t)i, 0, k,
-                                            n - k < red->chunk ? n - k : red->chunk, 0}))
+                                            n - k < red->chunk ? n - k : red->chunk, 0, 0}))
                     return dg_nomem(r->sink, "surg");
         }
         st = run_jobs(r);
@@ -403,7 +456,7 @@ static surg_status prepare(run *r)
     }
     for (cg_id i = 0; i < r->p->g.n; i++)
         r->kx.scalars[i] = NAN;
-    bool needs_map = false;
+    r->needs_map = false;
     r->max_chunk = MIN_CHUNK;
     for (size_t t = 0; t < pl->n; t++) {
         const pl_tensor *x = &pl->t[t];
@@ -418,28 +471,100 @@ static surg_status prepare(run *r)
             free(stamp);
             return SURG_EINVALID;
         }
-        needs_map = true;
+        r->needs_map = true;
         r->chunk[t] = chunk_for(count_nodes(&r->p->g, x->node, stamp, (uint32_t)t + 1),
                                 &r->scratch);
         r->max_chunk = r->chunk[t] > r->max_chunk ? r->chunk[t] : r->max_chunk;
     }
     surg_status st = prepare_reductions(r, stamp);
     free(stamp);
-    /* Scattered reads come from the mapped files: map them before the
-     * threads start (mapping touches no data). */
-    for (size_t i = 0; !st && needs_map && i < r->kx.ck->n_files; i++)
+    return st;
+}
+
+/* Scattered reads come from the mapped files: map them before the threads
+ * start (mapping touches no data). */
+static surg_status map_inputs(run *r)
+{
+    surg_status st = SURG_OK;
+    for (size_t i = 0; !st && r->needs_map && i < r->kx.ck->n_files; i++)
         st = st_map(&r->kx.ck->files[i], r->sink);
     return st;
 }
 
+/* The inputs the plan reads whose bytes are not in place are decoded
+ * first, a job per tensor, into scratch files in the output's directory
+ * (which has room for the output anyway; /tmp may be a small tmpfs). */
+static surg_status decode_inputs(run *r, const char *out_path)
+{
+    surg_ckpt *ck = r->kx.ck;
+    if (!ck->dec)
+        return SURG_OK;
+    const cg_graph *g = &r->p->g;
+    uint8_t *live = pl_live(g, r->p->out, r->p->n_out);
+    bool *want = calloc(ck->n ? ck->n : 1, sizeof *want);
+    const char *slash = strrchr(out_path, '/');
+    ck->scratch_dir = slash ? ar_strndup(&ck->ar, out_path, (size_t)(slash - out_path) + 1) : ".";
+    if (!live || !want || !ck->scratch_dir) {
+        free(live);
+        free(want);
+        return dg_nomem(r->sink, "surg");
+    }
+    for (cg_id id = 0; id < g->n; id++) {
+        const cg_node *n = cg_get(g, id);
+        if (live[id] && n->op == OP_INPUT && ck_needs_decode(ck, n->a.input))
+            want[n->a.input] = true;
+    }
+    free(live);
+    size_t cap = 0;
+    surg_status st = SURG_OK;
+    r->n_jobs = 0;
+    for (size_t i = 0; i < ck->n && !st; i++) {
+        if (!want[i])
+            continue;
+        st = ck_scratch_open(ck, i, r->sink);
+        r->total += ck->tensors[i].nbytes;
+        if (!st && !add_job(r, &cap, (job){.kind = JOB_DECODE, .item = (uint32_t)i}))
+            st = dg_nomem(r->sink, "surg");
+    }
+    free(want);
+    return st || !r->n_jobs ? st : run_jobs(r);
+}
+
 /* One output's layout: the plan's tensors under its prefix, named without
  * it, with their own metadata. `taken` marks the tensors placed so far. */
+/* An .npz keeps no metadata, so its tied names are arrays of their own,
+ * copies of the tensor they are tied to (the writer makes them). */
+static surg_status add_repeats(run *r, size_t k, const surg_ckpt_part *o, surg_tensor_info *info,
+                               size_t *m)
+{
+    const surg_program *p = r->p;
+    size_t plen = strlen(o->prefix);
+    size_t *same = malloc((*m + p->n_alias ? *m + p->n_alias : 1) * sizeof *same);
+    if (!same)
+        return dg_nomem(r->sink, o->path);
+    for (size_t j = 0; j < *m; j++)
+        same[j] = SIZE_MAX;
+    for (size_t a = 0; a < p->n_alias; a++) {
+        size_t t = ss_find(r->pl->t, r->pl->n, sizeof *r->pl->t, p->alias[a].value);
+        if (strncmp(p->alias[a].key, o->prefix, plen) != 0 || t == (size_t)-1 ||
+            r->lay_of[t] != k)
+            continue;
+        info[*m] = info[r->idx_of[t]];
+        info[*m].name = p->alias[a].key + plen;
+        same[*m] = r->idx_of[t];
+        r->plan_of[k][(*m)++] = SIZE_MAX;
+    }
+    r->out[k].same_as = same;
+    r->out[k].n = *m;
+    return SURG_OK;
+}
+
 static surg_status layout_one(run *r, size_t k, const surg_ckpt_part *o, bool *taken)
 {
     const surg_plan *pl = r->pl;
-    size_t plen = strlen(o->prefix), m = 0;
-    surg_tensor_info *info = calloc(pl->n ? pl->n : 1, sizeof *info);
-    r->plan_of[k] = calloc(pl->n ? pl->n : 1, sizeof *r->plan_of[k]);
+    size_t plen = strlen(o->prefix), m = 0, room = pl->n + r->p->n_alias;
+    surg_tensor_info *info = calloc(room ? room : 1, sizeof *info);
+    r->plan_of[k] = calloc(room ? room : 1, sizeof *r->plan_of[k]);
     if (!info || !r->plan_of[k]) {
         free(info);
         return dg_nomem(r->sink, o->path);
@@ -449,10 +574,14 @@ static surg_status layout_one(run *r, size_t k, const surg_ckpt_part *o, bool *t
             taken[t] = true;
             info[m] = (surg_tensor_info){pl->t[t].name + plen, pl->t[t].dtype, pl->t[t].rank,
                                          pl->t[t].shape, 0, pl->t[t].nbytes};
+            r->lay_of[t] = (uint32_t)k;
+            r->idx_of[t] = m;
             r->plan_of[k][m++] = t;
         }
     r->out[k] = (stw_output){.tensors = info, .n = m, .meta = pl->meta, .n_meta = pl->n_meta,
                              .max_shard_size = r->opts->max_shard_size};
+    if (nzw_wanted(o->path) && add_repeats(r, k, o, info, &m) != SURG_OK)
+        return SURG_ENOMEM;
     if (plen && pl_metadata(r->p, o->prefix, &r->ar, (surg_meta_entry **)&r->out[k].meta,
                             &r->out[k].n_meta) != SURG_OK)
         return dg_nomem(r->sink, o->path);
@@ -472,7 +601,10 @@ static surg_status layout(run *r, const char *out_path)
     r->plan_of = calloc(n, sizeof *r->plan_of);
     r->dest = calloc(pl->n ? pl->n : 1, sizeof *r->dest);
     r->dest_off = calloc(pl->n ? pl->n : 1, sizeof *r->dest_off);
-    if (!taken || !r->lay || !r->out || !r->plan_of || !r->dest || !r->dest_off) {
+    r->lay_of = calloc(pl->n ? pl->n : 1, sizeof *r->lay_of);
+    r->idx_of = calloc(pl->n ? pl->n : 1, sizeof *r->idx_of);
+    if (!taken || !r->lay || !r->out || !r->plan_of || !r->dest || !r->dest_off || !r->lay_of ||
+        !r->idx_of) {
         free(taken);
         return dg_nomem(r->sink, "surg");
     }
@@ -500,6 +632,8 @@ static surg_status layout(run *r, const char *out_path)
         st = stw_layout_open(&r->lay[k], r->sink);
         for (size_t j = 0; !st && j < r->out[k].n; j++) {
             size_t t = r->plan_of[k][j];
+            if (t == SIZE_MAX)
+                continue;
             r->dest[t] = r->lay[k].files[r->lay[k].file_of[j]].of;
             r->dest_off[t] = r->lay[k].offset[j];
         }
@@ -514,10 +648,32 @@ static surg_status output_jobs(run *r)
     /* In file order: each file is filled front to back, as the disk likes. */
     for (size_t k = 0; k < r->n_lay; k++)
         for (size_t f = 0; f < r->lay[k].n_files; f++)
-            for (size_t i = 0; i < r->lay[k].files[f].n; i++)
-                if (!tensor_jobs(r, &cap, r->plan_of[k][r->lay[k].files[f].idx[i]]))
+            for (size_t i = 0; i < r->lay[k].files[f].n; i++) {
+                size_t t = r->plan_of[k][r->lay[k].files[f].idx[i]];
+                if (t != SIZE_MAX && !tensor_jobs(r, &cap, t))
                     return dg_nomem(r->sink, "surg");
+            }
     return SURG_OK;
+}
+
+/* Each tensor's CRC, from its jobs' in order (they cover it front to back). */
+static void give_crcs(run *r)
+{
+    uint32_t crc = 0;
+    uint64_t len = 0;
+    for (size_t i = 0; i < r->n_jobs; i++) {
+        const job *j = &r->jobs[i];
+        if (!wants_crc(r, j->item))
+            continue;
+        uint64_t n = job_bytes(r, j);
+        crc = (uint32_t)crc32_combine(crc, j->crc, (z_off_t)n);
+        len += n;
+        if (len == r->pl->t[j->item].nbytes) {
+            stw_layout_set_crc(&r->lay[r->lay_of[j->item]], r->idx_of[j->item], crc);
+            crc = 0;
+            len = 0;
+        }
+    }
 }
 
 /* Every output synced before any is renamed into place, and none if an
@@ -550,6 +706,10 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     if (!st)
         st = prepare(&r);
     if (!st)
+        st = decode_inputs(&r, r.opts->n_outputs ? r.opts->outputs[0].path : out_path);
+    if (!st)
+        st = map_inputs(&r);
+    if (!st)
         st = layout(&r, out_path);
     if (!st)
         st = run_reductions(&r);
@@ -557,6 +717,8 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
         st = output_jobs(&r);
     if (!st)
         st = run_jobs(&r);
+    if (!st)
+        give_crcs(&r);
     if (!st && r.opts->progress)
         r.opts->progress(r.opts->progress_user, r.total, r.total);
     if (!st)
@@ -564,6 +726,7 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     for (size_t k = 0; k < r.n_lay; k++) {
         stw_layout_free(&r.lay[k]);
         free((void *)r.out[k].tensors);
+        free((void *)r.out[k].same_as);
         free(r.plan_of[k]);
     }
     free(r.lay);
@@ -571,6 +734,8 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     free(r.plan_of);
     free(r.dest);
     free(r.dest_off);
+    free(r.lay_of);
+    free(r.idx_of);
     ar_free(&r.ar);
     for (size_t i = 0; i < r.n_red; i++)
         free(r.red[i].parts);

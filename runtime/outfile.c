@@ -260,6 +260,8 @@ surg_status of_copy_at(of_file *f, surg_sink *sink, int src_fd, uint64_t src_off
     return st;
 }
 
+int of_fd(const of_file *f) { return f->fd; }
+
 void of_start_writeback(of_file *f)
 {
 #ifdef SYNC_FILE_RANGE_WRITE

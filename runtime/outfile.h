@@ -24,6 +24,8 @@ surg_status of_reserve(of_file *f, surg_sink *sink, uint64_t size);
 surg_status of_pwrite(of_file *f, surg_sink *sink, const void *data, size_t len, uint64_t off);
 surg_status of_copy_at(of_file *f, surg_sink *sink, int src_fd, uint64_t src_off, uint64_t len,
                        uint64_t dst_off);
+/* The open file, for reading back what was written (or copying within it). */
+int of_fd(const of_file *f);
 /* Start writing what is written so far to disk, without waiting for it
  * (Linux; elsewhere nothing): writes then overlap the computing, and the
  * final fsync has little left to do. */

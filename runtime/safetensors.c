@@ -81,7 +81,7 @@ surg_status st_open(arena *ar, surg_sink *sink, const char *path, st_file *f,
 surg_status st_unchanged(const st_file *f, surg_sink *sink)
 {
     struct stat sb;
-    if (f->fd < 0 || fstat(f->fd, &sb) != 0)
+    if (f->fd < 0 || f->scratch || fstat(f->fd, &sb) != 0)
         return SURG_OK; /* nothing to compare with */
     int64_t mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     if ((uint64_t)sb.st_size == f->size && mtime == f->mtime_ns)
@@ -104,8 +104,8 @@ void st_close(st_file *f)
 
 surg_status st_map(st_file *f, surg_sink *sink)
 {
-    if (f->map || f->size == 0)
-        return SURG_OK;
+    if (f->map || f->size == 0 || f->fd < 0)
+        return SURG_OK; /* an empty file, or a scratch file not made yet */
     void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, f->fd, 0);
     if (m == MAP_FAILED)
         return dg_errno(sink, f->path, "cannot map", errno);

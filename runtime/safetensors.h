@@ -13,6 +13,7 @@ typedef struct st_file {
     void *map;           /* whole file, mapped on first data access */
     uint64_t bytes_read; /* by read calls: the length field and the header */
     int64_t mtime_ns;    /* when opened: a change while it is read is seen */
+    bool scratch;        /* ours: tensors decoded into it (checkpoint.h), it changes */
 } st_file;
 
 /* Open `path`, read its 8-byte length and header (never the data), and
@@ -22,10 +23,11 @@ surg_status st_open(arena *ar, surg_sink *sink, const char *path, st_file *f,
 void st_close(st_file *f);
 
 /* Is the file as it was when opened (same size, same modification time)?
- * If not, an error naming it. */
+ * If not, an error naming it. A scratch file is always. */
 surg_status st_unchanged(const st_file *f, surg_sink *sink);
 
-/* Map the file (once) so tensor data can be read in place. */
+/* Map the file (once) so tensor data can be read in place. A file not
+ * opened (a scratch file not made yet) is left unmapped. */
 surg_status st_map(st_file *f, surg_sink *sink);
 
 #endif

@@ -7,12 +7,14 @@
 #include "st_write.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "diag.h"
+#include "npz_write.h"
 
 /* qsort has no context argument, so each index travels with its tensor. */
 typedef struct keyed {
@@ -100,7 +102,7 @@ surg_status stw_header(const stw_output *out, size_t *idx, size_t n, buf *hdr)
         at += out->tensors[idx[i]].nbytes;
     }
     buf_putc(&json, '}');
-    while (json.len % 8)
+    while (json.len % 8 && !json.failed) /* a failed buffer no longer grows */
         buf_putc(&json, ' ');
     unsigned char len[8];
     for (int i = 0; i < 8; i++)
@@ -249,6 +251,14 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     sort_idx(out, lay->order, n, name_order, &nomem);
     if (nomem)
         return dg_nomem(sink, out_path);
+    if (nzw_wanted(out_path))
+        return nzw_layout_make(sink, out_path, out, lay);
+    size_t len = strlen(out_path);
+    if (len >= 4 && strcmp(out_path + len - 4, ".npy") == 0) {
+        dg_file(sink, SURG_ERROR, "io", out_path,
+                "a .npy holds one array: write an .npz (or .safetensors) instead");
+        return SURG_EUSAGE;
+    }
     if (out->max_shard_size) {
         surg_status st = shard_place(sink, out_path, &lay->sn);
         if (st)
@@ -269,6 +279,8 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
         if (st)
             return st;
     }
+    if (lay->npz)
+        return nzw_layout_open(lay, sink);
     if (lay->n_files > 1) {
         buf text, path;
         buf_init(&text);
@@ -288,9 +300,19 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
     return SURG_OK;
 }
 
+bool stw_layout_wants_crc(const stw_layout *lay) { return lay->npz != NULL; }
+
+void stw_layout_set_crc(stw_layout *lay, size_t i, uint32_t crc)
+{
+    if (lay->npz)
+        nzw_set_crc(lay, i, crc);
+}
+
 surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink)
 {
     surg_status st = SURG_OK;
+    if (lay->npz && !lay->synced)
+        st = nzw_layout_finish(lay, sink);
     for (size_t i = 0; !st && !lay->synced && i < lay->n_files; i++)
         st = of_finish(lay->files[i].of, sink);
     if (!st && !lay->synced && lay->index)
@@ -334,6 +356,7 @@ void stw_layout_free(stw_layout *lay)
     free(lay->offset);
     free(lay->sn.dir);
     free(lay->sn.prefix);
+    nzw_layout_free(lay);
     *lay = (stw_layout){0};
 }
 
@@ -344,8 +367,16 @@ surg_status stw_write(surg_sink *sink, const char *out_path, const stw_output *o
     if (!st)
         st = stw_layout_open(&lay, sink);
     for (size_t f = 0; !st && f < lay.n_files; f++)
-        for (size_t i = 0; !st && i < lay.files[f].n; i++)
-            st = out->emit(out->ctx, lay.files[f].idx[i], lay.files[f].of, sink);
+        for (size_t i = 0; !st && i < lay.files[f].n; i++) {
+            size_t t = lay.files[f].idx[i];
+            if (out->same_as && out->same_as[t] != SIZE_MAX)
+                continue;
+            /* In place: an .npz has headers between the tensors. */
+            if (lseek(of_fd(lay.files[f].of), (off_t)lay.offset[t], SEEK_SET) < 0)
+                st = dg_errno(sink, lay.files[f].path, "cannot write", errno);
+            if (!st)
+                st = out->emit(out->ctx, t, lay.files[f].of, sink);
+        }
     if (!st)
         st = stw_layout_commit(&lay, sink);
     stw_layout_free(&lay);

@@ -1,6 +1,8 @@
 /* st_write.h: writing safetensors, one file or sharded, byte for byte as the
- * reference writer lays it out. The caller supplies each tensor's bytes
- * through a callback, so data streams from wherever it comes from. */
+ * reference writer lays it out — or, for an output named `*.npz`, NumPy's
+ * archive (npz_write.c) through the same layout. The caller supplies each
+ * tensor's bytes through a callback, so data streams from wherever it comes
+ * from. */
 #ifndef SURG_ST_WRITE_H
 #define SURG_ST_WRITE_H
 
@@ -19,7 +21,15 @@ typedef struct stw_output {
     uint64_t max_shard_size; /* 0: one file */
     stw_emit_fn emit;
     void *ctx;
+    /* .npz only: tensors[i] repeats the bytes of tensors[same_as[i]] (a tied
+     * name, written as an array of its own: .npz has no metadata), or
+     * SIZE_MAX. NULL: none does. The writer copies them; the caller never
+     * writes them. */
+    const size_t *same_as;
+    bool force_zip64; /* .npz: ZIP64 records even where sizes do not need them (tests) */
 } stw_output;
+
+typedef struct nzw_layout nzw_layout;
 
 surg_status stw_write(surg_sink *sink, const char *out_path,
                       const stw_output *out);
@@ -54,6 +64,7 @@ typedef struct stw_layout {
     shard_names sn;
     of_file *index;
     bool synced, committed;
+    nzw_layout *npz; /* an .npz output (npz_write.c), else NULL */
 } stw_layout;
 
 surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
@@ -61,6 +72,11 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
 /* Create the temporary files, reserve their size, write their headers (and
  * the index). */
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink);
+/* Does the layout need each tensor's CRC-32 (an .npz does), and take it:
+ * the CRC of tensors[i]'s bytes, as written. Tensors whose CRC is not given
+ * are read back from the file when it is synced. */
+bool stw_layout_wants_crc(const stw_layout *lay);
+void stw_layout_set_crc(stw_layout *lay, size_t i, uint32_t crc);
 /* Sync every file (once); then rename everything into place, shards before
  * the index (syncing first when not yet synced). */
 surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink);

@@ -489,8 +489,12 @@ static surg_status inflate_some(zip_stream *s, surg_sink *sink, unsigned char *d
         s->ended = true;
     else if (rc == Z_MEM_ERROR)
         return dg_nomem(sink, s->z->path);
-    else if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT || rc == Z_STREAM_ERROR)
-        return stream_fail(s, sink, "zip-corrupt", zs->msg ? zs->msg : "invalid deflate data");
+    else if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT || rc == Z_STREAM_ERROR) {
+        dg_file(sink, SURG_ERROR, "zip-corrupt", s->z->path,
+                "entry \"%s\": the deflated data is corrupt (%s)", s->e->name,
+                zs->msg ? zs->msg : "invalid deflate data");
+        return SURG_EINVALID;
+    }
     else if (rc == Z_BUF_ERROR && !had_input && !s->in_left)
         return stream_fail(s, sink, "zip-truncated",
                            "the deflated data ends before the size the directory claims");

@@ -42,7 +42,8 @@ void buf_append(buf *b, const void *data, size_t len)
 {
     if (!reserve(b, len))
         return;
-    memcpy(b->data + b->len, data, len);
+    if (len) /* data may be NULL then (an empty, failed buffer's) */
+        memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
 }

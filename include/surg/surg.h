@@ -139,15 +139,19 @@ typedef enum surg_ckpt_kind {
     SURG_CKPT_SAFETENSORS, /* one .safetensors file */
     SURG_CKPT_SHARDED,     /* an index.json and its shards */
     SURG_CKPT_SCHEMA,      /* a schema file: names, dtypes and shapes, no data */
+    SURG_CKPT_NPZ,         /* a NumPy .npz archive */
+    SURG_CKPT_NPY,         /* one NumPy .npy array */
 } surg_ckpt_kind;
 
 typedef struct surg_ckpt surg_ckpt;
 
 /* Open a checkpoint by its path; the format follows the name: a directory or
  * `*.safetensors.index.json` is a sharded checkpoint, `*.safetensors` one
- * file, any other `*.json` a schema. Only headers are read: tensor data is
- * never touched until surg_ckpt_data() asks for it. Every header is fully
- * validated before anything in it is trusted. */
+ * file, `*.npz` a NumPy archive (each `NAME.npy` in it a tensor NAME), `*.npy`
+ * one NumPy array (named after the file), any other `*.json` a schema. Only
+ * headers are read: tensor data is never touched until surg_ckpt_data() or
+ * surg_run() asks for it. Every header is fully validated before anything in
+ * it is trusted. */
 surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
 void surg_ckpt_close(surg_ckpt *ck);
 
@@ -182,7 +186,9 @@ size_t surg_ckpt_meta_count(const surg_ckpt *ck);
 const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i);
 
 /* The bytes of tensor i (little-endian, C order), mapped read-only from the
- * file. A schema has no data: SURG_EUSAGE. */
+ * file. A NumPy array that is deflated, big-endian or in Fortran order is
+ * first decoded into an unlinked scratch file in $TMPDIR (or /tmp). A schema
+ * has no data: SURG_EUSAGE. */
 surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
                            const void **data);
 

@@ -1,0 +1,38 @@
+/* decode.h: a tensor's plain bytes (little-endian, C order) made from a
+ * file that does not hold them so — a deflated zip entry, a big-endian or a
+ * Fortran-order NumPy array — and written to a place in a scratch file, a
+ * bounded piece at a time. The checkpoint then reads the tensor there like
+ * any other (copy_file_range, pread, mapping). */
+#ifndef SURG_DECODE_H
+#define SURG_DECODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "zip.h"
+
+typedef struct dc_source {
+    const zip_archive *arc; /* the file (path, fd), borrowed */
+    zip_entry entry;        /* stored or deflated; a plain .npy is a stored entry */
+    uint64_t skip;          /* bytes before the array's (its .npy header) */
+    const char *name;       /* the tensor, for messages */
+    unsigned esize;         /* bytes per element */
+    uint8_t swap;           /* bytes per unit to reverse (big-endian), or 0 */
+    bool fortran;           /* elements in Fortran order */
+    uint32_t rank;
+    const uint64_t *shape;
+    uint64_t nbytes;
+    bool done;              /* decoded into its place */
+} dc_source;
+
+/* Decode `s` into dst_fd at dst_off (nbytes bytes). A Fortran-order array
+ * that must first be inflated or swapped is staged in an unlinked temporary
+ * file in `tmp_dir`. Memory: a few buffers of a MiB, whatever the size. */
+surg_status dc_decode(const dc_source *s, int dst_fd, uint64_t dst_off, const char *tmp_dir,
+                      surg_sink *sink);
+
+/* An unlinked temporary file in `dir` (NULL: $TMPDIR, or /tmp), for reading
+ * and writing; it disappears when closed. `what` names it in errors. */
+surg_status dc_temp_file(const char *dir, const char *what, surg_sink *sink, int *fd);
+
+#endif
