@@ -169,8 +169,9 @@ class TestInputChanges(FaultCase):
         _, err = proc.communicate(timeout=120)
         err = err.decode()
         self.assertGreater(proc.returncode, 0, err)
-        self.assertIn(inp, err)
-        self.assertIn("truncated", err)  # read short, or seen changed at the end
+        # Read short, caught by a mapping (SIGBUS), or seen changed at the
+        # end: each message says the input was truncated.
+        self.assertIn("truncated", err)
         self.assertNothingWritten(out)
 
     def test_rewritten_in_place(self):
