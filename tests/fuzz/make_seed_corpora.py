@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Write the seed corpora of fuzz_safetensors, fuzz_schema and fuzz_index.
+"""Write the seed corpora of fuzz_safetensors, fuzz_schema, fuzz_index and
+fuzz_npz.
 
     /usr/bin/python3 tests/fuzz/make_seed_corpora.py tests/fuzz/corpus
 
@@ -8,10 +9,12 @@ kind, or a near-valid one that breaks exactly one rule. The output is
 deterministic; files named crash-* (regressions) are never touched. The
 seeds of fuzz_check (corpus/check/*.surg) are written by hand.
 """
+import io
 import json
 import os
 import struct
 import sys
+import zlib
 
 import numpy as np
 
@@ -178,10 +181,91 @@ def index_seeds():
     return {k: v.encode("utf-8") for k, v in s.items()}
 
 
+def npy(a):
+    """The .npy NumPy writes for array a (its own byte order and layout)."""
+    b = io.BytesIO()
+    np.lib.format.write_array(b, a, allow_pickle=False)
+    return b.getvalue()
+
+
+def npz(entries, zip64_end=False, comment=b""):
+    """A zip archive of (name, bytes[, options]) entries, written by hand so
+    it is the same every time (no clock) and any field can be broken."""
+    out, cd = bytearray(), bytearray()
+    for e in entries:
+        name, data = e[0].encode(), e[1]
+        o = e[2] if len(e) > 2 else {}
+        method = o.get("method", 0)
+        stored = zlib.compressobj(9, zlib.DEFLATED, -15) if method == 8 else None
+        body = stored.compress(data) + stored.flush() if stored else data
+        crc = o.get("crc", zlib.crc32(data))
+        usize = o.get("usize", len(data))
+        off = o.get("offset", len(out))
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, o.get("flags", 0), method, 0, 0x21,
+                           crc, len(body), usize, len(name), 0) + name + body
+        cd += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, o.get("flags", 0), method,
+                          0, 0x21, crc, len(body), usize, len(name), 0, 0, 0, 0, 0, off) + name
+    n = len(entries)
+    end = b""
+    if zip64_end:
+        z = len(out) + len(cd)
+        end += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, len(cd), len(out))
+        end += struct.pack("<IIQI", 0x07064B50, 0, z, 1)
+        end += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF,
+                           0xFFFFFFFF, len(comment))
+    else:
+        end += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(cd), len(out), len(comment))
+    return bytes(out + cd + end + comment)
+
+
+def npz_seeds():
+    """fuzz_npz writes each seed as an .npz and as a .npy."""
+    rng = np.random.default_rng(0)
+    f32 = rng.standard_normal((3, 4)).astype(np.float32)
+    i16 = np.arange(6, dtype=np.int16).reshape(2, 3)
+    every = {name: (np.arange(4) % 2 == 0 if t is np.bool_ else np.arange(4).astype(t))
+             for name, (t, _) in DTYPES.items() if t is not None}
+    every["C64"] = (np.arange(4) + 1j).astype(np.complex64)
+    s = {}
+    s["valid-stored"] = npz([("params/Dense_0/kernel.npy", npy(f32)),
+                             ("params/Dense_0/bias.npy", npy(np.zeros(4, np.float32)))])
+    s["valid-deflated"] = npz([("a.npy", npy(f32), {"method": 8}),
+                               ("b/c.npy", npy(i16), {"method": 8})])
+    s["valid-fortran"] = npz([("f.npy", npy(np.asfortranarray(f32))),
+                              ("g.npy", npy(np.asfortranarray(np.arange(24, dtype=np.int8)
+                                                              .reshape(2, 3, 4))), {"method": 8})])
+    s["valid-big-endian"] = npz([("be.npy", npy(f32.astype(">f4"))),
+                                 ("bef.npy", npy(np.asfortranarray(i16.astype(">i2"))),
+                                  {"method": 8}),
+                                 ("c.npy", npy(every["C64"].astype(">c8")))])
+    s["valid-every-dtype"] = npz([(f"{k}.npy", npy(v)) for k, v in every.items()])
+    s["valid-scalar-empty"] = npz([("s.npy", npy(np.float64(2.5))),
+                                   ("e.npy", npy(np.zeros((0, 3), np.uint16))),
+                                   ("dir/", b""), ("notes.txt", b"not an array")])
+    s["valid-zip64-end"] = npz([("x.npy", npy(i16))], zip64_end=True, comment=b"PK\x05\x06")
+    s["valid-empty-archive"] = npz([])
+    s["valid-npy"] = npy(np.asfortranarray(f32.astype(">f4")))
+    text = npy(i16)[10:-i16.nbytes][:-3] + b"\n"  # two spaces fewer: aligned after 12 bytes
+    s["valid-npy-v2"] = b"\x93NUMPY\x02\x00" + struct.pack("<I", len(text)) + text + i16.tobytes()
+    s["bad-object"] = npz([("o.npy", npy(i16).replace(b"'<i2'", b"'|O' "))])
+    s["bad-magic"] = npz([("m.npy", b"\x93NUMPX" + npy(i16)[6:])])
+    s["bad-dict"] = npz([("d.npy", npy(i16).replace(b"'fortran_order': False",
+                                                    b"'fortran_order': 0    "))])
+    s["bad-size"] = npz([("x.npy", npy(i16)[:-2])])
+    s["bad-crc"] = npz([("x.npy", npy(i16.astype(">i2")), {"crc": 1})])
+    s["bad-bomb"] = npz([("x.npy", npy(np.zeros(4, np.uint8)) + bytes(2000),
+                          {"method": 8, "usize": len(npy(np.zeros(4, np.uint8)))})])
+    s["bad-duplicate"] = npz([("x.npy", npy(i16)), ("x.npy", npy(i16))])
+    s["bad-overlap"] = npz([("x.npy", npy(i16)), ("y.npy", npy(i16), {"offset": 0})])
+    s["bad-encrypted"] = npz([("x.npy", npy(i16), {"flags": 1})])
+    s["bad-truncated"] = npz([("x.npy", npy(f32))])[:-30]
+    return s
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     for sub, seeds in (("safetensors", safetensors_seeds()), ("schema", schema_seeds()),
-                       ("index", index_seeds())):
+                       ("index", index_seeds()), ("npz", npz_seeds())):
         d = os.path.join(root, sub)
         os.makedirs(d, exist_ok=True)
         for name, data in seeds.items():

@@ -1,0 +1,133 @@
+/* fuzz_npz.c: libFuzzer harness for the NumPy readers and the .npz writer.
+ * The input is written twice, as an .npz and as a .npy. Each must be refused
+ * with an error diagnostic, or open into tables that keep their invariants.
+ * Then every tensor's bytes are read (decoding deflated, big-endian and
+ * Fortran-order arrays; a corrupt stream may fail then, with an error, never
+ * a crash); when all were readable the checkpoint is written out as an .npz
+ * and as safetensors, and both copies must reopen with the same tensors and
+ * bytes, the .npz copy rewriting to the very same bytes. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_util.h"
+#include "surg/surg.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static volatile unsigned fz_sum;
+
+/* Every tensor's bytes, or false when some could not be decoded (with an
+ * error reported). */
+static int read_all(surg_ckpt *ck, surg_sink *sink)
+{
+    for (size_t i = 0; i < surg_ckpt_count(ck); i++) {
+        const surg_tensor_info *t = surg_ckpt_tensor(ck, i);
+        const uint8_t *p = NULL;
+        unsigned errors = sink->errors;
+        if (surg_ckpt_data(ck, i, sink, (const void **)&p) != SURG_OK) {
+            if (sink->errors == errors)
+                fz_fail("a tensor's bytes failed without an error", t->name);
+            return 0;
+        }
+        unsigned s = 0;
+        for (uint64_t k = 0; k < t->nbytes; k++)
+            s += p[k];
+        fz_sum += s;
+    }
+    return 1;
+}
+
+static surg_ckpt *reopen(const char *path, surg_sink *sink)
+{
+    surg_ckpt *ck = NULL;
+    if (surg_ckpt_open(path, sink, &ck) != SURG_OK || !ck)
+        fz_fail("the written checkpoint does not open", path);
+    fz_check_tables(ck);
+    return ck;
+}
+
+static void same_data(surg_ckpt *a, surg_ckpt *b, surg_sink *sink)
+{
+    fz_same_tensors(a, b);
+    for (size_t i = 0; i < surg_ckpt_count(a); i++) {
+        const void *x = NULL, *y = NULL;
+        if (surg_ckpt_data(a, i, sink, &x) != SURG_OK || surg_ckpt_data(b, i, sink, &y) != SURG_OK)
+            fz_fail("a readable tensor became unreadable", surg_ckpt_tensor(a, i)->name);
+        if (memcmp(x, y, surg_ckpt_tensor(a, i)->nbytes) != 0)
+            fz_fail("a tensor's bytes changed", surg_ckpt_tensor(a, i)->name);
+    }
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fz_fail("cannot read back", path);
+    size_t cap = 1 << 12, n = 0;
+    uint8_t *b = malloc(cap);
+    for (size_t got; b && (got = fread(b + n, 1, cap - n, f)) > 0;)
+        if ((n += got) == cap)
+            b = realloc(b, cap *= 2);
+    fclose(f);
+    if (!b)
+        abort();
+    *len = n;
+    return b;
+}
+
+static void one(const char *in, surg_ckpt_kind kind, surg_sink *sink)
+{
+    const char *npz = fz_path(1, "out.npz");
+    const char *again = fz_path(2, "again.npz");
+    const char *st = fz_path(3, "out.safetensors");
+    surg_ckpt *ck = NULL;
+    unsigned errors = sink->errors;
+    if (surg_ckpt_open(in, sink, &ck) != SURG_OK) {
+        if (ck || sink->errors == errors)
+            fz_fail("a refused file gave a checkpoint or no error", in);
+        return;
+    }
+    if (surg_ckpt_kind_of(ck) != kind)
+        fz_fail("the file opened as another kind", in);
+    fz_check_tables(ck);
+    if (kind == SURG_CKPT_NPY && surg_ckpt_count(ck) != 1)
+        fz_fail("a .npy did not give one tensor", in);
+    if (!read_all(ck, sink)) {
+        surg_ckpt_close(ck);
+        return;
+    }
+    if (surg_ckpt_write(ck, npz, NULL, sink) != SURG_OK)
+        fz_fail("writing an .npz of a readable checkpoint failed", npz);
+    surg_ckpt *copy = reopen(npz, sink);
+    same_data(ck, copy, sink);
+    if (surg_ckpt_write(copy, again, NULL, sink) != SURG_OK)
+        fz_fail("writing an .npz of its own output failed", again);
+    size_t n1, n2;
+    uint8_t *b1 = slurp(npz, &n1), *b2 = slurp(again, &n2);
+    if (n1 != n2 || memcmp(b1, b2, n1) != 0)
+        fz_fail("rewriting the .npz output changed its bytes", NULL);
+    free(b1);
+    free(b2);
+    surg_ckpt_close(copy);
+    if (surg_ckpt_write(ck, st, NULL, sink) != SURG_OK)
+        fz_fail("writing safetensors of a readable checkpoint failed", st);
+    surg_ckpt *sc = reopen(st, sink);
+    same_data(ck, sc, sink);
+    surg_ckpt_close(sc);
+    surg_ckpt_close(ck);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t total = 0;
+    surg_sink sink = fz_sink(&total);
+    const char *npz = fz_path(0, "in.npz");
+    fz_write(npz, data, size);
+    one(npz, SURG_CKPT_NPZ, &sink);
+    const char *npy = fz_path(4, "in.npy");
+    fz_write(npy, data, size);
+    one(npy, SURG_CKPT_NPY, &sink);
+    return 0;
+}
