@@ -17,6 +17,8 @@
 #include "readfile.h"
 #include "utf8.h"
 
+enum { FIRST_READ = 256 };
+
 typedef struct npz_open_state {
     surg_ckpt *ck;
     surg_sink *sink;
@@ -48,7 +50,7 @@ static surg_status read_npy_header(npz_open_state *o, const zip_entry *e, const 
 {
     zip_stream z;
     npy_error err = {0};
-    unsigned char pre[NPY_PREAMBLE_MAX];
+    unsigned char pre[FIRST_READ]; /* most headers are 128 bytes: one read */
     size_t first = e->usize < sizeof pre ? (size_t)e->usize : sizeof pre;
     char *text = NULL;
     *ok = false;

@@ -265,37 +265,36 @@ static surg_status read_directory(zip_archive *z, surg_sink *sink, arena *ar, co
 
 /* ---- local headers, overlaps, names ------------------------------------ */
 
+/* The local header and its name, in one read (the name as long as the
+ * directory's: any other length is refused anyway). */
 static surg_status read_local(zip_archive *z, surg_sink *sink, zip_entry *e, uint64_t dir_at)
 {
-    unsigned char h[LOCAL_SIZE];
-    if (e->header_at > dir_at || dir_at - e->header_at < LOCAL_SIZE)
+    uint64_t len = LOCAL_SIZE + (uint64_t)e->name_len;
+    if (e->header_at > dir_at || dir_at - e->header_at < len)
         return FAIL(sink, z, "zip-bad-offset",
                     "entry \"%s\": its local header offset %llu is not before the central "
                     "directory",
                     e->name, (unsigned long long)e->header_at);
-    surg_status st = read_at(z, sink, h, sizeof h, e->header_at);
-    if (st)
-        return st;
-    if (le32(h) != SIG_LOCAL)
-        return FAIL(sink, z, "zip-bad-offset", "entry \"%s\": no local header at offset %llu",
-                    e->name, (unsigned long long)e->header_at);
-    uint64_t nlen = le16(h + 26), xlen = le16(h + 28);
-    uint64_t data = e->header_at + LOCAL_SIZE + nlen + xlen;
-    if (nlen != e->name_len || data > dir_at || dir_at - data < e->csize)
-        return FAIL(sink, z, nlen != e->name_len ? "zip-bad-local" : "zip-bad-offset",
-                    nlen != e->name_len
-                        ? "entry \"%s\": the local header's name differs from the directory's"
-                        : "entry \"%s\": its data runs past the central directory (or the "
-                          "end of the file)",
-                    e->name);
-    char *name = malloc(nlen ? nlen : 1);
-    if (!name)
+    unsigned char *h = malloc(len);
+    if (!h)
         return dg_nomem(sink, z->path);
-    st = read_at(z, sink, name, nlen, e->header_at + LOCAL_SIZE);
-    if (!st && memcmp(name, e->name, nlen) != 0)
+    surg_status st = read_at(z, sink, h, len, e->header_at);
+    uint64_t nlen = st ? 0 : le16(h + 26), xlen = st ? 0 : le16(h + 28);
+    uint64_t data = e->header_at + LOCAL_SIZE + nlen + xlen;
+    if (st)
+        ;
+    else if (le32(h) != SIG_LOCAL)
+        st = FAIL(sink, z, "zip-bad-offset", "entry \"%s\": no local header at offset %llu",
+                  e->name, (unsigned long long)e->header_at);
+    else if (nlen != e->name_len || memcmp(h + LOCAL_SIZE, e->name, nlen) != 0)
         st = FAIL(sink, z, "zip-bad-local",
                   "entry \"%s\": the local header's name differs from the directory's", e->name);
-    free(name);
+    else if (data > dir_at || dir_at - data < e->csize)
+        st = FAIL(sink, z, "zip-bad-offset",
+                  "entry \"%s\": its data runs past the central directory (or the end of the "
+                  "file)",
+                  e->name);
+    free(h);
     e->data_at = data;
     return st;
 }

@@ -388,14 +388,18 @@ class TestHostile(NpzCase):
             self.assertIn(name, err)
 
     def test_zip_bomb_lying_size(self):
-        """The directory claims 16 bytes of data; the stream inflates to 64 MiB."""
-        header = npy_bytes(np.zeros(4, np.float32))[:-16]
+        """The directory claims 4 KiB of data; the stream inflates to 64 MiB.
+        Found when the array is decoded (or at once when the entry is so
+        small that reading its header reaches its end)."""
+        header = npy_header("<f4", (1024,))
         body = header + bytes(64 << 20)
         e = {"name": "x.npy", "data": deflate_raw(body), "method": 8,
-             "usize": len(header) + 16, "crc": zlib.crc32(header + bytes(16))}
+             "usize": len(header) + 4096, "crc": zlib.crc32(header + bytes(4096))}
         p = self.write("bomb.npz", zip_bytes([e]))
-        self.assertEqual(self.schema(p), {"x": {"dtype": "F32", "shape": [4]}})
+        self.assertEqual(self.schema(p), {"x": {"dtype": "F32", "shape": [1024]}})
         self.refused(p, "zip bomb", run=True)
+        small = dict(e, usize=len(header) + 16)
+        self.refused(self.write("small.npz", zip_bytes([small])), "zip bomb")
 
     def test_zip_bomb_ratio(self):
         """A shape of 4 GB from a few kilobytes: more than deflate can give."""
