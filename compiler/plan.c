@@ -70,6 +70,10 @@ static void count_dead(surg_plan *pl, const uint8_t *live)
     const cg_graph *g = &pl->prog->g;
     for (cg_id id = 0; id < g->n; id++) {
         const cg_node *n = cg_get(g, id);
+        if (live[id] && n->op == OP_INPUT && surg_ckpt_decoded(pl->prog->input, n->a.input)) {
+            pl->decoded_inputs++;
+            pl->decoded_bytes += bytes(n);
+        }
         if (live[id] || n->op == OP_CONST)
             continue;
         if (n->op == OP_INPUT) {
@@ -98,6 +102,7 @@ static void add_up(surg_plan *pl)
         }
         work = x->work > work ? x->work : work;
     }
+    t->read += pl->decoded_bytes; /* decoding reads each such array once, whole */
     t->written += pl->header_bytes;
     t->peak = pl->header_bytes + pl->threads * work;
     pl->naive = (pl_totals){

@@ -105,6 +105,12 @@ char *surg_plan_text(const surg_plan *pl)
         human(&b, pl->dead_input_bytes);
         buf_puts(&b, ")\n");
     }
+    if (pl->decoded_inputs) {
+        buf_printf(&b, "  decoded first: %zu input array%s (", pl->decoded_inputs,
+                   pl->decoded_inputs == 1 ? "" : "s");
+        human(&b, pl->decoded_bytes);
+        buf_puts(&b, ") deflated, big-endian or in Fortran order, into a scratch file\n");
+    }
     if (pl->dead_values) {
         buf_printf(&b, "  never made: %zu value%s a later statement replaces or drops (",
                    pl->dead_values, pl->dead_values == 1 ? "" : "s");
@@ -179,9 +185,11 @@ char *surg_plan_json(const surg_plan *pl)
     }
     buf_printf(&b,
                "},\n\"never_read\":{\"tensors\":%zu,\"bytes\":%llu},"
-               "\"never_made\":{\"values\":%zu,\"bytes\":%llu},\n\"metadata\":{",
+               "\"never_made\":{\"values\":%zu,\"bytes\":%llu},"
+               "\"decoded_first\":{\"tensors\":%zu,\"bytes\":%llu},\n\"metadata\":{",
                pl->dead_inputs, (unsigned long long)pl->dead_input_bytes, pl->dead_values,
-               (unsigned long long)pl->dead_value_bytes);
+               (unsigned long long)pl->dead_value_bytes, pl->decoded_inputs,
+               (unsigned long long)pl->decoded_bytes);
     for (size_t i = 0; i < pl->n_meta; i++) {
         buf_puts(&b, i ? "," : "");
         buf_json_string(&b, pl->meta[i].key);

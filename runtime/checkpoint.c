@@ -261,6 +261,11 @@ size_t surg_ckpt_find(const surg_ckpt *ck, const char *name)
     return ss_find(ck->tensors, ck->n, sizeof *ck->tensors, name);
 }
 
+int surg_ckpt_decoded(const surg_ckpt *ck, size_t i)
+{
+    return i < ck->n && ck->dec && ck->dec[i];
+}
+
 surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
                            const void **data)
 {

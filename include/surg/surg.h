@@ -185,6 +185,11 @@ size_t surg_ckpt_find(const surg_ckpt *ck, const char *name);
 size_t surg_ckpt_meta_count(const surg_ckpt *ck);
 const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i);
 
+/* Whether tensor i's file does not hold its plain bytes (a NumPy array that
+ * is deflated, big-endian or in Fortran order), so reading it first decodes
+ * it into a scratch file. */
+int surg_ckpt_decoded(const surg_ckpt *ck, size_t i);
+
 /* The bytes of tensor i (little-endian, C order), mapped read-only from the
  * file. A NumPy array that is deflated, big-endian or in Fortran order is
  * first decoded into an unlinked scratch file in $TMPDIR (or /tmp). A schema

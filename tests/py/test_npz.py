@@ -198,6 +198,13 @@ class TestReading(NpzCase):
         self.assertIn("ok", out)
         out, _ = self.ok("plan", r, "--from", p)
         self.assertIn("compute", out)
+        self.assertIn("decoded first: 1 input array (16 B)", out)
+        plan = json.loads(self.ok("plan", r, "--from", p, "--json")[0])
+        self.assertEqual(plan["decoded_first"], {"tensors": 1, "bytes": 16})
+        stored = self.path("stored.npz")
+        np.savez(stored, a=np.zeros((2, 2), np.float32))
+        out, _ = self.ok("plan", r, "--from", stored)
+        self.assertNotIn("decoded", out)
 
     def test_headers_only(self):
         """A 64 GiB array (a hole in a sparse file, behind ZIP64 records) is
