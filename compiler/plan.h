@@ -70,7 +70,7 @@ struct surg_plan {
     surg_meta_entry *meta; /* the output's metadata, sorted by key */
     size_t n_meta;
     size_t dead_inputs, dead_values; /* never read, never made */
-    size_t decoded_inputs; /* read, but decoded first (NumPy arrays not in place) */
+    size_t decoded_inputs; /* read, but decoded first (arrays not in place) */
     uint64_t decoded_bytes;
     uint64_t dead_input_bytes, dead_value_bytes;
     pl_totals plan, naive;

@@ -109,7 +109,8 @@ char *surg_plan_text(const surg_plan *pl)
         buf_printf(&b, "  decoded first: %zu input array%s (", pl->decoded_inputs,
                    pl->decoded_inputs == 1 ? "" : "s");
         human(&b, pl->decoded_bytes);
-        buf_puts(&b, ") deflated, big-endian or in Fortran order, into a scratch file\n");
+        buf_puts(&b, ") not plainly in their file (deflated, big-endian, Fortran-order or "
+                     "strided), into a scratch file\n");
     }
     if (pl->dead_values) {
         buf_printf(&b, "  never made: %zu value%s a later statement replaces or drops (",

@@ -4,6 +4,7 @@
 #include "checkpoint.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -128,6 +129,39 @@ surg_status ck_collect(surg_ckpt *ck, surg_sink *sink, st_header *headers)
     return st ? st : merge_meta(ck, sink, headers);
 }
 
+surg_status ck_collect_scratch(surg_ckpt *ck, surg_sink *sink, st_header *headers,
+                               dc_source **src, uint64_t scratch_size)
+{
+    size_t n = strlen(ck->path) + 32;
+    char *path = ar_alloc(&ck->ar, n);
+    if (!path)
+        return dg_nomem(sink, ck->path);
+    snprintf(path, n, "%s (decoded tensors)", ck->path);
+    ck->files[1] = (st_file){.path = path, .fd = -1, .size = scratch_size, .scratch = true};
+    ck->n_files = 2;
+    surg_status st = ck_collect(ck, sink, headers);
+    if (st || !headers[1].n)
+        return st;
+    ck->dec = ar_array(&ck->ar, ck->n ? ck->n : 1, sizeof *ck->dec);
+    if (!ck->dec)
+        return dg_nomem(sink, ck->path);
+    /* The decoded entries were placed in increasing order: find each by its place. */
+    for (size_t i = 0; i < ck->n; i++) {
+        if (ck->file_of[i] != 1 || !ck->tensors[i].nbytes)
+            continue;
+        size_t lo = 0, hi = headers[1].n;
+        while (hi - lo > 1) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (headers[1].entries[mid].begin <= ck->offset[i])
+                lo = mid;
+            else
+                hi = mid;
+        }
+        ck->dec[i] = src[lo];
+    }
+    return SURG_OK;
+}
+
 static surg_status open_single(surg_ckpt *ck, surg_sink *sink)
 {
     ck->kind = SURG_CKPT_SAFETENSORS;
@@ -200,6 +234,8 @@ static surg_status open_by_name(surg_ckpt *ck, surg_sink *sink)
         return npz_open(ck, sink);
     if (ends_with(ck->path, ".npy"))
         return npy_open(ck, sink);
+    if (pt_wanted(ck->path))
+        return pt_open(ck, sink);
     if (ends_with(ck->path, ".json"))
         return open_schema(ck, sink);
     if (stat(ck->path, &sb) != 0)
@@ -207,7 +243,8 @@ static surg_status open_by_name(surg_ckpt *ck, surg_sink *sink)
     dg_file(sink, SURG_ERROR, "ck-format", ck->path,
             "cannot tell the format from the name: expected a .safetensors "
             "file, a sharded checkpoint (a directory or a "
-            ".safetensors.index.json), a NumPy .npz or .npy, or a .json schema");
+            ".safetensors.index.json), a NumPy .npz or .npy, a PyTorch .pt, .pth or "
+            ".bin, or a .json schema");
     return SURG_EUSAGE;
 }
 

@@ -55,6 +55,11 @@ surg_status ck_ready(surg_ckpt *ck, size_t i, surg_sink *sink);
 surg_status npz_open(surg_ckpt *ck, surg_sink *sink);
 surg_status npy_open(surg_ckpt *ck, surg_sink *sink);
 
+/* PyTorch inputs (torch.c): a torch.save zip archive, named *.pt, *.pth,
+ * *.bin or *.pth.tar (pt_wanted). */
+surg_status pt_open(surg_ckpt *ck, surg_sink *sink);
+bool pt_wanted(const char *path);
+
 /* Sharded checkpoints: the index's directory and its shard files. */
 surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
                             const char *index_path);
@@ -62,6 +67,14 @@ surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
 /* Turn per-file headers into the checkpoint's name-sorted table; a name
  * found twice is an error naming both files. */
 surg_status ck_collect(surg_ckpt *ck, surg_sink *sink, st_header *headers);
+
+/* The same for a reader whose tensors are partly in place in files[0]
+ * (headers[0]) and partly decoded on demand (headers[1], placed in a
+ * scratch file of scratch_size bytes in increasing order, entry k made by
+ * src[k]): files[1] becomes that scratch file (created when first needed)
+ * and dec[] points each decoded tensor at its source. */
+surg_status ck_collect_scratch(surg_ckpt *ck, surg_sink *sink, st_header *headers,
+                               dc_source **src, uint64_t scratch_size);
 
 /* Join a directory and a file name in the checkpoint's arena. */
 char *ck_join(arena *ar, const char *dir, const char *name);

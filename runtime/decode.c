@@ -2,7 +2,9 @@
  * straight through: read a buffer, swap its units, write it. Fortran-order
  * ones are gathered from a mapping of their plain bytes — the archive
  * itself when the entry is stored little-endian, else a staging file the
- * stream is first written to — in C order, a buffer of output at a time. */
+ * stream is first written to — in C order, a buffer of output at a time;
+ * strided views the same way, by their own strides, swapped as they are
+ * gathered. */
 #define _GNU_SOURCE
 #include "decode.h"
 
@@ -118,14 +120,24 @@ static void fortran_strides(const dc_source *s, uint64_t *stride)
     }
 }
 
-/* C order out of a Fortran-order mapping: an odometer over the output's
- * indices, the last axis innermost. */
-static surg_status gather(const dc_source *s, const unsigned char *src, int dst_fd,
-                          uint64_t dst_off, unsigned char *b, surg_sink *sink)
+/* C order out of a mapping of strided elements (Fortran order, or a
+ * view's own strides): an odometer over the output's indices, the last axis
+ * innermost; each full buffer swapped by `swap` bytes (0: not) and written. */
+static surg_status gather(const dc_source *s, const unsigned char *src, unsigned swap,
+                          int dst_fd, uint64_t dst_off, unsigned char *b, surg_sink *sink)
 {
     uint64_t stride[SURG_MAX_RANK], idx[SURG_MAX_RANK] = {0};
-    fortran_strides(s, stride);
+    if (s->stride)
+        memcpy(stride, s->stride, s->rank * sizeof *stride);
+    else
+        fortran_strides(s, stride);
     unsigned es = s->esize;
+    if (!s->rank) { /* one element */
+        memcpy(b, src, es);
+        if (swap)
+            swap_units(b, es, swap);
+        return write_at(sink, s->arc->path, dst_fd, b, es, dst_off);
+    }
     uint32_t last = s->rank - 1;
     uint64_t inner = s->shape[last], step = stride[last] * es, at = 0, done = 0;
     size_t fill = 0, cap = BUF - BUF % es;
@@ -135,6 +147,8 @@ static surg_status gather(const dc_source *s, const unsigned char *src, int dst_
         for (uint64_t i = 0; i < inner; i++, p += step) {
             memcpy(b + fill, p, es);
             if ((fill += es) == cap) {
+                if (swap)
+                    swap_units(b, fill, swap);
                 st = write_at(sink, s->arc->path, dst_fd, b, fill, dst_off + done);
                 done += fill;
                 fill = 0;
@@ -142,7 +156,7 @@ static surg_status gather(const dc_source *s, const unsigned char *src, int dst_
                     return st;
             }
         }
-        /* Next index of the outer axes; `at` is the Fortran offset of idx. */
+        /* Next index of the outer axes; `at` is the source offset of idx. */
         uint32_t d = last;
         while (d-- > 0) {
             at += stride[d] * es;
@@ -152,6 +166,8 @@ static surg_status gather(const dc_source *s, const unsigned char *src, int dst_
             idx[d] = 0;
         }
         if (fill && (d == UINT32_MAX || done + fill == s->nbytes)) {
+            if (swap)
+                swap_units(b, fill, swap);
             st = write_at(sink, s->arc->path, dst_fd, b, fill, dst_off + done);
             done += fill;
             fill = 0;
@@ -162,18 +178,19 @@ static surg_status gather(const dc_source *s, const unsigned char *src, int dst_
     return st;
 }
 
-static surg_status map_and_gather(const dc_source *s, int src_fd, uint64_t src_off, int dst_fd,
-                                  uint64_t dst_off, unsigned char *b, surg_sink *sink)
+static surg_status map_and_gather(const dc_source *s, int src_fd, uint64_t src_off,
+                                  unsigned swap, int dst_fd, uint64_t dst_off, unsigned char *b,
+                                  surg_sink *sink)
 {
     long page = sysconf(_SC_PAGESIZE);
     uint64_t base = src_off - src_off % (uint64_t)(page > 0 ? page : 4096);
-    size_t len = (size_t)(src_off - base + s->nbytes);
+    size_t len = (size_t)(src_off - base + (s->stride ? s->span : s->nbytes));
     void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, src_fd, (off_t)base);
     if (m == MAP_FAILED)
         return dg_errno(sink, s->arc->path, "cannot map an array to reorder it", errno);
     madvise(m, len, MADV_WILLNEED);
-    surg_status st = gather(s, (const unsigned char *)m + (src_off - base), dst_fd, dst_off, b,
-                            sink);
+    surg_status st = gather(s, (const unsigned char *)m + (src_off - base), swap, dst_fd,
+                            dst_off, b, sink);
     munmap(m, len);
     return st;
 }
@@ -187,10 +204,13 @@ surg_status dc_decode(const dc_source *s, int dst_fd, uint64_t dst_off, const ch
     if (!b)
         return dg_nomem(sink, s->arc->path);
     surg_status st;
-    if (!s->fortran) {
+    if (s->stride) { /* a stored entry, checked when opened */
+        st = map_and_gather(s, s->arc->fd, s->entry.data_at + s->skip, s->swap, dst_fd,
+                            dst_off, b, sink);
+    } else if (!s->fortran) {
         st = stream_plain(s, dst_fd, dst_off, b, sink);
     } else if (s->entry.method == ZIP_STORED && !s->swap) {
-        st = map_and_gather(s, s->arc->fd, s->entry.data_at + s->skip, dst_fd, dst_off, b,
+        st = map_and_gather(s, s->arc->fd, s->entry.data_at + s->skip, 0, dst_fd, dst_off, b,
                             sink);
     } else {
         int stage = -1;
@@ -198,7 +218,7 @@ surg_status dc_decode(const dc_source *s, int dst_fd, uint64_t dst_off, const ch
         if (!st)
             st = stream_plain(s, stage, 0, b, sink);
         if (!st)
-            st = map_and_gather(s, stage, 0, dst_fd, dst_off, b, sink);
+            st = map_and_gather(s, stage, 0, 0, dst_fd, dst_off, b, sink);
         if (stage >= 0)
             close(stage);
     }

@@ -1,7 +1,7 @@
 /* decode.h: a tensor's plain bytes (little-endian, C order) made from a
  * file that does not hold them so — a deflated zip entry, a big-endian or a
- * Fortran-order NumPy array — and written to a place in a scratch file, a
- * bounded piece at a time. The checkpoint then reads the tensor there like
+ * Fortran-order NumPy array, a strided PyTorch view — and written to a place
+ * in a scratch file, a bounded piece at a time. The checkpoint then reads the tensor there like
  * any other (copy_file_range, pread, mapping). */
 #ifndef SURG_DECODE_H
 #define SURG_DECODE_H
@@ -22,12 +22,19 @@ typedef struct dc_source {
     uint32_t rank;
     const uint64_t *shape;
     uint64_t nbytes;
+    /* A strided view (a PyTorch tensor), or NULL: element i of the view is
+     * at skip + (sum of index[d] * stride[d]) * esize in a stored entry,
+     * whose span bytes from skip hold every element the view reaches. */
+    const uint64_t *stride;
+    uint64_t span;
     bool done;              /* decoded into its place */
 } dc_source;
 
 /* Decode `s` into dst_fd at dst_off (nbytes bytes). A Fortran-order array
  * that must first be inflated or swapped is staged in an unlinked temporary
- * file in `tmp_dir`. Memory: a few buffers of a MiB, whatever the size. */
+ * file in `tmp_dir`; a strided view is gathered (and swapped) straight from
+ * a mapping of its entry. Memory: a few buffers of a MiB, whatever the
+ * size. */
 surg_status dc_decode(const dc_source *s, int dst_fd, uint64_t dst_off, const char *tmp_dir,
                       surg_sink *sink);
 

@@ -8,8 +8,8 @@
  *            innermost reductions first; partial results combine in chunk
  *            order, so nothing depends on the number of threads).
  * Inputs whose bytes are not in place (NumPy arrays deflated, big-endian or in
- * Fortran order) are decoded first, a job per tensor, into scratch files
- * beside the output (decode.c); an .npz output takes each tensor's CRC-32,
+ * Fortran order; strided PyTorch views) are decoded first, a job per tensor,
+ * into scratch files beside the output (decode.c); an .npz output takes each tensor's CRC-32,
  * computed by the jobs piece by piece and combined in order.
  * The files are synced and renamed into place only when every job is done. */
 #include <errno.h>

@@ -144,8 +144,9 @@ static surg_status add_array(npz_open_state *o, const zip_entry *e, const char *
     dc_source *s = ar_alloc(&ck->ar, sizeof *s);
     if (!s)
         return dg_nomem(o->sink, o->arc->path);
-    *s = (dc_source){o->arc, *e, h->data_at, name, surg_dtype_bits(h->dtype) / 8, h->swap,
-                     fortran, h->rank, shape, h->nbytes, false};
+    *s = (dc_source){.arc = o->arc, .entry = *e, .skip = h->data_at, .name = name,
+                     .esize = surg_dtype_bits(h->dtype) / 8, .swap = h->swap,
+                     .fortran = fortran, .rank = h->rank, .shape = shape, .nbytes = h->nbytes};
     o->src[o->h[1].n - 1] = s;
     *x = (st_entry){info, o->scratch_size, o->scratch_size + h->nbytes};
     /* Each in pages of its own, so a mapping made before a tensor is
@@ -198,38 +199,10 @@ static surg_status read_entry(npz_open_state *o, const zip_entry *e)
 }
 
 /* files[0] is the archive, files[1] the scratch file (made when a tensor
- * is first decoded); the tables are collected as for safetensors. */
+ * is first decoded). */
 static surg_status collect(npz_open_state *o)
 {
-    surg_ckpt *ck = o->ck;
-    size_t n = strlen(ck->path) + 32;
-    char *path = ar_alloc(&ck->ar, n);
-    if (!path)
-        return dg_nomem(o->sink, ck->path);
-    snprintf(path, n, "%s (decoded arrays)", ck->path);
-    ck->files[1] = (st_file){.path = path, .fd = -1, .size = o->scratch_size, .scratch = true};
-    ck->n_files = 2;
-    surg_status st = ck_collect(ck, o->sink, o->h);
-    if (st || !o->h[1].n)
-        return st;
-    ck->dec = ar_array(&ck->ar, ck->n ? ck->n : 1, sizeof *ck->dec);
-    if (!ck->dec)
-        return dg_nomem(o->sink, ck->path);
-    /* The decoded entries were placed in increasing order: find each by its place. */
-    for (size_t i = 0; i < ck->n; i++) {
-        if (ck->file_of[i] != 1 || !ck->tensors[i].nbytes)
-            continue;
-        size_t lo = 0, hi = o->h[1].n;
-        while (hi - lo > 1) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (o->h[1].entries[mid].begin <= ck->offset[i])
-                lo = mid;
-            else
-                hi = mid;
-        }
-        ck->dec[i] = o->src[lo];
-    }
-    return SURG_OK;
+    return ck_collect_scratch(o->ck, o->sink, o->h, o->src, o->scratch_size);
 }
 
 static surg_status open_common(surg_ckpt *ck, surg_sink *sink, surg_ckpt_kind kind,

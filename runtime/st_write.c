@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "diag.h"
+#include "checkpoint.h"
 #include "npz_write.h"
 
 /* qsort has no context argument, so each index travels with its tensor. */
@@ -257,6 +258,12 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     if (len >= 4 && strcmp(out_path + len - 4, ".npy") == 0) {
         dg_file(sink, SURG_ERROR, "io", out_path,
                 "a .npy holds one array: write an .npz (or .safetensors) instead");
+        return SURG_EUSAGE;
+    }
+    if (pt_wanted(out_path)) {
+        dg_file(sink, SURG_ERROR, "io", out_path,
+                "surg reads PyTorch files but does not write them: write a .safetensors "
+                "(torch reads it with safetensors.torch.load_file) or an .npz");
         return SURG_EUSAGE;
     }
     if (out->max_shard_size) {

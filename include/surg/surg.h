@@ -141,6 +141,7 @@ typedef enum surg_ckpt_kind {
     SURG_CKPT_SCHEMA,      /* a schema file: names, dtypes and shapes, no data */
     SURG_CKPT_NPZ,         /* a NumPy .npz archive */
     SURG_CKPT_NPY,         /* one NumPy .npy array */
+    SURG_CKPT_TORCH,       /* a torch.save file (.pt, .pth, .bin) */
 } surg_ckpt_kind;
 
 typedef struct surg_ckpt surg_ckpt;
@@ -148,7 +149,9 @@ typedef struct surg_ckpt surg_ckpt;
 /* Open a checkpoint by its path; the format follows the name: a directory or
  * `*.safetensors.index.json` is a sharded checkpoint, `*.safetensors` one
  * file, `*.npz` a NumPy archive (each `NAME.npy` in it a tensor NAME), `*.npy`
- * one NumPy array (named after the file), any other `*.json` a schema. Only
+ * one NumPy array (named after the file), `*.pt`, `*.pth`, `*.bin` (and
+ * `*.pth.tar`) a torch.save file (its pickle read as data, never run), any
+ * other `*.json` a schema. Only
  * headers are read: tensor data is never touched until surg_ckpt_data() or
  * surg_run() asks for it. Every header is fully validated before anything in
  * it is trusted. */

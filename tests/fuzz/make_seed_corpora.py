@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Write the seed corpora of fuzz_safetensors, fuzz_schema, fuzz_index and
-fuzz_npz.
+"""Write the seed corpora of fuzz_safetensors, fuzz_schema, fuzz_index,
+fuzz_npz and fuzz_pt.
 
     /usr/bin/python3 tests/fuzz/make_seed_corpora.py tests/fuzz/corpus
 
@@ -9,11 +9,14 @@ kind, or a near-valid one that breaks exactly one rule. The output is
 deterministic; files named crash-* (regressions) are never touched. The
 seeds of fuzz_check (corpus/check/*.surg) are written by hand.
 """
+import collections
 import io
 import json
 import os
+import pickle
 import struct
 import sys
+import types
 import zlib
 
 import numpy as np
@@ -262,10 +265,162 @@ def npz_seeds():
     return s
 
 
+# ---- torch.save files, without PyTorch ---------------------------------------
+# Python's own pickler, given stand-ins for the few torch names a state dict
+# refers to, writes the same opcodes torch.save does (protocol 2, the memo,
+# persistent ids for storages).
+
+def torch_standins():
+    """{name: object} of stand-in torch globals, registered in sys.modules."""
+    mods = {m: types.ModuleType(m) for m in ("torch", "torch._utils", "torch._tensor",
+                                             "torch.storage")}
+    mods["torch"]._utils = mods["torch._utils"]
+    names = {}
+
+    def define(module, name, obj):
+        obj.__module__, obj.__qualname__, obj.__name__ = module, name, name
+        setattr(mods[module], name, obj)
+        names[name] = obj
+
+    for st in ("FloatStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "BoolStorage",
+               "ByteStorage", "ShortStorage"):
+        define("torch", st, type(st, (), {}))
+    define("torch.storage", "UntypedStorage", type("UntypedStorage", (), {}))
+    for fn in ("_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter"):
+        define("torch._utils", fn, lambda *a: None)
+    define("torch._tensor", "_rebuild_from_type_v2", lambda *a: None)
+    define("torch", "Tensor", type("Tensor", (), {}))
+    for dt in ("uint16", "float8_e4m3fn", "float32"):
+        dtype = type("dtype", (), {"__module__": "torch", "__reduce__": lambda self, n=dt: n})()
+        setattr(mods["torch"], dt, dtype)
+        names[dt] = dtype
+    sys.modules.update(mods)
+    return names
+
+
+class Storage:
+    def __init__(self, key, type_name, numel, data):
+        self.key, self.type_name, self.numel, self.data = key, type_name, numel, data
+
+
+class Tensor:
+    def __init__(self, storage, offset, size, stride, v3_dtype=None, wrap=None):
+        self.args = (storage, offset, size, stride, v3_dtype, wrap)
+
+    def __reduce__(self):
+        t = TORCH
+        storage, offset, size, stride, v3_dtype, wrap = self.args
+        args = (storage, offset, tuple(size), tuple(stride), False, collections.OrderedDict())
+        if v3_dtype:
+            return (t["_rebuild_tensor_v3"], args + (t[v3_dtype],))
+        if wrap == "parameter":
+            return (t["_rebuild_parameter"], (Tensor(*self.args[:4]), True,
+                                              collections.OrderedDict()))
+        if wrap == "type":
+            return (t["_rebuild_from_type_v2"], (t["_rebuild_tensor_v2"], t["Tensor"], args,
+                                                 {"note": 1}))
+        return (t["_rebuild_tensor_v2"], args)
+
+
+class TorchPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, Storage):
+            return ("storage", TORCH[obj.type_name], obj.key, "cpu", obj.numel)
+        return None
+
+
+TORCH = None
+
+
+def torch_pickle(obj, protocol=2):
+    """obj pickled as torch.save pickles it."""
+    global TORCH
+    TORCH = TORCH or torch_standins()
+    b = io.BytesIO()
+    TorchPickler(b, protocol=protocol).dump(obj)
+    return b.getvalue()
+
+
+def torch_file(obj, storages, prefix="archive", protocol=2, big=False, method=0,
+               pickle_bytes=None):
+    """A torch.save-shaped zip: prefix/data.pkl, prefix/data/KEY, version."""
+    entries = [(f"{prefix}/data.pkl", pickle_bytes or torch_pickle(obj, protocol))]
+    entries += [(f"{prefix}/data/{s.key}", s.data, {"method": method}) for s in storages]
+    if big:
+        entries.append((f"{prefix}/byteorder", b"big"))
+    entries.append((f"{prefix}/version", b"3\n"))
+    return npz(entries)
+
+
+def pt_seeds():
+    """fuzz_pt reads each seed as a .pt file, and as a data.pkl it puts in an
+    archive beside four storages: 0 (f32[6]), 1 (f16[4]), 2 (i64[1]), 3 (8
+    bytes); the pickle-* seeds are such pickles."""
+    f32 = Storage("0", "FloatStorage", 6, struct.pack("<6f", *range(6)))
+    f16 = Storage("1", "HalfStorage", 4, struct.pack("<4e", 1, 2, 3, 4))
+    i64 = Storage("2", "LongStorage", 1, struct.pack("<q", 7))
+    u8 = Storage("3", "UntypedStorage", 8, bytes(range(8)))
+    w = Tensor(f32, 0, (2, 3), (3, 1))
+    s = {}
+    s["valid-state-dict"] = torch_file(collections.OrderedDict(
+        [("fc.weight", w), ("fc.bias", Tensor(f16, 0, (4,), (1,))),
+         ("bn.num_batches_tracked", Tensor(i64, 0, (), ()))]), [f32, f16, i64])
+    s["valid-views-ties"] = torch_file(
+        {"w": w, "same": w, "wt": Tensor(f32, 0, (3, 2), (1, 3)), "row": Tensor(f32, 3, (3,), (1,)),
+         "col": Tensor(f32, 1, (2,), (3,)), "expand": Tensor(f16, 0, (3, 4), (0, 1)),
+         "empty": Tensor(f16, 2, (0, 5), (5, 1))}, [f32, f16])
+    s["valid-nested-optimizer"] = torch_file(
+        {"model": {"w": w}, "optimizer": {"state": {0: {"step": Tensor(i64, 0, (), ()),
+                                                       "exp_avg": Tensor(f32, 0, (2, 3), (3, 1))}},
+                                          "param_groups": [{"lr": 0.001, "betas": (0.9, 0.999),
+                                                            "eps": 1e-8, "params": [0],
+                                                            "foreach": None, "name": "g",
+                                                            "big": 1 << 80, "neg": -5}]},
+         "epoch": 3, "blob": b"\x00\x01"}, [f32, i64], prefix="nested")
+    s["valid-v3-untyped"] = torch_file(
+        {"u": Tensor(u8, 0, (2, 2), (2, 1), v3_dtype="uint16"),
+         "f8": Tensor(u8, 1, (3,), (2,), v3_dtype="float8_e4m3fn")}, [u8])
+    s["valid-protocol4-param"] = torch_file(
+        {"p": Tensor(f32, 0, (2, 3), (3, 1), wrap="parameter"),
+         "t": Tensor(f16, 0, (2, 2), (1, 2), wrap="type")}, [f32, f16], protocol=4)
+    s["valid-big-endian"] = torch_file(
+        {"w": Tensor(Storage("0", "FloatStorage", 6, struct.pack(">6f", *range(6))), 0, (3, 2),
+                     (1, 3)),
+         "h": Tensor(Storage("1", "HalfStorage", 4, struct.pack(">4e", 1, 2, 3, 4)), 0, (4,), (1,))},
+        [Storage("0", "FloatStorage", 6, struct.pack(">6f", *range(6))),
+         Storage("1", "HalfStorage", 4, struct.pack(">4e", 1, 2, 3, 4))], big=True)
+    s["valid-lone-tensor"] = torch_file(w, [f32])
+    good = torch_file({"w": w}, [f32])
+    evil = pickle.dumps({"w": 1, "x": types.SimpleNamespace}, protocol=2)
+    s["bad-os-system"] = torch_file(None, [f32], pickle_bytes=(
+        b"\x80\x02}q\x00X\x01\x00\x00\x00xcos\nsystem\nX\x04\x00\x00\x00echo\x85Rs."))
+    s["bad-unknown-class"] = torch_file(None, [], pickle_bytes=evil)
+    s["bad-legacy"] = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03."
+    s["bad-missing-storage"] = torch_file({"w": w}, [])
+    s["bad-view-past-end"] = torch_file({"w": Tensor(f32, 1, (2, 3), (3, 1))}, [f32])
+    s["bad-deflated-storage"] = torch_file({"w": w}, [f32], method=8)
+    s["bad-truncated-pickle"] = torch_file(None, [f32], pickle_bytes=(
+        pickle.dumps({"w": 1}, protocol=2)[:-3]))
+    s["bad-no-pickle"] = npz([("archive/data/0", f32.data)])
+    s["bad-zip-cut"] = good[:-10]
+    s["pickle-state-dict"] = torch_pickle(collections.OrderedDict(
+        [("w", w), ("wt", Tensor(f32, 0, (3, 2), (1, 3))), ("same", w),
+         ("h", Tensor(f16, 1, (3,), (1,))), ("n", Tensor(i64, 0, (), ()))]))
+    s["pickle-protocol4"] = torch_pickle(
+        {"p": Tensor(f32, 0, (2, 3), (3, 1), wrap="parameter"),
+         "t": Tensor(f16, 0, (2, 2), (1, 2), wrap="type"),
+         "u": Tensor(u8, 0, (2, 2), (2, 1), v3_dtype="uint16"),
+         "x": [1, 2.5, "s", None, True, (1 << 70, -3)]}, protocol=4)
+    s["pickle-expand-empty"] = torch_pickle(
+        [Tensor(f16, 0, (3, 4), (0, 1)), Tensor(f32, 5, (0, 9), (9, 1)),
+         Tensor(f32, 1, (2, 2), (1, 2), v3_dtype="float8_e4m3fn")])
+    return s
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     for sub, seeds in (("safetensors", safetensors_seeds()), ("schema", schema_seeds()),
-                       ("index", index_seeds()), ("npz", npz_seeds())):
+                       ("index", index_seeds()), ("npz", npz_seeds()), ("pt", pt_seeds())):
         d = os.path.join(root, sub)
         os.makedirs(d, exist_ok=True)
         for name, data in seeds.items():

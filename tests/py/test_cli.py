@@ -224,8 +224,7 @@ class TestSchema(CliCase):
 
     def test_unknown_format(self):
         # The format follows the file name; a name that says none is a usage error.
-        # (foo.bin is the brief's case while torch .bin input is not supported.)
-        for name in ("foo.bin", "foo.xyz"):
+        for name in ("foo.xyz", "foo.safetensor"):
             path = self.path(name)
             shutil.copyfile(numpy_fixture(), path)
             _, err = self.fails(2, "schema", path)

@@ -203,7 +203,7 @@ static void test_open_by_name(void **state)
     assert_int_equal(surg_ckpt_open(tmp_path("missing.safetensors"), &r.sink, &ck),
                      SURG_EIO);
     assert_true(rec_has_text(&r, "No such file"));
-    const char *odd = tmp_path("weights.bin");
+    const char *odd = tmp_path("weights.xyz");
     write_file(odd, "x", 1);
     rec_init(&r);
     assert_int_equal(surg_ckpt_open(odd, &r.sink, &ck), SURG_EUSAGE);

@@ -1,0 +1,742 @@
+/* torch.c: PyTorch's torch.save files opened as checkpoints. Since PyTorch
+ * 1.6 such a file is a zip archive: <prefix>/data.pkl, the pickled object,
+ * and <prefix>/data/<key>, one uncompressed entry per storage. The pickle is
+ * read as data (pickle.c); its dicts, lists and tuples flatten to names
+ * joined with "."; each tensor is a view (offset, size, stride) into a
+ * storage. A contiguous view is read in place in the archive; any other is
+ * gathered into the checkpoint's scratch file when a run needs it
+ * (decode.c). Names for one and the same view are a tie. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "checkpoint.h"
+#include "diag.h"
+#include "pickle.h"
+#include "readfile.h"
+#include "strsort.h"
+#include "utf8.h"
+
+enum {
+    MAX_DEPTH = 100, /* containers inside one another */
+    MAX_SHOWN = 3,   /* skipped names shown in the note */
+};
+
+/* A tensor of the pickle under its name. */
+typedef struct pt_item {
+    const char *name; /* first: the key ss_sort sorts by */
+    const pk_tensor *t;
+    size_t order;     /* in the pickle's order of appearance */
+    const zip_entry *storage;
+    uint64_t nelems, nbytes;
+    uint64_t at;      /* byte offset of element 0 in the storage */
+    bool in_place;
+    const char *tied_to; /* stored as another item's tensor */
+} pt_item;
+
+typedef struct pt_state {
+    surg_ckpt *ck;
+    surg_sink *sink;
+    zip_archive *arc;
+    arena tmp; /* the pickle's values */
+    unsigned char *pickle;
+    size_t pickle_len;
+    const char *prefix; /* "archive/" */
+    size_t prefix_len;
+    bool big_endian;
+    pt_item *items;
+    size_t n, cap;
+    buf name;           /* the path being flattened */
+    uint64_t visits;    /* values flattened, bounded */
+    size_t n_skipped;
+    char *skipped[MAX_SHOWN];
+    bool failed;
+} pt_state;
+
+static const char *const extensions[] = {".pth.tar", ".pt", ".pth", ".bin"};
+
+bool pt_wanted(const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < sizeof extensions / sizeof *extensions; i++) {
+        size_t k = strlen(extensions[i]);
+        if (n >= k && strcmp(path + n - k, extensions[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void error(pt_state *o, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void error(pt_state *o, const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    dg_file(o->sink, SURG_ERROR, code, o->ck->path, "%s", msg);
+    o->failed = true;
+}
+
+/* ---- the archive -------------------------------------------------------- */
+
+static surg_status open_file(pt_state *o)
+{
+    surg_ckpt *ck = o->ck;
+    ck->kind = SURG_CKPT_TORCH;
+    ck->files = ar_array(&ck->ar, 2, sizeof *ck->files);
+    o->arc = ar_alloc(&ck->ar, sizeof *o->arc);
+    if (!ck->files || !o->arc)
+        return dg_nomem(o->sink, ck->path);
+    ck->files[0] = (st_file){.path = ck->path, .fd = -1};
+    ck->files[1] = (st_file){.path = ck->path, .fd = -1};
+    ck->n_files = 1;
+    surg_status st = rf_open_regular(o->sink, ck->path, &ck->files[0].fd, &ck->files[0].size);
+    struct stat sb;
+    if (!st && fstat(ck->files[0].fd, &sb) == 0) /* a change while it is read is seen */
+        ck->files[0].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    return st;
+}
+
+/* Before PyTorch 1.6 (and with _use_new_zipfile_serialization=False)
+ * torch.save wrote pickles one after another, the tensors' bytes between
+ * them: a file that starts with a pickle's PROTO opcode. */
+static surg_status refuse_legacy(pt_state *o)
+{
+    unsigned char head[2] = {0};
+    const st_file *f = &o->ck->files[0];
+    if (f->size < 2)
+        return SURG_OK;
+    surg_status st = rf_read_exact(o->sink, f->path, f->fd, head, 2, 0);
+    if (st || head[0] != 0x80 || head[1] > 5)
+        return st;
+    dg_file(o->sink, SURG_ERROR, "pt-legacy", f->path,
+            "a torch.save file in the legacy format (PyTorch before 1.6, or "
+            "_use_new_zipfile_serialization=False) is unsupported: re-save it with torch.save "
+            "in PyTorch 1.6 or newer");
+    return SURG_EINVALID;
+}
+
+/* The one entry <prefix>/data.pkl, its prefix a single folder. */
+static surg_status find_pickle(pt_state *o, const zip_entry **pkl)
+{
+    *pkl = NULL;
+    for (size_t i = 0; i < o->arc->n; i++) {
+        const zip_entry *e = &o->arc->entries[i];
+        const char *slash = strchr(e->name, '/');
+        if (!slash || strcmp(slash, "/data.pkl") != 0 || slash == e->name)
+            continue;
+        if (*pkl) {
+            dg_file(o->sink, SURG_ERROR, "pt-archive", o->ck->path,
+                    "the archive holds two pickles, \"%s\" and \"%s\": not one torch.save "
+                    "file",
+                    (*pkl)->name, e->name);
+            return SURG_EINVALID;
+        }
+        *pkl = e;
+    }
+    if (!*pkl) {
+        dg_file(o->sink, SURG_ERROR, "pt-archive", o->ck->path,
+                "not a torch.save file: the zip archive has no entry \"<name>/data.pkl\"");
+        return SURG_EINVALID;
+    }
+    o->prefix_len = (size_t)(strchr((*pkl)->name, '/') - (*pkl)->name) + 1;
+    o->prefix = ar_strndup(&o->ck->ar, (*pkl)->name, o->prefix_len);
+    return o->prefix ? SURG_OK : dg_nomem(o->sink, o->ck->path);
+}
+
+/* An entry's bytes, all of them (its CRC checked), into malloc'd memory. */
+static surg_status read_entry(pt_state *o, const zip_entry *e, unsigned char **out)
+{
+    zip_stream z;
+    *out = malloc(e->usize ? (size_t)e->usize : 1);
+    if (!*out)
+        return dg_nomem(o->sink, o->ck->path);
+    surg_status st = zip_stream_open(&z, o->arc, e, o->sink);
+    if (!st && e->usize)
+        st = zip_stream_read_exact(&z, o->sink, *out, (size_t)e->usize);
+    size_t got = 0;
+    unsigned char extra;
+    if (!st)
+        st = zip_stream_read(&z, o->sink, &extra, 1, &got); /* the end: the CRC */
+    zip_stream_close(&z);
+    o->ck->files[0].bytes_read += e->csize;
+    if (st) {
+        free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* <prefix>/byteorder ("little" or "big"), written by PyTorch 2.1 and
+ * later; without it the storages are little-endian. */
+static surg_status read_byteorder(pt_state *o)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%.*sbyteorder", (int)o->prefix_len, o->prefix);
+    const zip_entry *e = zip_find(o->arc, name);
+    if (!e)
+        return SURG_OK;
+    unsigned char *text = NULL;
+    surg_status st = e->usize > 16 ? SURG_EINVALID : read_entry(o, e, &text);
+    size_t n = st ? 0 : (size_t)e->usize;
+    bool little = n == 6 && memcmp(text, "little", 6) == 0;
+    o->big_endian = n == 3 && memcmp(text, "big", 3) == 0;
+    free(text);
+    if (st == SURG_EINVALID || (!st && !little && !o->big_endian)) {
+        dg_file(o->sink, SURG_ERROR, "pt-archive", o->ck->path,
+                "entry \"%s\" says neither \"little\" nor \"big\"", name);
+        return SURG_EINVALID;
+    }
+    return st;
+}
+
+static surg_status read_pickle(pt_state *o, const zip_entry *e)
+{
+    if (e->usize > PK_MAX_PICKLE) {
+        dg_file(o->sink, SURG_ERROR, "pt-pickle-size", o->ck->path,
+                "entry \"%s\" is %llu bytes, more than the %u a pickle may have here",
+                e->name, (unsigned long long)e->usize, PK_MAX_PICKLE);
+        return SURG_EINVALID;
+    }
+    o->pickle_len = (size_t)e->usize;
+    return read_entry(o, e, &o->pickle);
+}
+
+/* A TorchScript archive (torch.jit.save) has code beside its data.pkl. */
+static bool torchscript(const pt_state *o)
+{
+    for (size_t i = 0; i < o->arc->n; i++) {
+        const char *name = o->arc->entries[i].name;
+        if (strncmp(name, o->prefix, o->prefix_len) == 0 &&
+            (strncmp(name + o->prefix_len, "code/", 5) == 0 ||
+             strcmp(name + o->prefix_len, "constants.pkl") == 0))
+            return true;
+    }
+    return false;
+}
+
+static surg_status run_pickle(pt_state *o, pk_value **root)
+{
+    pk_error err;
+    if (pk_load(&o->tmp, o->pickle, o->pickle_len, root, &err))
+        return SURG_OK;
+    if (!err.code)
+        return dg_nomem(o->sink, o->ck->path);
+    const char *note = "this is a TorchScript archive (torch.jit.save): surg reads what "
+                       "torch.save writes; save the model's state_dict() with torch.save";
+    bool jit = strcmp(err.code, "pt-global") == 0 && torchscript(o);
+    dg_file_notes(o->sink, SURG_ERROR, err.code, o->ck->path, &note, jit ? 1 : 0,
+                  "%sdata.pkl, byte %llu: %s", o->prefix, (unsigned long long)err.at,
+                  err.msg);
+    return SURG_EINVALID;
+}
+
+/* ---- flattening ---------------------------------------------------------- */
+
+static surg_status walk(pt_state *o, const pk_value *v, int depth);
+
+static surg_status add_item(pt_state *o, const pk_tensor *t)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 64;
+        pt_item *v = realloc(o->items, cap * sizeof *v);
+        if (!v)
+            return dg_nomem(o->sink, o->ck->path);
+        o->items = v;
+        o->cap = cap;
+    }
+    char *name = ar_strndup(&o->ck->ar, o->name.data ? o->name.data : "", o->name.len);
+    if (!name)
+        return dg_nomem(o->sink, o->ck->path);
+    o->items[o->n] = (pt_item){.name = name, .t = t, .order = o->n};
+    o->n++;
+    return SURG_OK;
+}
+
+static surg_status skip(pt_state *o)
+{
+    if (o->n_skipped < MAX_SHOWN) {
+        o->skipped[o->n_skipped] = strdup(o->name.data ? o->name.data : "");
+        if (!o->skipped[o->n_skipped])
+            return dg_nomem(o->sink, o->ck->path);
+    }
+    o->n_skipped++;
+    return SURG_OK;
+}
+
+/* The child's name segment: a string key as it is, an int in decimal. */
+static bool segment(pt_state *o, const pk_value *key, size_t index)
+{
+    if (o->name.len)
+        buf_putc(&o->name, '.');
+    if (!key) {
+        buf_printf(&o->name, "%zu", index);
+    } else if (key->kind == PK_INT) {
+        buf_printf(&o->name, "%lld", (long long)key->u.i);
+    } else if (key->kind == PK_STR && !memchr(key->u.s.p, 0, key->u.s.len)) {
+        buf_append(&o->name, key->u.s.p, key->u.s.len);
+    } else {
+        error(o, "pt-name",
+              "a dict key under \"%s\" is %s: only strings (without NUL) and ints make "
+              "tensor names",
+              o->name.data ? o->name.data : "", pk_kind_name(key->kind));
+        return false;
+    }
+    return true;
+}
+
+static surg_status walk_children(pt_state *o, const pk_value *v, int depth)
+{
+    bool dict = v->kind == PK_DICT;
+    size_t step = dict ? 2 : 1, len = o->name.len;
+    for (size_t i = 0; i < v->u.seq.n; i += step) {
+        if (segment(o, dict ? v->u.seq.v[i] : NULL, i)) {
+            if (o->name.failed)
+                return dg_nomem(o->sink, o->ck->path);
+            surg_status st = walk(o, v->u.seq.v[i + step - 1], depth + 1);
+            if (st)
+                return st;
+        }
+        o->name.len = len;
+        if (o->name.data)
+            o->name.data[len] = '\0';
+    }
+    return SURG_OK;
+}
+
+/* Containers hold one another at most MAX_DEPTH deep (so a cycle ends),
+ * and a container reached again through the memo is walked again, but in
+ * all no more values are visited than the pickle has bytes. */
+static surg_status walk(pt_state *o, const pk_value *v, int depth)
+{
+    if (depth > MAX_DEPTH || ++o->visits > o->pickle_len + 4096) {
+        error(o, "pt-pickle-shape",
+              depth > MAX_DEPTH
+                  ? "containers nest more than %d deep at \"%s\" (or hold themselves)"
+                  : "the pickle's containers repeat one another more than its size "
+                    "allows (%d deep, at \"%s\"): refused",
+              depth > MAX_DEPTH ? MAX_DEPTH : depth, o->name.data ? o->name.data : "");
+        return SURG_EINVALID;
+    }
+    switch (v->kind) {
+    case PK_DICT:
+    case PK_LIST:
+    case PK_TUPLE:
+        return walk_children(o, v, depth);
+    case PK_TENSOR:
+        return add_item(o, &v->u.tensor);
+    default:
+        return skip(o);
+    }
+}
+
+/* The file's name without its folder and extension: a lone tensor's name. */
+static const char *stem(pt_state *o)
+{
+    const char *slash = strrchr(o->ck->path, '/');
+    const char *base = slash ? slash + 1 : o->ck->path;
+    size_t n = strlen(base);
+    for (size_t i = 0; i < sizeof extensions / sizeof *extensions; i++) {
+        size_t k = strlen(extensions[i]);
+        if (n > k && strcmp(base + n - k, extensions[i]) == 0) {
+            n -= k;
+            break;
+        }
+    }
+    return ar_strndup(&o->ck->ar, base, n);
+}
+
+static surg_status flatten(pt_state *o, const pk_value *root)
+{
+    if (root->kind == PK_TENSOR) {
+        const char *name = stem(o);
+        if (!name)
+            return dg_nomem(o->sink, o->ck->path);
+        buf_puts(&o->name, name);
+    }
+    surg_status st = walk(o, root, 0);
+    if (!st && o->n_skipped) {
+        buf b;
+        buf_init(&b);
+        for (size_t i = 0; i < o->n_skipped && i < MAX_SHOWN; i++)
+            buf_printf(&b, "%s\"%s\"", i ? ", " : "", o->skipped[i]);
+        if (o->n_skipped > MAX_SHOWN)
+            buf_printf(&b, " and %zu more", o->n_skipped - MAX_SHOWN);
+        if (b.failed)
+            st = dg_nomem(o->sink, o->ck->path);
+        else
+            dg_file(o->sink, SURG_NOTE, "pt-not-tensor", o->ck->path,
+                    "skipped %zu value%s that %s not a tensor (numbers, strings, None, ...; "
+                    "surg carries tensors only): %s",
+                    o->n_skipped, o->n_skipped > 1 ? "s" : "", o->n_skipped > 1 ? "are" : "is",
+                    b.data);
+        buf_free(&b);
+    }
+    return st;
+}
+
+/* ---- views -------------------------------------------------------------- */
+
+static const char *dims_text(char *out, size_t size, uint32_t rank, const uint64_t *d)
+{
+    size_t k = (size_t)snprintf(out, size, "[");
+    for (uint32_t i = 0; i < rank && k < size; i++)
+        k += (size_t)snprintf(out + k, size - k, "%s%llu", i ? ", " : "",
+                              (unsigned long long)d[i]);
+    if (k < size)
+        snprintf(out + k, size - k, "]");
+    return out;
+}
+
+/* The storage entry of an item: <prefix>data/<key>, stored, exactly as
+ * large as the storage's elements. */
+static const zip_entry *storage_entry(pt_state *o, const pt_item *it, uint64_t *bytes)
+{
+    const pk_storage *s = it->t->storage;
+    if (memchr(s->key, 0, s->key_len) || s->key_len > 4096) {
+        error(o, "pt-storage", "tensor \"%s\": its storage key is not a plain name", it->name);
+        return NULL;
+    }
+    char *name = malloc(o->prefix_len + 5 + s->key_len + 1);
+    if (!name) {
+        dg_nomem(o->sink, o->ck->path);
+        o->failed = true;
+        return NULL;
+    }
+    snprintf(name, o->prefix_len + 5 + s->key_len + 1, "%sdata/%.*s", o->prefix,
+             (int)s->key_len, s->key);
+    const zip_entry *e = zip_find(o->arc, name);
+    unsigned esize = surg_dtype_bits(s->dtype) / 8;
+    if (!e)
+        error(o, "pt-storage", "tensor \"%s\": its storage \"%s\" is not in the archive",
+              it->name, name);
+    else if (e->method != ZIP_STORED)
+        error(o, "pt-storage",
+              "tensor \"%s\": its storage \"%s\" is compressed (torch.save stores storages "
+              "uncompressed, to be read in place): refused",
+              it->name, name);
+    else if (s->numel > UINT64_MAX / esize || s->numel * esize != e->usize)
+        error(o, "pt-storage",
+              "tensor \"%s\": its storage \"%s\" holds %llu bytes, but the pickle says %llu "
+              "elements of %s",
+              it->name, name, (unsigned long long)e->usize, (unsigned long long)s->numel,
+              surg_dtype_recipe_name(s->dtype));
+    else
+        *bytes = e->usize;
+    free(name);
+    return o->failed ? NULL : e;
+}
+
+/* The byte just past the last element the view reaches, or false on
+ * overflow. */
+static bool view_end(const pk_tensor *t, unsigned esize, uint64_t *end)
+{
+    uint64_t last = t->offset;
+    for (uint32_t d = 0; d < t->rank; d++) {
+        uint64_t reach = t->size[d] - 1;
+        if (t->stride[d] && reach > (UINT64_MAX - last) / t->stride[d])
+            return false;
+        last += reach * t->stride[d];
+    }
+    if (last >= UINT64_MAX / esize)
+        return false;
+    *end = (last + 1) * esize;
+    return true;
+}
+
+static bool contiguous(const pk_tensor *t)
+{
+    uint64_t want = 1;
+    for (uint32_t d = t->rank; d-- > 0;) {
+        if (t->size[d] != 1 && t->stride[d] != want)
+            return false;
+        want *= t->size[d];
+    }
+    return true;
+}
+
+static void check_view(pt_state *o, pt_item *it)
+{
+    const pk_tensor *t = it->t;
+    uint64_t sbytes = 0, end = 0;
+    bool partial = false;
+    unsigned esize = surg_dtype_bits(t->dtype) / 8;
+    it->storage = storage_entry(o, it, &sbytes);
+    if (!it->storage)
+        return;
+    if (!st_tensor_size(t->dtype, t->rank, t->size, &it->nelems, &it->nbytes, &partial)) {
+        error(o, "pt-view", "tensor \"%s\": its size overflows", it->name);
+        return;
+    }
+    it->in_place = true;
+    if (!it->nelems)
+        return; /* no bytes: anywhere will do */
+    char a[128], b[128];
+    if (!view_end(t, esize, &end) || end > sbytes) {
+        error(o, "pt-view",
+              "tensor \"%s\": its view (offset %llu, size %s, stride %s) reaches past the "
+              "%llu bytes of its storage \"%s\"",
+              it->name, (unsigned long long)t->offset, dims_text(a, sizeof a, t->rank, t->size),
+              dims_text(b, sizeof b, t->rank, t->stride), (unsigned long long)sbytes,
+              it->storage->name);
+        return;
+    }
+    it->at = t->offset * esize;
+    it->in_place = contiguous(t) && !(o->big_endian && esize > 1);
+}
+
+/* ---- names and ties ------------------------------------------------------ */
+
+typedef struct named {
+    const char *name; /* first: the key ss_sort sorts by */
+    size_t i;
+} named;
+
+/* The items in name order. */
+static surg_status sort_items(pt_state *o)
+{
+    named *v = malloc((o->n ? o->n : 1) * sizeof *v);
+    pt_item *items = malloc((o->n ? o->n : 1) * sizeof *items);
+    surg_status st = v && items ? SURG_OK : dg_nomem(o->sink, o->ck->path);
+    for (size_t i = 0; !st && i < o->n; i++)
+        v[i] = (named){o->items[i].name, i};
+    if (!st && ss_sort(v, o->n, sizeof *v) != 0)
+        st = dg_nomem(o->sink, o->ck->path);
+    for (size_t i = 0; !st && i < o->n; i++)
+        items[i] = o->items[v[i].i];
+    free(v);
+    if (st) {
+        free(items);
+        return st;
+    }
+    free(o->items);
+    o->items = items;
+    o->cap = o->n;
+    return SURG_OK;
+}
+
+static surg_status check_names(pt_state *o)
+{
+    surg_status st = sort_items(o);
+    if (st)
+        return st;
+    for (size_t i = 0; i < o->n; i++) {
+        const char *name = o->items[i].name;
+        size_t bad;
+        if (i && strcmp(name, o->items[i - 1].name) == 0)
+            error(o, "pt-name", "two values of the pickle flatten to the name \"%s\"", name);
+        else if (!*name)
+            error(o, "pt-name", "a tensor of the pickle has an empty name");
+        else if (!utf8_valid((const unsigned char *)name, strlen(name), &bad))
+            error(o, "pt-name", "a tensor's name is not UTF-8 (byte %zu of \"%s\")", bad, name);
+        else if (strcmp(name, "__metadata__") == 0)
+            error(o, "pt-name", "a tensor is named \"__metadata__\", which safetensors reserves");
+    }
+    return SURG_OK;
+}
+
+static int cmp_u64(uint64_t a, uint64_t b) { return a < b ? -1 : a > b; }
+
+/* Items ordered by their view (storage, dtype, offset, size, stride), then
+ * by their order in the pickle: equal views end up together, first-seen
+ * first. */
+static int by_view(const void *pa, const void *pb)
+{
+    const pt_item *x = *(const pt_item *const *)pa, *y = *(const pt_item *const *)pb;
+    const pk_tensor *a = x->t, *b = y->t;
+    int c = cmp_u64((uintptr_t)x->storage, (uintptr_t)y->storage);
+    c = c ? c : cmp_u64(a->dtype, b->dtype);
+    c = c ? c : cmp_u64(a->offset, b->offset);
+    c = c ? c : cmp_u64(a->rank, b->rank);
+    for (uint32_t d = 0; !c && d < a->rank; d++)
+        c = cmp_u64(a->size[d], b->size[d]);
+    for (uint32_t d = 0; !c && d < a->rank; d++)
+        c = cmp_u64(a->stride[d], b->stride[d]);
+    return c ? c : cmp_u64(x->order, y->order);
+}
+
+static bool same_view(const pt_item *x, const pt_item *y)
+{
+    const pk_tensor *a = x->t, *b = y->t;
+    if (x->storage != y->storage || a->dtype != b->dtype || a->offset != b->offset ||
+        a->rank != b->rank)
+        return false;
+    for (uint32_t d = 0; d < a->rank; d++)
+        if (a->size[d] != b->size[d] || a->stride[d] != b->stride[d])
+            return false;
+    return true;
+}
+
+/* Every item whose view another item seen before it has is tied to that
+ * one; the ties go to the metadata as "surg.ties", which the compiler
+ * reads as tied names. */
+static surg_status find_ties(pt_state *o, size_t *n_ties)
+{
+    *n_ties = 0;
+    pt_item **v = malloc((o->n ? o->n : 1) * sizeof *v);
+    if (!v)
+        return dg_nomem(o->sink, o->ck->path);
+    for (size_t i = 0; i < o->n; i++)
+        v[i] = &o->items[i];
+    qsort(v, o->n, sizeof *v, by_view);
+    for (size_t i = 1; i < o->n; i++)
+        if (same_view(v[i], v[i - 1])) {
+            v[i]->tied_to = v[i - 1]->tied_to ? v[i - 1]->tied_to : v[i - 1]->name;
+            ++*n_ties;
+        }
+    free(v);
+    return SURG_OK;
+}
+
+static surg_status ties_meta(pt_state *o, st_header *h)
+{
+    buf b;
+    buf_init(&b);
+    buf_putc(&b, '{');
+    const char *sep = "";
+    for (size_t i = 0; i < o->n; i++) /* in name order */
+        if (o->items[i].tied_to) {
+            buf_puts(&b, sep);
+            buf_json_string(&b, o->items[i].name);
+            buf_putc(&b, ':');
+            buf_json_string(&b, o->items[i].tied_to);
+            sep = ",";
+        }
+    buf_putc(&b, '}');
+    surg_meta_entry *m = ar_alloc(&o->ck->ar, sizeof *m);
+    char *value = b.failed ? NULL : ar_strdup(&o->ck->ar, b.data);
+    buf_free(&b);
+    if (!m || !value)
+        return dg_nomem(o->sink, o->ck->path);
+    *m = (surg_meta_entry){"surg.ties", value};
+    h->meta = m;
+    h->n_meta = 1;
+    return SURG_OK;
+}
+
+/* ---- the tables ---------------------------------------------------------- */
+
+static uint64_t *copy_dims(pt_state *o, uint32_t rank, const uint64_t *d)
+{
+    uint64_t *c = ar_array(&o->ck->ar, rank ? rank : 1, sizeof *c);
+    if (c)
+        memcpy(c, d, rank * sizeof *c);
+    return c;
+}
+
+typedef struct tables {
+    st_header h[2]; /* in place, decoded */
+    dc_source **src;
+    uint64_t scratch_size, page;
+} tables;
+
+static surg_status place(pt_state *o, tables *tb, const pt_item *it)
+{
+    const pk_tensor *t = it->t;
+    uint64_t *shape = copy_dims(o, t->rank, t->size);
+    if (!shape)
+        return dg_nomem(o->sink, o->ck->path);
+    surg_tensor_info info = {it->name, t->dtype, t->rank, shape, it->nelems, it->nbytes};
+    if (it->in_place) {
+        uint64_t at = it->nbytes ? it->storage->data_at + it->at : 0;
+        tb->h[0].entries[tb->h[0].n++] = (st_entry){info, at, at + it->nbytes};
+        return SURG_OK;
+    }
+    dc_source *s = ar_alloc(&o->ck->ar, sizeof *s);
+    uint64_t *stride = copy_dims(o, t->rank, t->stride);
+    if (!s || !stride)
+        return dg_nomem(o->sink, o->ck->path);
+    unsigned esize = surg_dtype_bits(t->dtype) / 8;
+    uint8_t swap = !o->big_endian || esize == 1 ? 0 : t->dtype == SURG_C64 ? 4 : (uint8_t)esize;
+    uint64_t end = 0;
+    view_end(t, esize, &end); /* checked already */
+    *s = (dc_source){.arc = o->arc, .entry = *it->storage, .skip = it->at, .name = it->name,
+                     .esize = esize, .swap = swap, .rank = t->rank, .shape = shape,
+                     .nbytes = it->nbytes, .stride = stride, .span = end - it->at};
+    tb->src[tb->h[1].n] = s;
+    tb->h[1].entries[tb->h[1].n++] =
+        (st_entry){info, tb->scratch_size, tb->scratch_size + it->nbytes};
+    /* Each in pages of its own, as the NumPy reader places them. */
+    uint64_t next = tb->scratch_size + it->nbytes;
+    tb->scratch_size = next + (tb->page - next % tb->page) % tb->page;
+    return SURG_OK;
+}
+
+static surg_status make_tables(pt_state *o)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    tables tb = {.page = page > 0 ? (uint64_t)page : 4096};
+    size_t n_ties = 0;
+    surg_status st = find_ties(o, &n_ties);
+    size_t n = o->n ? o->n : 1;
+    tb.h[0].entries = malloc(n * sizeof *tb.h[0].entries);
+    tb.h[1].entries = malloc(n * sizeof *tb.h[1].entries);
+    tb.src = malloc(n * sizeof *tb.src);
+    if (!st && (!tb.h[0].entries || !tb.h[1].entries || !tb.src))
+        st = dg_nomem(o->sink, o->ck->path);
+    for (size_t i = 0; !st && i < o->n; i++)
+        if (!o->items[i].tied_to)
+            st = place(o, &tb, &o->items[i]);
+    if (!st && n_ties)
+        st = ties_meta(o, &tb.h[0]);
+    if (!st)
+        st = ck_collect_scratch(o->ck, o->sink, tb.h, tb.src, tb.scratch_size);
+    free(tb.h[0].entries);
+    free(tb.h[1].entries);
+    free(tb.src);
+    return st;
+}
+
+/* ---- opening ------------------------------------------------------------- */
+
+static surg_status read_tensors(pt_state *o)
+{
+    const zip_entry *pkl;
+    pk_value *root = NULL;
+    surg_status st = find_pickle(o, &pkl);
+    if (!st)
+        st = read_byteorder(o);
+    if (!st)
+        st = read_pickle(o, pkl);
+    if (!st)
+        st = run_pickle(o, &root);
+    if (!st)
+        st = flatten(o, root);
+    for (size_t i = 0; !st && i < o->n; i++)
+        check_view(o, &o->items[i]);
+    if (!st)
+        st = check_names(o);
+    if (!st && o->failed)
+        st = SURG_EINVALID;
+    return st ? st : make_tables(o);
+}
+
+surg_status pt_open(surg_ckpt *ck, surg_sink *sink)
+{
+    pt_state o = {.ck = ck, .sink = sink};
+    ar_init(&o.tmp);
+    buf_init(&o.name);
+    surg_status st = open_file(&o);
+    if (!st)
+        st = refuse_legacy(&o);
+    if (!st)
+        st = zip_open(&ck->ar, sink, ck->path, ck->files[0].fd, ck->files[0].size, o.arc);
+    if (!st) {
+        ck->files[0].bytes_read += o.arc->bytes_read;
+        st = read_tensors(&o);
+    }
+    for (size_t i = 0; i < o.n_skipped && i < MAX_SHOWN; i++)
+        free(o.skipped[i]);
+    buf_free(&o.name);
+    free(o.items);
+    free(o.pickle);
+    ar_free(&o.tmp);
+    return st;
+}

@@ -1,0 +1,549 @@
+"""test_pt.py: PyTorch torch.save files into surg, checked against PyTorch
+itself. Every file is written here by real PyTorch (torch.save of tensors of
+each dtype, an nn.Module's state dict, a nested dict with an optimizer's
+state, views that share a storage, a file in the legacy format, objects whose
+unpickling runs code) or, for what PyTorch cannot write (a dtype only newer
+versions have, a big-endian file, a broken archive), by rewriting such a file
+or pickling by hand. surg's outputs are read back with stnp (the
+repository's own safetensors reader) and compared bit for bit with what
+torch.load gives.
+
+usage: test_pt.py --surg SURG --examples DIR [unittest args]
+"""
+
+import argparse
+import json
+import os
+import struct
+import sys
+import tempfile
+import unittest
+import zipfile
+
+import numpy as np
+import torch
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stnp  # noqa: E402
+from runutil import run_surg, sha256  # noqa: E402
+
+ARGS = None  # filled in by main()
+
+ST = {
+    torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL", torch.complex64: "C64",
+}
+
+
+def plain(t):
+    """A tensor's values as surg stores them: C order, little-endian, bf16
+    as its bit patterns."""
+    t = t.detach().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()
+
+
+def flatten(obj, prefix=""):
+    """(name, tensor) in the order the pickle holds them, names joined
+    with '.', as surg flattens."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from flatten(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def view_key(t):
+    return (t.storage().data_ptr(), t.dtype, t.storage_offset(), tuple(t.shape), t.stride())
+
+
+def expected(obj):
+    """({stored name: tensor}, {tied name: stored name}) of a loaded object:
+    a tensor whose view (storage, dtype, offset, size, stride) an earlier one
+    has is tied to it."""
+    stored, ties, first = {}, {}, {}
+    for name, t in flatten(obj):
+        k = view_key(t)
+        if k in first:
+            ties[name] = first[k]
+        else:
+            first[k] = name
+            stored[name] = t
+    return stored, ties
+
+
+# ---- the files, written once by PyTorch --------------------------------------
+
+class Evil:
+    """Unpickling this runs a shell command."""
+
+    def __init__(self, fn, arg):
+        self.fn, self.arg = fn, arg
+
+    def __reduce__(self):
+        return (self.fn, (self.arg,))
+
+
+class TiedLM(torch.nn.Module):
+    """A language model whose output head is its embedding, as Hugging Face
+    ties them."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed_tokens = torch.nn.Embedding(11, 4)
+        self.norm = torch.nn.LayerNorm(4)
+        self.lm_head = torch.nn.Linear(4, 11, bias=False)
+        self.lm_head.weight = self.embed_tokens.weight
+
+
+def every_dtype():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, generator=g) * 100
+    return {
+        "f32": x, "f16": x.half(), "bf16": x.bfloat16(), "f64": x.double(),
+        "i64": x.long() * 12345678901, "i32": x.int(), "i16": x.short(),
+        "i8": x.to(torch.int8), "u8": x.to(torch.uint8), "bool": x > 0,
+        "c64": torch.complex(x, -x), "scalar": torch.tensor(2.5),
+        "empty": torch.zeros(0, 7, dtype=torch.int16), "ones": torch.ones(1, 1, 5),
+    }
+
+
+def write_files(d):
+    torch.manual_seed(0)
+    torch.save(every_dtype(), f"{d}/dtypes.pt")
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 3))
+    torch.save(model.state_dict(), f"{d}/module.pth")
+    torch.save(model.state_dict(), f"{d}/protocol4.pt", pickle_protocol=4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(2, 1, 6, 6)).sum().backward()
+    opt.step()
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3,
+                "config": {"lr": 0.1, "name": "run-1", "note": None},
+                "history": [torch.tensor([1.0, 2.0]), torch.tensor([3.0])]},
+               f"{d}/nested.pt")
+
+    w = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    b = torch.randn(5, 3).bfloat16()
+    torch.save({"w": w, "wt": w.t(), "row": w[1], "col": w[:, 2], "tail": w.view(-1)[5:],
+                "same": w, "again": w.view(4, 6), "every_other": w[::2, 1::2],
+                "expand": torch.arange(3.0).expand(4, 3), "bt": b.t(), "b": b,
+                "p": torch.nn.Parameter(torch.ones(2, 2))},
+               f"{d}/views.pt")
+
+    os.makedirs(f"{d}/hf", exist_ok=True)
+    torch.save(TiedLM().state_dict(), f"{d}/hf/pytorch_model.bin")
+    torch.save(torch.randn(3, 2).t(), f"{d}/lone.pt")
+    torch.save(model.state_dict(), f"{d}/legacy.pt", _use_new_zipfile_serialization=False)
+    torch.save({"w": w, "acc": np.float64(0.5)}, f"{d}/numpy_scalar.pt")
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), f"{d}/script.pt")
+
+    marker = f"{d}/ran"
+    for name, fn, arg in (("system", os.system, f"touch {marker}-system"),
+                          ("eval", eval, f"__import__('os').system('touch {marker}-eval')")):
+        torch.save({"w": w, "payload": Evil(fn, arg)}, f"{d}/evil_{name}.pt")
+
+
+def entries(path):
+    with zipfile.ZipFile(path) as z:
+        return [(i.filename, z.read(i.filename)) for i in z.infolist()]
+
+
+def write_zip(path, items, compress=None):
+    """A zip of (name, bytes) in order, stored unless `compress` says which
+    names to deflate."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in items:
+            method = zipfile.ZIP_DEFLATED if compress and compress(name) else zipfile.ZIP_STORED
+            z.writestr(zipfile.ZipInfo(name), data, compress_type=method)
+
+
+# ---- pickles by hand, for what torch 1.13 cannot write -----------------------
+
+def pk_str(s):
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def pk_int(n):
+    if -(1 << 31) <= n < (1 << 31):
+        return b"J" + struct.pack("<i", n)
+    return b"\x8a\x08" + struct.pack("<q", n)  # LONG1
+
+
+def pk_tuple(items):
+    return b"(" + b"".join(items) + b"t"
+
+
+def pk_v3(key, nbytes, dtype, offset, size, stride):
+    """_rebuild_tensor_v3 over an untyped storage, as newer PyTorch writes
+    tensors of dtypes that have no storage class."""
+    storage = pk_tuple([pk_str("storage"), b"ctorch.storage\nUntypedStorage\n", pk_str(key),
+                        pk_str("cpu"), pk_int(nbytes)]) + b"Q"
+    args = pk_tuple([storage, pk_int(offset), pk_tuple(map(pk_int, size)),
+                     pk_tuple(map(pk_int, stride)), b"\x89",
+                     b"ccollections\nOrderedDict\n)R", b"ctorch\n" + dtype + b"\n"])
+    return b"ctorch._utils\n_rebuild_tensor_v3\n" + args + b"R"
+
+
+def pk_dict(pairs):
+    return b"\x80\x02}(" + b"".join(pk_str(k) + v for k, v in pairs) + b"u."
+
+
+# ---- the tests ----------------------------------------------------------------
+
+TMP = None  # the files, written once for every test
+
+
+def setUpModule():
+    global TMP
+    TMP = tempfile.TemporaryDirectory(prefix="surg-pt-")
+    write_files(TMP.name)
+
+
+def tearDownModule():
+    TMP.cleanup()
+
+
+class PtCase(unittest.TestCase):
+    def path(self, name):
+        return os.path.join(TMP.name, name)
+
+    def ok(self, *args):
+        rc, out, err = run_surg(ARGS.surg, *args)
+        self.assertEqual(rc, 0, f"surg {' '.join(map(str, args))}: {err}")
+        return out, err
+
+    def refused(self, path, code, text, run=False):
+        """surg schema (or run) refuses the file with an error `code` whose
+        message or notes hold `text`; the messages and notes are returned."""
+        out = self.path("refused.safetensors")
+        args = ("run", self.recipe(""), path, out) if run else ("schema", path)
+        rc, _, err = run_surg(ARGS.surg, *args, "--diagnostics", "json")
+        self.assertEqual(rc, 1, f"{path}: {err}")
+        errors = [d for d in map(json.loads, err.splitlines()) if d["severity"] == "error"]
+        self.assertIn(code, [d["code"] for d in errors], err)
+        text_all = "\n".join(" ".join([d["message"]] + d["notes"]) for d in errors)
+        self.assertIn(text, text_all)
+        self.assertFalse(os.path.exists(out))
+        return text_all
+
+    def recipe(self, text, name="r.surg"):
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def convert(self, src, out_name="out.safetensors", recipe=""):
+        out = self.path(out_name)
+        if os.path.exists(out):
+            os.remove(out)
+        self.ok("run", self.recipe(recipe), src, out)
+        tensors, meta, _ = stnp.load(out)
+        return tensors, meta
+
+    def assert_same(self, tensors, meta, obj):
+        """surg's output holds exactly the loaded object's tensors, bit for
+        bit, the shared ones as ties."""
+        want, ties = expected(obj)
+        self.assertEqual(sorted(tensors), sorted(want))
+        for name, t in want.items():
+            dtype, got = tensors[name]
+            self.assertEqual(dtype, ST[t.dtype], name)
+            self.assertEqual(list(got.shape), list(t.shape), name)
+            self.assertEqual(got.tobytes(), plain(t).tobytes(), name)
+        self.assertEqual(json.loads(meta.get("surg.ties", "{}")), ties)
+
+
+class TestRead(PtCase):
+    def test_dtypes(self):
+        p = self.path("dtypes.pt")
+        tensors, meta = self.convert(p)
+        self.assert_same(tensors, meta, torch.load(p))
+        out, _ = self.ok("schema", p, "--json")
+        schema = json.loads(out)
+        self.assertEqual(schema["bf16"], {"dtype": "BF16", "shape": [3, 4]})
+        self.assertEqual(schema["scalar"], {"dtype": "F32", "shape": []})
+        self.assertEqual(schema["empty"], {"dtype": "I16", "shape": [0, 7]})
+
+    def test_state_dict(self):
+        for name in ("module.pth", "protocol4.pt"):
+            p = self.path(name)
+            tensors, meta = self.convert(p)
+            self.assert_same(tensors, meta, torch.load(p))
+            self.assertIn("1.num_batches_tracked", tensors)  # an i64 0-d tensor
+            self.assertEqual(tensors["1.num_batches_tracked"][0], "I64")
+
+    def test_schema_tree(self):
+        out, err = self.ok("schema", self.path("module.pth"))
+        self.assertRegex(out, r"weight +f32\[4, 1, 3, 3\]")
+        self.assertIn("9 tensors", out)
+        self.assertEqual(err, "")
+
+    def test_nested_optimizer(self):
+        p = self.path("nested.pt")
+        tensors, meta = self.convert(p)
+        self.assert_same(tensors, meta, torch.load(p))
+        self.assertIn("optimizer.state.0.exp_avg", tensors)
+        self.assertIn("optimizer.state.3.exp_avg_sq", tensors)
+        self.assertIn("history.1", tensors)
+        _, err = self.ok("schema", p)
+        # the numbers and strings: a note, not an error
+        self.assertIn("note: skipped", err)
+        self.assertIn('"optimizer.param_groups.0.lr"', err)
+
+    def test_views_and_ties(self):
+        p = self.path("views.pt")
+        obj = torch.load(p)
+        tensors, meta = self.convert(p)
+        self.assert_same(tensors, meta, obj)
+        self.assertEqual(json.loads(meta["surg.ties"]), {"same": "w", "again": "w"})
+        np.testing.assert_array_equal(tensors["wt"][1], np.arange(24.0).reshape(4, 6).T)
+        # the plan: contiguous views copied from the archive, the others
+        # decoded first (only the ones the recipe reads)
+        out, _ = self.ok("plan", self.recipe(""), "--from", p)
+        self.assertIn('tied: "again" is stored as "w"', out)
+        self.assertIn("decoded first: 5 input arrays", out)
+        out, _ = self.ok("plan", self.recipe('keep "w", "row", "tail"\n'), "--from", p)
+        self.assertNotIn("decoded", out)
+
+    def test_views_any_threads(self):
+        p = self.path("views.pt")
+        digests = set()
+        for threads in (1, 2, 7):
+            out = self.path(f"t{threads}.safetensors")
+            self.ok("run", self.recipe(""), p, out, "--threads", threads)
+            digests.add(sha256(out))
+        self.assertEqual(len(digests), 1)
+
+    def test_recipe_on_views(self):
+        """A transposed view computed on, a tie carried through a rename."""
+        p = self.path("views.pt")
+        tensors, meta = self.convert(
+            p, recipe='map "wt" = x * 2\nrename "w" -> "weight"\ndrop "every_other"\n')
+        np.testing.assert_array_equal(tensors["wt"][1], 2 * np.arange(24.0).reshape(4, 6).T)
+        self.assertEqual(json.loads(meta["surg.ties"]), {"same": "weight", "again": "weight"})
+        self.assertNotIn("every_other", tensors)
+
+    def test_lone_tensor(self):
+        p = self.path("lone.pt")
+        tensors, _ = self.convert(p)
+        self.assertEqual(list(tensors), ["lone"])
+        self.assertEqual(tensors["lone"][1].tobytes(), plain(torch.load(p)).tobytes())
+
+    def test_classic_conversion(self):
+        """surg run convert.surg pytorch_model.bin model.safetensors, with
+        the example recipe (comments only)."""
+        src = self.path("hf/pytorch_model.bin")
+        out = self.path("hf/model.safetensors")
+        self.ok("run", os.path.join(ARGS.examples, "convert.surg"), src, out)
+        tensors, meta, _ = stnp.load(out)
+        self.assert_same(tensors, meta, torch.load(src))
+        self.assertEqual(json.loads(meta["surg.ties"]),
+                         {"lm_head.weight": "embed_tokens.weight"})
+        self.assertEqual(meta["format"], "pt")
+
+    def test_npz_output(self):
+        """Into an .npz, every name (tied ones too) is an array."""
+        p = self.path("views.pt")
+        out = self.path("views.npz")
+        obj = torch.load(p)
+        self.ok("run", self.recipe('drop "{b,bt}"\n'), p, out)
+        got = np.load(out)
+        self.assertEqual(sorted(got.files), sorted(n for n, _ in flatten(obj) if n[0] != "b"))
+        for name, t in flatten(obj):
+            if name[0] != "b":
+                np.testing.assert_array_equal(got[name], plain(t), err_msg=name)
+
+    def test_check_against_target(self):
+        p = self.path("module.pth")
+        target = self.path("target.json")
+        with open(target, "w") as f:
+            json.dump({k: {"dtype": ST[v.dtype], "shape": list(v.shape)}
+                       for k, v in torch.load(p).items()}, f)
+        out, _ = self.ok("check", self.recipe(""), "--from", p, "--to", target)
+        self.assertIn("ok", out)
+
+
+class TestByHand(PtCase):
+    def test_v3_dtypes(self):
+        """_rebuild_tensor_v3 over an UntypedStorage (uint16, float8), with
+        a strided view, as newer PyTorch writes them."""
+        u16 = np.arange(1, 13, dtype="<u2") * 1001
+        f8 = np.arange(16, dtype=np.uint8)
+        pkl = pk_dict([("u", pk_v3("0", 24, b"uint16", 0, (3, 4), (4, 1))),
+                       ("ut", pk_v3("0", 24, b"uint16", 1, (2, 3), (1, 4))),
+                       ("f8", pk_v3("1", 16, b"float8_e4m3fn", 2, (7,), (2,)))])
+        p = self.path("v3.pt")
+        write_zip(p, [("v3/data.pkl", pkl), ("v3/data/0", u16.tobytes()),
+                      ("v3/data/1", f8.tobytes()), ("v3/version", b"3\n")])
+        tensors, _ = self.convert(p)
+        self.assertEqual(tensors["u"][0], "U16")
+        np.testing.assert_array_equal(tensors["u"][1], u16.reshape(3, 4))
+        want = np.lib.stride_tricks.as_strided(u16[1:], (2, 3), (2, 8))
+        np.testing.assert_array_equal(tensors["ut"][1], want)
+        self.assertEqual(tensors["f8"][0], "F8_E4M3")
+        np.testing.assert_array_equal(tensors["f8"][1], f8[2::2][:7])
+
+    def test_big_endian(self):
+        """A file from a big-endian machine (its byteorder record says so):
+        every tensor is swapped, views gathered as well."""
+        src = self.path("be_src.pt")
+        a = torch.randn(3, 4)
+        obj = {"a": a, "at": a.t(), "i": torch.arange(5, dtype=torch.int16),
+               "c": torch.complex(a, a + 1), "u": torch.arange(4, dtype=torch.uint8)}
+        torch.save(obj, src)
+        swap = {"0": ">f4", "1": ">i2", "2": ">c8", "3": "u1"}  # storages in pickle order
+        items = []
+        for name, data in entries(src):
+            key = name.split("/data/")[-1] if "/data/" in name else None
+            if key is not None:
+                native = np.frombuffer(data, np.dtype(swap[key]).newbyteorder("<"))
+                data = native.astype(swap[key]).tobytes()
+            items.append((name, data))
+        items.append(("be_src/byteorder", b"big"))
+        p = self.path("be.pt")
+        write_zip(p, items)
+        tensors, meta = self.convert(p)
+        self.assert_same(tensors, meta, obj)
+
+    def test_overlapping_views(self):
+        """Views sharing storage bytes but not the same view are separate
+        tensors, each with its own values."""
+        w = torch.arange(10.0)
+        obj = {"a": w[0:6], "b": w[4:10], "c": w[0:6].view(2, 3), "d": w[::3]}
+        p = self.path("overlap.pt")
+        torch.save(obj, p)
+        tensors, meta = self.convert(p)
+        self.assert_same(tensors, meta, torch.load(p))
+        self.assertNotIn("surg.ties", meta)
+
+
+class TestRefused(PtCase):
+    def test_code_is_never_run(self):
+        """Files whose unpickling runs a command (os.system, eval,
+        and a pickle written by hand naming os.system) are refused, and the
+        command does not run."""
+        marker = self.path("ran")
+        cases = [("evil_system.pt", "posix.system"), ("evil_eval.pt", "__builtin__.eval")]
+        hand = self.path("evil_os.pt")
+        items = [(n.replace("evil_system/", "archive/"),
+                  d.replace(b"cposix\nsystem\n", b"cos\nsystem\n")) for n, d in
+                 entries(self.path("evil_system.pt"))]
+        write_zip(hand, items)
+        cases.append(("evil_os.pt", "os.system"))
+        for name, target in cases:
+            for run in (False, True):
+                err = self.refused(self.path(name), "pt-global", f'"{target}"', run=run)
+                self.assertIn("nothing was run", err)
+        self.assertEqual([n for n in os.listdir(TMP.name) if n.startswith("ran")], [])
+        # They are live: PyTorch's own loader would run them.
+        torch.load(self.path("evil_system.pt"))
+        torch.load(hand)
+        torch.load(self.path("evil_eval.pt"))
+        self.assertTrue(os.path.exists(marker + "-system"))
+        self.assertTrue(os.path.exists(marker + "-eval"))
+        for n in ("-system", "-eval"):
+            os.remove(marker + n)
+
+    def test_legacy(self):
+        err = self.refused(self.path("legacy.pt"), "pt-legacy", "legacy format")
+        self.assertIn("re-save it with torch.save in PyTorch 1.6 or newer", err)
+
+    def test_unknown_objects(self):
+        self.refused(self.path("numpy_scalar.pt"), "pt-global", "numpy.core.multiarray.scalar")
+        err = self.refused(self.path("script.pt"), "pt-global", "__torch__")
+        self.assertIn("TorchScript", err)
+
+    def broken(self, name, change):
+        """module.pth rewritten: change(name, data) gives new bytes, or None
+        to leave the entry out."""
+        items = []
+        for n, d in entries(self.path("module.pth")):
+            d = change(n, d)
+            if d is not None:
+                items.append((n.replace("module/", "broken/"), d))
+        p = self.path(name)
+        write_zip(p, items)
+        return p
+
+    def test_broken_archives(self):
+        p = self.broken("missing.pt", lambda n, d: None if n.endswith("data/2") else d)
+        self.refused(p, "pt-storage", "is not in the archive")
+        p = self.broken("short.pt", lambda n, d: d[:-4] if n.endswith("data/0") else d)
+        self.refused(p, "pt-storage", "holds 140 bytes")
+        p = self.broken("nopkl.pt", lambda n, d: None if n.endswith("data.pkl") else d)
+        self.refused(p, "pt-archive", "no entry")
+        p = self.broken("trunc.pt", lambda n, d: d[:-20] if n.endswith("data.pkl") else d)
+        self.refused(p, "pt-pickle", "truncated")
+        p = self.broken("byteorder.pt", lambda n, d: d)
+        write_zip(p, entries(p) + [("broken/byteorder", b"middle")])
+        self.refused(p, "pt-archive", "neither")
+        # a storage deflated: torch.save never does, and it cannot be read in place
+        p = self.path("deflated.pt")
+        write_zip(p, entries(self.path("module.pth")), compress=lambda n: "/data/" in n)
+        self.refused(p, "pt-storage", "compressed")
+        # not a zip at all, or a zip that is no torch.save file
+        p = self.path("text.bin")
+        with open(p, "wb") as f:
+            f.write(b"hello, world\n" * 10)
+        self.refused(p, "zip-no-end", "not a zip archive")
+        p = self.path("other.pt")
+        write_zip(p, [("a.txt", b"x")])
+        self.refused(p, "pt-archive", "no entry")
+
+    def test_bad_views(self):
+        def pkl(offset, size, stride, numel=6):
+            storage = pk_tuple([pk_str("storage"), b"ctorch\nFloatStorage\n", pk_str("0"),
+                                pk_str("cpu"), pk_int(numel)]) + b"Q"
+            args = pk_tuple([storage, pk_int(offset), pk_tuple(map(pk_int, size)),
+                             pk_tuple(map(pk_int, stride)), b"\x89",
+                             b"ccollections\nOrderedDict\n)R"])
+            return pk_dict([("w", b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"R")])
+
+        data = np.arange(6, dtype="<f4").tobytes()
+        for i, (offset, size, stride, text) in enumerate([
+                (1, (2, 3), (3, 1), "reaches past the 24 bytes"),
+                (0, (3, 3), (0, 3), "reaches past"),
+                (0, (1 << 62, 4), (1, 1), "overflows"),
+                (0, (2, 2), (1 << 62, 1 << 62), "reaches past")]):
+            p = self.path(f"view{i}.pt")
+            write_zip(p, [("v/data.pkl", pkl(offset, size, stride)), ("v/data/0", data)])
+            self.refused(p, "pt-view", text)
+
+    def test_duplicate_names(self):
+        t = torch.zeros(2)
+        p = self.path("dup.pt")
+        torch.save({"a.b": t, "a": {"b": torch.ones(2)}}, p)
+        self.refused(p, "pt-name", 'flatten to the name "a.b"')
+        p = self.path("tuplekey.pt")
+        torch.save({("x", 1): t}, p)
+        self.refused(p, "pt-name", "a tuple")
+
+    def test_pt_output(self):
+        rc, _, err = run_surg(ARGS.surg, "run", self.recipe(""), self.path("module.pth"),
+                              self.path("out.pt"))
+        self.assertEqual(rc, 2)
+        self.assertIn("does not write them", err)
+        self.assertFalse(os.path.exists(self.path("out.pt")))
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--surg", required=True, help="the surg executable")
+    parser.add_argument("--examples", required=True, help="the examples/ folder")
+    ARGS, rest = parser.parse_known_args()
+    ARGS.surg = os.path.abspath(ARGS.surg)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
