@@ -16,7 +16,13 @@ reported); outputs are deleted before every run, since replacing a file
 costs more than writing a new one. Peak memory is each command's maximum
 resident set, measured by bench/peak_rss (built with surg).
 
-usage: bench/run_speed.py --surg build/surg [--runs 5] [--dir DIR] [--cases rename,scale,cast,fill]"""
+The "convert" case reads the same stack saved by torch.save as a Hugging
+Face `pytorch_model.bin` (lm_head tied to the embedding, as transformers
+ties them) and writes safetensors; its naive way is `torch.load` and the
+save above (tensors through `.numpy()`), as conversion scripts do.
+
+usage: bench/run_speed.py --surg build/surg [--runs 5] [--dir DIR]
+                          [--cases rename,scale,cast,fill,convert]"""
 import argparse
 import json
 import os
@@ -118,7 +124,34 @@ def to_bf16(a):
     return np.where(nan, (u >> np.uint32(16)) | np.uint32(0x40), rounded).astype(np.uint16)
 
 
+def write_torch_bin(path, src):
+    """The stack of `src` saved by torch.save as pytorch_model.bin, with
+    lm_head.weight the embedding itself (one storage, as a tied model saves)."""
+    import torch
+    t = {k: torch.from_numpy(a) for k, (_, a) in naive_load(src).items()}
+    t["lm_head.weight"] = t["model.embed_tokens.weight"]
+    torch.save(t, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def naive_convert(src, dst):
+    """torch.load, then every tensor saved as safetensors; the tie kept by
+    dropping the shared name, as safetensors' save_model does."""
+    import torch
+    sd = torch.load(src, map_location="cpu")
+    seen, t = set(), {}
+    for k, v in sd.items():
+        key = (v.storage().data_ptr(), v.storage_offset(), tuple(v.shape), v.stride())
+        if key not in seen:
+            seen.add(key)
+            t[k] = ("F32", v.contiguous().numpy())
+    del sd
+    naive_save(dst, t, {"format": "pt"})
+
+
 def naive(case, src, dst):
+    if case == "convert":
+        return naive_convert(src, dst)
     t = naive_load(src)
     meta = None
     if case == "rename":
@@ -149,6 +182,7 @@ RECIPES = {
     ]),
     "scale": 'map "**" = x * 0.5',
     "cast": 'map "**" = cast(x, bf16)',
+    "convert": "",
     "fill": "\n".join(["seed 0"] + [
         f'fill "new.{i}.weight" : f32[{FILL_SHAPE[0]}, {FILL_SHAPE[1]}] = normal(0, 0.02)'
         for i in range(FILL_TENSORS)]),
@@ -159,6 +193,7 @@ TITLES = {
     "scale": 'map "**" = x * 0.5',
     "cast": 'map "**" = cast(x, bf16)',
     "fill": "fill 512 MiB of normal(0, 0.02)",
+    "convert": "pytorch_model.bin -> safetensors",
 }
 
 
@@ -213,7 +248,7 @@ def main():
     ap.add_argument("--peak-rss", help="the peak_rss program (default: next to surg)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", help="work directory (default: a new one under the current directory)")
-    ap.add_argument("--cases", default="rename,scale,cast,fill")
+    ap.add_argument("--cases", default="rename,scale,cast,fill,convert")
     args = ap.parse_args()
     global PEAK
     PEAK = args.peak_rss or os.path.join(os.path.dirname(os.path.abspath(args.surg)), "peak_rss")
@@ -227,6 +262,9 @@ def main():
         write_checkpoint(big, llama_tensors(), rng)
     if not os.path.exists(small):
         write_checkpoint(small, [("model.norm.weight", (HIDDEN,))], rng)
+    torch_bin = os.path.join(work, "pytorch_model.bin")
+    if "convert" in args.cases.split(",") and not os.path.exists(torch_bin):
+        write_torch_bin(torch_bin, big)
     out = os.path.join(work, "out.safetensors")
     size = os.path.getsize(big)
     cores = os.cpu_count()
@@ -243,7 +281,7 @@ def main():
         recipe = os.path.join(work, case + ".surg")
         with open(recipe, "w") as f:
             f.write(RECIPES[case] + "\n")
-        src = small if case == "fill" else big
+        src = {"fill": small, "convert": torch_bin}.get(case, big)
         st, srss = median_of(args.runs, [args.surg, "run", recipe, src, out], out)
         nt, nrss = median_of(args.runs, [sys.executable, me, "--naive", case, src, out], out)
         print(f"{TITLES[case]:34} {st:7.3f}s {st / copy_t:6.2f}x {srss:8.1f} {nt:7.3f}s "

@@ -12,7 +12,9 @@ static const char help[] =
     "Print the abstract state of a checkpoint: every tensor's name, dtype and\n"
     "shape, read from the header alone (no tensor data is read).\n"
     "CKPT is a .safetensors file, a sharded checkpoint (a directory or its\n"
-    "model.safetensors.index.json), a NumPy .npz or .npy, or a .json schema.\n"
+    "model.safetensors.index.json), a NumPy .npz or .npy, a PyTorch .pt, .pth\n"
+    "or .bin (its pickle read as data, never run), or a .json schema. Names\n"
+    "recorded as tied to a stored tensor are listed after the tree.\n"
     "\n"
     "  --json   write a schema file (SPEC §2) to standard output instead\n";
 
@@ -191,6 +193,19 @@ static void print_summary(const surg_ckpt *ck)
     putchar('\n');
 }
 
+/* Names recorded as tied (surg.ties), as `surg plan` shows them. */
+static void print_ties(const surg_ckpt *ck)
+{
+    const surg_meta_entry *t;
+    for (size_t i = 0; (t = surg_ckpt_tie(ck, i)) != NULL; i++) {
+        fputs("tied: \"", stdout);
+        put_safe(stdout, t->key, false);
+        fputs("\" is stored as \"", stdout);
+        put_safe(stdout, t->value, false);
+        fputs("\"\n", stdout);
+    }
+}
+
 static int print_as_tree(const surg_ckpt *ck)
 {
     node *root = calloc(1, sizeof *root);
@@ -200,6 +215,7 @@ static int print_as_tree(const surg_ckpt *ck)
     ok = ok && tidy(root);
     if (ok) {
         print_tree(root, 0, label_column(root, 0));
+        print_ties(ck);
         print_summary(ck);
     }
     if (root)

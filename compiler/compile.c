@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "diag.h"
-#include "json.h"
 #include "lower.h"
 #include "mirror.h"
 #include "program.h"
@@ -36,45 +35,29 @@ static bool initial_state(lw *L, surg_ckpt *in)
     return true;
 }
 
-/* One part's "surg.ties" record ({"alias": "stored as"}, names under
- * `prefix`), as tied names again. */
+/* One part's recorded ties (names under `prefix`) as tied names again. */
 static void load_part_ties(lw *L, const surg_ckpt *part, const char *prefix)
 {
-    const char *v = NULL;
-    for (size_t i = 0; i < surg_ckpt_meta_count(part) && !v; i++)
-        if (strcmp(surg_ckpt_meta(part, i)->key, "surg.ties") == 0)
-            v = surg_ckpt_meta(part, i)->value;
-    if (!v)
-        return;
-    jr j;
-    jr_init(&j, v, strlen(v), L->ar);
-    int more = jr_open(&j, '{') ? jr_first(&j, '}') : -1;
-    for (; more > 0; more = jr_more(&j, '}')) {
-        const char *alias, *target;
-        if (!jr_key(&j, &alias) || !jr_string(&j, &target))
-            break;
-        char *a = ar_alloc(L->ar, strlen(prefix) + strlen(alias) + 1);
-        char *t = ar_alloc(L->ar, strlen(prefix) + strlen(target) + 1);
+    const surg_meta_entry *tie;
+    for (size_t i = 0; (tie = surg_ckpt_tie(part, i)) != NULL; i++) {
+        char *a = ar_alloc(L->ar, strlen(prefix) + strlen(tie->key) + 1);
+        char *t = ar_alloc(L->ar, strlen(prefix) + strlen(tie->value) + 1);
         if (!a || !t) {
             L->nomem = true;
             return;
         }
-        strcat(strcpy(a, prefix), alias);
-        strcat(strcpy(t, prefix), target);
+        strcat(strcpy(a, prefix), tie->key);
+        strcat(strcpy(t, prefix), tie->value);
         if (sv_find(&L->st, t) == SV_NONE || sv_find(&L->st, a) != SV_NONE ||
             sv_find_alias(&L->st, a) != SV_NONE) {
             dg_file(L->sink, SURG_WARNING, "ties-metadata", surg_ckpt_path(part),
                     "the recorded tie \"%s\" -> \"%s\" does not fit the tensors here; "
                     "it is dropped",
-                    alias, target);
+                    tie->key, tie->value);
             continue;
         }
         L->nomem |= !sv_add_alias(&L->st, a, t);
     }
-    if (more != 0)
-        dg_file(L->sink, SURG_WARNING, "ties-metadata", surg_ckpt_path(part),
-                "the \"surg.ties\" metadata is not an object of names (%s); it is ignored",
-                j.err);
 }
 
 /* Ties an earlier run recorded are tied names again: renames and drops

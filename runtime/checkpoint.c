@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "diag.h"
+#include "json.h"
 #include "strsort.h"
 #include "readfile.h"
 
@@ -79,6 +80,45 @@ static surg_status merge_meta(surg_ckpt *ck, surg_sink *sink, const st_header *h
     return SURG_OK;
 }
 
+/* The "surg.ties" record, {"alias": "stored as", ...}, read into ck->ties.
+ * Names are checked only for what a record can say (an alias is no tensor,
+ * its target one): whether the ties fit a recipe is the compiler's to say. */
+static surg_status read_ties(surg_ckpt *ck, surg_sink *sink)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < ck->n_meta && !v; i++)
+        if (strcmp(ck->meta[i].key, "surg.ties") == 0)
+            v = ck->meta[i].value;
+    if (!v)
+        return SURG_OK;
+    size_t cap = 0;
+    for (const char *p = v; *p; p++) /* at most one tie per colon */
+        cap += *p == ':';
+    ck->ties = ar_array(&ck->ar, cap ? cap : 1, sizeof *ck->ties);
+    if (!ck->ties)
+        return dg_nomem(sink, ck->path);
+    jr j;
+    jr_init(&j, v, strlen(v), &ck->ar);
+    int more = jr_open(&j, '{') ? jr_first(&j, '}') : -1;
+    for (; more > 0; more = jr_more(&j, '}')) {
+        surg_meta_entry *t = &ck->ties[ck->n_ties];
+        if (!jr_key(&j, &t->key) || !jr_string(&j, &t->value))
+            break;
+        ck->n_ties++;
+    }
+    if (more == 0 && !jr_end(&j))
+        more = -1;
+    if (more == 0 && ss_sort(ck->ties, ck->n_ties, sizeof *ck->ties) != 0)
+        return dg_nomem(sink, ck->path);
+    if (more != 0) {
+        dg_file(sink, SURG_WARNING, "ck-ties", ck->path,
+                "the \"surg.ties\" metadata is not an object of names (%s); it is ignored",
+                j.failed ? j.err : "not a string");
+        ck->n_ties = 0;
+    }
+    return SURG_OK;
+}
+
 surg_status ck_collect(surg_ckpt *ck, surg_sink *sink, st_header *headers)
 {
     size_t n = 0;
@@ -126,7 +166,9 @@ surg_status ck_collect(surg_ckpt *ck, surg_sink *sink, st_header *headers)
     }
     free(refs);
     ck->n = n;
-    return st ? st : merge_meta(ck, sink, headers);
+    if (!st)
+        st = merge_meta(ck, sink, headers);
+    return st ? st : read_ties(ck, sink);
 }
 
 surg_status ck_collect_scratch(surg_ckpt *ck, surg_sink *sink, st_header *headers,
@@ -293,6 +335,13 @@ const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i)
     return i < ck->n_meta ? &ck->meta[i] : NULL;
 }
 
+size_t surg_ckpt_tie_count(const surg_ckpt *ck) { return ck->n_ties; }
+
+const surg_meta_entry *surg_ckpt_tie(const surg_ckpt *ck, size_t i)
+{
+    return i < ck->n_ties ? &ck->ties[i] : NULL;
+}
+
 size_t surg_ckpt_find(const surg_ckpt *ck, const char *name)
 {
     return ss_find(ck->tensors, ck->n, sizeof *ck->tensors, name);
@@ -412,6 +461,41 @@ const surg_ckpt *surg_ckpt_mounted(const surg_ckpt *ck, const char *prefix)
     return ck;
 }
 
+/* `name` under `prefix`, in the arena. */
+static char *prefixed(arena *ar, const char *prefix, const char *name)
+{
+    size_t p = strlen(prefix), n = strlen(name);
+    char *s = ar_alloc(ar, p + n + 1);
+    if (s) {
+        memcpy(s, prefix, p);
+        memcpy(s + p, name, n + 1);
+    }
+    return s;
+}
+
+/* The parts' recorded ties, each name under its part's prefix; in order,
+ * since the parts are in order of their prefixes and no prefix starts
+ * another. */
+static surg_status join_ties(surg_ckpt *ck, const surg_ckpt_part *parts, surg_sink *sink)
+{
+    size_t n = 0;
+    for (size_t p = 0; p < ck->n_parts; p++)
+        n += ck->parts[p]->n_ties;
+    ck->ties = ar_array(&ck->ar, n ? n : 1, sizeof *ck->ties);
+    if (!ck->ties)
+        return dg_nomem(sink, ck->path);
+    for (size_t p = 0; p < ck->n_parts; p++)
+        for (size_t i = 0; i < ck->parts[p]->n_ties; i++) {
+            const surg_meta_entry *t = &ck->parts[p]->ties[i];
+            surg_meta_entry *e = &ck->ties[ck->n_ties++];
+            e->key = prefixed(&ck->ar, parts[p].prefix, t->key);
+            e->value = prefixed(&ck->ar, parts[p].prefix, t->value);
+            if (!e->key || !e->value)
+                return dg_nomem(sink, ck->path);
+        }
+    return SURG_OK;
+}
+
 /* Take the parts' files and tensors: the parts in order of their prefixes,
  * each already sorted, make one sorted table (no prefix starts another). */
 static surg_status join_parts(surg_ckpt *ck, const surg_ckpt_part *parts, surg_sink *sink)
@@ -433,16 +517,11 @@ static surg_status join_parts(surg_ckpt *ck, const surg_ckpt_part *parts, surg_s
         return dg_nomem(sink, ck->path);
     for (size_t p = 0; p < ck->n_parts; p++) {
         surg_ckpt *part = ck->parts[p];
-        size_t prefix_len = strlen(parts[p].prefix);
         for (size_t i = 0; i < part->n; i++) {
             surg_tensor_info t = part->tensors[i];
-            size_t len = strlen(t.name);
-            char *name = ar_alloc(&ck->ar, prefix_len + len + 1);
-            if (!name)
+            t.name = prefixed(&ck->ar, parts[p].prefix, t.name);
+            if (!t.name)
                 return dg_nomem(sink, ck->path);
-            memcpy(name, parts[p].prefix, prefix_len);
-            memcpy(name + prefix_len, t.name, len + 1);
-            t.name = name;
             ck->tensors[ck->n] = t;
             ck->file_of[ck->n] = (uint32_t)ck->n_files + part->file_of[i];
             ck->dec[ck->n] = part->dec ? part->dec[i] : NULL;
@@ -454,7 +533,8 @@ static surg_status join_parts(surg_ckpt *ck, const surg_ckpt_part *parts, surg_s
         ck->n_files += part->n_files;
         part->n_files = 0;
     }
-    return join_meta(ck, sink);
+    surg_status st = join_ties(ck, parts, sink);
+    return st ? st : join_meta(ck, sink);
 }
 
 surg_status surg_ckpt_open_parts(const surg_ckpt_part *parts, size_t n, surg_sink *sink,

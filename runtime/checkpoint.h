@@ -18,6 +18,8 @@ struct surg_ckpt {
     size_t n_files;
     surg_meta_entry *meta; /* sorted by key */
     size_t n_meta;
+    surg_meta_entry *ties; /* "surg.ties" read: alias -> stored, sorted by alias */
+    size_t n_ties;
     surg_ckpt **parts; /* of surg_ckpt_open_parts: their files are ours now */
     const char **part_prefix;
     size_t n_parts;

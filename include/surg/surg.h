@@ -187,6 +187,13 @@ size_t surg_ckpt_find(const surg_ckpt *ck, const char *name);
 /* `__metadata__`, sorted by key. */
 size_t surg_ckpt_meta_count(const surg_ckpt *ck);
 const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i);
+/* Names recorded as tied in the `surg.ties` metadata (written by surg, or
+ * found by the PyTorch reader for tensors that are one view): each entry's
+ * key is a name that is no tensor here, its value the tensor it is stored
+ * as; sorted by key. A record that is not an object of names is ignored with
+ * a warning when the checkpoint is opened. */
+size_t surg_ckpt_tie_count(const surg_ckpt *ck);
+const surg_meta_entry *surg_ckpt_tie(const surg_ckpt *ck, size_t i);
 
 /* Whether tensor i's file does not hold its plain bytes (a NumPy array that
  * is deflated, big-endian or in Fortran order), so reading it first decodes

@@ -5,7 +5,8 @@ of the result from the input (stnp, the repository's independent
 safetensors reader, reads both).
 
 The scenarios are those of Flax's model-surgery guides (Linen and NNX), its
-PyTorch conversion guide, and weight tying in a Hugging Face checkpoint. Each
+PyTorch conversion guide, weight tying in a Hugging Face checkpoint, and the
+conversion of a `pytorch_model.bin` written by PyTorch itself. Each
 Flax checkpoint carries Optax Adam state (opt_state/0/{count,mu,nu}); the
 tests check that the moments follow their parameters and the step count
 stays as it was.
@@ -640,6 +641,36 @@ class TestLlamaTie(ExampleCase):
         for alias, stored in runutil.metadata_json(meta, "surg.ties").items():
             restored[alias] = restored[stored]
         self.assertSameTensor(restored[self.HEAD], before[self.EMBED], "restored lm_head")
+
+
+class TestTorchConvert(ExampleCase):
+    """Scenario 8: a Hugging Face pytorch_model.bin written by torch.save,
+    converted by the empty recipe; values compared with torch.load's."""
+
+    def test_convert(self):
+        import torch
+        inp = self.make("make_torch_llama_checkpoint.py", "pytorch_model.bin")
+        code, tree, err = self.surg("schema", inp)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn('tied: "lm_head.weight" is stored as "model.embed_tokens.weight"', tree)
+        self.assertIn("20 tensors", tree)
+        plan, whole = self.plan("convert.surg", inp)
+        self.assertEqual(whole["ties"], {"lm_head.weight": "model.embed_tokens.weight"})
+        self.assertEqual(set(t["source"] for t in plan.values()), {"copy"})
+
+        after, meta, _ = self.run_example("convert.surg", inp, out="model.safetensors")
+        state = torch.load(inp)
+        self.assertNames(after, [n for n in state if n != "lm_head.weight"])
+        for name, t in state.items():
+            if name == "lm_head.weight":
+                continue
+            self.assertEqual(after[name][0], "BF16", name)
+            want = t.contiguous().view(torch.int16).numpy().view(np.uint16)
+            self.assertEqual(after[name][1].shape, want.shape, name)
+            self.assertEqual(after[name][1].tobytes(), want.tobytes(), name)
+        self.assertEqual(runutil.metadata_json(meta, "surg.ties"),
+                         {"lm_head.weight": "model.embed_tokens.weight"})
+        self.assertEqual(meta.get("format"), "pt")
 
 
 def main():

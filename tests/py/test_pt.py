@@ -349,6 +349,10 @@ class TestRead(PtCase):
         self.assertEqual(json.loads(meta["surg.ties"]),
                          {"lm_head.weight": "embed_tokens.weight"})
         self.assertEqual(meta["format"], "pt")
+        # The tie is reported by schema, of the PyTorch file and of the result.
+        for path in (src, out):
+            tree, _ = self.ok("schema", path)
+            self.assertIn('tied: "lm_head.weight" is stored as "embed_tokens.weight"\n', tree)
 
     def test_npz_output(self):
         """Into an .npz, every name (tied ones too) is an array."""

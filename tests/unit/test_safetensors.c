@@ -194,6 +194,44 @@ static void test_schema_file(void **state)
     assert_true(rec_has_code(&r, "st-entry"));
 }
 
+/* A schema whose "surg.ties" metadata is `ties`, opened; its diagnostics in r. */
+static surg_ckpt *open_with_ties(recorder *r, const char *ties)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"__metadata__\": {\"surg.ties\": \"%s\"},"
+             " \"b\": {\"dtype\": \"F32\", \"shape\": [2]}}",
+             ties);
+    const char *p = tmp_path("tied.json");
+    write_file(p, json, strlen(json));
+    rec_init(r);
+    surg_ckpt *ck = NULL;
+    assert_int_equal(surg_ckpt_open(p, &r->sink, &ck), SURG_OK);
+    return ck;
+}
+
+static void test_recorded_ties(void **state)
+{
+    (void)state;
+    recorder r;
+    surg_ckpt *ck = open_with_ties(&r, "{\\\"z\\\": \\\"b\\\", \\\"a\\\\u00e9\\\": \\\"b\\\"}");
+    assert_int_equal(surg_ckpt_tie_count(ck), 2);
+    assert_string_equal(surg_ckpt_tie(ck, 0)->key, "a\xc3\xa9"); /* sorted, unescaped */
+    assert_string_equal(surg_ckpt_tie(ck, 0)->value, "b");
+    assert_string_equal(surg_ckpt_tie(ck, 1)->key, "z");
+    assert_null(surg_ckpt_tie(ck, 2));
+    assert_int_equal(r.sink.warnings, 0);
+    surg_ckpt_close(ck);
+    /* A record that is no object of names is ignored, with a warning. */
+    const char *bad[] = {"[]", "{\\\"a\\\": 1}", "{\\\"a\\\": \\\"b\\\"} x", "{\\\"a\\\""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck = open_with_ties(&r, bad[i]);
+        assert_int_equal(surg_ckpt_tie_count(ck), 0);
+        assert_true(rec_has_code(&r, "ck-ties"));
+        surg_ckpt_close(ck);
+    }
+}
+
 static void test_open_by_name(void **state)
 {
     (void)state;
@@ -268,7 +306,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_numpy), cmocka_unit_test(test_reference_sharded),
         cmocka_unit_test(test_headers_only),    cmocka_unit_test(test_schema_file),
-        cmocka_unit_test(test_open_by_name),    cmocka_unit_test(test_bad_index),
+        cmocka_unit_test(test_recorded_ties),   cmocka_unit_test(test_open_by_name),
+        cmocka_unit_test(test_bad_index),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
