@@ -143,9 +143,9 @@ static surg_status gather(const dc_source *s, const unsigned char *src, unsigned
     size_t fill = 0, cap = BUF - BUF % es;
     surg_status st = SURG_OK;
     while (!st && done < s->nbytes) {
-        const unsigned char *p = src + at;
-        for (uint64_t i = 0; i < inner; i++, p += step) {
-            memcpy(b + fill, p, es);
+        uint64_t off = at; /* an offset, not a pointer: it steps past the last */
+        for (uint64_t i = 0; i < inner; i++, off += step) {
+            memcpy(b + fill, src + off, es);
             if ((fill += es) == cap) {
                 if (swap)
                     swap_units(b, fill, swap);

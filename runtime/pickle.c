@@ -22,8 +22,8 @@ enum {
     OP_SETITEMS = 'u', OP_EMPTY_DICT = '}', OP_EMPTY_TUPLE = ')',
     OP_PROTO = 0x80, OP_TUPLE1 = 0x85, OP_TUPLE2 = 0x86, OP_TUPLE3 = 0x87, OP_NEWTRUE = 0x88,
     OP_NEWFALSE = 0x89, OP_LONG1 = 0x8a, OP_LONG4 = 0x8b, OP_SHORT_BINUNICODE = 0x8c,
-    OP_BINUNICODE8 = 0x8d, OP_BINBYTES8 = 0x8e, OP_STACK_GLOBAL = 0x93, OP_MEMOIZE = 0x94,
-    OP_FRAME = 0x95,
+    OP_BINUNICODE8 = 0x8d, OP_BINBYTES8 = 0x8e, OP_EMPTY_SET = 0x8f, OP_ADDITEMS = 0x90,
+    OP_FROZENSET = 0x91, OP_STACK_GLOBAL = 0x93, OP_MEMOIZE = 0x94, OP_FRAME = 0x95,
 };
 
 #define MAX_GLOBAL_LINE 1024
@@ -36,8 +36,7 @@ static const struct {
     {'I', "INT"}, {'L', "LONG"}, {'F', "FLOAT"}, {'S', "STRING"}, {'T', "BINSTRING"},
     {'U', "SHORT_BINSTRING"}, {'V', "UNICODE"}, {'P', "PERSID"}, {'g', "GET"}, {'p', "PUT"},
     {'i', "INST"}, {'o', "OBJ"}, {0x81, "NEWOBJ"}, {0x82, "EXT1"}, {0x83, "EXT2"},
-    {0x84, "EXT4"}, {0x8f, "EMPTY_SET"}, {0x90, "ADDITEMS"}, {0x91, "FROZENSET"},
-    {0x92, "NEWOBJ_EX"}, {0x96, "BYTEARRAY8"}, {0x97, "NEXT_BUFFER"},
+    {0x84, "EXT4"}, {0x92, "NEWOBJ_EX"}, {0x96, "BYTEARRAY8"}, {0x97, "NEXT_BUFFER"},
     {0x98, "READONLY_BUFFER"},
 };
 
@@ -56,6 +55,7 @@ static const type_name storage_types[] = {
     {"ComplexDoubleStorage", SURG_DTYPE_COUNT}, {"QUInt8Storage", SURG_DTYPE_COUNT},
     {"QInt8Storage", SURG_DTYPE_COUNT}, {"QInt32Storage", SURG_DTYPE_COUNT},
     {"QUInt4x2Storage", SURG_DTYPE_COUNT}, {"QUInt2x4Storage", SURG_DTYPE_COUNT},
+    {"ComplexHalfStorage", SURG_DTYPE_COUNT},
 };
 
 static const type_name dtypes[] = {
@@ -74,6 +74,28 @@ static const type_name dtypes[] = {
     {"qint8", SURG_DTYPE_COUNT},      {"quint8", SURG_DTYPE_COUNT},
     {"qint32", SURG_DTYPE_COUNT},     {"quint4x2", SURG_DTYPE_COUNT},
     {"quint2x4", SURG_DTYPE_COUNT},   {"float4_e2m1fn_x2", SURG_DTYPE_COUNT},
+    {"int1", SURG_DTYPE_COUNT},  {"int2", SURG_DTYPE_COUNT},  {"int3", SURG_DTYPE_COUNT},
+    {"int4", SURG_DTYPE_COUNT},  {"int5", SURG_DTYPE_COUNT},  {"int6", SURG_DTYPE_COUNT},
+    {"int7", SURG_DTYPE_COUNT},  {"uint1", SURG_DTYPE_COUNT}, {"uint2", SURG_DTYPE_COUNT},
+    {"uint3", SURG_DTYPE_COUNT}, {"uint4", SURG_DTYPE_COUNT}, {"uint5", SURG_DTYPE_COUNT},
+    {"uint6", SURG_DTYPE_COUNT}, {"uint7", SURG_DTYPE_COUNT}, {"bits1x8", SURG_DTYPE_COUNT},
+    {"bits2x4", SURG_DTYPE_COUNT}, {"bits4x2", SURG_DTYPE_COUNT}, {"bits8", SURG_DTYPE_COUNT},
+    {"bits16", SURG_DTYPE_COUNT},
+};
+
+/* Classes read as opaque values or sets (module, name, which). */
+static const struct {
+    const char *module, *name;
+    pk_global which;
+} classes[] = {
+    {"torch", "device", PK_G_OBJECT},
+    {"numpy", "dtype", PK_G_OBJECT},
+    {"numpy.core.multiarray", "scalar", PK_G_OBJECT},
+    {"numpy._core.multiarray", "scalar", PK_G_OBJECT}, /* NumPy 2 */
+    {"builtins", "set", PK_G_SET},
+    {"__builtin__", "set", PK_G_SET}, /* protocol 2: Python 2's names */
+    {"builtins", "frozenset", PK_G_SET},
+    {"__builtin__", "frozenset", PK_G_SET},
 };
 
 static const struct {
@@ -305,8 +327,8 @@ const char *pk_kind_name(pk_kind kind)
         [PK_NONE] = "None",       [PK_BOOL] = "a bool",      [PK_INT] = "an int",
         [PK_BIGINT] = "an int",   [PK_FLOAT] = "a float",    [PK_STR] = "a string",
         [PK_BYTES] = "bytes",     [PK_TUPLE] = "a tuple",    [PK_LIST] = "a list",
-        [PK_DICT] = "a dict",     [PK_GLOBAL] = "a global",  [PK_STORAGE] = "a storage",
-        [PK_TENSOR] = "a tensor",
+        [PK_DICT] = "a dict",     [PK_SET] = "a set",        [PK_GLOBAL] = "a global",
+        [PK_OBJECT] = "an object", [PK_STORAGE] = "a storage", [PK_TENSOR] = "a tensor",
     };
     return (unsigned)kind < sizeof names / sizeof *names ? names[kind] : "a value";
 }
@@ -368,6 +390,9 @@ static pk_value *lookup(machine *m, const char *mod, size_t mlen, const char *na
     for (size_t i = 0; i < sizeof functions / sizeof *functions; i++)
         if (is(mod, mlen, functions[i].module) && is(name, nlen, functions[i].name))
             return global_value(m, (pk_global)i, SURG_DTYPE_COUNT, false, text);
+    for (size_t i = 0; i < sizeof classes / sizeof *classes; i++)
+        if (is(mod, mlen, classes[i].module) && is(name, nlen, classes[i].name))
+            return global_value(m, classes[i].which, SURG_DTYPE_COUNT, false, text);
     const type_name *t = NULL;
     pk_global kind = PK_G_DTYPE;
     bool untyped = (is(mod, mlen, "torch") || is(mod, mlen, "torch.storage")) &&
@@ -475,6 +500,34 @@ static bool want_args(machine *m, const pk_value *f, const pk_value *args, size_
     return true;
 }
 
+/* A tensor's metadata argument: {} (or None) for a plain view. PyTorch
+ * marks a lazily conjugated or negated view there ({"conj": True},
+ * {"neg": True}); its stored values are not the tensor's, so it is refused
+ * rather than carried wrong. */
+static bool plain_metadata(machine *m, const pk_value *md)
+{
+    if (md->kind == PK_NONE)
+        return true;
+    if (md->kind != PK_DICT)
+        return fail(m, "pt-tensor", "a tensor's metadata is %s, not a dict",
+                    pk_kind_name(md->kind));
+    for (size_t i = 0; i + 1 < md->u.seq.n; i += 2) {
+        const pk_value *k = md->u.seq.v[i], *v = md->u.seq.v[i + 1];
+        bool set = (v->kind == PK_BOOL && v->u.b) || (v->kind == PK_INT && v->u.i);
+        if (!set)
+            continue;
+        char key[64] = "?";
+        if (k->kind == PK_STR)
+            printable(key, sizeof key, k->u.s.p, k->u.s.len);
+        return fail(m, "pt-tensor",
+                    "a tensor is saved as a lazy view whose values are not its storage's "
+                    "(its metadata says \"%s\"): surg cannot carry it; save it resolved "
+                    "(x.resolve_conj(), x.resolve_neg())",
+                    key);
+    }
+    return true;
+}
+
 /* _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
  * backward_hooks[, metadata]); v3 has the dtype after backward_hooks. */
 static pk_value *rebuild_tensor(machine *m, const pk_value *f, const pk_value *args)
@@ -488,6 +541,9 @@ static pk_value *rebuild_tensor(machine *m, const pk_value *f, const pk_value *a
              pk_kind_name(a[0]->kind));
         return NULL;
     }
+    size_t md = v3 ? 7 : 6;
+    if (args->u.seq.n > md && !plain_metadata(m, a[md]))
+        return NULL;
     pk_value *v = new_value(m, PK_TENSOR);
     if (!v)
         return NULL;
@@ -544,6 +600,82 @@ static pk_value *rebuild_from_type(machine *m, const pk_value *f, const pk_value
     return v;
 }
 
+/* _codecs.encode(text, "latin1"), how protocol 2 pickles bytes: each
+ * character of the (UTF-8) text below U+0100 is one byte. */
+static pk_value *latin1_bytes(machine *m, const pk_value *f, const pk_value *args)
+{
+    if (!want_args(m, f, args, 2, 2))
+        return NULL;
+    const pk_value *text = args->u.seq.v[0], *codec = args->u.seq.v[1];
+    if (text->kind != PK_STR || codec->kind != PK_STR ||
+        !is(codec->u.s.p, codec->u.s.len, "latin1")) {
+        fail(m, "pt-pickle", "_codecs.encode is given something other than a string and "
+                             "\"latin1\"");
+        return NULL;
+    }
+    const unsigned char *s = (const unsigned char *)text->u.s.p;
+    size_t n = text->u.s.len, k = 0;
+    char *out = alloc(m, n ? n : 1, 1);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < 0x80) {
+            out[k++] = (char)s[i];
+        } else if ((s[i] == 0xc2 || s[i] == 0xc3) && i + 1 < n && (s[i + 1] & 0xc0) == 0x80) {
+            out[k++] = (char)(((s[i] & 0x1f) << 6) | (s[i + 1] & 0x3f));
+            i++;
+        } else {
+            fail(m, "pt-pickle", "_codecs.encode is given text that is not latin-1");
+            return NULL;
+        }
+    }
+    pk_value *v = new_value(m, PK_BYTES);
+    if (v) {
+        v->u.s.p = out;
+        v->u.s.len = k;
+    }
+    return v;
+}
+
+/* An object of a class read as opaque (torch.device("cuda", 0), a NumPy
+ * scalar from its dtype and bytes): its arguments are plain values, never a
+ * tensor or a container that could hide one, so nothing is lost by not
+ * reading it. BUILD on it sets nothing. */
+static pk_value *opaque_object(machine *m, const pk_value *f, const pk_value *args)
+{
+    if (!want_args(m, f, args, 0, SIZE_MAX))
+        return NULL;
+    for (size_t i = 0; i < args->u.seq.n; i++) {
+        pk_kind k = args->u.seq.v[i]->kind;
+        if (k == PK_TUPLE || k == PK_LIST || k == PK_DICT || k == PK_SET ||
+            k == PK_STORAGE || k == PK_TENSOR) {
+            fail(m, "pt-pickle", "%s is given %s: only plain values make one here",
+                 f->u.g.name, pk_kind_name(k));
+            return NULL;
+        }
+    }
+    pk_value *v = new_value(m, PK_OBJECT);
+    if (v)
+        v->u.g = f->u.g;
+    return v;
+}
+
+/* set() or set(list), frozenset likewise. */
+static pk_value *set_of(machine *m, const pk_value *f, const pk_value *args)
+{
+    if (!want_args(m, f, args, 0, 1))
+        return NULL;
+    if (!args->u.seq.n)
+        return seq_value(m, PK_SET, NULL, 0);
+    const pk_value *items = args->u.seq.v[0];
+    if (items->kind != PK_LIST && items->kind != PK_TUPLE) {
+        fail(m, "pt-pickle", "%s is given %s, not a list", f->u.g.name,
+             pk_kind_name(items->kind));
+        return NULL;
+    }
+    return seq_value(m, PK_SET, items->u.seq.v, items->u.seq.n);
+}
+
 static pk_value *call(machine *m, const pk_value *f, const pk_value *args, int depth)
 {
     if (f->kind != PK_GLOBAL) {
@@ -579,20 +711,12 @@ static pk_value *call(machine *m, const pk_value *f, const pk_value *args, int d
             return NULL;
         }
         return args->u.seq.v[0];
-    case PK_G_CODECS_ENCODE: {
-        /* How protocol 2 pickles bytes: _codecs.encode(text, "latin1"). */
-        if (!want_args(m, f, args, 2, 2))
-            return NULL;
-        if (args->u.seq.v[0]->kind != PK_STR) {
-            fail(m, "pt-pickle", "_codecs.encode is given %s, not a string",
-                 pk_kind_name(args->u.seq.v[0]->kind));
-            return NULL;
-        }
-        pk_value *v = new_value(m, PK_BYTES);
-        if (v)
-            v->u.s = args->u.seq.v[0]->u.s;
-        return v;
-    }
+    case PK_G_CODECS_ENCODE:
+        return latin1_bytes(m, f, args);
+    case PK_G_OBJECT:
+        return opaque_object(m, f, args);
+    case PK_G_SET:
+        return set_of(m, f, args);
     case PK_G_TENSOR_CLASS:
     case PK_G_PARAMETER_CLASS:
     case PK_G_STORAGE_TYPE:
@@ -749,7 +873,8 @@ static bool op_add_many(machine *m, pk_kind kind)
     pk_value **items = NULL;
     size_t n = 0;
     return pop_mark(m, &items, &n) &&
-           into(m, kind, items, n, kind == PK_DICT ? "SETITEMS" : "APPENDS");
+           into(m, kind, items, n,
+                kind == PK_DICT ? "SETITEMS" : kind == PK_SET ? "ADDITEMS" : "APPENDS");
 }
 
 static bool op_mark(machine *m)
@@ -884,6 +1009,9 @@ static bool step(machine *m, int op)
     case OP_DICT: return op_from_mark(m, PK_DICT);
     case OP_APPEND: return op_add_one(m, PK_LIST);
     case OP_APPENDS: return op_add_many(m, PK_LIST);
+    case OP_EMPTY_SET: return push(m, seq_value(m, PK_SET, NULL, 0));
+    case OP_ADDITEMS: return op_add_many(m, PK_SET);
+    case OP_FROZENSET: return op_from_mark(m, PK_SET);
     case OP_SETITEM: return op_add_one(m, PK_DICT);
     case OP_SETITEMS: return op_add_many(m, PK_DICT);
     case OP_BINPUT:

@@ -38,13 +38,19 @@ typedef enum pk_kind {
     PK_TUPLE,
     PK_LIST,
     PK_DICT,    /* dict and OrderedDict: keys and values alternate in seq */
+    PK_SET,     /* set and frozenset: no order to name members by */
     PK_GLOBAL,  /* one of the known globals, not called */
+    PK_OBJECT,  /* a known object surg carries no data of (torch.device, a
+                   NumPy scalar or dtype): u.g names its class */
     PK_STORAGE, /* a storage, from a persistent id */
     PK_TENSOR,
 } pk_kind;
 
 /* The globals a torch.save state dict uses: X(ENUM, module, name). Storage
- * types and dtypes have tables of their own (pickle.c). */
+ * types and dtypes have tables of their own (pickle.c), and so do the
+ * classes whose objects are read as opaque values (PK_G_OBJECT: torch.device,
+ * NumPy scalars and dtypes, which training checkpoints hold beside their
+ * tensors) and set and frozenset (PK_G_SET). */
 #define PK_FUNCTIONS(X)                                                        \
     X(ORDERED_DICT, "collections", "OrderedDict")                              \
     X(REBUILD_TENSOR_V2, "torch._utils", "_rebuild_tensor_v2")                 \
@@ -63,6 +69,8 @@ typedef enum pk_global {
 #undef PK_X_ENUM
     PK_G_STORAGE_TYPE, /* torch.FloatStorage, torch.UntypedStorage, ... */
     PK_G_DTYPE,        /* torch.float32, ... */
+    PK_G_OBJECT,       /* "calling" it makes a PK_OBJECT */
+    PK_G_SET,          /* builtins.set, frozenset: a PK_SET of a list's items */
 } pk_global;
 
 typedef struct pk_value pk_value;
@@ -103,8 +111,8 @@ struct pk_value {
         struct {
             pk_value **v;
             size_t n, cap;
-        } seq;             /* PK_TUPLE, PK_LIST, PK_DICT */
-        pk_known g;
+        } seq;             /* PK_TUPLE, PK_LIST, PK_DICT, PK_SET */
+        pk_known g;        /* PK_GLOBAL, PK_OBJECT */
         pk_storage storage;
         pk_tensor tensor;
     } u;

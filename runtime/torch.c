@@ -26,6 +26,13 @@ enum {
     MAX_SHOWN = 3,   /* skipped names shown in the note */
 };
 
+/* Views gathered into the scratch file may make at most this many bytes
+ * per byte of the file (deflate's own limit, which the zip reader holds
+ * compressed entries to), plus GATHER_SLACK: a stride of 0 repeats
+ * elements, so a tiny file could otherwise claim terabytes. */
+#define GATHER_RATIO 1032u
+#define GATHER_SLACK (16u << 20)
+
 /* A tensor of the pickle under its name. */
 typedef struct pt_item {
     const char *name; /* first: the key ss_sort sorts by */
@@ -52,6 +59,7 @@ typedef struct pt_state {
     size_t n, cap;
     buf name;           /* the path being flattened */
     uint64_t visits;    /* values flattened, bounded */
+    uint64_t name_bytes; /* bytes of names built and kept, bounded */
     size_t n_skipped;
     char *skipped[MAX_SHOWN];
     bool failed;
@@ -242,6 +250,53 @@ static surg_status run_pickle(pt_state *o, pk_value **root)
 
 static surg_status walk(pt_state *o, const pk_value *v, int depth);
 
+/* Containers reached again through the memo are walked again, so a small
+ * pickle could name a great many values, or make long names many times:
+ * the values visited are bounded by the pickle's size, and so are the
+ * bytes of names built and kept (PK_MEMORY_RATIO times it). */
+static bool visit(pt_state *o, int depth)
+{
+    if (depth > MAX_DEPTH || ++o->visits > o->pickle_len + 4096) {
+        error(o, "pt-pickle-shape",
+              depth > MAX_DEPTH
+                  ? "containers nest more than %d deep at \"%s\" (or hold themselves)"
+                  : "the pickle's containers repeat one another more than its size "
+                    "allows (%d deep, at \"%s\"): refused",
+              depth > MAX_DEPTH ? MAX_DEPTH : depth, o->name.data ? o->name.data : "");
+        return false;
+    }
+    return true;
+}
+
+static bool spend_name(pt_state *o, size_t n)
+{
+    uint64_t budget = (uint64_t)o->pickle_len * PK_MEMORY_RATIO + PK_MEMORY_BASE;
+    if ((o->name_bytes += n) <= budget)
+        return true;
+    error(o, "pt-pickle-shape",
+          "the pickle's names would take more than %llu bytes (its containers repeat one "
+          "another, or hold very long keys): refused",
+          (unsigned long long)budget);
+    return false;
+}
+
+/* Whether a tensor is anywhere inside v (within the same bounds). */
+static int holds_tensor(pt_state *o, const pk_value *v, int depth)
+{
+    if (!visit(o, depth))
+        return -1;
+    if (v->kind == PK_TENSOR)
+        return 1;
+    if (v->kind != PK_DICT && v->kind != PK_LIST && v->kind != PK_TUPLE && v->kind != PK_SET)
+        return 0;
+    for (size_t i = 0; i < v->u.seq.n; i++) {
+        int r = holds_tensor(o, v->u.seq.v[i], depth + 1);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
 static surg_status add_item(pt_state *o, const pk_tensor *t)
 {
     if (o->n == o->cap) {
@@ -252,6 +307,8 @@ static surg_status add_item(pt_state *o, const pk_tensor *t)
         o->items = v;
         o->cap = cap;
     }
+    if (!spend_name(o, o->name.len + 1))
+        return SURG_EINVALID;
     char *name = ar_strndup(&o->ck->ar, o->name.data ? o->name.data : "", o->name.len);
     if (!name)
         return dg_nomem(o->sink, o->ck->path);
@@ -271,9 +328,11 @@ static surg_status skip(pt_state *o)
     return SURG_OK;
 }
 
-/* The child's name segment: a string key as it is, an int in decimal. */
-static bool segment(pt_state *o, const pk_value *key, size_t index)
+/* The child's name segment: a string key as it is, an int in decimal.
+ * 1: added; 0: a key of another kind (no name can be made); -1: failed. */
+static int segment(pt_state *o, const pk_value *key, size_t index)
 {
+    size_t before = o->name.len;
     if (o->name.len)
         buf_putc(&o->name, '.');
     if (!key) {
@@ -283,48 +342,55 @@ static bool segment(pt_state *o, const pk_value *key, size_t index)
     } else if (key->kind == PK_STR && !memchr(key->u.s.p, 0, key->u.s.len)) {
         buf_append(&o->name, key->u.s.p, key->u.s.len);
     } else {
-        error(o, "pt-name",
-              "a dict key under \"%s\" is %s: only strings (without NUL) and ints make "
-              "tensor names",
-              o->name.data ? o->name.data : "", pk_kind_name(key->kind));
-        return false;
+        buf_printf(&o->name, "<%s>", pk_kind_name(key->kind));
+        return 0;
     }
-    return true;
+    if (o->name.failed) {
+        dg_nomem(o->sink, o->ck->path);
+        return -1;
+    }
+    return spend_name(o, o->name.len - before) ? 1 : -1;
+}
+
+/* A value under a key that makes no name (a float, a tuple, None): skipped
+ * with the other values that are not tensors, unless a tensor is inside. */
+static surg_status unnamed(pt_state *o, const pk_value *key, const pk_value *v, size_t parent,
+                           int depth)
+{
+    int held = holds_tensor(o, v, depth);
+    if (held < 0)
+        return SURG_EINVALID;
+    if (!held)
+        return skip(o);
+    error(o, "pt-name",
+          "a dict key under \"%.*s\" is %s: only strings (without NUL) and ints make tensor "
+          "names, and a tensor is under it",
+          (int)parent, o->name.data ? o->name.data : "", pk_kind_name(key->kind));
+    return SURG_EINVALID;
 }
 
 static surg_status walk_children(pt_state *o, const pk_value *v, int depth)
 {
     bool dict = v->kind == PK_DICT;
     size_t step = dict ? 2 : 1, len = o->name.len;
-    for (size_t i = 0; i < v->u.seq.n; i += step) {
-        if (segment(o, dict ? v->u.seq.v[i] : NULL, i)) {
-            if (o->name.failed)
-                return dg_nomem(o->sink, o->ck->path);
-            surg_status st = walk(o, v->u.seq.v[i + step - 1], depth + 1);
-            if (st)
-                return st;
-        }
+    surg_status st = SURG_OK;
+    for (size_t i = 0; i < v->u.seq.n && !st; i += step) {
+        const pk_value *child = v->u.seq.v[i + step - 1];
+        int named = segment(o, dict ? v->u.seq.v[i] : NULL, i);
+        st = named > 0   ? walk(o, child, depth + 1)
+             : named == 0 ? unnamed(o, v->u.seq.v[i], child, len, depth + 1)
+                          : SURG_EINVALID;
         o->name.len = len;
         if (o->name.data)
             o->name.data[len] = '\0';
     }
-    return SURG_OK;
+    return st;
 }
 
-/* Containers hold one another at most MAX_DEPTH deep (so a cycle ends),
- * and a container reached again through the memo is walked again, but in
- * all no more values are visited than the pickle has bytes. */
 static surg_status walk(pt_state *o, const pk_value *v, int depth)
 {
-    if (depth > MAX_DEPTH || ++o->visits > o->pickle_len + 4096) {
-        error(o, "pt-pickle-shape",
-              depth > MAX_DEPTH
-                  ? "containers nest more than %d deep at \"%s\" (or hold themselves)"
-                  : "the pickle's containers repeat one another more than its size "
-                    "allows (%d deep, at \"%s\"): refused",
-              depth > MAX_DEPTH ? MAX_DEPTH : depth, o->name.data ? o->name.data : "");
+    if (!visit(o, depth))
         return SURG_EINVALID;
-    }
     switch (v->kind) {
     case PK_DICT:
     case PK_LIST:
@@ -332,6 +398,14 @@ static surg_status walk(pt_state *o, const pk_value *v, int depth)
         return walk_children(o, v, depth);
     case PK_TENSOR:
         return add_item(o, &v->u.tensor);
+    case PK_SET: {
+        int held = holds_tensor(o, v, depth);
+        if (held > 0)
+            error(o, "pt-name", "a set at \"%s\" holds a tensor: a set has no order to name "
+                                "its members by",
+                  o->name.data ? o->name.data : "");
+        return held ? SURG_EINVALID : skip(o);
+    }
     default:
         return skip(o);
     }
@@ -635,6 +709,7 @@ typedef struct tables {
     st_header h[2]; /* in place, decoded */
     dc_source **src;
     uint64_t scratch_size, page;
+    uint64_t gathered; /* bytes of the views not in place */
 } tables;
 
 static surg_status place(pt_state *o, tables *tb, const pt_item *it)
@@ -661,6 +736,7 @@ static surg_status place(pt_state *o, tables *tb, const pt_item *it)
                      .esize = esize, .swap = swap, .rank = t->rank, .shape = shape,
                      .nbytes = it->nbytes, .stride = stride, .span = end - it->at};
     tb->src[tb->h[1].n] = s;
+    tb->gathered += it->nbytes;
     tb->h[1].entries[tb->h[1].n++] =
         (st_entry){info, tb->scratch_size, tb->scratch_size + it->nbytes};
     /* Each in pages of its own, as the NumPy reader places them. */
@@ -684,6 +760,15 @@ static surg_status make_tables(pt_state *o)
     for (size_t i = 0; !st && i < o->n; i++)
         if (!o->items[i].tied_to)
             st = place(o, &tb, &o->items[i]);
+    uint64_t size = o->ck->files[0].size;
+    if (!st && size <= (UINT64_MAX - GATHER_SLACK) / GATHER_RATIO &&
+        tb.gathered > size * GATHER_RATIO + GATHER_SLACK) {
+        dg_file(o->sink, SURG_ERROR, "pt-view", o->ck->path,
+                "its strided views would make %llu bytes out of a file of %llu, more than "
+                "%u times its size: refused as a bomb",
+                (unsigned long long)tb.gathered, (unsigned long long)size, GATHER_RATIO);
+        st = SURG_EINVALID;
+    }
     if (!st && n_ties)
         st = ties_meta(o, &tb.h[0]);
     if (!st)

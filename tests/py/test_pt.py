@@ -12,6 +12,7 @@ usage: test_pt.py --surg SURG --examples DIR [unittest args]
 """
 
 import argparse
+import datetime
 import json
 import os
 import struct
@@ -142,7 +143,11 @@ def write_files(d):
     torch.save(TiedLM().state_dict(), f"{d}/hf/pytorch_model.bin")
     torch.save(torch.randn(3, 2).t(), f"{d}/lone.pt")
     torch.save(model.state_dict(), f"{d}/legacy.pt", _use_new_zipfile_serialization=False)
-    torch.save({"w": w, "acc": np.float64(0.5)}, f"{d}/numpy_scalar.pt")
+    torch.save({"model": {"w": w}, "acc": np.float64(0.5), "dtype": np.dtype("float32"),
+                "device": torch.device("cuda", 0), "seen": {1, 2}, "frozen": frozenset("ab"),
+                "cfg": {1.5: "x", None: 1, ("a", 1): 2, "lr": 0.1}, "raw": b"\xff\x00"},
+               f"{d}/extras.pt")
+    torch.save({"w": w, "when": datetime.datetime(2020, 1, 1)}, f"{d}/datetime.pt")
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), f"{d}/script.pt")
 
     marker = f"{d}/ran"
@@ -180,6 +185,17 @@ def pk_int(n):
 
 def pk_tuple(items):
     return b"(" + b"".join(items) + b"t"
+
+
+def pk_v2(key, numel, offset, size, stride, metadata=None, storage="FloatStorage"):
+    """_rebuild_tensor_v2, with a metadata dict (pickled bytes) if given."""
+    st = pk_tuple([pk_str("storage"), b"ctorch\n" + storage.encode() + b"\n", pk_str(key),
+                   pk_str("cpu"), pk_int(numel)]) + b"Q"
+    args = [st, pk_int(offset), pk_tuple(map(pk_int, size)), pk_tuple(map(pk_int, stride)),
+            b"\x89", b"ccollections\nOrderedDict\n)R"]
+    if metadata is not None:
+        args.append(metadata)
+    return b"ctorch._utils\n_rebuild_tensor_v2\n" + pk_tuple(args) + b"R"
 
 
 def pk_v3(key, nbytes, dtype, offset, size, stride):
@@ -332,6 +348,19 @@ class TestRead(PtCase):
         self.assertEqual(json.loads(meta["surg.ties"]), {"same": "weight", "again": "weight"})
         self.assertNotIn("every_other", tensors)
 
+    def test_training_extras(self):
+        """What training checkpoints hold beside tensors — a torch.device,
+        NumPy scalars and dtypes, sets, keys that are floats, None or
+        tuples, bytes — is read as data and skipped with a note."""
+        p = self.path("extras.pt")
+        tensors, _ = self.convert(p)
+        self.assertEqual(list(tensors), ["model.w"])
+        self.assertEqual(tensors["model.w"][1].tobytes(),
+                         plain(torch.load(p)["model"]["w"]).tobytes())
+        _, err = self.ok("schema", p)
+        self.assertIn("note: skipped 10 values", err)
+        self.assertIn('"acc", "dtype", "device" and 7 more', err)
+
     def test_lone_tensor(self):
         p = self.path("lone.pt")
         tensors, _ = self.convert(p)
@@ -462,9 +491,15 @@ class TestRefused(PtCase):
         self.assertIn("re-save it with torch.save in PyTorch 1.6 or newer", err)
 
     def test_unknown_objects(self):
-        self.refused(self.path("numpy_scalar.pt"), "pt-global", "numpy.core.multiarray.scalar")
+        self.refused(self.path("datetime.pt"), "pt-global", '"datetime.datetime"')
         err = self.refused(self.path("script.pt"), "pt-global", "__torch__")
         self.assertIn("TorchScript", err)
+        # A tensor where no name can be made for it.
+        for name, obj, text in (("set.pt", {"s": {torch.ones(1)}}, "a set"),
+                                ("floatkey.pt", {"a": {1.5: torch.ones(1)}}, '"a" is a float')):
+            p = self.path(name)
+            torch.save(obj, p)
+            self.refused(p, "pt-name", text)
 
     def broken(self, name, change):
         """module.pth rewritten: change(name, data) gives new bytes, or None
@@ -505,12 +540,7 @@ class TestRefused(PtCase):
 
     def test_bad_views(self):
         def pkl(offset, size, stride, numel=6):
-            storage = pk_tuple([pk_str("storage"), b"ctorch\nFloatStorage\n", pk_str("0"),
-                                pk_str("cpu"), pk_int(numel)]) + b"Q"
-            args = pk_tuple([storage, pk_int(offset), pk_tuple(map(pk_int, size)),
-                             pk_tuple(map(pk_int, stride)), b"\x89",
-                             b"ccollections\nOrderedDict\n)R"])
-            return pk_dict([("w", b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"R")])
+            return pk_dict([("w", pk_v2("0", numel, offset, size, stride))])
 
         data = np.arange(6, dtype="<f4").tobytes()
         for i, (offset, size, stride, text) in enumerate([
@@ -521,6 +551,56 @@ class TestRefused(PtCase):
             p = self.path(f"view{i}.pt")
             write_zip(p, [("v/data.pkl", pkl(offset, size, stride)), ("v/data/0", data)])
             self.refused(p, "pt-view", text)
+
+    def test_view_bomb(self):
+        """A stride of 0 repeats one element: 16384 x 16384 of them (1 GiB)
+        from a file of a few hundred bytes is refused before anything is
+        written; the same view at a sane size is read."""
+        for n, ok in ((16384, False), (64, True)):
+            p = self.path(f"expand{n}.pt")
+            write_zip(p, [("e/data.pkl", pk_dict([("x", pk_v2("0", 1, 0, (n, n), (0, 0)))])),
+                          ("e/data/0", np.float32(1.5).tobytes())])
+            if ok:
+                tensors, _ = self.convert(p)
+                np.testing.assert_array_equal(tensors["x"][1], np.full((n, n), 1.5, np.float32))
+            else:
+                self.refused(p, "pt-view", "refused as a bomb", run=True)
+
+    def test_lazy_views(self):
+        """A conjugate or negative view saved lazily (PyTorch's metadata
+        says so) has values that are not its storage's: refused, not
+        carried wrong. Metadata that says nothing is fine."""
+        data = np.arange(4, dtype="<f4").tobytes()
+        true, false = b"\x88", b"\x89"
+        for i, (md, ok) in enumerate([(b"}", True), (b"N", True),
+                                      (b"}" + pk_str("neg") + false + b"s", True),
+                                      (b"}" + pk_str("conj") + true + b"s", False),
+                                      (b"}" + pk_str("neg") + true + b"s", False)]):
+            p = self.path(f"lazy{i}.pt")
+            write_zip(p, [("l/data.pkl", pk_dict([("x", pk_v2("0", 4, 0, (4,), (1,), md))])),
+                          ("l/data/0", data)])
+            if ok:
+                tensors, _ = self.convert(p)
+                self.assertEqual(tensors["x"][1].tobytes(), data)
+            else:
+                self.refused(p, "pt-tensor", "lazy view", run=True)
+
+    def test_name_bomb(self):
+        """A 100 kB key in 99 nested dicts, the whole referenced 2000 times
+        through the memo: names of gigabytes from a 110 kB pickle, refused
+        at once."""
+        key = pk_str("k" * 100000) + b"q\x00"
+        inner = pk_v2("0", 1, 0, (), ()) + b"q\x01" + b"0"
+        body = key + b"0" + inner
+        nest = b"h\x01"
+        for _ in range(99):
+            nest = b"}h\x00" + nest + b"s"
+        body += nest + b"r\x02\x00\x00\x00" + b"0"
+        body += b"](" + b"j\x02\x00\x00\x00" * 2000 + b"e"
+        p = self.path("names.pt")
+        write_zip(p, [("n/data.pkl", b"\x80\x02" + body + b"."),
+                      ("n/data/0", np.float32(0).tobytes())])
+        self.refused(p, "pt-pickle-shape", "names would take more than")
 
     def test_duplicate_names(self):
         t = torch.zeros(2)

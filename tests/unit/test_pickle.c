@@ -194,6 +194,66 @@ static void test_torch_tensor(void **state)
     assert_int_equal(v[4]->kind, PK_DICT);
 }
 
+/* What training checkpoints hold beside tensors, read as data: sets (the
+ * opcodes and protocol 2's set([...])), torch.device and NumPy scalars and
+ * dtypes as opaque objects, bytes through _codecs.encode as latin-1. */
+static void test_training_extras(void **state)
+{
+    (void)state;
+    run *r = load(B("\x80\x04(\x8f(K\x01K\x02\x90" "(K\x03\x91"
+                    "c__builtin__\nset\n]K\x04" "a\x85R"
+                    "ctorch\ndevice\n" STR("\x04", "cuda") "K\x00\x86R"
+                    "cnumpy\ndtype\n" STR("\x02", "f8") "\x89\x88\x87R"
+                    "(K\x03" STR("\x01", "<") "NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+                    "c_codecs\nencode\n" "X\x03\x00\x00\x00" "\xc3\xbf" "a"
+                    STR("\x06", "latin1") "\x86R"
+                    "l."));
+    if (!r->ok)
+        fail_msg("%s", r->err.msg);
+    pk_value **v = r->root->u.seq.v;
+    assert_int_equal(r->root->u.seq.n, 6);
+    assert_int_equal(v[0]->kind, PK_SET);
+    assert_int_equal(v[0]->u.seq.n, 2);
+    assert_int_equal(v[1]->kind, PK_SET); /* frozenset */
+    assert_int_equal(v[1]->u.seq.n, 1);
+    assert_int_equal(v[2]->kind, PK_SET);
+    is_int(v[2]->u.seq.v[0], 4);
+    assert_int_equal(v[3]->kind, PK_OBJECT);
+    assert_string_equal(v[3]->u.g.name, "torch.device");
+    assert_int_equal(v[4]->kind, PK_OBJECT); /* its BUILD state is not read */
+    assert_int_equal(v[5]->kind, PK_BYTES);
+    assert_int_equal(v[5]->u.s.len, 2);
+    assert_memory_equal(v[5]->u.s.p, "\xff" "a", 2);
+
+    /* An opaque object is made of plain values only: nothing can hide in it. */
+    refused(B("\x80\x02" "ctorch\ndevice\n" T23 "\x85R."), "pt-pickle", "given a tensor");
+    refused(B("\x80\x02" "cnumpy\ndtype\n]\x85R."), "pt-pickle", "given a list");
+    refused(B("\x80\x02" "c__builtin__\nset\nK\x01\x85R."), "pt-pickle", "not a list");
+    refused(B("\x80\x02(\x90."), "pt-pickle", "stack is empty");
+    refused(B("\x80\x02](K\x01\x90."), "pt-pickle", "ADDITEMS adds to a list");
+    refused(B("\x80\x02" "c_codecs\nencode\n" "X\x02\x00\x00\x00" "\xe2\x82"
+              STR("\x06", "latin1") "\x86R."),
+            "pt-pickle", "not latin-1");
+    refused(B("\x80\x02" "c_codecs\nencode\n" STR("\x01", "a") STR("\x04", "utf8") "\x86R."),
+            "pt-pickle", "\"latin1\"");
+}
+
+/* Lazy conjugate and negative views (PyTorch's tensor metadata) are
+ * refused; metadata that marks nothing is fine. */
+static void test_tensor_metadata(void **state)
+{
+    (void)state;
+#define T4(md) V2 "(" PERSID("FloatStorage", "0", "\x04") "K\x00K\x04\x85K\x01\x85\x89" ODICT md "tR."
+    run *r = load(B("\x80\x02" T4("}")));
+    assert_true(r->ok);
+    r = load(B("\x80\x02" T4("}" STR("\x03", "neg") "\x89s")));
+    assert_true(r->ok);
+    refused(B("\x80\x02" T4("}" STR("\x04", "conj") "\x88s")), "pt-tensor", "\"conj\"");
+    refused(B("\x80\x02" T4("}" STR("\x03", "neg") "K\x01s")), "pt-tensor", "\"neg\"");
+    refused(B("\x80\x02" T4("K\x01")), "pt-tensor", "metadata is an int");
+#undef T4
+}
+
 /* Every global outside the table is refused by its name, at the GLOBAL. */
 static void test_globals_refused(void **state)
 {
@@ -229,7 +289,7 @@ static void test_opcodes_refused(void **state)
     refused(B("\x80\x02" ODICT "\x81."), "pt-pickle", "opcode NEWOBJ");
     refused(B("\x80\x02" "I1\n."), "pt-pickle", "opcode INT");
     refused(B("\x80\x02" "g0\n."), "pt-pickle", "opcode GET");
-    refused(B("\x80\x02" "\x8f."), "pt-pickle", "opcode EMPTY_SET");
+    refused(B("\x80\x02" "\x92."), "pt-pickle", "opcode NEWOBJ_EX");
     refused(B("\x80\x02" "\xff."), "pt-pickle", "byte 0xff");
     refused(B("\x80\x06N."), "pt-pickle", "protocol 6");
 }
@@ -336,7 +396,8 @@ int main(void)
         cmocka_unit_test(test_scalars),         cmocka_unit_test(test_containers_and_memo),
         cmocka_unit_test(test_torch_tensor),    cmocka_unit_test(test_globals_refused),
         cmocka_unit_test(test_opcodes_refused), cmocka_unit_test(test_bounds),
-        cmocka_unit_test(test_tensors_refused),
+        cmocka_unit_test(test_tensors_refused), cmocka_unit_test(test_training_extras),
+        cmocka_unit_test(test_tensor_metadata),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
