@@ -411,6 +411,10 @@ def pt_seeds():
          "t": Tensor(f16, 0, (2, 2), (1, 2), wrap="type"),
          "u": Tensor(u8, 0, (2, 2), (2, 1), v3_dtype="uint16"),
          "x": [1, 2.5, "s", None, True, (1 << 70, -3)]}, protocol=4)
+    extras = {"w": w, "seen": {1, 2}, "frozen": frozenset([3]), "cfg": {1.5: "x", None: 1},
+              "raw": b"\xff\x00"}
+    s["pickle-training-extras"] = torch_pickle(extras, protocol=4)
+    s["pickle-training-extras-2"] = torch_pickle(extras, protocol=2)
     s["pickle-expand-empty"] = torch_pickle(
         [Tensor(f16, 0, (3, 4), (0, 1)), Tensor(f32, 5, (0, 9), (9, 1)),
          Tensor(f32, 1, (2, 2), (1, 2), v3_dtype="float8_e4m3fn")])
