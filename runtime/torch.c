@@ -709,7 +709,7 @@ typedef struct tables {
     st_header h[2]; /* in place, decoded */
     dc_source **src;
     uint64_t scratch_size, page;
-    uint64_t gathered; /* bytes of the views not in place */
+    uint64_t gathered, gather_limit; /* bytes of the views not in place */
 } tables;
 
 static surg_status place(pt_state *o, tables *tb, const pt_item *it)
@@ -723,6 +723,14 @@ static surg_status place(pt_state *o, tables *tb, const pt_item *it)
         uint64_t at = it->nbytes ? it->storage->data_at + it->at : 0;
         tb->h[0].entries[tb->h[0].n++] = (st_entry){info, at, at + it->nbytes};
         return SURG_OK;
+    }
+    if (it->nbytes > tb->gather_limit - tb->gathered) {
+        dg_file(o->sink, SURG_ERROR, "pt-view", o->ck->path,
+                "its strided views would make more than %llu bytes out of a file of %llu "
+                "(at \"%s\"), more than %u times its size: refused as a bomb",
+                (unsigned long long)tb->gather_limit,
+                (unsigned long long)o->ck->files[0].size, it->name, GATHER_RATIO);
+        return SURG_EINVALID;
     }
     dc_source *s = ar_alloc(&o->ck->ar, sizeof *s);
     uint64_t *stride = copy_dims(o, t->rank, t->stride);
@@ -749,6 +757,10 @@ static surg_status make_tables(pt_state *o)
 {
     long page = sysconf(_SC_PAGESIZE);
     tables tb = {.page = page > 0 ? (uint64_t)page : 4096};
+    uint64_t size = o->ck->files[0].size;
+    tb.gather_limit = size <= (UINT64_MAX - GATHER_SLACK) / GATHER_RATIO
+                          ? size * GATHER_RATIO + GATHER_SLACK
+                          : UINT64_MAX;
     size_t n_ties = 0;
     surg_status st = find_ties(o, &n_ties);
     size_t n = o->n ? o->n : 1;
@@ -760,15 +772,6 @@ static surg_status make_tables(pt_state *o)
     for (size_t i = 0; !st && i < o->n; i++)
         if (!o->items[i].tied_to)
             st = place(o, &tb, &o->items[i]);
-    uint64_t size = o->ck->files[0].size;
-    if (!st && size <= (UINT64_MAX - GATHER_SLACK) / GATHER_RATIO &&
-        tb.gathered > size * GATHER_RATIO + GATHER_SLACK) {
-        dg_file(o->sink, SURG_ERROR, "pt-view", o->ck->path,
-                "its strided views would make %llu bytes out of a file of %llu, more than "
-                "%u times its size: refused as a bomb",
-                (unsigned long long)tb.gathered, (unsigned long long)size, GATHER_RATIO);
-        st = SURG_EINVALID;
-    }
     if (!st && n_ties)
         st = ties_meta(o, &tb.h[0]);
     if (!st)
