@@ -447,6 +447,23 @@ class TestByHand(PtCase):
         tensors, meta = self.convert(p)
         self.assert_same(tensors, meta, obj)
 
+    def test_zip64(self):
+        """The same archive with ZIP64 sizes in every entry's local header
+        (as zip writers add for entries that may pass 4 GiB), under another
+        prefix: the same tensors. (ZIP64 end records and directory fields are
+        tested with the zip reader itself, in test_npz and py_npz.)"""
+        src = self.path("module.pth")
+        p = self.path("zip64.pt")
+        with zipfile.ZipFile(p, "w") as z:
+            for name, data in entries(src):
+                info = zipfile.ZipInfo(name.replace("module/", "renamed_archive/"))
+                with z.open(info, "w", force_zip64=True) as f:
+                    f.write(data)
+        with open(p, "rb") as f:
+            self.assertIn(b"data.pkl\x01\x00\x10\x00", f.read())  # the ZIP64 extra field
+        tensors, meta = self.convert(p)
+        self.assert_same(tensors, meta, torch.load(src))
+
     def test_overlapping_views(self):
         """Views sharing storage bytes but not the same view are separate
         tensors, each with its own values."""
