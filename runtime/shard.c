@@ -53,6 +53,12 @@ static surg_status add_shard(surg_ckpt *ck, surg_sink *sink, index_map *m,
                     "shard file name \"%s\" is not a plain file name beside "
                     "the index (no '/', '\\', \".\" or \"..\")",
                     file);
+    if (pt_wanted(file))
+        return FAIL(sink, ck->path, "shard-format",
+                    "the index names PyTorch shards (\"%s\"): a sharded torch.save "
+                    "checkpoint is not read as one yet; each shard is read on its own "
+                    "(surg run examples/convert.surg %s %.*s.safetensors)",
+                    file, file, (int)(strlen(file) - strlen(strrchr(file, '.'))), file);
     if (m->n_shards == m->cap_shards) {
         m->cap_shards = m->cap_shards ? m->cap_shards * 2 : 16;
         const char **sh = realloc(m->shards, m->cap_shards * sizeof *sh);

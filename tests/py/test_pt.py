@@ -628,6 +628,25 @@ class TestRefused(PtCase):
         torch.save({("x", 1): t}, p)
         self.refused(p, "pt-name", "a tuple")
 
+    def test_sharded_bin(self):
+        """A sharded pytorch_model.bin (its index names .bin shards, as
+        save_pretrained writes them) is not read as one checkpoint yet: a
+        clear error saying how to read each shard; each shard reads alone."""
+        d = self.path("sharded")
+        os.makedirs(d, exist_ok=True)
+        shards = {"pytorch_model-00001-of-00002.bin": {"a": torch.ones(2)},
+                  "pytorch_model-00002-of-00002.bin": {"b": torch.zeros(3)}}
+        weight_map = {}
+        for name, sd in shards.items():
+            torch.save(sd, os.path.join(d, name))
+            weight_map.update({k: name for k in sd})
+        index = os.path.join(d, "pytorch_model.bin.index.json")
+        with open(index, "w") as f:
+            json.dump({"metadata": {"total_size": 20}, "weight_map": weight_map}, f)
+        self.refused(index, "shard-format", "pytorch_model-00001-of-00002.safetensors")
+        tensors, _ = self.convert(os.path.join(d, "pytorch_model-00002-of-00002.bin"))
+        self.assertEqual(list(tensors), ["b"])
+
     def test_pt_output(self):
         rc, _, err = run_surg(ARGS.surg, "run", self.recipe(""), self.path("module.pth"),
                               self.path("out.pt"))
