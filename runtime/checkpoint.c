@@ -171,37 +171,54 @@ surg_status ck_collect(surg_ckpt *ck, surg_sink *sink, st_header *headers)
     return st ? st : read_ties(ck, sink);
 }
 
-surg_status ck_collect_scratch(surg_ckpt *ck, surg_sink *sink, st_header *headers,
-                               dc_source **src, uint64_t scratch_size)
+surg_status ck_scratch_file(surg_ckpt *ck, surg_sink *sink, size_t f, const char *of,
+                            uint64_t size)
 {
-    size_t n = strlen(ck->path) + 32;
+    size_t n = strlen(of) + 32;
     char *path = ar_alloc(&ck->ar, n);
     if (!path)
         return dg_nomem(sink, ck->path);
-    snprintf(path, n, "%s (decoded tensors)", ck->path);
-    ck->files[1] = (st_file){.path = path, .fd = -1, .size = scratch_size, .scratch = true};
-    ck->n_files = 2;
-    surg_status st = ck_collect(ck, sink, headers);
-    if (st || !headers[1].n)
-        return st;
-    ck->dec = ar_array(&ck->ar, ck->n ? ck->n : 1, sizeof *ck->dec);
-    if (!ck->dec)
-        return dg_nomem(sink, ck->path);
-    /* The decoded entries were placed in increasing order: find each by its place. */
+    snprintf(path, n, "%s (decoded tensors)", of);
+    ck->files[f] = (st_file){.path = path, .fd = -1, .size = size, .scratch = true};
+    return SURG_OK;
+}
+
+surg_status ck_link_decoded(surg_ckpt *ck, surg_sink *sink, const st_header *headers,
+                            dc_source **const *srcs)
+{
     for (size_t i = 0; i < ck->n; i++) {
-        if (ck->file_of[i] != 1 || !ck->tensors[i].nbytes)
+        const st_header *h = &headers[ck->file_of[i]];
+        if (!ck->files[ck->file_of[i]].scratch || !ck->tensors[i].nbytes)
             continue;
-        size_t lo = 0, hi = headers[1].n;
+        if (!ck->dec) {
+            ck->dec = ar_array(&ck->ar, ck->n, sizeof *ck->dec);
+            if (!ck->dec)
+                return dg_nomem(sink, ck->path);
+        }
+        /* The decoded entries were placed in increasing order: find each by its place. */
+        size_t lo = 0, hi = h->n;
         while (hi - lo > 1) {
             size_t mid = lo + (hi - lo) / 2;
-            if (headers[1].entries[mid].begin <= ck->offset[i])
+            if (h->entries[mid].begin <= ck->offset[i])
                 lo = mid;
             else
                 hi = mid;
         }
-        ck->dec[i] = src[lo];
+        ck->dec[i] = srcs[ck->file_of[i]][lo];
     }
     return SURG_OK;
+}
+
+surg_status ck_collect_scratch(surg_ckpt *ck, surg_sink *sink, st_header *headers,
+                               dc_source **src, uint64_t scratch_size)
+{
+    surg_status st = ck_scratch_file(ck, sink, 1, ck->path, scratch_size);
+    if (st)
+        return st;
+    ck->n_files = 2;
+    st = ck_collect(ck, sink, headers);
+    dc_source **const srcs[2] = {NULL, src};
+    return st ? st : ck_link_decoded(ck, sink, headers, srcs);
 }
 
 static surg_status open_single(surg_ckpt *ck, surg_sink *sink)
@@ -243,23 +260,28 @@ static surg_status open_schema(surg_ckpt *ck, surg_sink *sink)
     return st;
 }
 
-/* A directory holds `model.safetensors.index.json`, or one `model.safetensors`. */
+/* A directory holds what Hugging Face's save_pretrained writes, taken in
+ * this order: `model.safetensors.index.json`, one `model.safetensors`, and
+ * the same for torch.save files. */
 static surg_status open_directory(surg_ckpt *ck, surg_sink *sink)
 {
-    char *index = ck_join(&ck->ar, ck->path, "model.safetensors.index.json");
-    char *single = ck_join(&ck->ar, ck->path, "model.safetensors");
-    if (!index || !single)
-        return dg_nomem(sink, ck->path);
-    struct stat sb;
-    if (stat(index, &sb) == 0)
-        return ck_open_sharded(ck, sink, index);
-    if (stat(single, &sb) == 0) {
-        ck->path = single;
-        return open_single(ck, sink);
+    static const char *const names[] = {"model.safetensors.index.json", "model.safetensors",
+                                        "pytorch_model.bin.index.json", "pytorch_model.bin"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char *p = ck_join(&ck->ar, ck->path, names[i]);
+        struct stat sb;
+        if (!p)
+            return dg_nomem(sink, ck->path);
+        if (stat(p, &sb) != 0)
+            continue;
+        if (i % 2 == 0)
+            return ck_open_sharded(ck, sink, p);
+        ck->path = p;
+        return i == 1 ? open_single(ck, sink) : pt_open(ck, sink);
     }
     dg_file(sink, SURG_ERROR, "ck-empty-dir", ck->path,
-            "the directory has neither model.safetensors.index.json nor "
-            "model.safetensors");
+            "the directory has none of model.safetensors.index.json, model.safetensors, "
+            "pytorch_model.bin.index.json or pytorch_model.bin");
     return SURG_EIO;
 }
 

@@ -58,9 +58,32 @@ surg_status npz_open(surg_ckpt *ck, surg_sink *sink);
 surg_status npy_open(surg_ckpt *ck, surg_sink *sink);
 
 /* PyTorch inputs (torch.c): a torch.save zip archive, named *.pt, *.pth,
- * *.bin or *.pth.tar (pt_wanted). */
+ * *.bin or *.pth.tar (pt_wanted), or the shards a sharded index names. */
 surg_status pt_open(surg_ckpt *ck, surg_sink *sink);
 bool pt_wanted(const char *path);
+/* Shard i of n is files[2i] (its archive) and files[2i + 1] (its scratch
+ * file); the ties of every shard are recorded together. */
+surg_status pt_open_shards(surg_ckpt *ck, surg_sink *sink, const char *const *paths, size_t n);
+
+/* One torch.save file's tables: h[0] its tensors in place in the archive,
+ * h[1] those decoded into a scratch file (entry k made by src[k], placed in
+ * increasing order), and the names tied to a stored tensor. */
+typedef struct pt_tables {
+    st_header h[2];
+    dc_source **src;
+    uint64_t scratch_size;
+    surg_meta_entry *ties; /* alias -> stored as, by alias */
+    size_t n_ties;
+} pt_tables;
+
+/* Read the torch.save file at `path` into `file` (opened here) and `out`;
+ * what the tables point at lives in ck's arena. */
+surg_status pt_read(surg_ckpt *ck, surg_sink *sink, const char *path, st_file *file,
+                    pt_tables *out);
+void pt_tables_free(pt_tables *t);
+/* Ties as the "surg.ties" metadata of h (nothing when n is 0). */
+surg_status pt_ties_meta(surg_ckpt *ck, surg_sink *sink, const surg_meta_entry *ties, size_t n,
+                         st_header *h);
 
 /* Sharded checkpoints: the index's directory and its shard files. */
 surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
@@ -77,6 +100,14 @@ surg_status ck_collect(surg_ckpt *ck, surg_sink *sink, st_header *headers);
  * and dec[] points each decoded tensor at its source. */
 surg_status ck_collect_scratch(surg_ckpt *ck, surg_sink *sink, st_header *headers,
                                dc_source **src, uint64_t scratch_size);
+/* Its two steps, for readers of several files: files[f] becomes a scratch
+ * file of `size` bytes for the tensors of `of` decoded; after ck_collect,
+ * each tensor in a scratch file f gets dec[i] = srcs[f][k], k its entry in
+ * headers[f]. */
+surg_status ck_scratch_file(surg_ckpt *ck, surg_sink *sink, size_t f, const char *of,
+                            uint64_t size);
+surg_status ck_link_decoded(surg_ckpt *ck, surg_sink *sink, const st_header *headers,
+                            dc_source **const *srcs);
 
 /* Join a directory and a file name in the checkpoint's arena. */
 char *ck_join(arena *ar, const char *dir, const char *name);

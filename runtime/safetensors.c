@@ -86,9 +86,11 @@ surg_status st_unchanged(const st_file *f, surg_sink *sink)
     int64_t mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     if ((uint64_t)sb.st_size == f->size && mtime == f->mtime_ns)
         return SURG_OK;
+    const char *how = (uint64_t)sb.st_size < f->size   ? "it was truncated"
+                      : (uint64_t)sb.st_size > f->size ? "it grew"
+                                                       : "it was modified";
     dg_file(sink, SURG_ERROR, "input-changed", f->path,
-            "the file changed while it was being read (%s); nothing was written",
-            (uint64_t)sb.st_size != f->size ? "its size is not what it was" : "it was modified");
+            "the file changed while it was being read (%s); nothing was written", how);
     return SURG_EIO;
 }
 

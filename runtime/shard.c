@@ -53,12 +53,6 @@ static surg_status add_shard(surg_ckpt *ck, surg_sink *sink, index_map *m,
                     "shard file name \"%s\" is not a plain file name beside "
                     "the index (no '/', '\\', \".\" or \"..\")",
                     file);
-    if (pt_wanted(file))
-        return FAIL(sink, ck->path, "shard-format",
-                    "the index names PyTorch shards (\"%s\"): a sharded torch.save "
-                    "checkpoint is not read as one yet; each shard is read on its own "
-                    "(surg run examples/convert.surg %s %.*s.safetensors)",
-                    file, file, (int)(strlen(file) - strlen(strrchr(file, '.'))), file);
     if (m->n_shards == m->cap_shards) {
         m->cap_shards = m->cap_shards ? m->cap_shards * 2 : 16;
         const char **sh = realloc(m->shards, m->cap_shards * sizeof *sh);
@@ -199,22 +193,44 @@ static const char *dir_of(arena *ar, const char *path)
     return ar_strndup(ar, path, (size_t)(slash - path));
 }
 
-static surg_status open_shards(surg_ckpt *ck, surg_sink *sink,
-                               const index_map *m, st_header *headers)
+/* The shards' paths, beside the index; all safetensors, or all torch.save
+ * files (a `pytorch_model.bin.index.json`), never a mixture. */
+static surg_status shard_paths(surg_ckpt *ck, surg_sink *sink, const index_map *m,
+                               const char ***paths, bool *torch)
 {
     const char *dir = dir_of(&ck->ar, ck->path);
-    if (!dir)
+    *paths = ar_array(&ck->ar, m->n_shards ? m->n_shards : 1, sizeof **paths);
+    if (!dir || !*paths)
         return dg_nomem(sink, ck->path);
+    *torch = m->n_shards && pt_wanted(m->shards[0]);
     for (size_t i = 0; i < m->n_shards; i++) {
-        const char *p = ck_join(&ck->ar, dir, m->shards[i]);
-        if (!p)
+        if (pt_wanted(m->shards[i]) != *torch)
+            return FAIL(sink, ck->path, "shard-format",
+                        "the index names shards of two formats, \"%s\" and \"%s\"",
+                        m->shards[0], m->shards[i]);
+        if (!((*paths)[i] = ck_join(&ck->ar, dir, m->shards[i])))
             return dg_nomem(sink, ck->path);
-        surg_status st = st_open(&ck->ar, sink, p, &ck->files[i], &headers[i]);
-        if (st)
-            return st;
-        ck->n_files++;
     }
     return SURG_OK;
+}
+
+static surg_status open_shards(surg_ckpt *ck, surg_sink *sink, const index_map *m,
+                               const char *const *paths)
+{
+    ck->files = ar_array(&ck->ar, m->n_shards ? m->n_shards : 1, sizeof *ck->files);
+    st_header *headers = calloc(m->n_shards ? m->n_shards : 1, sizeof *headers);
+    surg_status st = ck->files && headers ? SURG_OK : dg_nomem(sink, ck->path);
+    for (size_t i = 0; !st && i < m->n_shards; i++) {
+        st = st_open(&ck->ar, sink, paths[i], &ck->files[i], &headers[i]);
+        if (!st)
+            ck->n_files++;
+    }
+    if (!st)
+        st = ck_collect(ck, sink, headers);
+    for (size_t i = 0; headers && i < m->n_shards; i++)
+        st_header_free(&headers[i]);
+    free(headers);
+    return st;
 }
 
 static int str_cmp(const void *a, const void *b)
@@ -222,31 +238,46 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static bool is_tied(const surg_ckpt *ck, const char *name)
+{
+    const surg_meta_entry *t;
+    for (size_t i = 0; (t = surg_ckpt_tie(ck, i)) != NULL; i++)
+        if (strcmp(t->key, name) == 0)
+            return true;
+    return false;
+}
+
 /* Every tensor the index names must be in its shard, and every tensor of a
- * shard must be named by the index. */
-static surg_status check_agreement(surg_ckpt *ck, surg_sink *sink,
-                                   index_map *m)
+ * shard must be named by the index. Shard k is files[k * per]. A name the
+ * index lists may also be tied to a stored tensor (a torch.save shard
+ * stores one tensor for two names of one view). */
+static surg_status check_agreement(surg_ckpt *ck, surg_sink *sink, index_map *m, uint32_t per)
 {
     surg_status st = SURG_OK;
     for (size_t i = 0; i < m->n; i++) {
         size_t t = surg_ckpt_find(ck, m->names[i]);
+        if (t == (size_t)-1 && is_tied(ck, m->names[i]))
+            continue;
         if (t == (size_t)-1)
             st = FAIL(sink, ck->path, "shard-missing-tensor",
                       "the index puts tensor \"%s\" in %s, which does not "
                       "hold it",
                       m->names[i], m->shards[m->shard[i]]);
-        else if (ck->file_of[t] != m->shard[i])
+        else if (ck->file_of[t] / per != m->shard[i])
             st = FAIL(sink, ck->path, "shard-misplaced-tensor",
                       "the index puts tensor \"%s\" in %s, but it is in %s",
                       m->names[i], m->shards[m->shard[i]],
-                      ck->files[ck->file_of[t]].path);
+                      ck->files[ck->file_of[t] / per * per].path);
     }
     if (st || ck->n == m->n)
         return st;
-    /* Names are unique on both sides: walk both sorted lists together. */
+    /* Names are unique on both sides: walk both sorted lists together (the
+     * index's tied names are the ones no tensor has). */
     qsort(m->names, m->n, sizeof *m->names, str_cmp);
     size_t i = 0;
     for (size_t t = 0; t < ck->n; t++) {
+        while (i < m->n && strcmp(m->names[i], ck->tensors[t].name) < 0)
+            i++;
         if (i < m->n && strcmp(m->names[i], ck->tensors[t].name) == 0) {
             i++;
             continue;
@@ -254,7 +285,7 @@ static surg_status check_agreement(surg_ckpt *ck, surg_sink *sink,
         return FAIL(sink, ck->path, "shard-unlisted-tensor",
                     "tensor \"%s\" of %s is not in the index's "
                     "\"weight_map\"",
-                    ck->tensors[t].name, ck->files[ck->file_of[t]].path);
+                    ck->tensors[t].name, ck->files[ck->file_of[t] / per * per].path);
     }
     return st;
 }
@@ -292,21 +323,14 @@ surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
         index_map_free(&m);
         return st;
     }
-    ck->files = ar_array(&ck->ar, m.n_shards ? m.n_shards : 1, sizeof *ck->files);
-    st_header *headers = calloc(m.n_shards ? m.n_shards : 1, sizeof *headers);
-    if (!ck->files || !headers) {
-        free(headers);
-        index_map_free(&m);
-        return dg_nomem(sink, ck->path);
-    }
-    st = open_shards(ck, sink, &m, headers);
+    const char **paths = NULL;
+    bool torch = false;
+    st = shard_paths(ck, sink, &m, &paths, &torch);
     if (!st)
-        st = ck_collect(ck, sink, headers);
-    for (size_t i = 0; i < m.n_shards; i++)
-        st_header_free(&headers[i]);
-    free(headers);
+        st = torch ? pt_open_shards(ck, sink, paths, m.n_shards)
+                   : open_shards(ck, sink, &m, paths);
     if (!st)
-        st = check_agreement(ck, sink, &m);
+        st = check_agreement(ck, sink, &m, torch ? 2 : 1);
     if (!st && has_total)
         check_total_size(ck, sink, claimed);
     index_map_free(&m);

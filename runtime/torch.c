@@ -46,8 +46,10 @@ typedef struct pt_item {
 } pt_item;
 
 typedef struct pt_state {
-    surg_ckpt *ck;
+    surg_ckpt *ck; /* whose arena keeps what the tables point at */
     surg_sink *sink;
+    const char *path; /* the file, and its place among ck->files */
+    st_file *file;
     zip_archive *arc;
     arena tmp; /* the pickle's values */
     unsigned char *pickle;
@@ -88,7 +90,7 @@ static void error(pt_state *o, const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    dg_file(o->sink, SURG_ERROR, code, o->ck->path, "%s", msg);
+    dg_file(o->sink, SURG_ERROR, code, o->path, "%s", msg);
     o->failed = true;
 }
 
@@ -96,19 +98,15 @@ static void error(pt_state *o, const char *code, const char *fmt, ...)
 
 static surg_status open_file(pt_state *o)
 {
-    surg_ckpt *ck = o->ck;
-    ck->kind = SURG_CKPT_TORCH;
-    ck->files = ar_array(&ck->ar, 2, sizeof *ck->files);
-    o->arc = ar_alloc(&ck->ar, sizeof *o->arc);
-    if (!ck->files || !o->arc)
-        return dg_nomem(o->sink, ck->path);
-    ck->files[0] = (st_file){.path = ck->path, .fd = -1};
-    ck->files[1] = (st_file){.path = ck->path, .fd = -1};
-    ck->n_files = 1;
-    surg_status st = rf_open_regular(o->sink, ck->path, &ck->files[0].fd, &ck->files[0].size);
+    st_file *f = o->file;
+    *f = (st_file){.path = o->path, .fd = -1};
+    o->arc = ar_alloc(&o->ck->ar, sizeof *o->arc);
+    if (!o->arc)
+        return dg_nomem(o->sink, o->path);
+    surg_status st = rf_open_regular(o->sink, o->path, &f->fd, &f->size);
     struct stat sb;
-    if (!st && fstat(ck->files[0].fd, &sb) == 0) /* a change while it is read is seen */
-        ck->files[0].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    if (!st && fstat(f->fd, &sb) == 0) /* a change while it is read is seen */
+        f->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     return st;
 }
 
@@ -118,7 +116,7 @@ static surg_status open_file(pt_state *o)
 static surg_status refuse_legacy(pt_state *o)
 {
     unsigned char head[2] = {0};
-    const st_file *f = &o->ck->files[0];
+    const st_file *f = o->file;
     if (f->size < 2)
         return SURG_OK;
     surg_status st = rf_read_exact(o->sink, f->path, f->fd, head, 2, 0);
@@ -141,7 +139,7 @@ static surg_status find_pickle(pt_state *o, const zip_entry **pkl)
         if (!slash || strcmp(slash, "/data.pkl") != 0 || slash == e->name)
             continue;
         if (*pkl) {
-            dg_file(o->sink, SURG_ERROR, "pt-archive", o->ck->path,
+            dg_file(o->sink, SURG_ERROR, "pt-archive", o->path,
                     "the archive holds two pickles, \"%s\" and \"%s\": not one torch.save "
                     "file",
                     (*pkl)->name, e->name);
@@ -150,13 +148,13 @@ static surg_status find_pickle(pt_state *o, const zip_entry **pkl)
         *pkl = e;
     }
     if (!*pkl) {
-        dg_file(o->sink, SURG_ERROR, "pt-archive", o->ck->path,
+        dg_file(o->sink, SURG_ERROR, "pt-archive", o->path,
                 "not a torch.save file: the zip archive has no entry \"<name>/data.pkl\"");
         return SURG_EINVALID;
     }
     o->prefix_len = (size_t)(strchr((*pkl)->name, '/') - (*pkl)->name) + 1;
     o->prefix = ar_strndup(&o->ck->ar, (*pkl)->name, o->prefix_len);
-    return o->prefix ? SURG_OK : dg_nomem(o->sink, o->ck->path);
+    return o->prefix ? SURG_OK : dg_nomem(o->sink, o->path);
 }
 
 /* An entry's bytes, all of them (its CRC checked), into malloc'd memory. */
@@ -165,7 +163,7 @@ static surg_status read_entry(pt_state *o, const zip_entry *e, unsigned char **o
     zip_stream z;
     *out = malloc(e->usize ? (size_t)e->usize : 1);
     if (!*out)
-        return dg_nomem(o->sink, o->ck->path);
+        return dg_nomem(o->sink, o->path);
     surg_status st = zip_stream_open(&z, o->arc, e, o->sink);
     if (!st && e->usize)
         st = zip_stream_read_exact(&z, o->sink, *out, (size_t)e->usize);
@@ -174,7 +172,7 @@ static surg_status read_entry(pt_state *o, const zip_entry *e, unsigned char **o
     if (!st)
         st = zip_stream_read(&z, o->sink, &extra, 1, &got); /* the end: the CRC */
     zip_stream_close(&z);
-    o->ck->files[0].bytes_read += e->csize;
+    o->file->bytes_read += e->csize;
     if (st) {
         free(*out);
         *out = NULL;
@@ -198,7 +196,7 @@ static surg_status read_byteorder(pt_state *o)
     o->big_endian = n == 3 && memcmp(text, "big", 3) == 0;
     free(text);
     if (st == SURG_EINVALID || (!st && !little && !o->big_endian)) {
-        dg_file(o->sink, SURG_ERROR, "pt-archive", o->ck->path,
+        dg_file(o->sink, SURG_ERROR, "pt-archive", o->path,
                 "entry \"%s\" says neither \"little\" nor \"big\"", name);
         return SURG_EINVALID;
     }
@@ -208,7 +206,7 @@ static surg_status read_byteorder(pt_state *o)
 static surg_status read_pickle(pt_state *o, const zip_entry *e)
 {
     if (e->usize > PK_MAX_PICKLE) {
-        dg_file(o->sink, SURG_ERROR, "pt-pickle-size", o->ck->path,
+        dg_file(o->sink, SURG_ERROR, "pt-pickle-size", o->path,
                 "entry \"%s\" is %llu bytes, more than the %u a pickle may have here",
                 e->name, (unsigned long long)e->usize, PK_MAX_PICKLE);
         return SURG_EINVALID;
@@ -236,11 +234,11 @@ static surg_status run_pickle(pt_state *o, pk_value **root)
     if (pk_load(&o->tmp, o->pickle, o->pickle_len, root, &err))
         return SURG_OK;
     if (!err.code)
-        return dg_nomem(o->sink, o->ck->path);
+        return dg_nomem(o->sink, o->path);
     const char *note = "this is a TorchScript archive (torch.jit.save): surg reads what "
                        "torch.save writes; save the model's state_dict() with torch.save";
     bool jit = strcmp(err.code, "pt-global") == 0 && torchscript(o);
-    dg_file_notes(o->sink, SURG_ERROR, err.code, o->ck->path, &note, jit ? 1 : 0,
+    dg_file_notes(o->sink, SURG_ERROR, err.code, o->path, &note, jit ? 1 : 0,
                   "%sdata.pkl, byte %llu: %s", o->prefix, (unsigned long long)err.at,
                   err.msg);
     return SURG_EINVALID;
@@ -303,7 +301,7 @@ static surg_status add_item(pt_state *o, const pk_tensor *t)
         size_t cap = o->cap ? o->cap * 2 : 64;
         pt_item *v = realloc(o->items, cap * sizeof *v);
         if (!v)
-            return dg_nomem(o->sink, o->ck->path);
+            return dg_nomem(o->sink, o->path);
         o->items = v;
         o->cap = cap;
     }
@@ -311,7 +309,7 @@ static surg_status add_item(pt_state *o, const pk_tensor *t)
         return SURG_EINVALID;
     char *name = ar_strndup(&o->ck->ar, o->name.data ? o->name.data : "", o->name.len);
     if (!name)
-        return dg_nomem(o->sink, o->ck->path);
+        return dg_nomem(o->sink, o->path);
     o->items[o->n] = (pt_item){.name = name, .t = t, .order = o->n};
     o->n++;
     return SURG_OK;
@@ -322,7 +320,7 @@ static surg_status skip(pt_state *o)
     if (o->n_skipped < MAX_SHOWN) {
         o->skipped[o->n_skipped] = strdup(o->name.data ? o->name.data : "");
         if (!o->skipped[o->n_skipped])
-            return dg_nomem(o->sink, o->ck->path);
+            return dg_nomem(o->sink, o->path);
     }
     o->n_skipped++;
     return SURG_OK;
@@ -346,7 +344,7 @@ static int segment(pt_state *o, const pk_value *key, size_t index)
         return 0;
     }
     if (o->name.failed) {
-        dg_nomem(o->sink, o->ck->path);
+        dg_nomem(o->sink, o->path);
         return -1;
     }
     return spend_name(o, o->name.len - before) ? 1 : -1;
@@ -414,8 +412,8 @@ static surg_status walk(pt_state *o, const pk_value *v, int depth)
 /* The file's name without its folder and extension: a lone tensor's name. */
 static const char *stem(pt_state *o)
 {
-    const char *slash = strrchr(o->ck->path, '/');
-    const char *base = slash ? slash + 1 : o->ck->path;
+    const char *slash = strrchr(o->path, '/');
+    const char *base = slash ? slash + 1 : o->path;
     size_t n = strlen(base);
     for (size_t i = 0; i < sizeof extensions / sizeof *extensions; i++) {
         size_t k = strlen(extensions[i]);
@@ -432,7 +430,7 @@ static surg_status flatten(pt_state *o, const pk_value *root)
     if (root->kind == PK_TENSOR) {
         const char *name = stem(o);
         if (!name)
-            return dg_nomem(o->sink, o->ck->path);
+            return dg_nomem(o->sink, o->path);
         buf_puts(&o->name, name);
     }
     surg_status st = walk(o, root, 0);
@@ -444,9 +442,9 @@ static surg_status flatten(pt_state *o, const pk_value *root)
         if (o->n_skipped > MAX_SHOWN)
             buf_printf(&b, " and %zu more", o->n_skipped - MAX_SHOWN);
         if (b.failed)
-            st = dg_nomem(o->sink, o->ck->path);
+            st = dg_nomem(o->sink, o->path);
         else
-            dg_file(o->sink, SURG_NOTE, "pt-not-tensor", o->ck->path,
+            dg_file(o->sink, SURG_NOTE, "pt-not-tensor", o->path,
                     "skipped %zu value%s that %s not a tensor (numbers, strings, None, ...; "
                     "surg carries tensors only): %s",
                     o->n_skipped, o->n_skipped > 1 ? "s" : "", o->n_skipped > 1 ? "are" : "is",
@@ -480,7 +478,7 @@ static const zip_entry *storage_entry(pt_state *o, const pt_item *it, uint64_t *
     }
     char *name = malloc(o->prefix_len + 5 + s->key_len + 1);
     if (!name) {
-        dg_nomem(o->sink, o->ck->path);
+        dg_nomem(o->sink, o->path);
         o->failed = true;
         return NULL;
     }
@@ -578,11 +576,11 @@ static surg_status sort_items(pt_state *o)
 {
     named *v = malloc((o->n ? o->n : 1) * sizeof *v);
     pt_item *items = malloc((o->n ? o->n : 1) * sizeof *items);
-    surg_status st = v && items ? SURG_OK : dg_nomem(o->sink, o->ck->path);
+    surg_status st = v && items ? SURG_OK : dg_nomem(o->sink, o->path);
     for (size_t i = 0; !st && i < o->n; i++)
         v[i] = (named){o->items[i].name, i};
     if (!st && ss_sort(v, o->n, sizeof *v) != 0)
-        st = dg_nomem(o->sink, o->ck->path);
+        st = dg_nomem(o->sink, o->path);
     for (size_t i = 0; !st && i < o->n; i++)
         items[i] = o->items[v[i].i];
     free(v);
@@ -656,7 +654,7 @@ static surg_status find_ties(pt_state *o, size_t *n_ties)
     *n_ties = 0;
     pt_item **v = malloc((o->n ? o->n : 1) * sizeof *v);
     if (!v)
-        return dg_nomem(o->sink, o->ck->path);
+        return dg_nomem(o->sink, o->path);
     for (size_t i = 0; i < o->n; i++)
         v[i] = &o->items[i];
     qsort(v, o->n, sizeof *v, by_view);
@@ -669,26 +667,38 @@ static surg_status find_ties(pt_state *o, size_t *n_ties)
     return SURG_OK;
 }
 
-static surg_status ties_meta(pt_state *o, st_header *h)
+/* The tied items, in name order, as (alias, stored as) pairs. */
+static surg_status tie_pairs(pt_state *o, size_t n_ties, pt_tables *out)
 {
+    out->ties = ar_array(&o->ck->ar, n_ties ? n_ties : 1, sizeof *out->ties);
+    if (!out->ties)
+        return dg_nomem(o->sink, o->path);
+    for (size_t i = 0; i < o->n; i++)
+        if (o->items[i].tied_to)
+            out->ties[out->n_ties++] = (surg_meta_entry){o->items[i].name, o->items[i].tied_to};
+    return SURG_OK;
+}
+
+surg_status pt_ties_meta(surg_ckpt *ck, surg_sink *sink, const surg_meta_entry *ties, size_t n,
+                         st_header *h)
+{
+    if (!n)
+        return SURG_OK;
     buf b;
     buf_init(&b);
     buf_putc(&b, '{');
-    const char *sep = "";
-    for (size_t i = 0; i < o->n; i++) /* in name order */
-        if (o->items[i].tied_to) {
-            buf_puts(&b, sep);
-            buf_json_string(&b, o->items[i].name);
-            buf_putc(&b, ':');
-            buf_json_string(&b, o->items[i].tied_to);
-            sep = ",";
-        }
+    for (size_t i = 0; i < n; i++) {
+        buf_puts(&b, i ? "," : "");
+        buf_json_string(&b, ties[i].key);
+        buf_putc(&b, ':');
+        buf_json_string(&b, ties[i].value);
+    }
     buf_putc(&b, '}');
-    surg_meta_entry *m = ar_alloc(&o->ck->ar, sizeof *m);
-    char *value = b.failed ? NULL : ar_strdup(&o->ck->ar, b.data);
+    surg_meta_entry *m = ar_alloc(&ck->ar, sizeof *m);
+    char *value = b.failed ? NULL : ar_strdup(&ck->ar, b.data);
     buf_free(&b);
     if (!m || !value)
-        return dg_nomem(o->sink, o->ck->path);
+        return dg_nomem(sink, ck->path);
     *m = (surg_meta_entry){"surg.ties", value};
     h->meta = m;
     h->n_meta = 1;
@@ -706,9 +716,8 @@ static uint64_t *copy_dims(pt_state *o, uint32_t rank, const uint64_t *d)
 }
 
 typedef struct tables {
-    st_header h[2]; /* in place, decoded */
-    dc_source **src;
-    uint64_t scratch_size, page;
+    pt_tables *t;
+    uint64_t page;
     uint64_t gathered, gather_limit; /* bytes of the views not in place */
 } tables;
 
@@ -717,25 +726,25 @@ static surg_status place(pt_state *o, tables *tb, const pt_item *it)
     const pk_tensor *t = it->t;
     uint64_t *shape = copy_dims(o, t->rank, t->size);
     if (!shape)
-        return dg_nomem(o->sink, o->ck->path);
+        return dg_nomem(o->sink, o->path);
     surg_tensor_info info = {it->name, t->dtype, t->rank, shape, it->nelems, it->nbytes};
     if (it->in_place) {
         uint64_t at = it->nbytes ? it->storage->data_at + it->at : 0;
-        tb->h[0].entries[tb->h[0].n++] = (st_entry){info, at, at + it->nbytes};
+        tb->t->h[0].entries[tb->t->h[0].n++] = (st_entry){info, at, at + it->nbytes};
         return SURG_OK;
     }
     if (it->nbytes > tb->gather_limit - tb->gathered) {
-        dg_file(o->sink, SURG_ERROR, "pt-view", o->ck->path,
+        dg_file(o->sink, SURG_ERROR, "pt-view", o->path,
                 "its strided views would make more than %llu bytes out of a file of %llu "
                 "(at \"%s\"), more than %u times its size: refused as a bomb",
                 (unsigned long long)tb->gather_limit,
-                (unsigned long long)o->ck->files[0].size, it->name, GATHER_RATIO);
+                (unsigned long long)o->file->size, it->name, GATHER_RATIO);
         return SURG_EINVALID;
     }
     dc_source *s = ar_alloc(&o->ck->ar, sizeof *s);
     uint64_t *stride = copy_dims(o, t->rank, t->stride);
     if (!s || !stride)
-        return dg_nomem(o->sink, o->ck->path);
+        return dg_nomem(o->sink, o->path);
     unsigned esize = surg_dtype_bits(t->dtype) / 8;
     uint8_t swap = !o->big_endian || esize == 1 ? 0 : t->dtype == SURG_C64 ? 4 : (uint8_t)esize;
     uint64_t end = 0;
@@ -743,48 +752,41 @@ static surg_status place(pt_state *o, tables *tb, const pt_item *it)
     *s = (dc_source){.arc = o->arc, .entry = *it->storage, .skip = it->at, .name = it->name,
                      .esize = esize, .swap = swap, .rank = t->rank, .shape = shape,
                      .nbytes = it->nbytes, .stride = stride, .span = end - it->at};
-    tb->src[tb->h[1].n] = s;
+    tb->t->src[tb->t->h[1].n] = s;
     tb->gathered += it->nbytes;
-    tb->h[1].entries[tb->h[1].n++] =
-        (st_entry){info, tb->scratch_size, tb->scratch_size + it->nbytes};
+    tb->t->h[1].entries[tb->t->h[1].n++] =
+        (st_entry){info, tb->t->scratch_size, tb->t->scratch_size + it->nbytes};
     /* Each in pages of its own, as the NumPy reader places them. */
-    uint64_t next = tb->scratch_size + it->nbytes;
-    tb->scratch_size = next + (tb->page - next % tb->page) % tb->page;
+    uint64_t next = tb->t->scratch_size + it->nbytes;
+    tb->t->scratch_size = next + (tb->page - next % tb->page) % tb->page;
     return SURG_OK;
 }
 
-static surg_status make_tables(pt_state *o)
+static surg_status make_tables(pt_state *o, pt_tables *out)
 {
     long page = sysconf(_SC_PAGESIZE);
-    tables tb = {.page = page > 0 ? (uint64_t)page : 4096};
-    uint64_t size = o->ck->files[0].size;
+    tables tb = {.t = out, .page = page > 0 ? (uint64_t)page : 4096};
+    uint64_t size = o->file->size;
     tb.gather_limit = size <= (UINT64_MAX - GATHER_SLACK) / GATHER_RATIO
                           ? size * GATHER_RATIO + GATHER_SLACK
                           : UINT64_MAX;
     size_t n_ties = 0;
     surg_status st = find_ties(o, &n_ties);
     size_t n = o->n ? o->n : 1;
-    tb.h[0].entries = malloc(n * sizeof *tb.h[0].entries);
-    tb.h[1].entries = malloc(n * sizeof *tb.h[1].entries);
-    tb.src = malloc(n * sizeof *tb.src);
-    if (!st && (!tb.h[0].entries || !tb.h[1].entries || !tb.src))
-        st = dg_nomem(o->sink, o->ck->path);
+    out->h[0].entries = malloc(n * sizeof *out->h[0].entries);
+    out->h[1].entries = malloc(n * sizeof *out->h[1].entries);
+    out->src = ar_array(&o->ck->ar, n, sizeof *out->src);
+    if (!st && (!out->h[0].entries || !out->h[1].entries || !out->src))
+        st = dg_nomem(o->sink, o->path);
     for (size_t i = 0; !st && i < o->n; i++)
         if (!o->items[i].tied_to)
             st = place(o, &tb, &o->items[i]);
-    if (!st && n_ties)
-        st = ties_meta(o, &tb.h[0]);
-    if (!st)
-        st = ck_collect_scratch(o->ck, o->sink, tb.h, tb.src, tb.scratch_size);
-    free(tb.h[0].entries);
-    free(tb.h[1].entries);
-    free(tb.src);
-    return st;
+    return st ? st : tie_pairs(o, n_ties, out);
 }
 
 /* ---- opening ------------------------------------------------------------- */
 
-static surg_status read_tensors(pt_state *o)
+static surg_status read_tensors(pt_state *o, pt_tables *out)
 {
     const zip_entry *pkl;
     pk_value *root = NULL;
@@ -803,22 +805,24 @@ static surg_status read_tensors(pt_state *o)
         st = check_names(o);
     if (!st && o->failed)
         st = SURG_EINVALID;
-    return st ? st : make_tables(o);
+    return st ? st : make_tables(o, out);
 }
 
-surg_status pt_open(surg_ckpt *ck, surg_sink *sink)
+surg_status pt_read(surg_ckpt *ck, surg_sink *sink, const char *path, st_file *file,
+                    pt_tables *out)
 {
-    pt_state o = {.ck = ck, .sink = sink};
+    *out = (pt_tables){0};
+    pt_state o = {.ck = ck, .sink = sink, .path = path, .file = file};
     ar_init(&o.tmp);
     buf_init(&o.name);
     surg_status st = open_file(&o);
     if (!st)
         st = refuse_legacy(&o);
     if (!st)
-        st = zip_open(&ck->ar, sink, ck->path, ck->files[0].fd, ck->files[0].size, o.arc);
+        st = zip_open(&ck->ar, sink, path, file->fd, file->size, o.arc);
     if (!st) {
-        ck->files[0].bytes_read += o.arc->bytes_read;
-        st = read_tensors(&o);
+        file->bytes_read += o.arc->bytes_read;
+        st = read_tensors(&o, out);
     }
     for (size_t i = 0; i < o.n_skipped && i < MAX_SHOWN; i++)
         free(o.skipped[i]);
@@ -826,5 +830,74 @@ surg_status pt_open(surg_ckpt *ck, surg_sink *sink)
     free(o.items);
     free(o.pickle);
     ar_free(&o.tmp);
+    return st;
+}
+
+void pt_tables_free(pt_tables *t)
+{
+    free(t->h[0].entries);
+    free(t->h[1].entries);
+    *t = (pt_tables){0};
+}
+
+surg_status pt_open(surg_ckpt *ck, surg_sink *sink)
+{
+    ck->kind = SURG_CKPT_TORCH;
+    ck->files = ar_array(&ck->ar, 2, sizeof *ck->files);
+    if (!ck->files)
+        return dg_nomem(sink, ck->path);
+    ck->n_files = 1;
+    pt_tables t;
+    surg_status st = pt_read(ck, sink, ck->path, &ck->files[0], &t);
+    if (!st)
+        st = pt_ties_meta(ck, sink, t.ties, t.n_ties, &t.h[0]);
+    if (!st)
+        st = ck_collect_scratch(ck, sink, t.h, t.src, t.scratch_size);
+    pt_tables_free(&t);
+    return st;
+}
+
+surg_status pt_open_shards(surg_ckpt *ck, surg_sink *sink, const char *const *paths, size_t n)
+{
+    size_t nf = n ? 2 * n : 1;
+    ck->files = ar_array(&ck->ar, nf, sizeof *ck->files);
+    st_header *h = calloc(nf, sizeof *h);
+    dc_source ***srcs = calloc(nf, sizeof *srcs);
+    pt_tables *t = calloc(n ? n : 1, sizeof *t);
+    surg_status st = ck->files && h && srcs && t ? SURG_OK : dg_nomem(sink, ck->path);
+    size_t n_ties = 0;
+    for (size_t i = 0; !st && i < n; i++) {
+        ck->n_files = 2 * i + 1; /* closed with the checkpoint, whatever happens */
+        st = pt_read(ck, sink, paths[i], &ck->files[2 * i], &t[i]);
+        if (!st)
+            st = ck_scratch_file(ck, sink, 2 * i + 1, paths[i], t[i].scratch_size);
+        if (st)
+            break;
+        ck->n_files = 2 * i + 2;
+        h[2 * i] = t[i].h[0];
+        h[2 * i + 1] = t[i].h[1];
+        srcs[2 * i + 1] = t[i].src;
+        n_ties += t[i].n_ties;
+    }
+    surg_meta_entry *ties = st ? NULL : malloc((n_ties ? n_ties : 1) * sizeof *ties);
+    if (!st && !ties)
+        st = dg_nomem(sink, ck->path);
+    for (size_t i = 0, k = 0; !st && i < n; k += t[i].n_ties, i++)
+        if (t[i].n_ties)
+            memcpy(ties + k, t[i].ties, t[i].n_ties * sizeof *ties);
+    if (!st && ss_sort(ties, n_ties, sizeof *ties) != 0)
+        st = dg_nomem(sink, ck->path);
+    if (!st && n)
+        st = pt_ties_meta(ck, sink, ties, n_ties, &h[0]);
+    if (!st)
+        st = ck_collect(ck, sink, h);
+    if (!st)
+        st = ck_link_decoded(ck, sink, h, (dc_source **const *)srcs);
+    for (size_t i = 0; t && i < n; i++)
+        pt_tables_free(&t[i]);
+    free(ties);
+    free(t);
+    free(srcs);
+    free(h);
     return st;
 }

@@ -361,6 +361,45 @@ class TestRead(PtCase):
         self.assertIn("note: skipped 10 values", err)
         self.assertIn('"acc", "dtype", "device" and 7 more', err)
 
+    def test_sharded_bin(self):
+        """A sharded pytorch_model.bin, as save_pretrained writes one: an
+        index naming .bin shards, a tie inside a shard (both names listed),
+        a transposed view in another; read as one checkpoint."""
+        d = self.path("sharded")
+        os.makedirs(d, exist_ok=True)
+        emb = torch.randn(5, 3)
+        w = torch.randn(3, 4)
+        shards = {"pytorch_model-00001-of-00002.bin": {"embed.weight": emb, "lm_head.weight": emb},
+                  "pytorch_model-00002-of-00002.bin": {"fc.weight": w.t(), "fc.bias": torch.ones(4)}}
+        weight_map, state = {}, {}
+        for name, sd in shards.items():
+            torch.save(sd, os.path.join(d, name))
+            weight_map.update({k: name for k in sd})
+            state.update(torch.load(os.path.join(d, name)))
+        index = os.path.join(d, "pytorch_model.bin.index.json")
+        with open(index, "w") as f:
+            json.dump({"metadata": {"total_size": 4 * (15 + 12 + 4)}, "weight_map": weight_map}, f)
+        # The directory holds no safetensors: it is read through its index.
+        self.assertEqual(self.ok("schema", d)[0], self.ok("schema", index)[0])
+        tensors, meta = self.convert(index, recipe='map "fc.weight" = x * 2\n')
+        self.assertEqual(sorted(tensors), ["embed.weight", "fc.bias", "fc.weight"])
+        for name in ("embed.weight", "fc.bias"):
+            self.assertEqual(tensors[name][1].tobytes(), plain(state[name]).tobytes(), name)
+        self.assertEqual(tensors["fc.weight"][1].tobytes(),
+                         plain(state["fc.weight"] * 2).tobytes())
+        self.assertEqual(json.loads(meta["surg.ties"]), {"lm_head.weight": "embed.weight"})
+        out, err = self.ok("schema", index)
+        self.assertIn('tied: "lm_head.weight" is stored as "embed.weight"', out)
+        self.assertEqual(err, "")
+        # The index and the shards must agree, as for safetensors.
+        with open(index, "w") as f:
+            wm = dict(weight_map, **{"fc.bias": "pytorch_model-00001-of-00002.bin"})
+            json.dump({"weight_map": wm}, f)
+        self.refused(index, "shard-misplaced-tensor", "pytorch_model-00002-of-00002.bin")
+        with open(index, "w") as f:
+            json.dump({"weight_map": dict(weight_map, extra="model.safetensors")}, f)
+        self.refused(index, "shard-format", "two formats")
+
     def test_lone_tensor(self):
         p = self.path("lone.pt")
         tensors, _ = self.convert(p)
@@ -627,25 +666,6 @@ class TestRefused(PtCase):
         p = self.path("tuplekey.pt")
         torch.save({("x", 1): t}, p)
         self.refused(p, "pt-name", "a tuple")
-
-    def test_sharded_bin(self):
-        """A sharded pytorch_model.bin (its index names .bin shards, as
-        save_pretrained writes them) is not read as one checkpoint yet: a
-        clear error saying how to read each shard; each shard reads alone."""
-        d = self.path("sharded")
-        os.makedirs(d, exist_ok=True)
-        shards = {"pytorch_model-00001-of-00002.bin": {"a": torch.ones(2)},
-                  "pytorch_model-00002-of-00002.bin": {"b": torch.zeros(3)}}
-        weight_map = {}
-        for name, sd in shards.items():
-            torch.save(sd, os.path.join(d, name))
-            weight_map.update({k: name for k in sd})
-        index = os.path.join(d, "pytorch_model.bin.index.json")
-        with open(index, "w") as f:
-            json.dump({"metadata": {"total_size": 20}, "weight_map": weight_map}, f)
-        self.refused(index, "shard-format", "pytorch_model-00001-of-00002.safetensors")
-        tensors, _ = self.convert(os.path.join(d, "pytorch_model-00002-of-00002.bin"))
-        self.assertEqual(list(tensors), ["b"])
 
     def test_pt_output(self):
         rc, _, err = run_surg(ARGS.surg, "run", self.recipe(""), self.path("module.pth"),
