@@ -146,15 +146,16 @@ typedef enum surg_ckpt_kind {
 
 typedef struct surg_ckpt surg_ckpt;
 
-/* Open a checkpoint by its path; the format follows the name: a directory or
- * `*.safetensors.index.json` is a sharded checkpoint, `*.safetensors` one
- * file, `*.npz` a NumPy archive (each `NAME.npy` in it a tensor NAME), `*.npy`
- * one NumPy array (named after the file), `*.pt`, `*.pth`, `*.bin` (and
- * `*.pth.tar`) a torch.save file (its pickle read as data, never run), any
- * other `*.json` a schema. Only
- * headers are read: tensor data is never touched until surg_ckpt_data() or
- * surg_run() asks for it. Every header is fully validated before anything in
- * it is trusted. */
+/* Open a checkpoint by its path; the format follows the name: `*.index.json`
+ * is a sharded checkpoint (of safetensors or of torch.save shards), a
+ * directory the first it holds of `model.safetensors.index.json`,
+ * `model.safetensors`, `pytorch_model.bin.index.json`, `pytorch_model.bin`;
+ * `*.safetensors` one file, `*.npz` a NumPy archive (each `NAME.npy` in it a
+ * tensor NAME), `*.npy` one NumPy array (named after the file), `*.pt`,
+ * `*.pth`, `*.bin` (and `*.pth.tar`) a torch.save file (its pickle read as
+ * data, never run), any other `*.json` a schema. Only headers are read:
+ * tensor data is never touched until surg_ckpt_data() or surg_run() asks for
+ * it. Every header is fully validated before anything in it is trusted. */
 surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
 void surg_ckpt_close(surg_ckpt *ck);
 
