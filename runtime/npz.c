@@ -215,14 +215,9 @@ static surg_status open_common(surg_ckpt *ck, surg_sink *sink, surg_ckpt_kind ki
     o->arc = ar_alloc(&ck->ar, sizeof *o->arc);
     if (!ck->files || !o->arc)
         return dg_nomem(sink, ck->path);
-    ck->files[0] = (st_file){.path = ck->path, .fd = -1};
     ck->files[1] = (st_file){.path = ck->path, .fd = -1};
     ck->n_files = 1;
-    surg_status st = rf_open_regular(sink, ck->path, &ck->files[0].fd, &ck->files[0].size);
-    struct stat sb;
-    if (!st && fstat(ck->files[0].fd, &sb) == 0) /* a change while it is read is seen */
-        ck->files[0].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-    return st;
+    return st_file_open(sink, ck->path, &ck->files[0]);
 }
 
 static surg_status finish(npz_open_state *o, surg_status st)

@@ -63,14 +63,20 @@ static surg_status read_header(arena *ar, surg_sink *sink, st_file *f,
     return st;
 }
 
-surg_status st_open(arena *ar, surg_sink *sink, const char *path, st_file *f,
-                    st_header *h)
+surg_status st_file_open(surg_sink *sink, const char *path, st_file *f)
 {
     *f = (st_file){.path = path, .fd = -1};
     surg_status st = rf_open_regular(sink, path, &f->fd, &f->size);
     struct stat sb;
     if (!st && fstat(f->fd, &sb) == 0)
         f->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    return st;
+}
+
+surg_status st_open(arena *ar, surg_sink *sink, const char *path, st_file *f,
+                    st_header *h)
+{
+    surg_status st = st_file_open(sink, path, f);
     if (!st)
         st = read_header(ar, sink, f, h);
     if (st)

@@ -16,6 +16,10 @@ typedef struct st_file {
     bool scratch;        /* ours: tensors decoded into it (checkpoint.h), it changes */
 } st_file;
 
+/* Open `path` (a regular file, read-only) into f, noting its size and
+ * modification time so that a change while it is read is seen. */
+surg_status st_file_open(surg_sink *sink, const char *path, st_file *f);
+
 /* Open `path`, read its 8-byte length and header (never the data), and
  * validate them. On success the file stays open until st_close. */
 surg_status st_open(arena *ar, surg_sink *sink, const char *path, st_file *f,

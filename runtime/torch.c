@@ -98,16 +98,11 @@ static void error(pt_state *o, const char *code, const char *fmt, ...)
 
 static surg_status open_file(pt_state *o)
 {
-    st_file *f = o->file;
-    *f = (st_file){.path = o->path, .fd = -1};
+    *o->file = (st_file){.path = o->path, .fd = -1};
     o->arc = ar_alloc(&o->ck->ar, sizeof *o->arc);
     if (!o->arc)
         return dg_nomem(o->sink, o->path);
-    surg_status st = rf_open_regular(o->sink, o->path, &f->fd, &f->size);
-    struct stat sb;
-    if (!st && fstat(f->fd, &sb) == 0) /* a change while it is read is seen */
-        f->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-    return st;
+    return st_file_open(o->sink, o->path, o->file);
 }
 
 /* Before PyTorch 1.6 (and with _use_new_zipfile_serialization=False)

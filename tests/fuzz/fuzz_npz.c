@@ -16,29 +16,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static volatile unsigned fz_sum;
-
-/* Every tensor's bytes, or false when some could not be decoded (with an
- * error reported). */
-static int read_all(surg_ckpt *ck, surg_sink *sink)
-{
-    for (size_t i = 0; i < surg_ckpt_count(ck); i++) {
-        const surg_tensor_info *t = surg_ckpt_tensor(ck, i);
-        const uint8_t *p = NULL;
-        unsigned errors = sink->errors;
-        if (surg_ckpt_data(ck, i, sink, (const void **)&p) != SURG_OK) {
-            if (sink->errors == errors)
-                fz_fail("a tensor's bytes failed without an error", t->name);
-            return 0;
-        }
-        unsigned s = 0;
-        for (uint64_t k = 0; k < t->nbytes; k++)
-            s += p[k];
-        fz_sum += s;
-    }
-    return 1;
-}
-
 static surg_ckpt *reopen(const char *path, surg_sink *sink)
 {
     surg_ckpt *ck = NULL;
@@ -94,7 +71,7 @@ static void one(const char *in, surg_ckpt_kind kind, surg_sink *sink)
     fz_check_tables(ck);
     if (kind == SURG_CKPT_NPY && surg_ckpt_count(ck) != 1)
         fz_fail("a .npy did not give one tensor", in);
-    if (!read_all(ck, sink)) {
+    if (!fz_read_all(ck, sink)) {
         surg_ckpt_close(ck);
         return;
     }

@@ -20,27 +20,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static volatile unsigned fz_sum;
-
-static int read_all(surg_ckpt *ck, surg_sink *sink)
-{
-    for (size_t i = 0; i < surg_ckpt_count(ck); i++) {
-        const surg_tensor_info *t = surg_ckpt_tensor(ck, i);
-        const uint8_t *p = NULL;
-        unsigned errors = sink->errors;
-        if (surg_ckpt_data(ck, i, sink, (const void **)&p) != SURG_OK) {
-            if (sink->errors == errors)
-                fz_fail("a tensor's bytes failed without an error", t->name);
-            return 0;
-        }
-        unsigned s = 0;
-        for (uint64_t k = 0; k < t->nbytes; k++)
-            s += p[k];
-        fz_sum += s;
-    }
-    return 1;
-}
-
 /* "surg.ties" is a flat JSON object of names made by the reader: each key
  * (the tied name) is no tensor, each value is one. Names here hold no
  * quote or backslash only when the reader escaped none, so the check reads
@@ -204,7 +183,7 @@ static void one(const char *in, surg_sink sink)
         fz_fail("the file opened as another kind", in);
     fz_check_tables(ck);
     check_ties(ck);
-    if (read_all(ck, &sink)) {
+    if (fz_read_all(ck, &sink)) {
         if (surg_ckpt_write(ck, st, NULL, &sink) != SURG_OK)
             fz_fail("writing safetensors of a readable checkpoint failed", st);
         surg_ckpt *copy = NULL;

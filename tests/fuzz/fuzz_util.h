@@ -204,6 +204,29 @@ static inline void fz_same_tensors(const surg_ckpt *a, const surg_ckpt *b)
 }
 
 /* The value of metadata `key` in ck, or NULL. */
+/* Read every tensor's bytes (decoding what is not in place), or return 0
+ * when one could not be read, which must come with an error. */
+static inline int fz_read_all(surg_ckpt *ck, surg_sink *sink)
+{
+    static volatile unsigned sum; /* so the reads are not optimized away */
+    for (size_t i = 0; i < surg_ckpt_count(ck); i++) {
+        const surg_tensor_info *t = surg_ckpt_tensor(ck, i);
+        const uint8_t *p = NULL;
+        unsigned errors = sink->errors;
+        if (surg_ckpt_data(ck, i, sink, (const void **)&p) != SURG_OK) {
+            if (sink->errors == errors)
+                fz_fail("a tensor's bytes failed without an error", t->name);
+            return 0;
+        }
+        unsigned s = 0;
+        for (uint64_t k = 0; k < t->nbytes; k++)
+            s += p[k];
+        sum += s;
+    }
+    (void)sum;
+    return 1;
+}
+
 static inline const char *fz_meta(const surg_ckpt *ck, const char *key)
 {
     for (size_t i = 0; i < surg_ckpt_meta_count(ck); i++)
