@@ -175,15 +175,30 @@ static surg_status read_entry(pt_state *o, const zip_entry *e, unsigned char **o
     return st;
 }
 
+/* "<prefix><mid><key>", the name of an entry of the archive, malloc'd. */
+static char *entry_name(pt_state *o, const char *mid, const char *key, size_t key_len)
+{
+    size_t n = o->prefix_len + strlen(mid) + key_len + 1;
+    char *name = malloc(n);
+    if (name)
+        snprintf(name, n, "%s%s%.*s", o->prefix, mid, (int)key_len, key);
+    else
+        dg_nomem(o->sink, o->path);
+    return name;
+}
+
 /* <prefix>/byteorder ("little" or "big"), written by PyTorch 2.1 and
  * later; without it the storages are little-endian. */
 static surg_status read_byteorder(pt_state *o)
 {
-    char name[256];
-    snprintf(name, sizeof name, "%.*sbyteorder", (int)o->prefix_len, o->prefix);
+    char *name = entry_name(o, "byteorder", "", 0);
+    if (!name)
+        return SURG_ENOMEM;
     const zip_entry *e = zip_find(o->arc, name);
-    if (!e)
+    if (!e) {
+        free(name);
         return SURG_OK;
+    }
     unsigned char *text = NULL;
     surg_status st = e->usize > 16 ? SURG_EINVALID : read_entry(o, e, &text);
     size_t n = st ? 0 : (size_t)e->usize;
@@ -193,8 +208,9 @@ static surg_status read_byteorder(pt_state *o)
     if (st == SURG_EINVALID || (!st && !little && !o->big_endian)) {
         dg_file(o->sink, SURG_ERROR, "pt-archive", o->path,
                 "entry \"%s\" says neither \"little\" nor \"big\"", name);
-        return SURG_EINVALID;
+        st = SURG_EINVALID;
     }
+    free(name);
     return st;
 }
 
@@ -471,14 +487,11 @@ static const zip_entry *storage_entry(pt_state *o, const pt_item *it, uint64_t *
         error(o, "pt-storage", "tensor \"%s\": its storage key is not a plain name", it->name);
         return NULL;
     }
-    char *name = malloc(o->prefix_len + 5 + s->key_len + 1);
+    char *name = entry_name(o, "data/", s->key, s->key_len);
     if (!name) {
-        dg_nomem(o->sink, o->path);
         o->failed = true;
         return NULL;
     }
-    snprintf(name, o->prefix_len + 5 + s->key_len + 1, "%sdata/%.*s", o->prefix,
-             (int)s->key_len, s->key);
     const zip_entry *e = zip_find(o->arc, name);
     unsigned esize = surg_dtype_bits(s->dtype) / 8;
     if (!e)
