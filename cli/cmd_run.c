@@ -44,17 +44,6 @@ static double now_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-static void human(char *out, size_t n, double v)
-{
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
 /* [########......]  45%  1.2 GiB of 2.5 GiB  310.0 MiB/s  4 s left */
 static void progress(void *user, uint64_t done, uint64_t total)
 {
@@ -64,9 +53,9 @@ static void progress(void *user, uint64_t done, uint64_t total)
         return; /* short work needs no bar */
     int width = 30, filled = total ? (int)((double)done / (double)total * width) : width;
     char d[32], t[32], rate[32];
-    human(d, sizeof d, (double)done);
-    human(t, sizeof t, (double)total);
-    human(rate, sizeof rate, secs > 0 ? (double)done / secs : 0);
+    surg_format_size(done, d, sizeof d);
+    surg_format_size(total, t, sizeof t);
+    surg_format_size(secs > 0 ? (uint64_t)((double)done / secs) : 0, rate, sizeof rate);
     double left = done && secs > 0 ? (double)(total - done) / ((double)done / secs) : 0;
     fprintf(stderr, "\r[%.*s%.*s] %3d%%  %s of %s  %s/s  %.0f s left  ", filled,
             "##############################", width - filled, "..............................",

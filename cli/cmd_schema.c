@@ -166,17 +166,9 @@ static void print_tree(const node *n, size_t depth, size_t column)
 
 static void print_bytes(unsigned long long n)
 {
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 5) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        printf("%llu B", n);
-    else
-        printf("%.1f %s", v, units[u]);
+    char s[32];
+    surg_format_size(n, s, sizeof s);
+    fputs(s, stdout);
 }
 
 static void print_summary(const surg_ckpt *ck)

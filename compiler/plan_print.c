@@ -12,17 +12,9 @@ static const char *kind_name(pl_kind k)
 
 static void human(buf *b, uint64_t n)
 {
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 5) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        buf_printf(b, "%llu B", (unsigned long long)n);
-    else
-        buf_printf(b, "%.1f %s", v, units[u]);
+    char s[32];
+    surg_format_size(n, s, sizeof s);
+    buf_puts(b, s);
 }
 
 static void type(buf *b, const pl_tensor *t)

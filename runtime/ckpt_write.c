@@ -1,7 +1,6 @@
 /* ckpt_write.c: writing a whole checkpoint back out (the identity surgery),
  * and its abstract state as a schema file. Tensor bytes go from input to
  * output as byte ranges, never decoded. */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,37 +69,4 @@ surg_status surg_ckpt_schema_json(const surg_ckpt *ck, char **out)
     buf_puts(&b, ck->n || ck->n_meta ? "\n}\n" : "}\n");
     *out = buf_take(&b);
     return *out ? SURG_OK : SURG_ENOMEM;
-}
-
-/* Decimal units as Hugging Face reads them (GB = 10^9), binary ones with an
- * i (GiB = 2^30). */
-surg_status surg_parse_size(const char *text, uint64_t *out)
-{
-    static const struct {
-        const char *unit;
-        uint64_t mult;
-    } units[] = {
-        {"", 1},           {"B", 1},
-        {"KB", 1000ull},   {"MB", 1000000ull},
-        {"GB", 1000000000ull}, {"TB", 1000000000000ull},
-        {"KIB", 1ull << 10}, {"MIB", 1ull << 20},
-        {"GIB", 1ull << 30}, {"TIB", 1ull << 40},
-    };
-    char *end;
-    if (!isdigit((unsigned char)*text))
-        return SURG_EUSAGE;
-    unsigned long long v = strtoull(text, &end, 10);
-    char unit[8];
-    size_t n = strlen(end);
-    if (n >= sizeof unit)
-        return SURG_EUSAGE;
-    for (size_t i = 0; i <= n; i++)
-        unit[i] = (char)toupper((unsigned char)end[i]);
-    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
-        if (strcmp(unit, units[i].unit) == 0) {
-            if (v == 0 || __builtin_mul_overflow((uint64_t)v, units[i].mult, out))
-                return SURG_EUSAGE;
-            return SURG_OK;
-        }
-    return SURG_EUSAGE;
 }

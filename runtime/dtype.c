@@ -33,12 +33,3 @@ surg_dtype surg_dtype_from_recipe_name(const char *name)
             return (surg_dtype)i;
     return SURG_DTYPE_COUNT;
 }
-
-int surg_exit_code(surg_status st)
-{
-    switch (st) {
-    case SURG_OK: return 0;
-    case SURG_EINVALID: return 1;
-    default: return 2;
-    }
-}

@@ -1,5 +1,5 @@
 /* arena.c: a list of blocks; each allocation bumps a pointer in the newest.
- * Blocks are fresh anonymous mappings: zeroed by the kernel (so allocations
+ * Blocks are bigbuf mappings (bb_map): zeroed by the kernel (so allocations
  * need no clearing), and backed by huge pages where the kernel allows, since
  * a header of a million tensors touches tens of megabytes and a page fault
  * per 4 KiB costs more than the parsing. */
@@ -9,7 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+
+#include "bigbuf.h"
 
 struct ar_block {
     ar_block *next;
@@ -17,7 +18,7 @@ struct ar_block {
     alignas(max_align_t) unsigned char data[];
 };
 
-enum { AR_BLOCK = 4 << 20, AR_HUGE = 2 << 20 };
+enum { AR_BLOCK = 4 << 20, AR_HUGE = 2 << 20 }; /* AR_HUGE: bigbuf's huge page */
 
 void ar_init(arena *a) { a->head = NULL; }
 
@@ -26,7 +27,7 @@ void ar_free(arena *a)
     ar_block *b = a->head;
     while (b) {
         ar_block *next = b->next;
-        munmap(b, b->mapped);
+        bb_unmap(b, b->mapped);
         b = next;
     }
     a->head = NULL;
@@ -38,26 +39,6 @@ static size_t align_up(size_t n)
     return (n + al - 1) & ~(al - 1);
 }
 
-/* A mapping aligned to the huge-page size, so the kernel can back it with
- * huge pages (advice it may ignore). */
-static void *map_aligned(size_t size)
-{
-    size_t extra = size + AR_HUGE;
-    char *m = mmap(NULL, extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return NULL;
-    uintptr_t start = ((uintptr_t)m + AR_HUGE - 1) & ~(uintptr_t)(AR_HUGE - 1);
-    size_t head = start - (uintptr_t)m, tail = extra - head - size;
-    if (head)
-        munmap(m, head);
-    if (tail)
-        munmap((char *)start + size, tail);
-#ifdef MADV_HUGEPAGE
-    madvise((void *)start, size, MADV_HUGEPAGE);
-#endif
-    return (void *)start;
-}
-
 void *ar_alloc(arena *a, size_t size)
 {
     if (size > SIZE_MAX / 2)
@@ -67,7 +48,7 @@ void *ar_alloc(arena *a, size_t size)
     if (!b || b->cap - b->used < size) {
         size_t want = sizeof *b + (size > AR_BLOCK ? size : AR_BLOCK);
         size_t mapped = (want + AR_HUGE - 1) / AR_HUGE * AR_HUGE;
-        void *m = map_aligned(mapped);
+        void *m = bb_map(mapped);
         if (!m)
             return NULL;
         b = m;

@@ -1,4 +1,5 @@
-/* diag.c: building diagnostics and counting them into the sink. */
+/* diag.c: building diagnostics and counting them into the sink, and the
+ * exit status each outcome gives. */
 #include "diag.h"
 
 #include <stdarg.h>
@@ -68,4 +69,13 @@ surg_status dg_nomem(surg_sink *sink, const char *file)
 {
     dg_file(sink, SURG_ERROR, "nomem", file, "out of memory");
     return SURG_ENOMEM;
+}
+
+int surg_exit_code(surg_status st)
+{
+    switch (st) {
+    case SURG_OK: return 0;
+    case SURG_EINVALID: return 1;
+    default: return 2;
+    }
 }

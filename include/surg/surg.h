@@ -323,6 +323,8 @@ int surg_natural_cmp(const char *a, const char *b);
 
 /* Parse a size such as "5GB", "500MiB" or "1000" (bytes). */
 surg_status surg_parse_size(const char *text, uint64_t *out);
+/* A size for people: "512 B", "9.4 MiB". Returns what snprintf returns. */
+int surg_format_size(uint64_t bytes, char *out, size_t cap);
 
 /* Remove every temporary output file still open. Async-signal-safe: a
  * signal handler calls it before the process dies. */

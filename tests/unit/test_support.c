@@ -112,6 +112,17 @@ static void test_sizes(void **state)
     assert_int_not_equal(surg_parse_size("5XB", &v), SURG_OK);
     assert_int_not_equal(surg_parse_size("99999999999999999999TB", &v), SURG_OK);
     assert_int_not_equal(surg_parse_size("20000000TB", &v), SURG_OK);
+
+    char b[32];
+    static const struct {
+        uint64_t n;
+        const char *s;
+    } shown[] = {{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {9856000, "9.4 MiB"},
+                 {3ull << 40, "3.0 TiB"}, {UINT64_MAX, "16.0 EiB"}};
+    for (size_t i = 0; i < sizeof shown / sizeof *shown; i++) {
+        surg_format_size(shown[i].n, b, sizeof b);
+        assert_string_equal(b, shown[i].s);
+    }
 }
 
 static void test_exit_codes(void **state)
