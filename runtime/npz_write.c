@@ -13,13 +13,9 @@
 
 #include "diag.h"
 #include "npy.h"
+#include "zip.h"
 
 enum {
-    LOCAL_SIZE = 30,
-    CDIR_SIZE = 46,
-    EOCD_SIZE = 22,
-    EOCD64_SIZE = 56,
-    LOCATOR_SIZE = 20,
     ALIGN = 64,
     PAD_ID = 0xD935, /* the alignment padding field of Android's zipalign */
     DOS_DATE = (0 << 9) | (1 << 5) | 1, /* 1980-01-01 */
@@ -128,7 +124,7 @@ static uint64_t place(nzw_entry *e, const surg_tensor_info *t, uint64_t at, bool
     e->usize = e->npy_len + t->nbytes;
     e->zip64 = force64 || e->usize >= MAX32;
     e->header_at = at;
-    uint64_t fixed = at + LOCAL_SIZE + e->name_len + (e->zip64 ? 20 : 0);
+    uint64_t fixed = at + ZIP_LOCAL_SIZE + e->name_len + (e->zip64 ? 20 : 0);
     uint64_t pad = (ALIGN - fixed % ALIGN) % ALIGN;
     if (pad && pad < 6)
         pad += ALIGN;
@@ -141,7 +137,7 @@ static uint64_t place(nzw_entry *e, const surg_tensor_info *t, uint64_t at, bool
 static uint64_t cd_entry_size(const nzw_entry *e, bool force64)
 {
     uint64_t x = (e->zip64 ? 16 : 0) + (force64 || e->header_at >= MAX32 ? 8 : 0);
-    return CDIR_SIZE + e->name_len + (x ? 4 + x : 0);
+    return ZIP_CDIR_SIZE + e->name_len + (x ? 4 + x : 0);
 }
 
 surg_status nzw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
@@ -187,14 +183,14 @@ surg_status nzw_layout_make(surg_sink *sink, const char *out_path, const stw_out
         z->cd_size += cd_entry_size(&z->e[i], out->force_zip64);
     z->zip64_end = out->force_zip64 || z->n >= 0xFFFF || z->cd_at >= MAX32 ||
                    z->cd_size >= MAX32;
-    z->end_size = EOCD_SIZE + (z->zip64_end ? EOCD64_SIZE + LOCATOR_SIZE : 0);
+    z->end_size = ZIP_EOCD_SIZE + (z->zip64_end ? ZIP_EOCD64_SIZE + ZIP_LOCATOR_SIZE : 0);
     f->size = z->cd_at + z->cd_size + z->end_size;
     return SURG_OK;
 }
 
 static void local_header(unsigned char *p, const nzw_entry *e, const char *name, uint32_t crc)
 {
-    put32(p, 0x04034b50);
+    put32(p, ZIP_SIG_LOCAL);
     put16(p + 4, e->zip64 ? 45 : 20);
     put16(p + 6, ascii(name) ? 0 : 0x800);
     put16(p + 8, 0);
@@ -205,7 +201,7 @@ static void local_header(unsigned char *p, const nzw_entry *e, const char *name,
     put32(p + 22, e->zip64 ? MAX32 : e->usize);
     put16(p + 26, e->name_len);
     put16(p + 28, e->extra_len);
-    unsigned char *q = p + LOCAL_SIZE;
+    unsigned char *q = p + ZIP_LOCAL_SIZE;
     memcpy(q, name, e->name_len - 4);
     memcpy(q + e->name_len - 4, ".npy", 4);
     q += e->name_len;
@@ -236,7 +232,7 @@ surg_status nzw_layout_open(stw_layout *lay, surg_sink *sink)
     for (size_t i = 0; i < z->n && !st; i++) {
         const nzw_entry *e = &z->e[i];
         const surg_tensor_info *t = &lay->out->tensors[e->t];
-        size_t head = LOCAL_SIZE + e->name_len + e->extra_len;
+        size_t head = ZIP_LOCAL_SIZE + e->name_len + e->extra_len;
         b.len = 0;
         while (b.len < head && !b.failed)
             buf_putc(&b, 0);
@@ -325,8 +321,8 @@ static void cd_entry(buf *b, const nzw_entry *e, const char *name, uint32_t crc,
 {
     bool off64 = force64 || e->header_at >= MAX32;
     uint16_t x = (uint16_t)((e->zip64 ? 16 : 0) + (off64 ? 8 : 0));
-    unsigned char p[CDIR_SIZE + 4 + 24];
-    put32(p, 0x02014b50);
+    unsigned char p[ZIP_CDIR_SIZE + 4 + 24];
+    put32(p, ZIP_SIG_CDIR);
     put16(p + 4, MADE_BY);
     put16(p + 6, e->zip64 || off64 ? 45 : 20);
     put16(p + 8, ascii(name) ? 0 : 0x800);
@@ -343,12 +339,12 @@ static void cd_entry(buf *b, const nzw_entry *e, const char *name, uint32_t crc,
     put16(p + 36, 0);
     put32(p + 38, (uint64_t)0100644 << 16);
     put32(p + 42, off64 ? MAX32 : e->header_at);
-    buf_append(b, p, CDIR_SIZE);
+    buf_append(b, p, ZIP_CDIR_SIZE);
     buf_append(b, name, e->name_len - 4);
     buf_append(b, ".npy", 4);
     if (!x)
         return;
-    unsigned char *q = p + CDIR_SIZE;
+    unsigned char *q = p + ZIP_CDIR_SIZE;
     size_t k = 4;
     put16(q, 1);
     put16(q + 2, x);
@@ -366,30 +362,30 @@ static void cd_entry(buf *b, const nzw_entry *e, const char *name, uint32_t crc,
 
 static void end_records(buf *b, const nzw_layout *z)
 {
-    unsigned char p[EOCD64_SIZE + LOCATOR_SIZE + EOCD_SIZE] = {0};
+    unsigned char p[ZIP_EOCD64_SIZE + ZIP_LOCATOR_SIZE + ZIP_EOCD_SIZE] = {0};
     unsigned char *q = p;
     if (z->zip64_end) {
-        put32(q, 0x06064b50);
-        put64(q + 4, EOCD64_SIZE - 12);
+        put32(q, ZIP_SIG_EOCD64);
+        put64(q + 4, ZIP_EOCD64_SIZE - 12);
         put16(q + 12, MADE_BY);
         put16(q + 14, 45);
         put64(q + 24, z->n);
         put64(q + 32, z->n);
         put64(q + 40, z->cd_size);
         put64(q + 48, z->cd_at);
-        q += EOCD64_SIZE;
-        put32(q, 0x07064b50);
+        q += ZIP_EOCD64_SIZE;
+        put32(q, ZIP_SIG_LOCATOR);
         put64(q + 8, z->cd_at + z->cd_size);
         put32(q + 16, 1);
-        q += LOCATOR_SIZE;
+        q += ZIP_LOCATOR_SIZE;
     }
     uint64_t n = z->n < 0xFFFF ? z->n : 0xFFFF;
-    put32(q, 0x06054b50);
+    put32(q, ZIP_SIG_EOCD);
     put16(q + 8, n);
     put16(q + 10, n);
     put32(q + 12, z->cd_size < MAX32 ? z->cd_size : MAX32);
     put32(q + 16, z->cd_at < MAX32 ? z->cd_at : MAX32);
-    q += EOCD_SIZE;
+    q += ZIP_EOCD_SIZE;
     buf_append(b, p, (size_t)(q - p));
 }
 

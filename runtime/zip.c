@@ -15,20 +15,9 @@
 #include "strsort.h"
 
 enum {
-    EOCD_SIZE = 22,
-    EOCD64_SIZE = 56,
-    LOCATOR_SIZE = 20,
-    CDIR_SIZE = 46,
-    LOCAL_SIZE = 30,
     MAX_COMMENT = 65535,
     IN_BUF = 64 << 10,
 };
-
-#define SIG_EOCD 0x06054b50u
-#define SIG_EOCD64 0x06064b50u
-#define SIG_LOCATOR 0x07064b50u
-#define SIG_CDIR 0x02014b50u
-#define SIG_LOCAL 0x04034b50u
 
 /* Deflate codes each match of at most 258 bytes in at least 2 bits. */
 #define DEFLATE_MAX_RATIO 1032u
@@ -60,8 +49,8 @@ typedef struct dir_place {
 static surg_status find_eocd(zip_archive *z, surg_sink *sink, unsigned char *tail, size_t n,
                              size_t *at)
 {
-    for (size_t i = n - EOCD_SIZE + 1; i-- > 0;)
-        if (le32(tail + i) == SIG_EOCD && i + EOCD_SIZE + le16(tail + i + 20) == n) {
+    for (size_t i = n - ZIP_EOCD_SIZE + 1; i-- > 0;)
+        if (le32(tail + i) == ZIP_SIG_EOCD && i + ZIP_EOCD_SIZE + le16(tail + i + 20) == n) {
             *at = i;
             return SURG_OK;
         }
@@ -76,15 +65,15 @@ static surg_status read_zip64_end(zip_archive *z, surg_sink *sink, uint64_t loca
     uint64_t at = le64(loc + 8);
     if (le32(loc + 4) != 0 || le32(loc + 16) != 1)
         return FAIL(sink, z, "zip-multi-disk", "archives spanning several disks are not read");
-    if (at > locator_at || locator_at - at < EOCD64_SIZE)
+    if (at > locator_at || locator_at - at < ZIP_EOCD64_SIZE)
         return FAIL(sink, z, "zip-bad-end",
                     "the ZIP64 end record's offset %llu is not before its locator",
                     (unsigned long long)at);
-    unsigned char r[EOCD64_SIZE];
+    unsigned char r[ZIP_EOCD64_SIZE];
     surg_status st = read_at(z, sink, r, sizeof r, at);
     if (st)
         return st;
-    if (le32(r) != SIG_EOCD64)
+    if (le32(r) != ZIP_SIG_EOCD64)
         return FAIL(sink, z, "zip-bad-end", "no ZIP64 end record where its locator points (%llu)",
                     (unsigned long long)at);
     if (le32(r + 16) != 0 || le32(r + 20) != 0 || le64(r + 24) != le64(r + 32))
@@ -98,14 +87,14 @@ static surg_status read_zip64_end(zip_archive *z, surg_sink *sink, uint64_t loca
 
 static surg_status read_end(zip_archive *z, surg_sink *sink, dir_place *d)
 {
-    if (z->size < EOCD_SIZE)
+    if (z->size < ZIP_EOCD_SIZE)
         return FAIL(sink, z, "zip-no-end",
                     "not a zip archive: %llu bytes, fewer than an end of central directory "
                     "record",
                     (unsigned long long)z->size);
-    size_t n = z->size < EOCD_SIZE + MAX_COMMENT + LOCATOR_SIZE
+    size_t n = z->size < ZIP_EOCD_SIZE + MAX_COMMENT + ZIP_LOCATOR_SIZE
                    ? (size_t)z->size
-                   : EOCD_SIZE + MAX_COMMENT + LOCATOR_SIZE;
+                   : ZIP_EOCD_SIZE + MAX_COMMENT + ZIP_LOCATOR_SIZE;
     unsigned char *tail = malloc(n);
     if (!tail)
         return dg_nomem(sink, z->path);
@@ -121,11 +110,11 @@ static surg_status read_end(zip_archive *z, surg_sink *sink, dir_place *d)
     const unsigned char *e = tail + at;
     *d = (dir_place){le16(e + 10), le32(e + 16), le32(e + 12), base + at};
     bool multi = le16(e + 4) != 0 || le16(e + 6) != 0 || le16(e + 8) != le16(e + 10);
-    if (at >= LOCATOR_SIZE && le32(e - LOCATOR_SIZE) == SIG_LOCATOR) {
-        unsigned char loc[LOCATOR_SIZE];
-        memcpy(loc, e - LOCATOR_SIZE, sizeof loc);
+    if (at >= ZIP_LOCATOR_SIZE && le32(e - ZIP_LOCATOR_SIZE) == ZIP_SIG_LOCATOR) {
+        unsigned char loc[ZIP_LOCATOR_SIZE];
+        memcpy(loc, e - ZIP_LOCATOR_SIZE, sizeof loc);
         free(tail);
-        return read_zip64_end(z, sink, base + at - LOCATOR_SIZE, loc, d);
+        return read_zip64_end(z, sink, base + at - ZIP_LOCATOR_SIZE, loc, d);
     }
     free(tail);
     if (multi)
@@ -198,33 +187,33 @@ static surg_status check_entry(zip_archive *z, surg_sink *sink, const zip_entry 
 static surg_status parse_entry(zip_archive *z, surg_sink *sink, arena *ar,
                                const unsigned char *p, size_t left, size_t *used, zip_entry *e)
 {
-    if (left < CDIR_SIZE || le32(p) != SIG_CDIR)
+    if (left < ZIP_CDIR_SIZE || le32(p) != ZIP_SIG_CDIR)
         return FAIL(sink, z, "zip-bad-directory",
                     "the central directory is malformed: entry %zu is not a directory "
                     "record",
                     (size_t)(e - z->entries) + 1);
     size_t nlen = le16(p + 28), xlen = le16(p + 30), clen = le16(p + 32);
-    if (CDIR_SIZE + nlen + xlen + clen > left)
+    if (ZIP_CDIR_SIZE + nlen + xlen + clen > left)
         return FAIL(sink, z, "zip-bad-directory",
                     "the central directory is malformed: entry %zu runs past its end",
                     (size_t)(e - z->entries) + 1);
-    if (nlen == 0 || memchr(p + CDIR_SIZE, 0, nlen))
+    if (nlen == 0 || memchr(p + ZIP_CDIR_SIZE, 0, nlen))
         return FAIL(sink, z, "zip-bad-name",
                     "entry %zu has an empty name or one holding a NUL byte",
                     (size_t)(e - z->entries) + 1);
-    char *name = ar_strndup(ar, (const char *)p + CDIR_SIZE, nlen);
+    char *name = ar_strndup(ar, (const char *)p + ZIP_CDIR_SIZE, nlen);
     if (!name)
         return dg_nomem(sink, z->path);
     *e = (zip_entry){.name = name, .name_len = (uint32_t)nlen, .method = le16(p + 10),
                      .flags = le16(p + 8), .crc = le32(p + 16), .check_crc = true,
                      .csize = le32(p + 20), .usize = le32(p + 24), .header_at = le32(p + 42)};
     uint32_t disk = le16(p + 34);
-    surg_status st = zip64_fields(z, sink, p + CDIR_SIZE + nlen, xlen, e, &disk, name);
+    surg_status st = zip64_fields(z, sink, p + ZIP_CDIR_SIZE + nlen, xlen, e, &disk, name);
     if (!st && disk != 0)
         st = FAIL(sink, z, "zip-multi-disk", "entry \"%s\" is on another disk", name);
     if (!st)
         st = check_entry(z, sink, e);
-    *used = CDIR_SIZE + nlen + xlen + clen;
+    *used = ZIP_CDIR_SIZE + nlen + xlen + clen;
     return st;
 }
 
@@ -235,7 +224,7 @@ static surg_status read_directory(zip_archive *z, surg_sink *sink, arena *ar, co
                     "the central directory (%llu bytes at %llu) is not inside the file before "
                     "its end record",
                     (unsigned long long)d->size, (unsigned long long)d->at);
-    if (d->n > d->size / CDIR_SIZE)
+    if (d->n > d->size / ZIP_CDIR_SIZE)
         return FAIL(sink, z, "zip-bad-directory",
                     "the end record claims %llu entries, more than a central directory of %llu "
                     "bytes holds",
@@ -269,7 +258,7 @@ static surg_status read_directory(zip_archive *z, surg_sink *sink, arena *ar, co
  * directory's: any other length is refused anyway). */
 static surg_status read_local(zip_archive *z, surg_sink *sink, zip_entry *e, uint64_t dir_at)
 {
-    uint64_t len = LOCAL_SIZE + (uint64_t)e->name_len;
+    uint64_t len = ZIP_LOCAL_SIZE + (uint64_t)e->name_len;
     if (e->header_at > dir_at || dir_at - e->header_at < len)
         return FAIL(sink, z, "zip-bad-offset",
                     "entry \"%s\": its local header offset %llu is not before the central "
@@ -280,13 +269,13 @@ static surg_status read_local(zip_archive *z, surg_sink *sink, zip_entry *e, uin
         return dg_nomem(sink, z->path);
     surg_status st = read_at(z, sink, h, len, e->header_at);
     uint64_t nlen = st ? 0 : le16(h + 26), xlen = st ? 0 : le16(h + 28);
-    uint64_t data = e->header_at + LOCAL_SIZE + nlen + xlen;
+    uint64_t data = e->header_at + ZIP_LOCAL_SIZE + nlen + xlen;
     if (st)
         ;
-    else if (le32(h) != SIG_LOCAL)
+    else if (le32(h) != ZIP_SIG_LOCAL)
         st = FAIL(sink, z, "zip-bad-offset", "entry \"%s\": no local header at offset %llu",
                   e->name, (unsigned long long)e->header_at);
-    else if (nlen != e->name_len || memcmp(h + LOCAL_SIZE, e->name, nlen) != 0)
+    else if (nlen != e->name_len || memcmp(h + ZIP_LOCAL_SIZE, e->name, nlen) != 0)
         st = FAIL(sink, z, "zip-bad-local",
                   "entry \"%s\": the local header's name differs from the directory's", e->name);
     else if (data > dir_at || dir_at - data < e->csize)

@@ -26,6 +26,21 @@
 #include "arena.h"
 #include "surg/surg.h"
 
+/* The fixed part of each record, and its signature (APPNOTE 4.3), for the
+ * reader and the .npz writer alike. */
+enum {
+    ZIP_LOCAL_SIZE = 30,
+    ZIP_CDIR_SIZE = 46,
+    ZIP_EOCD_SIZE = 22,
+    ZIP_EOCD64_SIZE = 56,
+    ZIP_LOCATOR_SIZE = 20,
+};
+#define ZIP_SIG_LOCAL 0x04034b50u
+#define ZIP_SIG_CDIR 0x02014b50u
+#define ZIP_SIG_EOCD 0x06054b50u
+#define ZIP_SIG_EOCD64 0x06064b50u
+#define ZIP_SIG_LOCATOR 0x07064b50u
+
 enum {
     ZIP_STORED = 0,
     ZIP_DEFLATED = 8,

@@ -37,23 +37,6 @@ static void same_data(surg_ckpt *a, surg_ckpt *b, surg_sink *sink)
     }
 }
 
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fz_fail("cannot read back", path);
-    size_t cap = 1 << 12, n = 0;
-    uint8_t *b = malloc(cap);
-    for (size_t got; b && (got = fread(b + n, 1, cap - n, f)) > 0;)
-        if ((n += got) == cap)
-            b = realloc(b, cap *= 2);
-    fclose(f);
-    if (!b)
-        abort();
-    *len = n;
-    return b;
-}
-
 static void one(const char *in, surg_ckpt_kind kind, surg_sink *sink)
 {
     const char *npz = fz_path(1, "out.npz");
@@ -82,7 +65,7 @@ static void one(const char *in, surg_ckpt_kind kind, surg_sink *sink)
     if (surg_ckpt_write(copy, again, NULL, sink) != SURG_OK)
         fz_fail("writing an .npz of its own output failed", again);
     size_t n1, n2;
-    uint8_t *b1 = slurp(npz, &n1), *b2 = slurp(again, &n2);
+    uint8_t *b1 = fz_slurp(npz, &n1), *b2 = fz_slurp(again, &n2);
     if (n1 != n2 || memcmp(b1, b2, n1) != 0)
         fz_fail("rewriting the .npz output changed its bytes", NULL);
     free(b1);

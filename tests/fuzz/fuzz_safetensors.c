@@ -63,23 +63,6 @@ static surg_ckpt *reopen(const char *path, surg_sink *sink)
     return ck;
 }
 
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fz_fail("cannot read back", path);
-    size_t cap = 1 << 12, n = 0;
-    uint8_t *b = malloc(cap);
-    for (size_t got; b && (got = fread(b + n, 1, cap - n, f)) > 0;)
-        if ((n += got) == cap)
-            b = realloc(b, cap *= 2);
-    fclose(f);
-    if (!b)
-        abort();
-    *len = n;
-    return b;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *in = fz_path(0, "in.safetensors");
@@ -128,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (surg_ckpt_write(copy, again, NULL, &sink) != SURG_OK)
         fz_fail("surg_ckpt_write failed on its own output", again);
     size_t n1, n2;
-    uint8_t *b1 = slurp(out, &n1), *b2 = slurp(again, &n2);
+    uint8_t *b1 = fz_slurp(out, &n1), *b2 = fz_slurp(again, &n2);
     if (n1 != n2 || memcmp(b1, b2, n1) != 0)
         fz_fail("rewriting the output changed its bytes", NULL);
     free(b1);

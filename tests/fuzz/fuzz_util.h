@@ -149,6 +149,25 @@ static inline void fz_fail(const char *what, const char *name)
     abort();
 }
 
+/* The whole of a file the harness wrote, to compare outputs byte for byte;
+ * the caller frees. */
+static inline uint8_t *fz_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fz_fail("cannot read back", path);
+    size_t cap = 1 << 12, n = 0;
+    uint8_t *b = malloc(cap);
+    for (size_t got; b && (got = fread(b + n, 1, cap - n, f)) > 0;)
+        if ((n += got) == cap)
+            b = realloc(b, cap *= 2);
+    fclose(f);
+    if (!b)
+        abort();
+    *len = n;
+    return b;
+}
+
 static inline int fz_same_shape(const surg_tensor_info *a, const surg_tensor_info *b)
 {
     if (a->rank != b->rank || a->dtype != b->dtype || a->nelems != b->nelems ||
