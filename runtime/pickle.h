@@ -47,7 +47,7 @@ typedef enum pk_kind {
 } pk_kind;
 
 /* The globals a torch.save state dict uses: X(ENUM, module, name). Storage
- * types and dtypes have tables of their own (pickle.c), and so do the
+ * types and dtypes have tables of their own (pickle_torch.c), and so do the
  * classes whose objects are read as opaque values (PK_G_OBJECT: torch.device,
  * NumPy scalars and dtypes, which training checkpoints hold beside their
  * tensors) and set and frozenset (PK_G_SET). */
