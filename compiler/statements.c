@@ -158,7 +158,10 @@ static void lower_tie(lw *L, const ast_stmt *s)
     if (L->errors == before)
         for (size_t i = 0; targets && i < ms.n; i++) {
             retarget_aliases(L, ms.m[i].name, targets[i]);
-            L->nomem |= !sv_add_alias(&L->st, ms.m[i].name, targets[i]);
+            if (sv_add_alias(&L->st, ms.m[i].name, targets[i]))
+                L->st.aliases[L->st.n_alias - 1].at = s->span; /* for output checks */
+            else
+                L->nomem = true;
         }
     L->nomem |= !targets;
     free(targets);

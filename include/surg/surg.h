@@ -238,6 +238,30 @@ surg_status surg_compile(const surg_recipe *r, surg_ckpt *from, surg_sink *sink,
                          surg_program **out);
 void surg_program_free(surg_program *p);
 
+/* Where the result will be written, when that is known before compiling
+ * (`surg run` knows OUT). Every name of the result, tied names included,
+ * must then be one its output's format holds, and one surg reads back: a
+ * name of more than 65,531 bytes cannot go to an `.npz` (its zip entry
+ * `NAME.npy` would pass 65,535). Each error points at the statement that
+ * gave the name (file:line:col), or at the input whose name it is. Names no
+ * format holds (empty, not UTF-8, `__metadata__`) are errors in every
+ * compile, at the statement that makes them. */
+typedef struct surg_compile_opts {
+    const char *out_path; /* one output: its format follows its name, as surg_run's */
+    /* Or several, as surg_run_opts.outputs: each name under an output's
+     * prefix is written there with the prefix taken off (so "params/" alone
+     * would be an empty name). A NULL path: that output's format is not
+     * known, only the rules every format shares apply. */
+    const surg_ckpt_part *outputs;
+    size_t n_outputs;
+} surg_compile_opts;
+
+/* surg_compile with what is known of the output; `opts` may be NULL (then
+ * it is surg_compile). */
+surg_status surg_compile_for(const surg_recipe *r, surg_ckpt *from,
+                             const surg_compile_opts *opts, surg_sink *sink,
+                             surg_program **out);
+
 /* The tensors of the result, in byte order of names. */
 size_t surg_program_output_count(const surg_program *p);
 const surg_tensor_info *surg_program_output(const surg_program *p, size_t i);
