@@ -168,11 +168,11 @@ static bool removes_any(const lw *L, const change *c)
 
 /* A name no format can hold is an error at the statement that makes it,
  * whatever the output. */
-static void check_name(lw *L, const named *n, const char *verb)
+static bool check_name(lw *L, const named *n, const char *verb)
 {
     const char *why = tn_problem(n->name, strlen(n->name));
     if (!why)
-        return;
+        return true;
     char shown[80];
     if (strcmp(n->source, n->name) == 0)
         lw_error(L, n->at, "name-invalid", NULL, 0,
@@ -182,6 +182,7 @@ static void check_name(lw *L, const named *n, const char *verb)
         lw_error(L, n->at, "name-invalid", NULL, 0,
                  "%s of \"%s\" makes \"%s\", which cannot be a tensor name: %s", verb,
                  n->source, tn_short(n->name, shown, 64), why);
+    return false;
 }
 
 /* New names must be distinct and free (errors name both sides); then they
@@ -198,7 +199,8 @@ void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
     for (size_t i = 0; i < count; i++) {
         if (!n[i].name || !n[i].source)
             continue; /* out of memory: already said */
-        check_name(L, &n[i], verb);
+        if (!check_name(L, &n[i], verb))
+            continue; /* not also a collision */
         if (i && strcmp(n[i].name, n[i - 1].name) == 0)
             lw_error(L, n[i].at, "name-collision", NULL, 0,
                      "%s maps both \"%s\" and \"%s\" to \"%s\"", verb, n[i - 1].source,
