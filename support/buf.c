@@ -100,7 +100,9 @@ static uint32_t decode(const unsigned char *p, size_t k)
 /* One rule for every JSON surg writes (headers, indexes, schemas, plans,
  * diagnostics). '"' and '\\' are escaped, and every control character —
  * C0, DEL and C1 (U+0080-U+009F) — is \b, \f, \n, \r, \t or \u00XX, so
- * no raw control byte reaches a strict parser or a terminal. A byte that
+ * no raw control byte reaches a strict parser or a terminal; so are the line
+ * and paragraph separators U+2028 and U+2029, which split lines for some
+ * readers of JSON lines (Python's str.splitlines, JavaScript). A byte that
  * does not begin well-formed UTF-8 (a file name from the command line, an
  * entry name of a damaged archive) is \ufffd, the replacement character,
  * as a decoder with errors="replace" shows it: JSON holds text, not bytes.
@@ -134,7 +136,7 @@ static void json_string(buf *b, const char *s, bool ascii)
         case 0x100: buf_puts(b, "\\ufffd"); k = 1; break;
         default: {
             uint32_t cp = decode(p, k);
-            if (ascii || cp < 0xA0)
+            if (ascii || cp < 0xA0 || cp == 0x2028 || cp == 0x2029)
                 put_codepoint_escaped(b, cp);
             else
                 buf_append(b, p, k);

@@ -28,8 +28,9 @@ void buf_double(buf *b, double v);
 /* Shortest text of a float value. */
 void buf_float(buf *b, float v);
 /* A JSON string literal, valid JSON for any bytes: escaped as serde_json
- * escapes it, and DEL and the C1 controls (U+0080-U+009F) as \u00XX too; a
- * byte that does not begin well-formed UTF-8 becomes \ufffd. */
+ * escapes it, and DEL, the C1 controls (U+0080-U+009F), U+2028 and U+2029
+ * as \uXXXX too; a byte that does not begin well-formed UTF-8 becomes
+ * \ufffd. */
 void buf_json_string(buf *b, const char *s);
 /* The same, with every non-ASCII character escaped as \uXXXX (surrogate
  * pairs past U+FFFF), as Python's json.dumps writes by default. */

@@ -58,7 +58,8 @@ typedef void (*surg_diag_fn)(const surg_diag *diag, void *user);
 /* A diagnostic as one line of JSON, without the newline: "file", then
  * "line", "column", "end_line", "end_column" when it has a place, then
  * "severity", "code", "message" and "notes". Valid JSON whatever its text
- * holds: control characters (DEL and U+0080-U+009F too) are \u escapes,
+ * holds: control characters (DEL and U+0080-U+009F too) and the line
+ * separators U+2028 and U+2029 are \u escapes,
  * and a byte that is not UTF-8 (a file name can be any bytes) is \ufffd.
  * The caller frees; NULL when out of memory. */
 char *surg_diag_json(const surg_diag *d);
