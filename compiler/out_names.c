@@ -44,6 +44,7 @@ static void check_one(lw *L, const surg_ckpt_part *outs, size_t n, const char *n
     buf_printf(&msg, "cannot be written %s%s: %s", plen ? "there" : "to ",
                plen ? "" : outs[k].path, why);
     const char *text = msg.failed ? "(out of memory)" : msg.data;
+    L->nomem |= msg.failed;
     if (at.end) {
         lw_error(L, at, "name-output", NULL, 0, "%s", text);
     } else { /* the input's own name */
