@@ -27,7 +27,8 @@ static bool initial_state(lw *L, surg_ckpt *in)
         cg_id id = cg_add(&L->g, &node);
         if (id == CG_NONE)
             return false;
-        e[i] = (sv_entry){.name = t->name, .node = id, .len = (uint32_t)strlen(t->name)}; /* sorted */
+        /* already sorted; {0, 0}: the input's own name */
+        e[i] = (sv_entry){.name = t->name, .node = id, .len = (uint32_t)strlen(t->name)};
         L->naive_dict += t->nbytes; /* the naive way loads everything */
     }
     L->naive_peak = L->naive_dict;
