@@ -33,7 +33,9 @@ int cmd_plan(int argc, char **argv, diag_printer *dp)
         st = surg_plan_build(c.prog, a.threads, &plan);
     if (!st) {
         char *text = a.json ? surg_plan_json(plan) : surg_plan_text(plan);
-        if (text)
+        if (text && a.json)
+            fputs(text, stdout); /* JSON escapes every control character itself */
+        else if (text)
             put_safe(stdout, text, true);
         else
             st = SURG_ENOMEM;

@@ -104,8 +104,13 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
         st = st_from;
     if (st_to > st)
         st = st_to;
+    /* What is known of the output, so every name is checked against it. */
+    surg_ckpt_part split[2];
+    surg_compile_opts o = {.out_path = a->out, .outputs = split, .n_outputs = a->n_parts};
+    for (size_t k = 0; k < a->n_parts; k++)
+        split[k] = (surg_ckpt_part){a->parts[k].prefix, a->n_outs ? a->outs[k].path : NULL};
     if (!st)
-        st = surg_compile(c->recipe, c->from, sink, &c->prog);
+        st = surg_compile_for(c->recipe, c->from, &o, sink, &c->prog);
     if (!st && c->to)
         st = surg_program_check_target(c->prog, c->to, sink);
     /* Split inputs make split outputs: every tensor must have a place. */

@@ -1,5 +1,6 @@
 /* print_diag.c: printing diagnostics the way a C compiler does, as JSON
  * lines, or as GitHub Actions annotations. */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -26,40 +27,14 @@ static const char *severity_color(surg_severity s)
                                                                : "\033[1;36m";
 }
 
-static void json_str(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", out);
-        else if (*p < 0x20)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
-    }
-    fputc('"', out);
-}
-
 static void print_json(FILE *out, const surg_diag *d)
 {
-    fputs("{\"file\":", out);
-    json_str(out, d->file);
-    if (d->line)
-        fprintf(out, ",\"line\":%u,\"column\":%u,\"end_line\":%u,\"end_column\":%u",
-                d->line, d->col, d->end_line, d->end_col);
-    fprintf(out, ",\"severity\":\"%s\",\"code\":", severity_name(d->severity));
-    json_str(out, d->code);
-    fputs(",\"message\":", out);
-    json_str(out, d->message);
-    fputs(",\"notes\":[", out);
-    for (size_t i = 0; i < d->n_notes; i++) {
-        if (i)
-            fputc(',', out);
-        json_str(out, d->notes[i]);
-    }
-    fputs("]}\n", out);
+    char *line = surg_diag_json(d);
+    fputs(line ? line : "{\"file\":\"surg\",\"severity\":\"error\",\"code\":\"nomem\","
+                        "\"message\":\"out of memory\",\"notes\":[]}",
+          out);
+    fputc('\n', out);
+    free(line);
 }
 
 /* GitHub's workflow commands escape %, CR and LF in the message, and also

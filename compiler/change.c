@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "strsort.h"
+#include "tensor_name.h"
 
 bool change_init(lw *L, change *c)
 {
@@ -28,7 +29,7 @@ void change_remove(change *c, size_t e)
     c->touched[e] = 1;
 }
 
-void change_add(lw *L, change *c, const char *name, cg_id node)
+void change_add(lw *L, change *c, const char *name, cg_id node, src_span at)
 {
     if (c->n_added == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 16;
@@ -40,7 +41,7 @@ void change_add(lw *L, change *c, const char *name, cg_id node)
         c->added = a;
         c->cap = cap;
     }
-    c->added[c->n_added++] = (sv_entry){name, node, 0};
+    c->added[c->n_added++] = (sv_entry){name, node, 0, at};
 }
 
 /* A new value for an entry that keeps its name: no reordering needed. */
@@ -56,7 +57,7 @@ void change_update(lw *L, change *c, size_t entry, cg_id node)
         c->updated = u;
         c->cap_updated = cap;
     }
-    c->updated[c->n_updated++] = (sv_entry){NULL, node, (uint32_t)entry};
+    c->updated[c->n_updated++] = (sv_entry){.node = node, .len = (uint32_t)entry};
     c->touched[entry] = 1;
 }
 
@@ -165,6 +166,25 @@ static bool removes_any(const lw *L, const change *c)
     return false;
 }
 
+/* A name no format can hold is an error at the statement that makes it,
+ * whatever the output. */
+static bool check_name(lw *L, const named *n, const char *verb)
+{
+    const char *why = tn_problem(n->name, strlen(n->name));
+    if (!why)
+        return true;
+    char shown[80];
+    if (strcmp(n->source, n->name) == 0)
+        lw_error(L, n->at, "name-invalid", NULL, 0,
+                 "%s makes \"%s\", which cannot be a tensor name: %s", verb,
+                 tn_short(n->name, shown, 64), why);
+    else
+        lw_error(L, n->at, "name-invalid", NULL, 0,
+                 "%s of \"%s\" makes \"%s\", which cannot be a tensor name: %s", verb,
+                 n->source, tn_short(n->name, shown, 64), why);
+    return false;
+}
+
 /* New names must be distinct and free (errors name both sides); then they
  * join the change, already in order. */
 void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
@@ -177,6 +197,10 @@ void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
     }
     mark_taken(L, c, n, count, busy);
     for (size_t i = 0; i < count; i++) {
+        if (!n[i].name || !n[i].source)
+            continue; /* out of memory: already said */
+        if (!check_name(L, &n[i], verb))
+            continue; /* not also a collision */
         if (i && strcmp(n[i].name, n[i - 1].name) == 0)
             lw_error(L, n[i].at, "name-collision", NULL, 0,
                      "%s maps both \"%s\" and \"%s\" to \"%s\"", verb, n[i - 1].source,
@@ -192,6 +216,6 @@ void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
     free(busy);
     c->added_sorted = c->n_added == 0;
     for (size_t i = 0; i < count; i++)
-        change_add(L, c, n[i].name, n[i].node);
+        change_add(L, c, n[i].name, n[i].node, n[i].at);
 }
 

@@ -27,7 +27,8 @@ typedef struct named {
 bool change_init(lw *L, change *c);
 /* Remove entry e (a name that goes away or moves). */
 void change_remove(change *c, size_t e);
-void change_add(lw *L, change *c, const char *name, cg_id node);
+/* `at`: the place that names it, where an error about the name points. */
+void change_add(lw *L, change *c, const char *name, cg_id node, src_span at);
 /* A new value for an entry that keeps its name. */
 void change_update(lw *L, change *c, size_t entry, cg_id node);
 /* Commit if the statement reported no error since `errors_before`; free. */

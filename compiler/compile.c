@@ -7,6 +7,7 @@
 #include "diag.h"
 #include "lower.h"
 #include "mirror.h"
+#include "out_names.h"
 #include "program.h"
 #include "recipe.h"
 
@@ -26,7 +27,8 @@ static bool initial_state(lw *L, surg_ckpt *in)
         cg_id id = cg_add(&L->g, &node);
         if (id == CG_NONE)
             return false;
-        e[i] = (sv_entry){t->name, id, (uint32_t)strlen(t->name)}; /* already sorted */
+        /* already sorted; {0, 0}: the input's own name */
+        e[i] = (sv_entry){.name = t->name, .node = id, .len = (uint32_t)strlen(t->name)};
         L->naive_dict += t->nbytes; /* the naive way loads everything */
     }
     L->naive_peak = L->naive_dict;
@@ -106,6 +108,12 @@ static bool finish(lw *L, surg_program *p)
 surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *sink,
                          surg_program **out)
 {
+    return surg_compile_for(recipe, from, NULL, sink, out);
+}
+
+surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
+                             const surg_compile_opts *opts, surg_sink *sink, surg_program **out)
+{
     *out = NULL;
     const ast_recipe *r = gr_recipe_ast(recipe);
     surg_program *p = calloc(1, sizeof *p);
@@ -122,6 +130,8 @@ surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *
         lw_statements(&L, r);
     if (ok && !L.nomem && L.errors == 0)
         mr_check_all(&L); /* slots a recipe changed by hand must still mirror */
+    if (ok && !L.nomem && L.errors == 0 && opts)
+        on_check_outputs(&L, opts, from);
     p->g = L.g; /* the program owns the graph from here on */
     ok = ok && !L.nomem && L.errors == 0 && finish(&L, p);
     surg_status st = L.nomem ? dg_nomem(sink, r->src.path) : L.errors ? SURG_EINVALID

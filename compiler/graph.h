@@ -146,6 +146,7 @@ typedef struct cg_output {
 /* A tied name: stored once, as `target`'s data. */
 typedef struct cg_alias {
     const char *name, *target;
+    src_span at; /* the `tie` that made it; {0, 0}: recorded in the input */
 } cg_alias;
 
 typedef struct cg_graph {

@@ -110,7 +110,7 @@ bool sv_add_alias(sv_state *s, const char *name, const char *target)
         s->aliases = a;
         s->cap_alias = cap;
     }
-    s->aliases[s->n_alias++] = (cg_alias){name, target};
+    s->aliases[s->n_alias++] = (cg_alias){.name = name, .target = target};
     return true;
 }
 

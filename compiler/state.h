@@ -14,6 +14,7 @@ typedef struct sv_entry {
     const char *name; /* first: the key ss_sort sorts by */
     cg_id node;
     uint32_t len;     /* strlen(name) */
+    src_span at;      /* the statement's text that gave the name; {0, 0}: the input's */
 } sv_entry;
 
 typedef struct sv_state {

@@ -158,7 +158,10 @@ static void lower_tie(lw *L, const ast_stmt *s)
     if (L->errors == before)
         for (size_t i = 0; targets && i < ms.n; i++) {
             retarget_aliases(L, ms.m[i].name, targets[i]);
-            L->nomem |= !sv_add_alias(&L->st, ms.m[i].name, targets[i]);
+            if (sv_add_alias(&L->st, ms.m[i].name, targets[i]))
+                L->st.aliases[L->st.n_alias - 1].at = s->span; /* for output checks */
+            else
+                L->nomem = true;
         }
     L->nomem |= !targets;
     free(targets);
@@ -943,8 +946,9 @@ static void lower_init_lora(lw *L, const ast_stmt *s)
         surg_dtype dt = w->dtype; /* w may move as nodes are added */
         cg_id va = lw_init(L, ia, dt, 2, sa, na, lay, s->span);
         cg_id vb = lw_init(L, ib, dt, 2, sb, nb, lay, s->span);
-        names[n_named++] = (named){na, m->name, s->span, va};
-        names[n_named++] = (named){nb, m->name, s->span, vb};
+        /* A name's errors point at its `as` template, if written. */
+        names[n_named++] = (named){na, m->name, o.as ? o.as->span : s->span, va};
+        names[n_named++] = (named){nb, m->name, o.as ? o.as->next->span : s->span, vb};
         mr_created(L, names, &n_named, na, va, s->span); /* new parameters: zero slots */
         mr_created(L, names, &n_named, nb, vb, s->span);
         if (L->errors == before)

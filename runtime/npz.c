@@ -15,7 +15,7 @@
 #include "diag.h"
 #include "npy.h"
 #include "readfile.h"
-#include "utf8.h"
+#include "tensor_name.h"
 
 enum { FIRST_READ = 256 };
 
@@ -168,15 +168,11 @@ static surg_status read_entry(npz_open_state *o, const zip_entry *e)
     char *name = ar_strndup(&o->ck->ar, e->name, e->name_len - 4);
     if (!name)
         return dg_nomem(o->sink, o->arc->path);
-    size_t bad;
-    const char *why = !*name ? "gives an array no name"
-                      : !utf8_valid((const unsigned char *)name, strlen(name), &bad)
-                          ? "is not UTF-8, as tensor names must be"
-                      : strcmp(name, "__metadata__") == 0
-                          ? "names an array \"__metadata__\", which safetensors reserves"
-                          : NULL;
+    const char *why = tn_problem(name, strlen(name));
     if (why) {
-        dg_file(o->sink, SURG_ERROR, "npz-name", o->arc->path, "entry \"%s\" %s", e->name, why);
+        dg_file(o->sink, SURG_ERROR, "npz-name", o->arc->path,
+                "entry \"%s\" does not name an array as a tensor may be named: %s", e->name,
+                why);
         o->failed = true;
         return SURG_OK;
     }

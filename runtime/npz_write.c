@@ -13,6 +13,7 @@
 
 #include "diag.h"
 #include "npy.h"
+#include "tensor_name.h"
 #include "zip.h"
 
 enum {
@@ -62,11 +63,7 @@ static void put64(unsigned char *p, uint64_t v)
     put32(p + 4, v >> 32);
 }
 
-bool nzw_wanted(const char *out_path)
-{
-    size_t n = strlen(out_path);
-    return n >= 4 && strcmp(out_path + n - 4, ".npz") == 0;
-}
+bool nzw_wanted(const char *out_path) { return tn_format_of(out_path) == TN_NPZ; }
 
 static bool ascii(const char *s)
 {

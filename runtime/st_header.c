@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "diag.h"
 #include "json.h"
+#include "tensor_name.h"
 #include "utf8.h"
 
 typedef struct parser {
@@ -201,6 +202,10 @@ static surg_status check_offsets(parser *p, const char *name, const fields *f, s
  * act on (dtype, shape, size, offsets). */
 static surg_status parse_entry(parser *p, jr *j, const char *name, st_entry *e)
 {
+    const char *why = tn_problem(name, strlen(name));
+    if (why)
+        return FAIL(p, "st-name", "the %s names a tensor \"%s\", which cannot be a tensor name: %s",
+                    p->mode == ST_SCHEMA ? "schema" : "header", name, why);
     if (jr_peek(j) != '{') {
         if (!jr_skip(j))
             return json_error(p, j);

@@ -16,6 +16,8 @@
 #include "diag.h"
 #include "checkpoint.h"
 #include "npz_write.h"
+#include "st_header.h"
+#include "tensor_name.h"
 
 /* qsort has no context argument, so each index travels with its tensor. */
 typedef struct keyed {
@@ -200,6 +202,21 @@ static surg_status index_text(const stw_layout *lay, buf *b)
     return b->failed ? SURG_ENOMEM : SURG_OK;
 }
 
+/* A header (or index) longer than a reader accepts would make a file that
+ * cannot be opened again. */
+static surg_status check_header_size(surg_sink *sink, const char *path, size_t len,
+                                     const char *what)
+{
+    if (len <= ST_MAX_HEADER)
+        return SURG_OK;
+    dg_file(sink, SURG_ERROR, "out-header-too-large", path,
+            "the %s would be %zu bytes, more than the %u a reader accepts: shorten the "
+            "names%s",
+            what, len, ST_MAX_HEADER,
+            strcmp(what, "header") == 0 ? ", or write shards (--max-shard-size)" : "");
+    return SURG_EINVALID;
+}
+
 static surg_status layout_files(surg_sink *sink, const char *out_path, stw_layout *lay)
 {
     const stw_output *out = lay->out;
@@ -224,6 +241,8 @@ static surg_status layout_files(surg_sink *sink, const char *out_path, stw_layou
                 f->idx[f->n++] = lay->order[i];
         buf_init(&f->header);
         st = stw_header(out, f->idx, f->n, &f->header) ? dg_nomem(sink, out_path) : SURG_OK;
+        if (!st)
+            st = check_header_size(sink, f->path, f->header.len - 8, "header");
         uint64_t at = f->header.len;
         for (size_t i = 0; !st && i < f->n; i++) {
             lay->file_of[f->idx[i]] = (uint32_t)s;
@@ -233,6 +252,26 @@ static surg_status layout_files(surg_sink *sink, const char *out_path, stw_layou
         f->size = at;
     }
     free(shard_of);
+    return st;
+}
+
+/* The compiler refuses names the output cannot hold (surg_compile_for);
+ * a caller that did not ask it still never gets a file its readers refuse. */
+static surg_status check_names(surg_sink *sink, const char *out_path, const stw_output *out)
+{
+    tn_format f = tn_format_of(out_path);
+    surg_status st = SURG_OK;
+    for (size_t i = 0; i < out->n; i++) {
+        const char *name = out->tensors[i].name;
+        const char *why = tn_format_problem(name, strlen(name), f);
+        if (!why)
+            continue;
+        char shown[80];
+        dg_file(sink, SURG_ERROR, "out-name", out_path,
+                "tensor \"%s\" (a name of %zu bytes) cannot be written here: %s",
+                tn_short(name, shown, 64), strlen(name), why);
+        st = SURG_EINVALID;
+    }
     return st;
 }
 
@@ -252,6 +291,9 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     sort_idx(out, lay->order, n, name_order, &nomem);
     if (nomem)
         return dg_nomem(sink, out_path);
+    surg_status named = check_names(sink, out_path, out);
+    if (named)
+        return named;
     if (nzw_wanted(out_path))
         return nzw_layout_make(sink, out_path, out, lay);
     size_t len = strlen(out_path);
@@ -295,6 +337,8 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
         buf_printf(&path, "%s/%s.safetensors.index.json", lay->sn.dir, lay->sn.prefix);
         surg_status st = index_text(lay, &text) || path.failed ? dg_nomem(sink, lay->sn.dir)
                                                                : SURG_OK;
+        if (!st)
+            st = check_header_size(sink, path.data, text.len, "index");
         if (!st)
             st = of_create(sink, path.data, &lay->index);
         if (!st)

@@ -9,7 +9,7 @@
 #include "diag.h"
 #include "strsort.h"
 #include "torch_state.h"
-#include "utf8.h"
+#include "tensor_name.h"
 
 enum { MAX_DEPTH = 100 }; /* containers inside one another */
 
@@ -315,16 +315,12 @@ surg_status pt_check_names(pt_state *o)
         return st;
     for (size_t i = 0; i < o->n; i++) {
         const char *name = o->items[i].name;
-        size_t bad;
+        const char *why = tn_problem(name, strlen(name));
         if (i && strcmp(name, o->items[i - 1].name) == 0)
             pt_error(o, "pt-name", "two values of the pickle flatten to the name \"%s\"", name);
-        else if (!*name)
-            pt_error(o, "pt-name", "a tensor of the pickle has an empty name");
-        else if (!utf8_valid((const unsigned char *)name, strlen(name), &bad))
-            pt_error(o, "pt-name", "a tensor's name is not UTF-8 (byte %zu of \"%s\")", bad, name);
-        else if (strcmp(name, "__metadata__") == 0)
-            pt_error(o, "pt-name",
-                     "a tensor is named \"__metadata__\", which safetensors reserves");
+        else if (why)
+            pt_error(o, "pt-name", "the pickle names a tensor \"%s\", which cannot be a tensor "
+                     "name: %s", name, why);
     }
     return SURG_OK;
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 void buf_init(buf *b) { *b = (buf){0}; }
 
 void buf_free(buf *b)
@@ -86,37 +88,44 @@ static void put_codepoint_escaped(buf *b, uint32_t cp)
     }
 }
 
-/* Decode one UTF-8 sequence at *p (already validated) and advance past it. */
-static uint32_t next_codepoint(const unsigned char **p)
+/* The code point of the well-formed sequence of k bytes at p. */
+static uint32_t decode(const unsigned char *p, size_t k)
 {
-    const unsigned char *s = *p;
-    int n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
-    uint32_t cp = s[0] & (0x3F >> (n - 1));
-    int i = 1;
-    for (; i < n && s[i]; i++)
-        cp = cp << 6 | (s[i] & 0x3F);
-    *p = s + i - 1;
+    uint32_t cp = k == 1 ? p[0] : p[0] & (0x3F >> (k - 1));
+    for (size_t i = 1; i < k; i++)
+        cp = cp << 6 | (p[i] & 0x3F);
     return cp;
 }
 
+/* One rule for every JSON surg writes (headers, indexes, schemas, plans,
+ * diagnostics). '"' and '\\' are escaped, and every control character —
+ * C0, DEL and C1 (U+0080-U+009F) — is \b, \f, \n, \r, \t or \u00XX, so
+ * no raw control byte reaches a strict parser or a terminal; so are the line
+ * and paragraph separators U+2028 and U+2029, which split lines for some
+ * readers of JSON lines (Python's str.splitlines, JavaScript). A byte that
+ * does not begin well-formed UTF-8 (a file name from the command line, an
+ * entry name of a damaged archive) is \ufffd, the replacement character,
+ * as a decoder with errors="replace" shows it: JSON holds text, not bytes.
+ * In ascii mode every other non-ASCII character is \uXXXX too (a surrogate
+ * pair past U+FFFF), as Python's json.dumps writes by default. */
 static void json_string(buf *b, const char *s, bool ascii)
 {
     buf_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left) {
         /* A run that needs no escaping goes in at once. */
         const unsigned char *q = p;
-        while (*q >= 0x20 && *q != '"' && *q != '\\' && !(ascii && *q >= 0x80))
+        while (q < p + left && *q >= 0x20 && *q < 0x7F && *q != '"' && *q != '\\')
             q++;
         if (q > p) {
             buf_append(b, p, (size_t)(q - p));
-            p = q - 1;
+            left -= (size_t)(q - p);
+            p = q;
             continue;
         }
-        if (ascii && *p >= 0x80) {
-            put_codepoint_escaped(b, next_codepoint(&p));
-            continue;
-        }
-        switch (*p) {
+        size_t k = utf8_seq_len(p, left);
+        switch (k ? *p : 0x100) {
         case '"': buf_puts(b, "\\\""); break;
         case '\\': buf_puts(b, "\\\\"); break;
         case '\b': buf_puts(b, "\\b"); break;
@@ -124,12 +133,17 @@ static void json_string(buf *b, const char *s, bool ascii)
         case '\n': buf_puts(b, "\\n"); break;
         case '\r': buf_puts(b, "\\r"); break;
         case '\t': buf_puts(b, "\\t"); break;
-        default:
-            if (*p < 0x20)
-                buf_printf(b, "\\u%04x", *p);
+        case 0x100: buf_puts(b, "\\ufffd"); k = 1; break;
+        default: {
+            uint32_t cp = decode(p, k);
+            if (ascii || cp < 0xA0 || cp == 0x2028 || cp == 0x2029)
+                put_codepoint_escaped(b, cp);
             else
-                buf_putc(b, (char)*p);
+                buf_append(b, p, k);
         }
+        }
+        p += k;
+        left -= k;
     }
     buf_putc(b, '"');
 }

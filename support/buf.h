@@ -27,11 +27,13 @@ void buf_vprintf(buf *b, const char *fmt, va_list ap);
 void buf_double(buf *b, double v);
 /* Shortest text of a float value. */
 void buf_float(buf *b, float v);
-/* A JSON string literal, escaped as serde_json escapes it. */
+/* A JSON string literal, valid JSON for any bytes: escaped as serde_json
+ * escapes it, and DEL, the C1 controls (U+0080-U+009F), U+2028 and U+2029
+ * as \uXXXX too; a byte that does not begin well-formed UTF-8 becomes
+ * \ufffd. */
 void buf_json_string(buf *b, const char *s);
 /* The same, with every non-ASCII character escaped as \uXXXX (surrogate
- * pairs past U+FFFF), as Python's json.dumps writes by default. The string
- * must be valid UTF-8. */
+ * pairs past U+FFFF), as Python's json.dumps writes by default. */
 void buf_json_ascii(buf *b, const char *s);
 /* Hand the string over to the caller (NULL if failed); the buffer is reset. */
 char *buf_take(buf *b);

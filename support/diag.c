@@ -79,3 +79,32 @@ int surg_exit_code(surg_status st)
     default: return 2;
     }
 }
+
+static const char *severity_name(surg_severity s)
+{
+    return s == SURG_ERROR ? "error" : s == SURG_WARNING ? "warning" : "note";
+}
+
+char *surg_diag_json(const surg_diag *d)
+{
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"file\":");
+    buf_json_string(&b, d->file ? d->file : "");
+    if (d->line)
+        buf_printf(&b, ",\"line\":%u,\"column\":%u,\"end_line\":%u,\"end_column\":%u",
+                   (unsigned)d->line, (unsigned)d->col, (unsigned)d->end_line,
+                   (unsigned)d->end_col);
+    buf_printf(&b, ",\"severity\":\"%s\",\"code\":", severity_name(d->severity));
+    buf_json_string(&b, d->code ? d->code : "");
+    buf_puts(&b, ",\"message\":");
+    buf_json_string(&b, d->message ? d->message : "");
+    buf_puts(&b, ",\"notes\":[");
+    for (size_t i = 0; i < d->n_notes; i++) {
+        if (i)
+            buf_putc(&b, ',');
+        buf_json_string(&b, d->notes[i] ? d->notes[i] : "");
+    }
+    buf_puts(&b, "]}");
+    return buf_take(&b);
+}

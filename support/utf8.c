@@ -6,8 +6,7 @@ static bool in(unsigned char c, unsigned char lo, unsigned char hi)
     return c >= lo && c <= hi;
 }
 
-/* Length of the well-formed sequence at s (at most n bytes), or 0. */
-static size_t seq_len(const unsigned char *s, size_t n)
+size_t utf8_seq_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     if (c < 0x80)
@@ -34,7 +33,7 @@ bool utf8_valid(const unsigned char *s, size_t len, size_t *bad)
 {
     size_t i = 0;
     while (i < len) {
-        size_t k = seq_len(s + i, len - i);
+        size_t k = utf8_seq_len(s + i, len - i);
         if (!k) {
             if (bad)
                 *bad = i;

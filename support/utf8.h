@@ -9,4 +9,7 @@
 /* True when s[0..len) is valid; otherwise *bad is the first bad byte. */
 bool utf8_valid(const unsigned char *s, size_t len, size_t *bad);
 
+/* Length of the well-formed sequence at s (at most n bytes, n > 0), or 0. */
+size_t utf8_seq_len(const unsigned char *s, size_t n);
+
 #endif

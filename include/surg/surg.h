@@ -55,6 +55,15 @@ typedef struct surg_diag {
 
 typedef void (*surg_diag_fn)(const surg_diag *diag, void *user);
 
+/* A diagnostic as one line of JSON, without the newline: "file", then
+ * "line", "column", "end_line", "end_column" when it has a place, then
+ * "severity", "code", "message" and "notes". Valid JSON whatever its text
+ * holds: control characters (DEL and U+0080-U+009F too) and the line
+ * separators U+2028 and U+2029 are \u escapes,
+ * and a byte that is not UTF-8 (a file name can be any bytes) is \ufffd.
+ * The caller frees; NULL when out of memory. */
+char *surg_diag_json(const surg_diag *d);
+
 /* Where diagnostics go. `errors` and `warnings` count what was reported. */
 typedef struct surg_sink {
     surg_diag_fn fn; /* may be NULL: diagnostics are only counted */
@@ -237,6 +246,30 @@ typedef struct surg_program surg_program;
 surg_status surg_compile(const surg_recipe *r, surg_ckpt *from, surg_sink *sink,
                          surg_program **out);
 void surg_program_free(surg_program *p);
+
+/* Where the result will be written, when that is known before compiling
+ * (`surg run` knows OUT). Every name of the result, tied names included,
+ * must then be one its output's format holds, and one surg reads back: a
+ * name of more than 65,531 bytes cannot go to an `.npz` (its zip entry
+ * `NAME.npy` would pass 65,535). Each error points at the statement that
+ * gave the name (file:line:col), or at the input whose name it is. Names no
+ * format holds (empty, not UTF-8, `__metadata__`) are errors in every
+ * compile, at the statement that makes them. */
+typedef struct surg_compile_opts {
+    const char *out_path; /* one output: its format follows its name, as surg_run's */
+    /* Or several, as surg_run_opts.outputs: each name under an output's
+     * prefix is written there with the prefix taken off (so "params/" alone
+     * would be an empty name). A NULL path: that output's format is not
+     * known, only the rules every format shares apply. */
+    const surg_ckpt_part *outputs;
+    size_t n_outputs;
+} surg_compile_opts;
+
+/* surg_compile with what is known of the output; `opts` may be NULL (then
+ * it is surg_compile). */
+surg_status surg_compile_for(const surg_recipe *r, surg_ckpt *from,
+                             const surg_compile_opts *opts, surg_sink *sink,
+                             surg_program **out);
 
 /* The tensors of the result, in byte order of names. */
 size_t surg_program_output_count(const surg_program *p);

@@ -6,7 +6,10 @@
  * be refused with an error diagnostic or compile to a program whose outputs
  * are in strict name order with sizes that are their shapes' products, whose
  * tied names are not stored and point at stored tensors; its op graph is
- * dumped and it is checked against the input as a target. */
+ * dumped and it is checked against the input as a target. No name is empty
+ * or "__metadata__"; compiled for an .npz output, none is longer than an
+ * .npz holds. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +62,7 @@ static const surg_tensor_info *find_output(const surg_program *p, const char *na
     return NULL;
 }
 
-static void check_program(const surg_program *p)
+static void check_program(const surg_program *p, bool npz)
 {
     size_t n = surg_program_output_count(p);
     for (size_t i = 0; i < n; i++) {
@@ -69,6 +72,10 @@ static void check_program(const surg_program *p)
             fz_fail("a malformed output", t ? t->name : NULL);
         if (i && strcmp(surg_program_output(p, i - 1)->name, t->name) >= 0)
             fz_fail("output names not strictly increasing", t->name);
+        if (!*t->name || strcmp(t->name, "__metadata__") == 0)
+            fz_fail("an output name no format holds", t->name);
+        if (npz && strlen(t->name) > 65531)
+            fz_fail("an output name too long for the .npz it was compiled for", t->name);
         uint64_t elems = 1, bits;
         for (uint32_t d = 0; d < t->rank; d++)
             if (__builtin_mul_overflow(elems, t->shape[d], &elems))
@@ -86,6 +93,9 @@ static void check_program(const surg_program *p)
         const surg_meta_entry *a = surg_program_alias(p, i);
         if (!a || !a->key || !a->value)
             fz_fail("a malformed tied name", NULL);
+        if (!*a->key || strcmp(a->key, "__metadata__") == 0 ||
+            (npz && strlen(a->key) > 65531))
+            fz_fail("a tied name its output cannot hold", a->key);
         if (find_output(p, a->key))
             fz_fail("a tied name is also stored", a->key);
         if (!find_output(p, a->value))
@@ -112,7 +122,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         surg_recipe_free(r);
         return 0;
     }
-    check_program(p);
+    check_program(p, false);
+    /* Compiled for an .npz output: refused with an error, or every name fits. */
+    surg_program *q = NULL;
+    surg_compile_opts npz = {.out_path = "fuzz.npz"};
+    if (surg_compile_for(r, from, &npz, &sink, &q) == SURG_OK)
+        check_program(q, true);
+    else if (q || sink.errors == 0)
+        fz_fail("a recipe refused for .npz gave a program or no error", NULL);
+    surg_program_free(q);
     char *dump = surg_program_dump(p);
     if (!dump)
         fz_fail("surg_program_dump failed", NULL);

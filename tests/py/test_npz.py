@@ -457,7 +457,7 @@ class TestHostile(NpzCase):
                  "eval.npz": "quoted string", "size.npz": "need 24 bytes",
                  "long.npz": "need 24 bytes", "overflow.npz": "overflows",
                  "hdrlen.npz": "runs past", "dup.npz": "two entries",
-                 "noname.npz": "no name"}
+                 "noname.npz": "a name may not be empty"}
         for name, entries in cases.items():
             with self.subTest(name):
                 err = self.refused(self.write(name, zip_bytes(entries)), texts[name])

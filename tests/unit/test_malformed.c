@@ -129,6 +129,11 @@ static void test_metadata(void **state)
                    "{\"__metadata__\":{\"dtype\":\"U8\",\"shape\":[1],"
                    "\"data_offsets\":[0,1]}}",
                    1, "st-metadata-tensor", "__metadata__");
+    /* An empty name: no format surg reads or writes holds one. */
+    expect_invalid("empty-name.safetensors",
+                   "{\"\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+                   "st-name", "names a tensor \"\", which cannot be a tensor name: a name may "
+                   "not be empty");
 }
 
 static void test_entries(void **state)
@@ -243,7 +248,7 @@ static void test_accepted(void **state)
     expect_accept(
         craft_json("odd-but-valid.safetensors",
                    "{\"z\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]},"
-                   "\"\":{\"dtype\":\"U8\",\"shape\":[0,3],\"data_offsets\":[4,4]},"
+                   "\" \":{\"dtype\":\"U8\",\"shape\":[0,3],\"data_offsets\":[4,4]},"
                    "\"x\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[4,12],"
                    "\"extra\":true}}",
                    12),

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "outfile.h"
+#include "st_write.h"
 #include "testutil.h"
 
 /* Write `8-byte length | header | data` to a fresh file. */
@@ -259,6 +260,65 @@ static void test_temporaries(void **state)
     assert_int_equal(count_temporaries(tmp_dir()), 0);
 }
 
+static surg_status emit_four(void *ctx, size_t item, of_file *out, surg_sink *sink)
+{
+    (void)ctx;
+    (void)item;
+    return of_write(out, sink, "\1\2\3\4", 4);
+}
+
+/* Write one U8[4] tensor named `name` to `out`. */
+static surg_status write_named(const char *name, const char *out, recorder *r)
+{
+    static const uint64_t shape[1] = {4};
+    surg_tensor_info t = {name, SURG_U8, 1, shape, 4, 4};
+    stw_output o = {.tensors = &t, .n = 1, .emit = emit_four};
+    rec_init(r);
+    return stw_write(&r->sink, out, &o);
+}
+
+/* The writers refuse a name their readers would refuse, whatever asked for
+ * it (the compiler refuses them first): nothing is written, the status is
+ * an error. A name the format holds is written and reads back. */
+static void test_names_refused(void **state)
+{
+    (void)state;
+    char *longest = malloc(65533);
+    memset(longest, 'n', 65532);
+    longest[65532] = '\0';
+    recorder r;
+    const char *bad[][2] = {{"", "e.safetensors"},          {"__metadata__", "m.safetensors"},
+                            {"", "e.npz"},                  {"__metadata__", "m.npz"},
+                            {"\xff\xfe", "u.safetensors"}, {longest, "long.npz"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *out = tmp_path(bad[i][1]);
+        assert_int_equal(write_named(bad[i][0], out, &r), SURG_EINVALID);
+        assert_true(rec_has_code(&r, "out-name"));
+        assert_int_not_equal(access(out, F_OK), 0);
+    }
+    assert_true(rec_has_text(&r, "(a name of 65532 bytes) cannot be written here: an .npz "
+                                 "holds names of at most 65,531 bytes"));
+    assert_int_equal(count_temporaries(tmp_dir()), 0);
+
+    /* The same name fits safetensors, and one byte less fits an .npz. */
+    const char *fits[] = {"long.safetensors", "shorter.npz"};
+    for (size_t i = 0; i < 2; i++) {
+        if (i == 1)
+            longest[65531] = '\0';
+        const char *out = tmp_path(fits[i]);
+        assert_int_equal(write_named(longest, out, &r), SURG_OK);
+        surg_ckpt *ck;
+        assert_int_equal(surg_ckpt_open(out, &r.sink, &ck), SURG_OK);
+        assert_int_equal(surg_ckpt_count(ck), 1);
+        assert_string_equal(surg_ckpt_tensor(ck, 0)->name, longest);
+        const void *data;
+        assert_int_equal(surg_ckpt_data(ck, 0, &r.sink, &data), SURG_OK);
+        assert_memory_equal(data, "\1\2\3\4", 4);
+        surg_ckpt_close(ck);
+    }
+    free(longest);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -272,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_reference_layout), cmocka_unit_test(test_format_kept),
         cmocka_unit_test(test_alignment),        cmocka_unit_test(test_sharded_output),
         cmocka_unit_test(test_no_partial_output), cmocka_unit_test(test_temporaries),
+        cmocka_unit_test(test_names_refused),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

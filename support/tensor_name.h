@@ -1,0 +1,38 @@
+/* tensor_name.h: what a tensor's name may be, written once for the readers,
+ * the compiler and the writers: the rules every format shares, and those of
+ * one output format. A name the compiler accepts is one its output can hold,
+ * and one surg (and NumPy) reads back. */
+#ifndef SURG_TENSOR_NAME_H
+#define SURG_TENSOR_NAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* An .npz entry is `NAME.npy`, and a zip name holds at most 65,535 bytes. */
+#define TN_NPZ_MAX_NAME 65531u
+
+typedef enum tn_format {
+    TN_ANY,         /* not known: the shared rules only */
+    TN_SAFETENSORS, /* one file or sharded */
+    TN_NPZ,
+} tn_format;
+
+/* The rules every format shares: not empty, UTF-8, not "__metadata__"
+ * (which safetensors reserves, and which the .npz and PyTorch readers
+ * refuse with it). Why `name` (len bytes) breaks them, or NULL; the reason
+ * reads after "cannot be a tensor name: ". */
+const char *tn_problem(const char *name, size_t len);
+
+/* The same, then the rules of `f`. */
+const char *tn_format_problem(const char *name, size_t len, tn_format f);
+
+/* The format an output is written in: an `.npz` when its name says so,
+ * else safetensors. */
+tn_format tn_format_of(const char *out_path);
+
+/* `name` shortened for a message: the first `keep` bytes (cut at a
+ * character boundary), then "…"; at most keep + 4 bytes with the NUL, in
+ * `out`. */
+const char *tn_short(const char *name, char *out, size_t keep);
+
+#endif
