@@ -126,30 +126,33 @@ static surg_status build(surg_plan *pl)
     count_dead(pl, live);
     free(live);
     pl->n = p->n_out;
-    for (size_t i = 0; i < p->n_out; i++) {
+    pl_fuse_scratch *fuse = NULL;
+    surg_status st = SURG_OK;
+    for (size_t i = 0; i < p->n_out && !st; i++) {
         const surg_tensor_info *o = &p->out_info[i];
         pl_tensor *t = &pl->t[i];
         *t = (pl_tensor){.name = o->name, .node = p->out[i].node, .dtype = o->dtype,
                          .rank = o->rank, .shape = o->shape, .nbytes = o->nbytes};
         int copy = pl_copy(p, &pl->ar, t);
-        if (copy < 0)
-            return SURG_ENOMEM;
-        if (copy) {
-            if (t->kind == PL_COPY) {
-                t->work = PL_COPY_BUFFER;
-                if (!(t->how = pl_describe(p, &pl->ar, t->node)))
-                    return SURG_ENOMEM;
-                continue;
-            }
+        if (copy < 0) {
+            st = SURG_ENOMEM;
+        } else if (copy && t->kind == PL_COPY) {
+            t->work = PL_COPY_BUFFER;
+            if (!(t->how = pl_describe(p, &pl->ar, t->node)))
+                st = SURG_ENOMEM;
         } else {
-            t->kind = cg_get(&p->g, t->node)->op == OP_INIT ? PL_GENERATE : PL_COMPUTE;
+            if (!copy)
+                t->kind = cg_get(&p->g, t->node)->op == OP_INIT ? PL_GENERATE : PL_COMPUTE;
+            if (!pl_fuse(p, &pl->ar, t, &fuse))
+                st = SURG_ENOMEM;
         }
-        if (!pl_fuse(p, &pl->ar, t))
-            return SURG_ENOMEM;
     }
+    pl_fuse_scratch_free(fuse);
+    if (st)
+        return st;
     surg_meta_entry *meta;
     size_t n_meta;
-    surg_status st = pl_metadata(p, "", &pl->ar, &meta, &n_meta);
+    st = pl_metadata(p, "", &pl->ar, &meta, &n_meta);
     if (st)
         return st;
     pl->meta = meta;

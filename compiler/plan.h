@@ -81,7 +81,12 @@ uint8_t *pl_live(const cg_graph *g, const cg_output *out, size_t n_out);
 /* 1: the tensor is a copy of byte ranges or a strided move; 0: it is
  * computed; -1: out of memory. */
 int pl_copy(const surg_program *p, arena *ar, pl_tensor *t);
-bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t); /* false: out of memory */
+/* The kernel's passes, reads and memory: linear in the nodes it reaches.
+ * `scratch` is made at the first call (sized for the graph) and reused by
+ * the next; free it with pl_fuse_scratch_free. False: out of memory. */
+typedef struct pl_fuse_scratch pl_fuse_scratch;
+bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t, pl_fuse_scratch **scratch);
+void pl_fuse_scratch_free(pl_fuse_scratch *s);
 
 /* The metadata of the output holding the tensors under `prefix` ("" for
  * all): the input's, with the tied names and the LoRA records of those
