@@ -15,47 +15,6 @@
 
 #include "plan.h"
 
-struct pl_fuse_scratch {
-    uint32_t n;        /* nodes of the graph the arrays are for */
-    uint32_t *lo, *hi; /* per node: the first and last pass that reads it */
-    uint32_t *above;   /* per node: edges from nodes above it not yet settled */
-    uint8_t *seen;
-    cg_id *order;      /* the nodes reached, in the order they are settled */
-};
-
-void pl_fuse_scratch_free(pl_fuse_scratch *s)
-{
-    if (!s)
-        return;
-    free(s->lo);
-    free(s->hi);
-    free(s->above);
-    free(s->seen);
-    free(s->order);
-    free(s);
-}
-
-static pl_fuse_scratch *scratch_for(pl_fuse_scratch **sp, uint32_t n)
-{
-    if (*sp)
-        return *sp;
-    pl_fuse_scratch *s = calloc(1, sizeof *s);
-    size_t m = n ? n : 1;
-    if (s) {
-        s->n = n;
-        s->lo = malloc(m * sizeof *s->lo);
-        s->hi = calloc(m, sizeof *s->hi);
-        s->above = calloc(m, sizeof *s->above);
-        s->seen = calloc(m, 1);
-        s->order = malloc(m * sizeof *s->order);
-    }
-    if (!s || !s->lo || !s->hi || !s->above || !s->seen || !s->order) {
-        pl_fuse_scratch_free(s);
-        return NULL;
-    }
-    return *sp = s;
-}
-
 static uint64_t bytes(const cg_node *n)
 {
     return n->nelems * surg_dtype_bits(n->dtype) / 8;
@@ -71,7 +30,7 @@ static bool is_read(const cg_graph *g, const cg_node *n)
 
 /* The nodes the kernel of `root` reaches, into s->order (their count is
  * returned); each one's `above` counts the edges into it. */
-static uint32_t reach(const cg_graph *g, pl_fuse_scratch *s, cg_id root)
+static uint32_t reach(const cg_graph *g, pl_scratch *s, cg_id root)
 {
     uint32_t n = 0;
     s->seen[root] = 1;
@@ -95,7 +54,7 @@ static uint32_t reach(const cg_graph *g, pl_fuse_scratch *s, cg_id root)
 /* Settle the nodes from the root down, each once every edge into it is
  * (Kahn's order over the reached nodes); fills lo and hi, and returns the
  * deepest pass. */
-static uint32_t settle(const cg_graph *g, pl_fuse_scratch *s, cg_id root, uint32_t n)
+static uint32_t settle(const cg_graph *g, pl_scratch *s, cg_id root, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
         s->lo[s->order[i]] = UINT32_MAX;
@@ -124,7 +83,7 @@ static uint32_t settle(const cg_graph *g, pl_fuse_scratch *s, cg_id root, uint32
     return max_pass;
 }
 
-bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t, pl_fuse_scratch **sp)
+bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t, pl_scratch *s)
 {
     uint32_t esize = (surg_dtype_bits(t->dtype) + 7) / 8;
     if (t->kind == PL_GATHER) {
@@ -137,9 +96,6 @@ bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t, pl_fuse_scratch **s
         return (t->how = pl_describe(p, ar, t->node)) != NULL;
     }
     const cg_graph *g = &p->g;
-    pl_fuse_scratch *s = scratch_for(sp, g->n);
-    if (!s)
-        return false;
     uint32_t n = reach(g, s, t->node);
     uint32_t max_pass = settle(g, s, t->node, n);
     /* Every node is settled once its last edge is: order holds them all. */
