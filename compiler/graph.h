@@ -16,6 +16,14 @@
 typedef uint32_t cg_id;
 #define CG_NONE UINT32_MAX
 
+/* How deep a value may be: the longest chain of operations from it down to
+ * an input, counted in nodes. The compiler refuses a statement that would go
+ * deeper, so every walk of the graph (planning, describing, the runtime's
+ * kernels, which recurse on worker threads) recurses at most this deep.
+ * Generous: a real recipe chains a few maps on a tensor, and one expression
+ * nests at most AST_MAX_DEPTH. */
+#define CG_MAX_DEPTH 1024
+
 /* X(ENUM, name, inputs (-1: any), class) */
 #define CG_OPS(X)                               \
     X(INPUT, "input", 0, CG_LEAF)               \
@@ -123,6 +131,7 @@ typedef struct cg_node {
     uint64_t nelems;
     const cg_id *in;
     uint32_t n_in;
+    uint32_t depth; /* nodes on the longest path down to a leaf (cg_add sets it) */
     union {
         size_t input; /* OP_INPUT: index in the input checkpoint */
         double value; /* OP_CONST */
@@ -157,7 +166,10 @@ typedef struct cg_graph {
 
 /* Room for n more nodes without growing. */
 bool cg_reserve(cg_graph *g, uint32_t n);
-/* Add a node (copied); returns its id or CG_NONE when out of memory. */
+/* The depth a node with these inputs has. */
+uint32_t cg_depth_of(const cg_graph *g, const cg_id *in, uint32_t n_in);
+/* Add a node (copied, its depth set); returns its id or CG_NONE when out of
+ * memory. */
 cg_id cg_add(cg_graph *g, const cg_node *n);
 void cg_free(cg_graph *g);
 

@@ -78,8 +78,28 @@ const char *lw_type(const cg_node *n, int slot)
     return text[slot];
 }
 
+/* A value deeper than CG_MAX_DEPTH is refused at the statement that makes
+ * it; said once: a chain of statements past the bound would repeat it. */
+static bool too_deep(lw *L, const cg_node *n)
+{
+    if (cg_depth_of(&L->g, n->in, n->n_in) <= CG_MAX_DEPTH)
+        return false;
+    if (L->too_deep) {
+        L->errors++;
+        return true;
+    }
+    L->too_deep = true;
+    const char *notes[] = {"each operation a statement applies to a tensor adds to the ones "
+                           "it already has; run the rest of the recipe on this run's output"};
+    lw_error(L, n->origin, "graph-depth", notes, 1,
+             "this statement makes a value more than %d operations deep", CG_MAX_DEPTH);
+    return true;
+}
+
 cg_id lw_node(lw *L, cg_node n, const uint64_t *shape)
 {
+    if (too_deep(L, &n))
+        return CG_NONE;
     uint64_t *copy = ar_array(L->ar, n.rank ? n.rank : 1, sizeof *copy);
     if (!copy) {
         L->nomem = true;

@@ -31,6 +31,7 @@ typedef struct lw {
     uint64_t naive_dict, naive_peak, naive_generated, naive_computed;
     unsigned errors;
     bool nomem;
+    bool too_deep; /* a statement went past CG_MAX_DEPTH: reported once */
 } lw;
 
 /* One tensor a pattern matched. */

@@ -8,18 +8,28 @@
 
 #include "plan.h"
 
-enum { MAX_SEGMENTS = 4096, MAX_DEPTH = 64 };
+/* Past these, a tensor is too scattered for ranges (a strided copy does
+ * it): segments in its list, and steps (ranges of a node, runs extracted)
+ * spent finding them, so a shared node or a long run of blocks costs a
+ * bounded time. */
+enum { MAX_SEGMENTS = 4096, MAX_DEPTH = 64, MAX_STEPS = 1 << 20 };
 
 typedef struct segs {
     pl_segment *v;
     size_t n, cap;
-    bool *nomem; /* shared by every list of one pl_copy: set when out of memory */
+    bool *nomem;     /* shared by every list of one pl_copy: set when out of memory */
+    uint32_t *steps; /* shared too: the steps taken so far */
 } segs;
 
 static void segs_free(segs *s)
 {
     free(s->v);
-    *s = (segs){.nomem = s->nomem};
+    *s = (segs){.nomem = s->nomem, .steps = s->steps};
+}
+
+static bool step(const segs *s)
+{
+    return ++*s->steps <= MAX_STEPS;
 }
 
 static bool push(segs *s, uint32_t input, uint64_t offset, uint64_t len)
@@ -48,6 +58,8 @@ static bool push(segs *s, uint32_t input, uint64_t offset, uint64_t len)
 /* Append the bytes [from, from + len) of the ranges `src` (in order). */
 static bool extract(const segs *src, uint64_t from, uint64_t len, segs *out)
 {
+    if (!step(out))
+        return false;
     uint64_t at = 0;
     for (size_t i = 0; i < src->n && len; i++) {
         const pl_segment *s = &src->v[i];
@@ -85,7 +97,7 @@ static bool slice_ranges(const surg_program *p, const cg_node *n, segs *out, int
 {
     const cg_node *in = cg_get(&p->g, n->in[0]);
     uint64_t outer, inner_bits;
-    segs src = {.nomem = out->nomem};
+    segs src = {.nomem = out->nomem, .steps = out->steps};
     bool ok = blocks(in, n->a.slice.axis, &outer, &inner_bits) && ranges(p, n->in[0], &src, depth);
     uint64_t row = inner_bits / 8, block = in->shape[n->a.slice.axis] * row;
     for (uint64_t o = 0; ok && o < outer; o++)
@@ -105,6 +117,7 @@ static bool join_ranges(const surg_program *p, const cg_node *n, segs *out, int 
     *out->nomem |= !ok;
     for (uint32_t k = 0; ok && k < n->n_in; k++) {
         parts[k].nomem = out->nomem;
+        parts[k].steps = out->steps;
         ok = ranges(p, n->in[k], &parts[k], depth);
     }
     for (uint64_t o = 0; ok && o < outer; o++)
@@ -139,7 +152,7 @@ static bool identity_perm(const cg_node *n)
 static bool ranges(const surg_program *p, cg_id id, segs *out, int depth)
 {
     const cg_node *n = cg_get(&p->g, id);
-    if (depth > MAX_DEPTH)
+    if (depth > MAX_DEPTH || !step(out))
         return false;
     switch (n->op) {
     case OP_INPUT: return push(out, (uint32_t)n->a.input, 0, bytes(n));
@@ -154,28 +167,40 @@ static bool ranges(const surg_program *p, cg_id id, segs *out, int depth)
     }
 }
 
-/* Only layout moves of inputs, with no arithmetic and no change of dtype? */
-static bool layout_only(const surg_program *p, cg_id id, int depth)
+static bool moves_bytes(const surg_program *p, const cg_node *n)
 {
-    const cg_node *n = cg_get(&p->g, id);
-    if (depth > MAX_DEPTH)
-        return false;
-    if (n->op == OP_INPUT)
-        return true;
-    if (n->op == OP_CAST && n->dtype != cg_get(&p->g, n->in[0])->dtype)
-        return false;
-    if (cg_op_class(n->op) != CG_LAYOUT && n->op != OP_CAST)
-        return false;
-    for (uint32_t k = 0; k < n->n_in; k++)
-        if (!layout_only(p, n->in[k], depth + 1))
-            return false;
-    return true;
+    if (n->op == OP_CAST)
+        return n->dtype == cg_get(&p->g, n->in[0])->dtype;
+    return n->op == OP_INPUT || cg_op_class(n->op) == CG_LAYOUT;
 }
 
-int pl_copy(const surg_program *p, arena *ar, pl_tensor *t)
+/* Only layout moves of inputs, with no arithmetic and no change of dtype?
+ * Each node reached is looked at once, however many paths reach it. */
+static bool layout_only(const surg_program *p, cg_id root, pl_scratch *s)
+{
+    uint32_t n = 0;
+    bool ok = true;
+    s->seen[root] = 1;
+    s->order[n++] = root;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        const cg_node *x = cg_get(&p->g, s->order[i]);
+        ok = moves_bytes(p, x);
+        for (uint32_t k = 0; ok && k < x->n_in; k++)
+            if (!s->seen[x->in[k]]) {
+                s->seen[x->in[k]] = 1;
+                s->order[n++] = x->in[k];
+            }
+    }
+    for (uint32_t i = 0; i < n; i++)
+        s->seen[s->order[i]] = 0;
+    return ok;
+}
+
+int pl_copy(const surg_program *p, arena *ar, pl_tensor *t, pl_scratch *scratch)
 {
     bool nomem = false;
-    segs s = {.nomem = &nomem};
+    uint32_t steps = 0;
+    segs s = {.nomem = &nomem, .steps = &steps};
     if (ranges(p, t->node, &s, 0)) {
         t->kind = PL_COPY;
         t->segs = ar_array(ar, s.n ? s.n : 1, sizeof *t->segs);
@@ -188,7 +213,7 @@ int pl_copy(const surg_program *p, arena *ar, pl_tensor *t)
     segs_free(&s);
     if (nomem) /* not "no ranges": the answer is unknown */
         return -1;
-    if (layout_only(p, t->node, 0)) {
+    if (layout_only(p, t->node, scratch)) {
         t->kind = PL_GATHER;
         return 1;
     }

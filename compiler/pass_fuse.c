@@ -4,69 +4,86 @@
  * then map x+1 reads and writes once). A reduction (norm, mean, ...) needs
  * the whole of its operand before anything that uses it can run, so each
  * level of reductions is one pass before the kernel's: x / norm(x) costs
- * exactly two. Reductions of one level share their pass. */
+ * exactly two. Reductions of one level share their pass.
+ *
+ * The walk is linear in the nodes the kernel reaches: the passes a node is
+ * read in are kept as the lowest and highest (the reductions on the paths
+ * from the result down to it), each node settled once all the nodes above it
+ * are, and an input counts its bytes once per pass in that span. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "plan.h"
-
-typedef struct fuse {
-    const surg_program *p;
-    uint32_t *level;   /* per node: reduction levels below it, +1 (0: not yet) */
-    uint8_t *counted;  /* per node: its buffer is counted in `nodes` */
-    uint32_t *seen;    /* per node: the passes that have read it, as bits */
-    uint64_t nodes;    /* distinct nodes the kernel evaluates */
-    uint64_t *read;    /* per pass: input bytes it reads */
-    uint32_t max_pass;
-} fuse;
 
 static uint64_t bytes(const cg_node *n)
 {
     return n->nelems * surg_dtype_bits(n->dtype) / 8;
 }
 
-/* How many levels of reductions are nested below a node. */
-static uint32_t levels(fuse *f, cg_id id)
+/* Read straight from the input: an input, or a layout move (not concat or
+ * stack) of one. The kernel goes no further down. */
+static bool is_read(const cg_graph *g, const cg_node *n)
 {
-    if (f->level[id])
-        return f->level[id] - 1;
-    const cg_node *n = cg_get(&f->p->g, id);
-    uint32_t l = 0;
-    for (uint32_t k = 0; k < n->n_in; k++) {
-        uint32_t c = levels(f, n->in[k]) + (cg_op_class(n->op) == CG_REDUCTION);
-        l = c > l ? c : l;
-    }
-    f->level[id] = l + 1;
-    return l;
+    return n->op == OP_INPUT || (cg_op_class(n->op) == CG_LAYOUT && n->op != OP_CONCAT &&
+                                 n->op != OP_STACK && cg_get(g, n->in[0])->op == OP_INPUT);
 }
 
-/* What the pass that evaluates `id` reads: inputs (through any layout moves
- * on them) count their bytes; a reduction is read in the pass before. */
-static void reads(fuse *f, cg_id id, uint32_t pass)
+/* The nodes the kernel of `root` reaches, into s->order (their count is
+ * returned); each one's `above` counts the edges into it. */
+static uint32_t reach(const cg_graph *g, pl_scratch *s, cg_id root)
 {
-    const cg_node *n = cg_get(&f->p->g, id);
-    uint32_t bit = pass < 32 ? 1u << pass : 0;
-    if (f->seen[id] & bit)
-        return; /* x * x reads x once */
-    f->seen[id] |= bit;
-    if (!f->counted[id]) {
-        f->counted[id] = 1;
-        f->nodes++;
+    uint32_t n = 0;
+    s->seen[root] = 1;
+    s->order[n++] = root;
+    for (uint32_t i = 0; i < n; i++) { /* order doubles as the work list */
+        const cg_node *x = cg_get(g, s->order[i]);
+        if (is_read(g, x))
+            continue;
+        for (uint32_t k = 0; k < x->n_in; k++) {
+            cg_id in = x->in[k];
+            s->above[in]++;
+            if (!s->seen[in]) {
+                s->seen[in] = 1;
+                s->order[n++] = in;
+            }
+        }
     }
-    if (n->op == OP_INPUT || (cg_op_class(n->op) == CG_LAYOUT && n->op != OP_CONCAT &&
-                              n->op != OP_STACK && cg_get(&f->p->g, n->in[0])->op == OP_INPUT)) {
-        f->read[pass] += bytes(n); /* the elements this view touches */
-        return;
-    }
-    bool reduce = cg_op_class(n->op) == CG_REDUCTION;
-    uint32_t below = reduce ? pass + 1 : pass;
-    if (below > f->max_pass)
-        f->max_pass = below;
-    for (uint32_t k = 0; k < n->n_in; k++)
-        reads(f, n->in[k], below);
+    return n;
 }
 
-bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t)
+/* Settle the nodes from the root down, each once every edge into it is
+ * (Kahn's order over the reached nodes); fills lo and hi, and returns the
+ * deepest pass. */
+static uint32_t settle(const cg_graph *g, pl_scratch *s, cg_id root, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        s->lo[s->order[i]] = UINT32_MAX;
+        s->hi[s->order[i]] = 0;
+    }
+    s->lo[root] = 0;
+    uint32_t head = 0, tail = 0, max_pass = 0;
+    s->order[tail++] = root;
+    while (head < tail) {
+        cg_id id = s->order[head++];
+        const cg_node *x = cg_get(g, id);
+        if (is_read(g, x))
+            continue;
+        uint32_t below = cg_op_class(x->op) == CG_REDUCTION;
+        max_pass = s->hi[id] + below > max_pass ? s->hi[id] + below : max_pass;
+        for (uint32_t k = 0; k < x->n_in; k++) {
+            cg_id in = x->in[k];
+            if (s->lo[id] + below < s->lo[in])
+                s->lo[in] = s->lo[id] + below;
+            if (s->hi[id] + below > s->hi[in])
+                s->hi[in] = s->hi[id] + below;
+            if (--s->above[in] == 0)
+                s->order[tail++] = in;
+        }
+    }
+    return max_pass;
+}
+
+bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t, pl_scratch *s)
 {
     uint32_t esize = (surg_dtype_bits(t->dtype) + 7) / 8;
     if (t->kind == PL_GATHER) {
@@ -78,25 +95,26 @@ bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t)
         t->work = (uint64_t)PL_CHUNK_ELEMS * (8 + esize);
         return (t->how = pl_describe(p, ar, t->node)) != NULL;
     }
-    fuse f = {.p = p};
-    f.level = calloc(p->g.n ? p->g.n : 1, sizeof *f.level);
-    f.counted = calloc(p->g.n ? p->g.n : 1, 1);
-    f.seen = calloc(p->g.n ? p->g.n : 1, sizeof *f.seen);
-    uint32_t depth = f.level ? levels(&f, t->node) : 0;
-    f.read = calloc(depth + 2, sizeof *f.read);
-    bool ok = f.level && f.counted && f.seen && f.read;
-    if (ok) {
-        reads(&f, t->node, 0);
-        t->passes = f.max_pass + 1;
-        for (uint32_t i = 0; i <= f.max_pass; i++)
-            t->read += f.read[i];
-        /* A chunk of doubles per node evaluated, and the encoded result. */
-        t->work = (uint64_t)PL_CHUNK_ELEMS * (8 * f.nodes + esize);
+    const cg_graph *g = &p->g;
+    uint32_t n = reach(g, s, t->node);
+    uint32_t max_pass = settle(g, s, t->node, n);
+    /* Every node is settled once its last edge is: order holds them all. */
+    uint64_t read = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        cg_id id = s->order[i];
+        const cg_node *x = cg_get(g, id);
+        uint64_t r;
+        if (is_read(g, x) &&
+            (__builtin_mul_overflow(bytes(x), (uint64_t)(s->hi[id] - s->lo[id]) + 1, &r) ||
+             __builtin_add_overflow(read, r, &read)))
+            read = UINT64_MAX;
+        s->seen[id] = 0;
+        s->above[id] = 0;
     }
-    free(f.level);
-    free(f.counted);
-    free(f.seen);
-    free(f.read);
+    t->passes = max_pass + 1;
+    t->read = read;
+    /* A chunk of doubles per node evaluated, and the encoded result. */
+    t->work = (uint64_t)PL_CHUNK_ELEMS * (8 * n + esize);
     t->how = pl_describe(p, ar, t->node);
-    return ok && t->how;
+    return t->how != NULL;
 }

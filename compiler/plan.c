@@ -114,6 +114,28 @@ static void add_up(surg_plan *pl)
     };
 }
 
+bool pl_scratch_init(pl_scratch *s, uint32_t n_nodes)
+{
+    size_t m = n_nodes ? n_nodes : 1;
+    *s = (pl_scratch){.lo = malloc(m * sizeof *s->lo), .hi = malloc(m * sizeof *s->hi),
+                      .above = calloc(m, sizeof *s->above), .seen = calloc(m, 1),
+                      .order = malloc(m * sizeof *s->order)};
+    if (s->lo && s->hi && s->above && s->seen && s->order)
+        return true;
+    pl_scratch_free(s);
+    return false;
+}
+
+void pl_scratch_free(pl_scratch *s)
+{
+    free(s->lo);
+    free(s->hi);
+    free(s->above);
+    free(s->seen);
+    free(s->order);
+    *s = (pl_scratch){0};
+}
+
 static surg_status build(surg_plan *pl)
 {
     const surg_program *p = pl->prog;
@@ -126,30 +148,35 @@ static surg_status build(surg_plan *pl)
     count_dead(pl, live);
     free(live);
     pl->n = p->n_out;
-    for (size_t i = 0; i < p->n_out; i++) {
+    pl_scratch scratch;
+    if (!pl_scratch_init(&scratch, p->g.n))
+        return SURG_ENOMEM;
+    surg_status st = SURG_OK;
+    for (size_t i = 0; i < p->n_out && !st; i++) {
         const surg_tensor_info *o = &p->out_info[i];
         pl_tensor *t = &pl->t[i];
         *t = (pl_tensor){.name = o->name, .node = p->out[i].node, .dtype = o->dtype,
                          .rank = o->rank, .shape = o->shape, .nbytes = o->nbytes};
-        int copy = pl_copy(p, &pl->ar, t);
-        if (copy < 0)
-            return SURG_ENOMEM;
-        if (copy) {
-            if (t->kind == PL_COPY) {
-                t->work = PL_COPY_BUFFER;
-                if (!(t->how = pl_describe(p, &pl->ar, t->node)))
-                    return SURG_ENOMEM;
-                continue;
-            }
+        int copy = pl_copy(p, &pl->ar, t, &scratch);
+        if (copy < 0) {
+            st = SURG_ENOMEM;
+        } else if (copy && t->kind == PL_COPY) {
+            t->work = PL_COPY_BUFFER;
+            if (!(t->how = pl_describe(p, &pl->ar, t->node)))
+                st = SURG_ENOMEM;
         } else {
-            t->kind = cg_get(&p->g, t->node)->op == OP_INIT ? PL_GENERATE : PL_COMPUTE;
+            if (!copy)
+                t->kind = cg_get(&p->g, t->node)->op == OP_INIT ? PL_GENERATE : PL_COMPUTE;
+            if (!pl_fuse(p, &pl->ar, t, &scratch))
+                st = SURG_ENOMEM;
         }
-        if (!pl_fuse(p, &pl->ar, t))
-            return SURG_ENOMEM;
     }
+    pl_scratch_free(&scratch);
+    if (st)
+        return st;
     surg_meta_entry *meta;
     size_t n_meta;
-    surg_status st = pl_metadata(p, "", &pl->ar, &meta, &n_meta);
+    st = pl_metadata(p, "", &pl->ar, &meta, &n_meta);
     if (st)
         return st;
     pl->meta = meta;

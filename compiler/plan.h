@@ -76,12 +76,27 @@ struct surg_plan {
     pl_totals plan, naive;
 };
 
+/* Per-node arrays the passes reuse from tensor to tensor, so that the work
+ * for one tensor is in proportion to the nodes it reaches, not the graph:
+ * a pass leaves `seen` and `above` all zero, as it found them. */
+typedef struct pl_scratch {
+    uint32_t *lo, *hi; /* pass_fuse: the first and last pass that reads a node */
+    uint32_t *above;   /* pass_fuse: edges from nodes above not yet settled */
+    uint8_t *seen;
+    cg_id *order;      /* nodes reached, in the order a pass takes them */
+} pl_scratch;
+
+bool pl_scratch_init(pl_scratch *s, uint32_t n_nodes); /* false: out of memory */
+void pl_scratch_free(pl_scratch *s);
+
 /* The passes. Each fills in its part of the plan's tensors. */
 uint8_t *pl_live(const cg_graph *g, const cg_output *out, size_t n_out);
 /* 1: the tensor is a copy of byte ranges or a strided move; 0: it is
  * computed; -1: out of memory. */
-int pl_copy(const surg_program *p, arena *ar, pl_tensor *t);
-bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t); /* false: out of memory */
+int pl_copy(const surg_program *p, arena *ar, pl_tensor *t, pl_scratch *s);
+/* The kernel's passes, reads and memory, in time linear in the nodes it
+ * reaches. False: out of memory. */
+bool pl_fuse(const surg_program *p, arena *ar, pl_tensor *t, pl_scratch *s);
 
 /* The metadata of the output holding the tensors under `prefix` ("" for
  * all): the input's, with the tied names and the LoRA records of those

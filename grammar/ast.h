@@ -12,6 +12,12 @@
 
 typedef struct ast_expr ast_expr;
 
+/* How deep an expression may nest: each operator, sign, call and pair of
+ * parentheses is a level. The parser rejects a deeper one where it goes past
+ * the bound, so every later walk of an expression (printing, lowering) is
+ * recursive with bounded depth. Generous: real expressions nest a handful. */
+enum { AST_MAX_DEPTH = 256 };
+
 typedef struct ast_arg {
     const char *name; /* NULL for a positional argument */
     src_span name_span;
@@ -31,6 +37,7 @@ typedef enum ast_expr_kind {
 struct ast_expr {
     ast_expr_kind kind;
     src_span span;
+    unsigned depth; /* levels, this one included (parentheses counted) */
     union {
         struct {
             const char *text; /* as written, so nothing is lost in printing */

@@ -192,7 +192,7 @@ static surg_status run(gr_ctx *ctx, const char *text, uint32_t len)
     surg_status st = SURG_OK;
     if (!gr_scan_bytes(text, (int)len, scanner))
         st = SURG_ENOMEM;
-    else if (grparse(scanner, ctx) == 2)
+    else if (grparse(scanner, ctx) == 2 && !ctx->stack_full)
         st = SURG_ENOMEM;
     grlex_destroy(scanner);
     return st;

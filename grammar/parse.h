@@ -19,6 +19,9 @@ typedef struct gr_ctx {
     uint32_t opens[32];  /* where the innermost of them were opened */
     int last_token;      /* to know when a word starts a statement */
     bool nomem;
+    bool too_deep;       /* this statement nests too deeply: reported, dropped */
+    bool stack_full;     /* the parser's stack reached its bound: reported */
+    bool skipping;       /* parentheses nest too deeply: the statement is skipped */
     unsigned errors; /* reported so far */
     jmp_buf *fatal;  /* where the scanner goes when it cannot allocate */
 } gr_ctx;

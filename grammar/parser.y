@@ -24,6 +24,7 @@ int grlex(GRSTYPE *lval, src_span *lloc, yyscan_t scanner);
 
 %code {
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "parse.h"
@@ -42,13 +43,25 @@ static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *ms
 static void *node(gr_ctx *ctx, size_t size);
 static ast_stmt *stmt(gr_ctx *ctx, ast_stmt_kind kind, src_span at, src_span kw);
 static ast_expr *expr(gr_ctx *ctx, ast_expr_kind kind, src_span at);
-static ast_expr *binary(gr_ctx *ctx, char op, ast_expr *l, ast_expr *r, src_span at);
+static ast_expr *binary(gr_ctx *ctx, char op, ast_expr *l, ast_expr *r, src_span at,
+                        src_span op_at);
+static ast_expr *call(gr_ctx *ctx, const char *name, src_span name_at, ast_arg *args,
+                      src_span at);
+static void nest(gr_ctx *ctx, ast_expr *e, unsigned below, src_span at);
+static void *stack_alloc(gr_ctx *ctx, size_t size);
 static ast_string *bare_pattern(gr_ctx *ctx, src_span at);
 static ast_string *unquoted(gr_ctx *ctx, ast_string *s);
 static void check_dtype(gr_ctx *ctx, const char *name, src_span at);
 static void check_word(gr_ctx *ctx, const char *what, const char *word, src_span at,
                        const char *a, const char *b);
 static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
+
+/* The parser's own stack: a statement that needs more than this many
+ * states nests too deeply (a long run of signs, - - - x); its memory comes
+ * through stack_alloc, which tells that apart from running out of memory. */
+#define YYMAXDEPTH 10000
+#define YYMALLOC(size) stack_alloc(ctx, size)
+#define YYFREE free
 
 #define APPEND(list, item)                                                  \
     do {                                                                    \
@@ -105,8 +118,9 @@ recipe:
 
 line:
     sep
-  | stmt sep         { if ($1) { *ctx->stmt_tail = $1; ctx->stmt_tail = &$1->next; } }
-  | error sep        { yyerrok; }
+  | stmt sep         { if ($1 && !ctx->too_deep) { *ctx->stmt_tail = $1; ctx->stmt_tail = &$1->next; }
+                       ctx->too_deep = false; }
+  | error sep        { yyerrok; ctx->too_deep = false; }
   ;
 
 sep: NEWLINE | ';' ;
@@ -213,14 +227,14 @@ expr:
     NUMBER                           { $$ = expr(ctx, EX_NUMBER, @$); if ($$ && $1) { $$->u.number.text = $1->text; $$->u.number.value = $1->value; } }
   | IDENT                            { $$ = expr(ctx, EX_IDENT, @$); if ($$) $$->u.ident = $1; }
   | STRING                           { $$ = expr(ctx, EX_STRING, @$); if ($$ && $1) $$->u.string = $1->text; }
-  | IDENT '(' ')'                    { $$ = expr(ctx, EX_CALL, @$); if ($$) { $$->u.call.name = $1; $$->u.call.name_span = @1; } }
-  | IDENT '(' args ')'               { $$ = expr(ctx, EX_CALL, @$); if ($$) { $$->u.call.name = $1; $$->u.call.name_span = @1; $$->u.call.args = $3; } }
-  | '(' expr ')'                     { $$ = $2; }
-  | '-' expr %prec NEG               { $$ = expr(ctx, EX_NEG, @$); if ($$) $$->u.operand = $2; }
-  | expr '+' expr                    { $$ = binary(ctx, '+', $1, $3, @$); }
-  | expr '-' expr                    { $$ = binary(ctx, '-', $1, $3, @$); }
-  | expr '*' expr                    { $$ = binary(ctx, '*', $1, $3, @$); }
-  | expr '/' expr                    { $$ = binary(ctx, '/', $1, $3, @$); }
+  | IDENT '(' ')'                    { $$ = call(ctx, $1, @1, NULL, @$); }
+  | IDENT '(' args ')'               { $$ = call(ctx, $1, @1, $3, @$); }
+  | '(' expr ')'                     { $$ = $2; if ($$) nest(ctx, $$, $$->depth, @1); }
+  | '-' expr %prec NEG               { $$ = expr(ctx, EX_NEG, @$); if ($$) { $$->u.operand = $2; nest(ctx, $$, $2 ? $2->depth : 0, @1); } }
+  | expr '+' expr                    { $$ = binary(ctx, '+', $1, $3, @$, @2); }
+  | expr '-' expr                    { $$ = binary(ctx, '-', $1, $3, @$, @2); }
+  | expr '*' expr                    { $$ = binary(ctx, '*', $1, $3, @$, @2); }
+  | expr '/' expr                    { $$ = binary(ctx, '/', $1, $3, @$, @2); }
   ;
 
 args:
@@ -272,19 +286,63 @@ static ast_expr *expr(gr_ctx *ctx, ast_expr_kind kind, src_span at)
     if (e) {
         e->kind = kind;
         e->span = at;
+        e->depth = 1;
     }
     return e;
 }
 
-static ast_expr *binary(gr_ctx *ctx, char op, ast_expr *l, ast_expr *r, src_span at)
+/* A node `below` levels above the leaves; past AST_MAX_DEPTH the statement
+ * is reported once, where the bound is crossed (`at`), and dropped. */
+static void nest(gr_ctx *ctx, ast_expr *e, unsigned below, src_span at)
+{
+    e->depth = below + 1;
+    if (e->depth <= AST_MAX_DEPTH)
+        return;
+    e->depth = AST_MAX_DEPTH + 1;
+    if (!ctx->too_deep) {
+        const char *notes[] = {"each operator, sign, call and pair of parentheses is a level"};
+        gr_error(ctx, at, "syntax-depth", notes, 1,
+                 "this expression nests more than %d levels deep", AST_MAX_DEPTH);
+    }
+    ctx->too_deep = true;
+}
+
+static ast_expr *binary(gr_ctx *ctx, char op, ast_expr *l, ast_expr *r, src_span at,
+                        src_span op_at)
 {
     ast_expr *e = expr(ctx, EX_BINARY, at);
     if (e) {
         e->u.binary.op = op;
         e->u.binary.lhs = l;
         e->u.binary.rhs = r;
+        unsigned dl = l ? l->depth : 0, dr = r ? r->depth : 0;
+        nest(ctx, e, dl > dr ? dl : dr, op_at);
     }
     return e;
+}
+
+static ast_expr *call(gr_ctx *ctx, const char *name, src_span name_at, ast_arg *args,
+                      src_span at)
+{
+    ast_expr *e = expr(ctx, EX_CALL, at);
+    if (!e)
+        return e;
+    e->u.call.name = name;
+    e->u.call.name_span = name_at;
+    e->u.call.args = args;
+    unsigned below = 0;
+    for (const ast_arg *a = args; a; a = a->next)
+        if (a->value && a->value->depth > below)
+            below = a->value->depth;
+    nest(ctx, e, below, name_at);
+    return e;
+}
+
+static void *stack_alloc(gr_ctx *ctx, size_t size)
+{
+    void *p = malloc(size);
+    ctx->nomem |= !p;
+    return p;
 }
 
 static ast_string *bare_pattern(gr_ctx *ctx, src_span at)
@@ -352,6 +410,14 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at)
 static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *msg)
 {
     (void)scanner;
+    if (strcmp(msg, "memory exhausted") == 0) { /* the stack is full, or memory */
+        if (!ctx->nomem)
+            gr_error(ctx, *loc, "syntax-depth", NULL, 0,
+                     "this statement nests too deeply to parse (more than %d levels)",
+                     YYMAXDEPTH);
+        ctx->stack_full = !ctx->nomem;
+        return;
+    }
     if (ctx->last_token == STRAY)
         return;
     const char *prefix = "syntax error, ";

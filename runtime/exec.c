@@ -34,6 +34,9 @@
 enum {
     COPY_PIECE = 64 << 20,       /* bytes per copy job */
     THREAD_BUDGET = 8 << 20,     /* scratch memory per thread for kernels */
+    /* Kernels recurse once per level of the op graph (at most CG_MAX_DEPTH):
+     * a worker's stack is at least this, whatever the platform's default. */
+    WORKER_STACK = 8 << 20,
     MIN_CHUNK = 1024,
 };
 
@@ -85,6 +88,9 @@ typedef struct run {
     atomic_uint_fast64_t done;
     uint64_t total;
     pthread_mutex_t lock; /* the sink is called from every thread */
+    pthread_mutex_t idle_lock;
+    pthread_cond_t idle; /* signalled as each worker stops */
+    unsigned running;    /* workers not yet stopped (under idle_lock) */
     surg_sink *sink;
     surg_sink locked;
     const surg_run_opts *opts;
@@ -293,7 +299,62 @@ static void *work(void *arg)
         }
         atomic_fetch_add(&r->done, job_bytes(r, &r->jobs[i]));
     }
+    pthread_mutex_lock(&r->idle_lock);
+    r->running--;
+    pthread_cond_signal(&r->idle);
+    pthread_mutex_unlock(&r->idle_lock);
     return NULL;
+}
+
+static bool start_worker(run *r, pthread_t *tid, worker *w)
+{
+    pthread_attr_t attr;
+    size_t stack;
+    if (pthread_attr_init(&attr) != 0)
+        return false;
+    if (pthread_attr_getstacksize(&attr, &stack) == 0 && stack < WORKER_STACK)
+        pthread_attr_setstacksize(&attr, WORKER_STACK);
+    pthread_mutex_lock(&r->idle_lock);
+    r->running++;
+    pthread_mutex_unlock(&r->idle_lock);
+    bool ok = pthread_create(tid, &attr, work, w) == 0;
+    if (!ok) {
+        pthread_mutex_lock(&r->idle_lock);
+        r->running--;
+        pthread_mutex_unlock(&r->idle_lock);
+    }
+    pthread_attr_destroy(&attr);
+    return ok;
+}
+
+/* Until every worker has stopped: the last one wakes the wait at once. In
+ * between, every 100 ms, the progress callback and the write-back hint. */
+static void wait_workers(run *r)
+{
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    pthread_mutex_lock(&r->idle_lock);
+    while (r->running) {
+        next.tv_nsec += 100 * 1000 * 1000;
+        if (next.tv_nsec >= 1000 * 1000 * 1000) {
+            next.tv_sec++;
+            next.tv_nsec -= 1000 * 1000 * 1000;
+        }
+        int rc = 0;
+        while (r->running && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&r->idle, &r->idle_lock, &next);
+        if (!r->running)
+            break;
+        pthread_mutex_unlock(&r->idle_lock);
+        if (r->opts->progress)
+            r->opts->progress(r->opts->progress_user, atomic_load(&r->done), r->total);
+        for (size_t k = 0; k < r->n_lay; k++)
+            for (size_t f = 0; f < r->lay[k].n_files; f++)
+                of_start_writeback(r->lay[k].files[f].of);
+        clock_gettime(CLOCK_MONOTONIC, &next);
+        pthread_mutex_lock(&r->idle_lock);
+    }
+    pthread_mutex_unlock(&r->idle_lock);
 }
 
 /* Run the job list on the threads; the calling thread reports progress. */
@@ -314,20 +375,10 @@ static surg_status run_jobs(run *r)
     }
     atomic_store(&r->next, 0);
     for (unsigned i = 0; ok && i < threads; i++)
-        if (pthread_create(&tid[i], NULL, work, &w[i]) == 0)
+        if (start_worker(r, &tid[started], &w[i]))
             started++;
     ok = ok && started > 0;
-    for (;;) { /* progress, until every thread is done */
-        struct timespec tick = {0, 100 * 1000 * 1000};
-        if (!ok || atomic_load(&r->next) >= r->n_jobs + started || atomic_load(&r->failed))
-            break;
-        if (r->opts->progress)
-            r->opts->progress(r->opts->progress_user, atomic_load(&r->done), r->total);
-        for (size_t k = 0; k < r->n_lay; k++)
-            for (size_t f = 0; f < r->lay[k].n_files; f++)
-                of_start_writeback(r->lay[k].files[f].of);
-        nanosleep(&tick, NULL);
-    }
+    wait_workers(r);
     for (unsigned i = 0; i < started; i++)
         pthread_join(tid[i], NULL);
     for (unsigned i = 0; w && i < threads; i++) {
@@ -699,6 +750,12 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     r.locked = (surg_sink){.fn = locked_report, .user = &r};
     ar_init(&r.ar);
     pthread_mutex_init(&r.lock, NULL);
+    pthread_mutex_init(&r.idle_lock, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&r.idle, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     surg_status st = surg_ckpt_kind_of(r.kx.ck) == SURG_CKPT_SCHEMA ? SURG_EUSAGE : SURG_OK;
     if (st)
         dg_file(sink, SURG_ERROR, "run-schema", surg_ckpt_path(r.kx.ck),
@@ -744,5 +801,7 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     free(r.chunk);
     free(r.kx.scalars);
     pthread_mutex_destroy(&r.lock);
+    pthread_mutex_destroy(&r.idle_lock);
+    pthread_cond_destroy(&r.idle);
     return st;
 }

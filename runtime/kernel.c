@@ -23,12 +23,16 @@
 void kx_scratch_free(kx_scratch *s)
 {
     free(s->mem);
+    free(s->memo);
+    free(s->last);
     *s = (kx_scratch){0};
 }
 
 void kx_scratch_reset(kx_scratch *s)
 {
     s->used = 0;
+    for (size_t i = 0; i < s->n_memo; i++)
+        s->last[s->memo[i].node] = 0;
     s->n_memo = 0;
 }
 
@@ -338,19 +342,36 @@ static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index 
 /* Every value computed for a chunk stays in scratch until the chunk ends,
  * so a node met again with the same index set is copied, not recomputed:
  * without this a chain of `y = x + x` doubles its work at every level. */
+static bool remember(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix, const double *vals)
+{
+    if (!s->last && !(s->last = calloc(c->p->g.n ? c->p->g.n : 1, sizeof *s->last)))
+        return false;
+    if (s->n_memo == s->memo_cap) {
+        size_t cap = s->memo_cap ? s->memo_cap * 2 : 64;
+        kx_memo *m = cap <= UINT32_MAX ? realloc(s->memo, cap * sizeof *m) : NULL;
+        if (!m)
+            return false;
+        s->memo = m;
+        s->memo_cap = cap;
+    }
+    s->memo[s->n_memo++] = (kx_memo){id, s->last[id], ix.start, ix.idx, ix.n, vals};
+    s->last[id] = (uint32_t)s->n_memo;
+    return true;
+}
+
 surg_status kx_eval(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix, double *out,
                     surg_sink *sink)
 {
-    for (size_t i = 0; i < s->n_memo; i++) {
-        const kx_memo *m = &s->memo[i];
-        if (m->node == id && m->n == ix.n && m->idx == ix.idx && (ix.idx || m->start == ix.start)) {
+    for (uint32_t i = s->last ? s->last[id] : 0; i; i = s->memo[i - 1].next) {
+        const kx_memo *m = &s->memo[i - 1];
+        if (m->n == ix.n && m->idx == ix.idx && (ix.idx || m->start == ix.start)) {
             memcpy(out, m->vals, ix.n * sizeof *out);
             return SURG_OK;
         }
     }
     surg_status st = eval_node(c, s, id, ix, out, sink);
-    if (!st && s->n_memo < KX_MEMO && node_of(c, id)->op != OP_CONST)
-        s->memo[s->n_memo++] = (kx_memo){id, ix.start, ix.idx, ix.n, out};
+    if (!st && node_of(c, id)->op != OP_CONST && !remember(c, s, id, ix, out))
+        return nomem(sink);
     return st;
 }
 

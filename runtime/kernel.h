@@ -26,23 +26,25 @@ typedef struct kx_ctx {
 
 /* Values already computed for the current chunk: a node reached along
  * several paths with the same index set (`x + x`, a shared subexpression)
- * is evaluated once, not once per path. */
+ * is evaluated once, not once per path. Every value is kept, however many
+ * (a bounded memo would let a long chain of `x + x` double its work at each
+ * level past the bound); they are found through their node. */
 typedef struct kx_memo {
     cg_id node;
+    uint32_t next; /* the node's previous value, +1 (0: none) */
     uint64_t start;
     const uint64_t *idx;
     size_t n;
     const double *vals;
 } kx_memo;
 
-enum { KX_MEMO = 64 };
-
 /* A thread's scratch memory, reused chunk after chunk. */
 typedef struct kx_scratch {
     char *mem;
     size_t size, used;
-    kx_memo memo[KX_MEMO];
-    size_t n_memo;
+    kx_memo *memo;   /* the chunk's values, grown as needed */
+    size_t n_memo, memo_cap;
+    uint32_t *last;  /* per node of the graph: its newest value, +1 */
 } kx_scratch;
 
 void kx_scratch_free(kx_scratch *s);
