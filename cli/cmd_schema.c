@@ -64,13 +64,18 @@ static node *child(node *parent, const char *label, size_t len,
     return k;
 }
 
+/* How deep the tree nests: the segments of a name past this depth stay
+ * together on its line, so no name (a header may hold one of a million
+ * segments) makes the walks below recurse deeper, or fold longer chains. */
+enum { MAX_DEPTH = 32 };
+
 static bool insert(node *root, const surg_tensor_info *t)
 {
     bool nomem = false;
     node *at = root;
     const char *s = t->name;
-    while (*s && at) {
-        size_t len = strcspn(s, "/.");
+    for (size_t depth = 1; *s && at; depth++) {
+        size_t len = depth < MAX_DEPTH ? strcspn(s, "/.") : strlen(s);
         if (s[len])
             len++; /* keep the separator with its segment */
         if (s[len] == '\0') {
@@ -128,6 +133,11 @@ static size_t text_width(const char *s)
     return w;
 }
 
+/* Types line up in one column after the widest name, unless that is wider
+ * than MAX_COLUMN: a longer name then has its type two spaces after it,
+ * so one very long name does not pad every other line. */
+enum { MAX_COLUMN = 80 };
+
 static size_t label_column(const node *n, size_t depth)
 {
     size_t w = 0;
@@ -135,7 +145,7 @@ static size_t label_column(const node *n, size_t depth)
         const node *k = n->kids[i];
         size_t kw = k->leaf ? 2 * depth + text_width(k->label)
                             : label_column(k, depth + 1);
-        w = kw > w ? kw : w;
+        w = kw > w && kw <= MAX_COLUMN ? kw : w;
     }
     return w;
 }
@@ -155,7 +165,8 @@ static void print_tree(const node *n, size_t depth, size_t column)
         printf("%*s", (int)(2 * depth), "");
         put_safe(stdout, k->label, false);
         if (k->leaf) {
-            printf("%*s", (int)(column + 2 - 2 * depth - text_width(k->label)), "");
+            size_t used = 2 * depth + text_width(k->label);
+            printf("%*s", used < column ? (int)(column + 2 - used) : 2, "");
             print_type(k->leaf);
         } else {
             putchar('\n');
