@@ -178,7 +178,7 @@ static void lower_untie(lw *L, const ast_stmt *s)
         change_tie(L, &c, m->entry, NULL, m->node);
         mr_copied(L, slots, &n_slots, m->tied, m->name, m->node, s->span);
     }
-    if (slots && !n_tied)
+    if (slots && !n_tied && !s->patterns->optional)
         lw_error(L, s->patterns->span, "untie-none", NULL, 0,
                  "pattern \"%s\" matches no tied name, only %zu stored tensor%s",
                  s->patterns->text, ms.n, ms.n == 1 ? "" : "s");
