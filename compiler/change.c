@@ -116,6 +116,13 @@ static void tally_naive(lw *L, const change *c)
     for (size_t i = 0; i < L->st.n; i++)
         if (c->removed[i] && !L->st.e[i].tied)
             freed += bytes_of(L, L->st.e[i].node);
+    for (size_t i = 0; i < c->n_ties; i++) { /* sd[a] = sd[b]; sd[a] = sd[b].clone() */
+        const sv_entry *e = &L->st.e[c->ties[i].entry];
+        if (c->ties[i].target && !e->tied)
+            freed += bytes_of(L, e->node);
+        else if (!c->ties[i].target)
+            made += bytes_of(L, c->ties[i].node);
+    }
     if (L->naive_dict + made > L->naive_peak)
         L->naive_peak = L->naive_dict + made;
     L->naive_dict = L->naive_dict + made - freed;

@@ -655,6 +655,33 @@ static void test_tie_untie(void **state)
     current = NULL;
 }
 
+/* --to: a tied name is a name on either side, of its stored tensor's type. */
+static void test_tied_target(void **state)
+{
+    (void)state;
+    current = tied;
+    result r = ok("untie \"model.head.weight\"\n");
+    recorder rr;
+    rec_init(&rr);
+    assert_int_equal(surg_program_check_target(r.p, tied, &rr.sink), SURG_OK);
+    done(&r);
+    r = ok("drop \"model.head.weight\"\ntie \"fc.lora_B.weight\" = \"other\"\n");
+    rec_init(&rr);
+    assert_int_equal(surg_program_check_target(r.p, tied, &rr.sink), SURG_EINVALID);
+    assert_string_equal(rr.messages,
+                        "the result lacks \"model.head.weight\" (f32[4, 2] in the target, tied)\n");
+    done(&r);
+    r = ok("tie \"fc.lora_B.weight\" = \"other\"\nmap \"other\" = cast(x, f16)\n");
+    rec_init(&rr);
+    assert_int_equal(surg_program_check_target(r.p, tied, &rr.sink), SURG_EINVALID);
+    assert_string_equal(rr.messages,
+                        "the result's tied \"fc.lora_B.weight\" is f16[4, 2], but the target has "
+                        "f32[4, 2]\n"
+                        "the result's \"other\" is f16[4, 2], but the target has f32[4, 2]\n");
+    done(&r);
+    current = NULL;
+}
+
 /* Tied parameters in a mirrored tree: no slots of their own; the slots go
  * with the value when a tied name takes over or is untied. */
 static void test_tied_mirror(void **state)
@@ -752,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_mirror_errors), cmocka_unit_test(test_tied_names),
         cmocka_unit_test(test_tied_takeover), cmocka_unit_test(test_tie_untie),
         cmocka_unit_test(test_tied_mirror),  cmocka_unit_test(test_lora_records),
+        cmocka_unit_test(test_tied_target),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
