@@ -218,20 +218,50 @@ static void adopt_orphans(lw *L, change *c, orphan *o, size_t n_o)
 }
 
 /* The renames and ties of this change, sorted by the old name. */
-static moved *redirects(lw *L, const change *c, size_t *n)
+/* The names whose moves matter: the stored names tied names point at, and
+ * the records' names; sorted. A few, where the moves may be many. */
+static const char **watched(lw *L, const change *c, size_t *n)
 {
-    moved *r = malloc((c->n_moved + c->n_ties + 1) * sizeof *r);
-    if (!r) {
-        L->nomem = true;
+    size_t cap = L->st.n_tied + c->n_added + 1;
+    for (const cg_lora *x = L->lora; x; x = x->next)
+        cap += 3;
+    const char **w = malloc(cap * sizeof *w);
+    if (!w)
+        return NULL;
+    *n = 0;
+    for (size_t i = 0; L->st.n_tied && i < L->st.n; i++)
+        if (L->st.e[i].tied)
+            w[(*n)++] = L->st.e[i].tied;
+    for (size_t i = 0; i < c->n_added; i++)
+        if (c->added[i].tied)
+            w[(*n)++] = c->added[i].tied;
+    for (const cg_lora *x = L->lora; x; x = x->next) {
+        w[(*n)++] = x->target;
+        w[(*n)++] = x->a;
+        w[(*n)++] = x->b;
+    }
+    if (ss_sort(w, *n, sizeof *w) != 0) {
+        free(w);
         return NULL;
     }
+    return w;
+}
+
+/* The renames and ties of this change that matter, sorted by the old name. */
+static moved *redirects(lw *L, const change *c, size_t *n)
+{
+    size_t n_w = 0;
+    const char **w = watched(L, c, &n_w);
+    moved *r = w ? malloc((c->n_moved + c->n_ties + 1) * sizeof *r) : NULL;
     *n = 0;
-    for (size_t i = 0; i < c->n_moved; i++)
-        r[(*n)++] = c->moved[i];
-    for (size_t i = 0; i < c->n_ties; i++)
+    for (size_t i = 0; r && i < c->n_moved; i++)
+        if (n_w && ss_find(w, n_w, sizeof *w, c->moved[i].from) != (size_t)-1)
+            r[(*n)++] = c->moved[i];
+    for (size_t i = 0; r && i < c->n_ties; i++)
         if (c->ties[i].target)
             r[(*n)++] = (moved){L->st.e[c->ties[i].entry].name, c->ties[i].target};
-    if (ss_sort(r, *n, sizeof *r) != 0) {
+    free(w);
+    if (!r || ss_sort(r, *n, sizeof *r) != 0) {
         free(r);
         L->nomem = true;
         return NULL;
@@ -315,8 +345,13 @@ void change_done(lw *L, change *c, unsigned errors_before)
     for (size_t i = 0; ok && i < c->n_updated; i++)
         L->st.e[c->updated[i].len].node = c->updated[i].node;
     bool structural = c->n_added || removes_any(L, c);
+    /* Only tied names and records need to know where names went. */
+    bool ties = L->st.n_tied || c->n_ties;
+    for (size_t i = 0; !ties && i < c->n_added; i++)
+        ties = c->added[i].tied != NULL;
     size_t nr = 0;
-    moved *r = ok && (structural || c->n_ties) ? redirects(L, c, &nr) : NULL;
+    moved *r = ok && (c->n_ties || (structural && (ties || L->lora))) ? redirects(L, c, &nr)
+                                                                       : NULL;
     if (r) {
         apply_ties(L, c);
         settle_tied(L, c, r, nr);
