@@ -67,7 +67,24 @@ static void load_ties(lw *L, const surg_ckpt *in)
     size_t n = 0;
     for (size_t i = 0; (part = surg_ckpt_part_at(in, i, &prefix)) != NULL; i++)
         part_ties(L, part, prefix, added, &n);
-    if (!L->nomem && !sv_commit(&L->st, NULL, added, n, false))
+    if (!L->nomem && ss_sort(added, n, sizeof *added) != 0)
+        L->nomem = true;
+    size_t k = 0; /* a name recorded twice is tied once, to the first target in byte order */
+    for (size_t i = 0; !L->nomem && i < n; i++) {
+        sv_entry *last = k ? &added[k - 1] : NULL;
+        if (!last || strcmp(last->name, added[i].name) != 0) {
+            added[k++] = added[i];
+            continue;
+        }
+        bool earlier = strcmp(added[i].tied, last->tied) < 0;
+        dg_file(L->sink, SURG_WARNING, "ties-metadata", surg_ckpt_path(in),
+                "\"%s\" is recorded as tied to \"%s\" and to \"%s\"; it is tied to \"%s\"",
+                added[i].name, earlier ? added[i].tied : last->tied,
+                earlier ? last->tied : added[i].tied, earlier ? added[i].tied : last->tied);
+        if (earlier)
+            *last = added[i];
+    }
+    if (!L->nomem && !sv_commit(&L->st, NULL, added, k, true))
         L->nomem = true;
     free(added);
 }

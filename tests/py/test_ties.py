@@ -172,6 +172,21 @@ class TestTiedPyTorch(Case):
         self.assertIn('tied: "lm_head.weight" is stored as "embed_tokens.weight"\n', tree)
 
 
+class TestRecordedTies(Case):
+    def test_name_recorded_twice(self):
+        """A "surg.ties" record naming one tied name twice: tied once, to the
+        first target in byte order, said (it was tied twice before)."""
+        inp = self.path("in.safetensors")
+        e, f = np.ones(2, np.float32), np.zeros(2, np.float32)
+        stnp.save(inp, {"e": ("F32", e), "f": ("F32", f)},
+                  metadata={"surg.ties": '{"h": "f", "h": "e"}'})
+        err, out = self.run_recipe('keep "**"', inp)
+        self.assertEqual(err, f'{inp}: warning: "h" is recorded as tied to "e" and to "f"; '
+                              'it is tied to "e"\n')
+        _, ties, _ = state_dict_of(out)
+        self.assertEqual(ties, {"h": "e"})
+
+
 class TestLoraRecords(Case):
     def first_run(self):
         """A first run adds an adapter to "fc.weight"; its result records it."""
