@@ -273,7 +273,10 @@ static void apply_ties(lw *L, const change *c)
 {
     for (size_t i = 0; i < c->n_ties; i++) {
         sv_entry *e = &L->st.e[c->ties[i].entry];
-        L->st.n_tied += (c->ties[i].target != NULL) - (e->tied != NULL);
+        if (!e->tied && c->ties[i].target)
+            L->st.n_tied++;
+        else if (e->tied && !c->ties[i].target)
+            L->st.n_tied--;
         e->tied = c->ties[i].target;
         e->node = e->tied ? CG_NONE : c->ties[i].node;
     }
