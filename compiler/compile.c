@@ -37,64 +37,27 @@ static bool initial_state(lw *L, surg_ckpt *in)
     return true;
 }
 
-/* One part's recorded ties (names under `prefix`) as tied names again. */
-static void load_part_ties(lw *L, const surg_ckpt *part, const char *prefix)
-{
-    const surg_meta_entry *tie;
-    for (size_t i = 0; (tie = surg_ckpt_tie(part, i)) != NULL; i++) {
-        char *a = ar_alloc(L->ar, strlen(prefix) + strlen(tie->key) + 1);
-        char *t = ar_alloc(L->ar, strlen(prefix) + strlen(tie->value) + 1);
-        if (!a || !t) {
-            L->nomem = true;
-            return;
-        }
-        strcat(strcpy(a, prefix), tie->key);
-        strcat(strcpy(t, prefix), tie->value);
-        if (sv_find(&L->st, t) == SV_NONE || sv_find(&L->st, a) != SV_NONE ||
-            sv_find_alias(&L->st, a) != SV_NONE) {
-            dg_file(L->sink, SURG_WARNING, "ties-metadata", surg_ckpt_path(part),
-                    "the recorded tie \"%s\" -> \"%s\" does not fit the tensors here; "
-                    "it is dropped",
-                    tie->key, tie->value);
-            continue;
-        }
-        L->nomem |= !sv_add_alias(&L->st, a, t);
-    }
-}
-
-/* Ties an earlier run recorded are tied names again: renames and drops
- * carry them, and the output records them anew. */
-static void load_ties(lw *L, const surg_ckpt *in)
-{
-    const char *prefix;
-    const surg_ckpt *part;
-    for (size_t i = 0; (part = surg_ckpt_part_at(in, i, &prefix)) != NULL; i++)
-        load_part_ties(L, part, prefix);
-}
-
-static int alias_cmp(const void *a, const void *b)
-{
-    return strcmp(((const surg_meta_entry *)a)->key, ((const surg_meta_entry *)b)->key);
-}
-
 static bool finish(lw *L, surg_program *p)
 {
-    p->n_out = L->st.n;
-    p->out = ar_array(&p->ar, p->n_out + 1, sizeof *p->out);
-    p->out_info = ar_array(&p->ar, p->n_out + 1, sizeof *p->out_info);
-    p->alias = ar_array(&p->ar, L->st.n_alias + 1, sizeof *p->alias);
+    size_t n_stored = L->st.n - L->st.n_tied;
+    p->out = ar_array(&p->ar, n_stored + 1, sizeof *p->out);
+    p->out_info = ar_array(&p->ar, n_stored + 1, sizeof *p->out_info);
+    p->alias = ar_array(&p->ar, L->st.n_tied + 1, sizeof *p->alias);
     if (!p->out || !p->out_info || !p->alias)
         return false;
-    for (size_t i = 0; i < p->n_out; i++) {
-        const cg_node *n = cg_get(&p->g, L->st.e[i].node);
-        p->out[i] = (cg_output){L->st.e[i].name, L->st.e[i].node};
-        p->out_info[i] = (surg_tensor_info){L->st.e[i].name, n->dtype, n->rank, n->shape,
-                                            n->nelems, n->nelems * surg_dtype_bits(n->dtype) / 8};
+    p->n_out = p->n_alias = 0;
+    for (size_t i = 0; i < L->st.n; i++) { /* both in name order */
+        const sv_entry *e = &L->st.e[i];
+        if (e->tied) {
+            p->alias[p->n_alias++] = (surg_meta_entry){e->name, e->tied};
+            continue;
+        }
+        const cg_node *n = cg_get(&p->g, e->node);
+        p->out[p->n_out] = (cg_output){e->name, e->node};
+        p->out_info[p->n_out++] = (surg_tensor_info){
+            e->name, n->dtype, n->rank, n->shape, n->nelems,
+            n->nelems * surg_dtype_bits(n->dtype) / 8};
     }
-    p->n_alias = L->st.n_alias;
-    for (size_t i = 0; i < p->n_alias; i++)
-        p->alias[i] = (surg_meta_entry){L->st.aliases[i].name, L->st.aliases[i].target};
-    qsort(p->alias, p->n_alias, sizeof *p->alias, alias_cmp);
     p->naive.read = 0;
     for (size_t i = 0; i < surg_ckpt_count(p->input); i++)
         p->naive.read += surg_ckpt_tensor(p->input, i)->nbytes;
@@ -125,7 +88,7 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
     L.lora_tail = &L.lora;
     bool ok = initial_state(&L, from);
     if (ok)
-        load_ties(&L, from);
+        lw_load_records(&L, from);
     if (ok)
         lw_statements(&L, r);
     if (ok && !L.nomem && L.errors == 0)

@@ -152,12 +152,6 @@ typedef struct cg_output {
     cg_id node;
 } cg_output;
 
-/* A tied name: stored once, as `target`'s data. */
-typedef struct cg_alias {
-    const char *name, *target;
-    src_span at; /* the `tie` that made it; {0, 0}: recorded in the input */
-} cg_alias;
-
 typedef struct cg_graph {
     cg_node *nodes; /* in buf: it grows by doubling */
     uint32_t n, cap;

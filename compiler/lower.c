@@ -24,6 +24,19 @@ void lw_error(lw *L, src_span at, const char *code, const char *const *notes,
     buf_free(&msg);
 }
 
+void lw_warning(lw *L, src_span at, const char *code, const char *fmt, ...)
+{
+    buf msg;
+    buf_init(&msg);
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&msg, fmt, ap);
+    va_end(ap);
+    src_report(L->src, L->sink, SURG_WARNING, code, at, NULL, 0, "%s",
+               msg.failed ? "(out of memory)" : msg.data);
+    buf_free(&msg);
+}
+
 bool lw_template(lw *L, const ast_string *text, const gl_pattern *pat, bool allow_index,
                  gl_template *out)
 {

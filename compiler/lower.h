@@ -23,7 +23,8 @@ typedef struct lw {
     gl_scratch scratch;
     uint64_t seed;
     lw_layout layout;
-    cg_lora *lora, **lora_tail; /* every init-lora, in order, for the metadata */
+    cg_lora *lora, **lora_tail; /* the LoRA records, in order, for the metadata */
+    src_span at;                /* the statement being lowered, for warnings */
     bigbuf matches, caps; /* reused by every statement's lw_match_pattern */
     struct lw_mirror *mirrors; /* declared by `mirror` statements */
     size_t n_mirrors;
@@ -34,10 +35,11 @@ typedef struct lw {
     bool too_deep; /* a statement went past CG_MAX_DEPTH: reported once */
 } lw;
 
-/* One tensor a pattern matched. */
+/* One name a pattern matched: a stored tensor or a tied name. */
 typedef struct lw_match {
     const char *name;
-    cg_id node;
+    cg_id node;      /* its value (a tied name's is its stored tensor's) */
+    const char *tied; /* NULL, or the stored name a tied name is tied to */
     size_t entry;    /* index in the state when matched */
     gl_span *caps;   /* caps[0..n_captures] */
 } lw_match;
@@ -52,6 +54,9 @@ typedef struct lw_matches {
 
 void lw_error(lw *L, src_span at, const char *code, const char *const *notes,
               size_t n_notes, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+void lw_warning(lw *L, src_span at, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Match a pattern against the state. Zero matches is an error (with the
  * closest names as notes) unless the pattern is `optional`. Returns false
@@ -88,6 +93,10 @@ cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matche
  * given layout; CG_NONE after reporting an error. */
 cg_id lw_init(lw *L, const ast_expr *e, surg_dtype dt, uint32_t rank, const uint64_t *shape,
               const char *key, lw_layout layout, src_span origin);
+
+/* The input's records of an earlier run ("surg.ties", "surg.lora") as tied
+ * names and LoRA records of the state (records.c). */
+void lw_load_records(lw *L, const surg_ckpt *in);
 
 /* Lower every statement of the recipe. */
 void lw_statements(lw *L, const ast_recipe *r);

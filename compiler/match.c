@@ -139,7 +139,8 @@ static bool add_match(lw *L, lw_matches *out, size_t entry, const gl_span *caps)
     out->m = L->matches.p;
     memcpy((gl_span *)L->caps.p + out->n * nc, caps, nc * sizeof *caps);
     /* caps is set once matching is over: the buffer may still move. */
-    out->m[out->n++] = (lw_match){L->st.e[entry].name, L->st.e[entry].node, entry, NULL};
+    const sv_entry *e = &L->st.e[entry];
+    out->m[out->n++] = (lw_match){e->name, sv_node(&L->st, entry), e->tied, entry, NULL};
     return true;
 }
 

@@ -79,7 +79,8 @@ void mr_moved(lw *L, change *c, named *out, size_t *n, const char *from, const c
         if (e == SV_NONE || c->touched[e])
             continue; /* missing (the final check says so), or moved by the statement */
         change_remove(c, e);
-        out[(*n)++] = (named){mr_slot_name(L, mi, k, to), L->st.e[e].name, at, L->st.e[e].node};
+        const sv_entry *x = &L->st.e[e];
+        out[(*n)++] = (named){mr_slot_name(L, mi, k, to), x->name, at, x->node, x->tied};
     }
 }
 
@@ -98,7 +99,7 @@ void mr_zeroed(lw *L, change *c, const char *param, src_span at)
     const lw_mirror *mi = mr_find(L, param);
     for (size_t k = 0; mi && k < mi->n_slots; k++) {
         size_t e = mr_slot_entry(L, mi, k, param);
-        if (e == SV_NONE || c->touched[e])
+        if (e == SV_NONE || c->touched[e] || L->st.e[e].tied)
             continue;
         const cg_node *slot = cg_get(&L->g, L->st.e[e].node);
         change_update(L, c, e, mr_zeros(L, slot->dtype, slot->rank, slot->shape, at));
@@ -118,7 +119,33 @@ void mr_created(lw *L, named *out, size_t *n, const char *param, cg_id node, src
         const uint64_t *shape = p->shape;
         cg_id z = mr_zeros(L, dt, rank, shape, at);
         p = cg_get(&L->g, node);
-        out[(*n)++] = (named){mr_slot_name(L, mi, k, param), param, at, z};
+        out[(*n)++] = (named){mr_slot_name(L, mi, k, param), param, at, z, NULL};
+    }
+}
+
+void mr_copied(lw *L, named *out, size_t *n, const char *from, const char *to, cg_id node,
+               src_span at)
+{
+    const lw_mirror *mi = mr_find(L, to);
+    if (!mi || node == CG_NONE)
+        return;
+    if (mr_find(L, from) != mi) {
+        mr_created(L, out, n, to, node, at);
+        return;
+    }
+    for (size_t k = 0; k < mi->n_slots; k++) {
+        const char *name = mr_slot_name(L, mi, k, to);
+        size_t e = mr_slot_entry(L, mi, k, from);
+        if (sv_find(&L->st, name) != SV_NONE)
+            continue; /* it has that slot already */
+        if (e != SV_NONE) {
+            out[(*n)++] = (named){name, L->st.e[e].name, at, sv_node(&L->st, e), NULL};
+            continue;
+        }
+        const cg_node *p = cg_get(&L->g, node);
+        surg_dtype dt = mi->slot_dtype[k] < SURG_DTYPE_COUNT ? mi->slot_dtype[k] : p->dtype;
+        uint32_t rank = p->rank; /* p may move as nodes are added */
+        out[(*n)++] = (named){name, to, at, mr_zeros(L, dt, rank, p->shape, at), NULL};
     }
 }
 
@@ -137,11 +164,13 @@ static void check_trees(lw *L, const lw_mirror *mi)
     sv_prefix_range(&L->st, mi->params, mi->plen, &lo, &hi);
     for (size_t i = lo; i < hi; i++) {
         const char *p = L->st.e[i].name;
+        if (L->st.e[i].tied)
+            continue; /* its stored tensor's slots are its own */
         const cg_node *pn = cg_get(&L->g, L->st.e[i].node);
         for (size_t k = 0; k < mi->n_slots; k++) {
             const char *sname = mr_slot_name(L, mi, k, p);
             size_t e = sv_find(&L->st, sname);
-            if (e != SV_NONE && same_shape(pn, cg_get(&L->g, L->st.e[e].node)))
+            if (e != SV_NONE && same_shape(pn, cg_get(&L->g, sv_node(&L->st, e))))
                 continue;
             if (reported++ >= MR_MAX_REPORTS) {
                 more++;
@@ -153,7 +182,7 @@ static void check_trees(lw *L, const lw_mirror *mi)
             else
                 lw_error(L, mi->at, "mirror-shape", NULL, 0,
                          "slot \"%s\" is %s, but its parameter \"%s\" is %s", sname,
-                         lw_type(cg_get(&L->g, L->st.e[e].node), 0), p, lw_type(pn, 1));
+                         lw_type(cg_get(&L->g, sv_node(&L->st, e)), 0), p, lw_type(pn, 1));
         }
     }
     for (size_t k = 0; k < mi->n_slots; k++) {
@@ -252,7 +281,7 @@ static surg_dtype common_dtype(lw *L, const char *prefix)
     sv_prefix_range(&L->st, prefix, strlen(prefix), &lo, &hi);
     surg_dtype dt = SURG_DTYPE_COUNT;
     for (size_t i = lo; i < hi; i++) {
-        surg_dtype d = cg_get(&L->g, L->st.e[i].node)->dtype;
+        surg_dtype d = cg_get(&L->g, sv_node(&L->st, i))->dtype;
         if (dt != SURG_DTYPE_COUNT && d != dt)
             return SURG_DTYPE_COUNT;
         dt = d;

@@ -38,6 +38,10 @@ void mr_moved(lw *L, change *c, named *out, size_t *n, const char *from, const c
 void mr_dropped(lw *L, change *c, const char *param);
 void mr_zeroed(lw *L, change *c, const char *param, src_span at);
 void mr_created(lw *L, named *out, size_t *n, const char *param, cg_id node, src_span at);
+/* A tied name that becomes a tensor of its own (untie): copies of its
+ * stored tensor's slots when both are in one tree, else zero slots. */
+void mr_copied(lw *L, named *out, size_t *n, const char *from, const char *to, cg_id node,
+               src_span at);
 /* The most slots any parameter has (0 without a mirror). */
 size_t mr_max_slots(const lw *L);
 

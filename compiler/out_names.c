@@ -62,7 +62,5 @@ void on_check_outputs(lw *L, const surg_compile_opts *o, const surg_ckpt *input)
     if (!o->n_outputs && !o->out_path)
         return;
     for (size_t i = 0; i < L->st.n; i++)
-        check_one(L, outs, n, L->st.e[i].name, L->st.e[i].at, input, false);
-    for (size_t i = 0; i < L->st.n_alias; i++)
-        check_one(L, outs, n, L->st.aliases[i].name, L->st.aliases[i].at, input, true);
+        check_one(L, outs, n, L->st.e[i].name, L->st.e[i].at, input, L->st.e[i].tied != NULL);
 }

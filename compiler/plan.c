@@ -22,10 +22,10 @@ surg_status pl_metadata(const surg_program *p, const char *prefix, arena *ar,
     size_t k = 0;
     for (size_t i = 0; i < in; i++) {
         const surg_meta_entry *e = surg_ckpt_meta(from, i);
-        /* The input's ties were read back as tied names: they are all in
-         * the program's, renamed and dropped as the recipe said. */
-        bool ours = strcmp(e->key, "surg.ties") == 0 ||
-                    (lora && strcmp(e->key, "surg.lora") == 0);
+        /* The input's records were read back as tied names and LoRA
+         * records: they are all in the program's, renamed and dropped as
+         * the recipe said. */
+        bool ours = strcmp(e->key, "surg.ties") == 0 || strcmp(e->key, "surg.lora") == 0;
         if (!ours)
             m[k++] = *e;
     }

@@ -35,12 +35,12 @@ void sv_prefix_range(const sv_state *s, const char *prefix, size_t len, size_t *
     *hi = c;
 }
 
-size_t sv_find_alias(const sv_state *s, const char *name)
+cg_id sv_node(const sv_state *s, size_t i)
 {
-    for (size_t i = 0; i < s->n_alias; i++)
-        if (strcmp(s->aliases[i].name, name) == 0)
-            return i;
-    return SV_NONE;
+    if (!s->e[i].tied)
+        return s->e[i].node;
+    size_t t = sv_find(s, s->e[i].tied);
+    return t == SV_NONE ? CG_NONE : s->e[t].node;
 }
 
 /* First index whose name is not below `name`. */
@@ -55,6 +55,14 @@ static size_t lower_bound(const sv_state *s, const char *name)
             hi = mid;
     }
     return lo;
+}
+
+static bool any_tied(const sv_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (e[i].tied)
+            return true;
+    return false;
 }
 
 bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_added,
@@ -95,22 +103,11 @@ bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_ad
     s->cur = !s->cur;
     s->e = e;
     s->n = k;
-    return true;
-}
-
-bool sv_add_alias(sv_state *s, const char *name, const char *target)
-{
-    if (s->n_alias == s->cap_alias) {
-        size_t cap = s->cap_alias ? s->cap_alias * 2 : 8;
-        cg_alias *a = ar_array(s->ar, cap, sizeof *a);
-        if (!a)
-            return false;
-        if (s->n_alias)
-            memcpy(a, s->aliases, s->n_alias * sizeof *a);
-        s->aliases = a;
-        s->cap_alias = cap;
+    if (s->n_tied || any_tied(added, n_added)) { /* a walk only when ties exist */
+        s->n_tied = 0;
+        for (size_t i = 0; i < k; i++)
+            s->n_tied += e[i].tied != NULL;
     }
-    s->aliases[s->n_alias++] = (cg_alias){.name = name, .target = target};
     return true;
 }
 

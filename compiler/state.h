@@ -1,7 +1,8 @@
 /* state.h: the abstract state while a recipe is lowered: every name bound to
- * its node, kept sorted so a pattern's literal prefix finds its candidates by
- * binary search; and the tied names. A statement's changes are committed at
- * once, so a statement sees the state the previous one left. */
+ * its node, or tied to a stored name (one tensor stored once), kept sorted so
+ * a pattern's literal prefix finds its candidates by binary search. A
+ * statement's changes are committed at once, so a statement sees the state
+ * the previous one left. */
 #ifndef SURG_STATE_H
 #define SURG_STATE_H
 
@@ -12,7 +13,9 @@
 
 typedef struct sv_entry {
     const char *name; /* first: the key ss_sort sorts by */
-    cg_id node;
+    const char *tied; /* NULL, or the stored name this one is tied to (never
+                       * itself tied): its value is that entry's */
+    cg_id node;       /* CG_NONE for a tied name: read values with sv_node */
     uint32_t len;     /* strlen(name) */
     src_span at;      /* the statement's text that gave the name; {0, 0}: the input's */
 } sv_entry;
@@ -23,8 +26,7 @@ typedef struct sv_state {
     size_t n;
     bigbuf buf[2]; /* a change is built in the other buffer, then they swap */
     int cur;
-    cg_alias *aliases;
-    size_t n_alias, cap_alias;
+    size_t n_tied; /* how many entries are tied names */
 } sv_state;
 
 #define SV_NONE ((size_t)-1)
@@ -33,8 +35,9 @@ size_t sv_find(const sv_state *s, const char *name);
 /* Entries [*lo, *hi) are those whose names start with prefix[0..len). */
 void sv_prefix_range(const sv_state *s, const char *prefix, size_t len, size_t *lo,
                      size_t *hi);
-/* The alias with this name, or SV_NONE. */
-size_t sv_find_alias(const sv_state *s, const char *name);
+/* The value of entry i: its own node, or for a tied name its stored
+ * tensor's. */
+cg_id sv_node(const sv_state *s, size_t i);
 
 /* Remove the entries flagged in `removed` (n bytes, may be NULL) and add
  * `added` (in name order when `sorted`, else any order; names must not
@@ -42,7 +45,6 @@ size_t sv_find_alias(const sv_state *s, const char *name);
  * search, many by a walk along the table. */
 bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_added,
                bool sorted);
-bool sv_add_alias(sv_state *s, const char *name, const char *target);
 void sv_free(sv_state *s);
 
 #endif

@@ -17,13 +17,6 @@
 
 /* ---- rename, drop, keep, tie ------------------------------------------ */
 
-static void retarget_aliases(lw *L, const char *from, const char *to)
-{
-    for (size_t i = 0; i < L->st.n_alias; i++)
-        if (strcmp(L->st.aliases[i].target, from) == 0)
-            L->st.aliases[i].target = to;
-}
-
 /* What most statements do first: match the pattern and start the change. */
 static bool begin(lw *L, const ast_stmt *s, lw_matches *ms, change *c)
 {
@@ -50,16 +43,17 @@ static void lower_rename(lw *L, const ast_stmt *s)
     for (size_t i = 0; n && i < ms.n; i++) {
         const lw_match *m = &ms.m[i];
         n[i] = (named){gl_expand(L->ar, &t, m->name, m->caps, 0), m->name, s->targets->span,
-                       m->node};
+                       m->tied ? CG_NONE : m->node, m->tied};
         change_remove(&c, m->entry);
     }
-    for (size_t i = 0; n && i < ms.n; i++) /* once every match is marked */
-        mr_moved(L, &c, n, &count, n[i].source, n[i].name, s->targets->span);
+    /* Once every match is marked; a tied name has no slots of its own. */
+    for (size_t i = 0; n && i < ms.n; i++)
+        if (!ms.m[i].tied)
+            mr_moved(L, &c, n, &count, n[i].source, n[i].name, s->targets->span);
     if (n)
         add_new_names(L, &c, n, count, "rename");
-    if (n && L->st.n_alias && L->errors == before)
-        for (size_t i = 0; i < count; i++)
-            retarget_aliases(L, n[i].source, n[i].name);
+    for (size_t i = 0; n && i < count; i++) /* tied names and records follow */
+        change_move(L, &c, n[i].source, n[i].name);
     change_done(L, &c, before);
     free(n);
     lw_matches_free(&ms);
@@ -111,6 +105,13 @@ static void lower_keep(lw *L, const ast_stmt *s)
     change_done(L, &c, before);
 }
 
+/* The stored name `b` names: itself, or the one it is tied to. */
+static size_t stored_entry(lw *L, const char *b)
+{
+    size_t i = b ? sv_find(&L->st, b) : SV_NONE;
+    return i != SV_NONE && L->st.e[i].tied ? sv_find(&L->st, L->st.e[i].tied) : i;
+}
+
 static void lower_tie(lw *L, const ast_stmt *s)
 {
     unsigned before = L->errors;
@@ -122,25 +123,19 @@ static void lower_tie(lw *L, const ast_stmt *s)
         lw_matches_free(&ms);
         return;
     }
-    const char **targets = calloc(ms.n ? ms.n : 1, sizeof *targets);
+    size_t *targets = calloc(ms.n ? ms.n : 1, sizeof *targets);
     for (size_t i = 0; i < ms.n; i++)
-        change_remove(&c, ms.m[i].entry);
+        c.touched[ms.m[i].entry] = 1;
     for (size_t i = 0; targets && i < ms.n && L->errors == before; i++) {
         const lw_match *m = &ms.m[i];
-        const char *b = targets[i] = gl_expand(L->ar, &t, m->name, m->caps, 0);
-        size_t bi = b ? sv_find(&L->st, b) : SV_NONE;
-        size_t tied = b && bi == SV_NONE ? sv_find_alias(&L->st, b) : SV_NONE;
-        if (tied != SV_NONE) {
-            lw_error(L, s->targets->span, "tie-target", NULL, 0,
-                     "cannot tie \"%s\" to \"%s\": that is itself tied; tie to \"%s\", the "
-                     "tensor it is stored as",
-                     m->name, b, L->st.aliases[tied].target);
-        } else if (bi == SV_NONE) {
+        const char *b = gl_expand(L->ar, &t, m->name, m->caps, 0);
+        size_t bi = targets[i] = stored_entry(L, b); /* a tied name: its stored tensor */
+        if (bi == SV_NONE) {
             lw_error(L, s->targets->span, "tie-target", NULL, 0,
                      "cannot tie \"%s\" to \"%s\": no tensor \"%s\" exists", m->name, b, b);
-        } else if (bi == m->entry || c.removed[bi]) {
-            lw_error(L, s->targets->span, "tie-target", NULL, 0,
-                     "cannot tie \"%s\" to \"%s\": %s", m->name, b,
+        } else if (bi == m->entry || c.touched[bi]) {
+            lw_error(L, s->targets->span, "tie-target", NULL, 0, "cannot tie \"%s\" to \"%s\": %s",
+                     m->name, b,
                      bi == m->entry ? "a tensor cannot be tied to itself"
                                     : "that tensor is itself tied by this statement");
         } else {
@@ -154,19 +149,63 @@ static void lower_tie(lw *L, const ast_stmt *s)
         }
     }
     for (size_t i = 0; i < ms.n; i++)
-        mr_dropped(L, &c, ms.m[i].name); /* the tied name's slots go */
-    if (L->errors == before)
-        for (size_t i = 0; targets && i < ms.n; i++) {
-            retarget_aliases(L, ms.m[i].name, targets[i]);
-            if (sv_add_alias(&L->st, ms.m[i].name, targets[i]))
-                L->st.aliases[L->st.n_alias - 1].at = s->span; /* for output checks */
-            else
-                L->nomem = true;
-        }
+        if (!ms.m[i].tied)
+            mr_dropped(L, &c, ms.m[i].name); /* the tied name's slots go */
+    for (size_t i = 0; targets && i < ms.n && L->errors == before; i++)
+        change_tie(L, &c, ms.m[i].entry, L->st.e[targets[i]].name, CG_NONE);
     L->nomem |= !targets;
     free(targets);
     change_done(L, &c, before);
     lw_matches_free(&ms);
+}
+
+/* untie P: each matched tied name becomes a tensor of its own, a copy of
+ * its stored tensor's value (with copies of its slots in a mirrored tree). */
+static void lower_untie(lw *L, const ast_stmt *s)
+{
+    unsigned before = L->errors;
+    lw_matches ms;
+    change c;
+    if (!begin(L, s, &ms, &c))
+        return;
+    named *slots = calloc(ms.n * mr_max_slots(L) + 1, sizeof *slots);
+    size_t n_slots = 0, n_tied = 0;
+    for (size_t i = 0; slots && i < ms.n; i++) {
+        const lw_match *m = &ms.m[i];
+        if (!m->tied)
+            continue;
+        n_tied++;
+        change_tie(L, &c, m->entry, NULL, m->node);
+        mr_copied(L, slots, &n_slots, m->tied, m->name, m->node, s->span);
+    }
+    if (slots && !n_tied && !s->patterns->optional)
+        lw_error(L, s->patterns->span, "untie-none", NULL, 0,
+                 "pattern \"%s\" matches no tied name, only %zu stored tensor%s",
+                 s->patterns->text, ms.n, ms.n == 1 ? "" : "s");
+    if (slots && L->errors == before)
+        add_new_names(L, &c, slots, n_slots, "untie");
+    L->nomem |= !slots;
+    free(slots);
+    change_done(L, &c, before);
+    lw_matches_free(&ms);
+}
+
+/* A value statement gives a tied name no value of its own: the name follows
+ * its stored tensor when the statement changes that too, and is an error
+ * alone. */
+static void check_tied_values(lw *L, const ast_stmt *s, const lw_matches *ms, const change *c)
+{
+    for (size_t i = 0; i < ms->n; i++) {
+        const lw_match *m = &ms->m[i];
+        size_t t = m->tied ? sv_find(&L->st, m->tied) : SV_NONE;
+        if (!m->tied || (t != SV_NONE && c->touched[t]))
+            continue;
+        lw_error(L, s->patterns->span, "tied-value", NULL, 0,
+                 "cannot %s \"%s\": it is tied to \"%s\" (one tensor, stored once); "
+                 "untie \"%s\" first to give it a value of its own",
+                 ast_stmt_keyword(s->kind), m->name, m->tied, m->name);
+        return;
+    }
 }
 
 /* ---- fill, map -------------------------------------------------------- */
@@ -179,13 +218,18 @@ static void lower_fill(lw *L, const ast_stmt *s)
     if (!begin(L, s, &ms, &c))
         return;
     for (size_t i = 0; i < ms.n && L->errors == before; i++) {
+        if (ms.m[i].tied)
+            continue;
         const cg_node *x = cg_get(&L->g, ms.m[i].node);
         cg_id v = lw_init(L, s->expr, x->dtype, x->rank, x->shape, ms.m[i].name, L->layout,
                           s->span);
         change_update(L, &c, ms.m[i].entry, v);
     }
+    if (L->errors == before)
+        check_tied_values(L, s, &ms, &c);
     for (size_t i = 0; i < ms.n; i++) /* new values: the moments start over */
-        mr_zeroed(L, &c, ms.m[i].name, s->span);
+        if (!ms.m[i].tied)
+            mr_zeroed(L, &c, ms.m[i].name, s->span);
     change_done(L, &c, before);
     lw_matches_free(&ms);
 }
@@ -271,7 +315,7 @@ static void lower_fill_new(lw *L, const ast_stmt *s)
     named *n = calloc(1 + mr_max_slots(L), sizeof *n);
     size_t count = 1;
     if (n) {
-        n[0] = (named){name, name, p->span, v};
+        n[0] = (named){name, name, p->span, v, NULL};
         mr_created(L, n, &count, name, v, s->span);
         add_new_names(L, &c, n, count, "fill");
     }
@@ -290,15 +334,19 @@ static void lower_map(lw *L, const ast_stmt *s)
     cg_id *results = calloc(ms.n ? ms.n : 1, sizeof *results);
     /* The first match that fails reports; the rest would only repeat it. */
     for (size_t i = 0; results && i < ms.n && L->errors == before; i++) {
+        if (ms.m[i].tied)
+            continue;
         results[i] = lw_map_expr(L, s, &ms.m[i], &ms);
         change_update(L, &c, ms.m[i].entry, results[i]);
     }
+    if (results && L->errors == before)
+        check_tied_values(L, s, &ms, &c);
     /* A layout change (transpose, reshape) happens to the slots too. */
     for (size_t i = 0; results && i < ms.n && L->errors == before; i++) {
-        const lw_mirror *mi = mr_find(L, ms.m[i].name);
+        const lw_mirror *mi = ms.m[i].tied ? NULL : mr_find(L, ms.m[i].name);
         for (size_t k = 0; mi && k < mi->n_slots && L->errors == before; k++) {
             size_t e = mr_slot_entry(L, mi, k, ms.m[i].name);
-            if (e == SV_NONE || c.touched[e])
+            if (e == SV_NONE || c.touched[e] || L->st.e[e].tied)
                 continue;
             cg_id v = lw_map_layout(L, s, &ms.m[i], &ms, results[i], L->st.e[e].node);
             if (v != L->st.e[e].node)
@@ -490,7 +538,7 @@ static void lower_split(lw *L, const ast_stmt *s)
             uint64_t len = n_sizes ? sizes[j] : dim / k;
             parts[j] = gl_expand(L->ar, &tt[j], m->name, m->caps, 0);
             names[n_named++] = (named){parts[j], m->name, t->span,
-                                       slice(L, m->node, axis, start, len, false, s->span)};
+                                       slice(L, m->node, axis, start, len, false, s->span), NULL};
             start += len;
         }
         /* Each slot splits the same way, into the parts' slots. */
@@ -512,8 +560,8 @@ static void lower_split(lw *L, const ast_stmt *s)
                 }
                 names[n_named++] = (named){mr_slot_name(L, mi, q, parts[j]), L->st.e[e].name,
                                            s->targets->span,
-                                           slice(L, L->st.e[e].node, axis, start, len, false,
-                                                 s->span)};
+                                           slice(L, sv_node(&L->st, e), axis, start, len, false,
+                                                 s->span), NULL};
                 start += len;
             }
         }
@@ -652,13 +700,13 @@ static void join_slots(lw *L, const ast_stmt *s, change *c, const member *v, siz
             size_t e = mr_slot_entry(L, mi, q, v[i].m->name);
             if (e == SV_NONE || c->touched[e])
                 break;
-            ids[i] = L->st.e[e].node;
+            ids[i] = sv_node(&L->st, e);
             change_remove(c, e);
         }
         if (i == n)
             out[(*n_out)++] = (named){mr_slot_name(L, mi, q, v[0].target),
                                       mr_slot_name(L, mi, q, v[0].m->name), s->targets->span,
-                                      join(L, s, ids, n, axis, stack)};
+                                      join(L, s, ids, n, axis, stack), NULL};
     }
 }
 
@@ -700,7 +748,7 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
             for (size_t q = i; q < j; q++)
                 ids[q - i] = v[q].m->node;
             names[n_named++] = (named){v[i].target, v[i].m->name, s->targets->span,
-                                       join(L, s, ids, j - i, axis, stack)};
+                                       join(L, s, ids, j - i, axis, stack), NULL};
             join_slots(L, s, &c, v + i, j - i, axis, stack, ids, names, &n_named);
         }
         i = j;
@@ -767,7 +815,7 @@ static void lower_unstack(lw *L, const ast_stmt *s)
         for (uint64_t k = 0; k < dim; k++) {
             const char *name = gl_expand(L->ar, &t, m->name, m->caps, k);
             names[n_named++] = (named){name, m->name, s->targets->span,
-                                       slice(L, m->node, axis, k, 1, true, s->span)};
+                                       slice(L, m->node, axis, k, 1, true, s->span), NULL};
         }
         /* Each slot unstacks the same way, into the parts' slots. */
         const lw_mirror *mi = mr_find(L, m->name);
@@ -787,7 +835,7 @@ static void lower_unstack(lw *L, const ast_stmt *s)
                 }
                 names[n_named++] = (named){mr_slot_name(L, mi, q, part), L->st.e[e].name,
                                            s->targets->span,
-                                           slice(L, L->st.e[e].node, axis, k, 1, true, s->span)};
+                                           slice(L, sv_node(&L->st, e), axis, k, 1, true, s->span), NULL};
             }
         }
     }
@@ -947,8 +995,8 @@ static void lower_init_lora(lw *L, const ast_stmt *s)
         cg_id va = lw_init(L, ia, dt, 2, sa, na, lay, s->span);
         cg_id vb = lw_init(L, ib, dt, 2, sb, nb, lay, s->span);
         /* A name's errors point at its `as` template, if written. */
-        names[n_named++] = (named){na, m->name, o.as ? o.as->span : s->span, va};
-        names[n_named++] = (named){nb, m->name, o.as ? o.as->next->span : s->span, vb};
+        names[n_named++] = (named){na, m->name, o.as ? o.as->span : s->span, va, NULL};
+        names[n_named++] = (named){nb, m->name, o.as ? o.as->next->span : s->span, vb, NULL};
         mr_created(L, names, &n_named, na, va, s->span); /* new parameters: zero slots */
         mr_created(L, names, &n_named, nb, vb, s->span);
         if (L->errors == before)
@@ -970,12 +1018,15 @@ void lw_statements(lw *L, const ast_recipe *r)
         [STMT_RENAME] = lower_rename,       [STMT_DROP] = lower_drop,
         [STMT_KEEP] = lower_keep,           [STMT_FILL] = lower_fill,
         [STMT_FILL_NEW] = lower_fill_new,   [STMT_MAP] = lower_map,
-        [STMT_TIE] = lower_tie,             [STMT_INIT_LORA] = lower_init_lora,
+        [STMT_TIE] = lower_tie,             [STMT_UNTIE] = lower_untie,
+        [STMT_INIT_LORA] = lower_init_lora,
         [STMT_SPLIT] = lower_split,         [STMT_CONCAT] = lower_concat,
         [STMT_STACK] = lower_stack,         [STMT_UNSTACK] = lower_unstack,
         [STMT_EXPECT] = lower_expect,       [STMT_SEED] = lower_seed,
         [STMT_LAYOUT] = lower_layout,       [STMT_MIRROR] = lower_mirror,
     };
-    for (const ast_stmt *s = r->stmts; s && !L->nomem; s = s->next)
+    for (const ast_stmt *s = r->stmts; s && !L->nomem; s = s->next) {
+        L->at = s->span;
         lower[s->kind](L, s);
+    }
 }

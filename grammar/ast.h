@@ -110,7 +110,7 @@ typedef struct ast_clause {
 
 #define AST_STATEMENTS(X)                                                   \
     X(RENAME, "rename") X(DROP, "drop") X(KEEP, "keep") X(FILL, "fill")     \
-    X(FILL_NEW, "fill") X(MAP, "map") X(TIE, "tie")                         \
+    X(FILL_NEW, "fill") X(MAP, "map") X(TIE, "tie") X(UNTIE, "untie")       \
     X(INIT_LORA, "init-lora") X(SPLIT, "split") X(CONCAT, "concat")         \
     X(STACK, "stack") X(UNSTACK, "unstack") X(EXPECT, "expect")             \
     X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")
@@ -128,6 +128,7 @@ typedef enum ast_stmt_kind {
  *   fill "N" : TYPE = INIT  patterns (the name), type, expr
  *   map P = EXPR            patterns, expr
  *   tie P = T               patterns, targets
+ *   untie P                 patterns
  *   init-lora P clauses     patterns, clauses
  *   split P axis N [sizes N, ...] -> T, T...   patterns, axis, sizes, targets
  *   concat|stack|unstack P axis N -> T         patterns, axis, targets

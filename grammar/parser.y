@@ -84,7 +84,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
     ast_dim *dim;
 }
 
-%token <text> RENAME "'rename'" DROP "'drop'" KEEP "'keep'" FILL "'fill'" MAP "'map'" TIE "'tie'"
+%token <text> RENAME "'rename'" DROP "'drop'" KEEP "'keep'" FILL "'fill'" MAP "'map'" TIE "'tie'" UNTIE "'untie'"
 %token <text> INIT_LORA "'init-lora'" SPLIT "'split'" CONCAT "'concat'" STACK "'stack'"
 %token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'"
 %token <text> OPTIONAL "'optional'" RANK "'rank'" ALPHA "'alpha'" STYLE "'style'" AS "'as'"
@@ -136,6 +136,7 @@ stmt:
   | FILL pattern ':' type '=' expr   { $$ = stmt(ctx, STMT_FILL_NEW, @$, @1); if ($$) { $$->patterns = $2; $$->type = $4; $$->expr = $6; } }
   | MAP pattern '=' expr             { $$ = stmt(ctx, STMT_MAP, @$, @1); if ($$) { $$->patterns = $2; $$->expr = $4; } }
   | TIE pattern '=' string           { $$ = stmt(ctx, STMT_TIE, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
+  | UNTIE pattern                    { $$ = stmt(ctx, STMT_UNTIE, @$, @1); if ($$) $$->patterns = $2; }
   | INIT_LORA pattern clauses        { $$ = stmt(ctx, STMT_INIT_LORA, @$, @1); if ($$) { $$->patterns = $2; $$->clauses = $3; } }
   | SPLIT pattern AXIS number sizes ARROW strings
                                      { $$ = stmt(ctx, STMT_SPLIT, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->sizes = $5; $$->targets = $7; } }
@@ -254,7 +255,7 @@ junk:
   ;
 
 junk_token:
-    RENAME | DROP | KEEP | FILL | MAP | TIE | INIT_LORA | SPLIT | CONCAT | STACK
+    RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | SPLIT | CONCAT | STACK
   | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | OPTIONAL | RANK | ALPHA | STYLE
   | AS | AXIS | SIZES | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
   | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-'

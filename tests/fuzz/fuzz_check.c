@@ -2,7 +2,8 @@
  * is a recipe, compiled against a fixed schema written once at start-up: a
  * Flax params tree "p/" with its Adam moments mirrored under "o/mu/", a step
  * count, and PyTorch-named tensors of every kind of dtype (bf16, f32, i32,
- * bool, and f8e8m0, which can be carried but not computed on). A recipe must
+ * bool, and f8e8m0, which can be carried but not computed on), a head tied to
+ * the embedding and a LoRA record, as an earlier run records them. A recipe must
  * be refused with an error diagnostic or compile to a program whose outputs
  * are in strict name order with sizes that are their shapes' products, whose
  * tied names are not stored and point at stored tensors; its op graph is
@@ -21,7 +22,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char schema_text[] =
     "{\n"
-    "  \"__metadata__\": {\"format\": \"flax\"},\n"
+    "  \"__metadata__\": {\"format\": \"flax\",\n"
+    "    \"surg.ties\": \"{\\\"model.head.weight\\\": \\\"model.embed_tokens.weight\\\"}\",\n"
+    "    \"surg.lora\": \"[{\\\"r\\\": 2, \\\"lora_alpha\\\": 2, \\\"style\\\": \\\"peft\\\", "
+    "\\\"target\\\": \\\"model.layers.0.self_attn.q_proj.weight\\\", "
+    "\\\"lora_a\\\": \\\"model.layers.1.self_attn.q_proj.weight\\\", "
+    "\\\"lora_b\\\": \\\"model.mask\\\"}]\"},\n"
     "  \"lm_head.weight\": {\"dtype\": \"BF16\", \"shape\": [16, 4]},\n"
     "  \"model.embed_tokens.weight\": {\"dtype\": \"BF16\", \"shape\": [16, 4]},\n"
     "  \"model.layers.0.mlp.gate_up_proj.weight\": {\"dtype\": \"F32\", \"shape\": [8, 4]},\n"

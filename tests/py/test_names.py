@@ -130,12 +130,14 @@ class Names(unittest.TestCase):
         self.assertEqual((rc, err), (0, ""))
 
     def test_tied_name_too_long_for_npz(self):
-        """.npz writes a tied name as an array: the error points at the tie."""
+        """.npz writes a tied name as an array of its own, so a tied name
+        that .npz cannot hold is an error too, pointing at the statement that
+        made the name (tying it does not make it writable)."""
         r = self.recipe('rename "a" -> "%s"\ntie "%s" = "b"\n' % (LONG, LONG))
         out = self.path("out.npz")
         shown = "n" * 64 + "\u2026"
         self.refused(["run", r, self.input, out], out,
-                     '%s:2:1: error: the tied name "%s" (65532 bytes) %s'
+                     '%s:1:15: error: the tied name "%s" (65532 bytes) %s'
                      % (r, shown, NPZ_LIMIT.format(out=out)))
 
     def test_split_outputs(self):

@@ -261,14 +261,17 @@ class TestCopies(RunCase):
                          "d": ("F32", a * 4)})
         _, meta = self.run_ok('tie "b" = "a"\ntie "d" = "c"\nrename "a" -> "z"\ndrop "c"', inp)
         got = raw_bytes(self.path("out.safetensors"))
-        self.assertEqual(sorted(got), ["z"])
+        # "d" was tied to "c": when "c" goes, "d" takes over its data.
+        self.assertEqual(sorted(got), ["d", "z"])
         self.assertEqual(got["z"][2], a.tobytes())
+        self.assertEqual(got["d"][2], (a * 3).tobytes())
         self.assertEqual(runutil.metadata_json(meta, "surg.ties"), {"b": "z"})
 
     def test_recorded_ties_are_read_back(self):
         """A file surg tied earlier: its recorded ties are tied names again,
-        so a rename carries them and a drop ends them; a record that names
-        missing tensors is dropped with a warning."""
+        so a rename carries them and a drop of the stored tensor hands its
+        data to the tied name; a record that names missing tensors is
+        dropped with a warning."""
         a = np.arange(6, dtype=F).reshape(2, 3)
         inp = self.save({"a": ("F32", a), "c": ("F32", a + 1)},
                         metadata={"surg.ties": json.dumps({"b": "a", "x": "nowhere"})})
@@ -279,6 +282,9 @@ class TestCopies(RunCase):
         self.assertEqual(runutil.metadata_json(meta, "surg.ties"), {"b": "z"})
         _, meta = self.run_ok('drop "a"', inp, out="dropped.safetensors")
         self.assertNotIn("surg.ties", meta or {})
+        got = raw_bytes(self.path("dropped.safetensors"))
+        self.assertEqual(sorted(got), ["b", "c"])  # "b" took over "a"'s data
+        self.assertEqual(got["b"][2], a.tobytes())
         # Untouched, the record is written again as it was (less what did
         # not fit).
         _, meta = self.run_ok('keep "**"', inp, out="kept.safetensors")

@@ -55,7 +55,22 @@ static const char *adam_json =
     " \"o/nu/l_1/w\": {\"dtype\": \"F32\", \"shape\": [3]},"
     " \"o/count\": {\"dtype\": \"I32\", \"shape\": []}}";
 
-static surg_ckpt *schema, *adam;
+/* A model whose head is tied to its embedding and whose "fc" carries a
+ * LoRA adapter, both recorded by an earlier run. */
+static const char *tied_json =
+    "{\"__metadata__\": {\"surg.ties\": \"{\\\"model.head.weight\\\": \\\"model.emb.weight\\\"}\","
+    " \"surg.lora\": \"[{\\\"r\\\":2,\\\"lora_alpha\\\":4,\\\"style\\\":\\\"peft\\\","
+    "\\\"target\\\":\\\"fc.weight\\\",\\\"lora_a\\\":\\\"fc.lora_A.weight\\\","
+    "\\\"lora_b\\\":\\\"fc.lora_B.weight\\\"}]\"},"
+    " \"model.emb.weight\": {\"dtype\": \"F32\", \"shape\": [4, 2]},"
+    " \"model.norm\": {\"dtype\": \"F32\", \"shape\": [2]},"
+    " \"other\": {\"dtype\": \"F32\", \"shape\": [4, 2]},"
+    " \"attn.q.weight\": {\"dtype\": \"F32\", \"shape\": [4, 4]},"
+    " \"fc.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3]},"
+    " \"fc.lora_A.weight\": {\"dtype\": \"F32\", \"shape\": [2, 3]},"
+    " \"fc.lora_B.weight\": {\"dtype\": \"F32\", \"shape\": [4, 2]}}";
+
+static surg_ckpt *schema, *adam, *tied;
 
 typedef struct result {
     surg_program *p;
@@ -123,6 +138,11 @@ static const char *type_of(const result *r, const char *name)
 }
 
 #define TYPE(r, name, want) assert_string_equal(type_of(&(r), name), want)
+#define NO(r, text)                                                                          \
+    do {                                                                                     \
+        if (strstr((r).dump, text))                                                          \
+            fail_msg("'%s' in:\n%s", text, (r).dump);                                        \
+    } while (0)
 #define HAS(r, text)                                                                         \
     do {                                                                                     \
         if (!strstr((r).dump, text))                                                         \
@@ -511,6 +531,210 @@ static void test_mirror_errors(void **state)
     current = NULL;
 }
 
+/* Tied names are names of the state: every statement matches them. */
+static void test_tied_names(void **state)
+{
+    (void)state;
+    current = tied;
+    /* The issue's case: the tied name moves with the pattern. */
+    result r = ok("keep \"model.**\"\nrename \"model.**\" -> \"$1\"\n");
+    HAS(r, "\"head.weight\" -> \"emb.weight\"\n");
+    assert_int_equal(surg_program_alias_count(r.p), 1);
+    done(&r);
+    /* keep keeps exactly the names it matches. */
+    r = ok("keep \"model.emb.weight\"\n");
+    assert_int_equal(surg_program_alias_count(r.p), 0);
+    assert_int_equal(surg_program_output_count(r.p), 1);
+    done(&r);
+    /* drop of a tied name removes only it. */
+    r = ok("drop \"model.head.weight\"\n");
+    assert_int_equal(surg_program_alias_count(r.p), 0);
+    TYPE(r, "model.emb.weight", "f32[4, 2]");
+    done(&r);
+    /* rename of a tied name alone; rename of its stored tensor. */
+    r = ok("rename \"model.head.weight\" -> \"lm_head.weight\"\n");
+    HAS(r, "\"lm_head.weight\" -> \"model.emb.weight\"\n");
+    done(&r);
+    r = ok("rename \"model.emb.weight\" -> \"embed\"\n");
+    HAS(r, "\"model.head.weight\" -> \"embed\"\n");
+    done(&r);
+    /* A tied name is taken, and suggested. */
+    bad("rename \"other\" -> \"model.head.weight\"\n", "name-exists", "as a tied name");
+    current = NULL;
+}
+
+/* When a stored tensor goes while names are tied to it, the first of them
+ * takes over its value; the others are tied to that one. */
+static void test_tied_takeover(void **state)
+{
+    (void)state;
+    current = tied;
+    result r = ok("drop \"model.emb.weight\"\n");
+    HAS(r, "%5 = input \"model.emb.weight\" : f32[4, 2]\n"); /* %5 in byte order */
+    HAS(r, "\"model.head.weight\" = %5\n");
+    assert_int_equal(surg_program_alias_count(r.p), 0);
+    done(&r);
+    r = ok("tie \"other\" = \"model.emb.weight\"\ndrop \"model.emb.weight\"\n");
+    HAS(r, "\"model.head.weight\" = %5\n");
+    HAS(r, "\"other\" -> \"model.head.weight\"\n");
+    TYPE(r, "other", "absent");
+    done(&r);
+    /* keep of a tied name without its stored tensor. */
+    r = ok("keep \"model.head.weight\", \"other\"\n");
+    TYPE(r, "model.head.weight", "f32[4, 2]");
+    TYPE(r, "model.emb.weight", "absent");
+    done(&r);
+    /* tie A = B; drop B: A keeps B's value (it went with B before). */
+    r = ok("map \"other\" = x * 2\ntie \"model.emb.weight\" = \"other\"\ndrop \"other\"\n");
+    HAS(r, "%8 = mul %6, %7 : f32[4, 2]\n"); /* \"other\" doubled */
+    HAS(r, "\"model.emb.weight\" = %8\n");
+    HAS(r, "\"model.head.weight\" -> \"model.emb.weight\"\n");
+    done(&r);
+    /* The structural statements consume a tied name like a tensor, and a
+     * stored tensor they consume hands its value on the same way. */
+    r = ok("split \"model.head.weight\" axis 0 -> \"p\", \"q\"\n");
+    TYPE(r, "p", "f32[2, 2]");
+    assert_int_equal(surg_program_alias_count(r.p), 0);
+    done(&r);
+    r = ok("split \"model.emb.weight\" axis 0 -> \"p\", \"q\"\n");
+    TYPE(r, "model.head.weight", "f32[4, 2]");
+    assert_int_equal(surg_program_alias_count(r.p), 0);
+    done(&r);
+    current = NULL;
+}
+
+/* tie onto a tied name, tie of a tied name, untie, and the statements
+ * that give values. */
+static void test_tie_untie(void **state)
+{
+    (void)state;
+    current = tied;
+    result r = ok("tie \"other\" = \"model.head.weight\"\n");
+    HAS(r, "\"other\" -> \"model.emb.weight\"\n"); /* chains resolve */
+    done(&r);
+    r = ok("tie \"model.emb.weight\" = \"other\"\n"); /* its tied names follow */
+    HAS(r, "\"model.emb.weight\" -> \"other\"\n");
+    HAS(r, "\"model.head.weight\" -> \"other\"\n");
+    done(&r);
+    r = ok("tie \"model.head.weight\" = \"other\"\n");
+    HAS(r, "\"model.head.weight\" -> \"other\"\n");
+    TYPE(r, "model.emb.weight", "f32[4, 2]");
+    done(&r);
+    bad("tie \"model.emb.weight\" = \"model.head.weight\"\n", "tie-target",
+        "cannot tie \"model.emb.weight\" to \"model.head.weight\": a tensor cannot be tied to "
+        "itself");
+    /* untie: a tensor of its own, the same value (a copy in the plan). */
+    r = ok("untie \"model.**\"\n");
+    HAS(r, "%5 = input \"model.emb.weight\" : f32[4, 2]\n");
+    HAS(r, "\"model.emb.weight\" = %5\n\"model.head.weight\" = %5\n");
+    assert_int_equal(surg_program_alias_count(r.p), 0);
+    done(&r);
+    r = ok("untie \"model.head.weight\"\nmap \"model.head.weight\" = x * 2\n");
+    TYPE(r, "model.head.weight", "f32[4, 2]");
+    assert_int_equal(surg_program_alias_count(r.p), 0);
+    done(&r);
+    r = ok("untie optional \"nothing.*\"\n");
+    done(&r);
+    bad("untie \"model.norm\"\n", "untie-none",
+        "pattern \"model.norm\" matches no tied name, only 1 stored tensor");
+    /* A value statement that changes the stored tensor carries the tied
+     * name along; alone, it is an error. */
+    r = ok("map \"model.*.weight\" = x * 2\nfill \"**.weight\" = 1\n");
+    assert_int_equal(surg_program_alias_count(r.p), 1);
+    done(&r);
+    bad("map \"model.head.weight\" = x * 2\n", "tied-value",
+        "cannot map \"model.head.weight\": it is tied to \"model.emb.weight\" (one tensor, stored "
+        "once); untie \"model.head.weight\" first to give it a value of its own");
+    bad("fill \"model.head.weight\" = 0\n", "tied-value", "cannot fill \"model.head.weight\"");
+    /* expect and tensor() see the stored tensor's type and value. */
+    r = ok("expect \"model.*.weight\" : f32[4, 2]\nmap \"other\" = tensor(\"model.head.weight\")\n");
+    HAS(r, "\"other\" = %5\n"); /* \"model.emb.weight\" */
+    done(&r);
+    bad("expect \"model.head.weight\" : f32[2]\n", "expect",
+        "\"model.head.weight\" is f32[4, 2], expected f32[2]");
+    current = NULL;
+}
+
+/* --to: a tied name is a name on either side, of its stored tensor's type. */
+static void test_tied_target(void **state)
+{
+    (void)state;
+    current = tied;
+    result r = ok("untie \"model.head.weight\"\n");
+    recorder rr;
+    rec_init(&rr);
+    assert_int_equal(surg_program_check_target(r.p, tied, &rr.sink), SURG_OK);
+    done(&r);
+    r = ok("drop \"model.head.weight\"\ntie \"fc.lora_B.weight\" = \"other\"\n");
+    rec_init(&rr);
+    assert_int_equal(surg_program_check_target(r.p, tied, &rr.sink), SURG_EINVALID);
+    assert_string_equal(rr.messages,
+                        "the result lacks \"model.head.weight\" (f32[4, 2] in the target, tied)\n");
+    done(&r);
+    r = ok("tie \"fc.lora_B.weight\" = \"other\"\nmap \"other\" = cast(x, f16)\n");
+    rec_init(&rr);
+    assert_int_equal(surg_program_check_target(r.p, tied, &rr.sink), SURG_EINVALID);
+    assert_string_equal(rr.messages,
+                        "the result's tied \"fc.lora_B.weight\" is f16[4, 2], but the target has "
+                        "f32[4, 2]\n"
+                        "the result's \"other\" is f16[4, 2], but the target has f32[4, 2]\n");
+    done(&r);
+    current = NULL;
+}
+
+/* Tied parameters in a mirrored tree: no slots of their own; the slots go
+ * with the value when a tied name takes over or is untied. */
+static void test_tied_mirror(void **state)
+{
+    (void)state;
+    current = adam;
+    result r = ok(M "tie \"p/b/kernel\" = \"p/a/kernel\"\ndrop \"p/a/kernel\"\n");
+    TYPE(r, "p/b/kernel", "bf16[4, 6]");
+    TYPE(r, "o/mu/b/kernel", "f32[4, 6]");
+    TYPE(r, "o/nu/b/kernel", "f32[4, 6]");
+    TYPE(r, "o/mu/a/kernel", "absent");
+    HAS(r, "%3 = input \"o/mu/a/kernel\" : f32[4, 6]\n");
+    HAS(r, "\"o/mu/b/kernel\" = %3\n"); /* the slot of the value it took over */
+    done(&r);
+    r = ok(M "tie \"p/b/kernel\" = \"p/a/kernel\"\nuntie \"p/b/kernel\"\n");
+    TYPE(r, "o/nu/b/kernel", "f32[4, 6]");
+    TYPE(r, "o/nu/a/kernel", "f32[4, 6]");
+    done(&r);
+    r = ok(M "tie \"p/b/kernel\" = \"p/a/kernel\"\nrename \"p/b/kernel\" -> \"p/c\"\n");
+    HAS(r, "\"p/c\" -> \"p/a/kernel\"\n");
+    done(&r);
+    current = NULL;
+}
+
+/* LoRA records follow renames, and go with a warning when their tensors
+ * do: those of init-lora and those an input recorded. */
+static void test_lora_records(void **state)
+{
+    (void)state;
+    current = tied;
+    result r = ok("rename \"fc.**\" -> \"proj.$1\"\n");
+    HAS(r, "lora [{\"r\":2,\"lora_alpha\":4,\"style\":\"peft\",\"target\":\"proj.weight\","
+           "\"lora_a\":\"proj.lora_A.weight\",\"lora_b\":\"proj.lora_B.weight\"}]\n");
+    done(&r);
+    r = ok("init-lora \"attn.q.weight\" rank 2\nrename \"attn.**\" -> \"blk.$1\"\n");
+    HAS(r, "{\"r\":2,\"lora_alpha\":2,\"style\":\"peft\",\"target\":\"blk.q.weight\","
+           "\"lora_a\":\"blk.q.lora_A.weight\",\"lora_b\":\"blk.q.lora_B.weight\"}]\n");
+    done(&r);
+    r = ok("init-lora \"attn.q.weight\" rank 2\ndrop \"attn.q.lora_B.weight\"\n");
+    assert_string_equal(r.r.messages,
+                        "the LoRA record of \"attn.q.weight\" (adapter \"attn.q.lora_A.weight\", "
+                        "\"attn.q.lora_B.weight\") is dropped: \"attn.q.lora_B.weight\" is gone\n");
+    NO(r, "attn.q.weight\",\"lora_a");
+    done(&r);
+    r = ok("keep \"fc.weight\", \"model.**\"\n");
+    assert_string_equal(r.r.messages,
+                        "the LoRA record of \"fc.weight\" (adapter \"fc.lora_A.weight\", "
+                        "\"fc.lora_B.weight\") is dropped: \"fc.lora_A.weight\" is gone\n");
+    NO(r, "lora [");
+    done(&r);
+    current = NULL;
+}
+
 static surg_ckpt *open_schema(const char *name, const char *json)
 {
     const char *path = tmp_path(name);
@@ -528,7 +752,8 @@ static int setup(void **state)
     (void)state;
     schema = open_schema("model.json", schema_json);
     adam = open_schema("adam.json", adam_json);
-    return schema && adam ? 0 : -1;
+    tied = open_schema("tied.json", tied_json);
+    return schema && adam && tied ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -536,6 +761,7 @@ static int teardown(void **state)
     (void)state;
     surg_ckpt_close(schema);
     surg_ckpt_close(adam);
+    surg_ckpt_close(tied);
     tmp_cleanup();
     return 0;
 }
@@ -550,7 +776,10 @@ int main(void)
         cmocka_unit_test(test_structure_errors), cmocka_unit_test(test_expect),
         cmocka_unit_test(test_all_errors), cmocka_unit_test(test_target),
         cmocka_unit_test(test_reads_no_data), cmocka_unit_test(test_mirror),
-        cmocka_unit_test(test_mirror_errors),
+        cmocka_unit_test(test_mirror_errors), cmocka_unit_test(test_tied_names),
+        cmocka_unit_test(test_tied_takeover), cmocka_unit_test(test_tie_untie),
+        cmocka_unit_test(test_tied_mirror),  cmocka_unit_test(test_lora_records),
+        cmocka_unit_test(test_tied_target),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
