@@ -595,8 +595,8 @@ static surg_status apart(surg_sink *sink, const stw_layout *a, const char *pa_pa
 surg_status outp_check_apart(surg_sink *sink, stw_layout *const *lays,
                              const char *const *paths, size_t n)
 {
-    for (size_t k = 0; k < n; k++)
-        for (size_t j = 0; j < n; j++) {
+    for (size_t j = 0; j < n; j++)
+        for (size_t k = 0; k < n; k++) {
             surg_status st = j == k ? SURG_OK : apart(sink, lays[j], paths[j], lays[k], paths[k]);
             if (st)
                 return st;
