@@ -688,7 +688,13 @@ static surg_status commit(run *r)
         st = stw_layout_sync(&r->lay[k], r->sink);
     for (size_t k = 0; k < r->n_lay && !st; k++)
         st = stw_layout_commit(&r->lay[k], r->sink);
-    return st;
+    /* Every output in place: now the stale files of earlier ones go. */
+    surg_status stale = SURG_OK;
+    for (size_t k = 0; k < r->n_lay && !st; k++) {
+        surg_status s = outp_remove_stale(&r->lay[k], r->sink, &r->reads);
+        stale = s > stale ? s : stale;
+    }
+    return st ? st : stale;
 }
 
 surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,

@@ -341,7 +341,7 @@ surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink)
     }
     if (!st)
         lay->committed = true;
-    return st ? st : outp_remove_stale(lay, sink, lay->out->reads);
+    return st;
 }
 
 void stw_layout_free(stw_layout *lay)
@@ -388,6 +388,8 @@ surg_status stw_write(surg_sink *sink, const char *out_path, const stw_output *o
         }
     if (!st)
         st = stw_layout_commit(&lay, sink);
+    if (!st)
+        st = outp_remove_stale(&lay, sink, out->reads);
     stw_layout_free(&lay);
     return st;
 }

@@ -89,8 +89,9 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink);
 bool stw_layout_wants_crc(const stw_layout *lay);
 void stw_layout_set_crc(stw_layout *lay, size_t i, uint32_t crc);
 /* Sync every file (once); then rename everything into place, shards before
- * the index (syncing first when not yet synced), and remove the stale files
- * of an earlier output. */
+ * the index (syncing first when not yet synced). The stale files of an
+ * earlier output go after that, by outp_remove_stale (when every output of
+ * the run is in place). */
 surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink);
 surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink);
 /* Remove whatever was not committed. */
