@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -389,12 +390,30 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Does the layout write a file of this name (in its directory)? Worked out
+ * from the name, not by a search: a directory may hold many shards. */
 static bool written(const stw_layout *lay, const char *name)
 {
-    for (size_t i = 0; i < lay->n_files; i++)
-        if (strcmp(base_name(lay->files[i].path), name) == 0)
-            return true;
-    return lay->index_path && strcmp(base_name(lay->index_path), name) == 0;
+    if (!lay->sn.dir) /* one file */
+        return lay->n_files && strcmp(base_name(lay->files[0].path), name) == 0;
+    size_t k = strlen(lay->sn.prefix), m = lay->n_files;
+    if (strncmp(name, lay->sn.prefix, k) != 0)
+        return false;
+    const char *rest = name + k;
+    if (m == 1)
+        return strcmp(rest, ".safetensors") == 0;
+    if (strcmp(rest, index_suffix) == 0)
+        return true;
+    char *end;
+    if (rest[0] != '-' || rest[1] < '0' || rest[1] > '9')
+        return false;
+    errno = 0;
+    unsigned long long i = strtoull(rest + 1, &end, 10);
+    if (errno || i < 1 || i > m || strncmp(end, "-of-", 4) != 0)
+        return false;
+    char want[64];
+    snprintf(want, sizeof want, "-%05llu-of-%05zu.safetensors", i, m);
+    return strcmp(rest, want) == 0;
 }
 
 /* The names in the directory that the prefix owns and the new output does
