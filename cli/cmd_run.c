@@ -17,8 +17,10 @@ static const char help[] =
     "is written under a temporary name, synced, and renamed into place.\n"
     "IN is a .safetensors file, a sharded checkpoint, a NumPy .npz or .npy, or\n"
     "a PyTorch .pt, .pth or .bin (its pickle read as data, never run);\n"
-    "OUT is safetensors, or a NumPy .npz when its name ends in .npz (arrays\n"
-    "only: tied names become arrays of their own, other metadata is dropped).\n"
+    "OUT is a .safetensors file, or a NumPy .npz (arrays only: tied names\n"
+    "become arrays of their own, other metadata is dropped). OUT is checked\n"
+    "before anything is read: it may not be a file the run reads, nor a link,\n"
+    "device, FIFO or socket, and an unknown extension is an error.\n"
     "\n"
     "Parameters and optimizer state in separate files: --params P and --state S\n"
     "show the recipe P's tensors under \"params/\" and S's under \"opt_state/\"\n"
@@ -30,7 +32,10 @@ static const char help[] =
     "  --threads N           threads (default: the number of cores)\n"
     "  --max-shard-size SIZE write shards of at most SIZE bytes of data (5GB,\n"
     "                        500MiB, ...) into the directory OUT, with\n"
-    "                        model.safetensors.index.json\n";
+    "                        model.safetensors.index.json (or beside OUT named\n"
+    "                        PREFIX.safetensors.index.json); files of an earlier\n"
+    "                        sharded output of surg there that are not written\n"
+    "                        again are removed once the new output is in place\n";
 
 typedef struct bar {
     struct timespec start;
@@ -69,6 +74,10 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
     int rc = parse_recipe_args("run", help, argc, argv, &a);
     if (rc >= 0)
         return rc;
+    for (size_t k = 0; k < (a.n_outs ? a.n_outs : 1); k++)
+        if (strcmp(a.n_outs ? a.outs[k].path : a.out, "-") == 0)
+            return usage_error("run", "an output is a file, not standard output: name one "
+                                      "(./- for a file named \"-\")");
     surg_sink sink = diag_sink(dp);
     compiled c;
     surg_status st = compile_recipe(&a, &sink, &c);
@@ -77,8 +86,13 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
         st = surg_plan_build(c.prog, a.threads, &plan);
     bar b = {0};
     clock_gettime(CLOCK_MONOTONIC, &b.start);
+    /* The recipe and the target were read too: no output may replace them. */
+    const char *read[] = {a.recipe};
+    const surg_ckpt *opened[] = {c.to};
     surg_run_opts opts = {.threads = a.threads, .max_shard_size = a.max_shard_size,
-                          .outputs = a.outs, .n_outputs = a.n_outs};
+                          .outputs = a.outs, .n_outputs = a.n_outs,
+                          .also_read = read, .n_also_read = 1,
+                          .also_opened = opened, .n_also_opened = c.to ? 1 : 0};
     if (isatty(STDERR_FILENO) && !getenv("CI")) {
         opts.progress = progress;
         opts.progress_user = &b;

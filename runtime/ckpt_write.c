@@ -25,6 +25,8 @@ surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
                 "a schema holds no tensor data to write");
         return SURG_EUSAGE;
     }
+    outp_reads reads = {0};
+    surg_status st = outp_reads_add_ckpt(&reads, sink, in);
     stw_output out = {
         .tensors = in->tensors,
         .n = in->n,
@@ -33,8 +35,12 @@ surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
         .max_shard_size = opts ? opts->max_shard_size : 0,
         .emit = copy_tensor,
         .ctx = in,
+        .reads = &reads,
     };
-    return stw_write(sink, out_path, &out);
+    if (!st)
+        st = stw_write(sink, out_path, &out);
+    outp_reads_free(&reads);
+    return st;
 }
 
 surg_status surg_ckpt_schema_json(const surg_ckpt *ck, char **out)

@@ -94,6 +94,7 @@ typedef struct run {
     surg_sink *sink;
     surg_sink locked;
     const surg_run_opts *opts;
+    outp_reads reads; /* every file the run reads: no output may replace one */
 } run;
 
 static void locked_report(const surg_diag *d, void *user)
@@ -473,26 +474,17 @@ static surg_status run_reductions(run *r)
 
 /* ---- setting up ------------------------------------------------------- */
 
-/* The output must not land on an input: that would destroy it. */
-static surg_status check_not_input(run *r, const stw_layout *lay)
+/* The files the run reads: the input's (its index, shards, parts), and
+ * those the caller names (the recipe, a target). */
+static surg_status collect_reads(run *r)
 {
-    const surg_ckpt *ck = r->kx.ck;
-    for (size_t f = 0; f < lay->n_files; f++) {
-        struct stat out;
-        if (stat(lay->files[f].path, &out) != 0)
-            continue;
-        for (size_t i = 0; i < ck->n_files; i++) {
-            struct stat in;
-            if (fstat(ck->files[i].fd, &in) == 0 && in.st_dev == out.st_dev &&
-                in.st_ino == out.st_ino) {
-                dg_file(r->sink, SURG_ERROR, "run-overwrite", lay->files[f].path,
-                        "the output would replace the input %s; write it elsewhere",
-                        ck->files[i].path);
-                return SURG_EUSAGE;
-            }
-        }
-    }
-    return SURG_OK;
+    const surg_run_opts *o = r->opts;
+    surg_status st = outp_reads_add_ckpt(&r->reads, r->sink, r->kx.ck);
+    for (size_t i = 0; !st && i < o->n_also_read; i++)
+        st = outp_reads_add(&r->reads, r->sink, o->also_read[i]);
+    for (size_t i = 0; !st && i < o->n_also_opened; i++)
+        st = outp_reads_add_ckpt(&r->reads, r->sink, o->also_opened[i]);
+    return st;
 }
 
 static surg_status prepare(run *r)
@@ -630,14 +622,13 @@ static surg_status layout_one(run *r, size_t k, const surg_ckpt_part *o, bool *t
             r->plan_of[k][m++] = t;
         }
     r->out[k] = (stw_output){.tensors = info, .n = m, .meta = pl->meta, .n_meta = pl->n_meta,
-                             .max_shard_size = r->opts->max_shard_size};
+                             .max_shard_size = r->opts->max_shard_size, .reads = &r->reads};
     if (nzw_wanted(o->path) && add_repeats(r, k, o, info, &m) != SURG_OK)
         return SURG_ENOMEM;
     if (plen && pl_metadata(r->p, o->prefix, &r->ar, (surg_meta_entry **)&r->out[k].meta,
                             &r->out[k].n_meta) != SURG_OK)
         return dg_nomem(r->sink, o->path);
-    surg_status st = stw_layout_make(r->sink, o->path, &r->out[k], &r->lay[k]);
-    return st ? st : check_not_input(r, &r->lay[k]);
+    return stw_layout_make(r->sink, o->path, &r->out[k], &r->lay[k]);
 }
 
 static surg_status layout(run *r, const char *out_path)
@@ -661,16 +652,8 @@ static surg_status layout(run *r, const char *out_path)
     }
     surg_status st = SURG_OK;
     for (size_t k = 0; k < n && !st; k++) {
-        for (size_t j = 0; j < k && !st; j++)
-            if (strcmp(outs[j].path, outs[k].path) == 0) {
-                dg_file(r->sink, SURG_ERROR, "run-parts", outs[k].path,
-                        "two outputs are written to this one path");
-                st = SURG_EUSAGE;
-            }
-        if (!st) {
-            r->n_lay = k + 1;
-            st = layout_one(r, k, &outs[k], taken);
-        }
+        r->n_lay = k + 1;
+        st = layout_one(r, k, &outs[k], taken);
     }
     for (size_t t = 0; t < pl->n && !st; t++)
         if (!taken[t]) {
@@ -679,6 +662,24 @@ static surg_status layout(run *r, const char *out_path)
             st = SURG_EUSAGE;
         }
     free(taken);
+    if (!st && n > 1) {
+        stw_layout **lays = malloc(n * sizeof *lays);
+        const char **paths = malloc(n * sizeof *paths);
+        for (size_t k = 0; lays && paths && k < n; k++) {
+            lays[k] = &r->lay[k];
+            paths[k] = outs[k].path;
+        }
+        st = lays && paths ? outp_check_apart(r->sink, lays, paths, n) : dg_nomem(r->sink, "surg");
+        free(lays);
+        free(paths);
+    }
+    return st;
+}
+
+/* The output files created (temporaries), each tensor's place in them. */
+static surg_status open_outputs(run *r)
+{
+    surg_status st = SURG_OK;
     for (size_t k = 0; k < r->n_lay && !st; k++) {
         st = stw_layout_open(&r->lay[k], r->sink);
         for (size_t j = 0; !st && j < r->out[k].n; j++) {
@@ -738,7 +739,13 @@ static surg_status commit(run *r)
         st = stw_layout_sync(&r->lay[k], r->sink);
     for (size_t k = 0; k < r->n_lay && !st; k++)
         st = stw_layout_commit(&r->lay[k], r->sink);
-    return st;
+    /* Every output in place: now the stale files of earlier ones go. */
+    surg_status stale = SURG_OK;
+    for (size_t k = 0; k < r->n_lay && !st; k++) {
+        surg_status s = outp_remove_stale(&r->lay[k], r->sink, &r->reads);
+        stale = s > stale ? s : stale;
+    }
+    return st ? st : stale;
 }
 
 surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
@@ -760,6 +767,11 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     if (st)
         dg_file(sink, SURG_ERROR, "run-schema", surg_ckpt_path(r.kx.ck),
                 "a schema holds no tensor data to run on");
+    /* Every output path checked before any data is read. */
+    if (!st)
+        st = collect_reads(&r);
+    if (!st)
+        st = layout(&r, out_path);
     if (!st)
         st = prepare(&r);
     if (!st)
@@ -767,7 +779,7 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     if (!st)
         st = map_inputs(&r);
     if (!st)
-        st = layout(&r, out_path);
+        st = open_outputs(&r);
     if (!st)
         st = run_reductions(&r);
     if (!st)
@@ -800,6 +812,7 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     free(r.jobs);
     free(r.chunk);
     free(r.kx.scalars);
+    outp_reads_free(&r.reads);
     pthread_mutex_destroy(&r.lock);
     pthread_mutex_destroy(&r.idle_lock);
     pthread_cond_destroy(&r.idle);

@@ -82,7 +82,8 @@ static void warn_metadata(surg_sink *sink, const char *out_path, const stw_outpu
     size_t n = 0;
     for (size_t i = 0; i < out->n_meta; i++) {
         const char *k = out->meta[i].key;
-        if (strcmp(k, "format") == 0 || strcmp(k, "surg.ties") == 0)
+        if (strcmp(k, "format") == 0 || strcmp(k, "surg.ties") == 0 ||
+            strcmp(k, OUTP_MARK_KEY) == 0) /* only a sharded output's files carry it */
             continue;
         buf_printf(&keys, "%s\"%s\"", n++ ? ", " : "", k);
     }

@@ -301,6 +301,16 @@ static void sync_dir(const char *path)
 
 surg_status of_commit(of_file *f, surg_sink *sink)
 {
+    /* Checked before the run (outpath.c), and again here: a rename never
+     * replaces a link, a device, a FIFO or a socket that appeared since. */
+    struct stat sb;
+    if (lstat(f->final_path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        dg_file(sink, SURG_ERROR, "out-special", f->final_path,
+                "the output's name now holds something that is not a regular file: "
+                "not replaced");
+        of_abort(f);
+        return SURG_EUSAGE;
+    }
     if (f->unnamed) {
         sigset_t old;
         list_lock(&old); /* named and listed at once, for the signal handler */

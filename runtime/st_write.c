@@ -55,26 +55,38 @@ static void sort_idx(const stw_output *out, size_t *idx, size_t n,
     free(k);
 }
 
+/* The metadata, sorted, with what the writer adds where sorting puts it:
+ * "format": "pt" unless given, and the mark of a sharded output's files
+ * (outpath.h), which no other output carries, whatever its input said. */
 static void put_meta(buf *b, const stw_output *out)
 {
     bool has_format = false;
     for (size_t i = 0; i < out->n_meta; i++)
         has_format |= strcmp(out->meta[i].key, "format") == 0;
+    surg_meta_entry added[2];
+    size_t n_added = 0;
+    if (!has_format)
+        added[n_added++] = (surg_meta_entry){"format", "pt"};
+    if (out->max_shard_size)
+        added[n_added++] = (surg_meta_entry){OUTP_MARK_KEY, OUTP_MARK_VALUE};
     buf_puts(b, "\"__metadata__\":{");
-    bool first = true, pending = !has_format;
-    for (size_t i = 0; i <= out->n_meta; i++) {
-        /* "format": "pt" goes where sorting puts it. */
-        if (pending && (i == out->n_meta || strcmp(out->meta[i].key, "format") > 0)) {
-            buf_puts(b, first ? "\"format\":\"pt\"" : ",\"format\":\"pt\"");
-            first = pending = false;
+    bool first = true;
+    size_t i = 0, a = 0;
+    while (i < out->n_meta || a < n_added) {
+        const surg_meta_entry *e;
+        if (i < out->n_meta && strcmp(out->meta[i].key, OUTP_MARK_KEY) == 0) {
+            i++;
+            continue;
         }
-        if (i == out->n_meta)
-            break;
+        if (a < n_added && (i == out->n_meta || strcmp(added[a].key, out->meta[i].key) < 0))
+            e = &added[a++];
+        else
+            e = &out->meta[i++];
         if (!first)
             buf_putc(b, ',');
-        buf_json_string(b, out->meta[i].key);
+        buf_json_string(b, e->key);
         buf_putc(b, ':');
-        buf_json_string(b, out->meta[i].value);
+        buf_json_string(b, e->value);
         first = false;
     }
     buf_putc(b, '}');
@@ -117,8 +129,9 @@ surg_status stw_header(const stw_output *out, size_t *idx, size_t n, buf *hdr)
     return nomem ? SURG_ENOMEM : SURG_OK;
 }
 
-static surg_status shard_place(surg_sink *sink, const char *out_path,
-                               shard_names *sn)
+/* The directory and prefix of the shards (made, if missing, only when the
+ * files are opened). */
+static surg_status shard_place(surg_sink *sink, const char *out_path, shard_names *sn)
 {
     const char *suffix = ".safetensors.index.json";
     size_t n = strlen(out_path), k = strlen(suffix);
@@ -126,27 +139,15 @@ static surg_status shard_place(surg_sink *sink, const char *out_path,
     if (n > k && strcmp(out_path + n - k, suffix) == 0 &&
         (!slash || (size_t)(slash - out_path) + 1 < n - k)) {
         size_t base = slash ? (size_t)(slash - out_path + 1) : 0;
-        sn->dir = base ? strndup(out_path, base) : strdup(".");
+        sn->dir = base ? strndup(out_path, base > 1 ? base - 1 : base) : strdup(".");
         sn->prefix = strndup(out_path + base, n - k - base);
     } else {
-        sn->dir = strdup(out_path);
+        while (n > 1 && out_path[n - 1] == '/')
+            n--; /* "out/" is the directory "out" */
+        sn->dir = strndup(out_path, n);
         sn->prefix = strdup("model");
-        if (sn->dir && mkdir(sn->dir, 0777) == 0)
-            sn->made_dir = true;
-        else if (sn->dir && errno != EEXIST)
-            return dg_errno(sink, out_path, "cannot create the output directory",
-                            errno);
     }
-    if (!sn->dir || !sn->prefix)
-        return dg_nomem(sink, out_path);
-    struct stat sb;
-    if (stat(sn->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        dg_file(sink, SURG_ERROR, "io", out_path,
-                "a sharded output must be a directory or a "
-                "*.safetensors.index.json path in an existing directory");
-        return SURG_EIO;
-    }
-    return SURG_OK;
+    return sn->dir && sn->prefix ? SURG_OK : dg_nomem(sink, out_path);
 }
 
 static char *shard_path(const shard_names *sn, size_t i, size_t m)
@@ -188,7 +189,8 @@ static surg_status index_text(const stw_layout *lay, buf *b)
     uint64_t total = 0;
     for (size_t i = 0; i < out->n; i++)
         total += out->tensors[i].nbytes;
-    buf_printf(b, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n  \"weight_map\": {",
+    buf_printf(b, "{\n  \"metadata\": {\n    \"" OUTP_MARK_KEY "\": \"" OUTP_MARK_VALUE
+                  "\",\n    \"total_size\": %llu\n  },\n  \"weight_map\": {",
                (unsigned long long)total);
     for (size_t i = 0; i < out->n; i++) {
         size_t t = lay->order[i];
@@ -252,6 +254,13 @@ static surg_status layout_files(surg_sink *sink, const char *out_path, stw_layou
         f->size = at;
     }
     free(shard_of);
+    if (!st && lay->n_files > 1) {
+        buf path;
+        buf_init(&path);
+        buf_printf(&path, "%s/%s.safetensors.index.json", lay->sn.dir, lay->sn.prefix);
+        if (!(lay->index_path = buf_take(&path)))
+            st = dg_nomem(sink, out_path);
+    }
     return st;
 }
 
@@ -291,33 +300,25 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     sort_idx(out, lay->order, n, name_order, &nomem);
     if (nomem)
         return dg_nomem(sink, out_path);
-    surg_status named = check_names(sink, out_path, out);
-    if (named)
-        return named;
-    if (nzw_wanted(out_path))
-        return nzw_layout_make(sink, out_path, out, lay);
-    size_t len = strlen(out_path);
-    if (len >= 4 && strcmp(out_path + len - 4, ".npy") == 0) {
-        dg_file(sink, SURG_ERROR, "io", out_path,
-                "a .npy holds one array: write an .npz (or .safetensors) instead");
-        return SURG_EUSAGE;
-    }
-    if (pt_wanted(out_path)) {
-        dg_file(sink, SURG_ERROR, "io", out_path,
-                "surg reads PyTorch files but does not write them: write a .safetensors "
-                "(torch reads it with safetensors.torch.load_file) or an .npz");
-        return SURG_EUSAGE;
-    }
-    if (out->max_shard_size) {
-        surg_status st = shard_place(sink, out_path, &lay->sn);
-        if (st)
-            return st;
-    }
-    return layout_files(sink, out_path, lay);
+    outp_kind kind;
+    surg_status st = check_names(sink, out_path, out);
+    if (!st)
+        st = outp_kind_of(sink, out_path, out->max_shard_size, &kind);
+    if (!st && kind == OUTP_NPZ)
+        st = nzw_layout_make(sink, out_path, out, lay);
+    if (!st && kind == OUTP_SHARDED)
+        st = shard_place(sink, out_path, &lay->sn);
+    if (!st && kind != OUTP_NPZ)
+        st = layout_files(sink, out_path, lay);
+    return st ? st : outp_check_layout(sink, out_path, lay, out->reads);
 }
 
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
 {
+    if (lay->sn.dir && mkdir(lay->sn.dir, 0777) == 0)
+        lay->sn.made_dir = true;
+    else if (lay->sn.dir && errno != EEXIST)
+        return dg_errno(sink, lay->sn.dir, "cannot create the output directory", errno);
     for (size_t i = 0; i < lay->n_files; i++) {
         stw_file *f = &lay->files[i];
         surg_status st = of_create(sink, f->path, &f->of);
@@ -330,21 +331,17 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
     }
     if (lay->npz)
         return nzw_layout_open(lay, sink);
-    if (lay->n_files > 1) {
-        buf text, path;
+    if (lay->index_path) {
+        buf text;
         buf_init(&text);
-        buf_init(&path);
-        buf_printf(&path, "%s/%s.safetensors.index.json", lay->sn.dir, lay->sn.prefix);
-        surg_status st = index_text(lay, &text) || path.failed ? dg_nomem(sink, lay->sn.dir)
-                                                               : SURG_OK;
+        surg_status st = index_text(lay, &text) ? dg_nomem(sink, lay->sn.dir) : SURG_OK;
         if (!st)
-            st = check_header_size(sink, path.data, text.len, "index");
+            st = check_header_size(sink, lay->index_path, text.len, "index");
         if (!st)
-            st = of_create(sink, path.data, &lay->index);
+            st = of_create(sink, lay->index_path, &lay->index);
         if (!st)
             st = of_write(lay->index, sink, text.data, text.len);
         buf_free(&text);
-        buf_free(&path);
         if (st)
             return st;
     }
@@ -399,6 +396,10 @@ void stw_layout_free(stw_layout *lay)
         buf_free(&lay->files[i].header);
     }
     of_abort(lay->index);
+    free(lay->index_path);
+    for (size_t i = 0; i < lay->n_stale; i++)
+        free(lay->stale[i]);
+    free(lay->stale);
     if (!lay->committed && lay->sn.made_dir)
         rmdir(lay->sn.dir);
     free(lay->files);
@@ -430,6 +431,8 @@ surg_status stw_write(surg_sink *sink, const char *out_path, const stw_output *o
         }
     if (!st)
         st = stw_layout_commit(&lay, sink);
+    if (!st)
+        st = outp_remove_stale(&lay, sink, out->reads);
     stw_layout_free(&lay);
     return st;
 }

@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "outfile.h"
+#include "outpath.h"
 
 /* Write the bytes of tensors[item] (exactly its nbytes) to `out`. */
 typedef surg_status (*stw_emit_fn)(void *ctx, size_t item, of_file *out,
@@ -27,6 +28,9 @@ typedef struct stw_output {
      * writes them. */
     const size_t *same_as;
     bool force_zip64; /* .npz: ZIP64 records even where sizes do not need them (tests) */
+    /* The files the run reads (NULL: none known): no output name may be
+     * one of them, nor any stale name it would remove (outpath.h). */
+    const outp_reads *reads;
 } stw_output;
 
 typedef struct nzw_layout nzw_layout;
@@ -34,11 +38,12 @@ typedef struct nzw_layout nzw_layout;
 surg_status stw_write(surg_sink *sink, const char *out_path,
                       const stw_output *out);
 
-/* Where the shards go: a directory, or `DIR/PREFIX.safetensors.index.json`. */
+/* Where the shards go: a directory, or `DIR/PREFIX.safetensors.index.json`.
+ * dir is NULL for an output of one file. */
 typedef struct shard_names {
     char *dir;
     char *prefix; /* "model" */
-    bool made_dir;
+    bool made_dir; /* by stw_layout_open: removed again if nothing is committed */
 } shard_names;
 
 /* One output file: its tensors in data order, its header, its size. */
@@ -62,15 +67,21 @@ typedef struct stw_layout {
     uint32_t *file_of;  /* per tensor */
     uint64_t *offset;   /* per tensor: where its data starts in its file */
     shard_names sn;
+    char *index_path;   /* of a sharded output of several files, else NULL */
     of_file *index;
+    char **stale;       /* files of an earlier surg output the new one does not
+                           write again: removed once it is in place (index first) */
+    size_t n_stale;
     bool synced, committed;
     nzw_layout *npz; /* an .npz output (npz_write.c), else NULL */
 } stw_layout;
 
+/* Lay the output out and check every name it writes before anything is
+ * read or written (outp_check_layout); nothing is created yet. */
 surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
                             stw_layout *lay);
-/* Create the temporary files, reserve their size, write their headers (and
- * the index). */
+/* Make the output directory if it is missing, create the temporary files,
+ * reserve their size, write their headers (and the index). */
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink);
 /* Does the layout need each tensor's CRC-32 (an .npz does), and take it:
  * the CRC of tensors[i]'s bytes, as written. Tensors whose CRC is not given
@@ -78,7 +89,9 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink);
 bool stw_layout_wants_crc(const stw_layout *lay);
 void stw_layout_set_crc(stw_layout *lay, size_t i, uint32_t crc);
 /* Sync every file (once); then rename everything into place, shards before
- * the index (syncing first when not yet synced). */
+ * the index (syncing first when not yet synced). The stale files of an
+ * earlier output go after that, by outp_remove_stale (when every output of
+ * the run is in place). */
 surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink);
 surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink);
 /* Remove whatever was not committed. */

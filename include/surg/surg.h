@@ -316,6 +316,14 @@ typedef struct surg_run_opts {
      * whether every tensor has one. */
     const surg_ckpt_part *outputs;
     size_t n_outputs;
+    /* Other files the caller read for this run (the recipe), and other
+     * checkpoints it opened (a target to compare with), each with every
+     * file it is made of: no output may replace or remove any of them, as
+     * none may the input's. */
+    const char *const *also_read;
+    size_t n_also_read;
+    const surg_ckpt *const *also_opened;
+    size_t n_also_opened;
 } surg_run_opts;
 
 /* Does every output tensor of `p` fall under one of the prefixes, and does
@@ -325,9 +333,26 @@ surg_status surg_program_check_parts(const surg_program *p, const surg_ckpt_part
 
 /* Execute a plan: write its output to `out_path` (through temporary files,
  * synced and renamed into place only when complete), reading the program's
- * input. On any failure nothing appears at `out_path`. The input is only
- * read; an output that would replace it is refused. With opts->outputs,
- * every output is synced before any is renamed into place. */
+ * input. On any failure nothing appears at `out_path`. With opts->outputs,
+ * every output is synced before any is renamed into place.
+ *
+ * Every output path is checked before any tensor data is read (SURG_EUSAGE
+ * or SURG_EIO, naming it):
+ *   - its name says what is written: `*.safetensors` or `*.npz` is one file;
+ *     with max_shard_size, a directory (existing, or made, when its name
+ *     ends in no file extension) or `DIR/PREFIX.safetensors.index.json`
+ *     (DIR existing) holding the shards; anything else is refused;
+ *   - each name written (every shard, the index) holds nothing, or a
+ *     regular file: never a symbolic link, directory, device, FIFO or
+ *     socket, which are refused, not replaced;
+ *   - none is a file the run reads (the input's index, shards and files,
+ *     opts->also_read and opts->also_opened), by device and inode;
+ *   - a sharded output owns the names of its prefix (PREFIX.safetensors,
+ *     PREFIX.safetensors.index.json, PREFIX-NNNNN-of-MMMMM.safetensors):
+ *     those the new output does not write are removed after it is in place
+ *     when surg wrote them (their metadata has "surg.output": "sharded", the
+ *     mark every file of a sharded output carries); any other file under
+ *     such a name is an error before anything runs, and is left alone. */
 surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
                      surg_sink *sink);
 
@@ -340,9 +365,10 @@ typedef struct surg_write_opts {
     uint64_t max_shard_size;
 } surg_write_opts;
 
-/* Write every tensor of `in` to `out_path` as safetensors, byte for byte,
- * through a temporary file that is synced and renamed into place; on any
- * failure nothing appears at `out_path`. */
+/* Write every tensor of `in` to `out_path` as safetensors (or .npz, by the
+ * name), byte for byte, through a temporary file that is synced and renamed
+ * into place; on any failure nothing appears at `out_path`. The output path
+ * is checked first as surg_run checks it, `in`'s files being the ones read. */
 surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
                             const surg_write_opts *opts, surg_sink *sink);
 

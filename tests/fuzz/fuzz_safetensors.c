@@ -5,6 +5,7 @@
  * written back out — as one file and as shards — and both copies must reopen
  * with the same tensors, bytes and metadata. Rewriting the copy must give the
  * very same bytes (the writer is deterministic and its layout canonical). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,21 +38,28 @@ static void same_data(surg_ckpt *a, surg_ckpt *b, surg_sink *sink)
     }
 }
 
-/* The copy keeps every metadata entry and adds at most "format": "pt". */
-static void same_meta(const surg_ckpt *in, const surg_ckpt *out)
+/* The copy keeps every metadata entry but "surg.output", adds "format":
+ * "pt" unless there, and, when sharded, "surg.output": "sharded" (the mark
+ * of a sharded output's files, which no other output carries). */
+static void same_meta(const surg_ckpt *in, const surg_ckpt *out, bool sharded)
 {
+    size_t kept = 0;
     for (size_t i = 0; i < surg_ckpt_meta_count(in); i++) {
         const surg_meta_entry *e = surg_ckpt_meta(in, i);
+        if (strcmp(e->key, "surg.output") == 0)
+            continue;
         const char *v = fz_meta(out, e->key);
         if (!v || strcmp(v, e->value) != 0)
             fz_fail("a metadata entry was lost or changed", e->key);
+        kept++;
     }
-    size_t extra = surg_ckpt_meta_count(out) - surg_ckpt_meta_count(in);
-    const char *format = fz_meta(out, "format");
-    if (surg_ckpt_meta_count(out) < surg_ckpt_meta_count(in) ||
-        extra != (fz_meta(in, "format") ? 0u : 1u) || !format ||
+    const char *format = fz_meta(out, "format"), *mark = fz_meta(out, "surg.output");
+    size_t want = kept + (fz_meta(in, "format") ? 0u : 1u) + (sharded ? 1u : 0u);
+    if (surg_ckpt_meta_count(out) != want || !format ||
         (!fz_meta(in, "format") && strcmp(format, "pt") != 0))
         fz_fail("the copy's metadata is not the input's plus \"format\"", NULL);
+    if (sharded ? !mark || strcmp(mark, "sharded") != 0 : mark != NULL)
+        fz_fail("the mark of a sharded output is missing or misplaced", NULL);
 }
 
 static surg_ckpt *reopen(const char *path, surg_sink *sink)
@@ -107,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_fail("surg_ckpt_write failed on an open checkpoint", out);
     surg_ckpt *copy = reopen(out, &sink);
     same_data(ck, copy, &sink);
-    same_meta(ck, copy);
+    same_meta(ck, copy, false);
     if (surg_ckpt_write(copy, again, NULL, &sink) != SURG_OK)
         fz_fail("surg_ckpt_write failed on its own output", again);
     size_t n1, n2;
@@ -125,7 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_fail("the sharded surg_ckpt_write failed", shards);
     surg_ckpt *sharded = reopen(shards, &sink);
     same_data(ck, sharded, &sink);
-    same_meta(ck, sharded);
+    same_meta(ck, sharded, true);
     surg_ckpt_close(sharded);
 
     surg_ckpt_close(ck);

@@ -366,7 +366,17 @@ class TestSharded(RewriteCase):
         os.mkdir(outdir)
         self.run_ok(merged, outdir, "100000")
         self.assertEqual(os.listdir(outdir), ["model.safetensors"])
-        self.assertEqual(read(os.path.join(outdir, "model.safetensors")), read(merged))
+        # The single file's tensors and metadata, with the mark every file of
+        # a sharded output carries; written again as one file, the merged
+        # checkpoint's very bytes.
+        one = os.path.join(outdir, "model.safetensors")
+        got, got_meta, _ = stnp.load_raw(one)
+        want, want_meta, _ = stnp.load_raw(merged)
+        self.assertEqual(got, want)
+        self.assertEqual(got_meta, dict(want_meta, **{"surg.output": "sharded"}))
+        again = self.path("again.safetensors")
+        self.run_ok(one, again)
+        self.assertEqual(read(again), read(merged))
 
     def test_tensor_larger_than_shard_size_gets_its_own_shard(self):
         tensors = {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "outfile.h"
+#include "outpath.h"
 #include "st_write.h"
 #include "testutil.h"
 
@@ -319,6 +320,157 @@ static void test_names_refused(void **state)
     free(longest);
 }
 
+/* The names a sharded output owns: its one file, its index, its shards with
+ * five digits or more; nothing else. */
+static void test_owned_names(void **state)
+{
+    (void)state;
+    assert_true(outp_owns("model", "model.safetensors"));
+    assert_true(outp_owns("model", "model.safetensors.index.json"));
+    assert_true(outp_owns("model", "model-00001-of-00003.safetensors"));
+    assert_true(outp_owns("model", "model-123456-of-123456.safetensors"));
+    assert_true(outp_owns("a", "a-00002-of-00002.safetensors"));
+    assert_false(outp_owns("model", "model-1-of-3.safetensors"));
+    assert_false(outp_owns("model", "model-00001-of-00003.safetensors.bak"));
+    assert_false(outp_owns("model", "model-00001-00003.safetensors"));
+    assert_false(outp_owns("model", "model-0000a-of-00003.safetensors"));
+    assert_false(outp_owns("model", "other-00001-of-00003.safetensors"));
+    assert_false(outp_owns("model", "model.bin"));
+    assert_false(outp_owns("model", "config.json"));
+    assert_false(outp_owns("a", "ab.safetensors"));
+}
+
+static size_t count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* surg_ckpt_write checks its output as surg_run does: never over a file of
+ * its input, never over a FIFO, never an unknown extension; the input
+ * unchanged. */
+static void test_output_preflight(void **state)
+{
+    (void)state;
+    const char *ref = SURG_FIXTURES "/safetensors-reference/model.numpy.safetensors";
+    const char *dir = tmp_path("pre-shards");
+    recorder r;
+    assert_int_equal(rewrite(ref, dir, 1000, &r), SURG_OK);
+    char idx[600], shard[600];
+    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", dir);
+    snprintf(shard, sizeof shard, "%s/model-00002-of-00005.safetensors", dir);
+    size_t idx_len, shard_len;
+    unsigned char *idx_before = read_all(idx, &idx_len), *shard_before = read_all(shard, &shard_len);
+
+    /* Into its own directory, its own index, one of its own shards. */
+    assert_int_equal(rewrite(idx, dir, 1000, &r), SURG_EUSAGE);
+    assert_true(rec_has_code(&r, "run-overwrite"));
+    assert_int_equal(rewrite(idx, idx, 1000, &r), SURG_EUSAGE);
+    assert_true(rec_has_code(&r, "run-overwrite"));
+    assert_int_equal(rewrite(idx, shard, 0, &r), SURG_EUSAGE);
+    assert_true(rec_has_text(&r, "which this run reads"));
+    size_t len;
+    unsigned char *after = read_all(idx, &len);
+    assert_int_equal(len, idx_len);
+    assert_memory_equal(after, idx_before, len);
+    free(after);
+    after = read_all(shard, &len);
+    assert_int_equal(len, shard_len);
+    assert_memory_equal(after, shard_before, len);
+    free(after);
+    free(idx_before);
+    free(shard_before);
+    assert_int_equal(count_entries(dir), 6);
+
+    /* A FIFO stays a FIFO. */
+    const char *fifo = tmp_path("fifo.safetensors");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(rewrite(ref, fifo, 0, &r), SURG_EUSAGE);
+    assert_true(rec_has_code(&r, "out-special"));
+    struct stat sb;
+    assert_int_equal(lstat(fifo, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+
+    /* Names that surg does not write, or not so. */
+    assert_int_equal(rewrite(ref, tmp_path("o.msgpack"), 0, &r), SURG_EUSAGE);
+    assert_true(rec_has_code(&r, "out-name"));
+    assert_int_equal(rewrite(ref, tmp_path("o.safetensors"), 1000, &r), SURG_EUSAGE);
+    assert_int_equal(rewrite(ref, tmp_path("o.safetensors.index.json"), 0, &r), SURG_EUSAGE);
+    assert_int_equal(rewrite(ref, "-", 0, &r), SURG_EUSAGE);
+    assert_int_equal(access(tmp_path("o.msgpack"), F_OK), -1);
+    assert_int_equal(access(tmp_path("o.safetensors"), F_OK), -1);
+    assert_int_equal(access("-", F_OK), -1);
+}
+
+/* A re-run owns its names: stale shards and index of surg's earlier output
+ * go once the new one is in place; a file surg did not write is refused. */
+static void test_stale_outputs(void **state)
+{
+    (void)state;
+    const char *ref = SURG_FIXTURES "/safetensors-reference/model.numpy.safetensors";
+    const char *dir = tmp_path("rerun");
+    recorder r;
+    assert_int_equal(rewrite(ref, dir, 1000, &r), SURG_OK);
+    assert_int_equal(count_entries(dir), 6); /* five shards and the index */
+    char p[600];
+    snprintf(p, sizeof p, "%s/model-00003-of-00005.safetensors", dir);
+    assert_true(outp_is_ours(p));
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    assert_true(outp_is_ours(p));
+    assert_false(outp_is_ours(ref));
+
+    assert_int_equal(rewrite(ref, dir, 1000000, &r), SURG_OK);
+    assert_int_equal(count_entries(dir), 1);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    assert_int_equal(access(p, F_OK), 0);
+    assert_true(outp_is_ours(p));
+
+    /* Back to shards, with a file of another writer under a stale name. */
+    assert_int_equal(rewrite(ref, dir, 1000, &r), SURG_OK);
+    assert_int_equal(count_entries(dir), 6);
+    size_t len;
+    unsigned char *whole = read_all(ref, &len);
+    snprintf(p, sizeof p, "%s/model-00009-of-00009.safetensors", dir);
+    write_file(p, whole, len);
+    free(whole);
+    assert_int_equal(rewrite(ref, dir, 1000000, &r), SURG_EUSAGE);
+    assert_true(rec_has_code(&r, "out-stale"));
+    assert_int_equal(count_entries(dir), 7); /* nothing written, nothing removed */
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    assert_int_not_equal(access(p, F_OK), 0);
+}
+
+/* The mark is the writer's: kept off one file whatever the input says, put
+ * on every file of a sharded output. */
+static void test_mark(void **state)
+{
+    (void)state;
+    const char *in = craft("marked.safetensors",
+                           "{\"__metadata__\":{\"surg.output\":\"x\",\"z\":\"1\"},"
+                           "\"x\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+                           "\x07", 1);
+    recorder r;
+    const char *one = tmp_path("unmarked.safetensors");
+    assert_int_equal(rewrite(in, one, 0, &r), SURG_OK);
+    size_t len;
+    char *got = (char *)read_all(one, &len);
+    assert_non_null(strstr(got + 8, "{\"__metadata__\":{\"format\":\"pt\",\"z\":\"1\"},\"x\""));
+    free(got);
+    const char *dir = tmp_path("marked-dir");
+    assert_int_equal(rewrite(in, dir, 1000, &r), SURG_OK);
+    char p[600];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    got = (char *)read_all(p, &len);
+    assert_non_null(strstr(got + 8, "{\"__metadata__\":{\"format\":\"pt\",\"surg.output\":"
+                                    "\"sharded\",\"z\":\"1\"},\"x\""));
+    free(got);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -333,6 +485,8 @@ int main(void)
         cmocka_unit_test(test_alignment),        cmocka_unit_test(test_sharded_output),
         cmocka_unit_test(test_no_partial_output), cmocka_unit_test(test_temporaries),
         cmocka_unit_test(test_names_refused),
+        cmocka_unit_test(test_owned_names),      cmocka_unit_test(test_output_preflight),
+        cmocka_unit_test(test_stale_outputs),    cmocka_unit_test(test_mark),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -1,0 +1,652 @@
+/* outpath.c: the output preflight. Before any tensor data is read, every
+ * name an output will write (each file, the index, the directory it may
+ * make) is checked: its format by name, what stands there now (only a
+ * regular file may be replaced, never a link, device, FIFO or socket), and
+ * that it is no file the run reads (by device and inode). A sharded output
+ * owns the names of its prefix: those it does not write again are removed
+ * after it is in place, if surg wrote them; anything else there is an
+ * error that says what to do. */
+#define _GNU_SOURCE
+#include "outpath.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "checkpoint.h"
+#include "diag.h"
+#include "json.h"
+#include "readfile.h"
+#include "st_write.h"
+
+static const char index_suffix[] = ".safetensors.index.json";
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* The directory part of `path` ("." when it has none), malloc'd. */
+static char *dir_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+/* ---- the files a run reads ------------------------------------------- */
+
+void outp_reads_free(outp_reads *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].path);
+    free(r->v);
+    *r = (outp_reads){0};
+}
+
+static surg_status add_id(outp_reads *r, surg_sink *sink, const struct stat *sb,
+                          const char *path)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i].dev == sb->st_dev && r->v[i].ino == sb->st_ino)
+            return SURG_OK;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        outp_file *v = realloc(r->v, cap * sizeof *v);
+        if (!v)
+            return dg_nomem(sink, path);
+        r->v = v;
+        r->cap = cap;
+    }
+    char *copy = strdup(path);
+    if (!copy)
+        return dg_nomem(sink, path);
+    r->v[r->n++] = (outp_file){sb->st_dev, sb->st_ino, copy};
+    return SURG_OK;
+}
+
+surg_status outp_reads_add(outp_reads *r, surg_sink *sink, const char *path)
+{
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0)
+        return SURG_OK;
+    return add_id(r, sink, &sb, path);
+}
+
+surg_status outp_reads_add_ckpt(outp_reads *r, surg_sink *sink, const surg_ckpt *ck)
+{
+    if (!ck)
+        return SURG_OK;
+    surg_status st = SURG_OK;
+    const char *prefix;
+    const surg_ckpt *part;
+    /* Each part's own path: its index, its schema, the file a directory
+     * resolved to. */
+    for (size_t i = 0; !st && (part = surg_ckpt_part_at(ck, i, &prefix)) != NULL; i++) {
+        struct stat sb;
+        if (stat(part->path, &sb) == 0 && !S_ISDIR(sb.st_mode))
+            st = add_id(r, sink, &sb, part->path);
+    }
+    /* The files its tensors are in (not the scratch files surg made). */
+    for (size_t i = 0; !st && i < ck->n_files; i++) {
+        const st_file *f = &ck->files[i];
+        struct stat sb;
+        if (f->scratch)
+            continue;
+        if (f->fd >= 0 ? fstat(f->fd, &sb) == 0 : stat(f->path, &sb) == 0)
+            st = add_id(r, sink, &sb, f->path);
+    }
+    return st;
+}
+
+const outp_file *outp_reads_find(const outp_reads *r, const char *path)
+{
+    struct stat here, there;
+    bool h = r && lstat(path, &here) == 0, t = r && stat(path, &there) == 0;
+    for (size_t i = 0; r && i < r->n; i++)
+        if ((h && r->v[i].dev == here.st_dev && r->v[i].ino == here.st_ino) ||
+            (t && r->v[i].dev == there.st_dev && r->v[i].ino == there.st_ino))
+            return &r->v[i];
+    return NULL;
+}
+
+/* ---- what a name asks for -------------------------------------------- */
+
+/* Extensions of files, not directories: with --max-shard-size a new
+ * directory is not given one of these names. */
+static const char *const file_extensions[] = {
+    ".safetensors", ".json", ".npz", ".npy", ".pt",   ".pth", ".bin",
+    ".tar",         ".msgpack", ".ckpt", ".h5", ".gguf", ".pkl", ".onnx",
+};
+
+static const char writes[] = "surg writes a .safetensors or .npz file, or with "
+                             "--max-shard-size a directory or a "
+                             "PREFIX.safetensors.index.json beside its shards";
+
+static surg_status bad_name(surg_sink *sink, const char *path, const char *code,
+                            const char *msg)
+{
+    dg_file(sink, SURG_ERROR, code, path, "%s", msg);
+    return SURG_EUSAGE;
+}
+
+static bool file_like(const char *base)
+{
+    for (size_t i = 0; i < sizeof file_extensions / sizeof *file_extensions; i++)
+        if (ends_with(base, file_extensions[i]))
+            return true;
+    return false;
+}
+
+static surg_status kind_of_sharded(surg_sink *sink, const char *path, bool is_dir,
+                                   outp_kind *kind)
+{
+    const char *base = base_name(path);
+    *kind = OUTP_SHARDED;
+    if (is_dir)
+        return SURG_OK;
+    if (ends_with(base, index_suffix))
+        return strlen(base) > strlen(index_suffix)
+                   ? SURG_OK
+                   : bad_name(sink, path, "out-name",
+                              "the index of a sharded output needs a name before "
+                              ".safetensors.index.json: it names the shards "
+                              "(PREFIX-00001-of-0000N.safetensors)");
+    if (ends_with(base, ".npz"))
+        return bad_name(sink, path, "npz-sharded",
+                        "an .npz is one file: --max-shard-size writes safetensors shards");
+    if (file_like(base)) {
+        dg_file(sink, SURG_ERROR, "out-name", path,
+                "--max-shard-size writes shards into a directory (or beside a "
+                "PREFIX.safetensors.index.json), and this name is a file's: name a "
+                "directory, or leave out --max-shard-size for one file");
+        return SURG_EUSAGE;
+    }
+    return SURG_OK; /* a directory to make */
+}
+
+surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_size,
+                         outp_kind *kind)
+{
+    if (!*path)
+        return bad_name(sink, "surg", "out-name", "the output's name is empty");
+    if (strcmp(path, "-") == 0)
+        return bad_name(sink, path, "out-name",
+                        "an output is a file, never standard output (surg syncs it and "
+                        "renames it into place): name a file, or ./- for one named \"-\"");
+    const char *base = base_name(path);
+    struct stat sb;
+    bool is_dir = !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0 ||
+                  (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
+    if (max_shard_size)
+        return kind_of_sharded(sink, path, is_dir, kind);
+    if (is_dir)
+        return bad_name(sink, path, "out-name",
+                        "the output is a directory: name a .safetensors or .npz file, or "
+                        "give --max-shard-size to write shards into it");
+    if (ends_with(base, index_suffix))
+        return bad_name(sink, path, "out-name",
+                        "an index of shards is written with --max-shard-size: give it, or "
+                        "name a .safetensors file");
+    if (ends_with(base, ".safetensors")) {
+        *kind = OUTP_SAFETENSORS;
+        return SURG_OK;
+    }
+    if (ends_with(base, ".npz")) {
+        *kind = OUTP_NPZ;
+        return SURG_OK;
+    }
+    if (ends_with(base, ".npy"))
+        return bad_name(sink, path, "io",
+                        "a .npy holds one array: write an .npz (or .safetensors) instead");
+    if (pt_wanted(base))
+        return bad_name(sink, path, "io",
+                        "surg reads PyTorch files but does not write them: write a "
+                        ".safetensors (torch reads it with safetensors.torch.load_file) or "
+                        "an .npz");
+    dg_file(sink, SURG_ERROR, "out-name", path, "cannot tell the format from the name: %s%s",
+            writes, ends_with(base, ".json") ? " (a schema comes from `surg schema`)" : "");
+    return SURG_EUSAGE;
+}
+
+/* ---- names a sharded output owns, and whether surg wrote them --------- */
+
+static const char *digits(const char *s)
+{
+    const char *p = s;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    return p - s >= 5 ? p : NULL;
+}
+
+bool outp_owns(const char *prefix, const char *name)
+{
+    size_t k = strlen(prefix);
+    if (strncmp(name, prefix, k) != 0)
+        return false;
+    const char *rest = name + k;
+    if (strcmp(rest, ".safetensors") == 0 || strcmp(rest, index_suffix) == 0)
+        return true;
+    if (*rest != '-' || !(rest = digits(rest + 1)) || strncmp(rest, "-of-", 4) != 0 ||
+        !(rest = digits(rest + 4)))
+        return false;
+    return strcmp(rest, ".safetensors") == 0;
+}
+
+/* The index's "metadata" holds the mark (the rest passed over, checked). */
+static bool index_marked(char *text, size_t len)
+{
+    jr j;
+    jr_init_in_place(&j, text, len);
+    bool marked = false;
+    int more = jr_open(&j, '{') ? jr_first(&j, '}') : -1;
+    for (; more > 0; more = jr_more(&j, '}')) {
+        const char *key;
+        if (!jr_key(&j, &key))
+            return false;
+        if (strcmp(key, "metadata") != 0 || jr_peek(&j) != '{') {
+            if (!jr_skip(&j))
+                return false;
+            continue;
+        }
+        int m = jr_open(&j, '{') ? jr_first(&j, '}') : -1;
+        for (; m > 0; m = jr_more(&j, '}')) {
+            const char *k, *v;
+            if (!jr_key(&j, &k))
+                return false;
+            if (strcmp(k, OUTP_MARK_KEY) == 0 && jr_peek(&j) == '"') {
+                if (!jr_string(&j, &v))
+                    return false;
+                marked |= strcmp(v, OUTP_MARK_VALUE) == 0;
+            } else if (!jr_skip(&j)) {
+                return false;
+            }
+        }
+        if (m < 0)
+            return false;
+    }
+    return more == 0 && jr_end(&j) && marked;
+}
+
+bool outp_is_ours(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return false;
+    surg_sink quiet = {0}; /* a file that is not ours is no error here */
+    arena ar;
+    ar_init(&ar);
+    bool ours = false;
+    if (ends_with(path, index_suffix)) {
+        char *text;
+        size_t len;
+        if (rf_read_into(&ar, &quiet, path, ST_MAX_HEADER, &text, &len) == SURG_OK)
+            ours = index_marked(text, len);
+    } else {
+        st_file f;
+        st_header h;
+        if (st_open(&ar, &quiet, path, &f, &h) == SURG_OK) {
+            for (size_t i = 0; i < h.n_meta; i++)
+                ours |= strcmp(h.meta[i].key, OUTP_MARK_KEY) == 0 &&
+                        strcmp(h.meta[i].value, OUTP_MARK_VALUE) == 0;
+            st_header_free(&h);
+            st_close(&f);
+        }
+    }
+    ar_free(&ar);
+    return ours;
+}
+
+/* ---- what stands at each name now ------------------------------------ */
+
+static const char *node_kind(mode_t m)
+{
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISSOCK(m) ? "a socket"
+           : S_ISLNK(m)  ? "a symbolic link"
+                         : "not a regular file";
+}
+
+/* A name the output writes: nothing there, or a regular file that is not
+ * one the run reads. */
+static surg_status check_name(surg_sink *sink, const char *path, const outp_reads *reads)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return errno == ENOENT ? SURG_OK
+                               : dg_errno(sink, path, "cannot look at the output", errno);
+    if (S_ISLNK(sb.st_mode)) {
+        dg_file(sink, SURG_ERROR, "out-special", path,
+                "the output is a symbolic link: surg renames a finished output over its "
+                "name, which would replace the link, not what it points to; write to the "
+                "file's own name, or remove the link");
+        return SURG_EUSAGE;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        dg_file(sink, SURG_ERROR, "out-special", path,
+                "the output is %s: surg writes only regular files, renaming each finished "
+                "one over its name, and never replaces %s",
+                node_kind(sb.st_mode), node_kind(sb.st_mode));
+        return SURG_EUSAGE;
+    }
+    const outp_file *in = outp_reads_find(reads, path);
+    if (in) {
+        dg_file(sink, SURG_ERROR, "run-overwrite", path,
+                "the output would replace %s, which this run reads; write it elsewhere",
+                in->path);
+        return SURG_EUSAGE;
+    }
+    return SURG_OK;
+}
+
+/* The directory a file goes in (or a sharded output's, to be made). */
+static surg_status check_dir(surg_sink *sink, const char *out_path, const char *dir,
+                             bool may_make)
+{
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode))
+            return SURG_OK;
+        dg_file(sink, SURG_ERROR, "out-special", out_path,
+                "%s is %s, not a directory: a sharded output is written into a directory",
+                dir, node_kind(sb.st_mode));
+        return SURG_EUSAGE;
+    }
+    if (errno != ENOENT || !may_make)
+        return dg_errno(sink, out_path, "cannot create the output", errno);
+    char *parent = dir_name(dir);
+    if (!parent)
+        return dg_nomem(sink, out_path);
+    int rc = stat(parent, &sb), err = rc ? errno : ENOTDIR;
+    free(parent);
+    if (rc == 0 && S_ISDIR(sb.st_mode))
+        return SURG_OK;
+    return dg_errno(sink, out_path, "cannot create the output directory", err);
+}
+
+/* ---- stale names of a sharded output ----------------------------------- */
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Does the layout write a file of this name (in its directory)? Worked out
+ * from the name, not by a search: a directory may hold many shards. */
+static bool written(const stw_layout *lay, const char *name)
+{
+    if (!lay->sn.dir) /* one file */
+        return lay->n_files && strcmp(base_name(lay->files[0].path), name) == 0;
+    size_t k = strlen(lay->sn.prefix), m = lay->n_files;
+    if (strncmp(name, lay->sn.prefix, k) != 0)
+        return false;
+    const char *rest = name + k;
+    if (m == 1)
+        return strcmp(rest, ".safetensors") == 0;
+    if (strcmp(rest, index_suffix) == 0)
+        return true;
+    char *end;
+    if (rest[0] != '-' || rest[1] < '0' || rest[1] > '9')
+        return false;
+    errno = 0;
+    unsigned long long i = strtoull(rest + 1, &end, 10);
+    if (errno || i < 1 || i > m || strncmp(end, "-of-", 4) != 0)
+        return false;
+    char want[64];
+    snprintf(want, sizeof want, "-%05llu-of-%05zu.safetensors", i, m);
+    return strcmp(rest, want) == 0;
+}
+
+/* The names in the directory that the prefix owns and the new output does
+ * not write, sorted. */
+static surg_status stale_names(surg_sink *sink, const char *out_path, const stw_layout *lay,
+                               char ***names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    DIR *d = opendir(lay->sn.dir);
+    if (!d)
+        return errno == ENOENT ? SURG_OK
+                               : dg_errno(sink, out_path, "cannot list the output directory",
+                                          errno);
+    size_t cap = 0;
+    surg_status st = SURG_OK;
+    for (struct dirent *e; !st && (e = readdir(d)) != NULL;) {
+        if (!outp_owns(lay->sn.prefix, e->d_name) || written(lay, e->d_name))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            char **v = realloc(*names, cap * sizeof *v);
+            if (!v) {
+                st = dg_nomem(sink, out_path);
+                break;
+            }
+            *names = v;
+        }
+        if (!((*names)[*n] = strdup(e->d_name)))
+            st = dg_nomem(sink, out_path);
+        else
+            (*n)++;
+    }
+    closedir(d);
+    if (*n)
+        qsort(*names, *n, sizeof **names, name_cmp);
+    return st;
+}
+
+static char *join(const char *dir, const char *name)
+{
+    buf b;
+    buf_init(&b);
+    buf_printf(&b, "%s/%s", dir, name);
+    return buf_take(&b);
+}
+
+/* Each stale name: surg's own and not read by this run (then listed for
+ * removal, the index first), or an error saying what to do. */
+static surg_status check_stale(surg_sink *sink, const char *out_path, stw_layout *lay,
+                               const outp_reads *reads)
+{
+    char **names;
+    size_t n;
+    surg_status st = stale_names(sink, out_path, lay, &names, &n), refused = SURG_OK;
+    if (!st && n && !(lay->stale = calloc(n, sizeof *lay->stale)))
+        st = dg_nomem(sink, out_path);
+    for (size_t i = 0; !st && i < n; i++) {
+        char *path = join(lay->sn.dir, names[i]);
+        if (!path) {
+            st = dg_nomem(sink, out_path);
+            break;
+        }
+        const outp_file *in = outp_reads_find(reads, path);
+        if (in) {
+            dg_file(sink, SURG_ERROR, "run-overwrite", path,
+                    "this run reads %s, and the output %s owns this name: a sharded output "
+                    "removes the files of its prefix that it does not write again; write "
+                    "the output elsewhere",
+                    in->path, out_path);
+            refused = SURG_EUSAGE;
+            free(path);
+        } else if (!outp_is_ours(path)) {
+            dg_file(sink, SURG_ERROR, "out-stale", path,
+                    "the output %s owns this name but will not write it again, and surg did "
+                    "not write this file (no \"" OUTP_MARK_KEY "\": \"" OUTP_MARK_VALUE
+                    "\" in its metadata), so it is not removed: beside the new files a "
+                    "loader could take it for part of them; move it away, or write the "
+                    "output to another directory",
+                    out_path);
+            refused = SURG_EUSAGE;
+            free(path);
+        } else if (ends_with(names[i], index_suffix)) {
+            /* The index goes first: a loader then never follows it to
+             * shards that are gone. */
+            memmove(lay->stale + 1, lay->stale, lay->n_stale * sizeof *lay->stale);
+            lay->stale[0] = path;
+            lay->n_stale++;
+        } else {
+            lay->stale[lay->n_stale++] = path;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return st ? st : refused;
+}
+
+surg_status outp_check_layout(surg_sink *sink, const char *out_path, stw_layout *lay,
+                              const outp_reads *reads)
+{
+    surg_status st;
+    if (lay->sn.dir) {
+        st = check_dir(sink, out_path, lay->sn.dir, !ends_with(out_path, index_suffix));
+    } else {
+        char *dir = dir_name(out_path);
+        st = dir ? check_dir(sink, out_path, dir, false) : dg_nomem(sink, out_path);
+        free(dir);
+    }
+    if (st)
+        return st;
+    for (size_t i = 0; i < lay->n_files; i++) {
+        surg_status s = check_name(sink, lay->files[i].path, reads);
+        st = s > st ? s : st;
+    }
+    if (lay->index_path) {
+        surg_status s = check_name(sink, lay->index_path, reads);
+        st = s > st ? s : st;
+    }
+    if (!st && lay->sn.dir)
+        st = check_stale(sink, out_path, lay, reads);
+    return st;
+}
+
+/* ---- several outputs --------------------------------------------------- */
+
+typedef struct place {
+    dev_t dev;
+    ino_t ino;
+    const char *sub; /* "": the directory itself; else its name in the parent */
+} place;
+
+static bool place_of(const char *dir, place *p)
+{
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        *p = (place){sb.st_dev, sb.st_ino, ""};
+        return true;
+    }
+    char *parent = dir_name(dir);
+    bool ok = parent && stat(parent, &sb) == 0;
+    free(parent);
+    *p = (place){ok ? sb.st_dev : 0, ok ? sb.st_ino : 0, base_name(dir)};
+    return ok;
+}
+
+static bool same_place(const place *a, const place *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && strcmp(a->sub, b->sub) == 0;
+}
+
+/* Does output `b` (in place pb) write or own the name `name` in place pa? */
+static bool claims(const stw_layout *b, const place *pb, const place *pa, const char *name)
+{
+    if (!same_place(pa, pb))
+        return false;
+    return written(b, name) || (b->sn.dir && outp_owns(b->sn.prefix, name));
+}
+
+static const char *dir_of_layout(const stw_layout *lay, const char *path, char **owned)
+{
+    *owned = NULL;
+    if (lay->sn.dir)
+        return lay->sn.dir;
+    return *owned = dir_name(path);
+}
+
+static surg_status apart(surg_sink *sink, const stw_layout *a, const char *pa_path,
+                         const stw_layout *b, const char *pb_path)
+{
+    char *oa, *ob;
+    const char *da = dir_of_layout(a, pa_path, &oa), *db = dir_of_layout(b, pb_path, &ob);
+    place pa, pb;
+    surg_status st = SURG_OK;
+    if (!da || !db) {
+        st = dg_nomem(sink, pa_path);
+    } else if (place_of(da, &pa) && place_of(db, &pb)) {
+        for (size_t i = 0; !st && i <= a->n_files; i++) {
+            const char *path = i < a->n_files ? a->files[i].path : a->index_path;
+            if (!path || !claims(b, &pb, &pa, base_name(path)))
+                continue;
+            if (written(b, base_name(path)))
+                dg_file(sink, SURG_ERROR, "run-parts", path,
+                        "two outputs are written to this one path");
+            else
+                dg_file(sink, SURG_ERROR, "run-parts", path,
+                        "the output %s writes this file, and it is a name of the sharded "
+                        "output %s: give them different directories or prefixes",
+                        pa_path, pb_path);
+            st = SURG_EUSAGE;
+        }
+    }
+    free(oa);
+    free(ob);
+    return st;
+}
+
+surg_status outp_check_apart(surg_sink *sink, stw_layout *const *lays,
+                             const char *const *paths, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        for (size_t k = 0; k < n; k++) {
+            surg_status st = j == k ? SURG_OK : apart(sink, lays[j], paths[j], lays[k], paths[k]);
+            if (st)
+                return st;
+        }
+    return SURG_OK;
+}
+
+/* ---- after the new output is in place ---------------------------------- */
+
+surg_status outp_remove_stale(stw_layout *lay, surg_sink *sink, const outp_reads *reads)
+{
+    surg_status st = SURG_OK;
+    for (size_t i = 0; i < lay->n_stale; i++) {
+        const char *path = lay->stale[i];
+        /* Checked again: it may have changed while the run went on. */
+        if (outp_reads_find(reads, path) || !outp_is_ours(path)) {
+            dg_file(sink, SURG_WARNING, "out-stale", path,
+                    "left in place: it changed while the output was written, and is no "
+                    "longer a file of an earlier surg output");
+            continue;
+        }
+        if (unlink(path) != 0 && errno != ENOENT)
+            st = dg_errno(sink, path, "cannot remove this file of the earlier output; "
+                          "remove it by hand", errno);
+    }
+    if (lay->n_stale && lay->sn.dir) {
+        int fd = open(lay->sn.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            fsync(fd); /* best effort: some file systems refuse */
+            close(fd);
+        }
+    }
+    return st;
+}
