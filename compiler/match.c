@@ -3,6 +3,7 @@
  * distance between the pattern (wildcards cost nothing) and each name,
  * computed only where it can be small and abandoned as soon as it exceeds
  * what a typo could be, within a bounded amount of work. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,8 @@
  * recipe: past either, the search stops with the names found so far, so
  * a long pattern against a large state, or thousands of patterns that
  * match nothing, cost bounded time. */
-#define GUESS_WORK_PER_PATTERN ((uint64_t)1 << 24)
-#define GUESS_WORK_TOTAL ((uint64_t)1 << 26)
+#define GUESS_WORK_PER_PATTERN ((uint64_t)1 << 26)
+#define GUESS_WORK_TOTAL ((uint64_t)1 << 28)
 
 /* The pattern as atoms for the fuzzy distance: one per literal character,
  * one per wildcard. */
@@ -113,10 +114,44 @@ static bool band(const atoms *t, size_t i, size_t len, size_t limit, size_t *lo,
     return l <= h;
 }
 
+/* Row i of the table over columns [lo, hi], from row i-1; both may be read
+ * at index -1. Returns the row's least cell. */
+static size_t fuzzy_row(const atom *a, const char *s, size_t lo, size_t hi, size_t inf,
+                        const size_t *prev, size_t *row)
+{
+    size_t j = lo, best = inf;
+    if (j == 0) { /* nothing to the left: only from above */
+        row[0] = a->any_length ? prev[0] : prev[0] + 1 < inf ? prev[0] + 1 : inf;
+        best = row[0];
+        j = 1;
+    }
+    if (a->any_length) {
+        for (; j <= hi; j++) {
+            size_t v = prev[j];
+            if (row[j - 1] < v && !(a->in_segment && gl_is_sep(s[j - 1])))
+                v = row[j - 1];
+            row[j] = v;
+            best = v < best ? v : best;
+        }
+        return best;
+    }
+    for (; j <= hi; j++) {
+        char c = s[j - 1];
+        bool fits = a->c ? a->c == c : !(a->in_segment && gl_is_sep(c));
+        size_t v = prev[j] + 1, diag = prev[j - 1] + !fits, left = row[j - 1] + 1;
+        v = diag < v ? diag : v;
+        v = left < v ? left : v;
+        row[j] = v < inf ? v : inf;
+        best = row[j] < best ? row[j] : best;
+    }
+    return best;
+}
+
 /* Edit distance of a name from the atoms, or limit + 1 once certain to be
  * more, or once more than *work cells would be needed (then *work is 0).
- * Only the band of each row is computed (cells outside are more than the
- * limit). `row` and `prev` hold len + 1 cells each. */
+ * Only the band of each row is computed; a cell outside it reads as more
+ * than the limit. `row` and `prev` hold len + 2 cells each, from index -1.
+ * The bands only move right (lo and hi never decrease with i). */
 static size_t fuzzy_cost(const atoms *t, const char *s, size_t len, size_t limit,
                          uint64_t *work, size_t *prev, size_t *row)
 {
@@ -127,7 +162,6 @@ static size_t fuzzy_cost(const atoms *t, const char *s, size_t len, size_t limit
     for (size_t j = plo; j <= phi; j++)
         prev[j] = j < inf ? j : inf; /* inserting name characters */
     for (size_t i = 1; i <= t->n; i++) {
-        const atom *a = &t->a[i - 1];
         size_t lo, hi;
         if (!band(t, i, len, limit, &lo, &hi))
             return inf;
@@ -136,29 +170,11 @@ static size_t fuzzy_cost(const atoms *t, const char *s, size_t len, size_t limit
             return inf;
         }
         *work -= hi - lo + 1;
-        size_t best = inf;
-        for (size_t j = lo; j <= hi; j++) {
-            size_t up = j >= plo && j <= phi ? prev[j] : inf;
-            size_t diag = j > plo && j - 1 <= phi ? prev[j - 1] : inf;
-            size_t left = j > lo ? row[j - 1] : inf;
-            char c = j ? s[j - 1] : 0;
-            size_t v;
-            if (a->any_length) {
-                v = up;
-                if (j && left < v && !(a->in_segment && gl_is_sep(c)))
-                    v = left;
-            } else {
-                bool fits = a->c ? a->c == c : !(a->in_segment && gl_is_sep(c));
-                v = up + 1;
-                if (j && diag + !fits < v)
-                    v = diag + !fits;
-                if (j && left + 1 < v)
-                    v = left + 1;
-            }
-            row[j] = v < inf ? v : inf;
-            best = row[j] < best ? row[j] : best;
-        }
-        if (best > limit)
+        prev[(ptrdiff_t)plo - 1] = inf;
+        for (size_t j = phi + 1; j <= hi; j++)
+            prev[j] = inf;
+        row[(ptrdiff_t)lo - 1] = inf;
+        if (fuzzy_row(&t->a[i - 1], s, lo, hi, inf, prev, row) > limit)
             return inf;
         size_t *swap = prev;
         prev = row;
@@ -193,16 +209,16 @@ static size_t closest_names(lw *L, const gl_pattern *p, char notes[3][256])
         size_t lo, hi;
         if (!band(&t, 0, len, limit, &lo, &hi) || !band(&t, t.n, len, limit, &lo, &hi))
             continue; /* too long or too short to be close */
-        if (len + 1 > cap) {
-            size_t *c = realloc(cells, 2 * (len + 1) * sizeof *c);
+        if (len + 2 > cap) {
+            size_t *c = realloc(cells, 2 * (len + 2) * sizeof *c);
             if (!c)
                 break;
             cells = c;
-            cap = len + 1;
+            cap = len + 2;
         }
         size_t cost = fuzzy_cost(&t, name, len,
                                  best[2].cost - 1 < limit ? best[2].cost - 1 : limit, &work,
-                                 cells, cells + cap);
+                                 cells + 1, cells + cap + 1);
         if (cost > limit || cost >= best[2].cost)
             continue;
         int k = 2;
