@@ -1,6 +1,5 @@
 /* cmd_fmt.c: `surg fmt [--check] RECIPE...`: print recipes in the canonical
  * layout, or check that they already are. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,45 +15,13 @@ static const char help[] =
     "  --check  print nothing; exit 1 if a recipe is not formatted (naming it)\n"
     "  --tree   print the syntax tree instead (for debugging the grammar)\n";
 
-/* Read all of a stream; NULL when out of memory or on a read error. */
-static char *read_stream(FILE *in, size_t *len)
-{
-    size_t cap = 4096, n = 0;
-    char *p = malloc(cap);
-    while (p) {
-        n += fread(p + n, 1, cap - n - 1, in);
-        if (n < cap - 1)
-            break;
-        char *q = realloc(p, cap *= 2);
-        if (!q)
-            free(p);
-        p = q;
-    }
-    if (p && ferror(in)) {
-        free(p);
-        return NULL;
-    }
-    if (p)
-        p[n] = '\0';
-    *len = n;
-    return p;
-}
-
 static surg_status load(const char *path, surg_sink *sink, surg_recipe **r,
                         char **text, size_t *len)
 {
-    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!in) {
-        fprintf(stderr, "surg fmt: %s: cannot open: %s\n", path, strerror(errno));
-        return SURG_EIO;
-    }
-    *text = read_stream(in, len);
-    if (in != stdin)
-        fclose(in);
-    if (!*text) {
-        fprintf(stderr, "surg fmt: %s: cannot read\n", path);
-        return SURG_EIO;
-    }
+    *r = NULL;
+    surg_status st = surg_recipe_read(path, sink, text, len);
+    if (st)
+        return st;
     return surg_recipe_parse(strcmp(path, "-") == 0 ? "<stdin>" : path, *text, *len,
                              sink, r);
 }
@@ -66,8 +33,7 @@ static int fmt_one(const char *path, bool check, bool tree, surg_sink *sink)
     size_t len;
     surg_status st = load(path, sink, &r, &text, &len);
     if (st) {
-        if (st != SURG_EIO)
-            free(text);
+        free(text);
         return surg_exit_code(st);
     }
     char *out = tree ? surg_recipe_dump(r) : surg_recipe_format(r);

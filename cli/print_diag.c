@@ -1,5 +1,6 @@
 /* print_diag.c: printing diagnostics the way a C compiler does, as JSON
  * lines, or as GitHub Actions annotations. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -77,11 +78,13 @@ static void print_github(FILE *out, const surg_diag *d)
 }
 
 /* Display column (0-based) after the first `chars` characters of a line,
- * with tabs advancing to the next multiple of 8. */
-static unsigned display_column(const char *line, unsigned chars)
+ * with tabs advancing to the next multiple of 8; counting stops at column
+ * `most`. */
+static unsigned display_column(const char *line, unsigned chars, unsigned most)
 {
     unsigned col = 0, seen = 0;
-    for (const unsigned char *p = (const unsigned char *)line; *p && seen < chars; p++) {
+    for (const unsigned char *p = (const unsigned char *)line; *p && seen < chars && col < most;
+         p++) {
         if ((*p & 0xC0) == 0x80)
             continue;
         col = *p == '\t' ? (col / 8 + 1) * 8 : col + 1;
@@ -90,30 +93,69 @@ static unsigned display_column(const char *line, unsigned chars)
     return col;
 }
 
+/* A line wider than this many columns is shown as a window of it around
+ * the caret, the cut ends marked "...", so a diagnostic costs the same on a
+ * 40 KB line as on a short one. */
+#define EXCERPT_WIDTH 160u
+#define EXCERPT_BEFORE 40u /* columns of a window before the caret */
+
+/* Columns [lo, hi) of the line, tabs expanded and control characters shown
+ * as '?' (one column, as counted). */
+static void put_columns(FILE *out, const char *line, unsigned lo, unsigned hi)
+{
+    unsigned col = 0;
+    bool shown = false; /* whether the character the bytes continue was */
+    for (const char *p = line; *p && col < hi + 1; p++) {
+        unsigned char c = (unsigned char)*p;
+        if ((c & 0xC0) == 0x80) {
+            if (shown)
+                fputc(c, out);
+            continue;
+        }
+        if (col >= hi)
+            break;
+        if (c == '\t') {
+            unsigned next = (col / 8 + 1) * 8;
+            for (unsigned k = col; k < next && k < hi; k++)
+                if (k >= lo)
+                    fputc(' ', out);
+            col = next;
+            shown = false;
+            continue;
+        }
+        shown = col >= lo;
+        if (shown)
+            fputc(c < 0x20 || c == 0x7F ? '?' : c, out);
+        col++;
+    }
+}
+
 /* The source line with tabs expanded, then a caret under the first column
  * of the span and tildes to its end (on that line). */
 static void print_excerpt(FILE *out, const surg_diag *d, bool color)
 {
-    fprintf(out, "%5u | ", d->line);
-    unsigned col = 0;
-    for (const char *p = d->source_line; *p; p++) {
-        if (*p == '\t') {
-            unsigned next = (col / 8 + 1) * 8;
-            fprintf(out, "%*s", (int)(next - col), "");
-            col = next;
-        } else if ((unsigned char)*p < 0x20 || *p == 0x7F) {
-            fputc('?', out); /* one column, as counted */
-            col++;
-        } else {
-            fputc(*p, out);
-            col += ((unsigned char)*p & 0xC0) != 0x80;
-        }
-    }
-    unsigned from = display_column(d->source_line, d->col - 1);
+    /* Past the caret, only as far as a window could reach is looked at. */
+    unsigned from = display_column(d->source_line, d->col - 1, UINT_MAX);
+    unsigned most = from < UINT_MAX - EXCERPT_WIDTH - 8 ? from + EXCERPT_WIDTH + 8 : UINT_MAX;
+    unsigned width = display_column(d->source_line, UINT_MAX, most);
     unsigned to = d->end_line == d->line && d->end_col > d->col
-                      ? display_column(d->source_line, d->end_col - 1)
+                      ? display_column(d->source_line, d->end_col - 1, most)
                       : from + 1;
-    fprintf(out, "\n      | %*s%s^", (int)from, "", color ? "\033[1;32m" : "");
+    unsigned lo = 0, hi = width;
+    if (width > EXCERPT_WIDTH) {
+        lo = from > EXCERPT_BEFORE ? from - EXCERPT_BEFORE : 0;
+        if (lo > width - EXCERPT_WIDTH)
+            lo = width - EXCERPT_WIDTH;
+        hi = lo + EXCERPT_WIDTH;
+    }
+    const char *cut = lo ? "..." : "";
+    fprintf(out, "%5u | %s", d->line, cut);
+    put_columns(out, d->source_line, lo, hi);
+    fputs(hi < width ? "..." : "", out);
+    if (to > hi)
+        to = hi > from ? hi : from + 1;
+    fprintf(out, "\n      | %s%*s%s^", lo ? "   " : "", (int)(from - lo), "",
+            color ? "\033[1;32m" : "");
     for (unsigned c = from + 1; c < to; c++)
         fputc('~', out);
     fputs(color ? "\033[0m\n" : "\n", out);
@@ -140,13 +182,32 @@ static void print_human(FILE *out, const surg_diag *d, bool color)
     }
 }
 
+static void print_to(FILE *out, const surg_diag *d, const diag_printer *p)
+{
+    switch (p->format) {
+    case DIAG_JSON: print_json(out, d); break;
+    case DIAG_GITHUB: print_github(out, d); break;
+    case DIAG_HUMAN: print_human(out, d, p->color); break;
+    }
+}
+
+/* Each diagnostic is built in memory and written at once: standard error is
+ * unbuffered, and byte by byte a long line costs a system call a byte. */
 static void print_diag(const surg_diag *d, void *user)
 {
     diag_printer *p = user;
-    switch (p->format) {
-    case DIAG_JSON: print_json(p->out, d); break;
-    case DIAG_GITHUB: print_github(p->out, d); break;
-    case DIAG_HUMAN: print_human(p->out, d, p->color); break;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (mem) {
+        print_to(mem, d, p);
+        if (fclose(mem) == 0)
+            fwrite(text, 1, len, p->out);
+        else
+            print_to(p->out, d, p);
+        free(text);
+    } else {
+        print_to(p->out, d, p);
     }
     fflush(p->out);
 }

@@ -30,6 +30,7 @@ typedef struct lw {
     size_t n_mirrors;
     /* The naive way's bytes, tallied statement by statement. */
     uint64_t naive_dict, naive_peak, naive_generated, naive_computed;
+    uint64_t guess_work; /* spent on "did you mean" (match.c), bounded */
     unsigned errors;
     bool nomem;
     bool too_deep; /* a statement went past CG_MAX_DEPTH: reported once */

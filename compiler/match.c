@@ -1,12 +1,22 @@
 /* match.c: matching a statement's pattern against the state, and, when it
  * matches nothing, finding the names the user probably meant: an edit
  * distance between the pattern (wildcards cost nothing) and each name,
- * abandoned as soon as it exceeds what a typo could be. */
+ * computed only where it can be small and abandoned as soon as it exceeds
+ * what a typo could be, within a bounded amount of work. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lower.h"
+
+/* The work the search for closest names may do: cells of the distance
+ * table, plus one per name looked at. Per pattern, and in all for a
+ * recipe: past either, the search stops with the names found so far, so
+ * a long pattern against a large state, or thousands of patterns that
+ * match nothing, cost bounded time. */
+#define GUESS_WORK_PER_PATTERN ((uint64_t)1 << 26)
+#define GUESS_WORK_TOTAL ((uint64_t)1 << 28)
 
 /* The pattern as atoms for the fuzzy distance: one per literal character,
  * one per wildcard. */
@@ -16,67 +26,163 @@ typedef struct atom {
     bool in_segment; /* * and ?: never a separator */
 } atom;
 
-static atom *atoms_of(const gl_pattern *p, size_t *n, size_t *literal_chars)
+/* The atoms, with what bounds where a cheap alignment can be: of the first
+ * i atoms, pre_one[i] take one character each and pre_any[i] says whether
+ * one takes any run; suf_one[i] and suf_any[i] the same of the atoms from
+ * i on. */
+typedef struct atoms {
+    atom *a;
+    size_t n, literal_chars;
+    size_t *pre_one, *suf_one;
+    bool *pre_any, *suf_any;
+} atoms;
+
+static void atoms_free(atoms *t)
 {
+    free(t->a);
+    free(t->pre_one);
+    free(t->suf_one);
+    free(t->pre_any);
+    free(t->suf_any);
+}
+
+static bool atoms_of(const gl_pattern *p, atoms *t)
+{
+    *t = (atoms){0};
     size_t count = 0;
     for (uint32_t i = 0; i < p->n_toks; i++)
         count += p->toks[i].kind == GL_LIT ? p->toks[i].len : 1;
-    atom *a = malloc((count ? count : 1) * sizeof *a);
-    if (!a)
-        return NULL;
+    t->a = malloc((count ? count : 1) * sizeof *t->a);
+    t->pre_one = malloc((count + 1) * sizeof *t->pre_one);
+    t->suf_one = malloc((count + 1) * sizeof *t->suf_one);
+    t->pre_any = malloc((count + 1) * sizeof *t->pre_any);
+    t->suf_any = malloc((count + 1) * sizeof *t->suf_any);
+    if (!t->a || !t->pre_one || !t->suf_one || !t->pre_any || !t->suf_any)
+        return false;
     size_t k = 0;
-    *literal_chars = 0;
     for (uint32_t i = 0; i < p->n_toks; i++) {
-        const gl_tok *t = &p->toks[i];
-        if (t->kind == GL_LIT) {
-            for (uint32_t j = 0; j < t->len; j++)
-                a[k++] = (atom){t->text[j], false, false};
-            *literal_chars += t->len;
+        const gl_tok *tok = &p->toks[i];
+        if (tok->kind == GL_LIT) {
+            for (uint32_t j = 0; j < tok->len; j++)
+                t->a[k++] = (atom){tok->text[j], false, false};
+            t->literal_chars += tok->len;
         } else {
-            bool one = t->kind == GL_QMARK || t->kind == GL_CLASS;
-            a[k++] = (atom){0, !one, t->kind == GL_STAR || t->kind == GL_QMARK};
+            bool one = tok->kind == GL_QMARK || tok->kind == GL_CLASS;
+            t->a[k++] = (atom){0, !one, tok->kind == GL_STAR || tok->kind == GL_QMARK};
         }
     }
-    *n = count;
-    return a;
+    t->n = count;
+    t->pre_one[0] = 0;
+    t->pre_any[0] = false;
+    for (size_t i = 0; i < count; i++) {
+        t->pre_one[i + 1] = t->pre_one[i] + !t->a[i].any_length;
+        t->pre_any[i + 1] = t->pre_any[i] || t->a[i].any_length;
+    }
+    t->suf_one[count] = 0;
+    t->suf_any[count] = false;
+    for (size_t i = count; i-- > 0;) {
+        t->suf_one[i] = t->suf_one[i + 1] + !t->a[i].any_length;
+        t->suf_any[i] = t->suf_any[i + 1] || t->a[i].any_length;
+    }
+    return true;
 }
 
-/* Edit distance of a name from the atoms, or limit + 1 once certain to be
- * more. `row` and `prev` hold len + 1 cells each. */
-static size_t fuzzy_cost(const atom *a, size_t n_atoms, const char *s, size_t len,
-                         size_t limit, size_t *prev, size_t *row)
+/* The columns of row i (the first i atoms against the first j characters)
+ * where a cell can lie on an alignment of cost at most `limit`: a
+ * one-character atom not matched to a character costs 1, as does a
+ * character matched to no atom, so the characters before column j and the
+ * atoms before row i, and those after (with atom i-1, which takes the
+ * characters of moves along the row), may differ in count by at most the
+ * limit unless an any-run atom is among them. False when there is none. */
+static bool band(const atoms *t, size_t i, size_t len, size_t limit, size_t *lo, size_t *hi)
 {
-    for (size_t j = 0; j <= len; j++)
-        prev[j] = j; /* inserting name characters */
-    for (size_t i = 1; i <= n_atoms; i++) {
-        const atom *t = &a[i - 1];
-        row[0] = t->any_length ? prev[0] : prev[0] + 1;
-        size_t best = row[0];
-        for (size_t j = 1; j <= len; j++) {
-            char c = s[j - 1];
-            size_t v;
-            if (t->any_length) {
-                v = prev[j];
-                if (row[j - 1] < v && !(t->in_segment && gl_is_sep(c)))
-                    v = row[j - 1];
-            } else {
-                bool fits = t->c ? t->c == c : !(t->in_segment && gl_is_sep(c));
-                v = prev[j - 1] + !fits;
-                if (prev[j] + 1 < v)
-                    v = prev[j] + 1;
-                if (row[j - 1] + 1 < v)
-                    v = row[j - 1] + 1;
-            }
+    size_t l = 0, h = len;
+    if (t->pre_one[i] > limit)
+        l = t->pre_one[i] - limit;
+    if (!t->pre_any[i] && t->pre_one[i] + limit < h)
+        h = t->pre_one[i] + limit;
+    if (t->suf_one[i] > len + limit)
+        return false;
+    if (len + limit - t->suf_one[i] < h)
+        h = len + limit - t->suf_one[i];
+    /* A path may go on along row i, which is atom i-1 taking characters. */
+    bool any_after = t->suf_any[i ? i - 1 : 0];
+    if (!any_after && len > t->suf_one[i] + limit && len - t->suf_one[i] - limit > l)
+        l = len - t->suf_one[i] - limit;
+    *lo = l;
+    *hi = h;
+    return l <= h;
+}
+
+/* Row i of the table over columns [lo, hi], from row i-1; both may be read
+ * at index -1. Returns the row's least cell. */
+static size_t fuzzy_row(const atom *a, const char *s, size_t lo, size_t hi, size_t inf,
+                        const size_t *prev, size_t *row)
+{
+    size_t j = lo, best = inf;
+    if (j == 0) { /* nothing to the left: only from above */
+        row[0] = a->any_length ? prev[0] : prev[0] + 1 < inf ? prev[0] + 1 : inf;
+        best = row[0];
+        j = 1;
+    }
+    if (a->any_length) {
+        for (; j <= hi; j++) {
+            size_t v = prev[j];
+            if (row[j - 1] < v && !(a->in_segment && gl_is_sep(s[j - 1])))
+                v = row[j - 1];
             row[j] = v;
             best = v < best ? v : best;
         }
-        if (best > limit)
-            return limit + 1;
-        size_t *t2 = prev;
-        prev = row;
-        row = t2;
+        return best;
     }
-    return prev[len];
+    for (; j <= hi; j++) {
+        char c = s[j - 1];
+        bool fits = a->c ? a->c == c : !(a->in_segment && gl_is_sep(c));
+        size_t v = prev[j] + 1, diag = prev[j - 1] + !fits, left = row[j - 1] + 1;
+        v = diag < v ? diag : v;
+        v = left < v ? left : v;
+        row[j] = v < inf ? v : inf;
+        best = row[j] < best ? row[j] : best;
+    }
+    return best;
+}
+
+/* Edit distance of a name from the atoms, or limit + 1 once certain to be
+ * more, or once more than *work cells would be needed (then *work is 0).
+ * Only the band of each row is computed; a cell outside it reads as more
+ * than the limit. `row` and `prev` hold len + 2 cells each, from index -1.
+ * The bands only move right (lo and hi never decrease with i). */
+static size_t fuzzy_cost(const atoms *t, const char *s, size_t len, size_t limit,
+                         uint64_t *work, size_t *prev, size_t *row)
+{
+    const size_t inf = limit + 1;
+    size_t plo, phi;
+    if (!band(t, 0, len, limit, &plo, &phi))
+        return inf;
+    for (size_t j = plo; j <= phi; j++)
+        prev[j] = j < inf ? j : inf; /* inserting name characters */
+    for (size_t i = 1; i <= t->n; i++) {
+        size_t lo, hi;
+        if (!band(t, i, len, limit, &lo, &hi))
+            return inf;
+        if (hi - lo + 1 > *work) {
+            *work = 0;
+            return inf;
+        }
+        *work -= hi - lo + 1;
+        prev[(ptrdiff_t)plo - 1] = inf;
+        for (size_t j = phi + 1; j <= hi; j++)
+            prev[j] = inf;
+        row[(ptrdiff_t)lo - 1] = inf;
+        if (fuzzy_row(&t->a[i - 1], s, lo, hi, inf, prev, row) > limit)
+            return inf;
+        size_t *swap = prev;
+        prev = row;
+        row = swap;
+        plo = lo;
+        phi = hi;
+    }
+    return len >= plo && len <= phi ? prev[len] : inf;
 }
 
 typedef struct guess {
@@ -87,21 +193,32 @@ typedef struct guess {
 /* Up to three names closest to the pattern, as notes. */
 static size_t closest_names(lw *L, const gl_pattern *p, char notes[3][256])
 {
-    size_t n_atoms = 0, lit = 0;
-    atom *a = atoms_of(p, &n_atoms, &lit);
+    atoms t;
+    bool ok = atoms_of(p, &t);
+    size_t lit = t.literal_chars;
     size_t limit = lit / 3 < 1 ? 1 : lit / 3 > 4 ? 4 : lit / 3;
-    size_t maxlen = 0;
-    for (size_t i = 0; i < L->st.n; i++) {
-        size_t l = strlen(L->st.e[i].name);
-        maxlen = l > maxlen ? l : maxlen;
-    }
-    size_t *cells = malloc(2 * (maxlen + 1) * sizeof *cells);
+    uint64_t left = GUESS_WORK_TOTAL - L->guess_work;
+    uint64_t work = left < GUESS_WORK_PER_PATTERN ? left : GUESS_WORK_PER_PATTERN;
+    uint64_t start = work;
+    size_t *cells = NULL, cap = 0;
     guess best[3] = {{SIZE_MAX, NULL}, {SIZE_MAX, NULL}, {SIZE_MAX, NULL}};
-    for (size_t i = 0; a && cells && i < L->st.n; i++) {
+    for (size_t i = 0; ok && work && i < L->st.n; i++) {
         const char *name = L->st.e[i].name;
-        size_t cost = fuzzy_cost(a, n_atoms, name, strlen(name),
-                                 best[2].cost - 1 < limit ? best[2].cost - 1 : limit, cells,
-                                 cells + maxlen + 1);
+        size_t len = L->st.e[i].len;
+        work--;
+        size_t lo, hi;
+        if (!band(&t, 0, len, limit, &lo, &hi) || !band(&t, t.n, len, limit, &lo, &hi))
+            continue; /* too long or too short to be close */
+        if (len + 2 > cap) {
+            size_t *c = realloc(cells, 2 * (len + 2) * sizeof *c);
+            if (!c)
+                break;
+            cells = c;
+            cap = len + 2;
+        }
+        size_t cost = fuzzy_cost(&t, name, len,
+                                 best[2].cost - 1 < limit ? best[2].cost - 1 : limit, &work,
+                                 cells + 1, cells + cap + 1);
         if (cost > limit || cost >= best[2].cost)
             continue;
         int k = 2;
@@ -109,7 +226,8 @@ static size_t closest_names(lw *L, const gl_pattern *p, char notes[3][256])
             best[k] = best[k - 1], k--;
         best[k] = (guess){cost, name};
     }
-    free(a);
+    L->guess_work += start - work;
+    atoms_free(&t);
     free(cells);
     size_t n = 0; /* only the closest: a farther guess is noise */
     for (; n < 3 && best[n].name && best[n].cost == best[0].cost; n++)

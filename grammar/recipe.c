@@ -2,6 +2,8 @@
  * dumped. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "diag.h"
 #include "readfile.h"
@@ -15,7 +17,7 @@ struct surg_recipe {
 };
 
 /* Recipes are small; a larger file is surely not one. */
-#define MAX_RECIPE (64u << 20)
+#define MAX_RECIPE SURG_RECIPE_MAX
 
 surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
                               surg_sink *sink, surg_recipe **out)
@@ -39,6 +41,15 @@ surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
     }
     *out = r;
     return SURG_OK;
+}
+
+surg_status surg_recipe_read(const char *path, surg_sink *sink, char **text, size_t *len)
+{
+    *text = NULL;
+    *len = 0;
+    if (strcmp(path, "-") == 0)
+        return rf_read_stream(sink, "<stdin>", STDIN_FILENO, MAX_RECIPE, text, len);
+    return rf_read_all(sink, path, MAX_RECIPE, text, len);
 }
 
 surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out)

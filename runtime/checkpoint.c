@@ -446,20 +446,25 @@ static surg_status join_meta(surg_ckpt *ck, surg_sink *sink)
     for (size_t p = 0; p < ck->n_parts; p++)
         total += ck->parts[p]->n_meta;
     ck->meta = ar_array(&ck->ar, total ? total : 1, sizeof *ck->meta);
-    if (!ck->meta)
+    surg_meta_entry *tmp = malloc((total ? total : 1) * sizeof *tmp);
+    if (!ck->meta || !tmp) {
+        free(tmp);
         return dg_nomem(sink, ck->path);
-    for (size_t p = 0; p < ck->n_parts; p++)
-        for (size_t i = 0; i < ck->parts[p]->n_meta; i++) {
-            surg_meta_entry e = ck->parts[p]->meta[i];
-            size_t at = ck->n_meta;
-            while (at && strcmp(ck->meta[at - 1].key, e.key) > 0)
-                at--;
-            if (at && strcmp(ck->meta[at - 1].key, e.key) == 0)
-                continue;
-            memmove(&ck->meta[at + 1], &ck->meta[at], (ck->n_meta - at) * sizeof *ck->meta);
-            ck->meta[at] = e;
-            ck->n_meta++;
+    }
+    /* Each part's list is sorted: merged list by list, linear in the keys. */
+    for (size_t p = 0; p < ck->n_parts; p++) {
+        const surg_meta_entry *m = ck->parts[p]->meta;
+        size_t i = 0, j = 0, k = 0, n = ck->n_meta, mn = ck->parts[p]->n_meta;
+        while (i < n || j < mn) {
+            int c = i == n ? 1 : j == mn ? -1 : strcmp(ck->meta[i].key, m[j].key);
+            tmp[k++] = c <= 0 ? ck->meta[i] : m[j];
+            i += c <= 0;
+            j += c >= 0;
         }
+        memcpy(ck->meta, tmp, k * sizeof *tmp);
+        ck->n_meta = k;
+    }
+    free(tmp);
     return SURG_OK;
 }
 

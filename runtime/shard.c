@@ -8,6 +8,7 @@
 #include "diag.h"
 #include "json.h"
 #include "readfile.h"
+#include "strsort.h"
 
 #define FAIL(sink, file, code, ...)                                          \
     (dg_file(sink, SURG_ERROR, code, file, __VA_ARGS__), SURG_EINVALID)
@@ -24,7 +25,7 @@ typedef struct index_map {
     uint32_t *shard;    /* which of the distinct shard files */
     size_t n;
     const char **shards; /* distinct shard file names, first-seen order */
-    size_t n_shards, cap_shards;
+    size_t n_shards;
 } index_map;
 
 static void index_map_free(index_map *m)
@@ -35,33 +36,47 @@ static void index_map_free(index_map *m)
     *m = (index_map){0};
 }
 
-static surg_status add_shard(surg_ckpt *ck, surg_sink *sink, index_map *m,
-                             const char *file, uint32_t *which)
+typedef struct shard_ref {
+    const char *file; /* first: the key ss_sort sorts by */
+    size_t entry;
+} shard_ref;
+
+/* The distinct shard files of the entries, in first-seen order, each entry
+ * pointed at its own: the names are sorted once, so n entries naming n
+ * files cost n log n, not n squared. */
+static surg_status distinct_shards(surg_ckpt *ck, surg_sink *sink, index_map *m,
+                                   const char **files)
 {
-    /* Tensors of one shard usually come together: try the last one first. */
-    if (m->n_shards && strcmp(m->shards[m->n_shards - 1], file) == 0) {
-        *which = (uint32_t)(m->n_shards - 1);
-        return SURG_OK;
+    shard_ref *refs = malloc((m->n ? m->n : 1) * sizeof *refs);
+    m->shards = malloc((m->n ? m->n : 1) * sizeof *m->shards);
+    if (!refs || !m->shards) {
+        free(refs);
+        return dg_nomem(sink, ck->path);
     }
-    for (size_t i = 0; i < m->n_shards; i++)
-        if (strcmp(m->shards[i], file) == 0) {
-            *which = (uint32_t)i;
-            return SURG_OK;
+    for (size_t i = 0; i < m->n; i++)
+        refs[i] = (shard_ref){files[i], i};
+    if (ss_sort(refs, m->n, sizeof *refs) != 0) {
+        free(refs);
+        return dg_nomem(sink, ck->path);
+    }
+    /* shard[i] first holds the first entry naming the same file... */
+    for (size_t g = 0, e; g < m->n; g = e) {
+        size_t first = refs[g].entry;
+        for (e = g + 1; e < m->n && strcmp(refs[e].file, refs[g].file) == 0; e++)
+            first = refs[e].entry < first ? refs[e].entry : first;
+        for (size_t k = g; k < e; k++)
+            m->shard[refs[k].entry] = (uint32_t)first;
+    }
+    free(refs);
+    /* ...then, in entry order, the number of that file. */
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->shard[i] == i) {
+            m->shards[m->n_shards] = files[i];
+            m->shard[i] = (uint32_t)m->n_shards++;
+        } else {
+            m->shard[i] = m->shard[m->shard[i]];
         }
-    if (!safe_shard_name(file))
-        return FAIL(sink, ck->path, "shard-name",
-                    "shard file name \"%s\" is not a plain file name beside "
-                    "the index (no '/', '\\', \".\" or \"..\")",
-                    file);
-    if (m->n_shards == m->cap_shards) {
-        m->cap_shards = m->cap_shards ? m->cap_shards * 2 : 16;
-        const char **sh = realloc(m->shards, m->cap_shards * sizeof *sh);
-        if (!sh)
-            return dg_nomem(sink, ck->path);
-        m->shards = sh;
     }
-    m->shards[m->n_shards] = file;
-    *which = (uint32_t)m->n_shards++;
     return SURG_OK;
 }
 
@@ -71,12 +86,15 @@ static surg_status index_json_error(surg_ckpt *ck, surg_sink *sink, const jr *j)
                 j->err, j->err_at);
 }
 
-static surg_status read_weight_map(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *m)
+/* The entries of "weight_map": tensor name to shard file. */
+static surg_status read_entries(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *m,
+                                const char ***files)
 {
     size_t cap = 64;
     m->names = malloc(cap * sizeof *m->names);
     m->shard = malloc(cap * sizeof *m->shard);
-    if (!m->names || !m->shard)
+    *files = malloc(cap * sizeof **files);
+    if (!m->names || !m->shard || !*files)
         return dg_nomem(sink, ck->path);
     if (jr_peek(j) != '{')
         return FAIL(sink, ck->path, "shard-index", "the index's \"weight_map\" must be an object");
@@ -92,24 +110,39 @@ static surg_status read_weight_map(surg_ckpt *ck, surg_sink *sink, jr *j, index_
                         "\"weight_map\" entry \"%s\" must name a shard file", key);
         if (!jr_string(j, &file))
             return index_json_error(ck, sink, j);
+        if (!safe_shard_name(file))
+            return FAIL(sink, ck->path, "shard-name",
+                        "shard file name \"%s\" is not a plain file name beside "
+                        "the index (no '/', '\\', \".\" or \"..\")",
+                        file);
         if (m->n == cap) {
             cap *= 2;
             const char **n = realloc(m->names, cap * sizeof *n);
             uint32_t *sh = n ? realloc(m->shard, cap * sizeof *sh) : NULL;
+            const char **f = sh ? realloc(*files, cap * sizeof *f) : NULL;
             if (n)
                 m->names = n;
             if (sh)
                 m->shard = sh;
-            if (!n || !sh)
+            if (f)
+                *files = f;
+            if (!n || !sh || !f)
                 return dg_nomem(sink, ck->path);
         }
         m->names[m->n] = key;
-        surg_status st = add_shard(ck, sink, m, file, &m->shard[m->n]);
-        if (st)
-            return st;
-        m->n++;
+        (*files)[m->n++] = file;
     }
     return more < 0 ? index_json_error(ck, sink, j) : SURG_OK;
+}
+
+static surg_status read_weight_map(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *m)
+{
+    const char **files = NULL;
+    surg_status st = read_entries(ck, sink, j, m, &files);
+    if (!st)
+        st = distinct_shards(ck, sink, m, files);
+    free(files);
+    return st;
 }
 
 /* The index's "metadata": only a whole-number "total_size" is kept (it is not
@@ -238,13 +271,10 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The ties are sorted by alias (ck_collect): found by bisection. */
 static bool is_tied(const surg_ckpt *ck, const char *name)
 {
-    const surg_meta_entry *t;
-    for (size_t i = 0; (t = surg_ckpt_tie(ck, i)) != NULL; i++)
-        if (strcmp(t->key, name) == 0)
-            return true;
-    return false;
+    return ss_find(ck->ties, ck->n_ties, sizeof *ck->ties, name) != (size_t)-1;
 }
 
 /* Every tensor the index names must be in its shard, and every tensor of a

@@ -226,8 +226,17 @@ typedef struct surg_recipe surg_recipe;
  * NULL. */
 surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
                               surg_sink *sink, surg_recipe **out);
-/* The same, reading the file. */
+/* The same, reading the file (a regular file, as surg_recipe_read). */
 surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out);
+/* The most bytes a recipe may have. */
+#define SURG_RECIPE_MAX (64u << 20)
+/* A recipe's text, NUL-terminated, in memory the caller frees. `path` names
+ * a regular file (a FIFO, device, socket or directory is refused without
+ * being opened for reading: "not-regular"), or is "-" for standard input,
+ * which may be anything readable (a pipe, a terminal) and is read to its end.
+ * Either way at most SURG_RECIPE_MAX bytes are read: a longer file or
+ * stream is refused ("too-large") as soon as it is seen to be longer. */
+surg_status surg_recipe_read(const char *path, surg_sink *sink, char **text, size_t *len);
 void surg_recipe_free(surg_recipe *r);
 
 /* The recipe in canonical layout (`surg fmt`), and its syntax tree as

@@ -6,6 +6,7 @@
  *   b.safetensors  z I16[3] = {1, 2, 3};               metadata origin=b
  *   c.safetensors  no tensors;                         metadata only=c
  *   d.safetensors  x U8[2] = {7, 9} again, w BOOL[0]   (no metadata)
+ *   e.safetensors  a directory, f.safetensors a FIFO   (refused, never waited on)
  *
  * The index must be refused with an error diagnostic, or open into tables
  * that keep their invariants, holding only those tensors with exactly their
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fuzz_util.h"
 #include "surg/surg.h"
@@ -61,6 +63,11 @@ static void make_shards(void)
                "{\"x\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
                "\"w\":{\"dtype\":\"BOOL\",\"shape\":[0],\"data_offsets\":[2,2]}}",
                d, sizeof d);
+    if (mkdir(fz_path(5, "e.safetensors"), 0700) != 0 ||
+        mkfifo(fz_path(5, "f.safetensors"), 0600) != 0) {
+        perror("fuzz_index: special shards");
+        abort();
+    }
 }
 
 /* What each tensor must be, wherever the index found it. */

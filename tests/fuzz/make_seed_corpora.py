@@ -180,6 +180,13 @@ def index_seeds():
         "bad-no-weight-map": json.dumps({"metadata": {"total_size": 1}}),
         "bad-duplicate-key": '{"weight_map": {"x": "a.safetensors", "x": "a.safetensors"}}',
         "bad-weight-map-value": '{"weight_map": {"x": 1}}',
+        "valid-ab-interleaved": index({"x": "a.safetensors", "z": "b.safetensors",
+                                       "y": "a.safetensors"}),
+        "bad-dir-shard": index({"x": "a.safetensors", "y": "e.safetensors"}),
+        "bad-fifo-shard": index({"x": "f.safetensors"}),
+        # many distinct shard names, each entry a new one (once quadratic)
+        "bad-many-shards": json.dumps({"weight_map": {"t%d" % i: "s%d.safetensors" % i
+                                                      for i in range(150)}}),
     }
     return {k: v.encode("utf-8") for k, v in s.items()}
 

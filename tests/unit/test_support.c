@@ -1,9 +1,17 @@
-/* test_support.c: arena, strings, UTF-8, dtypes and sizes. */
+/* test_support.c: arena, strings, UTF-8, dtypes and sizes; reading files
+ * (only regular ones, bounded while reading); edit distances. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "buf.h"
+#include "readfile.h"
+#include "suggest.h"
 #include "testutil.h"
 #include "utf8.h"
 
@@ -135,12 +143,174 @@ static void test_exit_codes(void **state)
     assert_int_equal(surg_exit_code(SURG_ENOMEM), 2);
 }
 
+/* Anything but a regular file is refused by name, before it is read: a FIFO
+ * with no writer would otherwise block the open forever. */
+static void test_read_only_regular(void **state)
+{
+    (void)state;
+    const char *fifo = tmp_path("f.json");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    static const struct {
+        const char *path, *message;
+    } cases[] = {
+        {"f.json", "is a FIFO, not a regular file"},
+        {"/dev/zero", "is a character device, not a regular file"},
+        {"/", "is a directory, not a regular file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *path = cases[i].path[0] == '/' ? cases[i].path : tmp_path(cases[i].path);
+        recorder r;
+        rec_init(&r);
+        char *data = NULL;
+        size_t len = 0;
+        assert_int_equal(rf_read_all(&r.sink, path, 100, &data, &len), SURG_EIO);
+        assert_null(data);
+        assert_true(rec_has_code(&r, "not-regular"));
+        assert_true(rec_has_text(&r, cases[i].message));
+        int fd = -2;
+        uint64_t size;
+        rec_init(&r);
+        assert_int_equal(rf_open_regular(&r.sink, path, &fd, &size), SURG_EIO);
+        assert_int_equal(fd, -1);
+        assert_true(rec_has_text(&r, cases[i].message));
+    }
+    /* A socket is refused the same way. */
+    int sock = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(sock >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    const char *sp = tmp_path("s.safetensors");
+    assert_true(strlen(sp) < sizeof sa.sun_path);
+    strcpy(sa.sun_path, sp);
+    assert_int_equal(bind(sock, (struct sockaddr *)&sa, sizeof sa), 0);
+    recorder r;
+    rec_init(&r);
+    char *data = NULL;
+    size_t len;
+    assert_int_equal(rf_read_all(&r.sink, sp, 100, &data, &len), SURG_EIO);
+    assert_true(rec_has_text(&r, "is a socket, not a regular file"));
+    close(sock);
+    /* A regular file reads whole, up to the limit. */
+    write_file(tmp_path("ok.json"), "{\"a\": 1}", 8);
+    rec_init(&r);
+    assert_int_equal(rf_read_all(&r.sink, tmp_path("ok.json"), 8, &data, &len), SURG_OK);
+    assert_int_equal(len, 8);
+    assert_string_equal(data, "{\"a\": 1}");
+    free(data);
+    rec_init(&r);
+    assert_int_equal(rf_read_all(&r.sink, tmp_path("ok.json"), 7, &data, &len), SURG_EINVALID);
+    assert_true(rec_has_text(&r, "the file has 8 bytes, more than the 7 allowed"));
+    tmp_cleanup();
+}
+
+/* A stream is read to its end, but never past its limit: the reader stops
+ * as soon as one byte more came, whatever is still to come. */
+static void test_read_stream_bounded(void **state)
+{
+    (void)state;
+    for (size_t limit = 0; limit < 3; limit++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        assert_int_equal(write(p[1], "ab", 2), 2);
+        close(p[1]);
+        recorder r;
+        rec_init(&r);
+        char *data = NULL;
+        size_t len = 99;
+        surg_status st = rf_read_stream(&r.sink, "<stdin>", p[0], limit, &data, &len);
+        close(p[0]);
+        if (limit < 2) {
+            assert_int_equal(st, SURG_EINVALID);
+            assert_null(data);
+            assert_true(rec_has_code(&r, "too-large"));
+        } else {
+            assert_int_equal(st, SURG_OK);
+            assert_int_equal(len, 2);
+            assert_string_equal(data, "ab");
+            free(data);
+        }
+    }
+    /* Endless: /dev/zero, refused at the limit (1 MiB here). */
+    int fd = open("/dev/zero", O_RDONLY);
+    assert_true(fd >= 0);
+    recorder r;
+    rec_init(&r);
+    char *data = NULL;
+    size_t len;
+    assert_int_equal(rf_read_stream(&r.sink, "<stdin>", fd, 1 << 20, &data, &len),
+                     SURG_EINVALID);
+    close(fd);
+    assert_true(rec_has_text(&r, "more than the 1048576 bytes allowed; stopped reading there"));
+}
+
+/* The plain table of optimal string alignment, for comparison. */
+static size_t osa_full(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t d[24][24];
+    for (size_t i = 0; i <= la; i++)
+        for (size_t j = 0; j <= lb; j++) {
+            if (!i || !j) {
+                d[i][j] = i + j;
+                continue;
+            }
+            size_t v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            v = d[i - 1][j] + 1 < v ? d[i - 1][j] + 1 : v;
+            v = d[i][j - 1] + 1 < v ? d[i][j - 1] + 1 : v;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+/* The banded distance agrees with the full table wherever it is within the
+ * limit, and says "more" exactly when it is not. */
+static void test_distance_banded(void **state)
+{
+    (void)state;
+    unsigned seed = 12345;
+    for (int round = 0; round < 20000; round++) {
+        char a[24], b[24];
+        size_t la = (seed = seed * 1103515245u + 12345u) >> 16 & 15;
+        size_t lb = (seed = seed * 1103515245u + 12345u) >> 16 & 15;
+        for (size_t i = 0; i < la; i++)
+            a[i] = "abc"[((seed = seed * 1103515245u + 12345u) >> 16) % 3];
+        for (size_t i = 0; i < lb; i++)
+            b[i] = "abc"[((seed = seed * 1103515245u + 12345u) >> 16) % 3];
+        a[la] = b[lb] = '\0';
+        size_t limit = ((seed = seed * 1103515245u + 12345u) >> 16) % 6;
+        size_t want = osa_full(a, b), got = sg_distance(a, b, limit);
+        if (want <= limit)
+            assert_int_equal(got, want);
+        else
+            assert_true(got > limit);
+    }
+    /* Long words cost the band, not their product: 1 MB against itself
+     * shifted by one, within limit 2. */
+    size_t n = 1 << 20;
+    char *x = malloc(n + 2), *y = malloc(n + 2);
+    assert_non_null(x);
+    assert_non_null(y);
+    for (size_t i = 0; i < n; i++)
+        x[i] = y[i + 1] = (char)('a' + i % 26);
+    x[n] = 'q';
+    x[n + 1] = '\0';
+    y[0] = 'q';
+    y[n + 1] = '\0';
+    assert_int_equal(sg_distance(x, y, 2), 2);
+    free(x);
+    free(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena),      cmocka_unit_test(test_json_strings),
         cmocka_unit_test(test_utf8),       cmocka_unit_test(test_dtypes),
         cmocka_unit_test(test_sizes),      cmocka_unit_test(test_exit_codes),
+        cmocka_unit_test(test_read_only_regular), cmocka_unit_test(test_read_stream_bounded),
+        cmocka_unit_test(test_distance_banded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
