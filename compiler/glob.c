@@ -425,17 +425,27 @@ bool gl_template_compile(arena *ar, const char *text, bool allow_index,
     return true;
 }
 
-char *gl_expand(arena *ar, const gl_template *t, const char *name,
-                const gl_span *caps, uint64_t index)
+uint64_t gl_expand_len(const gl_template *t, const gl_span *caps, uint64_t index)
 {
-    size_t len = 0;
+    uint64_t len = 0;
     char num[24];
     int num_len = snprintf(num, sizeof num, "%llu", (unsigned long long)index);
     for (uint32_t i = 0; i < t->n_parts; i++) {
         const gl_part *p = &t->parts[i];
-        len += p->text ? p->len : p->ref < 0 ? (size_t)num_len
+        len += p->text ? p->len : p->ref < 0 ? (uint64_t)num_len
                                              : caps[p->ref].end - caps[p->ref].start;
     }
+    return len;
+}
+
+char *gl_expand(arena *ar, const gl_template *t, const char *name,
+                const gl_span *caps, uint64_t index)
+{
+    char num[24];
+    int num_len = snprintf(num, sizeof num, "%llu", (unsigned long long)index);
+    uint64_t len = gl_expand_len(t, caps, index);
+    if (len >= SIZE_MAX)
+        return NULL;
     char *out = ar_alloc(ar, len + 1), *at = out;
     if (!out)
         return NULL;

@@ -83,6 +83,10 @@ typedef struct gl_template {
 bool gl_template_compile(arena *ar, const char *text, bool allow_index,
                          gl_template *out, char *err, size_t err_size);
 
+/* How many bytes gl_expand makes (without the NUL), in time linear in the
+ * template's parts, allocating nothing. */
+uint64_t gl_expand_len(const gl_template *t, const gl_span *caps, uint64_t index);
+
 /* Expand for a match of `name` with `caps`; `index` replaces $i. Returns a
  * string in `ar`, or NULL when out of memory. */
 char *gl_expand(arena *ar, const gl_template *t, const char *name,
