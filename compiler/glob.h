@@ -57,10 +57,12 @@ bool gl_compile(arena *ar, const char *pattern, gl_pattern *out, char *err,
 
 /* Memory for matching, reused across calls: the states known to fail, marked
  * with a generation stamp so nothing is cleared between names. */
+/* The states (token, position) of a search that failed, one bit each: a
+ * name of n bytes against t tokens takes (t + 1) * (n + 1) / 8 bytes,
+ * cleared for each name (a name is at most the 100 MB of a header). */
 typedef struct gl_scratch {
-    uint32_t *stamps;
-    size_t cap;
-    uint32_t gen;
+    uint8_t *failed;
+    size_t cap; /* bytes */
 } gl_scratch;
 
 void gl_scratch_free(gl_scratch *s);
