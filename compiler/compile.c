@@ -89,6 +89,7 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
     bool ok = initial_state(&L, from);
     if (ok)
         lw_load_records(&L, from);
+    lw_name_budget(&L);
     if (ok)
         lw_statements(&L, r);
     if (ok && !L.nomem && L.errors == 0)

@@ -400,8 +400,10 @@ static cg_id tensor(ex *E, const ast_expr *call)
     gl_template t;
     if (!lw_template(E->L, &text, &E->ms->pat, false, &t))
         return CG_NONE;
-    const char *name = gl_expand(E->L->ar, &t, E->m->name, E->m->caps, 0);
-    size_t i = name ? sv_find(&E->L->st, name) : SV_NONE;
+    const char *name = lw_expand(E->L, &t, arg->span, E->m, 0);
+    if (!name)
+        return CG_NONE;
+    size_t i = sv_find(&E->L->st, name);
     if (i == SV_NONE) {
         lw_error(E->L, arg->span, "tensor", NULL, 0, "tensor(\"%s\") names \"%s\", which does not exist",
                  arg->u.string, name ? name : "");

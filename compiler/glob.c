@@ -300,32 +300,33 @@ static bool step(search *m, uint32_t ti, uint32_t si)
 {
     if (ti == m->p->n_toks)
         return si == m->n;
-    uint32_t *stamp = &m->scratch->stamps[(size_t)ti * (m->n + 1) + si];
-    if (*stamp == m->scratch->gen)
+    size_t cell = (size_t)ti * (m->n + 1) + si;
+    uint8_t *byte = &m->scratch->failed[cell / 8], bit = (uint8_t)(1u << (cell % 8));
+    if (*byte & bit)
         return false; /* this state failed before */
     if (step_token(m, ti, si))
         return true;
-    *stamp = m->scratch->gen;
+    *byte |= bit;
     return false;
 }
 
-static bool reserve(gl_scratch *sc, size_t cells)
+/* Room for `bytes` bits' bytes, cleared. */
+static bool reserve(gl_scratch *sc, size_t bytes)
 {
-    if (cells <= sc->cap)
-        return true;
-    uint32_t *p = realloc(sc->stamps, cells * sizeof *p);
-    if (!p)
-        return false;
-    memset(p, 0, cells * sizeof *p);
-    sc->stamps = p;
-    sc->cap = cells;
-    sc->gen = 0;
+    if (bytes > sc->cap) {
+        uint8_t *p = realloc(sc->failed, bytes);
+        if (!p)
+            return false;
+        sc->failed = p;
+        sc->cap = bytes;
+    }
+    memset(sc->failed, 0, bytes);
     return true;
 }
 
 void gl_scratch_free(gl_scratch *s)
 {
-    free(s->stamps);
+    free(s->failed);
     *s = (gl_scratch){0};
 }
 
@@ -345,12 +346,8 @@ int gl_match(const gl_pattern *p, const char *name, uint32_t len, gl_span *caps,
         (p->must_len && !memmem(name + p->prefix_len, len - p->prefix_len - p->suffix_len,
                                 p->must, p->must_len)))
         return 0;
-    if (!reserve(scratch, (size_t)(p->n_toks + 1) * (len + 1)))
+    if (!reserve(scratch, ((size_t)(p->n_toks + 1) * (len + 1) + 7) / 8))
         return -1;
-    if (++scratch->gen == 0) { /* wrapped: old stamps could collide */
-        memset(scratch->stamps, 0, scratch->cap * sizeof *scratch->stamps);
-        scratch->gen = 1;
-    }
     search m = {p, name, len, caps, scratch};
     if (!step(&m, 0, 0))
         return 0;
@@ -425,17 +422,27 @@ bool gl_template_compile(arena *ar, const char *text, bool allow_index,
     return true;
 }
 
-char *gl_expand(arena *ar, const gl_template *t, const char *name,
-                const gl_span *caps, uint64_t index)
+uint64_t gl_expand_len(const gl_template *t, const gl_span *caps, uint64_t index)
 {
-    size_t len = 0;
+    uint64_t len = 0;
     char num[24];
     int num_len = snprintf(num, sizeof num, "%llu", (unsigned long long)index);
     for (uint32_t i = 0; i < t->n_parts; i++) {
         const gl_part *p = &t->parts[i];
-        len += p->text ? p->len : p->ref < 0 ? (size_t)num_len
+        len += p->text ? p->len : p->ref < 0 ? (uint64_t)num_len
                                              : caps[p->ref].end - caps[p->ref].start;
     }
+    return len;
+}
+
+char *gl_expand(arena *ar, const gl_template *t, const char *name,
+                const gl_span *caps, uint64_t index)
+{
+    char num[24];
+    int num_len = snprintf(num, sizeof num, "%llu", (unsigned long long)index);
+    uint64_t len = gl_expand_len(t, caps, index);
+    if (len >= SIZE_MAX)
+        return NULL;
     char *out = ar_alloc(ar, len + 1), *at = out;
     if (!out)
         return NULL;

@@ -57,10 +57,12 @@ bool gl_compile(arena *ar, const char *pattern, gl_pattern *out, char *err,
 
 /* Memory for matching, reused across calls: the states known to fail, marked
  * with a generation stamp so nothing is cleared between names. */
+/* The states (token, position) of a search that failed, one bit each: a
+ * name of n bytes against t tokens takes (t + 1) * (n + 1) / 8 bytes,
+ * cleared for each name (a name is at most the 100 MB of a header). */
 typedef struct gl_scratch {
-    uint32_t *stamps;
-    size_t cap;
-    uint32_t gen;
+    uint8_t *failed;
+    size_t cap; /* bytes */
 } gl_scratch;
 
 void gl_scratch_free(gl_scratch *s);
@@ -82,6 +84,10 @@ typedef struct gl_template {
 
 bool gl_template_compile(arena *ar, const char *text, bool allow_index,
                          gl_template *out, char *err, size_t err_size);
+
+/* How many bytes gl_expand makes (without the NUL), in time linear in the
+ * template's parts, allocating nothing. */
+uint64_t gl_expand_len(const gl_template *t, const gl_span *caps, uint64_t index);
 
 /* Expand for a match of `name` with `caps`; `index` replaces $i. Returns a
  * string in `ar`, or NULL when out of memory. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lower.h"
+#include "tensor_name.h"
 
 void lw_error(lw *L, src_span at, const char *code, const char *const *notes,
               size_t n_notes, const char *fmt, ...)
@@ -53,6 +54,54 @@ bool lw_template(lw *L, const ast_string *text, const gl_pattern *pat, bool allo
         return false;
     }
     return true;
+}
+
+void lw_name_budget(lw *L)
+{
+    uint64_t input = 0;
+    for (size_t i = 0; i < L->st.n; i++)
+        input += L->st.e[i].len;
+    L->names_budget = LW_NAME_BUDGET + LW_NAME_BUDGET_SCALE * input;
+}
+
+const char *lw_expand(lw *L, const gl_template *t, src_span at, const lw_match *m,
+                      uint64_t index)
+{
+    if (L->names_said) { /* said once: every later name would say it again */
+        L->errors++;
+        return NULL;
+    }
+    /* What it costs to make, known before anything is made. */
+    uint64_t len = gl_expand_len(t, m->caps, index), cost = len + t->n_parts + 1;
+    if (len <= LW_MAX_NAME && cost <= L->names_budget - L->names_made) {
+        L->names_made += cost;
+        const char *name = gl_expand(L->ar, t, m->name, m->caps, index);
+        L->nomem |= !name;
+        return name;
+    }
+    L->names_said = true;
+    char tshown[80], nshown[80];
+    tn_short(t->source, tshown, 64);
+    tn_short(m->name, nshown, 64);
+    if (len > LW_MAX_NAME) {
+        const char *notes[] = {"no output holds a longer name: a safetensors header is at most "
+                               "100000000 bytes, an .npz entry's name at most 65,535"};
+        lw_error(L, at, "name-budget", notes, 1,
+                 "template \"%s\" makes a name of %llu bytes from \"%s\": a name may be at "
+                 "most %u bytes",
+                 tshown, (unsigned long long)len, nshown, LW_MAX_NAME);
+    } else {
+        const char *notes[] = {"each $0 or capture in a template copies part of the matched "
+                               "name, so a long template, or one that repeats them, makes long "
+                               "names from every match"};
+        lw_error(L, at, "name-budget", notes, 1,
+                 "template \"%s\" makes more names than a recipe may: at \"%s\", the names "
+                 "its templates make go past %llu bytes (%llu MiB, and %u for each byte of the "
+                 "input's names)",
+                 tshown, nshown, (unsigned long long)L->names_budget,
+                 (unsigned long long)(LW_NAME_BUDGET >> 20), LW_NAME_BUDGET_SCALE);
+    }
+    return NULL;
 }
 
 bool lw_integer(lw *L, const ast_number *n, const char *what, int64_t lo, int64_t hi,

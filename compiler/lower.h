@@ -31,6 +31,10 @@ typedef struct lw {
     /* The naive way's bytes, tallied statement by statement. */
     uint64_t naive_dict, naive_peak, naive_generated, naive_computed;
     uint64_t guess_work; /* spent on "did you mean" (match.c), bounded */
+    /* What templates may make in all, and have made, in bytes (lw_expand);
+     * going past it is said once. */
+    uint64_t names_budget, names_made;
+    bool names_said;
     unsigned errors;
     bool nomem;
     bool too_deep; /* a statement went past CG_MAX_DEPTH: reported once */
@@ -68,6 +72,25 @@ void lw_matches_free(lw_matches *m);
 /* Compile a template that may use the captures of `pat` (and $i if asked). */
 bool lw_template(lw *L, const ast_string *text, const gl_pattern *pat, bool allow_index,
                  gl_template *out);
+
+/* The bounds on the names templates make: one name is at most
+ * LW_MAX_NAME bytes (no output's header could hold more); all of them,
+ * over a whole compilation, at most LW_NAME_BUDGET bytes and
+ * LW_NAME_BUDGET_SCALE bytes for each byte of the input's names, each
+ * name counting its length and one more for each piece of its template
+ * (the work of making it). */
+#define LW_MAX_NAME 100000000u
+#define LW_NAME_BUDGET (256ull << 20)
+#define LW_NAME_BUDGET_SCALE 8u
+
+/* Set the budget from the names of the state as read from the input. */
+void lw_name_budget(lw *L);
+
+/* `t` expanded for the match `m` (its captures; `index` for $i), in the
+ * program's arena. NULL after an error at `at` (a name past the bounds
+ * above: said once per compilation) or when out of memory. */
+const char *lw_expand(lw *L, const gl_template *t, src_span at, const lw_match *m,
+                      uint64_t index);
 
 /* A number written as a whole number (no '.', no exponent) in [lo, hi]. */
 bool lw_integer(lw *L, const ast_number *n, const char *what, int64_t lo, int64_t hi,

@@ -6,7 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MR_MAX_REPORTS = 50 };
+enum {
+    MR_MAX_REPORTS = 50,
+    /* Every prefix is compared with every other when declared, and every
+     * name with every params prefix: bounded by these. */
+    MR_MAX_PREFIXES = 256, /* all mirror statements together */
+    MR_MAX_PREFIX_LEN = 4096,
+};
 
 static bool under(const char *name, const char *prefix, size_t n)
 {
@@ -43,9 +49,26 @@ const char *mr_slot_name(lw *L, const lw_mirror *mi, size_t k, const char *param
     return s;
 }
 
+/* prefix + rest, looked up without leaving a copy in the arena: a lookup
+ * is made for every match of every statement. */
+static size_t find_joined(lw *L, const char *prefix, const char *rest)
+{
+    size_t a = strlen(prefix), b = strlen(rest);
+    char *s = malloc(a + b + 1);
+    if (!s) {
+        L->nomem = true;
+        return SV_NONE;
+    }
+    memcpy(s, prefix, a);
+    memcpy(s + a, rest, b + 1);
+    size_t e = sv_find(&L->st, s);
+    free(s);
+    return e;
+}
+
 size_t mr_slot_entry(lw *L, const lw_mirror *mi, size_t k, const char *param)
 {
-    return sv_find(&L->st, mr_slot_name(L, mi, k, param));
+    return find_joined(L, mi->slots[k], param + mi->plen);
 }
 
 cg_id mr_zeros(lw *L, surg_dtype dt, uint32_t rank, const uint64_t *shape, src_span at)
@@ -149,6 +172,28 @@ void mr_copied(lw *L, named *out, size_t *n, const char *from, const char *to, c
     }
 }
 
+cg_id mr_take_slot(lw *L, change *c, const lw_mirror *mi, size_t k, const lw_match *m,
+                   const char **from, src_span at)
+{
+    if (!m->tied) {
+        size_t e = mr_slot_entry(L, mi, k, m->name);
+        if (e == SV_NONE || c->touched[e])
+            return CG_NONE;
+        change_remove(c, e);
+        *from = L->st.e[e].name;
+        return sv_node(&L->st, e);
+    }
+    size_t e = mr_find(L, m->tied) == mi ? mr_slot_entry(L, mi, k, m->tied) : SV_NONE;
+    if (e != SV_NONE) {
+        *from = L->st.e[e].name; /* read, not taken: it stays the stored tensor's */
+        return sv_node(&L->st, e);
+    }
+    const cg_node *p = cg_get(&L->g, m->node);
+    surg_dtype dt = mi->slot_dtype[k] < SURG_DTYPE_COUNT ? mi->slot_dtype[k] : p->dtype;
+    *from = m->name;
+    return mr_zeros(L, dt, p->rank, p->shape, at); /* the shape is the arena's: stays put */
+}
+
 /* ---- checking the trees ----------------------------------------------- */
 
 static bool same_shape(const cg_node *a, const cg_node *b)
@@ -157,19 +202,29 @@ static bool same_shape(const cg_node *a, const cg_node *b)
 }
 
 /* Every parameter has each slot, of its shape; every slot has its
- * parameter. One error per mismatch, up to a limit. */
+ * parameter. One error per mismatch, up to a limit; past it the others are
+ * counted, and a slot tree that holds nothing is not searched. Names are
+ * looked up without copies in the arena. */
 static void check_trees(lw *L, const lw_mirror *mi)
 {
     size_t reported = 0, more = 0, lo, hi;
+    bool *empty = calloc(mi->n_slots ? mi->n_slots : 1, sizeof *empty);
+    if (!empty) {
+        L->nomem = true;
+        return;
+    }
+    for (size_t k = 0; k < mi->n_slots; k++) {
+        sv_prefix_range(&L->st, mi->slots[k], strlen(mi->slots[k]), &lo, &hi);
+        empty[k] = lo == hi;
+    }
     sv_prefix_range(&L->st, mi->params, mi->plen, &lo, &hi);
-    for (size_t i = lo; i < hi; i++) {
+    for (size_t i = lo; i < hi && !L->nomem; i++) {
         const char *p = L->st.e[i].name;
         if (L->st.e[i].tied)
             continue; /* its stored tensor's slots are its own */
         const cg_node *pn = cg_get(&L->g, L->st.e[i].node);
         for (size_t k = 0; k < mi->n_slots; k++) {
-            const char *sname = mr_slot_name(L, mi, k, p);
-            size_t e = sv_find(&L->st, sname);
+            size_t e = empty[k] ? SV_NONE : mr_slot_entry(L, mi, k, p);
             if (e != SV_NONE && same_shape(pn, cg_get(&L->g, sv_node(&L->st, e))))
                 continue;
             if (reported++ >= MR_MAX_REPORTS) {
@@ -178,34 +233,27 @@ static void check_trees(lw *L, const lw_mirror *mi)
             }
             if (e == SV_NONE)
                 lw_error(L, mi->at, "mirror-missing", NULL, 0,
-                         "\"%s\" has no optimizer slot \"%s\"", p, sname);
+                         "\"%s\" has no optimizer slot \"%s%s\"", p, mi->slots[k], p + mi->plen);
             else
                 lw_error(L, mi->at, "mirror-shape", NULL, 0,
-                         "slot \"%s\" is %s, but its parameter \"%s\" is %s", sname,
+                         "slot \"%s\" is %s, but its parameter \"%s\" is %s", L->st.e[e].name,
                          lw_type(cg_get(&L->g, sv_node(&L->st, e)), 0), p, lw_type(pn, 1));
         }
     }
-    for (size_t k = 0; k < mi->n_slots; k++) {
+    free(empty);
+    for (size_t k = 0; k < mi->n_slots && !L->nomem; k++) {
         size_t plen = strlen(mi->slots[k]);
         sv_prefix_range(&L->st, mi->slots[k], plen, &lo, &hi);
         for (size_t i = lo; i < hi; i++) {
             const char *rest = L->st.e[i].name + plen;
-            size_t a = mi->plen, b = strlen(rest);
-            char *p = ar_alloc(L->ar, a + b + 1);
-            if (!p) {
-                L->nomem = true;
-                return;
-            }
-            memcpy(p, mi->params, a);
-            memcpy(p + a, rest, b + 1);
-            if (sv_find(&L->st, p) != SV_NONE)
+            if (find_joined(L, mi->params, rest) != SV_NONE || L->nomem)
                 continue;
             if (reported++ >= MR_MAX_REPORTS) {
                 more++;
                 continue;
             }
             lw_error(L, mi->at, "mirror-extra", NULL, 0,
-                     "slot \"%s\" has no parameter \"%s\"", L->st.e[i].name, p);
+                     "slot \"%s\" has no parameter \"%s%s\"", L->st.e[i].name, mi->params, rest);
         }
     }
     if (more)
@@ -252,6 +300,24 @@ static bool prefixes_ok(lw *L, const ast_stmt *s)
     all[n++] = s->patterns;
     for (const ast_string *t = s->targets; t; t = t->next)
         all[n++] = t;
+    size_t earlier = 0;
+    for (size_t i = 0; i < L->n_mirrors; i++)
+        earlier += 1 + L->mirrors[i].n_slots;
+    for (size_t i = 0; i < n; i++) {
+        if (earlier + i >= MR_MAX_PREFIXES) {
+            lw_error(L, all[i]->span, "mirror-prefix", NULL, 0,
+                     "more than %d mirror prefixes: a recipe's mirror statements declare at "
+                     "most %d trees in all",
+                     MR_MAX_PREFIXES, MR_MAX_PREFIXES);
+            return false;
+        }
+        if (strlen(all[i]->text) > MR_MAX_PREFIX_LEN) {
+            lw_error(L, all[i]->span, "mirror-prefix", NULL, 0,
+                     "a mirror prefix may be at most %d bytes, not %zu", MR_MAX_PREFIX_LEN,
+                     strlen(all[i]->text));
+            return false;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         if (!all[i]->text[0]) {
             lw_error(L, all[i]->span, "mirror-prefix", NULL, 0, "a mirror prefix may not be empty");

@@ -42,6 +42,15 @@ void mr_created(lw *L, named *out, size_t *n, const char *param, cg_id node, src
  * stored tensor's slots when both are in one tree, else zero slots. */
 void mr_copied(lw *L, named *out, size_t *n, const char *from, const char *to, cg_id node,
                src_span at);
+/* Slot k of the matched parameter `m`, for a statement that consumes it
+ * (split, concat, stack, unstack): its own slot, taken out of the state
+ * within `c`; for a tied name, the slot of the tensor it is stored as (a
+ * tied name shares its stored tensor's slots, which stay), or zeros of
+ * the slot's type when that tensor has no such slot. CG_NONE when a
+ * stored parameter's slot is missing (the final check says so) or already
+ * changed by the statement. *from: the name the slot comes from. */
+cg_id mr_take_slot(lw *L, change *c, const lw_mirror *mi, size_t k, const lw_match *m,
+                   const char **from, src_span at);
 /* The most slots any parameter has (0 without a mirror). */
 size_t mr_max_slots(const lw *L);
 

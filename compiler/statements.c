@@ -42,9 +42,13 @@ static void lower_rename(lw *L, const ast_stmt *s)
     L->nomem |= !n;
     for (size_t i = 0; n && i < ms.n; i++) {
         const lw_match *m = &ms.m[i];
-        n[i] = (named){gl_expand(L->ar, &t, m->name, m->caps, 0), m->name, s->targets->span,
+        n[i] = (named){lw_expand(L, &t, s->targets->span, m, 0), m->name, s->targets->span,
                        m->tied ? CG_NONE : m->node, m->tied};
         change_remove(&c, m->entry);
+    }
+    if (L->errors != before || L->nomem) { /* a name not made */
+        free(n);
+        n = NULL;
     }
     /* Once every match is marked; a tied name has no slots of its own. */
     for (size_t i = 0; n && i < ms.n; i++)
@@ -128,7 +132,9 @@ static void lower_tie(lw *L, const ast_stmt *s)
         c.touched[ms.m[i].entry] = 1;
     for (size_t i = 0; targets && i < ms.n && L->errors == before; i++) {
         const lw_match *m = &ms.m[i];
-        const char *b = gl_expand(L->ar, &t, m->name, m->caps, 0);
+        const char *b = lw_expand(L, &t, s->targets->span, m, 0);
+        if (!b)
+            break;
         size_t bi = targets[i] = stored_entry(L, b); /* a tied name: its stored tensor */
         if (bi == SV_NONE) {
             lw_error(L, s->targets->span, "tie-target", NULL, 0,
@@ -536,18 +542,22 @@ static void lower_split(lw *L, const ast_stmt *s)
         const ast_string *t = s->targets;
         for (j = 0; j < k; j++, t = t->next) {
             uint64_t len = n_sizes ? sizes[j] : dim / k;
-            parts[j] = gl_expand(L->ar, &tt[j], m->name, m->caps, 0);
+            parts[j] = lw_expand(L, &tt[j], t->span, m, 0);
+            if (!parts[j])
+                break;
             names[n_named++] = (named){parts[j], m->name, t->span,
                                        slice(L, m->node, axis, start, len, false, s->span), NULL};
             start += len;
         }
+        if (j < k)
+            break; /* a name not made */
         /* Each slot splits the same way, into the parts' slots. */
         const lw_mirror *mi = mr_find(L, m->name);
         for (size_t q = 0; mi && q < mi->n_slots; q++) {
-            size_t e = mr_slot_entry(L, mi, q, m->name);
-            if (e == SV_NONE || c.touched[e])
+            const char *from;
+            cg_id slot = mr_take_slot(L, &c, mi, q, m, &from, s->span);
+            if (slot == CG_NONE)
                 continue;
-            change_remove(&c, e);
             start = 0;
             for (j = 0; j < k; j++) {
                 uint64_t len = n_sizes ? sizes[j] : dim / k;
@@ -558,10 +568,10 @@ static void lower_split(lw *L, const ast_stmt *s)
                              parts[j], mi->params);
                     break;
                 }
-                names[n_named++] = (named){mr_slot_name(L, mi, q, parts[j]), L->st.e[e].name,
+                names[n_named++] = (named){mr_slot_name(L, mi, q, parts[j]), from,
                                            s->targets->span,
-                                           slice(L, sv_node(&L->st, e), axis, start, len, false,
-                                                 s->span), NULL};
+                                           slice(L, slot, axis, start, len, false, s->span),
+                                           NULL};
                 start += len;
             }
         }
@@ -697,11 +707,9 @@ static void join_slots(lw *L, const ast_stmt *s, change *c, const member *v, siz
     for (size_t q = 0; q < mi->n_slots; q++) {
         size_t i;
         for (i = 0; i < n; i++) {
-            size_t e = mr_slot_entry(L, mi, q, v[i].m->name);
-            if (e == SV_NONE || c->touched[e])
+            const char *from;
+            if ((ids[i] = mr_take_slot(L, c, mi, q, v[i].m, &from, s->span)) == CG_NONE)
                 break;
-            ids[i] = sv_node(&L->st, e);
-            change_remove(c, e);
         }
         if (i == n)
             out[(*n_out)++] = (named){mr_slot_name(L, mi, q, v[0].target),
@@ -727,10 +735,10 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
     order_ctx o = {&ms.pat, t.used};
     size_t n_named = 0;
     for (size_t i = 0; v && i < ms.n; i++) {
-        v[i] = (member){gl_expand(L->ar, &t, ms.m[i].name, ms.m[i].caps, 0), &ms.m[i], &o};
+        v[i] = (member){lw_expand(L, &t, s->targets->span, &ms.m[i], 0), &ms.m[i], &o};
         change_remove(&c, ms.m[i].entry);
     }
-    if (v)
+    if (v && L->errors == before && !L->nomem) /* every name made */
         qsort(v, ms.n, sizeof *v, member_cmp);
     for (size_t i = 0; v && names && i < ms.n && L->errors == before;) {
         size_t j = i;
@@ -813,17 +821,21 @@ static void lower_unstack(lw *L, const ast_stmt *s)
         uint64_t dim = x->shape[axis];
         size_t first = n_named;
         for (uint64_t k = 0; k < dim; k++) {
-            const char *name = gl_expand(L->ar, &t, m->name, m->caps, k);
+            const char *name = lw_expand(L, &t, s->targets->span, m, k);
+            if (!name)
+                break;
             names[n_named++] = (named){name, m->name, s->targets->span,
                                        slice(L, m->node, axis, k, 1, true, s->span), NULL};
         }
+        if (L->errors != before || L->nomem)
+            break; /* a name not made */
         /* Each slot unstacks the same way, into the parts' slots. */
         const lw_mirror *mi = mr_find(L, m->name);
         for (size_t q = 0; mi && q < mi->n_slots; q++) {
-            size_t e = mr_slot_entry(L, mi, q, m->name);
-            if (e == SV_NONE || c.touched[e])
+            const char *from;
+            cg_id slot = mr_take_slot(L, &c, mi, q, m, &from, s->span);
+            if (slot == CG_NONE)
                 continue;
-            change_remove(&c, e);
             for (uint64_t k = 0; k < dim; k++) {
                 const char *part = names[first + k].name;
                 if (mr_find(L, part) != mi) {
@@ -833,9 +845,8 @@ static void lower_unstack(lw *L, const ast_stmt *s)
                              part, mi->params);
                     break;
                 }
-                names[n_named++] = (named){mr_slot_name(L, mi, q, part), L->st.e[e].name,
-                                           s->targets->span,
-                                           slice(L, sv_node(&L->st, e), axis, k, 1, true, s->span), NULL};
+                names[n_named++] = (named){mr_slot_name(L, mi, q, part), from, s->targets->span,
+                                           slice(L, slot, axis, k, 1, true, s->span), NULL};
             }
         }
     }
@@ -982,10 +993,11 @@ static void lower_init_lora(lw *L, const ast_stmt *s)
         uint64_t in = flax ? w->shape[0] : w->shape[1], out = flax ? w->shape[1] : w->shape[0];
         uint64_t r = (uint64_t)o.rank;
         uint64_t sa[2] = {flax ? in : r, flax ? r : in}, sb[2] = {flax ? r : out, flax ? out : r};
-        const char *na = o.as ? gl_expand(L->ar, &ta, m->name, m->caps, 0)
+        const char *na = o.as ? lw_expand(L, &ta, o.as->span, m, 0)
                               : lora_name(L, m->name, flax, true);
-        const char *nb = o.as ? gl_expand(L->ar, &tb, m->name, m->caps, 0)
-                              : lora_name(L, m->name, flax, false);
+        const char *nb = !na ? NULL
+                         : o.as ? lw_expand(L, &tb, o.as->next->span, m, 0)
+                                : lora_name(L, m->name, flax, false);
         if (!na || !nb)
             break;
         const ast_expr *ia = o.a ? o.a : flax ? &default_a_flax : &default_a_peft;

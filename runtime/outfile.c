@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "diag.h"
@@ -193,11 +194,36 @@ surg_status of_copy(of_file *f, surg_sink *sink, int src_fd, uint64_t off, uint6
     return st;
 }
 
+/* Reserving more than the file system has free would fail, but only after
+ * taking every free block (ext4 keeps what it allocated until the file is
+ * closed): for that moment every other writer on the file system, a
+ * training job saving its checkpoint, would find the disk full. So the
+ * size is compared with the free space first, and a failed reservation
+ * gives its blocks back at once. */
 surg_status of_reserve(of_file *f, surg_sink *sink, uint64_t size)
 {
-    int err = size ? posix_fallocate(f->fd, 0, (off_t)size) : 0;
-    if (err == ENOSPC || err == EFBIG || err == EDQUOT)
+    if (!size)
+        return SURG_OK;
+    struct statvfs v;
+    if (fstatvfs(f->fd, &v) == 0 && v.f_frsize) {
+        /* root may use the blocks reserved for it; others may not */
+        uint64_t blocks = geteuid() == 0 ? (uint64_t)v.f_bfree : (uint64_t)v.f_bavail;
+        uint64_t free_bytes = blocks > UINT64_MAX / v.f_frsize ? UINT64_MAX
+                                                                : blocks * v.f_frsize;
+        if (size > free_bytes) {
+            dg_file(sink, SURG_ERROR, "io", f->final_path,
+                    "cannot reserve room for the output: it needs %llu bytes, and the file "
+                    "system has %llu free",
+                    (unsigned long long)size, (unsigned long long)free_bytes);
+            return SURG_EIO;
+        }
+    }
+    int err = posix_fallocate(f->fd, 0, (off_t)size);
+    if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
+        int gave_back = ftruncate(f->fd, 0); /* what it took (closing does too) */
+        (void)gave_back;
         return dg_errno(sink, f->final_path, "cannot reserve room for the output", err);
+    }
     return SURG_OK; /* not offered by the file system: nothing lost */
 }
 
