@@ -129,11 +129,35 @@ static bool fans(lw *L, const ast_expr *e, cg_init *init, uint32_t rank, const u
     return true;
 }
 
+/* Numbers are doubles, whole numbers exact up to 2^53: a whole number
+ * written for an integer tensor that the double does not hold exactly
+ * (9007199254740993 would become ...992) is refused, not rounded. */
+static bool written_exactly(lw *L, const ast_expr *e, double v)
+{
+    const ast_expr *num = e->kind == EX_NEG ? e->u.operand : e;
+    if (num->kind != EX_NUMBER || fabs(v) < 9007199254740992.0)
+        return true;
+    const char *t = num->u.number.text;
+    if (strspn(t, "0123456789") != strlen(t))
+        return true; /* 1e20: written as a double, meant as one */
+    char held[32];
+    snprintf(held, sizeof held, "%.0f", fabs(v));
+    if (strcmp(held, t + strspn(t, "0") - (t[strspn(t, "0")] == '\0')) == 0)
+        return true;
+    lw_error(L, e->span, "init-value", NULL, 0,
+             "%s%s cannot be held exactly: surg's numbers are doubles, whose whole numbers "
+             "are exact up to 2^53 (it would be %s%s)", e->kind == EX_NEG ? "-" : "", t,
+             e->kind == EX_NEG ? "-" : "", held);
+    return false;
+}
+
 static bool value_fits(lw *L, const ast_expr *e, surg_dtype dt, double v)
 {
     surg_dtype_kind k = surg_dtype_kind_of(dt);
     if (k == SURG_KIND_FLOAT)
         return true;
+    if (!written_exactly(L, e, v))
+        return false;
     bool ok = v == floor(v);
     if (k == SURG_KIND_BOOL)
         ok = v == 0 || v == 1;
