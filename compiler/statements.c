@@ -17,61 +17,73 @@
 
 /* ---- rename, drop, keep, tie ------------------------------------------ */
 
-/* What most statements do first: match the pattern and start the change. */
-static bool begin(lw *L, const ast_stmt *s, lw_matches *ms, change *c)
+/* What most statements open with: the matches of the pattern, the target
+ * templates (the first `n_templates` from `templates` on, which may use the
+ * pattern's captures, and $i if `index`), and the change they build. */
+typedef struct lw_stmt {
+    unsigned before; /* L->errors when the statement began */
+    lw_matches ms;
+    gl_template t[2];
+    change c;
+} lw_stmt;
+
+/* False: nothing to do (any error is reported, nothing is left to free). */
+static bool lw_stmt_open(lw *L, const ast_stmt *s, const ast_string *templates,
+                         size_t n_templates, bool index, lw_stmt *o)
 {
-    if (lw_match_pattern(L, s->patterns, ms) && change_init(L, c))
+    o->before = L->errors;
+    bool ok = lw_match_pattern(L, s->patterns, &o->ms);
+    for (size_t i = 0; ok && i < n_templates; i++, templates = templates->next)
+        ok = lw_template(L, templates, &o->ms.pat, index, &o->t[i]);
+    if (ok && change_init(L, &o->c))
         return true;
-    lw_matches_free(ms);
+    lw_matches_free(&o->ms);
     return false;
+}
+
+/* Commit the change if the statement reported no error; free. */
+static void lw_stmt_close(lw *L, lw_stmt *o)
+{
+    change_done(L, &o->c, o->before);
+    lw_matches_free(&o->ms);
 }
 
 static void lower_rename(lw *L, const ast_stmt *s)
 {
-    unsigned before = L->errors;
-    lw_matches ms;
-    gl_template t;
-    change c;
-    if (!lw_match_pattern(L, s->patterns, &ms) || !lw_template(L, s->targets, &ms.pat, false, &t) ||
-        !change_init(L, &c)) {
-        lw_matches_free(&ms);
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, s->targets, 1, false, &o))
         return;
-    }
-    size_t count = ms.n;
-    named *n = calloc(ms.n * (1 + mr_max_slots(L)) + 1, sizeof *n);
+    size_t count = o.ms.n;
+    named *n = calloc(o.ms.n * (1 + mr_max_slots(L)) + 1, sizeof *n);
     L->nomem |= !n;
-    for (size_t i = 0; n && i < ms.n; i++) {
-        const lw_match *m = &ms.m[i];
-        n[i] = (named){gl_expand(L->ar, &t, m->name, m->caps, 0), m->name, s->targets->span,
-                       m->tied ? CG_NONE : m->node, m->tied};
-        change_remove(&c, m->entry);
+    for (size_t i = 0; n && i < o.ms.n; i++) {
+        const lw_match *m = &o.ms.m[i];
+        n[i] = (named){gl_expand(L->ar, &o.t[0], m->name, m->caps, 0), m->name,
+                       s->targets->span, m->tied ? CG_NONE : m->node, m->tied};
+        change_remove(&o.c, m->entry);
     }
     /* Once every match is marked; a tied name has no slots of its own. */
-    for (size_t i = 0; n && i < ms.n; i++)
-        if (!ms.m[i].tied)
-            mr_moved(L, &c, n, &count, n[i].source, n[i].name, s->targets->span);
+    for (size_t i = 0; n && i < o.ms.n; i++)
+        if (!o.ms.m[i].tied)
+            mr_moved(L, &o.c, n, &count, n[i].source, n[i].name, s->targets->span);
     if (n)
-        add_new_names(L, &c, n, count, "rename");
+        add_new_names(L, &o.c, n, count, "rename");
     for (size_t i = 0; n && i < count; i++) /* tied names and records follow */
-        change_move(L, &c, n[i].source, n[i].name);
-    change_done(L, &c, before);
+        change_move(L, &o.c, n[i].source, n[i].name);
     free(n);
-    lw_matches_free(&ms);
+    lw_stmt_close(L, &o);
 }
 
 static void lower_drop(lw *L, const ast_stmt *s)
 {
-    unsigned before = L->errors;
-    lw_matches ms;
-    change c;
-    if (!begin(L, s, &ms, &c))
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, NULL, 0, false, &o))
         return;
-    for (size_t i = 0; i < ms.n; i++)
-        change_remove(&c, ms.m[i].entry);
-    for (size_t i = 0; i < ms.n; i++)
-        mr_dropped(L, &c, ms.m[i].name);
-    change_done(L, &c, before);
-    lw_matches_free(&ms);
+    for (size_t i = 0; i < o.ms.n; i++)
+        change_remove(&o.c, o.ms.m[i].entry);
+    for (size_t i = 0; i < o.ms.n; i++)
+        mr_dropped(L, &o.c, o.ms.m[i].name);
+    lw_stmt_close(L, &o);
 }
 
 static void lower_keep(lw *L, const ast_stmt *s)
@@ -114,26 +126,20 @@ static size_t stored_entry(lw *L, const char *b)
 
 static void lower_tie(lw *L, const ast_stmt *s)
 {
-    unsigned before = L->errors;
-    lw_matches ms;
-    gl_template t;
-    change c;
-    if (!lw_match_pattern(L, s->patterns, &ms) || !lw_template(L, s->targets, &ms.pat, false, &t) ||
-        !change_init(L, &c)) {
-        lw_matches_free(&ms);
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, s->targets, 1, false, &o))
         return;
-    }
-    size_t *targets = calloc(ms.n ? ms.n : 1, sizeof *targets);
-    for (size_t i = 0; i < ms.n; i++)
-        c.touched[ms.m[i].entry] = 1;
-    for (size_t i = 0; targets && i < ms.n && L->errors == before; i++) {
-        const lw_match *m = &ms.m[i];
-        const char *b = gl_expand(L->ar, &t, m->name, m->caps, 0);
+    size_t *targets = calloc(o.ms.n ? o.ms.n : 1, sizeof *targets);
+    for (size_t i = 0; i < o.ms.n; i++)
+        o.c.touched[o.ms.m[i].entry] = 1;
+    for (size_t i = 0; targets && i < o.ms.n && L->errors == o.before; i++) {
+        const lw_match *m = &o.ms.m[i];
+        const char *b = gl_expand(L->ar, &o.t[0], m->name, m->caps, 0);
         size_t bi = targets[i] = stored_entry(L, b); /* a tied name: its stored tensor */
         if (bi == SV_NONE) {
             lw_error(L, s->targets->span, "tie-target", NULL, 0,
                      "cannot tie \"%s\" to \"%s\": no tensor \"%s\" exists", m->name, b, b);
-        } else if (bi == m->entry || c.touched[bi]) {
+        } else if (bi == m->entry || o.c.touched[bi]) {
             lw_error(L, s->targets->span, "tie-target", NULL, 0, "cannot tie \"%s\" to \"%s\": %s",
                      m->name, b,
                      bi == m->entry ? "a tensor cannot be tied to itself"
@@ -148,46 +154,42 @@ static void lower_tie(lw *L, const ast_stmt *s)
                          m->name, lw_type(x, 0), b, lw_type(y, 1));
         }
     }
-    for (size_t i = 0; i < ms.n; i++)
-        if (!ms.m[i].tied)
-            mr_dropped(L, &c, ms.m[i].name); /* the tied name's slots go */
-    for (size_t i = 0; targets && i < ms.n && L->errors == before; i++)
-        change_tie(L, &c, ms.m[i].entry, L->st.e[targets[i]].name, CG_NONE);
+    for (size_t i = 0; i < o.ms.n; i++)
+        if (!o.ms.m[i].tied)
+            mr_dropped(L, &o.c, o.ms.m[i].name); /* the tied name's slots go */
+    for (size_t i = 0; targets && i < o.ms.n && L->errors == o.before; i++)
+        change_tie(L, &o.c, o.ms.m[i].entry, L->st.e[targets[i]].name, CG_NONE);
     L->nomem |= !targets;
     free(targets);
-    change_done(L, &c, before);
-    lw_matches_free(&ms);
+    lw_stmt_close(L, &o);
 }
 
 /* untie P: each matched tied name becomes a tensor of its own, a copy of
  * its stored tensor's value (with copies of its slots in a mirrored tree). */
 static void lower_untie(lw *L, const ast_stmt *s)
 {
-    unsigned before = L->errors;
-    lw_matches ms;
-    change c;
-    if (!begin(L, s, &ms, &c))
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, NULL, 0, false, &o))
         return;
-    named *slots = calloc(ms.n * mr_max_slots(L) + 1, sizeof *slots);
+    named *slots = calloc(o.ms.n * mr_max_slots(L) + 1, sizeof *slots);
     size_t n_slots = 0, n_tied = 0;
-    for (size_t i = 0; slots && i < ms.n; i++) {
-        const lw_match *m = &ms.m[i];
+    for (size_t i = 0; slots && i < o.ms.n; i++) {
+        const lw_match *m = &o.ms.m[i];
         if (!m->tied)
             continue;
         n_tied++;
-        change_tie(L, &c, m->entry, NULL, m->node);
+        change_tie(L, &o.c, m->entry, NULL, m->node);
         mr_copied(L, slots, &n_slots, m->tied, m->name, m->node, s->span);
     }
     if (slots && !n_tied && !s->patterns->optional)
         lw_error(L, s->patterns->span, "untie-none", NULL, 0,
                  "pattern \"%s\" matches no tied name, only %zu stored tensor%s",
-                 s->patterns->text, ms.n, ms.n == 1 ? "" : "s");
-    if (slots && L->errors == before)
-        add_new_names(L, &c, slots, n_slots, "untie");
+                 s->patterns->text, o.ms.n, o.ms.n == 1 ? "" : "s");
+    if (slots && L->errors == o.before)
+        add_new_names(L, &o.c, slots, n_slots, "untie");
     L->nomem |= !slots;
     free(slots);
-    change_done(L, &c, before);
-    lw_matches_free(&ms);
+    lw_stmt_close(L, &o);
 }
 
 /* A value statement gives a tied name no value of its own: the name follows
@@ -212,26 +214,23 @@ static void check_tied_values(lw *L, const ast_stmt *s, const lw_matches *ms, co
 
 static void lower_fill(lw *L, const ast_stmt *s)
 {
-    unsigned before = L->errors;
-    lw_matches ms;
-    change c;
-    if (!begin(L, s, &ms, &c))
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, NULL, 0, false, &o))
         return;
-    for (size_t i = 0; i < ms.n && L->errors == before; i++) {
-        if (ms.m[i].tied)
+    for (size_t i = 0; i < o.ms.n && L->errors == o.before; i++) {
+        if (o.ms.m[i].tied)
             continue;
-        const cg_node *x = cg_get(&L->g, ms.m[i].node);
-        cg_id v = lw_init(L, s->expr, x->dtype, x->rank, x->shape, ms.m[i].name, L->layout,
+        const cg_node *x = cg_get(&L->g, o.ms.m[i].node);
+        cg_id v = lw_init(L, s->expr, x->dtype, x->rank, x->shape, o.ms.m[i].name, L->layout,
                           s->span);
-        change_update(L, &c, ms.m[i].entry, v);
+        change_update(L, &o.c, o.ms.m[i].entry, v);
     }
-    if (L->errors == before)
-        check_tied_values(L, s, &ms, &c);
-    for (size_t i = 0; i < ms.n; i++) /* new values: the moments start over */
-        if (!ms.m[i].tied)
-            mr_zeroed(L, &c, ms.m[i].name, s->span);
-    change_done(L, &c, before);
-    lw_matches_free(&ms);
+    if (L->errors == o.before)
+        check_tied_values(L, s, &o.ms, &o.c);
+    for (size_t i = 0; i < o.ms.n; i++) /* new values: the moments start over */
+        if (!o.ms.m[i].tied)
+            mr_zeroed(L, &o.c, o.ms.m[i].name, s->span);
+    lw_stmt_close(L, &o);
 }
 
 /* fill "NAME" : TYPE = INIT: a new tensor of a fully given type. */
@@ -326,37 +325,34 @@ static void lower_fill_new(lw *L, const ast_stmt *s)
 
 static void lower_map(lw *L, const ast_stmt *s)
 {
-    unsigned before = L->errors;
-    lw_matches ms;
-    change c;
-    if (!begin(L, s, &ms, &c))
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, NULL, 0, false, &o))
         return;
-    cg_id *results = calloc(ms.n ? ms.n : 1, sizeof *results);
+    cg_id *results = calloc(o.ms.n ? o.ms.n : 1, sizeof *results);
     /* The first match that fails reports; the rest would only repeat it. */
-    for (size_t i = 0; results && i < ms.n && L->errors == before; i++) {
-        if (ms.m[i].tied)
+    for (size_t i = 0; results && i < o.ms.n && L->errors == o.before; i++) {
+        if (o.ms.m[i].tied)
             continue;
-        results[i] = lw_map_expr(L, s, &ms.m[i], &ms);
-        change_update(L, &c, ms.m[i].entry, results[i]);
+        results[i] = lw_map_expr(L, s, &o.ms.m[i], &o.ms);
+        change_update(L, &o.c, o.ms.m[i].entry, results[i]);
     }
-    if (results && L->errors == before)
-        check_tied_values(L, s, &ms, &c);
+    if (results && L->errors == o.before)
+        check_tied_values(L, s, &o.ms, &o.c);
     /* A layout change (transpose, reshape) happens to the slots too. */
-    for (size_t i = 0; results && i < ms.n && L->errors == before; i++) {
-        const lw_mirror *mi = ms.m[i].tied ? NULL : mr_find(L, ms.m[i].name);
-        for (size_t k = 0; mi && k < mi->n_slots && L->errors == before; k++) {
-            size_t e = mr_slot_entry(L, mi, k, ms.m[i].name);
-            if (e == SV_NONE || c.touched[e] || L->st.e[e].tied)
+    for (size_t i = 0; results && i < o.ms.n && L->errors == o.before; i++) {
+        const lw_mirror *mi = o.ms.m[i].tied ? NULL : mr_find(L, o.ms.m[i].name);
+        for (size_t k = 0; mi && k < mi->n_slots && L->errors == o.before; k++) {
+            size_t e = mr_slot_entry(L, mi, k, o.ms.m[i].name);
+            if (e == SV_NONE || o.c.touched[e] || L->st.e[e].tied)
                 continue;
-            cg_id v = lw_map_layout(L, s, &ms.m[i], &ms, results[i], L->st.e[e].node);
+            cg_id v = lw_map_layout(L, s, &o.ms.m[i], &o.ms, results[i], L->st.e[e].node);
             if (v != L->st.e[e].node)
-                change_update(L, &c, e, v);
+                change_update(L, &o.c, e, v);
         }
     }
     L->nomem |= !results;
     free(results);
-    change_done(L, &c, before);
-    lw_matches_free(&ms);
+    lw_stmt_close(L, &o);
 }
 
 /* ---- expect, seed, layout, mirror ------------------------------------- */
@@ -477,10 +473,8 @@ static cg_id slice(lw *L, cg_id src, uint32_t axis, uint64_t start, uint64_t len
 
 static void lower_split(lw *L, const ast_stmt *s)
 {
-    unsigned before = L->errors;
-    lw_matches ms;
-    change c;
-    if (!begin(L, s, &ms, &c))
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, NULL, 0, false, &o))
         return;
     size_t k = 0, n_sizes = 0;
     for (const ast_string *t = s->targets; t; t = t->next)
@@ -488,19 +482,19 @@ static void lower_split(lw *L, const ast_stmt *s)
     for (const ast_number *z = s->sizes; z; z = z->next)
         n_sizes++;
     gl_template *tt = ar_array(L->ar, k, sizeof *tt);
-    named *names = calloc(ms.n * k * (1 + mr_max_slots(L)) + 1, sizeof *names);
+    named *names = calloc(o.ms.n * k * (1 + mr_max_slots(L)) + 1, sizeof *names);
     const char **parts = ar_array(L->ar, k, sizeof *parts);
     size_t n_named = 0, j = 0;
-    for (size_t i = 0; i < ms.n; i++)
-        change_remove(&c, ms.m[i].entry);
+    for (size_t i = 0; i < o.ms.n; i++)
+        change_remove(&o.c, o.ms.m[i].entry);
     for (const ast_string *t = s->targets; tt && t; t = t->next, j++)
-        if (!lw_template(L, t, &ms.pat, false, &tt[j]))
+        if (!lw_template(L, t, &o.ms.pat, false, &tt[j]))
             break;
     if (n_sizes && n_sizes != k)
         lw_error(L, s->sizes->span, "split-sizes", NULL, 0,
                  "%zu sizes for %zu parts: give one size per part", n_sizes, k);
-    for (size_t i = 0; names && i < ms.n && L->errors == before; i++) {
-        const lw_match *m = &ms.m[i];
+    for (size_t i = 0; names && i < o.ms.n && L->errors == o.before; i++) {
+        const lw_match *m = &o.ms.m[i];
         const cg_node *x = cg_get(&L->g, m->node);
         uint32_t axis;
         if (!axis_of(L, s->axis, x->rank, m->name, &axis))
@@ -518,7 +512,7 @@ static void lower_split(lw *L, const ast_stmt *s)
                 break;
             }
         }
-        if (L->errors != before)
+        if (L->errors != o.before)
             break;
         if (!n_sizes && dim % k) {
             lw_error(L, s->axis->span, "split-parts", NULL, 0,
@@ -545,9 +539,9 @@ static void lower_split(lw *L, const ast_stmt *s)
         const lw_mirror *mi = mr_find(L, m->name);
         for (size_t q = 0; mi && q < mi->n_slots; q++) {
             size_t e = mr_slot_entry(L, mi, q, m->name);
-            if (e == SV_NONE || c.touched[e])
+            if (e == SV_NONE || o.c.touched[e])
                 continue;
-            change_remove(&c, e);
+            change_remove(&o.c, e);
             start = 0;
             for (j = 0; j < k; j++) {
                 uint64_t len = n_sizes ? sizes[j] : dim / k;
@@ -566,12 +560,11 @@ static void lower_split(lw *L, const ast_stmt *s)
             }
         }
     }
-    if (L->errors == before && names)
-        add_new_names(L, &c, names, n_named, "split");
+    if (L->errors == o.before && names)
+        add_new_names(L, &o.c, names, n_named, "split");
     L->nomem |= !names || !tt || !parts;
     free(names);
-    change_done(L, &c, before);
-    lw_matches_free(&ms);
+    lw_stmt_close(L, &o);
 }
 
 /* concat and stack: members are grouped by the name the template gives
@@ -712,29 +705,24 @@ static void join_slots(lw *L, const ast_stmt *s, change *c, const member *v, siz
 
 static void lower_join(lw *L, const ast_stmt *s, bool stack)
 {
-    unsigned before = L->errors;
-    lw_matches ms;
-    gl_template t;
-    change c;
-    if (!lw_match_pattern(L, s->patterns, &ms) || !lw_template(L, s->targets, &ms.pat, false, &t) ||
-        !change_init(L, &c)) {
-        lw_matches_free(&ms);
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, s->targets, 1, false, &o))
         return;
-    }
-    member *v = calloc(ms.n ? ms.n : 1, sizeof *v);
-    named *names = calloc(ms.n * (1 + mr_max_slots(L)) + 1, sizeof *names);
-    cg_id *ids = calloc(ms.n ? ms.n : 1, sizeof *ids);
-    order_ctx o = {&ms.pat, t.used};
+    member *v = calloc(o.ms.n ? o.ms.n : 1, sizeof *v);
+    named *names = calloc(o.ms.n * (1 + mr_max_slots(L)) + 1, sizeof *names);
+    cg_id *ids = calloc(o.ms.n ? o.ms.n : 1, sizeof *ids);
+    order_ctx ord = {&o.ms.pat, o.t[0].used};
     size_t n_named = 0;
-    for (size_t i = 0; v && i < ms.n; i++) {
-        v[i] = (member){gl_expand(L->ar, &t, ms.m[i].name, ms.m[i].caps, 0), &ms.m[i], &o};
-        change_remove(&c, ms.m[i].entry);
+    for (size_t i = 0; v && i < o.ms.n; i++) {
+        const lw_match *m = &o.ms.m[i];
+        v[i] = (member){gl_expand(L->ar, &o.t[0], m->name, m->caps, 0), m, &ord};
+        change_remove(&o.c, m->entry);
     }
     if (v)
-        qsort(v, ms.n, sizeof *v, member_cmp);
-    for (size_t i = 0; v && names && i < ms.n && L->errors == before;) {
+        qsort(v, o.ms.n, sizeof *v, member_cmp);
+    for (size_t i = 0; v && names && i < o.ms.n && L->errors == o.before;) {
         size_t j = i;
-        while (j < ms.n && strcmp(v[j].target, v[i].target) == 0)
+        while (j < o.ms.n && strcmp(v[j].target, v[i].target) == 0)
             j++;
         const cg_node *first = cg_get(&L->g, v[i].m->node);
         uint32_t axis;
@@ -749,18 +737,17 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
                 ids[q - i] = v[q].m->node;
             names[n_named++] = (named){v[i].target, v[i].m->name, s->targets->span,
                                        join(L, s, ids, j - i, axis, stack), NULL};
-            join_slots(L, s, &c, v + i, j - i, axis, stack, ids, names, &n_named);
+            join_slots(L, s, &o.c, v + i, j - i, axis, stack, ids, names, &n_named);
         }
         i = j;
     }
-    if (L->errors == before && names)
-        add_new_names(L, &c, names, n_named, stack ? "stack" : "concat");
+    if (L->errors == o.before && names)
+        add_new_names(L, &o.c, names, n_named, stack ? "stack" : "concat");
     L->nomem |= !v || !names || !ids;
     free(v);
     free(names);
     free(ids);
-    change_done(L, &c, before);
-    lw_matches_free(&ms);
+    lw_stmt_close(L, &o);
 }
 
 static void lower_concat(lw *L, const ast_stmt *s) { lower_join(L, s, false); }
@@ -768,29 +755,22 @@ static void lower_stack(lw *L, const ast_stmt *s) { lower_join(L, s, true); }
 
 static void lower_unstack(lw *L, const ast_stmt *s)
 {
-    unsigned before = L->errors;
-    lw_matches ms;
-    gl_template t;
-    change c;
-    if (!lw_match_pattern(L, s->patterns, &ms) || !lw_template(L, s->targets, &ms.pat, true, &t) ||
-        !change_init(L, &c)) {
-        lw_matches_free(&ms);
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, s->targets, 1, true, &o))
         return;
-    }
-    if (!t.uses_index) {
+    if (!o.t[0].uses_index) {
         lw_error(L, s->targets->span, "unstack-index", NULL, 0,
                  "the template of unstack must use $i, the index along the axis");
-        change_done(L, &c, before);
-        lw_matches_free(&ms);
+        lw_stmt_close(L, &o);
         return;
     }
     /* Each unstacked element becomes a tensor: bound how many, before any
      * is made. */
     uint64_t total = 0;
-    for (size_t i = 0; i < ms.n; i++) {
-        const cg_node *x = cg_get(&L->g, ms.m[i].node);
+    for (size_t i = 0; i < o.ms.n; i++) {
+        const cg_node *x = cg_get(&L->g, o.ms.m[i].node);
         uint32_t axis;
-        if (!axis_of(L, s->axis, x->rank, ms.m[i].name, &axis))
+        if (!axis_of(L, s->axis, x->rank, o.ms.m[i].name, &axis))
             break;
         if (__builtin_add_overflow(total, x->shape[axis], &total) || total > MAX_NEW_TENSORS) {
             lw_error(L, s->axis->span, "unstack-size", NULL, 0,
@@ -799,21 +779,21 @@ static void lower_unstack(lw *L, const ast_stmt *s)
         }
     }
     named *names = NULL;
-    if (L->errors == before) {
+    if (L->errors == o.before) {
         names = calloc(total * (1 + mr_max_slots(L)) + 1, sizeof *names);
         L->nomem |= !names;
     }
     size_t n_named = 0;
-    for (size_t i = 0; i < ms.n; i++)
-        change_remove(&c, ms.m[i].entry);
-    for (size_t i = 0; names && i < ms.n && L->errors == before; i++) {
-        const lw_match *m = &ms.m[i];
+    for (size_t i = 0; i < o.ms.n; i++)
+        change_remove(&o.c, o.ms.m[i].entry);
+    for (size_t i = 0; names && i < o.ms.n && L->errors == o.before; i++) {
+        const lw_match *m = &o.ms.m[i];
         const cg_node *x = cg_get(&L->g, m->node);
         uint32_t axis = (uint32_t)strtoul(s->axis->text, NULL, 10);
         uint64_t dim = x->shape[axis];
         size_t first = n_named;
         for (uint64_t k = 0; k < dim; k++) {
-            const char *name = gl_expand(L->ar, &t, m->name, m->caps, k);
+            const char *name = gl_expand(L->ar, &o.t[0], m->name, m->caps, k);
             names[n_named++] = (named){name, m->name, s->targets->span,
                                        slice(L, m->node, axis, k, 1, true, s->span), NULL};
         }
@@ -821,9 +801,9 @@ static void lower_unstack(lw *L, const ast_stmt *s)
         const lw_mirror *mi = mr_find(L, m->name);
         for (size_t q = 0; mi && q < mi->n_slots; q++) {
             size_t e = mr_slot_entry(L, mi, q, m->name);
-            if (e == SV_NONE || c.touched[e])
+            if (e == SV_NONE || o.c.touched[e])
                 continue;
-            change_remove(&c, e);
+            change_remove(&o.c, e);
             for (uint64_t k = 0; k < dim; k++) {
                 const char *part = names[first + k].name;
                 if (mr_find(L, part) != mi) {
@@ -840,10 +820,9 @@ static void lower_unstack(lw *L, const ast_stmt *s)
         }
     }
     if (names)
-        add_new_names(L, &c, names, n_named, "unstack");
+        add_new_names(L, &o.c, names, n_named, "unstack");
     free(names);
-    change_done(L, &c, before);
-    lw_matches_free(&ms);
+    lw_stmt_close(L, &o);
 }
 
 /* ---- init-lora -------------------------------------------------------- */
@@ -947,27 +926,17 @@ static const ast_expr default_b = {.kind = EX_IDENT, .u.ident = "zeros"};
 
 static void lower_init_lora(lw *L, const ast_stmt *s)
 {
-    unsigned before = L->errors;
-    lora o;
-    lw_matches ms;
-    gl_template ta, tb;
-    change c;
-    if (!lora_clauses(L, s, &o) || !lw_match_pattern(L, s->patterns, &ms)) {
+    lora opt;
+    lw_stmt o;
+    if (!lora_clauses(L, s, &opt) || !lw_stmt_open(L, s, opt.as, opt.as ? 2 : 0, false, &o))
         return;
-    }
-    if ((o.as && (!lw_template(L, o.as, &ms.pat, false, &ta) ||
-                  !lw_template(L, o.as->next, &ms.pat, false, &tb))) ||
-        !change_init(L, &c)) {
-        lw_matches_free(&ms);
-        return;
-    }
-    named *names = calloc(2 * ms.n * (1 + mr_max_slots(L)) + 1, sizeof *names);
+    named *names = calloc(2 * o.ms.n * (1 + mr_max_slots(L)) + 1, sizeof *names);
     size_t n_named = 0;
-    for (size_t i = 0; names && i < ms.n && L->errors == before; i++) {
-        const lw_match *m = &ms.m[i];
+    for (size_t i = 0; names && i < o.ms.n && L->errors == o.before; i++) {
+        const lw_match *m = &o.ms.m[i];
         const cg_node *w = cg_get(&L->g, m->node);
-        bool flax = o.style ? strcmp(o.style, "flax") == 0 : ends_with(m->name, "kernel");
-        if (!o.style && !flax && !ends_with(m->name, "weight")) {
+        bool flax = opt.style ? strcmp(opt.style, "flax") == 0 : ends_with(m->name, "kernel");
+        if (!opt.style && !flax && !ends_with(m->name, "weight")) {
             lw_error(L, s->patterns->span, "lora-style", NULL, 0,
                      "cannot tell the style of \"%s\": its name ends in neither \"kernel\" nor "
                      "\"weight\"; add style flax or style peft",
@@ -980,34 +949,33 @@ static void lower_init_lora(lw *L, const ast_stmt *s)
             break;
         }
         uint64_t in = flax ? w->shape[0] : w->shape[1], out = flax ? w->shape[1] : w->shape[0];
-        uint64_t r = (uint64_t)o.rank;
+        uint64_t r = (uint64_t)opt.rank;
         uint64_t sa[2] = {flax ? in : r, flax ? r : in}, sb[2] = {flax ? r : out, flax ? out : r};
-        const char *na = o.as ? gl_expand(L->ar, &ta, m->name, m->caps, 0)
-                              : lora_name(L, m->name, flax, true);
-        const char *nb = o.as ? gl_expand(L->ar, &tb, m->name, m->caps, 0)
-                              : lora_name(L, m->name, flax, false);
+        const char *na = opt.as ? gl_expand(L->ar, &o.t[0], m->name, m->caps, 0)
+                                : lora_name(L, m->name, flax, true);
+        const char *nb = opt.as ? gl_expand(L->ar, &o.t[1], m->name, m->caps, 0)
+                                : lora_name(L, m->name, flax, false);
         if (!na || !nb)
             break;
-        const ast_expr *ia = o.a ? o.a : flax ? &default_a_flax : &default_a_peft;
-        const ast_expr *ib = o.b ? o.b : &default_b;
+        const ast_expr *ia = opt.a ? opt.a : flax ? &default_a_flax : &default_a_peft;
+        const ast_expr *ib = opt.b ? opt.b : &default_b;
         lw_layout lay = flax ? LAYOUT_FLAX : LAYOUT_TORCH;
         surg_dtype dt = w->dtype; /* w may move as nodes are added */
         cg_id va = lw_init(L, ia, dt, 2, sa, na, lay, s->span);
         cg_id vb = lw_init(L, ib, dt, 2, sb, nb, lay, s->span);
         /* A name's errors point at its `as` template, if written. */
-        names[n_named++] = (named){na, m->name, o.as ? o.as->span : s->span, va, NULL};
-        names[n_named++] = (named){nb, m->name, o.as ? o.as->next->span : s->span, vb, NULL};
+        names[n_named++] = (named){na, m->name, opt.as ? opt.as->span : s->span, va, NULL};
+        names[n_named++] = (named){nb, m->name, opt.as ? opt.as->next->span : s->span, vb, NULL};
         mr_created(L, names, &n_named, na, va, s->span); /* new parameters: zero slots */
         mr_created(L, names, &n_named, nb, vb, s->span);
-        if (L->errors == before)
-            lora_record(L, &o, flax, m->name, na, nb);
+        if (L->errors == o.before)
+            lora_record(L, &opt, flax, m->name, na, nb);
     }
-    if (L->errors == before && names)
-        add_new_names(L, &c, names, n_named, "init-lora");
+    if (L->errors == o.before && names)
+        add_new_names(L, &o.c, names, n_named, "init-lora");
     L->nomem |= !names;
     free(names);
-    change_done(L, &c, before);
-    lw_matches_free(&ms);
+    lw_stmt_close(L, &o);
 }
 
 /* ---- dispatch --------------------------------------------------------- */
