@@ -92,16 +92,16 @@ static void load_ties(lw *L, const surg_ckpt *in)
 /* ---- LoRA records ----------------------------------------------------- */
 
 /* A JSON number, read as the text it is written as. */
-static bool number(jr *j, double *out)
+static bool number(json_reader *j, double *out)
 {
-    int c = jr_peek(j);
+    int c = json_peek(j);
     size_t start = j->i;
-    if (!(c == '-' || (c >= '0' && c <= '9')) || !jr_skip(j))
-        return c < 0 || j->failed ? false : jr_fail(j, "expected a number");
+    if (!(c == '-' || (c >= '0' && c <= '9')) || !json_skip(j))
+        return c < 0 || j->failed ? false : json_fail(j, "expected a number");
     char text[64];
     size_t len = j->i - start;
     if (len >= sizeof text)
-        return jr_fail(j, "a number of %zu characters", len);
+        return json_fail(j, "a number of %zu characters", len);
     memcpy(text, j->s + start, len);
     text[len] = '\0';
     *out = strtod(text, NULL);
@@ -111,27 +111,27 @@ static bool number(jr *j, double *out)
 /* One record, {"r":…, "lora_alpha":…, "style":…, "target":…, "lora_a":…,
  * "lora_b":…}; false after a JSON error, *r->target NULL when a field is
  * missing or wrong. */
-static bool lora_entry(jr *j, cg_lora *r)
+static bool lora_entry(json_reader *j, cg_lora *r)
 {
     *r = (cg_lora){0};
     r->alpha = -1;
     const char *style = NULL;
     uint64_t rank = 0;
     bool have_rank = false;
-    if (!jr_open(j, '{'))
+    if (!json_open(j, '{'))
         return false;
-    int more = jr_first(j, '}');
-    for (; more > 0; more = jr_more(j, '}')) {
+    int more = json_first(j, '}');
+    for (; more > 0; more = json_more(j, '}')) {
         const char *key;
-        if (!jr_key(j, &key))
+        if (!json_key(j, &key))
             return false;
-        bool ok = strcmp(key, "r") == 0           ? (have_rank = jr_count(j, &rank))
+        bool ok = strcmp(key, "r") == 0           ? (have_rank = json_count(j, &rank))
                   : strcmp(key, "lora_alpha") == 0 ? number(j, &r->alpha)
-                  : strcmp(key, "style") == 0      ? jr_string(j, &style)
-                  : strcmp(key, "target") == 0     ? jr_string(j, &r->target)
-                  : strcmp(key, "lora_a") == 0     ? jr_string(j, &r->a)
-                  : strcmp(key, "lora_b") == 0     ? jr_string(j, &r->b)
-                                                   : jr_skip(j);
+                  : strcmp(key, "style") == 0      ? json_string(j, &style)
+                  : strcmp(key, "target") == 0     ? json_string(j, &r->target)
+                  : strcmp(key, "lora_a") == 0     ? json_string(j, &r->a)
+                  : strcmp(key, "lora_b") == 0     ? json_string(j, &r->b)
+                                                   : json_skip(j);
         if (!ok)
             return false;
     }
@@ -169,10 +169,10 @@ static void part_lora(lw *L, const surg_ckpt *part, const char *prefix)
             v = surg_ckpt_meta(part, i)->value;
     if (!v)
         return;
-    jr j;
-    jr_init(&j, v, strlen(v), L->ar);
-    int more = jr_open(&j, '[') ? jr_first(&j, ']') : -1;
-    for (; more > 0 && !L->nomem; more = jr_more(&j, ']')) {
+    json_reader j;
+    json_init(&j, v, strlen(v), L->ar);
+    int more = json_open(&j, '[') ? json_first(&j, ']') : -1;
+    for (; more > 0 && !L->nomem; more = json_more(&j, ']')) {
         cg_lora r;
         if (!lora_entry(&j, &r))
             break;
@@ -192,7 +192,7 @@ static void part_lora(lw *L, const surg_ckpt *part, const char *prefix)
         r.b = b;
         add_record(L, &r);
     }
-    if (more == 0 && !jr_end(&j))
+    if (more == 0 && !json_end(&j))
         more = -1;
     if (more != 0 && !L->nomem)
         dg_file(L->sink, SURG_WARNING, "lora-metadata", surg_ckpt_path(part),
