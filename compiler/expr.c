@@ -402,13 +402,13 @@ static cg_id tensor(ex *E, const ast_expr *call)
     if (!lw_template(E->L, &text, &E->ms->pat, false, &t))
         return CG_NONE;
     const char *name = gl_expand(E->L->ar, &t, E->m->name, E->m->caps, 0);
-    size_t i = name ? sv_find(&E->L->st, name) : SV_NONE;
-    if (i == SV_NONE) {
+    size_t i = name ? state_find(&E->L->st, name) : STATE_NONE;
+    if (i == STATE_NONE) {
         lw_error(E->L, arg->span, "tensor", NULL, 0, "tensor(\"%s\") names \"%s\", which does not exist",
                  arg->u.string, name ? name : "");
         return CG_NONE;
     }
-    cg_id id = sv_node(&E->L->st, i); /* a tied name: its stored tensor's */
+    cg_id id = state_node(&E->L->st, i); /* a tied name: its stored tensor's */
     const cg_node *x = node(E, E->m->node), *y = node(E, id);
     if (x->rank != y->rank || memcmp(x->shape, y->shape, x->rank * sizeof *x->shape) != 0) {
         lw_error(E->L, arg->span, "tensor", NULL, 0,

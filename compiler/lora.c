@@ -152,7 +152,7 @@ void lw_init_lora(lw *L, const ast_stmt *s)
             lora_record(L, &opt, flax, m->name, na, nb);
     }
     if (L->errors == o.before && names)
-        add_new_names(L, &o.c, names, n_named, "init-lora");
+        change_add_names(L, &o.c, names, n_named, "init-lora");
     L->nomem |= !names;
     free(names);
     lw_stmt_close(L, &o);

@@ -19,7 +19,7 @@ typedef struct lw {
     surg_sink *sink;
     const src_file *src;
     cg_graph g;
-    sv_state st;
+    state_table st;
     gl_scratch scratch;
     uint64_t seed;
     lw_layout layout;

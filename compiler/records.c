@@ -29,7 +29,7 @@ static const char *prefixed(lw *L, const char *prefix, const char *name)
 
 /* One part's recorded ties (names under `prefix`), each checked against the
  * stored tensors: a tied name is no tensor, its target is one. */
-static void part_ties(lw *L, const surg_ckpt *part, const char *prefix, sv_entry *out,
+static void part_ties(lw *L, const surg_ckpt *part, const char *prefix, state_entry *out,
                       size_t *n)
 {
     const surg_meta_entry *tie;
@@ -37,14 +37,14 @@ static void part_ties(lw *L, const surg_ckpt *part, const char *prefix, sv_entry
         const char *a = prefixed(L, prefix, tie->key), *t = prefixed(L, prefix, tie->value);
         if (!a || !t)
             return;
-        if (sv_find(&L->st, t) == SV_NONE || sv_find(&L->st, a) != SV_NONE) {
+        if (state_find(&L->st, t) == STATE_NONE || state_find(&L->st, a) != STATE_NONE) {
             dg_file(L->sink, SURG_WARNING, "ties-metadata", surg_ckpt_path(part),
                     "the recorded tie \"%s\" -> \"%s\" does not fit the tensors here; "
                     "it is dropped",
                     tie->key, tie->value);
             continue;
         }
-        out[(*n)++] = (sv_entry){.name = a, .tied = t, .node = CG_NONE};
+        out[(*n)++] = (state_entry){.name = a, .tied = t, .node = CG_NONE};
     }
 }
 
@@ -59,7 +59,7 @@ static void load_ties(lw *L, const surg_ckpt *in)
         total += surg_ckpt_tie_count(part);
     if (!total)
         return;
-    sv_entry *added = malloc(total * sizeof *added);
+    state_entry *added = malloc(total * sizeof *added);
     if (!added) {
         L->nomem = true;
         return;
@@ -71,7 +71,7 @@ static void load_ties(lw *L, const surg_ckpt *in)
         L->nomem = true;
     size_t k = 0; /* a name recorded twice is tied once, to the first target in byte order */
     for (size_t i = 0; !L->nomem && i < n; i++) {
-        sv_entry *last = k ? &added[k - 1] : NULL;
+        state_entry *last = k ? &added[k - 1] : NULL;
         if (!last || strcmp(last->name, added[i].name) != 0) {
             added[k++] = added[i];
             continue;
@@ -84,7 +84,7 @@ static void load_ties(lw *L, const surg_ckpt *in)
         if (earlier)
             *last = added[i];
     }
-    if (!L->nomem && !sv_commit(&L->st, NULL, added, k, true))
+    if (!L->nomem && !state_commit(&L->st, NULL, added, k, true))
         L->nomem = true;
     free(added);
 }
@@ -179,8 +179,8 @@ static void part_lora(lw *L, const surg_ckpt *part, const char *prefix)
         const char *t = r.target ? prefixed(L, prefix, r.target) : NULL;
         const char *a = t ? prefixed(L, prefix, r.a) : NULL;
         const char *b = a ? prefixed(L, prefix, r.b) : NULL;
-        if (!b || sv_find(&L->st, t) == SV_NONE || sv_find(&L->st, a) == SV_NONE ||
-            sv_find(&L->st, b) == SV_NONE) {
+        if (!b || state_find(&L->st, t) == STATE_NONE || state_find(&L->st, a) == STATE_NONE ||
+            state_find(&L->st, b) == STATE_NONE) {
             dg_file(L->sink, SURG_WARNING, "lora-metadata", surg_ckpt_path(part),
                     "the recorded LoRA adapter of \"%s\" (\"%s\", \"%s\") does not fit the "
                     "tensors here; it is dropped",

@@ -51,7 +51,7 @@ static void lower_rename(lw *L, const ast_stmt *s)
         if (!o.ms.m[i].tied)
             mr_moved(L, &o.c, n, &count, n[i].source, n[i].name, s->targets->span);
     if (n)
-        add_new_names(L, &o.c, n, count, "rename");
+        change_add_names(L, &o.c, n, count, "rename");
     for (size_t i = 0; n && i < count; i++) /* tied names and records follow */
         change_move(L, &o.c, n[i].source, n[i].name);
     free(n);
@@ -89,7 +89,7 @@ static void lower_keep(lw *L, const ast_stmt *s)
         const lw_mirror *mi = kept[i] ? mr_find(L, L->st.e[i].name) : NULL;
         for (size_t k = 0; mi && k < mi->n_slots; k++) {
             size_t e = mr_slot_entry(L, mi, k, L->st.e[i].name);
-            if (e != SV_NONE)
+            if (e != STATE_NONE)
                 kept[e] = 1;
         }
     }
@@ -104,8 +104,8 @@ static void lower_keep(lw *L, const ast_stmt *s)
 /* The stored name `b` names: itself, or the one it is tied to. */
 static size_t stored_entry(lw *L, const char *b)
 {
-    size_t i = b ? sv_find(&L->st, b) : SV_NONE;
-    return i != SV_NONE && L->st.e[i].tied ? sv_find(&L->st, L->st.e[i].tied) : i;
+    size_t i = b ? state_find(&L->st, b) : STATE_NONE;
+    return i != STATE_NONE && L->st.e[i].tied ? state_find(&L->st, L->st.e[i].tied) : i;
 }
 
 static void lower_tie(lw *L, const ast_stmt *s)
@@ -120,7 +120,7 @@ static void lower_tie(lw *L, const ast_stmt *s)
         const lw_match *m = &o.ms.m[i];
         const char *b = gl_expand(L->ar, &o.t[0], m->name, m->caps, 0);
         size_t bi = targets[i] = stored_entry(L, b); /* a tied name: its stored tensor */
-        if (bi == SV_NONE) {
+        if (bi == STATE_NONE) {
             lw_error(L, s->targets->span, "tie-target", NULL, 0,
                      "cannot tie \"%s\" to \"%s\": no tensor \"%s\" exists", m->name, b, b);
         } else if (bi == m->entry || o.c.touched[bi]) {
@@ -170,7 +170,7 @@ static void lower_untie(lw *L, const ast_stmt *s)
                  "pattern \"%s\" matches no tied name, only %zu stored tensor%s",
                  s->patterns->text, o.ms.n, o.ms.n == 1 ? "" : "s");
     if (slots && L->errors == o.before)
-        add_new_names(L, &o.c, slots, n_slots, "untie");
+        change_add_names(L, &o.c, slots, n_slots, "untie");
     L->nomem |= !slots;
     free(slots);
     lw_stmt_close(L, &o);
@@ -183,8 +183,8 @@ static void check_tied_values(lw *L, const ast_stmt *s, const lw_matches *ms, co
 {
     for (size_t i = 0; i < ms->n; i++) {
         const lw_match *m = &ms->m[i];
-        size_t t = m->tied ? sv_find(&L->st, m->tied) : SV_NONE;
-        if (!m->tied || (t != SV_NONE && c->touched[t]))
+        size_t t = m->tied ? state_find(&L->st, m->tied) : STATE_NONE;
+        if (!m->tied || (t != STATE_NONE && c->touched[t]))
             continue;
         lw_error(L, s->patterns->span, "tied-value", NULL, 0,
                  "cannot %s \"%s\": it is tied to \"%s\" (one tensor, stored once); "
@@ -275,7 +275,7 @@ static void lower_fill_new(lw *L, const ast_stmt *s)
     /* The name is the pattern's literal text (a backslash quotes the next
      * character), as a pattern matching it would see it. */
     const char *literal = pat.n_toks ? pat.toks[0].text : "";
-    if (taken(L, NULL, literal)) {
+    if (change_taken(L, NULL, literal)) {
         lw_error(L, p->span, "name-exists", NULL, 0,
                  "cannot create \"%s\": it already exists (use fill \"%s\" = ... to overwrite it)",
                  literal, p->text);
@@ -300,7 +300,7 @@ static void lower_fill_new(lw *L, const ast_stmt *s)
     if (n) {
         n[0] = (named){name, name, p->span, v, NULL};
         mr_created(L, n, &count, name, v, s->span);
-        add_new_names(L, &c, n, count, "fill");
+        change_add_names(L, &c, n, count, "fill");
     }
     L->nomem |= !n;
     free(n);
@@ -327,7 +327,7 @@ static void lower_map(lw *L, const ast_stmt *s)
         const lw_mirror *mi = o.ms.m[i].tied ? NULL : mr_find(L, o.ms.m[i].name);
         for (size_t k = 0; mi && k < mi->n_slots && L->errors == o.before; k++) {
             size_t e = mr_slot_entry(L, mi, k, o.ms.m[i].name);
-            if (e == SV_NONE || o.c.touched[e] || L->st.e[e].tied)
+            if (e == STATE_NONE || o.c.touched[e] || L->st.e[e].tied)
                 continue;
             cg_id v = lw_map_layout(L, s, &o.ms.m[i], &o.ms, results[i], L->st.e[e].node);
             if (v != L->st.e[e].node)

@@ -80,7 +80,7 @@ static void cut_slots(lw *L, const ast_stmt *s, change *c, const char *param, co
     const lw_mirror *mi = mr_find(L, param);
     for (size_t q = 0; mi && q < mi->n_slots; q++) {
         size_t e = mr_slot_entry(L, mi, q, param);
-        if (e == SV_NONE || c->touched[e])
+        if (e == STATE_NONE || c->touched[e])
             continue;
         change_remove(c, e);
         uint64_t start = 0;
@@ -95,7 +95,7 @@ static void cut_slots(lw *L, const ast_stmt *s, change *c, const char *param, co
             }
             out[(*n_out)++] = (named){mr_slot_name(L, mi, q, part), L->st.e[e].name,
                                       s->targets->span,
-                                      cut_part(L, s, sv_node(&L->st, e), how, i, &start), NULL};
+                                      cut_part(L, s, state_node(&L->st, e), how, i, &start), NULL};
         }
     }
 }
@@ -168,7 +168,7 @@ void lw_split(lw *L, const ast_stmt *s)
         cut_slots(L, s, &o.c, m->name, &how, names + first, names, &n_named);
     }
     if (L->errors == o.before && names)
-        add_new_names(L, &o.c, names, n_named, "split");
+        change_add_names(L, &o.c, names, n_named, "split");
     L->nomem |= !names || !tt || !lens;
     free(names);
     lw_stmt_close(L, &o);
@@ -298,9 +298,9 @@ static void join_slots(lw *L, const ast_stmt *s, change *c, const member *v, siz
         size_t i;
         for (i = 0; i < n; i++) {
             size_t e = mr_slot_entry(L, mi, q, v[i].m->name);
-            if (e == SV_NONE || c->touched[e])
+            if (e == STATE_NONE || c->touched[e])
                 break;
-            ids[i] = sv_node(&L->st, e);
+            ids[i] = state_node(&L->st, e);
             change_remove(c, e);
         }
         if (i == n)
@@ -349,7 +349,7 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
         i = j;
     }
     if (L->errors == o.before && names)
-        add_new_names(L, &o.c, names, n_named, stack ? "stack" : "concat");
+        change_add_names(L, &o.c, names, n_named, stack ? "stack" : "concat");
     L->nomem |= !v || !names || !ids;
     free(v);
     free(names);
@@ -409,7 +409,7 @@ void lw_unstack(lw *L, const ast_stmt *s)
         cut_slots(L, s, &o.c, m->name, &how, names + first, names, &n_named);
     }
     if (names)
-        add_new_names(L, &o.c, names, n_named, "unstack");
+        change_add_names(L, &o.c, names, n_named, "unstack");
     free(names);
     lw_stmt_close(L, &o);
 }
