@@ -1,6 +1,7 @@
 /* change.c: the changes of one statement, checked and committed together:
  * names removed, names added (distinct and free, or an error naming both
- * sides), and new values for names that stay. */
+ * sides), new values for names that stay, names tied and untied; then the
+ * tied names and the LoRA records follow what the statement did. */
 #include "change.h"
 
 #include <stdlib.h>

@@ -1,6 +1,6 @@
-/* structural.c: the statements that cut and join tensors (split, unstack;
- * concat, stack) into slices and joins, with the optimizer slots of a
- * mirrored parameter following it through the move. */
+/* structural.c: the structural moves: split and unstack cut a tensor into
+ * slices, concat and stack join a group of tensors into one; a mirrored
+ * parameter's optimizer slots follow it through the move. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,5 +1,6 @@
 /* json.h: a strict JSON reader that pulls values one at a time, for the
- * checkpoint formats (safetensors headers, schemas, shard indexes). Headers
+ * checkpoint formats (safetensors headers, schemas, shard indexes) and the
+ * records surg leaves in an output's metadata (ties, LoRA). Headers
  * may hold a million tensors: this reads them in one pass with no tree and
  * no allocation but the strings it keeps, where a general JSON library's tree
  * costs more than everything else surg does with a header.
