@@ -1,6 +1,7 @@
 /* change.c: the changes of one statement, checked and committed together:
  * names removed, names added (distinct and free, or an error naming both
- * sides), and new values for names that stay. */
+ * sides), new values for names that stay, names tied and untied; then the
+ * tied names and the LoRA records follow what the statement did. */
 #include "change.h"
 
 #include <stdlib.h>
@@ -59,7 +60,7 @@ void change_remove(change *c, size_t e)
 void change_add(lw *L, change *c, const char *name, cg_id node, const char *tied, src_span at)
 {
     if (grow(L, (void **)&c->added, c->n_added, &c->cap, sizeof *c->added))
-        c->added[c->n_added++] = (sv_entry){name, tied, tied ? CG_NONE : node, 0, at};
+        c->added[c->n_added++] = (state_entry){name, tied, tied ? CG_NONE : node, 0, at};
 }
 
 void change_move(lw *L, change *c, const char *from, const char *to)
@@ -79,7 +80,7 @@ void change_tie(lw *L, change *c, size_t e, const char *target, cg_id node)
 void change_update(lw *L, change *c, size_t entry, cg_id node)
 {
     if (grow(L, (void **)&c->updated, c->n_updated, &c->cap_updated, sizeof *c->updated))
-        c->updated[c->n_updated++] = (sv_entry){.node = node, .len = (uint32_t)entry};
+        c->updated[c->n_updated++] = (state_entry){.node = node, .len = (uint32_t)entry};
     c->touched[entry] = 1;
 }
 
@@ -118,7 +119,7 @@ static void tally_naive(lw *L, const change *c)
         if (c->removed[i] && !L->st.e[i].tied)
             freed += bytes_of(L, L->st.e[i].node);
     for (size_t i = 0; i < c->n_ties; i++) { /* sd[a] = sd[b]; sd[a] = sd[b].clone() */
-        const sv_entry *e = &L->st.e[c->ties[i].entry];
+        const state_entry *e = &L->st.e[c->ties[i].entry];
         if (c->ties[i].target && !e->tied)
             freed += bytes_of(L, e->node);
         else if (!c->ties[i].target)
@@ -142,7 +143,7 @@ static bool removes_any(const lw *L, const change *c)
 /* A tied name whose stored tensor goes, and the value it takes over. */
 typedef struct orphan {
     const char *target;
-    sv_entry *alias; /* in the state or among the additions */
+    state_entry *alias; /* in the state or among the additions */
     size_t target_entry;
 } orphan;
 
@@ -163,14 +164,14 @@ static const char *redirect(const moved *r, size_t n, const char *name)
 
 /* A tied name follows its stored tensor; when that goes for good, the name
  * is noted as an orphan. */
-static void follow(lw *L, const change *c, const moved *r, size_t nr, sv_entry *x, orphan *o,
+static void follow(lw *L, const change *c, const moved *r, size_t nr, state_entry *x, orphan *o,
                    size_t *n_o)
 {
-    size_t t = sv_find(&L->st, x->tied);
+    size_t t = state_find(&L->st, x->tied);
     const char *to = redirect(r, nr, x->tied);
     if (to)
         x->tied = to;
-    else if (t != SV_NONE && c->removed[t])
+    else if (t != STATE_NONE && c->removed[t])
         o[(*n_o)++] = (orphan){x->tied, x, t};
 }
 
@@ -184,7 +185,7 @@ static void take_slots(lw *L, change *c, size_t from, const char *to)
     for (size_t k = 0; k < mi->n_slots; k++) {
         size_t e = mr_slot_entry(L, mi, k, L->st.e[from].name);
         const char *name = mr_slot_name(L, mi, k, to);
-        if (e == SV_NONE || !c->removed[e] || L->st.e[e].tied || taken(L, c, name))
+        if (e == STATE_NONE || !c->removed[e] || L->st.e[e].tied || change_taken(L, c, name))
             continue;
         bool added = false;
         for (size_t i = 0; i < c->n_added && !added; i++)
@@ -273,7 +274,7 @@ static moved *redirects(lw *L, const change *c, size_t *n)
 static void apply_ties(lw *L, const change *c)
 {
     for (size_t i = 0; i < c->n_ties; i++) {
-        sv_entry *e = &L->st.e[c->ties[i].entry];
+        state_entry *e = &L->st.e[c->ties[i].entry];
         if (!e->tied && c->ties[i].target)
             L->st.n_tied++;
         else if (e->tied && !c->ties[i].target)
@@ -310,8 +311,8 @@ static void settle_tied(lw *L, change *c, const moved *r, size_t nr)
 static const char *record_name(lw *L, const change *c, const moved *r, size_t nr,
                                const char *name)
 {
-    size_t i = sv_find(&L->st, name);
-    if (i == SV_NONE || !c->removed[i]) /* it stays, or this change makes it */
+    size_t i = state_find(&L->st, name);
+    if (i == STATE_NONE || !c->removed[i]) /* it stays, or this change makes it */
         return name;
     return redirect(r, nr, name);
 }
@@ -363,7 +364,7 @@ void change_done(lw *L, change *c, unsigned errors_before)
             settle_records(L, c, r, nr);
     }
     if (ok && structural && !L->nomem &&
-        !sv_commit(&L->st, c->removed, c->added, c->n_added, c->added_sorted))
+        !state_commit(&L->st, c->removed, c->added, c->n_added, c->added_sorted))
         L->nomem = true;
     free(r);
     free(c->removed);
@@ -375,10 +376,10 @@ void change_done(lw *L, change *c, unsigned errors_before)
 }
 
 /* Is `name` taken: a name that stays? */
-bool taken(lw *L, const change *c, const char *name)
+bool change_taken(lw *L, const change *c, const char *name)
 {
-    size_t i = sv_find(&L->st, name);
-    return i != SV_NONE && !(c && c->removed[i]);
+    size_t i = state_find(&L->st, name);
+    return i != STATE_NONE && !(c && c->removed[i]);
 }
 
 /* Is each sorted name taken? A walk along the state when there are many,
@@ -387,7 +388,7 @@ static void mark_taken(lw *L, const change *c, const named *n, size_t count, uin
 {
     if (count * 16 < L->st.n) {
         for (size_t i = 0; i < count; i++)
-            out[i] = taken(L, c, n[i].name);
+            out[i] = change_taken(L, c, n[i].name);
         return;
     }
     size_t j = 0;
@@ -401,8 +402,8 @@ static void mark_taken(lw *L, const change *c, const named *n, size_t count, uin
 
 static bool is_tied(const lw *L, const char *name)
 {
-    size_t i = sv_find(&L->st, name);
-    return i != SV_NONE && L->st.e[i].tied;
+    size_t i = state_find(&L->st, name);
+    return i != STATE_NONE && L->st.e[i].tied;
 }
 
 /* A name no format can hold is an error at the statement that makes it,
@@ -426,7 +427,7 @@ static bool check_name(lw *L, const named *n, const char *verb)
 
 /* New names must be distinct and free (errors name both sides); then they
  * join the change, already in order. */
-void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb)
+void change_add_names(lw *L, change *c, named *n, size_t count, const char *verb)
 {
     uint8_t *busy = malloc(count ? count : 1);
     if (!busy || ss_sort(n, count, sizeof *n) != 0) {

@@ -12,9 +12,9 @@
 typedef struct change {
     uint8_t *removed; /* per state entry */
     uint8_t *touched; /* per state entry: removed or given a new value */
-    sv_entry *added;
+    state_entry *added;
     size_t n_added, cap;
-    sv_entry *updated; /* .len holds the entry index: new value, same name */
+    state_entry *updated; /* .len holds the entry index: new value, same name */
     size_t n_updated, cap_updated;
     struct moved *moved; /* renames: from -> to */
     size_t n_moved, cap_moved;
@@ -51,9 +51,9 @@ void change_update(lw *L, change *c, size_t entry, cg_id node);
 void change_done(lw *L, change *c, unsigned errors_before);
 /* Is `name` taken: a name (stored or tied) that stays after `c` (may be
  * NULL)? */
-bool taken(lw *L, const change *c, const char *name);
+bool change_taken(lw *L, const change *c, const char *name);
 /* New names must be distinct and free (errors name both sides, with `verb`);
  * then they join the change. Sorts `n`. */
-void add_new_names(lw *L, change *c, named *n, size_t count, const char *verb);
+void change_add_names(lw *L, change *c, named *n, size_t count, const char *verb);
 
 #endif

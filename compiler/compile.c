@@ -14,10 +14,10 @@
 static bool initial_state(lw *L, surg_ckpt *in)
 {
     size_t n = surg_ckpt_count(in);
-    if (!bb_reserve(&L->st.buf[0], (n + 1) * sizeof(sv_entry)) ||
+    if (!bb_reserve(&L->st.buf[0], (n + 1) * sizeof(state_entry)) ||
         !cg_reserve(&L->g, (uint32_t)n + 1024))
         return false;
-    sv_entry *e = L->st.buf[0].p;
+    state_entry *e = L->st.buf[0].p;
     for (size_t i = 0; i < n; i++) {
         const surg_tensor_info *t = surg_ckpt_tensor(in, i);
         /* The checkpoint outlives the program: its shapes are not copied. */
@@ -28,7 +28,7 @@ static bool initial_state(lw *L, surg_ckpt *in)
         if (id == CG_NONE)
             return false;
         /* already sorted; {0, 0}: the input's own name */
-        e[i] = (sv_entry){.name = t->name, .node = id, .len = (uint32_t)strlen(t->name)};
+        e[i] = (state_entry){.name = t->name, .node = id, .len = (uint32_t)strlen(t->name)};
         L->naive_dict += t->nbytes; /* the naive way loads everything */
     }
     L->naive_peak = L->naive_dict;
@@ -47,7 +47,7 @@ static bool finish(lw *L, surg_program *p)
         return false;
     p->n_out = p->n_alias = 0;
     for (size_t i = 0; i < L->st.n; i++) { /* both in name order */
-        const sv_entry *e = &L->st.e[i];
+        const state_entry *e = &L->st.e[i];
         if (e->tied) {
             p->alias[p->n_alias++] = (surg_meta_entry){e->name, e->tied};
             continue;
@@ -101,7 +101,7 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
     surg_status st = L.nomem ? dg_nomem(sink, r->src.path) : L.errors ? SURG_EINVALID
                      : ok ? SURG_OK
                           : dg_nomem(sink, r->src.path);
-    sv_free(&L.st);
+    state_free(&L.st);
     bb_free(&L.matches);
     bb_free(&L.caps);
     gl_scratch_free(&L.scratch);

@@ -205,11 +205,18 @@ static bool int_arg(ex *E, const ast_expr *e, int64_t *out)
 
 /* ---- calls ------------------------------------------------------------ */
 
+/* The call's first argument, lowered once the number of arguments is
+ * checked; CG_NONE after an error. */
+static cg_id first_arg(ex *E, const ast_expr *call, int lo, int hi)
+{
+    if (!arity(E, call, lo, hi))
+        return CG_NONE;
+    return lower(E, call->u.call.args->value);
+}
+
 static cg_id unary(ex *E, const ast_expr *call, cg_op op)
 {
-    if (!arity(E, call, 1, 1))
-        return CG_NONE;
-    cg_id a = lower(E, call->u.call.args->value);
+    cg_id a = first_arg(E, call, 1, 1);
     if (a == CG_NONE || !computable(E, call, a, call->u.call.name))
         return CG_NONE;
     const cg_node *x = node(E, a);
@@ -218,9 +225,7 @@ static cg_id unary(ex *E, const ast_expr *call, cg_op op)
 
 static cg_id reduction(ex *E, const ast_expr *call, cg_op op)
 {
-    if (!arity(E, call, 1, 1))
-        return CG_NONE;
-    cg_id a = lower(E, call->u.call.args->value);
+    cg_id a = first_arg(E, call, 1, 1);
     if (a == CG_NONE || !computable(E, call, a, call->u.call.name))
         return CG_NONE;
     return make(E, op, node(E, a)->dtype, 0, NULL, &a, 1);
@@ -307,9 +312,7 @@ static cg_id full_like(ex *E, const ast_expr *call, bool zeros)
 
 static cg_id transpose(ex *E, const ast_expr *call)
 {
-    if (!arity(E, call, 1, 1 + SURG_MAX_RANK))
-        return CG_NONE;
-    cg_id a = lower(E, call->u.call.args->value);
+    cg_id a = first_arg(E, call, 1, 1 + SURG_MAX_RANK);
     if (a == CG_NONE)
         return CG_NONE;
     const cg_node *x = node(E, a);
@@ -345,9 +348,7 @@ static cg_id transpose(ex *E, const ast_expr *call)
 
 static cg_id reshape(ex *E, const ast_expr *call)
 {
-    if (!arity(E, call, 1, 1 + SURG_MAX_RANK))
-        return CG_NONE;
-    cg_id a = lower(E, call->u.call.args->value);
+    cg_id a = first_arg(E, call, 1, 1 + SURG_MAX_RANK);
     if (a == CG_NONE)
         return CG_NONE;
     const cg_node *x = node(E, a);
@@ -403,13 +404,13 @@ static cg_id tensor(ex *E, const ast_expr *call)
     const char *name = lw_expand(E->L, &t, arg->span, E->m, 0);
     if (!name)
         return CG_NONE;
-    size_t i = sv_find(&E->L->st, name);
-    if (i == SV_NONE) {
+    size_t i = state_find(&E->L->st, name);
+    if (i == STATE_NONE) {
         lw_error(E->L, arg->span, "tensor", NULL, 0, "tensor(\"%s\") names \"%s\", which does not exist",
                  arg->u.string, name ? name : "");
         return CG_NONE;
     }
-    cg_id id = sv_node(&E->L->st, i); /* a tied name: its stored tensor's */
+    cg_id id = state_node(&E->L->st, i); /* a tied name: its stored tensor's */
     const cg_node *x = node(E, E->m->node), *y = node(E, id);
     if (x->rank != y->rank || memcmp(x->shape, y->shape, x->rank * sizeof *x->shape) != 0) {
         lw_error(E->L, arg->span, "tensor", NULL, 0,

@@ -10,32 +10,33 @@
 #include "lower.h"
 #include "tensor_name.h"
 
-void lw_error(lw *L, src_span at, const char *code, const char *const *notes,
-              size_t n_notes, const char *fmt, ...)
+static void report(lw *L, surg_severity sev, src_span at, const char *code,
+                   const char *const *notes, size_t n_notes, const char *fmt, va_list ap)
 {
     buf msg;
     buf_init(&msg);
-    va_list ap;
-    va_start(ap, fmt);
     buf_vprintf(&msg, fmt, ap);
-    va_end(ap);
-    L->errors++;
-    src_report(L->src, L->sink, SURG_ERROR, code, at, notes, n_notes, "%s",
+    src_report(L->src, L->sink, sev, code, at, notes, n_notes, "%s",
                msg.failed ? "(out of memory)" : msg.data);
     buf_free(&msg);
 }
 
-void lw_warning(lw *L, src_span at, const char *code, const char *fmt, ...)
+void lw_error(lw *L, src_span at, const char *code, const char *const *notes,
+              size_t n_notes, const char *fmt, ...)
 {
-    buf msg;
-    buf_init(&msg);
     va_list ap;
     va_start(ap, fmt);
-    buf_vprintf(&msg, fmt, ap);
+    L->errors++;
+    report(L, SURG_ERROR, at, code, notes, n_notes, fmt, ap);
     va_end(ap);
-    src_report(L->src, L->sink, SURG_WARNING, code, at, NULL, 0, "%s",
-               msg.failed ? "(out of memory)" : msg.data);
-    buf_free(&msg);
+}
+
+void lw_warning(lw *L, src_span at, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report(L, SURG_WARNING, at, code, NULL, 0, fmt, ap);
+    va_end(ap);
 }
 
 bool lw_template(lw *L, const ast_string *text, const gl_pattern *pat, bool allow_index,

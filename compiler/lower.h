@@ -1,8 +1,10 @@
-/* lower.h: what the lowering of statements shares: the graph being built,
- * the abstract state, the settings statements change (seed, layout), and the
- * helpers every statement uses (matching a pattern, expanding a template,
- * reporting at a span). One function per statement kind lives in lower.c;
- * expressions in expr.c; initializers in init.c. */
+/* lower.h: what the files that lower a recipe share: the graph being built,
+ * the abstract state, the settings statements change (seed, layout), and
+ * what each file gives the others: errors at a span, templates, whole
+ * numbers and type texts (lower.c); matching a pattern (match.c); the EXPR
+ * of map (expr.c); the INIT of fill and init-lora (init.c); an input's
+ * records (records.c); every statement (statements.c, one function per
+ * kind, with structural.c and lora.c). */
 #ifndef SURG_LOWER_H
 #define SURG_LOWER_H
 
@@ -19,7 +21,7 @@ typedef struct lw {
     surg_sink *sink;
     const src_file *src;
     cg_graph g;
-    sv_state st;
+    state_table st;
     gl_scratch scratch;
     uint64_t seed;
     lw_layout layout;

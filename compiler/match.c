@@ -257,8 +257,8 @@ static bool add_match(lw *L, lw_matches *out, size_t entry, const gl_span *caps)
     out->m = L->matches.p;
     memcpy((gl_span *)L->caps.p + out->n * nc, caps, nc * sizeof *caps);
     /* caps is set once matching is over: the buffer may still move. */
-    const sv_entry *e = &L->st.e[entry];
-    out->m[out->n++] = (lw_match){e->name, sv_node(&L->st, entry), e->tied, entry, NULL};
+    const state_entry *e = &L->st.e[entry];
+    out->m[out->n++] = (lw_match){e->name, state_node(&L->st, entry), e->tied, entry, NULL};
     return true;
 }
 
@@ -273,8 +273,8 @@ bool lw_match_pattern(lw *L, const ast_string *pattern, lw_matches *out)
     }
     size_t lo, hi;
     /* The decoded literal prefix: the pattern's text may quote with '\\'. */
-    sv_prefix_range(&L->st, out->pat.prefix_len ? out->pat.toks[0].text : "",
-                    out->pat.prefix_len, &lo, &hi);
+    state_prefix_range(&L->st, out->pat.prefix_len ? out->pat.toks[0].text : "",
+                       out->pat.prefix_len, &lo, &hi);
     gl_span caps[GL_MAX_CAPTURES + 1];
     for (size_t i = lo; i < hi; i++) {
         int r = gl_match(&out->pat, L->st.e[i].name, L->st.e[i].len, caps, &L->scratch);

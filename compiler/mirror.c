@@ -57,11 +57,11 @@ static size_t find_joined(lw *L, const char *prefix, const char *rest)
     char *s = malloc(a + b + 1);
     if (!s) {
         L->nomem = true;
-        return SV_NONE;
+        return STATE_NONE;
     }
     memcpy(s, prefix, a);
     memcpy(s + a, rest, b + 1);
-    size_t e = sv_find(&L->st, s);
+    size_t e = state_find(&L->st, s);
     free(s);
     return e;
 }
@@ -99,10 +99,10 @@ void mr_moved(lw *L, change *c, named *out, size_t *n, const char *from, const c
     }
     for (size_t k = 0; k < mi->n_slots; k++) {
         size_t e = mr_slot_entry(L, mi, k, from);
-        if (e == SV_NONE || c->touched[e])
+        if (e == STATE_NONE || c->touched[e])
             continue; /* missing (the final check says so), or moved by the statement */
         change_remove(c, e);
-        const sv_entry *x = &L->st.e[e];
+        const state_entry *x = &L->st.e[e];
         out[(*n)++] = (named){mr_slot_name(L, mi, k, to), x->name, at, x->node, x->tied};
     }
 }
@@ -112,7 +112,7 @@ void mr_dropped(lw *L, change *c, const char *param)
     const lw_mirror *mi = mr_find(L, param);
     for (size_t k = 0; mi && k < mi->n_slots; k++) {
         size_t e = mr_slot_entry(L, mi, k, param);
-        if (e != SV_NONE && !c->touched[e])
+        if (e != STATE_NONE && !c->touched[e])
             change_remove(c, e);
     }
 }
@@ -122,7 +122,7 @@ void mr_zeroed(lw *L, change *c, const char *param, src_span at)
     const lw_mirror *mi = mr_find(L, param);
     for (size_t k = 0; mi && k < mi->n_slots; k++) {
         size_t e = mr_slot_entry(L, mi, k, param);
-        if (e == SV_NONE || c->touched[e] || L->st.e[e].tied)
+        if (e == STATE_NONE || c->touched[e] || L->st.e[e].tied)
             continue;
         const cg_node *slot = cg_get(&L->g, L->st.e[e].node);
         change_update(L, c, e, mr_zeros(L, slot->dtype, slot->rank, slot->shape, at));
@@ -159,10 +159,10 @@ void mr_copied(lw *L, named *out, size_t *n, const char *from, const char *to, c
     for (size_t k = 0; k < mi->n_slots; k++) {
         const char *name = mr_slot_name(L, mi, k, to);
         size_t e = mr_slot_entry(L, mi, k, from);
-        if (sv_find(&L->st, name) != SV_NONE)
+        if (state_find(&L->st, name) != STATE_NONE)
             continue; /* it has that slot already */
-        if (e != SV_NONE) {
-            out[(*n)++] = (named){name, L->st.e[e].name, at, sv_node(&L->st, e), NULL};
+        if (e != STATE_NONE) {
+            out[(*n)++] = (named){name, L->st.e[e].name, at, state_node(&L->st, e), NULL};
             continue;
         }
         const cg_node *p = cg_get(&L->g, node);
@@ -177,16 +177,16 @@ cg_id mr_take_slot(lw *L, change *c, const lw_mirror *mi, size_t k, const lw_mat
 {
     if (!m->tied) {
         size_t e = mr_slot_entry(L, mi, k, m->name);
-        if (e == SV_NONE || c->touched[e])
+        if (e == STATE_NONE || c->touched[e])
             return CG_NONE;
         change_remove(c, e);
         *from = L->st.e[e].name;
-        return sv_node(&L->st, e);
+        return state_node(&L->st, e);
     }
-    size_t e = mr_find(L, m->tied) == mi ? mr_slot_entry(L, mi, k, m->tied) : SV_NONE;
-    if (e != SV_NONE) {
+    size_t e = mr_find(L, m->tied) == mi ? mr_slot_entry(L, mi, k, m->tied) : STATE_NONE;
+    if (e != STATE_NONE) {
         *from = L->st.e[e].name; /* read, not taken: it stays the stored tensor's */
-        return sv_node(&L->st, e);
+        return state_node(&L->st, e);
     }
     const cg_node *p = cg_get(&L->g, m->node);
     surg_dtype dt = mi->slot_dtype[k] < SURG_DTYPE_COUNT ? mi->slot_dtype[k] : p->dtype;
@@ -214,39 +214,39 @@ static void check_trees(lw *L, const lw_mirror *mi)
         return;
     }
     for (size_t k = 0; k < mi->n_slots; k++) {
-        sv_prefix_range(&L->st, mi->slots[k], strlen(mi->slots[k]), &lo, &hi);
+        state_prefix_range(&L->st, mi->slots[k], strlen(mi->slots[k]), &lo, &hi);
         empty[k] = lo == hi;
     }
-    sv_prefix_range(&L->st, mi->params, mi->plen, &lo, &hi);
+    state_prefix_range(&L->st, mi->params, mi->plen, &lo, &hi);
     for (size_t i = lo; i < hi && !L->nomem; i++) {
         const char *p = L->st.e[i].name;
         if (L->st.e[i].tied)
             continue; /* its stored tensor's slots are its own */
         const cg_node *pn = cg_get(&L->g, L->st.e[i].node);
         for (size_t k = 0; k < mi->n_slots; k++) {
-            size_t e = empty[k] ? SV_NONE : mr_slot_entry(L, mi, k, p);
-            if (e != SV_NONE && same_shape(pn, cg_get(&L->g, sv_node(&L->st, e))))
+            size_t e = empty[k] ? STATE_NONE : mr_slot_entry(L, mi, k, p);
+            if (e != STATE_NONE && same_shape(pn, cg_get(&L->g, state_node(&L->st, e))))
                 continue;
             if (reported++ >= MR_MAX_REPORTS) {
                 more++;
                 continue;
             }
-            if (e == SV_NONE)
+            if (e == STATE_NONE)
                 lw_error(L, mi->at, "mirror-missing", NULL, 0,
                          "\"%s\" has no optimizer slot \"%s%s\"", p, mi->slots[k], p + mi->plen);
             else
                 lw_error(L, mi->at, "mirror-shape", NULL, 0,
                          "slot \"%s\" is %s, but its parameter \"%s\" is %s", L->st.e[e].name,
-                         lw_type(cg_get(&L->g, sv_node(&L->st, e)), 0), p, lw_type(pn, 1));
+                         lw_type(cg_get(&L->g, state_node(&L->st, e)), 0), p, lw_type(pn, 1));
         }
     }
     free(empty);
     for (size_t k = 0; k < mi->n_slots && !L->nomem; k++) {
         size_t plen = strlen(mi->slots[k]);
-        sv_prefix_range(&L->st, mi->slots[k], plen, &lo, &hi);
+        state_prefix_range(&L->st, mi->slots[k], plen, &lo, &hi);
         for (size_t i = lo; i < hi; i++) {
             const char *rest = L->st.e[i].name + plen;
-            if (find_joined(L, mi->params, rest) != SV_NONE || L->nomem)
+            if (find_joined(L, mi->params, rest) != STATE_NONE || L->nomem)
                 continue;
             if (reported++ >= MR_MAX_REPORTS) {
                 more++;
@@ -344,10 +344,10 @@ static bool prefixes_ok(lw *L, const ast_stmt *s)
 static surg_dtype common_dtype(lw *L, const char *prefix)
 {
     size_t lo, hi;
-    sv_prefix_range(&L->st, prefix, strlen(prefix), &lo, &hi);
+    state_prefix_range(&L->st, prefix, strlen(prefix), &lo, &hi);
     surg_dtype dt = SURG_DTYPE_COUNT;
     for (size_t i = lo; i < hi; i++) {
-        surg_dtype d = cg_get(&L->g, sv_node(&L->st, i))->dtype;
+        surg_dtype d = cg_get(&L->g, state_node(&L->st, i))->dtype;
         if (dt != SURG_DTYPE_COUNT && d != dt)
             return SURG_DTYPE_COUNT;
         dt = d;
@@ -360,7 +360,7 @@ void mr_declare(lw *L, const ast_stmt *s)
     if (!prefixes_ok(L, s))
         return;
     size_t lo, hi, n = 0;
-    sv_prefix_range(&L->st, s->patterns->text, strlen(s->patterns->text), &lo, &hi);
+    state_prefix_range(&L->st, s->patterns->text, strlen(s->patterns->text), &lo, &hi);
     if (lo == hi) {
         lw_error(L, s->patterns->span, "mirror-empty", NULL, 0,
                  "no tensor is under \"%s\": there are no parameters to mirror",

@@ -25,7 +25,7 @@ void mr_declare(lw *L, const ast_stmt *s);
 const lw_mirror *mr_find(const lw *L, const char *name);
 
 /* Slot k of a parameter (which must be under mi's prefix): its name, and its
- * entry in the state (SV_NONE if missing). */
+ * entry in the state (STATE_NONE if missing). */
 const char *mr_slot_name(lw *L, const lw_mirror *mi, size_t k, const char *param);
 size_t mr_slot_entry(lw *L, const lw_mirror *mi, size_t k, const char *param);
 

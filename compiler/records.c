@@ -29,7 +29,7 @@ static const char *prefixed(lw *L, const char *prefix, const char *name)
 
 /* One part's recorded ties (names under `prefix`), each checked against the
  * stored tensors: a tied name is no tensor, its target is one. */
-static void part_ties(lw *L, const surg_ckpt *part, const char *prefix, sv_entry *out,
+static void part_ties(lw *L, const surg_ckpt *part, const char *prefix, state_entry *out,
                       size_t *n)
 {
     const surg_meta_entry *tie;
@@ -37,14 +37,14 @@ static void part_ties(lw *L, const surg_ckpt *part, const char *prefix, sv_entry
         const char *a = prefixed(L, prefix, tie->key), *t = prefixed(L, prefix, tie->value);
         if (!a || !t)
             return;
-        if (sv_find(&L->st, t) == SV_NONE || sv_find(&L->st, a) != SV_NONE) {
+        if (state_find(&L->st, t) == STATE_NONE || state_find(&L->st, a) != STATE_NONE) {
             dg_file(L->sink, SURG_WARNING, "ties-metadata", surg_ckpt_path(part),
                     "the recorded tie \"%s\" -> \"%s\" does not fit the tensors here; "
                     "it is dropped",
                     tie->key, tie->value);
             continue;
         }
-        out[(*n)++] = (sv_entry){.name = a, .tied = t, .node = CG_NONE};
+        out[(*n)++] = (state_entry){.name = a, .tied = t, .node = CG_NONE};
     }
 }
 
@@ -59,7 +59,7 @@ static void load_ties(lw *L, const surg_ckpt *in)
         total += surg_ckpt_tie_count(part);
     if (!total)
         return;
-    sv_entry *added = malloc(total * sizeof *added);
+    state_entry *added = malloc(total * sizeof *added);
     if (!added) {
         L->nomem = true;
         return;
@@ -71,7 +71,7 @@ static void load_ties(lw *L, const surg_ckpt *in)
         L->nomem = true;
     size_t k = 0; /* a name recorded twice is tied once, to the first target in byte order */
     for (size_t i = 0; !L->nomem && i < n; i++) {
-        sv_entry *last = k ? &added[k - 1] : NULL;
+        state_entry *last = k ? &added[k - 1] : NULL;
         if (!last || strcmp(last->name, added[i].name) != 0) {
             added[k++] = added[i];
             continue;
@@ -84,7 +84,7 @@ static void load_ties(lw *L, const surg_ckpt *in)
         if (earlier)
             *last = added[i];
     }
-    if (!L->nomem && !sv_commit(&L->st, NULL, added, k, true))
+    if (!L->nomem && !state_commit(&L->st, NULL, added, k, true))
         L->nomem = true;
     free(added);
 }
@@ -92,16 +92,16 @@ static void load_ties(lw *L, const surg_ckpt *in)
 /* ---- LoRA records ----------------------------------------------------- */
 
 /* A JSON number, read as the text it is written as. */
-static bool number(jr *j, double *out)
+static bool number(json_reader *j, double *out)
 {
-    int c = jr_peek(j);
+    int c = json_peek(j);
     size_t start = j->i;
-    if (!(c == '-' || (c >= '0' && c <= '9')) || !jr_skip(j))
-        return c < 0 || j->failed ? false : jr_fail(j, "expected a number");
+    if (!(c == '-' || (c >= '0' && c <= '9')) || !json_skip(j))
+        return c < 0 || j->failed ? false : json_fail(j, "expected a number");
     char text[64];
     size_t len = j->i - start;
     if (len >= sizeof text)
-        return jr_fail(j, "a number of %zu characters", len);
+        return json_fail(j, "a number of %zu characters", len);
     memcpy(text, j->s + start, len);
     text[len] = '\0';
     *out = strtod(text, NULL);
@@ -111,27 +111,27 @@ static bool number(jr *j, double *out)
 /* One record, {"r":…, "lora_alpha":…, "style":…, "target":…, "lora_a":…,
  * "lora_b":…}; false after a JSON error, *r->target NULL when a field is
  * missing or wrong. */
-static bool lora_entry(jr *j, cg_lora *r)
+static bool lora_entry(json_reader *j, cg_lora *r)
 {
     *r = (cg_lora){0};
     r->alpha = -1;
     const char *style = NULL;
     uint64_t rank = 0;
     bool have_rank = false;
-    if (!jr_open(j, '{'))
+    if (!json_open(j, '{'))
         return false;
-    int more = jr_first(j, '}');
-    for (; more > 0; more = jr_more(j, '}')) {
+    int more = json_first(j, '}');
+    for (; more > 0; more = json_more(j, '}')) {
         const char *key;
-        if (!jr_key(j, &key))
+        if (!json_key(j, &key))
             return false;
-        bool ok = strcmp(key, "r") == 0           ? (have_rank = jr_count(j, &rank))
+        bool ok = strcmp(key, "r") == 0           ? (have_rank = json_count(j, &rank))
                   : strcmp(key, "lora_alpha") == 0 ? number(j, &r->alpha)
-                  : strcmp(key, "style") == 0      ? jr_string(j, &style)
-                  : strcmp(key, "target") == 0     ? jr_string(j, &r->target)
-                  : strcmp(key, "lora_a") == 0     ? jr_string(j, &r->a)
-                  : strcmp(key, "lora_b") == 0     ? jr_string(j, &r->b)
-                                                   : jr_skip(j);
+                  : strcmp(key, "style") == 0      ? json_string(j, &style)
+                  : strcmp(key, "target") == 0     ? json_string(j, &r->target)
+                  : strcmp(key, "lora_a") == 0     ? json_string(j, &r->a)
+                  : strcmp(key, "lora_b") == 0     ? json_string(j, &r->b)
+                                                   : json_skip(j);
         if (!ok)
             return false;
     }
@@ -169,18 +169,18 @@ static void part_lora(lw *L, const surg_ckpt *part, const char *prefix)
             v = surg_ckpt_meta(part, i)->value;
     if (!v)
         return;
-    jr j;
-    jr_init(&j, v, strlen(v), L->ar);
-    int more = jr_open(&j, '[') ? jr_first(&j, ']') : -1;
-    for (; more > 0 && !L->nomem; more = jr_more(&j, ']')) {
+    json_reader j;
+    json_init(&j, v, strlen(v), L->ar);
+    int more = json_open(&j, '[') ? json_first(&j, ']') : -1;
+    for (; more > 0 && !L->nomem; more = json_more(&j, ']')) {
         cg_lora r;
         if (!lora_entry(&j, &r))
             break;
         const char *t = r.target ? prefixed(L, prefix, r.target) : NULL;
         const char *a = t ? prefixed(L, prefix, r.a) : NULL;
         const char *b = a ? prefixed(L, prefix, r.b) : NULL;
-        if (!b || sv_find(&L->st, t) == SV_NONE || sv_find(&L->st, a) == SV_NONE ||
-            sv_find(&L->st, b) == SV_NONE) {
+        if (!b || state_find(&L->st, t) == STATE_NONE || state_find(&L->st, a) == STATE_NONE ||
+            state_find(&L->st, b) == STATE_NONE) {
             dg_file(L->sink, SURG_WARNING, "lora-metadata", surg_ckpt_path(part),
                     "the recorded LoRA adapter of \"%s\" (\"%s\", \"%s\") does not fit the "
                     "tensors here; it is dropped",
@@ -192,7 +192,7 @@ static void part_lora(lw *L, const surg_ckpt *part, const char *prefix)
         r.b = b;
         add_record(L, &r);
     }
-    if (more == 0 && !jr_end(&j))
+    if (more == 0 && !json_end(&j))
         more = -1;
     if (more != 0 && !L->nomem)
         dg_file(L->sink, SURG_WARNING, "lora-metadata", surg_ckpt_path(part),

@@ -6,14 +6,14 @@
 
 #include "strsort.h"
 
-size_t sv_find(const sv_state *s, const char *name)
+size_t state_find(const state_table *s, const char *name)
 {
     size_t i = ss_find(s->e, s->n, sizeof *s->e, name);
-    return i == (size_t)-1 ? SV_NONE : i;
+    return i == (size_t)-1 ? STATE_NONE : i;
 }
 
-void sv_prefix_range(const sv_state *s, const char *prefix, size_t len, size_t *lo,
-                     size_t *hi)
+void state_prefix_range(const state_table *s, const char *prefix, size_t len, size_t *lo,
+                        size_t *hi)
 {
     size_t a = 0, b = s->n;
     while (a < b) { /* first name >= prefix */
@@ -35,16 +35,16 @@ void sv_prefix_range(const sv_state *s, const char *prefix, size_t len, size_t *
     *hi = c;
 }
 
-cg_id sv_node(const sv_state *s, size_t i)
+cg_id state_node(const state_table *s, size_t i)
 {
     if (!s->e[i].tied)
         return s->e[i].node;
-    size_t t = sv_find(s, s->e[i].tied);
-    return t == SV_NONE ? CG_NONE : s->e[t].node;
+    size_t t = state_find(s, s->e[i].tied);
+    return t == STATE_NONE ? CG_NONE : s->e[t].node;
 }
 
 /* First index whose name is not below `name`. */
-static size_t lower_bound(const sv_state *s, const char *name)
+static size_t lower_bound(const state_table *s, const char *name)
 {
     size_t lo = 0, hi = s->n;
     while (lo < hi) {
@@ -57,7 +57,7 @@ static size_t lower_bound(const sv_state *s, const char *name)
     return lo;
 }
 
-static bool any_tied(const sv_entry *e, size_t n)
+static bool any_tied(const state_entry *e, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (e[i].tied)
@@ -65,8 +65,8 @@ static bool any_tied(const sv_entry *e, size_t n)
     return false;
 }
 
-bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_added,
-               bool sorted)
+bool state_commit(state_table *s, const uint8_t *removed, state_entry *added, size_t n_added,
+                  bool sorted)
 {
     if (!sorted && ss_sort(added, n_added, sizeof *added) != 0)
         return false;
@@ -74,7 +74,7 @@ bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_ad
     bigbuf *next = &s->buf[!s->cur];
     if (!bb_reserve(next, (s->n + n_added + 1) * sizeof *s->e))
         return false;
-    sv_entry *e = next->p;
+    state_entry *e = next->p;
     size_t from = 0, k = 0;
     for (size_t j = 0; j <= n_added; j++) {
         size_t to = from;
@@ -111,7 +111,7 @@ bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_ad
     return true;
 }
 
-void sv_free(sv_state *s)
+void state_free(state_table *s)
 {
     bb_free(&s->buf[0]);
     bb_free(&s->buf[1]);

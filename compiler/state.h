@@ -11,40 +11,40 @@
 #include "bigbuf.h"
 #include "graph.h"
 
-typedef struct sv_entry {
+typedef struct state_entry {
     const char *name; /* first: the key ss_sort sorts by */
     const char *tied; /* NULL, or the stored name this one is tied to (never
                        * itself tied): its value is that entry's */
-    cg_id node;       /* CG_NONE for a tied name: read values with sv_node */
+    cg_id node;       /* CG_NONE for a tied name: read values with state_node */
     uint32_t len;     /* strlen(name) */
     src_span at;      /* the statement's text that gave the name; {0, 0}: the input's */
-} sv_entry;
+} state_entry;
 
-typedef struct sv_state {
+typedef struct state_table {
     arena *ar;
-    sv_entry *e; /* sorted by name (byte order): in buf[cur] */
+    state_entry *e; /* sorted by name (byte order): in buf[cur] */
     size_t n;
     bigbuf buf[2]; /* a change is built in the other buffer, then they swap */
     int cur;
     size_t n_tied; /* how many entries are tied names */
-} sv_state;
+} state_table;
 
-#define SV_NONE ((size_t)-1)
+#define STATE_NONE ((size_t)-1)
 
-size_t sv_find(const sv_state *s, const char *name);
+size_t state_find(const state_table *s, const char *name);
 /* Entries [*lo, *hi) are those whose names start with prefix[0..len). */
-void sv_prefix_range(const sv_state *s, const char *prefix, size_t len, size_t *lo,
-                     size_t *hi);
+void state_prefix_range(const state_table *s, const char *prefix, size_t len, size_t *lo,
+                        size_t *hi);
 /* The value of entry i: its own node, or for a tied name its stored
  * tensor's. */
-cg_id sv_node(const sv_state *s, size_t i);
+cg_id state_node(const state_table *s, size_t i);
 
 /* Remove the entries flagged in `removed` (n bytes, may be NULL) and add
  * `added` (in name order when `sorted`, else any order; names must not
  * collide with what remains). A few additions find their places by binary
  * search, many by a walk along the table. */
-bool sv_commit(sv_state *s, const uint8_t *removed, sv_entry *added, size_t n_added,
-               bool sorted);
-void sv_free(sv_state *s);
+bool state_commit(state_table *s, const uint8_t *removed, state_entry *added, size_t n_added,
+                  bool sorted);
+void state_free(state_table *s);
 
 #endif

@@ -97,16 +97,16 @@ static surg_status read_ties(surg_ckpt *ck, surg_sink *sink)
     ck->ties = ar_array(&ck->ar, cap ? cap : 1, sizeof *ck->ties);
     if (!ck->ties)
         return dg_nomem(sink, ck->path);
-    jr j;
-    jr_init(&j, v, strlen(v), &ck->ar);
-    int more = jr_open(&j, '{') ? jr_first(&j, '}') : -1;
-    for (; more > 0; more = jr_more(&j, '}')) {
+    json_reader j;
+    json_init(&j, v, strlen(v), &ck->ar);
+    int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
+    for (; more > 0; more = json_more(&j, '}')) {
         surg_meta_entry *t = &ck->ties[ck->n_ties];
-        if (!jr_key(&j, &t->key) || !jr_string(&j, &t->value))
+        if (!json_key(&j, &t->key) || !json_string(&j, &t->value))
             break;
         ck->n_ties++;
     }
-    if (more == 0 && !jr_end(&j))
+    if (more == 0 && !json_end(&j))
         more = -1;
     if (more == 0 && ss_sort(ck->ties, ck->n_ties, sizeof *ck->ties) != 0)
         return dg_nomem(sink, ck->path);

@@ -252,36 +252,36 @@ bool outp_owns(const char *prefix, const char *name)
 /* The index's "metadata" holds the mark (the rest passed over, checked). */
 static bool index_marked(char *text, size_t len)
 {
-    jr j;
-    jr_init_in_place(&j, text, len);
+    json_reader j;
+    json_init_in_place(&j, text, len);
     bool marked = false;
-    int more = jr_open(&j, '{') ? jr_first(&j, '}') : -1;
-    for (; more > 0; more = jr_more(&j, '}')) {
+    int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
+    for (; more > 0; more = json_more(&j, '}')) {
         const char *key;
-        if (!jr_key(&j, &key))
+        if (!json_key(&j, &key))
             return false;
-        if (strcmp(key, "metadata") != 0 || jr_peek(&j) != '{') {
-            if (!jr_skip(&j))
+        if (strcmp(key, "metadata") != 0 || json_peek(&j) != '{') {
+            if (!json_skip(&j))
                 return false;
             continue;
         }
-        int m = jr_open(&j, '{') ? jr_first(&j, '}') : -1;
-        for (; m > 0; m = jr_more(&j, '}')) {
+        int m = json_open(&j, '{') ? json_first(&j, '}') : -1;
+        for (; m > 0; m = json_more(&j, '}')) {
             const char *k, *v;
-            if (!jr_key(&j, &k))
+            if (!json_key(&j, &k))
                 return false;
-            if (strcmp(k, OUTP_MARK_KEY) == 0 && jr_peek(&j) == '"') {
-                if (!jr_string(&j, &v))
+            if (strcmp(k, OUTP_MARK_KEY) == 0 && json_peek(&j) == '"') {
+                if (!json_string(&j, &v))
                     return false;
                 marked |= strcmp(v, OUTP_MARK_VALUE) == 0;
-            } else if (!jr_skip(&j)) {
+            } else if (!json_skip(&j)) {
                 return false;
             }
         }
         if (m < 0)
             return false;
     }
-    return more == 0 && jr_end(&j) && marked;
+    return more == 0 && json_end(&j) && marked;
 }
 
 bool outp_is_ours(const char *path)

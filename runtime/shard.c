@@ -80,14 +80,14 @@ static surg_status distinct_shards(surg_ckpt *ck, surg_sink *sink, index_map *m,
     return SURG_OK;
 }
 
-static surg_status index_json_error(surg_ckpt *ck, surg_sink *sink, const jr *j)
+static surg_status index_json_error(surg_ckpt *ck, surg_sink *sink, const json_reader *j)
 {
     return FAIL(sink, ck->path, "shard-index", "the index is not valid JSON: %s (at byte %zu)",
                 j->err, j->err_at);
 }
 
 /* The entries of "weight_map": tensor name to shard file. */
-static surg_status read_entries(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *m,
+static surg_status read_entries(surg_ckpt *ck, surg_sink *sink, json_reader *j, index_map *m,
                                 const char ***files)
 {
     size_t cap = 64;
@@ -96,19 +96,19 @@ static surg_status read_entries(surg_ckpt *ck, surg_sink *sink, jr *j, index_map
     *files = malloc(cap * sizeof **files);
     if (!m->names || !m->shard || !*files)
         return dg_nomem(sink, ck->path);
-    if (jr_peek(j) != '{')
+    if (json_peek(j) != '{')
         return FAIL(sink, ck->path, "shard-index", "the index's \"weight_map\" must be an object");
     int more;
-    if (!jr_open(j, '{'))
+    if (!json_open(j, '{'))
         return index_json_error(ck, sink, j);
-    for (more = jr_first(j, '}'); more > 0; more = jr_more(j, '}')) {
+    for (more = json_first(j, '}'); more > 0; more = json_more(j, '}')) {
         const char *key, *file;
-        if (!jr_key(j, &key))
+        if (!json_key(j, &key))
             return index_json_error(ck, sink, j);
-        if (jr_peek(j) != '"')
+        if (json_peek(j) != '"')
             return FAIL(sink, ck->path, "shard-index",
                         "\"weight_map\" entry \"%s\" must name a shard file", key);
-        if (!jr_string(j, &file))
+        if (!json_string(j, &file))
             return index_json_error(ck, sink, j);
         if (!safe_shard_name(file))
             return FAIL(sink, ck->path, "shard-name",
@@ -135,7 +135,7 @@ static surg_status read_entries(surg_ckpt *ck, surg_sink *sink, jr *j, index_map
     return more < 0 ? index_json_error(ck, sink, j) : SURG_OK;
 }
 
-static surg_status read_weight_map(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *m)
+static surg_status read_weight_map(surg_ckpt *ck, surg_sink *sink, json_reader *j, index_map *m)
 {
     const char **files = NULL;
     surg_status st = read_entries(ck, sink, j, m, &files);
@@ -147,59 +147,59 @@ static surg_status read_weight_map(surg_ckpt *ck, surg_sink *sink, jr *j, index_
 
 /* The index's "metadata": only a whole-number "total_size" is kept (it is not
  * trusted, only compared); the rest is checked and passed over. */
-static bool read_index_metadata(jr *j, bool *has_total, uint64_t *total)
+static bool read_index_metadata(json_reader *j, bool *has_total, uint64_t *total)
 {
-    jr_keys keys = {0};
-    int more = jr_open(j, '{') ? jr_first(j, '}') : -1;
-    for (; more > 0; more = jr_more(j, '}')) {
+    json_keys keys = {0};
+    int more = json_open(j, '{') ? json_first(j, '}') : -1;
+    for (; more > 0; more = json_more(j, '}')) {
         const char *key;
-        if (!jr_key(j, &key) || !jr_keys_add(j, &keys, key))
+        if (!json_key(j, &key) || !json_keys_add(j, &keys, key))
             break;
-        if (strcmp(key, "total_size") == 0 && jr_is_count(j)) {
-            if (!jr_count(j, total))
+        if (strcmp(key, "total_size") == 0 && json_is_count(j)) {
+            if (!json_count(j, total))
                 break;
             *has_total = true;
-        } else if (!jr_skip(j)) {
+        } else if (!json_skip(j)) {
             break;
         }
     }
-    return jr_keys_unique(j, &keys, "the index's metadata") && more == 0;
+    return json_keys_unique(j, &keys, "the index's metadata") && more == 0;
 }
 
 /* {"metadata": {"total_size": N, ...}, "weight_map": {...}}; other keys are
  * passed over. */
-static surg_status read_index(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *m,
+static surg_status read_index(surg_ckpt *ck, surg_sink *sink, json_reader *j, index_map *m,
                               bool *has_total, uint64_t *total)
 {
-    jr_keys keys = {0};
+    json_keys keys = {0};
     bool has_map = false;
-    if (jr_peek(j) != '{')
+    if (json_peek(j) != '{')
         return FAIL(sink, ck->path, "shard-index", "the index must be a JSON object");
     int more;
-    if (!jr_open(j, '{'))
+    if (!json_open(j, '{'))
         return index_json_error(ck, sink, j);
-    for (more = jr_first(j, '}'); more > 0; more = jr_more(j, '}')) {
+    for (more = json_first(j, '}'); more > 0; more = json_more(j, '}')) {
         const char *key;
-        if (!jr_key(j, &key) || !jr_keys_add(j, &keys, key)) {
-            jr_keys_free(&keys);
+        if (!json_key(j, &key) || !json_keys_add(j, &keys, key)) {
+            json_keys_free(&keys);
             return index_json_error(ck, sink, j);
         }
         surg_status st = SURG_OK;
         if (strcmp(key, "weight_map") == 0 && !has_map) {
             has_map = true;
             st = read_weight_map(ck, sink, j, m);
-        } else if (strcmp(key, "metadata") == 0 && jr_peek(j) == '{') {
+        } else if (strcmp(key, "metadata") == 0 && json_peek(j) == '{') {
             if (!read_index_metadata(j, has_total, total))
                 st = index_json_error(ck, sink, j);
-        } else if (!jr_skip(j)) {
+        } else if (!json_skip(j)) {
             st = index_json_error(ck, sink, j);
         }
         if (st) {
-            jr_keys_free(&keys);
+            json_keys_free(&keys);
             return st;
         }
     }
-    if (!jr_keys_unique(j, &keys, "the index") || more < 0 || !jr_end(j))
+    if (!json_keys_unique(j, &keys, "the index") || more < 0 || !json_end(j))
         return index_json_error(ck, sink, j);
     /* Sort a copy: the names stay in step with their shards. */
     const char **names = malloc((m->n ? m->n : 1) * sizeof *names);
@@ -207,7 +207,7 @@ static surg_status read_index(surg_ckpt *ck, surg_sink *sink, jr *j, index_map *
         return dg_nomem(sink, ck->path);
     if (m->n)
         memcpy(names, m->names, m->n * sizeof *names);
-    bool unique = jr_unique(j, names, m->n, "\"weight_map\"");
+    bool unique = json_unique(j, names, m->n, "\"weight_map\"");
     free(names);
     if (!unique)
         return index_json_error(ck, sink, j);
@@ -343,8 +343,8 @@ surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
     surg_status st = rf_read_into(&ck->ar, sink, index_path, ST_MAX_HEADER, &text, &len);
     if (st)
         return st;
-    jr j;
-    jr_init_in_place(&j, text, len);
+    json_reader j;
+    json_init_in_place(&j, text, len);
     index_map m = {0};
     bool has_total = false;
     uint64_t claimed = 0;

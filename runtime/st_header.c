@@ -54,7 +54,7 @@ static void shape_text(buf *b, uint32_t rank, const uint64_t *shape)
 }
 
 /* A JSON error from the reader, as a header error. */
-static surg_status json_error(parser *p, const jr *j)
+static surg_status json_error(parser *p, const json_reader *j)
 {
     const char *what = p->mode == ST_SCHEMA ? "schema" : "header";
     if (j->duplicate)
@@ -78,21 +78,21 @@ typedef struct fields {
 } fields;
 
 /* An array of counts, up to `max` of them; *n counts them all. */
-static bool read_counts(jr *j, uint64_t *v, size_t max, size_t *n, bool *ok, size_t *bad)
+static bool read_counts(json_reader *j, uint64_t *v, size_t max, size_t *n, bool *ok, size_t *bad)
 {
     *n = 0;
     *ok = true;
-    if (jr_peek(j) != '[') {
+    if (json_peek(j) != '[') {
         *ok = false;
-        return jr_skip(j);
+        return json_skip(j);
     }
-    if (!jr_open(j, '['))
+    if (!json_open(j, '['))
         return false;
     int more;
-    for (more = jr_first(j, ']'); more > 0; more = jr_more(j, ']')) {
-        if (jr_is_count(j)) {
+    for (more = json_first(j, ']'); more > 0; more = json_more(j, ']')) {
+        if (json_is_count(j)) {
             uint64_t x;
-            if (!jr_count(j, &x))
+            if (!json_count(j, &x))
                 return false;
             if (*n < max)
                 v[*n] = x;
@@ -100,7 +100,7 @@ static bool read_counts(jr *j, uint64_t *v, size_t max, size_t *n, bool *ok, siz
             if (*ok && bad)
                 *bad = *n;
             *ok = false;
-            if (!jr_skip(j))
+            if (!json_skip(j))
                 return false;
         }
         (*n)++;
@@ -109,21 +109,21 @@ static bool read_counts(jr *j, uint64_t *v, size_t max, size_t *n, bool *ok, siz
 }
 
 /* One field of an entry, its key already read. */
-static bool read_field(jr *j, fields *f, const char *key)
+static bool read_field(json_reader *j, fields *f, const char *key)
 {
     bool is_dtype = strcmp(key, "dtype") == 0, is_shape = strcmp(key, "shape") == 0;
     bool is_offsets = strcmp(key, "data_offsets") == 0;
     if ((is_dtype && f->dtype) || (is_shape && f->has_shape) || (is_offsets && f->has_offsets)) {
-        jr_fail(j, "duplicate key \"%s\" in a tensor entry", key);
+        json_fail(j, "duplicate key \"%s\" in a tensor entry", key);
         j->duplicate = true;
         return false;
     }
     if (is_dtype) {
-        f->dtype_string = jr_peek(j) == '"';
+        f->dtype_string = json_peek(j) == '"';
         if (f->dtype_string)
-            return jr_string(j, &f->dtype);
+            return json_string(j, &f->dtype);
         f->dtype = "";
-        return jr_skip(j);
+        return json_skip(j);
     }
     if (is_shape) {
         f->has_shape = true;
@@ -133,21 +133,21 @@ static bool read_field(jr *j, fields *f, const char *key)
     return read_counts(j, f->offsets, 2, &f->n_offsets, &f->offsets_ok, NULL);
 }
 
-static bool read_fields(jr *j, fields *f)
+static bool read_fields(json_reader *j, fields *f)
 {
     memset(f, 0, sizeof *f);
-    jr_keys other = {0}; /* keys surg does not use: skipped, but no duplicates */
-    int more = jr_open(j, '{') ? jr_first(j, '}') : -1;
-    for (; more > 0; more = jr_more(j, '}')) {
+    json_keys other = {0}; /* keys surg does not use: skipped, but no duplicates */
+    int more = json_open(j, '{') ? json_first(j, '}') : -1;
+    for (; more > 0; more = json_more(j, '}')) {
         const char *key;
-        if (!jr_key(j, &key))
+        if (!json_key(j, &key))
             break;
         bool known = strcmp(key, "dtype") == 0 || strcmp(key, "shape") == 0 ||
                      strcmp(key, "data_offsets") == 0;
-        if (known ? !read_field(j, f, key) : !jr_keys_add(j, &other, key) || !jr_skip(j))
+        if (known ? !read_field(j, f, key) : !json_keys_add(j, &other, key) || !json_skip(j))
             break;
     }
-    return jr_keys_unique(j, &other, "a tensor entry") && more == 0;
+    return json_keys_unique(j, &other, "a tensor entry") && more == 0;
 }
 
 static surg_status check_size(parser *p, const char *name, st_entry *e)
@@ -200,14 +200,14 @@ static surg_status check_offsets(parser *p, const char *name, const fields *f, s
 
 /* One tensor entry: its fields read, then checked in the order a user can
  * act on (dtype, shape, size, offsets). */
-static surg_status parse_entry(parser *p, jr *j, const char *name, st_entry *e)
+static surg_status parse_entry(parser *p, json_reader *j, const char *name, st_entry *e)
 {
     const char *why = tn_problem(name, strlen(name));
     if (why)
         return FAIL(p, "st-name", "the %s names a tensor \"%s\", which cannot be a tensor name: %s",
                     p->mode == ST_SCHEMA ? "schema" : "header", name, why);
-    if (jr_peek(j) != '{') {
-        if (!jr_skip(j))
+    if (json_peek(j) != '{') {
+        if (!json_skip(j))
             return json_error(p, j);
         return FAIL(p, "st-entry",
                     "tensor \"%s\": its entry must be an object with \"dtype\", \"shape\" and "
@@ -257,25 +257,25 @@ static int meta_cmp(const void *a, const void *b)
 
 /* `__metadata__` maps strings to strings. An object that looks like a tensor
  * entry there is a tensor named `__metadata__`, which the format forbids. */
-static surg_status parse_metadata(parser *p, jr *j, st_header *h)
+static surg_status parse_metadata(parser *p, json_reader *j, st_header *h)
 {
-    if (jr_peek(j) != '{') {
-        if (!jr_skip(j))
+    if (json_peek(j) != '{') {
+        if (!json_skip(j))
             return json_error(p, j);
         return FAIL(p, "st-metadata", "\"__metadata__\" must be an object mapping strings to strings");
     }
     size_t cap = 8;
     h->meta = malloc(cap * sizeof *h->meta);
-    if (!h->meta || !jr_open(j, '{'))
+    if (!h->meta || !json_open(j, '{'))
         return h->meta ? json_error(p, j) : dg_nomem(p->sink, p->file);
     int more;
-    for (more = jr_first(j, '}'); more > 0; more = jr_more(j, '}')) {
+    for (more = json_first(j, '}'); more > 0; more = json_more(j, '}')) {
         const char *key, *value;
-        if (!jr_key(j, &key))
+        if (!json_key(j, &key))
             return json_error(p, j);
-        if (jr_peek(j) != '"') {
+        if (json_peek(j) != '"') {
             bool tensor = strcmp(key, "shape") == 0 || strcmp(key, "data_offsets") == 0;
-            if (!jr_skip(j))
+            if (!json_skip(j))
                 return json_error(p, j);
             if (tensor)
                 return FAIL(p, "st-metadata-tensor",
@@ -285,7 +285,7 @@ static surg_status parse_metadata(parser *p, jr *j, st_header *h)
                         "\"__metadata__\" must map strings to strings, but \"%s\" is not a string",
                         key);
         }
-        if (!jr_string(j, &value))
+        if (!json_string(j, &value))
             return json_error(p, j);
         if (h->n_meta == cap) {
             surg_meta_entry *m = realloc(h->meta, (cap *= 2) * sizeof *m);
@@ -362,7 +362,7 @@ static surg_status check_tiling(parser *p, st_header *h, uint64_t data_len)
 
 /* Every entry is an object: there are fewer entries than '{' outside the
  * strings of the text. */
-static size_t max_entries(const jr *j)
+static size_t max_entries(const json_reader *j)
 {
     size_t n = 0;
     bool in_string = false;
@@ -381,19 +381,19 @@ static size_t max_entries(const jr *j)
     return n;
 }
 
-static surg_status parse_object(parser *p, jr *j, uint64_t data_len, st_header *h)
+static surg_status parse_object(parser *p, json_reader *j, uint64_t data_len, st_header *h)
 {
     size_t cap = max_entries(j);
     h->entries = ar_array(p->ar, cap ? cap : 1, sizeof *h->entries);
     if (!h->entries)
         return dg_nomem(p->sink, p->file);
     bool seen_meta = false;
-    if (!jr_open(j, '{'))
+    if (!json_open(j, '{'))
         return json_error(p, j);
     int more;
-    for (more = jr_first(j, '}'); more > 0; more = jr_more(j, '}')) {
+    for (more = json_first(j, '}'); more > 0; more = json_more(j, '}')) {
         const char *key;
-        if (!jr_key(j, &key))
+        if (!json_key(j, &key))
             return json_error(p, j);
         if (strcmp(key, "__metadata__") == 0) {
             if (seen_meta)
@@ -409,7 +409,7 @@ static surg_status parse_object(parser *p, jr *j, uint64_t data_len, st_header *
         if (st)
             return st;
     }
-    if (more < 0 || !jr_end(j))
+    if (more < 0 || !json_end(j))
         return json_error(p, j);
     /* A tensor name given twice is found when the checkpoint's table is
      * sorted by name (ck_collect), which is done anyway. */
@@ -444,8 +444,8 @@ surg_status st_parse_header(arena *ar, surg_sink *sink, const char *file,
                         ? "a schema must be a JSON object"
                         : "the header does not start with '{' (this is not a "
                           "safetensors file, or its header is damaged)");
-    jr j;
-    jr_init_in_place(&j, json, len);
+    json_reader j;
+    json_init_in_place(&j, json, len);
     surg_status st = parse_object(&p, &j, data_len, out);
     if (st)
         st_header_free(out);

@@ -7,17 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-void jr_init(jr *j, const char *s, size_t n, arena *ar)
+void json_init(json_reader *j, const char *s, size_t n, arena *ar)
 {
-    *j = (jr){.s = s, .n = n, .ar = ar};
+    *j = (json_reader){.s = s, .n = n, .ar = ar};
 }
 
-void jr_init_in_place(jr *j, char *s, size_t n)
+void json_init_in_place(json_reader *j, char *s, size_t n)
 {
-    *j = (jr){.s = s, .w = s, .n = n};
+    *j = (json_reader){.s = s, .w = s, .n = n};
 }
 
-bool jr_fail(jr *j, const char *fmt, ...)
+bool json_fail(json_reader *j, const char *fmt, ...)
 {
     if (j->failed)
         return false;
@@ -30,7 +30,7 @@ bool jr_fail(jr *j, const char *fmt, ...)
     return false;
 }
 
-static void ws(jr *j)
+static void ws(json_reader *j)
 {
     while (j->i < j->n) {
         char c = j->s[j->i];
@@ -40,13 +40,13 @@ static void ws(jr *j)
     }
 }
 
-int jr_peek(jr *j)
+int json_peek(json_reader *j)
 {
     ws(j);
     return j->i < j->n ? (unsigned char)j->s[j->i] : -1;
 }
 
-static const char *describe(jr *j)
+static const char *describe(json_reader *j)
 {
     static _Thread_local char what[32];
     if (j->i >= j->n)
@@ -59,32 +59,33 @@ static const char *describe(jr *j)
     return what;
 }
 
-bool jr_expect(jr *j, char c)
+bool json_expect(json_reader *j, char c)
 {
-    if (jr_peek(j) == (unsigned char)c) {
+    if (json_peek(j) == (unsigned char)c) {
         j->i++;
         return true;
     }
-    return jr_fail(j, "expected '%c' but found %s", c, describe(j));
+    return json_fail(j, "expected '%c' but found %s", c, describe(j));
 }
 
-bool jr_end(jr *j)
+bool json_end(json_reader *j)
 {
-    return jr_peek(j) == -1 || jr_fail(j, "unexpected %s after the end of the JSON value", describe(j));
+    return json_peek(j) == -1 ||
+           json_fail(j, "unexpected %s after the end of the JSON value", describe(j));
 }
 
-bool jr_open(jr *j, char open)
+bool json_open(json_reader *j, char open)
 {
-    if (!jr_expect(j, open))
+    if (!json_expect(j, open))
         return false;
-    if (++j->depth > JR_MAX_DEPTH)
-        return jr_fail(j, "nested more than %d levels deep", JR_MAX_DEPTH);
+    if (++j->depth > JSON_MAX_DEPTH)
+        return json_fail(j, "nested more than %d levels deep", JSON_MAX_DEPTH);
     return true;
 }
 
-static int close_or(jr *j, char close, bool first)
+static int close_or(json_reader *j, char close, bool first)
 {
-    int c = jr_peek(j);
+    int c = json_peek(j);
     if (c == close) {
         j->i++;
         j->depth--;
@@ -92,22 +93,22 @@ static int close_or(jr *j, char close, bool first)
     }
     if (!first) {
         if (c != ',')
-            return jr_fail(j, "expected ',' or '%c' but found %s", close, describe(j)), -1;
+            return json_fail(j, "expected ',' or '%c' but found %s", close, describe(j)), -1;
         j->i++;
-        if (jr_peek(j) == close)
-            return jr_fail(j, "a trailing comma before '%c'", close), -1;
+        if (json_peek(j) == close)
+            return json_fail(j, "a trailing comma before '%c'", close), -1;
     }
     return 1;
 }
 
-int jr_first(jr *j, char close) { return j->failed ? -1 : close_or(j, close, true); }
-int jr_more(jr *j, char close) { return j->failed ? -1 : close_or(j, close, false); }
+int json_first(json_reader *j, char close) { return j->failed ? -1 : close_or(j, close, true); }
+int json_more(json_reader *j, char close) { return j->failed ? -1 : close_or(j, close, false); }
 
-bool jr_key(jr *j, const char **key)
+bool json_key(json_reader *j, const char **key)
 {
-    if (jr_peek(j) != '"')
-        return jr_fail(j, "expected a key in quotes but found %s", describe(j));
-    return jr_string(j, key) && jr_expect(j, ':');
+    if (json_peek(j) != '"')
+        return json_fail(j, "expected a key in quotes but found %s", describe(j));
+    return json_string(j, key) && json_expect(j, ':');
 }
 
 static int hex4(const char *p)
@@ -147,7 +148,7 @@ static char *put_utf8(char *o, uint32_t cp)
 }
 
 /* One escape at s[*i] (just after the backslash) into *o. */
-static bool escape(jr *j, size_t *i, char **o)
+static bool escape(json_reader *j, size_t *i, char **o)
 {
     static const char simple[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
     char c = j->s[*i];
@@ -158,36 +159,36 @@ static bool escape(jr *j, size_t *i, char **o)
             return true;
         }
     if (c != 'u')
-        return j->i = *i, jr_fail(j, "invalid escape '\\%c' in a string", c);
+        return j->i = *i, json_fail(j, "invalid escape '\\%c' in a string", c);
     int cp = *i + 5 <= j->n ? hex4(j->s + *i + 1) : -1;
     if (cp < 0)
-        return j->i = *i, jr_fail(j, "'\\u' needs four hexadecimal digits");
+        return j->i = *i, json_fail(j, "'\\u' needs four hexadecimal digits");
     *i += 5;
     if (cp >= 0xDC00 && cp <= 0xDFFF)
-        return j->i = *i, jr_fail(j, "a lone trailing surrogate in a '\\u' escape");
+        return j->i = *i, json_fail(j, "a lone trailing surrogate in a '\\u' escape");
     if (cp >= 0xD800 && cp <= 0xDBFF) {
         int lo = *i + 6 <= j->n && j->s[*i] == '\\' && j->s[*i + 1] == 'u' ? hex4(j->s + *i + 2) : -1;
         if (lo < 0xDC00 || lo > 0xDFFF)
-            return j->i = *i, jr_fail(j, "a lone leading surrogate in a '\\u' escape");
+            return j->i = *i, json_fail(j, "a lone leading surrogate in a '\\u' escape");
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         *i += 6;
     }
     if (cp == 0)
-        return j->i = *i, jr_fail(j, "a string may not contain NUL (\\u0000)");
+        return j->i = *i, json_fail(j, "a string may not contain NUL (\\u0000)");
     *o = put_utf8(*o, (uint32_t)cp);
     return true;
 }
 
-bool jr_string(jr *j, const char **out)
+bool json_string(json_reader *j, const char **out)
 {
-    if (!jr_expect(j, '"'))
+    if (!json_expect(j, '"'))
         return false;
     size_t start = j->i, i = start;
     bool escaped = false;
     while (i < j->n && j->s[i] != '"') {
         unsigned char c = (unsigned char)j->s[i];
         if (c < 0x20)
-            return j->i = i, jr_fail(j, "a control character (0x%02x) inside a string", c);
+            return j->i = i, json_fail(j, "a control character (0x%02x) inside a string", c);
         if (c == '\\') {
             escaped = true;
             i++;
@@ -195,12 +196,12 @@ bool jr_string(jr *j, const char **out)
         i++;
     }
     if (i >= j->n)
-        return j->i = start - 1, jr_fail(j, "a string is not closed");
+        return j->i = start - 1, json_fail(j, "a string is not closed");
     /* Escapes only shrink the text, so its length bounds the result, and
      * decoding over the source never overtakes what is still to be read. */
     char *o = j->w ? j->w + start : ar_alloc(j->ar, i - start + 1), *at = o;
     if (!o)
-        return jr_fail(j, "out of memory");
+        return json_fail(j, "out of memory");
     if (!escaped) {
         if (!j->w)
             memcpy(o, j->s + start, i - start);
@@ -222,29 +223,29 @@ bool jr_string(jr *j, const char **out)
     return true;
 }
 
-bool jr_count(jr *j, uint64_t *out)
+bool json_count(json_reader *j, uint64_t *out)
 {
-    int c = jr_peek(j);
+    int c = json_peek(j);
     size_t start = j->i;
     if (c < '0' || c > '9')
-        return jr_fail(j, "expected a non-negative integer but found %s", describe(j));
+        return json_fail(j, "expected a non-negative integer but found %s", describe(j));
     uint64_t v = 0;
     while (j->i < j->n && j->s[j->i] >= '0' && j->s[j->i] <= '9') {
         unsigned d = (unsigned)(j->s[j->i] - '0');
         if (v > (UINT64_MAX - d) / 10)
-            return j->i = start, jr_fail(j, "an integer too large for 64 bits");
+            return j->i = start, json_fail(j, "an integer too large for 64 bits");
         v = v * 10 + d;
         j->i++;
     }
     if (j->s[start] == '0' && j->i - start > 1)
-        return j->i = start, jr_fail(j, "a number with a leading zero");
+        return j->i = start, json_fail(j, "a number with a leading zero");
     if (j->i < j->n && (j->s[j->i] == '.' || j->s[j->i] == 'e' || j->s[j->i] == 'E'))
-        return j->i = start, jr_fail(j, "expected a whole number, not a fraction or an exponent");
+        return j->i = start, json_fail(j, "expected a whole number, not a fraction or an exponent");
     *out = v;
     return true;
 }
 
-static bool skip_number(jr *j)
+static bool skip_number(json_reader *j)
 {
     size_t i = j->i;
     if (i < j->n && j->s[i] == '-')
@@ -253,13 +254,13 @@ static bool skip_number(jr *j)
     while (i < j->n && j->s[i] >= '0' && j->s[i] <= '9')
         i++;
     if (i == digits || (j->s[digits] == '0' && i - digits > 1))
-        return jr_fail(j, "a malformed number");
+        return json_fail(j, "a malformed number");
     if (i < j->n && j->s[i] == '.') {
         size_t f = ++i;
         while (i < j->n && j->s[i] >= '0' && j->s[i] <= '9')
             i++;
         if (i == f)
-            return j->i = i, jr_fail(j, "a number with no digits after '.'");
+            return j->i = i, json_fail(j, "a number with no digits after '.'");
     }
     if (i < j->n && (j->s[i] == 'e' || j->s[i] == 'E')) {
         i++;
@@ -269,20 +270,20 @@ static bool skip_number(jr *j)
         while (i < j->n && j->s[i] >= '0' && j->s[i] <= '9')
             i++;
         if (i == e)
-            return j->i = i, jr_fail(j, "a number with no digits in its exponent");
+            return j->i = i, json_fail(j, "a number with no digits in its exponent");
     }
     j->i = i;
     return true;
 }
 
-static bool skip_word(jr *j, const char *w)
+static bool skip_word(json_reader *j, const char *w)
 {
     size_t n = strlen(w);
     if (j->n - j->i >= n && memcmp(j->s + j->i, w, n) == 0) {
         j->i += n;
         return true;
     }
-    return jr_fail(j, "unexpected %s", describe(j));
+    return json_fail(j, "unexpected %s", describe(j));
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -290,27 +291,27 @@ static int key_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-bool jr_unique(jr *j, const char **keys, size_t n, const char *where)
+bool json_unique(json_reader *j, const char **keys, size_t n, const char *where)
 {
     if (n < 2) /* and keys may be NULL, which qsort must not see */
         return true;
     qsort(keys, n, sizeof *keys, key_cmp);
     for (size_t i = 1; i < n; i++)
         if (strcmp(keys[i - 1], keys[i]) == 0) {
-            jr_fail(j, "duplicate key \"%s\" in %s", keys[i], where);
+            json_fail(j, "duplicate key \"%s\" in %s", keys[i], where);
             j->duplicate = true;
             return false;
         }
     return true;
 }
 
-bool jr_keys_add(jr *j, jr_keys *k, const char *key)
+bool json_keys_add(json_reader *j, json_keys *k, const char *key)
 {
     if (k->n == k->cap) {
         size_t cap = k->cap ? k->cap * 2 : 8;
         const char **v = realloc(k->v, cap * sizeof *v);
         if (!v)
-            return jr_fail(j, "out of memory");
+            return json_fail(j, "out of memory");
         k->v = v;
         k->cap = cap;
     }
@@ -318,22 +319,22 @@ bool jr_keys_add(jr *j, jr_keys *k, const char *key)
     return true;
 }
 
-void jr_keys_free(jr_keys *k)
+void json_keys_free(json_keys *k)
 {
     free(k->v);
-    *k = (jr_keys){0};
+    *k = (json_keys){0};
 }
 
-bool jr_keys_unique(jr *j, jr_keys *k, const char *where)
+bool json_keys_unique(json_reader *j, json_keys *k, const char *where)
 {
-    bool ok = !j->failed && jr_unique(j, k->v, k->n, where);
-    jr_keys_free(k);
+    bool ok = !j->failed && json_unique(j, k->v, k->n, where);
+    json_keys_free(k);
     return ok;
 }
 
-bool jr_is_count(jr *j)
+bool json_is_count(json_reader *j)
 {
-    int c = jr_peek(j);
+    int c = json_peek(j);
     if (c < '0' || c > '9')
         return false;
     size_t i = j->i;
@@ -342,39 +343,39 @@ bool jr_is_count(jr *j)
     return i == j->n || (j->s[i] != '.' && j->s[i] != 'e' && j->s[i] != 'E');
 }
 
-static bool skip_object(jr *j)
+static bool skip_object(json_reader *j)
 {
-    jr_keys keys = {0};
-    int more = jr_open(j, '{') ? jr_first(j, '}') : -1;
-    for (; more > 0; more = jr_more(j, '}')) {
+    json_keys keys = {0};
+    int more = json_open(j, '{') ? json_first(j, '}') : -1;
+    for (; more > 0; more = json_more(j, '}')) {
         const char *key;
-        if (!jr_key(j, &key) || !jr_keys_add(j, &keys, key) || !jr_skip(j))
+        if (!json_key(j, &key) || !json_keys_add(j, &keys, key) || !json_skip(j))
             break;
     }
-    return jr_keys_unique(j, &keys, "an object") && more == 0;
+    return json_keys_unique(j, &keys, "an object") && more == 0;
 }
 
-bool jr_skip(jr *j)
+bool json_skip(json_reader *j)
 {
-    switch (jr_peek(j)) {
+    switch (json_peek(j)) {
     case '{': return skip_object(j);
     case '[': {
-        if (!jr_open(j, '['))
+        if (!json_open(j, '['))
             return false;
         int more;
-        for (more = jr_first(j, ']'); more > 0; more = jr_more(j, ']'))
-            if (!jr_skip(j))
+        for (more = json_first(j, ']'); more > 0; more = json_more(j, ']'))
+            if (!json_skip(j))
                 return false;
         return more == 0;
     }
     case '"': {
         const char *s;
-        return jr_string(j, &s);
+        return json_string(j, &s);
     }
     case 't': return skip_word(j, "true");
     case 'f': return skip_word(j, "false");
     case 'n': return skip_word(j, "null");
-    case -1: return jr_fail(j, "expected a value but the text ended");
+    case -1: return json_fail(j, "expected a value but the text ended");
     default: return skip_number(j);
     }
 }

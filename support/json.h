@@ -1,5 +1,6 @@
 /* json.h: a strict JSON reader that pulls values one at a time, for the
- * checkpoint formats (safetensors headers, schemas, shard indexes). Headers
+ * checkpoint formats (safetensors headers, schemas, shard indexes) and the
+ * records surg leaves in an output's metadata (ties, LoRA). Headers
  * may hold a million tensors: this reads them in one pass with no tree and
  * no allocation but the strings it keeps, where a general JSON library's tree
  * costs more than everything else surg does with a header.
@@ -18,9 +19,9 @@
 
 #include "arena.h"
 
-#define JR_MAX_DEPTH 128
+#define JSON_MAX_DEPTH 128
 
-typedef struct jr {
+typedef struct json_reader {
     const char *s;
     char *w;         /* s, writable: strings are decoded in place */
     size_t n, i;
@@ -30,53 +31,53 @@ typedef struct jr {
     bool duplicate;  /* the failure was a duplicate key */
     size_t err_at;
     char err[200];
-} jr;
+} json_reader;
 
-void jr_init(jr *j, const char *s, size_t n, arena *ar);
+void json_init(json_reader *j, const char *s, size_t n, arena *ar);
 /* Read a writable text that may be changed: each string is decoded over its
  * own source text and ended with a NUL where its closing quote was, so the
  * strings live as long as the text and nothing is copied. */
-void jr_init_in_place(jr *j, char *s, size_t n);
-bool jr_fail(jr *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void json_init_in_place(json_reader *j, char *s, size_t n);
+bool json_fail(json_reader *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The next character after white space, or -1 at the end. */
-int jr_peek(jr *j);
+int json_peek(json_reader *j);
 /* Consume `c` (after white space) or fail. */
-bool jr_expect(jr *j, char c);
+bool json_expect(json_reader *j, char c);
 /* Only white space is left. */
-bool jr_end(jr *j);
+bool json_end(json_reader *j);
 
-/* Containers: `open` ('{' or '['), then jr_first and jr_more give 1 while
+/* Containers: `open` ('{' or '['), then json_first and json_more give 1 while
  * another member follows, 0 at the closing bracket, -1 on an error. For an
- * object the caller then reads the key with jr_key. */
-bool jr_open(jr *j, char open);
-int jr_first(jr *j, char close);
-int jr_more(jr *j, char close);
+ * object the caller then reads the key with json_key. */
+bool json_open(json_reader *j, char open);
+int json_first(json_reader *j, char close);
+int json_more(json_reader *j, char close);
 /* A key and its ':'. */
-bool jr_key(jr *j, const char **key);
+bool json_key(json_reader *j, const char **key);
 
 /* A string, decoded and NUL-terminated in the arena. */
-bool jr_string(jr *j, const char **out);
+bool json_string(json_reader *j, const char **out);
 /* A non-negative integer that fits 64 bits, written as JSON writes one. */
-bool jr_count(jr *j, uint64_t *out);
+bool json_count(json_reader *j, uint64_t *out);
 /* Any value, checked and thrown away. */
-bool jr_skip(jr *j);
+bool json_skip(json_reader *j);
 
 /* Detect a duplicate among `n` keys (sorting them); fails naming it. */
-bool jr_unique(jr *j, const char **keys, size_t n, const char *where);
+bool json_unique(json_reader *j, const char **keys, size_t n, const char *where);
 
 /* The keys of one object, gathered to check for duplicates at the end. */
-typedef struct jr_keys {
+typedef struct json_keys {
     const char **v;
     size_t n, cap;
-} jr_keys;
+} json_keys;
 
-bool jr_keys_add(jr *j, jr_keys *k, const char *key);
+bool json_keys_add(json_reader *j, json_keys *k, const char *key);
 /* Check for a duplicate, and free the list. */
-bool jr_keys_unique(jr *j, jr_keys *k, const char *where);
-void jr_keys_free(jr_keys *k);
+bool json_keys_unique(json_reader *j, json_keys *k, const char *where);
+void json_keys_free(json_keys *k);
 
 /* Is the next value digits alone (no sign, fraction or exponent)? */
-bool jr_is_count(jr *j);
+bool json_is_count(json_reader *j);
 
 #endif
