@@ -5,6 +5,7 @@
 
 #include "buf.h"
 #include "graph.h"
+#include "plan.h"
 
 struct surg_program {
     arena ar;
@@ -15,7 +16,8 @@ struct surg_program {
     size_t n_out;
     surg_meta_entry *alias; /* tied name -> the name it is stored as; sorted */
     size_t n_alias;
-    const cg_lora *lora; /* the init-lora records, in recipe order */
+    pl_lora *lora;    /* the init-lora records, in recipe order */
+    size_t n_lora;
     /* What the naive way would do: load every input, make a new array for
      * every value each statement makes, keep the whole dict in memory. */
     struct {
@@ -23,11 +25,12 @@ struct surg_program {
     } naive;
 };
 
-/* The tied names ({"alias": "stored as"}) or the LoRA records ([{...}]) of
- * the tensors under `prefix` ("" for all), as JSON with the prefix taken
- * off, in *out; NULL when there are none. False when out of memory. */
-bool pg_records_json(const surg_program *p, const char *prefix, bool ties, arena *ar,
-                     char **out);
+/* The records the output's metadata carries: the tied names and the LoRA
+ * records, borrowed. */
+static inline pl_records pg_records(const surg_program *p)
+{
+    return (pl_records){p->alias, p->n_alias, p->lora, p->n_lora};
+}
 
 /* The value of a constant node, as short as its dtype allows: a number
  * that met an f32 tensor shows as 0.1, not as the double 0.100000001. */
