@@ -64,14 +64,7 @@ static bool finish(lw *L, surg_program *p)
     p->naive.generated = L->naive_generated;
     p->naive.computed = L->naive_computed;
     p->naive.peak = L->naive_peak;
-    for (const cg_lora *r = L->lora; r; r = r->next)
-        p->n_lora++;
-    p->lora = ar_array(&p->ar, p->n_lora + 1, sizeof *p->lora);
-    if (!p->lora)
-        return false;
-    size_t k = 0;
-    for (const cg_lora *r = L->lora; r; r = r->next)
-        p->lora[k++] = (pl_lora){r->rank, r->alpha, r->flax, r->target, r->a, r->b};
+    p->lora = L->lora;
     return true;
 }
 

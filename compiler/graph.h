@@ -12,19 +12,11 @@
 #include "arena.h"
 #include "bigbuf.h"
 #include "ops.h"
+#include "plan.h"
 
 /* The X-macro tables, cg_node and what each op does are the runtime's
- * (ops.h): the plan hands nodes to the executor as they are. */
-
-/* What an init-lora statement made, for the output's "surg.lora" record. */
-typedef struct cg_lora {
-    struct cg_lora *next;
-    long long rank;
-    double alpha;
-    bool flax;           /* else peft */
-    const char *target;  /* the adapted kernel, and the two new tensors */
-    const char *a, *b;
-} cg_lora;
+ * (ops.h): the plan hands nodes to the executor as they are. So is cg_lora,
+ * the init-lora record (plan.h). */
 
 /* How many parameters an initializer takes (normal: mean and std): init.c
  * binds them. */

@@ -16,8 +16,7 @@ struct surg_program {
     size_t n_out;
     surg_meta_entry *alias; /* tied name -> the name it is stored as; sorted */
     size_t n_alias;
-    pl_lora *lora;    /* the init-lora records, in recipe order */
-    size_t n_lora;
+    const cg_lora *lora; /* the init-lora records, in recipe order */
     /* What the naive way would do: load every input, make a new array for
      * every value each statement makes, keep the whole dict in memory. */
     struct {
@@ -29,7 +28,7 @@ struct surg_program {
  * records, borrowed. */
 static inline pl_records pg_records(const surg_program *p)
 {
-    return (pl_records){p->alias, p->n_alias, p->lora, p->n_lora};
+    return (pl_records){p->alias, p->n_alias, p->lora};
 }
 
 /* The value of a constant node, as short as its dtype allows: a number

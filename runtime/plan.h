@@ -55,22 +55,24 @@ typedef struct pl_totals {
 #define PL_CHUNK_ELEMS (64 * 1024)
 #define PL_COPY_BUFFER (1u << 20)
 
-/* What an init-lora statement made: one entry of "surg.lora". */
-typedef struct pl_lora {
+/* What an init-lora statement made: one entry of "surg.lora". The
+ * compiler keeps them in a list (renames and drops edit it); the type keeps
+ * the op graph's prefix, as ops.h's do. */
+typedef struct cg_lora {
+    struct cg_lora *next;
     long long rank;
     double alpha;
     bool flax;           /* else peft */
     const char *target;  /* the adapted kernel, and the two new tensors */
     const char *a, *b;
-} pl_lora;
+} cg_lora;
 
 /* The records an output's metadata carries: tied names ("surg.ties") and
  * LoRA records ("surg.lora"), each output those under its prefix. */
 typedef struct pl_records {
     const surg_meta_entry *ties; /* tied name -> the name it is stored as; sorted */
     size_t n_ties;
-    const pl_lora *lora;         /* in recipe order */
-    size_t n_lora;
+    const cg_lora *lora;         /* a list, in recipe order */
 } pl_records;
 
 struct surg_plan {

@@ -13,7 +13,7 @@ static const char *under(const char *name, const char *prefix)
     return strncmp(name, prefix, n) == 0 ? name + n : NULL;
 }
 
-static void lora_json(buf *b, const pl_lora *r, const char *prefix)
+static void lora_json(buf *b, const cg_lora *r, const char *prefix)
 {
     buf_printf(b, "{\"r\":%lld,\"lora_alpha\":", r->rank);
     buf_double(b, r->alpha);
@@ -44,13 +44,11 @@ bool pl_records_json(const pl_records *r, const char *prefix, bool ties, arena *
             buf_json_string(&b, target);
         }
     } else {
-        for (size_t i = 0; i < r->n_lora; i++) {
-            const pl_lora *x = &r->lora[i];
+        for (const cg_lora *x = r->lora; x; x = x->next)
             if (under(x->target, prefix) && under(x->a, prefix) && under(x->b, prefix)) {
                 buf_puts(&b, k++ ? "," : "");
                 lora_json(&b, x, prefix);
             }
-        }
     }
     buf_putc(&b, ties ? '}' : ']');
     *out = b.failed || !k ? NULL : ar_strdup(ar, b.data);
