@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "buf.h"
-#include "plan.h"
+#include "passes.h"
 
 enum { MAX_TEXT = 240 };
 

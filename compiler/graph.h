@@ -1,7 +1,8 @@
-/* graph.h: the op graph a recipe compiles to. Each node is one tensor value
- * — an input, a generated value, or a computation over other nodes — with
- * its dtype and shape; the outputs are final names bound to nodes. Renames,
- * drops and ties only change which names are bound to which nodes. */
+/* graph.h: building the op graph a recipe compiles to. Each node is one
+ * tensor value — an input, a generated value, or a computation over other
+ * nodes — with its dtype and shape; the outputs are final names bound to
+ * nodes. Renames, drops and ties only change which names are bound to which
+ * nodes. */
 #ifndef SURG_GRAPH_H
 #define SURG_GRAPH_H
 
@@ -10,142 +11,16 @@
 
 #include "arena.h"
 #include "bigbuf.h"
-#include "source.h"
-#include "surg/surg.h"
+#include "ops.h"
+#include "plan.h"
 
-typedef uint32_t cg_id;
-#define CG_NONE UINT32_MAX
+/* The X-macro tables, cg_node and what each op does are the runtime's
+ * (ops.h): the plan hands nodes to the executor as they are. So is cg_lora,
+ * the init-lora record (plan.h). */
 
-/* How deep a value may be: the longest chain of operations from it down to
- * an input, counted in nodes. The compiler refuses a statement that would go
- * deeper, so every walk of the graph (planning, describing, the runtime's
- * kernels, which recurse on worker threads) recurses at most this deep.
- * Generous: a real recipe chains a few maps on a tensor, and one expression
- * nests at most AST_MAX_DEPTH. */
-#define CG_MAX_DEPTH 1024
-
-/* X(ENUM, name, inputs (-1: any), class) */
-#define CG_OPS(X)                               \
-    X(INPUT, "input", 0, CG_LEAF)               \
-    X(CONST, "const", 0, CG_LEAF)               \
-    X(INIT, "init", 0, CG_LEAF)                 \
-    X(NEG, "neg", 1, CG_ELEMENTWISE)            \
-    X(ABS, "abs", 1, CG_ELEMENTWISE)            \
-    X(SQRT, "sqrt", 1, CG_ELEMENTWISE)          \
-    X(EXP, "exp", 1, CG_ELEMENTWISE)            \
-    X(LOG, "log", 1, CG_ELEMENTWISE)            \
-    X(TANH, "tanh", 1, CG_ELEMENTWISE)          \
-    X(SIGN, "sign", 1, CG_ELEMENTWISE)          \
-    X(ADD, "add", 2, CG_ELEMENTWISE)            \
-    X(SUB, "sub", 2, CG_ELEMENTWISE)            \
-    X(MUL, "mul", 2, CG_ELEMENTWISE)            \
-    X(DIV, "div", 2, CG_ELEMENTWISE)            \
-    X(CLIP, "clip", 3, CG_ELEMENTWISE)          \
-    X(CAST, "cast", 1, CG_ELEMENTWISE)          \
-    X(FULL_LIKE, "full_like", 2, CG_ELEMENTWISE) \
-    X(NORM, "norm", 1, CG_REDUCTION)            \
-    X(MEAN, "mean", 1, CG_REDUCTION)            \
-    X(STD, "std", 1, CG_REDUCTION)              \
-    X(MIN, "min", 1, CG_REDUCTION)              \
-    X(MAX, "max", 1, CG_REDUCTION)              \
-    X(SUM, "sum", 1, CG_REDUCTION)              \
-    X(TRANSPOSE, "transpose", 1, CG_LAYOUT)     \
-    X(RESHAPE, "reshape", 1, CG_LAYOUT)         \
-    X(SLICE, "slice", 1, CG_LAYOUT)             \
-    X(CONCAT, "concat", -1, CG_LAYOUT)          \
-    X(STACK, "stack", -1, CG_LAYOUT)
-
-typedef enum cg_class { CG_LEAF, CG_ELEMENTWISE, CG_REDUCTION, CG_LAYOUT } cg_class;
-
-typedef enum cg_op {
-#define X(e, name, n, cls) OP_##e,
-    CG_OPS(X)
-#undef X
-    OP_COUNT
-} cg_op;
-
-const char *cg_op_name(cg_op op);
-cg_class cg_op_class(cg_op op);
-/* An elementwise operation (not cast or full_like) on scalar operands v, or
- * a reduction over the single value v[0], in double: what the runtime does
- * element by element, and what the compiler folds numbers with. */
-double cg_scalar(cg_op op, const double *v);
-
-/* What an init-lora statement made, for the output's "surg.lora" record. */
-typedef struct cg_lora {
-    struct cg_lora *next;
-    long long rank;
-    double alpha;
-    bool flax;           /* else peft */
-    const char *target;  /* the adapted kernel, and the two new tensors */
-    const char *a, *b;
-} cg_lora;
-
-/* X(ENUM, name, random, fan-based, from) — the initializers of SPEC §3.2.
- * Their parameters are in cg_init.p, as init.c binds them. */
-#define CG_INITS(X)                                                       \
-    X(ZEROS, "zeros", false, false, "")                                   \
-    X(ONES, "ones", false, false, "")                                     \
-    X(VALUE, "value", false, false, "")                                   \
-    X(NORMAL, "normal", true, false, "jax.nn.initializers.normal")        \
-    X(UNIFORM, "uniform", true, false, "jax.nn.initializers.uniform")     \
-    X(TRUNCATED_NORMAL, "truncated_normal", true, false,                 \
-      "jax.nn.initializers.truncated_normal")                             \
-    X(HE_UNIFORM, "he_uniform", true, true, "jax.nn.initializers.he_uniform") \
-    X(HE_NORMAL, "he_normal", true, true, "jax.nn.initializers.he_normal") \
-    X(LECUN_NORMAL, "lecun_normal", true, true, "jax.nn.initializers.lecun_normal") \
-    X(LECUN_UNIFORM, "lecun_uniform", true, true, "jax.nn.initializers.lecun_uniform") \
-    X(XAVIER_UNIFORM, "xavier_uniform", true, true, "jax.nn.initializers.xavier_uniform") \
-    X(XAVIER_NORMAL, "xavier_normal", true, true, "jax.nn.initializers.xavier_normal") \
-    X(KAIMING_UNIFORM, "kaiming_uniform", true, true, "torch.nn.init.kaiming_uniform_") \
-    X(KAIMING_NORMAL, "kaiming_normal", true, true, "torch.nn.init.kaiming_normal_")
-
-typedef enum cg_init_kind {
-#define X(e, name, random, fan, from) INIT_##e,
-    CG_INITS(X)
-#undef X
-    INIT_COUNT
-} cg_init_kind;
-
-const char *cg_init_name(cg_init_kind k);
-bool cg_init_random(cg_init_kind k);
-bool cg_init_fan_based(cg_init_kind k);
-/* The initializer a name spells, or INIT_COUNT. */
-cg_init_kind cg_init_lookup(const char *name);
-/* How many parameters an initializer takes (normal: mean and std). */
+/* How many parameters an initializer takes (normal: mean and std): init.c
+ * binds them. */
 int cg_init_n_params(cg_init_kind k);
-
-typedef struct cg_init {
-    cg_init_kind kind;
-    double p[2];      /* value; mean, std; lo, hi; std; a */
-    uint64_t seed;
-    const char *key;  /* the name the tensor had when generated: its stream */
-    uint64_t fan_in, fan_out;
-} cg_init;
-
-typedef struct cg_node {
-    cg_op op;
-    surg_dtype dtype; /* SURG_DTYPE_COUNT for a weak scalar constant */
-    uint32_t rank;
-    const uint64_t *shape;
-    uint64_t nelems;
-    const cg_id *in;
-    uint32_t n_in;
-    uint32_t depth; /* nodes on the longest path down to a leaf (cg_add sets it) */
-    union {
-        size_t input; /* OP_INPUT: index in the input checkpoint */
-        double value; /* OP_CONST */
-        const cg_init *init; /* OP_INIT */
-        const uint32_t *perm; /* OP_TRANSPOSE */
-        uint32_t axis; /* OP_CONCAT, OP_STACK */
-        struct {
-            uint32_t axis;
-            uint64_t start, len;
-            bool squeeze; /* unstack: the axis goes away */
-        } slice;
-    } a;
-    src_span origin; /* the statement that made it */
-} cg_node;
 
 typedef struct cg_output {
     const char *name;

@@ -1,49 +1,12 @@
-/* plan.c: the passes run over a compiled program, and the plan's totals
- * beside the naive way's. */
+/* plan.c: a compiled program made into a plan (runtime/plan.h): the passes
+ * run over it, the inputs to decode first, the records for the outputs'
+ * metadata, and the plan's totals beside the naive way's. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
-#include "plan.h"
+#include "passes.h"
 #include "st_write.h"
-
-surg_status pl_metadata(const surg_program *p, const char *prefix, arena *ar,
-                        surg_meta_entry **out, size_t *n)
-{
-    const surg_ckpt *from = surg_ckpt_mounted(p->input, prefix); /* its own file's metadata */
-    size_t in = surg_ckpt_meta_count(from);
-    surg_meta_entry *m = ar_array(ar, in + 3, sizeof *m);
-    if (!m)
-        return SURG_ENOMEM;
-    char *ties, *lora;
-    if (!pg_records_json(p, prefix, true, ar, &ties) ||
-        !pg_records_json(p, prefix, false, ar, &lora))
-        return SURG_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < in; i++) {
-        const surg_meta_entry *e = surg_ckpt_meta(from, i);
-        /* The input's records were read back as tied names and LoRA
-         * records: they are all in the program's, renamed and dropped as
-         * the recipe said. */
-        bool ours = strcmp(e->key, "surg.ties") == 0 || strcmp(e->key, "surg.lora") == 0;
-        if (!ours)
-            m[k++] = *e;
-    }
-    if (ties)
-        m[k++] = (surg_meta_entry){"surg.ties", ties};
-    if (lora)
-        m[k++] = (surg_meta_entry){"surg.lora", lora};
-    /* Sorted by key, as the writer wants them. */
-    for (size_t i = 1; i < k; i++)
-        for (size_t j = i; j && strcmp(m[j - 1].key, m[j].key) > 0; j--) {
-            surg_meta_entry t = m[j];
-            m[j] = m[j - 1];
-            m[j - 1] = t;
-        }
-    *out = m;
-    *n = k;
-    return SURG_OK;
-}
 
 /* The output header's size, in *n; false when out of memory. */
 static bool header_bytes(const surg_program *p, const surg_meta_entry *meta, size_t n_meta,
@@ -64,15 +27,22 @@ static bool header_bytes(const surg_program *p, const surg_meta_entry *meta, siz
 
 static uint64_t bytes(const cg_node *n) { return n->nelems * surg_dtype_bits(n->dtype) / 8; }
 
-/* Inputs nobody reads and values nobody makes, for the report. */
-static void count_dead(surg_plan *pl, const uint8_t *live)
+/* Inputs nobody reads and values nobody makes, for the report; the inputs
+ * read whose bytes are not in place, for the executor to decode first. */
+static bool survey(surg_plan *pl, const surg_program *p, const uint8_t *live)
 {
-    const cg_graph *g = &pl->prog->g;
+    const cg_graph *g = &p->g;
+    size_t n_in = surg_ckpt_count(p->input);
+    uint8_t *decode = calloc(n_in ? n_in : 1, 1);
+    if (!decode)
+        return false;
     for (cg_id id = 0; id < g->n; id++) {
         const cg_node *n = cg_get(g, id);
-        if (live[id] && n->op == OP_INPUT && surg_ckpt_decoded(pl->prog->input, n->a.input)) {
+        if (live[id] && n->op == OP_INPUT && surg_ckpt_decoded(p->input, n->a.input)) {
             pl->decoded_inputs++;
             pl->decoded_bytes += bytes(n);
+            pl->n_decode += !decode[n->a.input];
+            decode[n->a.input] = 1;
         }
         if (live[id] || n->op == OP_CONST)
             continue;
@@ -84,9 +54,15 @@ static void count_dead(surg_plan *pl, const uint8_t *live)
             pl->dead_value_bytes += bytes(n);
         }
     }
+    pl->decode = ar_array(&pl->ar, pl->n_decode + 1, sizeof *pl->decode);
+    for (size_t i = 0, k = 0; pl->decode && i < n_in; i++)
+        if (decode[i])
+            pl->decode[k++] = i;
+    free(decode);
+    return pl->decode != NULL;
 }
 
-static void add_up(surg_plan *pl)
+static void add_up(surg_plan *pl, const surg_program *p)
 {
     pl_totals *t = &pl->plan;
     uint64_t work = 0;
@@ -106,11 +82,11 @@ static void add_up(surg_plan *pl)
     t->written += pl->header_bytes;
     t->peak = pl->header_bytes + pl->threads * work;
     pl->naive = (pl_totals){
-        .read = pl->prog->naive.read,
-        .generated = pl->prog->naive.generated,
-        .computed = pl->prog->naive.computed,
+        .read = p->naive.read,
+        .generated = p->naive.generated,
+        .computed = p->naive.computed,
         .written = t->written,
-        .peak = pl->prog->naive.peak,
+        .peak = p->naive.peak,
     };
 }
 
@@ -136,17 +112,14 @@ void pl_scratch_free(pl_scratch *s)
     *s = (pl_scratch){0};
 }
 
-static surg_status build(surg_plan *pl)
+static surg_status build(surg_plan *pl, const surg_program *p)
 {
-    const surg_program *p = pl->prog;
     uint8_t *live = pl_live(&p->g, p->out, p->n_out);
     pl->t = ar_array(&pl->ar, p->n_out ? p->n_out : 1, sizeof *pl->t);
-    if (!live || !pl->t) {
-        free(live);
-        return SURG_ENOMEM;
-    }
-    count_dead(pl, live);
+    bool ok = live && pl->t && survey(pl, p, live);
     free(live);
+    if (!ok)
+        return SURG_ENOMEM;
     pl->n = p->n_out;
     pl_scratch scratch;
     if (!pl_scratch_init(&scratch, p->g.n))
@@ -176,14 +149,14 @@ static surg_status build(surg_plan *pl)
         return st;
     surg_meta_entry *meta;
     size_t n_meta;
-    st = pl_metadata(p, "", &pl->ar, &meta, &n_meta);
+    st = pl_metadata(pl, "", &pl->ar, &meta, &n_meta);
     if (st)
         return st;
     pl->meta = meta;
     pl->n_meta = n_meta;
     if (!header_bytes(p, meta, n_meta, &pl->header_bytes))
         return SURG_ENOMEM;
-    add_up(pl);
+    add_up(pl, p);
     return SURG_OK;
 }
 
@@ -194,9 +167,12 @@ surg_status surg_plan_build(const surg_program *p, unsigned threads, surg_plan *
     if (!pl)
         return SURG_ENOMEM;
     ar_init(&pl->ar);
-    pl->prog = p;
+    pl->input = p->input;
+    pl->nodes = p->g.nodes;
+    pl->n_nodes = p->g.n;
+    pl->rec = pg_records(p);
     pl->threads = threads ? threads : 1;
-    surg_status st = build(pl);
+    surg_status st = build(pl, p);
     if (st) {
         surg_plan_free(pl);
         return st;

@@ -88,9 +88,9 @@ char *surg_plan_text(const surg_plan *pl)
     }
     for (size_t i = 0; i < pl->n; i++)
         tensor_line(&b, &pl->t[i], name_w, type_w);
-    const surg_program *p = pl->prog;
-    for (size_t i = 0; i < p->n_alias; i++)
-        buf_printf(&b, "  tied: \"%s\" is stored as \"%s\"\n", p->alias[i].key, p->alias[i].value);
+    for (size_t i = 0; i < pl->rec.n_ties; i++)
+        buf_printf(&b, "  tied: \"%s\" is stored as \"%s\"\n", pl->rec.ties[i].key,
+                   pl->rec.ties[i].value);
     if (pl->dead_inputs) {
         buf_printf(&b, "  never read: %zu input tensor%s (", pl->dead_inputs,
                    pl->dead_inputs == 1 ? "" : "s");
@@ -150,7 +150,7 @@ static void tensor_json(buf *b, const surg_plan *pl, const pl_tensor *t)
         buf_puts(b, ",\"ranges\":[");
         for (size_t i = 0; i < t->n_segs; i++) {
             buf_puts(b, i ? ",{\"input\":" : "{\"input\":");
-            buf_json_string(b, surg_ckpt_tensor(pl->prog->input, t->segs[i].input)->name);
+            buf_json_string(b, surg_ckpt_tensor(pl->input, t->segs[i].input)->name);
             buf_printf(b, ",\"offset\":%llu,\"length\":%llu}",
                        (unsigned long long)t->segs[i].offset, (unsigned long long)t->segs[i].len);
         }
@@ -170,11 +170,11 @@ char *surg_plan_json(const surg_plan *pl)
         tensor_json(&b, pl, &pl->t[i]);
     }
     buf_puts(&b, "],\n\"ties\":{");
-    for (size_t i = 0; i < pl->prog->n_alias; i++) {
+    for (size_t i = 0; i < pl->rec.n_ties; i++) {
         buf_puts(&b, i ? "," : "");
-        buf_json_string(&b, pl->prog->alias[i].key);
+        buf_json_string(&b, pl->rec.ties[i].key);
         buf_putc(&b, ':');
-        buf_json_string(&b, pl->prog->alias[i].value);
+        buf_json_string(&b, pl->rec.ties[i].value);
     }
     buf_printf(&b,
                "},\n\"never_read\":{\"tensors\":%zu,\"bytes\":%llu},"

@@ -5,6 +5,7 @@
 
 #include "buf.h"
 #include "graph.h"
+#include "plan.h"
 
 struct surg_program {
     arena ar;
@@ -23,11 +24,12 @@ struct surg_program {
     } naive;
 };
 
-/* The tied names ({"alias": "stored as"}) or the LoRA records ([{...}]) of
- * the tensors under `prefix` ("" for all), as JSON with the prefix taken
- * off, in *out; NULL when there are none. False when out of memory. */
-bool pg_records_json(const surg_program *p, const char *prefix, bool ties, arena *ar,
-                     char **out);
+/* The records the output's metadata carries: the tied names and the LoRA
+ * records, borrowed. */
+static inline pl_records pg_records(const surg_program *p)
+{
+    return (pl_records){p->alias, p->n_alias, p->lora};
+}
 
 /* The value of a constant node, as short as its dtype allows: a number
  * that met an f32 tensor shows as 0.1, not as the double 0.100000001. */

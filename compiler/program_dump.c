@@ -8,57 +8,6 @@
 #include "lower.h"
 #include "program.h"
 
-/* `name` without `prefix`, or NULL when it is not under it. */
-static const char *under(const char *name, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return strncmp(name, prefix, n) == 0 ? name + n : NULL;
-}
-
-static void lora_json(buf *b, const cg_lora *r, const char *prefix)
-{
-    buf_printf(b, "{\"r\":%lld,\"lora_alpha\":", r->rank);
-    buf_double(b, r->alpha);
-    buf_printf(b, ",\"style\":\"%s\",\"target\":", r->flax ? "flax" : "peft");
-    buf_json_string(b, under(r->target, prefix));
-    buf_puts(b, ",\"lora_a\":");
-    buf_json_string(b, under(r->a, prefix));
-    buf_puts(b, ",\"lora_b\":");
-    buf_json_string(b, under(r->b, prefix));
-    buf_putc(b, '}');
-}
-
-bool pg_records_json(const surg_program *p, const char *prefix, bool ties, arena *ar, char **out)
-{
-    buf b;
-    buf_init(&b);
-    size_t k = 0;
-    buf_putc(&b, ties ? '{' : '[');
-    if (ties) {
-        for (size_t i = 0; i < p->n_alias; i++) {
-            const char *alias = under(p->alias[i].key, prefix);
-            const char *target = under(p->alias[i].value, prefix);
-            if (!alias || !target)
-                continue;
-            buf_puts(&b, k++ ? "," : "");
-            buf_json_string(&b, alias);
-            buf_putc(&b, ':');
-            buf_json_string(&b, target);
-        }
-    } else {
-        for (const cg_lora *r = p->lora; r; r = r->next)
-            if (under(r->target, prefix) && under(r->a, prefix) && under(r->b, prefix)) {
-                buf_puts(&b, k++ ? "," : "");
-                lora_json(&b, r, prefix);
-            }
-    }
-    buf_putc(&b, ties ? '}' : ']');
-    *out = b.failed || !k ? NULL : ar_strdup(ar, b.data);
-    bool ok = !b.failed && (!k || *out);
-    buf_free(&b);
-    return ok;
-}
-
 void cg_value_text(buf *b, const cg_node *n)
 {
     bool single = n->dtype < SURG_DTYPE_COUNT && surg_dtype_bits(n->dtype) <= 32 &&
@@ -157,7 +106,8 @@ char *surg_program_dump(const surg_program *p)
     arena tmp;
     ar_init(&tmp);
     char *lora = NULL;
-    if (!pg_records_json(p, "", false, &tmp, &lora))
+    pl_records rec = pg_records(p);
+    if (!pl_records_json(&rec, "", false, &tmp, &lora))
         b.failed = true;
     if (lora)
         buf_printf(&b, "lora %s\n", lora);

@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include "graph.h"
+#include "ops.h"
 
 typedef struct gn_stream {
     const cg_init *init;

@@ -56,7 +56,7 @@ static surg_status nomem(surg_sink *sink)
 
 /* ---- shapes and indices -------------------------------------------- */
 
-static const cg_node *node_of(const kx_ctx *c, cg_id id) { return cg_get(&c->p->g, id); }
+static const cg_node *node_of(const kx_ctx *c, cg_id id) { return &c->nodes[id]; }
 
 static uint64_t at(kx_index ix, size_t i) { return ix.idx ? ix.idx[i] : ix.start + i; }
 
@@ -344,7 +344,7 @@ static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index 
  * without this a chain of `y = x + x` doubles its work at every level. */
 static bool remember(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix, const double *vals)
 {
-    if (!s->last && !(s->last = calloc(c->p->g.n ? c->p->g.n : 1, sizeof *s->last)))
+    if (!s->last && !(s->last = calloc(c->n_nodes ? c->n_nodes : 1, sizeof *s->last)))
         return false;
     if (s->n_memo == s->memo_cap) {
         size_t cap = s->memo_cap ? s->memo_cap * 2 : 64;
@@ -521,14 +521,14 @@ double kx_reduce_finish(const kx_ctx *c, cg_id id, const kx_partial *parts, size
     return in_f32(r) ? (double)(float)v : v;
 }
 
-uint32_t kx_levels(const cg_graph *g, cg_id id, uint32_t *memo)
+uint32_t kx_levels(const cg_node *nodes, cg_id id, uint32_t *memo)
 {
     if (memo[id])
         return memo[id] - 1;
-    const cg_node *n = cg_get(g, id);
+    const cg_node *n = &nodes[id];
     uint32_t l = 0;
     for (uint32_t k = 0; k < n->n_in; k++) {
-        uint32_t x = kx_levels(g, n->in[k], memo) + (cg_op_class(n->op) == CG_REDUCTION);
+        uint32_t x = kx_levels(nodes, n->in[k], memo) + (cg_op_class(n->op) == CG_REDUCTION);
         l = x > l ? x : l;
     }
     memo[id] = l + 1;

@@ -6,7 +6,7 @@
 #ifndef SURG_KERNEL_H
 #define SURG_KERNEL_H
 
-#include "program.h"
+#include "ops.h"
 
 /* Elements [start, start + n), or idx[0..n) when idx is not NULL. */
 typedef struct kx_index {
@@ -15,11 +15,12 @@ typedef struct kx_index {
     size_t n;
 } kx_index;
 
-/* What the kernels of one run share: the program, its input (files mapped
- * before the threads start), and the values of the reductions computed so
- * far (by node; NaN until computed). */
+/* What the kernels of one run share: the plan's nodes, its input (files
+ * mapped before the threads start), and the values of the reductions
+ * computed so far (by node; NaN until computed). */
 typedef struct kx_ctx {
-    const surg_program *p;
+    const cg_node *nodes;
+    uint32_t n_nodes;
     surg_ckpt *ck;
     double *scalars;
 } kx_ctx;
@@ -73,6 +74,6 @@ surg_status kx_reduce_chunk(const kx_ctx *c, kx_scratch *s, cg_id node, uint64_t
 double kx_reduce_finish(const kx_ctx *c, cg_id node, const kx_partial *parts, size_t n_parts);
 
 /* Reduction levels below a node, so levels can be computed deepest first. */
-uint32_t kx_levels(const cg_graph *g, cg_id node, uint32_t *memo);
+uint32_t kx_levels(const cg_node *nodes, cg_id node, uint32_t *memo);
 
 #endif

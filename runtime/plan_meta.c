@@ -1,0 +1,96 @@
+/* plan_meta.c: an output's metadata from the plan: the input's own, and the
+ * records of the tensors under the output's prefix (tied names, LoRA
+ * records), written as JSON with the prefix taken off. */
+#include <string.h>
+
+#include "buf.h"
+#include "plan.h"
+
+/* `name` without `prefix`, or NULL when it is not under it. */
+static const char *under(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(name, prefix, n) == 0 ? name + n : NULL;
+}
+
+static void lora_json(buf *b, const cg_lora *r, const char *prefix)
+{
+    buf_printf(b, "{\"r\":%lld,\"lora_alpha\":", r->rank);
+    buf_double(b, r->alpha);
+    buf_printf(b, ",\"style\":\"%s\",\"target\":", r->flax ? "flax" : "peft");
+    buf_json_string(b, under(r->target, prefix));
+    buf_puts(b, ",\"lora_a\":");
+    buf_json_string(b, under(r->a, prefix));
+    buf_puts(b, ",\"lora_b\":");
+    buf_json_string(b, under(r->b, prefix));
+    buf_putc(b, '}');
+}
+
+bool pl_records_json(const pl_records *r, const char *prefix, bool ties, arena *ar, char **out)
+{
+    buf b;
+    buf_init(&b);
+    size_t k = 0;
+    buf_putc(&b, ties ? '{' : '[');
+    if (ties) {
+        for (size_t i = 0; i < r->n_ties; i++) {
+            const char *alias = under(r->ties[i].key, prefix);
+            const char *target = under(r->ties[i].value, prefix);
+            if (!alias || !target)
+                continue;
+            buf_puts(&b, k++ ? "," : "");
+            buf_json_string(&b, alias);
+            buf_putc(&b, ':');
+            buf_json_string(&b, target);
+        }
+    } else {
+        for (const cg_lora *x = r->lora; x; x = x->next)
+            if (under(x->target, prefix) && under(x->a, prefix) && under(x->b, prefix)) {
+                buf_puts(&b, k++ ? "," : "");
+                lora_json(&b, x, prefix);
+            }
+    }
+    buf_putc(&b, ties ? '}' : ']');
+    *out = b.failed || !k ? NULL : ar_strdup(ar, b.data);
+    bool ok = !b.failed && (!k || *out);
+    buf_free(&b);
+    return ok;
+}
+
+surg_status pl_metadata(const surg_plan *pl, const char *prefix, arena *ar,
+                        surg_meta_entry **out, size_t *n)
+{
+    const surg_ckpt *from = surg_ckpt_mounted(pl->input, prefix); /* its own file's metadata */
+    size_t in = surg_ckpt_meta_count(from);
+    surg_meta_entry *m = ar_array(ar, in + 3, sizeof *m);
+    if (!m)
+        return SURG_ENOMEM;
+    char *ties, *lora;
+    if (!pl_records_json(&pl->rec, prefix, true, ar, &ties) ||
+        !pl_records_json(&pl->rec, prefix, false, ar, &lora))
+        return SURG_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < in; i++) {
+        const surg_meta_entry *e = surg_ckpt_meta(from, i);
+        /* The input's records were read back as tied names and LoRA
+         * records: they are all in the plan's, renamed and dropped as the
+         * recipe said. */
+        bool ours = strcmp(e->key, "surg.ties") == 0 || strcmp(e->key, "surg.lora") == 0;
+        if (!ours)
+            m[k++] = *e;
+    }
+    if (ties)
+        m[k++] = (surg_meta_entry){"surg.ties", ties};
+    if (lora)
+        m[k++] = (surg_meta_entry){"surg.lora", lora};
+    /* Sorted by key, as the writer wants them. */
+    for (size_t i = 1; i < k; i++)
+        for (size_t j = i; j && strcmp(m[j - 1].key, m[j].key) > 0; j--) {
+            surg_meta_entry t = m[j];
+            m[j] = m[j - 1];
+            m[j - 1] = t;
+        }
+    *out = m;
+    *n = k;
+    return SURG_OK;
+}
