@@ -23,6 +23,7 @@ typedef struct ast_arg {
     src_span name_span;
     ast_expr *value;
     struct ast_arg *next;
+    struct ast_arg *last; /* in a list's first node, while parsing: its last */
 } ast_arg;
 
 typedef enum ast_expr_kind {
@@ -64,6 +65,7 @@ typedef struct ast_string {
     src_span span;
     bool optional;    /* `optional` before a pattern */
     struct ast_string *next;
+    struct ast_string *last; /* in a list's first node, while parsing: its last */
 } ast_string;
 
 typedef struct ast_number {
@@ -71,6 +73,7 @@ typedef struct ast_number {
     double value;
     src_span span;
     struct ast_number *next;
+    struct ast_number *last; /* in a list's first node, while parsing: its last */
 } ast_number;
 
 /* dtype[dims]; a dimension without a number is `*`. */
@@ -78,6 +81,7 @@ typedef struct ast_dim {
     ast_number *size;
     src_span span;
     struct ast_dim *next;
+    struct ast_dim *last; /* in a list's first node, while parsing: its last */
 } ast_dim;
 
 typedef struct ast_type {
@@ -106,6 +110,7 @@ typedef struct ast_clause {
     ast_expr *init;      /* CL_INIT */
     ast_string *names;   /* CL_AS: two templates */
     struct ast_clause *next;
+    struct ast_clause *last; /* in a list's first node, while parsing: its last */
 } ast_clause;
 
 #define AST_STATEMENTS(X)                                                   \

@@ -63,12 +63,21 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 #define YYMALLOC(size) stack_alloc(ctx, size)
 #define YYFREE free
 
+/* Lists grow at their end; the first node remembers the last, so a list
+ * of n items is built in n steps, not n^2/2. */
 #define APPEND(list, item)                                                  \
     do {                                                                    \
-        __typeof__(item) *tail_ = &(list);                                  \
-        while (*tail_)                                                      \
-            tail_ = &(*tail_)->next;                                        \
-        *tail_ = (item);                                                    \
+        if (!(item))                                                        \
+            break;                                                          \
+        if (!(list)) {                                                      \
+            (list) = (item);                                                \
+            break;                                                          \
+        }                                                                   \
+        __typeof__(item) tail_ = (list)->last ? (list)->last : (list);     \
+        while (tail_->next)                                                 \
+            tail_ = tail_->next;                                            \
+        tail_->next = (item);                                               \
+        (list)->last = (item);                                              \
     } while (0)
 }
 

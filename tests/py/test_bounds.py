@@ -201,6 +201,26 @@ class TestLinearTime(BoundsCase):
         np.testing.assert_allclose(self.result(), norm_chain(np.arange(1, 17), 80),
                                    rtol=1e-6)
 
+    def test_long_lists_parse_in_linear_time(self):
+        """Lists (split's targets, keep's patterns, sizes, a call's
+        arguments) grew by walking to their end: 200k split targets took
+        35 s to parse."""
+        n = 200_000
+        targets = ", ".join('"p%d"' % i for i in range(n))
+        self.recipe('split "w" axis 0 -> %s\n' % targets)
+        rc, out, diags, err = self.surg("fmt", "r.surg")
+        self.assertEqual((rc, diags), (0, []), err[:300])
+        self.assertEqual(out.count('"p'), n)
+        rc, out, diags, err = self.surg("check", "r.surg", "--from", self.ck)
+        self.assertEqual(rc, 1)
+        self.assertEqual(diags[0]["message"], 'axis 0 of "w" has 16 elements, which do not '
+                                              'split into 200000 equal parts')
+        self.recipe("keep %s\n" % ", ".join('optional "k%d"' % i for i in range(n)) +
+                    'map "v" = clip(x, %s)\n' % ", ".join(["1"] * n))
+        rc, out, diags, err = self.surg("fmt", "r.surg")
+        self.assertEqual(rc, 0, err[:300])
+        self.assertEqual(out.count("optional"), n)
+
     def test_40_reduction_levels_run_without_sleeping(self):
         """Each level was a run of jobs the executor polled every 100 ms:
         4 s for 40 levels of a 16-element tensor. The last worker to stop
