@@ -92,7 +92,7 @@ static void cut_slots(lw *L, const ast_stmt *s, change *c, const lw_match *m, co
                          "\"%s\" would leave the mirrored tree \"%s\", orphaning its "
                          "optimizer slots",
                          part, mi->params);
-                break;
+                return; /* said once, not once per slot */
             }
             out[(*n_out)++] = (named){mr_slot_name(L, mi, q, part), from, s->targets->span,
                                       cut_part(L, s, slot, how, i, &start), NULL};
