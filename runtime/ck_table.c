@@ -207,10 +207,12 @@ static surg_status record_ties(surg_ckpt *ck, surg_sink *sink, const fmt_table *
     for (size_t i = 0, k = 0; i < n; k += t[i].n_ties, i++)
         if (t[i].n_ties)
             memcpy(ties + k, t[i].ties, t[i].n_ties * sizeof *ties);
+    if (ss_sort(ties, n_ties, sizeof *ties) != 0) {
+        free(ties);
+        return dg_nomem(sink, ck->path);
+    }
     buf b;
     buf_init(&b);
-    if (ss_sort(ties, n_ties, sizeof *ties) != 0)
-        b.failed = true;
     buf_putc(&b, '{');
     for (size_t i = 0; i < n_ties; i++) {
         buf_puts(&b, i ? "," : "");
