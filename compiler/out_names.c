@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "diag.h"
+#include "format.h"
 #include "tensor_name.h"
 
 /* The output whose prefix starts `name`, or n (surg_program_check_parts
@@ -28,7 +29,7 @@ static void check_one(lw *L, const surg_ckpt_part *outs, size_t n, const char *n
     size_t plen = strlen(outs[k].prefix);
     const char *written = name + plen;
     const char *why = tn_format_problem(written, strlen(written),
-                                        outs[k].path ? tn_format_of(outs[k].path) : TN_ANY);
+                                        outs[k].path ? fmt_readers[fmt_output(outs[k].path)]->names : TN_ANY);
     if (!why)
         return;
     char shown[80], shown_as[80];

@@ -1,18 +1,18 @@
-/* npz.c: NumPy's .npz (a zip archive of .npy arrays, stored or deflated) and
- * a single .npy file, opened as checkpoints. Only headers are read: the
- * archive's directory and local headers, and each array's .npy header (for
- * a deflated entry, the first few hundred bytes of its stream). An array
- * stored little-endian in C order is read in place, at its offset in the
- * archive; any other is decoded on demand into the checkpoint's scratch
- * file (decode.c), where the tensor's table entry points from the start. */
+/* npz.c: the NumPy readers (format.h): an .npz (a zip archive of .npy
+ * arrays, stored or deflated) and a single .npy file. Only headers are
+ * read: the archive's directory and local headers, and each array's .npy
+ * header (for a deflated entry, the first few hundred bytes of its stream).
+ * An array stored little-endian in C order is read in place, at its offset
+ * in the archive; any other is decoded on demand into the scratch file
+ * (decode.c), where the tensor's table entry points from the start. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
 #include "diag.h"
+#include "format.h"
 #include "npy.h"
 #include "readfile.h"
 #include "tensor_name.h"
@@ -20,14 +20,12 @@
 enum { FIRST_READ = 256 };
 
 typedef struct npz_open_state {
-    surg_ckpt *ck;
+    arena *keep;
     surg_sink *sink;
     zip_archive *arc;
-    st_header h[2];         /* read in place (file 0), decoded (file 1: scratch) */
+    fmt_table *t;  /* h[0] read in place, h[1] decoded (src[k] each) */
     size_t cap[2];
-    dc_source **src;        /* per entry of h[1] */
-    uint64_t scratch_size;  /* page-aligned places */
-    uint64_t page;
+    uint64_t page; /* decoded tensors are placed in pages of their own */
     bool failed;
 } npz_open_state;
 
@@ -107,15 +105,15 @@ static bool really_fortran(const npy_header *h)
 
 static st_entry *add_entry(npz_open_state *o, int which)
 {
-    st_header *h = &o->h[which];
+    st_header *h = &o->t->h[which];
     if (h->n == o->cap[which]) {
         size_t cap = o->cap[which] ? o->cap[which] * 2 : 16;
         st_entry *v = realloc(h->entries, cap * sizeof *v);
-        dc_source **s = which ? realloc(o->src, cap * sizeof *s) : NULL;
+        dc_source **s = which ? realloc(o->t->src, cap * sizeof *s) : NULL;
         if (v)
             h->entries = v;
         if (s)
-            o->src = s;
+            o->t->src = s;
         if (!v || (which && !s))
             return NULL;
         o->cap[which] = cap;
@@ -126,8 +124,8 @@ static st_entry *add_entry(npz_open_state *o, int which)
 static surg_status add_array(npz_open_state *o, const zip_entry *e, const char *name,
                              const npy_header *h)
 {
-    surg_ckpt *ck = o->ck;
-    uint64_t *shape = ar_array(&ck->ar, h->rank ? h->rank : 1, sizeof *shape);
+    fmt_table *t = o->t;
+    uint64_t *shape = ar_array(o->keep, h->rank ? h->rank : 1, sizeof *shape);
     if (!shape)
         return dg_nomem(o->sink, o->arc->path);
     memcpy(shape, h->shape, h->rank * sizeof *shape);
@@ -141,18 +139,18 @@ static surg_status add_array(npz_open_state *o, const zip_entry *e, const char *
         *x = (st_entry){info, e->data_at + h->data_at, e->data_at + h->data_at + h->nbytes};
         return SURG_OK;
     }
-    dc_source *s = ar_alloc(&ck->ar, sizeof *s);
+    dc_source *s = ar_alloc(o->keep, sizeof *s);
     if (!s)
         return dg_nomem(o->sink, o->arc->path);
     *s = (dc_source){.arc = o->arc, .entry = *e, .skip = h->data_at, .name = name,
                      .esize = surg_dtype_bits(h->dtype) / 8, .swap = h->swap,
                      .fortran = fortran, .rank = h->rank, .shape = shape, .nbytes = h->nbytes};
-    o->src[o->h[1].n - 1] = s;
-    *x = (st_entry){info, o->scratch_size, o->scratch_size + h->nbytes};
+    t->src[t->h[1].n - 1] = s;
+    *x = (st_entry){info, t->scratch_size, t->scratch_size + h->nbytes};
     /* Each in pages of its own, so a mapping made before a tensor is
      * decoded never holds a stale page of it. */
-    uint64_t end = o->scratch_size + h->nbytes;
-    o->scratch_size = end + (o->page - end % o->page) % o->page;
+    uint64_t end = t->scratch_size + h->nbytes;
+    t->scratch_size = end + (o->page - end % o->page) % o->page;
     return SURG_OK;
 }
 
@@ -165,7 +163,7 @@ static surg_status read_entry(npz_open_state *o, const zip_entry *e)
                 "entry \"%s\" is not a .npy array: ignored", e->name);
         return SURG_OK;
     }
-    char *name = ar_strndup(&o->ck->ar, e->name, e->name_len - 4);
+    char *name = ar_strndup(o->keep, e->name, e->name_len - 4);
     if (!name)
         return dg_nomem(o->sink, o->arc->path);
     const char *why = tn_problem(name, strlen(name));
@@ -194,69 +192,71 @@ static surg_status read_entry(npz_open_state *o, const zip_entry *e)
     return add_array(o, e, name, &h);
 }
 
-/* files[0] is the archive, files[1] the scratch file (made when a tensor
- * is first decoded). */
-static surg_status collect(npz_open_state *o)
-{
-    return ck_collect_scratch(o->ck, o->sink, o->h, o->src, o->scratch_size);
-}
-
-static surg_status open_common(surg_ckpt *ck, surg_sink *sink, surg_ckpt_kind kind,
+/* The archive (or the .npy file) opened into out->file. The table's
+ * arrays are malloc'd, and src is never NULL: these files may need a
+ * scratch file. */
+static surg_status open_common(arena *keep, surg_sink *sink, const char *path, fmt_table *out,
                                npz_open_state *o)
 {
     long page = sysconf(_SC_PAGESIZE);
-    *o = (npz_open_state){.ck = ck, .sink = sink, .page = page > 0 ? (uint64_t)page : 4096};
-    ck->kind = kind;
-    ck->files = ar_array(&ck->ar, 2, sizeof *ck->files);
-    o->arc = ar_alloc(&ck->ar, sizeof *o->arc);
-    if (!ck->files || !o->arc)
-        return dg_nomem(sink, ck->path);
-    ck->files[1] = (st_file){.path = ck->path, .fd = -1};
-    ck->n_files = 1;
-    return st_file_open(sink, ck->path, &ck->files[0]);
+    *o = (npz_open_state){.keep = keep, .sink = sink, .t = out,
+                          .page = page > 0 ? (uint64_t)page : 4096};
+    out->own_entries = true;
+    out->src = malloc(sizeof *out->src);
+    o->arc = ar_alloc(keep, sizeof *o->arc);
+    if (!out->src || !o->arc)
+        return dg_nomem(sink, path);
+    return st_file_open(sink, path, &out->file);
 }
 
-static surg_status finish(npz_open_state *o, surg_status st)
-{
-    if (!st && o->failed)
-        st = SURG_EINVALID;
-    if (!st)
-        st = collect(o);
-    free(o->h[0].entries);
-    free(o->h[1].entries);
-    free(o->src);
-    return st;
-}
-
-surg_status npz_open(surg_ckpt *ck, surg_sink *sink)
+static surg_status npz_read(arena *keep, surg_sink *sink, const char *path, fmt_table *out)
 {
     npz_open_state o;
-    surg_status st = open_common(ck, sink, SURG_CKPT_NPZ, &o);
+    surg_status st = open_common(keep, sink, path, out, &o);
     if (!st)
-        st = zip_open(&ck->ar, sink, ck->path, ck->files[0].fd, ck->files[0].size, o.arc);
+        st = zip_open(keep, sink, path, out->file.fd, out->file.size, o.arc);
     if (!st)
-        ck->files[0].bytes_read = o.arc->bytes_read;
+        out->file.bytes_read = o.arc->bytes_read;
     for (size_t i = 0; !st && i < o.arc->n; i++)
         st = read_entry(&o, &o.arc->entries[i]);
-    return finish(&o, st);
+    return !st && o.failed ? SURG_EINVALID : st;
 }
 
 /* A .npy file is one stored "entry" spanning the file, without a CRC; the
  * tensor is named after the file (its name without directory and ".npy"). */
-surg_status npy_open(surg_ckpt *ck, surg_sink *sink)
+static surg_status npy_read(arena *keep, surg_sink *sink, const char *path, fmt_table *out)
 {
     npz_open_state o;
-    surg_status st = open_common(ck, sink, SURG_CKPT_NPY, &o);
+    surg_status st = open_common(keep, sink, path, out, &o);
     if (st)
-        return finish(&o, st);
-    const st_file *f = &ck->files[0];
-    *o.arc = (zip_archive){.path = ck->path, .fd = f->fd, .size = f->size};
-    const char *slash = strrchr(ck->path, '/');
-    const char *base = slash ? slash + 1 : ck->path;
-    zip_entry *e = ar_alloc(&ck->ar, sizeof *e);
+        return st;
+    const st_file *f = &out->file;
+    *o.arc = (zip_archive){.path = path, .fd = f->fd, .size = f->size};
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    zip_entry *e = ar_alloc(keep, sizeof *e);
     if (!e)
-        return finish(&o, dg_nomem(sink, ck->path));
+        return dg_nomem(sink, path);
     *e = (zip_entry){.name = base, .name_len = (uint32_t)strlen(base), .method = ZIP_STORED,
                      .csize = f->size, .usize = f->size};
-    return finish(&o, read_entry(&o, e));
+    st = read_entry(&o, e);
+    return !st && o.failed ? SURG_EINVALID : st;
 }
+
+static const char *const npz_suffixes[] = {".npz", NULL};
+static const char *const npy_suffixes[] = {".npy", NULL};
+
+const fmt_reader fmt_npz = {
+    .suffixes = npz_suffixes,
+    .open = npz_read,
+    .called = "a NumPy .npz or .npy",
+    .writes = true,
+    .names = TN_NPZ,
+};
+
+const fmt_reader fmt_npy = {
+    .suffixes = npy_suffixes,
+    .open = npy_read,
+    .called = NULL, /* fmt_npz's words name it */
+    .unwritten = "a .npy holds one array: write an .npz (or .safetensors) instead",
+};

@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "diag.h"
+#include "format.h"
 #include "npy.h"
 #include "tensor_name.h"
 #include "zip.h"
@@ -63,7 +64,7 @@ static void put64(unsigned char *p, uint64_t v)
     put32(p + 4, v >> 32);
 }
 
-bool nzw_wanted(const char *out_path) { return tn_format_of(out_path) == TN_NPZ; }
+bool nzw_wanted(const char *out_path) { return fmt_output(out_path) == FMT_NPZ; }
 
 static bool ascii(const char *s)
 {

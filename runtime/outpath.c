@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "checkpoint.h"
 #include "diag.h"
+#include "format.h"
 #include "json.h"
 #include "readfile.h"
 #include "st_write.h"
@@ -168,7 +169,7 @@ static surg_status kind_of_sharded(surg_sink *sink, const char *path, bool is_di
                               "the index of a sharded output needs a name before "
                               ".safetensors.index.json: it names the shards "
                               "(PREFIX-00001-of-0000N.safetensors)");
-    if (ends_with(base, ".npz"))
+    if (fmt_by_name(base) == FMT_NPZ)
         return bad_name(sink, path, "npz-sharded",
                         "an .npz is one file: --max-shard-size writes safetensors shards");
     if (file_like(base)) {
@@ -204,24 +205,17 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
         return bad_name(sink, path, "out-name",
                         "an index of shards is written with --max-shard-size: give it, or "
                         "name a .safetensors file");
-    if (ends_with(base, ".safetensors")) {
-        *kind = OUTP_SAFETENSORS;
+    /* The format follows the name (format.h): one surg writes, or one it
+     * only reads, which says why not. */
+    fmt_id f = fmt_by_name(base);
+    if (f != FMT_NONE && fmt_readers[f]->writes) {
+        *kind = f == FMT_NPZ ? OUTP_NPZ : OUTP_SAFETENSORS;
         return SURG_OK;
     }
-    if (ends_with(base, ".npz")) {
-        *kind = OUTP_NPZ;
-        return SURG_OK;
-    }
-    if (ends_with(base, ".npy"))
-        return bad_name(sink, path, "io",
-                        "a .npy holds one array: write an .npz (or .safetensors) instead");
-    if (pt_wanted(base))
-        return bad_name(sink, path, "io",
-                        "surg reads PyTorch files but does not write them: write a "
-                        ".safetensors (torch reads it with safetensors.torch.load_file) or "
-                        "an .npz");
+    if (f != FMT_NONE && fmt_readers[f]->unwritten)
+        return bad_name(sink, path, "io", fmt_readers[f]->unwritten);
     dg_file(sink, SURG_ERROR, "out-name", path, "cannot tell the format from the name: %s%s",
-            writes, ends_with(base, ".json") ? " (a schema comes from `surg schema`)" : "");
+            writes, f == FMT_SCHEMA ? " (a schema comes from `surg schema`)" : "");
     return SURG_EUSAGE;
 }
 

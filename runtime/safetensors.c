@@ -1,6 +1,7 @@
-/* safetensors.c: opening a safetensors file. The header is read with pread
- * into memory of its own, after its length has been checked against the
- * limit and the file's size; the data is mapped lazily. */
+/* safetensors.c: opening a safetensors file, and the safetensors reader
+ * (format.h). The header is read with pread into memory of its own, after
+ * its length has been checked against the limit and the file's size; the
+ * data is mapped lazily. */
 #include "safetensors.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "diag.h"
+#include "format.h"
 #include "readfile.h"
 
 static uint64_t le64(const unsigned char b[8])
@@ -120,3 +122,21 @@ surg_status st_map(st_file *f, surg_sink *sink)
     f->map = m;
     return SURG_OK;
 }
+
+/* Every tensor is in place: the header is the table. */
+static surg_status read_table(arena *keep, surg_sink *sink, const char *path, fmt_table *out)
+{
+    return st_open(keep, sink, path, &out->file, &out->h[0]);
+}
+
+static const char *const suffixes[] = {".safetensors", NULL};
+
+const fmt_reader fmt_safetensors = {
+    .suffixes = suffixes,
+    .open = read_table,
+    .called = "a .safetensors file",
+    .dir_file = "model.safetensors",
+    .shards = true,
+    .writes = true,
+    .names = TN_SAFETENSORS,
+};

@@ -1,6 +1,8 @@
 /* shard.c: a sharded checkpoint, as Hugging Face tooling writes it: an index
- * (`weight_map` from tensor name to shard file) beside the shard files. The
- * index and every shard must agree exactly. */
+ * (`weight_map` from tensor name to shard file) beside the shard files, all
+ * of one format (format.h), each read by its reader and the tables
+ * assembled into one (ck_table.c). The index and every shard must agree
+ * exactly. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,6 +218,21 @@ static surg_status read_index(surg_ckpt *ck, surg_sink *sink, json_reader *j, in
     return SURG_OK;
 }
 
+/* `dir`/`name` in the arena ("dir/" not doubled). */
+static char *join(arena *ar, const char *dir, const char *name)
+{
+    size_t d = strlen(dir), n = strlen(name);
+    char *p = ar_alloc(ar, d + n + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, d);
+    size_t at = d;
+    if (d && dir[d - 1] != '/')
+        p[at++] = '/';
+    memcpy(p + at, name, n + 1);
+    return p;
+}
+
 static const char *dir_of(arena *ar, const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -226,43 +243,49 @@ static const char *dir_of(arena *ar, const char *path)
     return ar_strndup(ar, path, (size_t)(slash - path));
 }
 
-/* The shards' paths, beside the index; all safetensors, or all torch.save
- * files (a `pytorch_model.bin.index.json`), never a mixture. */
+/* The shards' paths, beside the index, and their format (fmt_of_shard:
+ * safetensors where a name says nothing): all of one, never a mixture. */
 static surg_status shard_paths(surg_ckpt *ck, surg_sink *sink, const index_map *m,
-                               const char ***paths, bool *torch)
+                               const char ***paths, fmt_id *format)
 {
     const char *dir = dir_of(&ck->ar, ck->path);
     *paths = ar_array(&ck->ar, m->n_shards ? m->n_shards : 1, sizeof **paths);
     if (!dir || !*paths)
         return dg_nomem(sink, ck->path);
-    *torch = m->n_shards && pt_wanted(m->shards[0]);
+    *format = m->n_shards ? fmt_of_shard(m->shards[0]) : (fmt_id)0;
     for (size_t i = 0; i < m->n_shards; i++) {
-        if (pt_wanted(m->shards[i]) != *torch)
+        if (fmt_of_shard(m->shards[i]) != *format)
             return FAIL(sink, ck->path, "shard-format",
                         "the index names shards of two formats, \"%s\" and \"%s\"",
                         m->shards[0], m->shards[i]);
-        if (!((*paths)[i] = ck_join(&ck->ar, dir, m->shards[i])))
+        if (!((*paths)[i] = join(&ck->ar, dir, m->shards[i])))
             return dg_nomem(sink, ck->path);
     }
     return SURG_OK;
 }
 
-static surg_status open_shards(surg_ckpt *ck, surg_sink *sink, const index_map *m,
-                               const char *const *paths)
+/* Every shard read, in order (the first that fails stops them), and their
+ * tables assembled; shard_of[f] says which shard file f is of (a shard's
+ * file may have its scratch file after it). */
+static surg_status open_shards(surg_ckpt *ck, surg_sink *sink, size_t n,
+                               const char *const *paths, fmt_id format, uint32_t **shard_of)
 {
-    ck->files = ar_array(&ck->ar, m->n_shards ? m->n_shards : 1, sizeof *ck->files);
-    st_header *headers = calloc(m->n_shards ? m->n_shards : 1, sizeof *headers);
-    surg_status st = ck->files && headers ? SURG_OK : dg_nomem(sink, ck->path);
-    for (size_t i = 0; !st && i < m->n_shards; i++) {
-        st = st_open(&ck->ar, sink, paths[i], &ck->files[i], &headers[i]);
-        if (!st)
-            ck->n_files++;
-    }
+    fmt_table *t = calloc(n ? n : 1, sizeof *t);
+    surg_status st = t ? SURG_OK : dg_nomem(sink, ck->path);
+    size_t opened = 0;
+    for (; !st && opened < n; opened++)
+        st = fmt_open(format, &ck->ar, sink, paths[opened], &t[opened]);
     if (!st)
-        st = ck_collect(ck, sink, headers);
-    for (size_t i = 0; headers && i < m->n_shards; i++)
-        st_header_free(&headers[i]);
-    free(headers);
+        st = ck_assemble(ck, sink, t, n);
+    *shard_of = st ? NULL : malloc((ck->n_files ? ck->n_files : 1) * sizeof **shard_of);
+    if (!st && !*shard_of)
+        st = dg_nomem(sink, ck->path);
+    for (size_t i = 0, f = 0; !st && i < n; i++)
+        for (size_t k = t[i].src ? 2 : 1; k; k--)
+            (*shard_of)[f++] = (uint32_t)i;
+    for (size_t i = 0; i < opened; i++)
+        fmt_table_free(&t[i]);
+    free(t);
     return st;
 }
 
@@ -271,17 +294,18 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The ties are sorted by alias (ck_collect): found by bisection. */
+/* The ties are sorted by alias (ck_table.c): found by bisection. */
 static bool is_tied(const surg_ckpt *ck, const char *name)
 {
     return ss_find(ck->ties, ck->n_ties, sizeof *ck->ties, name) != (size_t)-1;
 }
 
 /* Every tensor the index names must be in its shard, and every tensor of a
- * shard must be named by the index. Shard k is files[k * per]. A name the
- * index lists may also be tied to a stored tensor (a torch.save shard
- * stores one tensor for two names of one view). */
-static surg_status check_agreement(surg_ckpt *ck, surg_sink *sink, index_map *m, uint32_t per)
+ * shard must be named by the index. File f is of shard shard_of[f], at
+ * paths[shard]. A name the index lists may also be tied to a stored tensor
+ * (a torch.save shard stores one tensor for two names of one view). */
+static surg_status check_agreement(surg_ckpt *ck, surg_sink *sink, index_map *m,
+                                   const uint32_t *shard_of, const char *const *paths)
 {
     surg_status st = SURG_OK;
     for (size_t i = 0; i < m->n; i++) {
@@ -293,11 +317,10 @@ static surg_status check_agreement(surg_ckpt *ck, surg_sink *sink, index_map *m,
                       "the index puts tensor \"%s\" in %s, which does not "
                       "hold it",
                       m->names[i], m->shards[m->shard[i]]);
-        else if (ck->file_of[t] / per != m->shard[i])
+        else if (shard_of[ck->file_of[t]] != m->shard[i])
             st = FAIL(sink, ck->path, "shard-misplaced-tensor",
                       "the index puts tensor \"%s\" in %s, but it is in %s",
-                      m->names[i], m->shards[m->shard[i]],
-                      ck->files[ck->file_of[t] / per * per].path);
+                      m->names[i], m->shards[m->shard[i]], paths[shard_of[ck->file_of[t]]]);
     }
     if (st || ck->n == m->n)
         return st;
@@ -315,7 +338,7 @@ static surg_status check_agreement(surg_ckpt *ck, surg_sink *sink, index_map *m,
         return FAIL(sink, ck->path, "shard-unlisted-tensor",
                     "tensor \"%s\" of %s is not in the index's "
                     "\"weight_map\"",
-                    ck->tensors[t].name, ck->files[ck->file_of[t] / per * per].path);
+                    ck->tensors[t].name, paths[shard_of[ck->file_of[t]]]);
     }
     return st;
 }
@@ -333,14 +356,12 @@ static void check_total_size(const surg_ckpt *ck, surg_sink *sink, uint64_t clai
                 (unsigned long long)claimed, (unsigned long long)total);
 }
 
-surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
-                            const char *index_path)
+surg_status ck_open_index(surg_ckpt *ck, surg_sink *sink)
 {
     ck->kind = SURG_CKPT_SHARDED;
-    ck->path = index_path;
     char *text;
     size_t len;
-    surg_status st = rf_read_into(&ck->ar, sink, index_path, ST_MAX_HEADER, &text, &len);
+    surg_status st = rf_read_into(&ck->ar, sink, ck->path, ST_MAX_HEADER, &text, &len);
     if (st)
         return st;
     json_reader j;
@@ -354,15 +375,16 @@ surg_status ck_open_sharded(surg_ckpt *ck, surg_sink *sink,
         return st;
     }
     const char **paths = NULL;
-    bool torch = false;
-    st = shard_paths(ck, sink, &m, &paths, &torch);
+    fmt_id format = FMT_NONE;
+    uint32_t *shard_of = NULL;
+    st = shard_paths(ck, sink, &m, &paths, &format);
     if (!st)
-        st = torch ? pt_open_shards(ck, sink, paths, m.n_shards)
-                   : open_shards(ck, sink, &m, paths);
+        st = open_shards(ck, sink, m.n_shards, paths, format, &shard_of);
     if (!st)
-        st = check_agreement(ck, sink, &m, torch ? 2 : 1);
+        st = check_agreement(ck, sink, &m, shard_of, paths);
     if (!st && has_total)
         check_total_size(ck, sink, claimed);
+    free(shard_of);
     index_map_free(&m);
     return st;
 }

@@ -412,7 +412,7 @@ static surg_status parse_object(parser *p, json_reader *j, uint64_t data_len, st
     if (more < 0 || !json_end(j))
         return json_error(p, j);
     /* A tensor name given twice is found when the checkpoint's table is
-     * sorted by name (ck_collect), which is done anyway. */
+     * sorted by name (ck_table.c), which is done anyway. */
     return p->mode == ST_SCHEMA ? SURG_OK : check_tiling(p, h, data_len);
 }
 

@@ -36,7 +36,7 @@ typedef enum st_mode {
 /* Parse and validate `len` bytes of header JSON, which must live in `ar`
  * (its strings are decoded in place and kept). For ST_SAFETENSORS the
  * byte ranges must tile [0, data_len) exactly. A tensor name given twice
- * is left for ck_collect to find, as it sorts the names anyway. Every problem is reported to
+ * is left for ck_table.c to find, as it sorts the names anyway. Every problem is reported to
  * the sink naming `file` (and the tensor). Tables live in `ar`. */
 surg_status st_parse_header(arena *ar, surg_sink *sink, const char *file,
                             char *json, size_t len, uint64_t data_len,

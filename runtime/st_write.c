@@ -15,6 +15,7 @@
 
 #include "diag.h"
 #include "checkpoint.h"
+#include "format.h"
 #include "npz_write.h"
 #include "st_header.h"
 #include "tensor_name.h"
@@ -268,7 +269,7 @@ static surg_status layout_files(surg_sink *sink, const char *out_path, stw_layou
  * a caller that did not ask it still never gets a file its readers refuse. */
 static surg_status check_names(surg_sink *sink, const char *out_path, const stw_output *out)
 {
-    tn_format f = tn_format_of(out_path);
+    tn_format f = fmt_readers[fmt_output(out_path)]->names;
     surg_status st = SURG_OK;
     for (size_t i = 0; i < out->n; i++) {
         const char *name = out->tensors[i].name;

@@ -1,10 +1,10 @@
-/* torch.c: PyTorch's torch.save files opened as checkpoints. Since PyTorch
- * 1.6 such a file is a zip archive: <prefix>/data.pkl, the pickled object,
- * and <prefix>/data/<key>, one uncompressed entry per storage. Here: the
- * archive, its pickle read as data (pickle.c), and the tables a file opens
- * to; the pickle's tensors are named, their views checked and tied in
- * torch_names.c. A contiguous view is read in place in the archive; any
- * other is gathered into the checkpoint's scratch file when a run needs it
+/* torch.c: the reader of PyTorch's torch.save files (format.h). Since
+ * PyTorch 1.6 such a file is a zip archive: <prefix>/data.pkl, the pickled
+ * object, and <prefix>/data/<key>, one uncompressed entry per storage.
+ * Here: the archive, its pickle read as data (pickle.c), and the table a
+ * file opens to; the pickle's tensors are named, their views checked and
+ * tied in torch_names.c. A contiguous view is read in place in the
+ * archive; any other is gathered into the scratch file when a run needs it
  * (decode.c). */
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,18 +26,7 @@
 #define GATHER_RATIO 1032u
 #define GATHER_SLACK (16u << 20)
 
-static const char *const extensions[] = {".pth.tar", ".pt", ".pth", ".bin"};
-
-bool pt_wanted(const char *path)
-{
-    size_t n = strlen(path);
-    for (size_t i = 0; i < sizeof extensions / sizeof *extensions; i++) {
-        size_t k = strlen(extensions[i]);
-        if (n >= k && strcmp(path + n - k, extensions[i]) == 0)
-            return true;
-    }
-    return false;
-}
+static const char *const extensions[] = {".pth.tar", ".pt", ".pth", ".bin", NULL};
 
 /* The file's name without its folder and extension: a lone tensor's name. */
 const char *pt_stem(pt_state *o)
@@ -45,14 +34,14 @@ const char *pt_stem(pt_state *o)
     const char *slash = strrchr(o->path, '/');
     const char *base = slash ? slash + 1 : o->path;
     size_t n = strlen(base);
-    for (size_t i = 0; i < sizeof extensions / sizeof *extensions; i++) {
+    for (size_t i = 0; extensions[i]; i++) {
         size_t k = strlen(extensions[i]);
         if (n > k && strcmp(base + n - k, extensions[i]) == 0) {
             n -= k;
             break;
         }
     }
-    return ar_strndup(&o->ck->ar, base, n);
+    return ar_strndup(o->keep, base, n);
 }
 
 void pt_error(pt_state *o, const char *code, const char *fmt, ...)
@@ -71,7 +60,7 @@ void pt_error(pt_state *o, const char *code, const char *fmt, ...)
 static surg_status open_file(pt_state *o)
 {
     *o->file = (st_file){.path = o->path, .fd = -1};
-    o->arc = ar_alloc(&o->ck->ar, sizeof *o->arc);
+    o->arc = ar_alloc(o->keep, sizeof *o->arc);
     if (!o->arc)
         return dg_nomem(o->sink, o->path);
     return st_file_open(o->sink, o->path, o->file);
@@ -120,7 +109,7 @@ static surg_status find_pickle(pt_state *o, const zip_entry **pkl)
         return SURG_EINVALID;
     }
     o->prefix_len = (size_t)(strchr((*pkl)->name, '/') - (*pkl)->name) + 1;
-    o->prefix = ar_strndup(&o->ck->ar, (*pkl)->name, o->prefix_len);
+    o->prefix = ar_strndup(o->keep, (*pkl)->name, o->prefix_len);
     return o->prefix ? SURG_OK : dg_nomem(o->sink, o->path);
 }
 
@@ -267,14 +256,14 @@ static surg_status run_pickle(pt_state *o, pk_value **root)
 
 static uint64_t *copy_dims(pt_state *o, uint32_t rank, const uint64_t *d)
 {
-    uint64_t *c = ar_array(&o->ck->ar, rank ? rank : 1, sizeof *c);
+    uint64_t *c = ar_array(o->keep, rank ? rank : 1, sizeof *c);
     if (c)
         memcpy(c, d, rank * sizeof *c);
     return c;
 }
 
 typedef struct tables {
-    pt_tables *t;
+    fmt_table *t;
     uint64_t page;
     uint64_t gathered, gather_limit; /* bytes of the views not in place */
 } tables;
@@ -299,7 +288,7 @@ static surg_status place(pt_state *o, tables *tb, const pt_item *it)
                 (unsigned long long)o->file->size, it->name, GATHER_RATIO);
         return SURG_EINVALID;
     }
-    dc_source *s = ar_alloc(&o->ck->ar, sizeof *s);
+    dc_source *s = ar_alloc(o->keep, sizeof *s);
     uint64_t *stride = copy_dims(o, t->rank, t->stride);
     if (!s || !stride)
         return dg_nomem(o->sink, o->path);
@@ -320,7 +309,7 @@ static surg_status place(pt_state *o, tables *tb, const pt_item *it)
     return SURG_OK;
 }
 
-static surg_status make_tables(pt_state *o, pt_tables *out)
+static surg_status make_tables(pt_state *o, fmt_table *out)
 {
     long page = sysconf(_SC_PAGESIZE);
     tables tb = {.t = out, .page = page > 0 ? (uint64_t)page : 4096};
@@ -331,9 +320,10 @@ static surg_status make_tables(pt_state *o, pt_tables *out)
     size_t n_ties = 0;
     surg_status st = pt_find_ties(o, &n_ties);
     size_t n = o->n ? o->n : 1;
+    out->own_entries = true;
     out->h[0].entries = malloc(n * sizeof *out->h[0].entries);
     out->h[1].entries = malloc(n * sizeof *out->h[1].entries);
-    out->src = ar_array(&o->ck->ar, n, sizeof *out->src);
+    out->src = malloc(n * sizeof *out->src);
     if (!st && (!out->h[0].entries || !out->h[1].entries || !out->src))
         st = dg_nomem(o->sink, o->path);
     for (size_t i = 0; !st && i < o->n; i++)
@@ -344,7 +334,7 @@ static surg_status make_tables(pt_state *o, pt_tables *out)
 
 /* ---- opening ------------------------------------------------------------- */
 
-static surg_status read_tensors(pt_state *o, pt_tables *out)
+static surg_status read_tensors(pt_state *o, fmt_table *out)
 {
     const zip_entry *pkl;
     pk_value *root = NULL;
@@ -366,18 +356,17 @@ static surg_status read_tensors(pt_state *o, pt_tables *out)
     return st ? st : make_tables(o, out);
 }
 
-surg_status pt_read(surg_ckpt *ck, surg_sink *sink, const char *path, st_file *file,
-                    pt_tables *out)
+static surg_status read_table(arena *keep, surg_sink *sink, const char *path, fmt_table *out)
 {
-    *out = (pt_tables){0};
-    pt_state o = {.ck = ck, .sink = sink, .path = path, .file = file};
+    st_file *file = &out->file;
+    pt_state o = {.keep = keep, .sink = sink, .path = path, .file = file};
     ar_init(&o.tmp);
     buf_init(&o.name);
     surg_status st = open_file(&o);
     if (!st)
         st = refuse_legacy(&o);
     if (!st)
-        st = zip_open(&ck->ar, sink, path, file->fd, file->size, o.arc);
+        st = zip_open(keep, sink, path, file->fd, file->size, o.arc);
     if (!st) {
         file->bytes_read += o.arc->bytes_read;
         st = read_tensors(&o, out);
@@ -391,71 +380,12 @@ surg_status pt_read(surg_ckpt *ck, surg_sink *sink, const char *path, st_file *f
     return st;
 }
 
-void pt_tables_free(pt_tables *t)
-{
-    free(t->h[0].entries);
-    free(t->h[1].entries);
-    *t = (pt_tables){0};
-}
-
-surg_status pt_open(surg_ckpt *ck, surg_sink *sink)
-{
-    ck->kind = SURG_CKPT_TORCH;
-    ck->files = ar_array(&ck->ar, 2, sizeof *ck->files);
-    if (!ck->files)
-        return dg_nomem(sink, ck->path);
-    ck->n_files = 1;
-    pt_tables t;
-    surg_status st = pt_read(ck, sink, ck->path, &ck->files[0], &t);
-    if (!st)
-        st = pt_ties_meta(ck, sink, t.ties, t.n_ties, &t.h[0]);
-    if (!st)
-        st = ck_collect_scratch(ck, sink, t.h, t.src, t.scratch_size);
-    pt_tables_free(&t);
-    return st;
-}
-
-surg_status pt_open_shards(surg_ckpt *ck, surg_sink *sink, const char *const *paths, size_t n)
-{
-    size_t nf = n ? 2 * n : 1;
-    ck->files = ar_array(&ck->ar, nf, sizeof *ck->files);
-    st_header *h = calloc(nf, sizeof *h);
-    dc_source ***srcs = calloc(nf, sizeof *srcs);
-    pt_tables *t = calloc(n ? n : 1, sizeof *t);
-    surg_status st = ck->files && h && srcs && t ? SURG_OK : dg_nomem(sink, ck->path);
-    size_t n_ties = 0;
-    for (size_t i = 0; !st && i < n; i++) {
-        ck->n_files = 2 * i + 1; /* closed with the checkpoint, whatever happens */
-        st = pt_read(ck, sink, paths[i], &ck->files[2 * i], &t[i]);
-        if (!st)
-            st = ck_scratch_file(ck, sink, 2 * i + 1, paths[i], t[i].scratch_size);
-        if (st)
-            break;
-        ck->n_files = 2 * i + 2;
-        h[2 * i] = t[i].h[0];
-        h[2 * i + 1] = t[i].h[1];
-        srcs[2 * i + 1] = t[i].src;
-        n_ties += t[i].n_ties;
-    }
-    surg_meta_entry *ties = st ? NULL : malloc((n_ties ? n_ties : 1) * sizeof *ties);
-    if (!st && !ties)
-        st = dg_nomem(sink, ck->path);
-    for (size_t i = 0, k = 0; !st && i < n; k += t[i].n_ties, i++)
-        if (t[i].n_ties)
-            memcpy(ties + k, t[i].ties, t[i].n_ties * sizeof *ties);
-    if (!st && ss_sort(ties, n_ties, sizeof *ties) != 0)
-        st = dg_nomem(sink, ck->path);
-    if (!st && n)
-        st = pt_ties_meta(ck, sink, ties, n_ties, &h[0]);
-    if (!st)
-        st = ck_collect(ck, sink, h);
-    if (!st)
-        st = ck_link_decoded(ck, sink, h, (dc_source **const *)srcs);
-    for (size_t i = 0; t && i < n; i++)
-        pt_tables_free(&t[i]);
-    free(ties);
-    free(t);
-    free(srcs);
-    free(h);
-    return st;
-}
+const fmt_reader fmt_torch = {
+    .suffixes = extensions,
+    .open = read_table,
+    .called = "a PyTorch .pt, .pth or .bin",
+    .dir_file = "pytorch_model.bin",
+    .shards = true,
+    .unwritten = "surg reads PyTorch files but does not write them: write a .safetensors "
+                 "(torch reads it with safetensors.torch.load_file) or an .npz",
+};

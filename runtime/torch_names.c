@@ -76,7 +76,7 @@ static surg_status add_item(pt_state *o, const pk_tensor *t)
     }
     if (!spend_name(o, o->name.len + 1))
         return SURG_EINVALID;
-    char *name = ar_strndup(&o->ck->ar, o->name.data ? o->name.data : "", o->name.len);
+    char *name = ar_strndup(o->keep, o->name.data ? o->name.data : "", o->name.len);
     if (!name)
         return dg_nomem(o->sink, o->path);
     o->items[o->n] = (pt_item){.name = name, .t = t, .order = o->n};
@@ -379,39 +379,13 @@ surg_status pt_find_ties(pt_state *o, size_t *n_ties)
 }
 
 /* The tied items, in name order, as (alias, stored as) pairs. */
-surg_status pt_tie_pairs(pt_state *o, size_t n_ties, pt_tables *out)
+surg_status pt_tie_pairs(pt_state *o, size_t n_ties, fmt_table *out)
 {
-    out->ties = ar_array(&o->ck->ar, n_ties ? n_ties : 1, sizeof *out->ties);
+    out->ties = ar_array(o->keep, n_ties ? n_ties : 1, sizeof *out->ties);
     if (!out->ties)
         return dg_nomem(o->sink, o->path);
     for (size_t i = 0; i < o->n; i++)
         if (o->items[i].tied_to)
             out->ties[out->n_ties++] = (surg_meta_entry){o->items[i].name, o->items[i].tied_to};
-    return SURG_OK;
-}
-
-surg_status pt_ties_meta(surg_ckpt *ck, surg_sink *sink, const surg_meta_entry *ties, size_t n,
-                         st_header *h)
-{
-    if (!n)
-        return SURG_OK;
-    buf b;
-    buf_init(&b);
-    buf_putc(&b, '{');
-    for (size_t i = 0; i < n; i++) {
-        buf_puts(&b, i ? "," : "");
-        buf_json_string(&b, ties[i].key);
-        buf_putc(&b, ':');
-        buf_json_string(&b, ties[i].value);
-    }
-    buf_putc(&b, '}');
-    surg_meta_entry *m = ar_alloc(&ck->ar, sizeof *m);
-    char *value = b.failed ? NULL : ar_strdup(&ck->ar, b.data);
-    buf_free(&b);
-    if (!m || !value)
-        return dg_nomem(sink, ck->path);
-    *m = (surg_meta_entry){"surg.ties", value};
-    h->meta = m;
-    h->n_meta = 1;
     return SURG_OK;
 }

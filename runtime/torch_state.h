@@ -9,8 +9,9 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "checkpoint.h"
+#include "format.h"
 #include "pickle.h"
+#include "zip.h"
 
 enum { PT_MAX_SHOWN = 3 }; /* skipped names shown in the note */
 
@@ -27,9 +28,9 @@ typedef struct pt_item {
 } pt_item;
 
 typedef struct pt_state {
-    surg_ckpt *ck; /* whose arena keeps what the tables point at */
+    arena *keep; /* what the table points at, kept with the checkpoint */
     surg_sink *sink;
-    const char *path; /* the file, and its place among ck->files */
+    const char *path; /* the file */
     st_file *file;
     zip_archive *arc;
     arena tmp; /* the pickle's values */
@@ -58,7 +59,7 @@ void pt_error(pt_state *o, const char *code, const char *fmt, ...)
  * and its size in *bytes; NULL with o->failed set if it is not. */
 const zip_entry *pt_storage_entry(pt_state *o, const pt_item *it, uint64_t *bytes);
 
-/* The file's name without its folder and extension (in ck's arena). */
+/* The file's name without its folder and extension (in o->keep). */
 const char *pt_stem(pt_state *o);
 
 /* ---- names, views and ties (torch_names.c) ------------------------------ */
@@ -79,6 +80,6 @@ bool pt_view_end(const pk_tensor *t, unsigned esize, uint64_t *end);
 /* Each item tied to the first one seen with the same view (its tied_to),
  * *n_ties their count; then those ties, in name order, as out->ties. */
 surg_status pt_find_ties(pt_state *o, size_t *n_ties);
-surg_status pt_tie_pairs(pt_state *o, size_t n_ties, pt_tables *out);
+surg_status pt_tie_pairs(pt_state *o, size_t n_ties, fmt_table *out);
 
 #endif

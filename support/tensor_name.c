@@ -26,12 +26,6 @@ const char *tn_format_problem(const char *name, size_t len, tn_format f)
     return why;
 }
 
-tn_format tn_format_of(const char *out_path)
-{
-    size_t n = strlen(out_path);
-    return n >= 4 && strcmp(out_path + n - 4, ".npz") == 0 ? TN_NPZ : TN_SAFETENSORS;
-}
-
 const char *tn_short(const char *name, char *out, size_t keep)
 {
     size_t n = strlen(name);

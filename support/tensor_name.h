@@ -11,6 +11,8 @@
 /* An .npz entry is `NAME.npy`, and a zip name holds at most 65,535 bytes. */
 #define TN_NPZ_MAX_NAME 65531u
 
+/* The rules of an output format; which format an output is written in is
+ * told by its name (runtime/format.h: fmt_output). */
 typedef enum tn_format {
     TN_ANY,         /* not known: the shared rules only */
     TN_SAFETENSORS, /* one file or sharded */
@@ -25,10 +27,6 @@ const char *tn_problem(const char *name, size_t len);
 
 /* The same, then the rules of `f`. */
 const char *tn_format_problem(const char *name, size_t len, tn_format f);
-
-/* The format an output is written in: an `.npz` when its name says so,
- * else safetensors. */
-tn_format tn_format_of(const char *out_path);
 
 /* `name` shortened for a message: the first `keep` bytes (cut at a
  * character boundary), then "…"; at most keep + 4 bytes with the NUL, in

@@ -1,0 +1,102 @@
+/* format.c: the table of formats (format.h), and the one place that tells
+ * a format from a path's name or a file's first bytes, for inputs, shards
+ * and outputs alike. */
+#include "format.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FMT_X_READER(id, kind, reader) &reader,
+const fmt_reader *const fmt_readers[FMT_COUNT] = {SURG_FORMATS(FMT_X_READER)};
+#undef FMT_X_READER
+
+#define FMT_X_KIND(id, kind, reader) kind,
+const surg_ckpt_kind fmt_kinds[FMT_COUNT] = {SURG_FORMATS(FMT_X_KIND)};
+#undef FMT_X_KIND
+
+static bool answers_to(const fmt_reader *r, const char *path)
+{
+    size_t n = strlen(path);
+    for (const char *const *s = r->suffixes; s && *s; s++) {
+        size_t k = strlen(*s);
+        if (n >= k && strcmp(path + n - k, *s) == 0)
+            return true;
+    }
+    return false;
+}
+
+fmt_id fmt_by_name(const char *path)
+{
+    for (int f = 0; f < FMT_COUNT; f++)
+        if (answers_to(fmt_readers[f], path))
+            return (fmt_id)f;
+    return FMT_NONE;
+}
+
+/* Up to FMT_HEAD_BYTES of a regular file, without blocking; 0 when it
+ * cannot be read. */
+static size_t read_head(const char *path, unsigned char *head)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat sb;
+    ssize_t got = 0;
+    if (fd < 0)
+        return 0;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+        got = pread(fd, head, FMT_HEAD_BYTES, 0);
+    close(fd);
+    return got > 0 ? (size_t)got : 0;
+}
+
+fmt_id fmt_by_content(const char *path)
+{
+    unsigned char head[FMT_HEAD_BYTES];
+    size_t n = 0;
+    bool read = false;
+    for (int f = 0; f < FMT_COUNT; f++) {
+        if (!fmt_readers[f]->sniff)
+            continue;
+        if (!read) {
+            n = read_head(path, head);
+            read = true;
+        }
+        if (n && fmt_readers[f]->sniff(head, n))
+            return (fmt_id)f;
+    }
+    return FMT_NONE;
+}
+
+fmt_id fmt_of_shard(const char *name)
+{
+    for (int f = 0; f < FMT_COUNT; f++)
+        if (fmt_readers[f]->shards && answers_to(fmt_readers[f], name))
+            return (fmt_id)f;
+    return (fmt_id)0;
+}
+
+fmt_id fmt_output(const char *path)
+{
+    fmt_id f = fmt_by_name(path);
+    return f != FMT_NONE && fmt_readers[f]->writes ? f : (fmt_id)0;
+}
+
+surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, fmt_table *out)
+{
+    *out = (fmt_table){.file = {.path = path, .fd = -1}};
+    return fmt_readers[f]->open(keep, sink, path, out);
+}
+
+void fmt_table_free(fmt_table *t)
+{
+    st_close(&t->file);
+    if (t->own_entries) {
+        free(t->h[0].entries);
+        free(t->h[1].entries);
+    }
+    free(t->src);
+    st_header_free(&t->h[0]);
+    st_header_free(&t->h[1]);
+}
