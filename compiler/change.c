@@ -2,14 +2,14 @@
  * names removed, names added (distinct and free, or an error naming both
  * sides), new values for names that stay, names tied and untied; then the
  * tied names and the LoRA records follow what the statement did. */
-#include "change.h"
+#include "compiler/change.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "mirror.h"
-#include "strsort.h"
-#include "tensor_name.h"
+#include "compiler/mirror.h"
+#include "support/strsort.h"
+#include "support/tensor_name.h"
 
 typedef struct moved {
     const char *from, *to; /* first: the key ss_sort sorts by */

@@ -7,7 +7,7 @@
 #ifndef SURG_CHANGE_H
 #define SURG_CHANGE_H
 
-#include "lower.h"
+#include "compiler/lower.h"
 
 typedef struct change {
     uint8_t *removed; /* per state entry */

@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "diag.h"
-#include "lower.h"
-#include "mirror.h"
-#include "out_names.h"
-#include "program.h"
-#include "recipe.h"
+#include "support/diag.h"
+#include "compiler/lower.h"
+#include "compiler/mirror.h"
+#include "compiler/out_names.h"
+#include "compiler/program.h"
+#include "grammar/recipe.h"
 
 static bool initial_state(lw *L, surg_ckpt *in)
 {

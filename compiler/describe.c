@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "buf.h"
-#include "passes.h"
+#include "support/buf.h"
+#include "compiler/passes.h"
 
 enum { MAX_TEXT = 240 };
 

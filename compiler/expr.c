@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lower.h"
-#include "numeric.h"
-#include "suggest.h"
+#include "compiler/lower.h"
+#include "runtime/numeric.h"
+#include "support/suggest.h"
 
 typedef struct ex {
     lw *L;

@@ -4,7 +4,7 @@
  * wildcards are arranged; literal prefixes and suffixes reject most names
  * before the search starts. */
 #define _GNU_SOURCE /* memmem */
-#include "glob.h"
+#include "compiler/glob.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "arena.h"
+#include "support/arena.h"
 
 typedef enum gl_kind {
     GL_LIT,      /* literal text */

@@ -1,6 +1,6 @@
 /* graph.c: adding nodes to the op graph (the op tables are the runtime's:
  * ops.c). */
-#include "graph.h"
+#include "compiler/graph.h"
 
 #include <stdlib.h>
 

@@ -9,10 +9,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "arena.h"
-#include "bigbuf.h"
-#include "ops.h"
-#include "plan.h"
+#include "support/arena.h"
+#include "support/bigbuf.h"
+#include "runtime/ops.h"
+#include "runtime/plan.h"
 
 /* The X-macro tables, cg_node and what each op does are the runtime's
  * (ops.h): the plan hands nodes to the executor as they are. So is cg_lora,

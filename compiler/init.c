@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lower.h"
-#include "suggest.h"
+#include "compiler/lower.h"
+#include "support/suggest.h"
 
 /* The named parameters of each initializer, in positional order; a NaN
  * default means required. */

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mirror.h"
-#include "statements.h"
+#include "compiler/mirror.h"
+#include "compiler/statements.h"
 
 typedef struct lora {
     int64_t rank;

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lower.h"
-#include "tensor_name.h"
+#include "compiler/lower.h"
+#include "support/tensor_name.h"
 
 static void report(lw *L, surg_severity sev, src_span at, const char *code,
                    const char *const *notes, size_t n_notes, const char *fmt, va_list ap)

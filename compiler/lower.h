@@ -8,11 +8,11 @@
 #ifndef SURG_LOWER_H
 #define SURG_LOWER_H
 
-#include "ast.h"
-#include "buf.h"
-#include "glob.h"
-#include "graph.h"
-#include "state.h"
+#include "grammar/ast.h"
+#include "support/buf.h"
+#include "compiler/glob.h"
+#include "compiler/graph.h"
+#include "compiler/state.h"
 
 typedef enum lw_layout { LAYOUT_BY_NAME, LAYOUT_FLAX, LAYOUT_TORCH } lw_layout;
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lower.h"
+#include "compiler/lower.h"
 
 /* The work the search for closest names may do: cells of the distance
  * table, plus one per name looked at. Per pattern, and in all for a

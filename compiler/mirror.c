@@ -1,7 +1,7 @@
 /* mirror.c: slot trees that follow their parameter tree. The statements call
  * in here with what they did to a parameter; the slots get the same, in the
  * same change. A final check catches slots a recipe changed by hand. */
-#include "mirror.h"
+#include "compiler/mirror.h"
 
 #include <stdlib.h>
 #include <string.h>

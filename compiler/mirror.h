@@ -7,7 +7,7 @@
 #ifndef SURG_MIRROR_H
 #define SURG_MIRROR_H
 
-#include "change.h"
+#include "compiler/change.h"
 
 typedef struct lw_mirror {
     const char *params; /* the params prefix */

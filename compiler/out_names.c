@@ -2,13 +2,13 @@
  * to (out_names.h). A name no format holds was refused where a statement
  * made it; here are the rules of one format (an .npz's name length), and
  * the names a split output makes by taking its prefix off. */
-#include "out_names.h"
+#include "compiler/out_names.h"
 
 #include <string.h>
 
-#include "diag.h"
-#include "format.h"
-#include "tensor_name.h"
+#include "support/diag.h"
+#include "runtime/format.h"
+#include "support/tensor_name.h"
 
 /* The output whose prefix starts `name`, or n (surg_program_check_parts
  * reports those). */

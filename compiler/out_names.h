@@ -3,7 +3,7 @@
 #ifndef SURG_OUT_NAMES_H
 #define SURG_OUT_NAMES_H
 
-#include "lower.h"
+#include "compiler/lower.h"
 
 /* Every name of the final state and every tied name, under its output's
  * prefix and with the prefix taken off, must be one that output's format

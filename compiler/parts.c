@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "diag.h"
-#include "program.h"
+#include "support/diag.h"
+#include "compiler/program.h"
 
 /* The output whose prefix starts `name`, or n. */
 static size_t part_of(const surg_ckpt_part *outputs, size_t n, const char *name)

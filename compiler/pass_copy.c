@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes.h"
+#include "compiler/passes.h"
 
 /* Past these, a tensor is too scattered for ranges (a strided copy does
  * it): segments in its list, and steps (ranges of a node, runs extracted)

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes.h"
+#include "compiler/passes.h"
 
 static uint64_t bytes(const cg_node *n)
 {

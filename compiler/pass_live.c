@@ -4,7 +4,7 @@
  * dropped) is never allocated, generated or computed. */
 #include <stdlib.h>
 
-#include "passes.h"
+#include "compiler/passes.h"
 
 /* Marks, per node, 1 when an output needs it. Iterative: a chain of a
  * million maps must not exhaust the C stack. Returns NULL when out of

@@ -12,8 +12,8 @@
 #ifndef SURG_PASSES_H
 #define SURG_PASSES_H
 
-#include "plan.h"
-#include "program.h"
+#include "runtime/plan.h"
+#include "compiler/program.h"
 
 /* Per-node arrays the passes reuse from tensor to tensor, so that the work
  * for one tensor is in proportion to the nodes it reaches, not the graph:

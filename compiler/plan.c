@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "passes.h"
-#include "st_write.h"
+#include "support/buf.h"
+#include "compiler/passes.h"
+#include "runtime/st_write.h"
 
 /* The output header's size, in *n; false when out of memory. */
 static bool header_bytes(const surg_program *p, const surg_meta_entry *meta, size_t n_meta,

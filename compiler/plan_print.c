@@ -1,8 +1,8 @@
 /* plan_print.c: a plan as text for people and as JSON for tools. */
 #include <string.h>
 
-#include "buf.h"
-#include "plan.h"
+#include "support/buf.h"
+#include "runtime/plan.h"
 
 static const char *kind_name(pl_kind k)
 {

@@ -3,9 +3,9 @@
 #ifndef SURG_PROGRAM_H
 #define SURG_PROGRAM_H
 
-#include "buf.h"
-#include "graph.h"
-#include "plan.h"
+#include "support/buf.h"
+#include "compiler/graph.h"
+#include "runtime/plan.h"
 
 struct surg_program {
     arena ar;

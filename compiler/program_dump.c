@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "lower.h"
-#include "program.h"
+#include "support/buf.h"
+#include "compiler/lower.h"
+#include "compiler/program.h"
 
 void cg_value_text(buf *b, const cg_node *n)
 {

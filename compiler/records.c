@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "diag.h"
-#include "json.h"
-#include "lower.h"
-#include "strsort.h"
+#include "support/diag.h"
+#include "support/json.h"
+#include "compiler/lower.h"
+#include "support/strsort.h"
 
 /* prefix + name, in the program's arena. */
 static const char *prefixed(lw *L, const char *prefix, const char *name)

@@ -1,10 +1,10 @@
 /* state.c: the sorted name table, and merging a statement's changes. */
-#include "state.h"
+#include "compiler/state.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "strsort.h"
+#include "support/strsort.h"
 
 size_t state_find(const state_table *s, const char *name)
 {

@@ -8,8 +8,8 @@
 
 #include <stddef.h>
 
-#include "bigbuf.h"
-#include "graph.h"
+#include "support/bigbuf.h"
+#include "compiler/graph.h"
 
 typedef struct state_entry {
     const char *name; /* first: the key ss_sort sorts by */

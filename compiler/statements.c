@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mirror.h"
-#include "statements.h"
+#include "compiler/mirror.h"
+#include "compiler/statements.h"
 
 /* ---- the opening ------------------------------------------------------ */
 

@@ -4,7 +4,7 @@
 #ifndef SURG_STATEMENTS_H
 #define SURG_STATEMENTS_H
 
-#include "change.h"
+#include "compiler/change.h"
 
 /* What most statements open with: the matches of the pattern, the target
  * templates (the first `n_templates` from `templates` on, which may use the

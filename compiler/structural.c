@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mirror.h"
-#include "natural.h"
-#include "statements.h"
+#include "compiler/mirror.h"
+#include "support/natural.h"
+#include "compiler/statements.h"
 
 /* A statement makes at most this many tensors (unstack). */
 #define MAX_NEW_TENSORS (1u << 24)

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "diag.h"
-#include "program.h"
-#include "strsort.h"
+#include "support/buf.h"
+#include "support/diag.h"
+#include "compiler/program.h"
+#include "support/strsort.h"
 
 static void type_text(buf *b, const surg_tensor_info *t)
 {

@@ -7,8 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "arena.h"
-#include "source.h"
+#include "support/arena.h"
+#include "support/source.h"
 
 typedef struct ast_expr ast_expr;
 

@@ -1,6 +1,6 @@
 /* dump.c: the syntax tree as S-expressions, one statement per line. Golden
  * tests compare it, and `surg fmt` keeps it unchanged. */
-#include "print.h"
+#include "grammar/print.h"
 
 static void expr(buf *b, const ast_expr *e);
 

@@ -4,7 +4,7 @@
  * the tree of the input. */
 #include <string.h>
 
-#include "print.h"
+#include "grammar/print.h"
 
 void pr_string(buf *b, const char *text)
 {

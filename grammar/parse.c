@@ -1,15 +1,15 @@
 /* parse.c: running the scanner and the parser over one recipe, and the small
  * services they share (keywords, string escapes, error reports). */
-#include "parse.h"
+#include "grammar/parse.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "buf.h"
-#include "parser.h"
-#include "suggest.h"
-#include "utf8.h"
+#include "support/buf.h"
+#include "grammar/parser.h"
+#include "support/suggest.h"
+#include "support/utf8.h"
 
 /* The scanner's interface, without including its generated header. */
 int grlex_init_extra(gr_ctx *extra, yyscan_t *scanner);

@@ -5,7 +5,7 @@
 
 #include <setjmp.h>
 
-#include "ast.h"
+#include "grammar/ast.h"
 
 /* What the scanner and the parser share while one recipe is parsed. */
 typedef struct gr_ctx {

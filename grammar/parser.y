@@ -13,7 +13,7 @@
 %parse-param {gr_ctx *ctx}
 
 %code requires {
-#include "ast.h"
+#include "grammar/ast.h"
 typedef void *yyscan_t;
 typedef struct gr_ctx gr_ctx;
 }
@@ -27,7 +27,7 @@ int grlex(GRSTYPE *lval, src_span *lloc, yyscan_t scanner);
 #include <stdlib.h>
 #include <string.h>
 
-#include "parse.h"
+#include "grammar/parse.h"
 
 #define YYLLOC_DEFAULT(Cur, Rhs, N)                                         \
     do {                                                                    \

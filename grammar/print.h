@@ -3,8 +3,8 @@
 #ifndef SURG_PRINT_H
 #define SURG_PRINT_H
 
-#include "ast.h"
-#include "buf.h"
+#include "grammar/ast.h"
+#include "support/buf.h"
 
 /* A quoted string literal that reads back to `text`. */
 void pr_string(buf *b, const char *text);

@@ -5,11 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "diag.h"
-#include "readfile.h"
-#include "parse.h"
-#include "print.h"
-#include "recipe.h"
+#include "support/diag.h"
+#include "support/readfile.h"
+#include "grammar/parse.h"
+#include "grammar/print.h"
+#include "grammar/recipe.h"
 
 struct surg_recipe {
     arena ar;

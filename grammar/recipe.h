@@ -2,7 +2,7 @@
 #ifndef SURG_RECIPE_H
 #define SURG_RECIPE_H
 
-#include "ast.h"
+#include "grammar/ast.h"
 #include "surg/surg.h"
 
 const ast_recipe *gr_recipe_ast(const surg_recipe *r);

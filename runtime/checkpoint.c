@@ -3,7 +3,7 @@
  * (or by the content where the name says nothing, format.h), and only then
  * is the checkpoint made: one file read by its format's reader and
  * assembled (ck_table.c), or an index and its shards (shard.c). */
-#include "checkpoint.h"
+#include "runtime/checkpoint.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "diag.h"
+#include "support/diag.h"
 
 static const char index_suffix[] = ".index.json";
 

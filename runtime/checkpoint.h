@@ -6,9 +6,9 @@
 #ifndef SURG_CHECKPOINT_H
 #define SURG_CHECKPOINT_H
 
-#include "decode.h"
-#include "format.h"
-#include "safetensors.h"
+#include "runtime/decode.h"
+#include "runtime/format.h"
+#include "runtime/safetensors.h"
 
 struct surg_ckpt {
     arena ar;

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "checkpoint.h"
-#include "diag.h"
+#include "support/buf.h"
+#include "runtime/checkpoint.h"
+#include "support/diag.h"
 
 static int part_cmp(const void *a, const void *b)
 {

@@ -4,8 +4,8 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "diag.h"
+#include "runtime/checkpoint.h"
+#include "support/diag.h"
 
 surg_status ck_scratch_open(surg_ckpt *ck, size_t i, surg_sink *sink)
 {

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "checkpoint.h"
-#include "diag.h"
-#include "json.h"
-#include "strsort.h"
+#include "support/buf.h"
+#include "runtime/checkpoint.h"
+#include "support/diag.h"
+#include "support/json.h"
+#include "support/strsort.h"
 
 typedef struct ck_ref {
     const char *name; /* first: the key ss_sort sorts by */

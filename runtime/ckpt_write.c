@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
-#include "diag.h"
-#include "st_write.h"
+#include "runtime/checkpoint.h"
+#include "support/diag.h"
+#include "runtime/st_write.h"
 
 static surg_status copy_tensor(void *ctx, size_t i, of_file *out,
                                surg_sink *sink)

@@ -6,7 +6,7 @@
  * strided views the same way, by their own strides, swapped as they are
  * gathered. */
 #define _GNU_SOURCE
-#include "decode.h"
+#include "runtime/decode.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "diag.h"
+#include "support/diag.h"
 
 enum { BUF = 1 << 20 };
 

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "zip.h"
+#include "runtime/zip.h"
 
 typedef struct dc_source {
     const zip_archive *arc; /* the file (path, fd), borrowed */

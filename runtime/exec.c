@@ -20,11 +20,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "checkpoint.h"
-#include "diag.h"
-#include "exec_out.h"
-#include "jobs.h"
-#include "numeric.h"
+#include "runtime/checkpoint.h"
+#include "support/diag.h"
+#include "runtime/exec_out.h"
+#include "runtime/jobs.h"
+#include "runtime/numeric.h"
 
 enum {
     COPY_PIECE = 64 << 20,       /* bytes per copy job */

@@ -1,13 +1,13 @@
 /* exec_out.c: a run's outputs: which tensors each holds and where they go,
  * the files created before the jobs run, and committed together after. */
-#include "exec_out.h"
+#include "runtime/exec_out.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "diag.h"
-#include "npz_write.h"
-#include "strsort.h"
+#include "support/diag.h"
+#include "runtime/npz_write.h"
+#include "support/strsort.h"
 
 /* An .npz keeps no metadata, so the tied names of output k are arrays of
  * their own, copies of the tensor they are tied to (the writer makes them):

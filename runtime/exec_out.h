@@ -6,8 +6,8 @@
 #ifndef SURG_EXEC_OUT_H
 #define SURG_EXEC_OUT_H
 
-#include "plan.h"
-#include "st_write.h"
+#include "runtime/plan.h"
+#include "runtime/st_write.h"
 
 typedef struct xo_set {
     stw_layout *lay;    /* one per output */

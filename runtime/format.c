@@ -1,7 +1,7 @@
 /* format.c: the table of formats (format.h), and the one place that tells
  * a format from a path's name or a file's first bytes, for inputs, shards
  * and outputs alike. */
-#include "format.h"
+#include "runtime/format.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

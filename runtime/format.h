@@ -12,10 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
-#include "decode.h"
-#include "safetensors.h"
-#include "tensor_name.h"
+#include "support/arena.h"
+#include "runtime/decode.h"
+#include "runtime/safetensors.h"
+#include "support/tensor_name.h"
 
 /* One file opened. Its tensors are in h[0], in place in `file` (entry
  * ranges count from file.data_start), or in h[1], decoded on demand: entry

@@ -21,12 +21,12 @@
  *   kaiming_normal(a)        N(0, 1) * sqrt(2 / (1 + a^2)) / sqrt(fan_in)
  * (0.87962566103423978 is the standard deviation of N(0, 1) cut to [-2, 2],
  * by which jax.nn.initializers.variance_scaling divides.) */
-#include "generate.h"
+#include "runtime/generate.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "philox.h"
+#include "runtime/philox.h"
 
 #define TRUNC_STD 0.87962566103423978
 

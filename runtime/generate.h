@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include "ops.h"
+#include "runtime/ops.h"
 
 typedef struct gn_stream {
     const cg_init *init;

@@ -1,12 +1,12 @@
 /* jobs.c: the pool of threads the executor runs its jobs on, with room for
  * the kernels on every worker's stack and in its scratch. */
-#include "jobs.h"
+#include "runtime/jobs.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "diag.h"
+#include "support/diag.h"
 
 enum {
     /* Kernels recurse once per level of the op graph (at most CG_MAX_DEPTH):

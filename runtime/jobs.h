@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "kernel.h"
+#include "runtime/kernel.h"
 
 typedef enum jb_kind {
     JB_COPY,   /* a byte range of an input, copied into the output */

@@ -5,7 +5,7 @@
  * and from the mapped file when they scatter. Arithmetic runs in doubles
  * rounded to f32 after each operation (f64 for f64 and integer nodes, as
  * SPEC §3.2 says), which gives exactly f32 arithmetic for + - * / and sqrt. */
-#include "kernel.h"
+#include "runtime/kernel.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "diag.h"
-#include "generate.h"
-#include "numeric.h"
+#include "runtime/checkpoint.h"
+#include "support/diag.h"
+#include "runtime/generate.h"
+#include "runtime/numeric.h"
 
 /* ---- scratch: one block per thread, bumped, reset per chunk ---------- */
 

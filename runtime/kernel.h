@@ -6,7 +6,7 @@
 #ifndef SURG_KERNEL_H
 #define SURG_KERNEL_H
 
-#include "ops.h"
+#include "runtime/ops.h"
 
 /* Elements [start, start + n), or idx[0..n) when idx is not NULL. */
 typedef struct kx_index {

@@ -3,13 +3,13 @@
  * in single or double quotes without escapes, True and False, a tuple of
  * decimal integers (a trailing L, as Python 2 wrote them, is accepted);
  * anything else is an error, never evaluated. */
-#include "npy.h"
+#include "runtime/npy.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "st_header.h"
+#include "runtime/st_header.h"
 
 static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 

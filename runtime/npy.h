@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "buf.h"
+#include "support/buf.h"
 #include "surg/surg.h"
 
 /* Bytes of the magic, version and length fields: 10 (1.0) or 12 (2.0, 3.0). */

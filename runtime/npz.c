@@ -11,11 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "diag.h"
-#include "format.h"
-#include "npy.h"
-#include "readfile.h"
-#include "tensor_name.h"
+#include "support/diag.h"
+#include "runtime/format.h"
+#include "runtime/npy.h"
+#include "support/readfile.h"
+#include "support/tensor_name.h"
 
 enum { FIRST_READ = 256 };
 

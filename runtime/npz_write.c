@@ -3,7 +3,7 @@
  * 64-byte boundary), the .npy header NumPy would write, the data. Entries
  * are stored, dated 1980-01-01 (the same input gives the same bytes), and
  * carry the UTF-8 flag when their name needs it. */
-#include "npz_write.h"
+#include "runtime/npz_write.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,11 +11,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "diag.h"
-#include "format.h"
-#include "npy.h"
-#include "tensor_name.h"
-#include "zip.h"
+#include "support/diag.h"
+#include "runtime/format.h"
+#include "runtime/npy.h"
+#include "support/tensor_name.h"
+#include "runtime/zip.h"
 
 enum {
     ALIGN = 64,

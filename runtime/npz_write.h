@@ -8,7 +8,7 @@
 #ifndef SURG_NPZ_WRITE_H
 #define SURG_NPZ_WRITE_H
 
-#include "st_write.h"
+#include "runtime/st_write.h"
 
 /* Does the name ask for an .npz? */
 bool nzw_wanted(const char *out_path);

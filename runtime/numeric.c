@@ -1,6 +1,6 @@
 /* numeric.c: one rounding routine for every narrow float, described by its
  * exponent and mantissa widths; integers saturate; all data little-endian. */
-#include "numeric.h"
+#include "runtime/numeric.h"
 
 #include <math.h>
 #include <string.h>

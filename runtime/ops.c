@@ -1,6 +1,6 @@
 /* ops.c: the op and initializer tables, and what an elementwise operation
  * does to one value. */
-#include "ops.h"
+#include "runtime/ops.h"
 
 #include <math.h>
 #include <string.h>

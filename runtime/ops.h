@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "source.h"
+#include "support/source.h"
 #include "surg/surg.h"
 
 typedef uint32_t cg_id;

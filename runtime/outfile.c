@@ -1,7 +1,7 @@
 /* outfile.c: atomic output files, and the list of temporaries a signal
  * handler removes (the only process-wide state of the library). */
 #define _GNU_SOURCE
-#include "outfile.h"
+#include "runtime/outfile.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -14,7 +14,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "diag.h"
+#include "support/diag.h"
 
 struct of_file {
     of_file *prev, *next; /* in the list of live temporaries */

@@ -7,7 +7,7 @@
  * after it is in place, if surg wrote them; anything else there is an
  * error that says what to do. */
 #define _GNU_SOURCE
-#include "outpath.h"
+#include "runtime/outpath.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,13 +18,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "checkpoint.h"
-#include "diag.h"
-#include "format.h"
-#include "json.h"
-#include "readfile.h"
-#include "st_write.h"
+#include "support/buf.h"
+#include "runtime/checkpoint.h"
+#include "support/diag.h"
+#include "runtime/format.h"
+#include "support/json.h"
+#include "support/readfile.h"
+#include "runtime/st_write.h"
 
 static const char index_suffix[] = ".safetensors.index.json";
 

@@ -1,5 +1,5 @@
 /* philox.c: the key of a random tensor. */
-#include "philox.h"
+#include "runtime/philox.h"
 
 /* FNV-1a over the name, then SplitMix64's finalizer over it and the seed:
  * names that differ in one byte get unrelated keys. */

@@ -6,14 +6,14 @@
  * (REDUCE) and its persistent ids are torch's object model
  * (pickle_torch.c); BUILD sets nothing and NEWOBJ and INST/OBJ are
  * refused. */
-#include "pickle.h"
+#include "runtime/pickle.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pickle_machine.h"
+#include "runtime/pickle_machine.h"
 
 enum {
     OP_MARK = '(', OP_STOP = '.', OP_POP = '0', OP_POP_MARK = '1', OP_DUP = '2',

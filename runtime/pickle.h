@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
+#include "support/arena.h"
 #include "surg/surg.h"
 
 #define PK_MAX_PICKLE (256u << 20)

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "pickle.h"
+#include "runtime/pickle.h"
 
 /* One run of the interpreter over one pickle; its fields are pickle.c's. */
 typedef struct pk_machine pk_machine;

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pickle_machine.h"
+#include "runtime/pickle_machine.h"
 
 /* torch's storage types and dtypes; SURG_DTYPE_COUNT where surg has no
  * dtype for them (refused with a message saying so). */

@@ -6,8 +6,8 @@
 #ifndef SURG_PLAN_H
 #define SURG_PLAN_H
 
-#include "arena.h"
-#include "ops.h"
+#include "support/arena.h"
+#include "runtime/ops.h"
 
 typedef enum pl_kind {
     PL_COPY,     /* byte ranges of inputs */

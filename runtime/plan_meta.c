@@ -3,8 +3,8 @@
  * records), written as JSON with the prefix taken off. */
 #include <string.h>
 
-#include "buf.h"
-#include "plan.h"
+#include "support/buf.h"
+#include "runtime/plan.h"
 
 /* `name` without `prefix`, or NULL when it is not under it. */
 static const char *under(const char *name, const char *prefix)

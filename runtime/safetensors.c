@@ -2,7 +2,7 @@
  * (format.h). The header is read with pread into memory of its own, after
  * its length has been checked against the limit and the file's size; the
  * data is mapped lazily. */
-#include "safetensors.h"
+#include "runtime/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "diag.h"
-#include "format.h"
-#include "readfile.h"
+#include "support/diag.h"
+#include "runtime/format.h"
+#include "support/readfile.h"
 
 static uint64_t le64(const unsigned char b[8])
 {

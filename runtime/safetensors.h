@@ -3,7 +3,7 @@
 #ifndef SURG_SAFETENSORS_H
 #define SURG_SAFETENSORS_H
 
-#include "st_header.h"
+#include "runtime/st_header.h"
 
 typedef struct st_file {
     const char *path;

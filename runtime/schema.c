@@ -1,9 +1,9 @@
 /* schema.c: the schema reader (format.h): a .json file that is a
  * safetensors header without a file behind it (names, dtypes and shapes;
  * data_offsets ignored), what `surg schema` writes. */
-#include "diag.h"
-#include "format.h"
-#include "readfile.h"
+#include "support/diag.h"
+#include "runtime/format.h"
+#include "support/readfile.h"
 
 static surg_status read_table(arena *keep, surg_sink *sink, const char *path, fmt_table *out)
 {

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
-#include "diag.h"
-#include "json.h"
-#include "readfile.h"
-#include "strsort.h"
+#include "runtime/checkpoint.h"
+#include "support/diag.h"
+#include "support/json.h"
+#include "support/readfile.h"
+#include "support/strsort.h"
 
 #define FAIL(sink, file, code, ...)                                          \
     (dg_file(sink, SURG_ERROR, code, file, __VA_ARGS__), SURG_EINVALID)

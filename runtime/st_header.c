@@ -3,16 +3,16 @@
  * `__metadata__` strings only, known dtypes, sizes without overflow that
  * match their byte ranges, ranges tiling the data region with no gap or
  * overlap. */
-#include "st_header.h"
+#include "runtime/st_header.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "diag.h"
-#include "json.h"
-#include "tensor_name.h"
-#include "utf8.h"
+#include "support/buf.h"
+#include "support/diag.h"
+#include "support/json.h"
+#include "support/tensor_name.h"
+#include "support/utf8.h"
 
 typedef struct parser {
     arena *ar;

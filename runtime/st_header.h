@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "arena.h"
+#include "support/arena.h"
 #include "surg/surg.h"
 
 /* The reference implementation refuses larger headers; so do we. */

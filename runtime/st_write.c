@@ -4,7 +4,7 @@
  * `model-0000N-of-0000M.safetensors`, plus the index Hugging Face writes.
  * All files are written under temporary names and renamed only when every
  * one is complete and synced. */
-#include "st_write.h"
+#include "runtime/st_write.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -13,12 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "diag.h"
-#include "checkpoint.h"
-#include "format.h"
-#include "npz_write.h"
-#include "st_header.h"
-#include "tensor_name.h"
+#include "support/diag.h"
+#include "runtime/checkpoint.h"
+#include "runtime/format.h"
+#include "runtime/npz_write.h"
+#include "runtime/st_header.h"
+#include "support/tensor_name.h"
 
 /* qsort has no context argument, so each index travels with its tensor. */
 typedef struct keyed {

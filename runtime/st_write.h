@@ -6,9 +6,9 @@
 #ifndef SURG_ST_WRITE_H
 #define SURG_ST_WRITE_H
 
-#include "buf.h"
-#include "outfile.h"
-#include "outpath.h"
+#include "support/buf.h"
+#include "runtime/outfile.h"
+#include "runtime/outpath.h"
 
 /* Write the bytes of tensors[item] (exactly its nbytes) to `out`. */
 typedef surg_status (*stw_emit_fn)(void *ctx, size_t item, of_file *out,

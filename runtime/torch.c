@@ -13,11 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "diag.h"
-#include "readfile.h"
-#include "strsort.h"
-#include "torch_state.h"
+#include "support/buf.h"
+#include "support/diag.h"
+#include "support/readfile.h"
+#include "support/strsort.h"
+#include "runtime/torch_state.h"
 
 /* Views gathered into the scratch file may make at most this many bytes
  * per byte of the file (deflate's own limit, which the zip reader holds

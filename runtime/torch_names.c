@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "diag.h"
-#include "strsort.h"
-#include "torch_state.h"
-#include "tensor_name.h"
+#include "support/diag.h"
+#include "support/strsort.h"
+#include "runtime/torch_state.h"
+#include "support/tensor_name.h"
 
 enum { MAX_DEPTH = 100 }; /* containers inside one another */
 

@@ -8,10 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "format.h"
-#include "pickle.h"
-#include "zip.h"
+#include "support/buf.h"
+#include "runtime/format.h"
+#include "runtime/pickle.h"
+#include "runtime/zip.h"
 
 enum { PT_MAX_SHOWN = 3 }; /* skipped names shown in the note */
 

@@ -3,16 +3,16 @@
  * ZIP64 end record and its locator; the central directory lists every entry
  * with its sizes, CRC and local header offset (ZIP64 extra field 0x0001 when
  * a field is saturated); each local header precedes its entry's data. */
-#include "zip.h"
+#include "runtime/zip.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
-#include "diag.h"
-#include "readfile.h"
-#include "strsort.h"
+#include "support/diag.h"
+#include "support/readfile.h"
+#include "support/strsort.h"
 
 enum {
     MAX_COMMENT = 65535,

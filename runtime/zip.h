@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "arena.h"
+#include "support/arena.h"
 #include "surg/surg.h"
 
 /* The fixed part of each record, and its signature (APPNOTE 4.3), for the

@@ -3,14 +3,14 @@
  * need no clearing), and backed by huge pages where the kernel allows, since
  * a header of a million tensors touches tens of megabytes and a page fault
  * per 4 KiB costs more than the parsing. */
-#include "arena.h"
+#include "support/arena.h"
 
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bigbuf.h"
+#include "support/bigbuf.h"
 
 struct ar_block {
     ar_block *next;

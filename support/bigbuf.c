@@ -1,7 +1,7 @@
 /* bigbuf.c: huge-page-aligned anonymous mappings. Small requests still get
  * at least one huge page's worth of address space; only touched pages cost
  * memory. */
-#include "bigbuf.h"
+#include "support/bigbuf.h"
 
 #include <stdint.h>
 #include <string.h>

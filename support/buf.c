@@ -1,12 +1,12 @@
 /* buf.c: growable byte strings. */
-#include "buf.h"
+#include "support/buf.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "support/utf8.h"
 
 void buf_init(buf *b) { *b = (buf){0}; }
 

@@ -1,11 +1,11 @@
 /* diag.c: building diagnostics and counting them into the sink, and the
  * exit status each outcome gives. */
-#include "diag.h"
+#include "support/diag.h"
 
 #include <stdarg.h>
 #include <string.h>
 
-#include "buf.h"
+#include "support/buf.h"
 
 void dg_emit(surg_sink *sink, const surg_diag *d)
 {

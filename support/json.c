@@ -1,6 +1,6 @@
 /* json.c: the strict pull reader. Strings without escapes are copied in one
  * piece; escapes are decoded with surrogate pairs checked. */
-#include "json.h"
+#include "support/json.h"
 
 #include <stdarg.h>
 #include <stdio.h>

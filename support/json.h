@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
+#include "support/arena.h"
 
 #define JSON_MAX_DEPTH 128
 

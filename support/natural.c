@@ -1,6 +1,6 @@
 /* natural.c: natural order; ties between equal numbers with different
  * leading zeros fall back to byte order, so the order is total. */
-#include "natural.h"
+#include "support/natural.h"
 
 #include "surg/surg.h"
 

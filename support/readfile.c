@@ -3,7 +3,7 @@
  * device or a socket is refused before anything could block on it or read
  * it without end; a stream (standard input) is read with its limit enforced
  * while reading. */
-#include "readfile.h"
+#include "support/readfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "diag.h"
+#include "support/diag.h"
 
 surg_status rf_read_exact(surg_sink *sink, const char *path, int fd,
                               void *dst, size_t len, uint64_t off)

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
+#include "support/arena.h"
 #include "surg/surg.h"
 
 /* Open a regular file read-only and give its size. Anything else (a FIFO,

@@ -1,11 +1,11 @@
 /* source.c: line tables and span diagnostics. */
-#include "source.h"
+#include "support/source.h"
 
 #include <stdarg.h>
 #include <string.h>
 
-#include "buf.h"
-#include "diag.h"
+#include "support/buf.h"
+#include "support/diag.h"
 
 int src_init(src_file *f, arena *ar, const char *path, const char *text,
              uint32_t len)

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
+#include "support/arena.h"
 #include "surg/surg.h"
 
 typedef struct src_span {

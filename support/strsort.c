@@ -2,7 +2,7 @@
  * one character at a time, so a shared prefix is read once per level rather
  * than once per comparison. Records are swapped in place; pending parts wait
  * on a heap stack, so no input can exhaust the C stack. */
-#include "strsort.h"
+#include "support/strsort.h"
 
 #include <stdint.h>
 #include <stdlib.h>

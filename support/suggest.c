@@ -1,7 +1,7 @@
 /* suggest.c: optimal-string-alignment distance, computed only within the
  * band of cells that can stay under the limit and abandoned once a row
  * exceeds it, for suggestions in diagnostics. */
-#include "suggest.h"
+#include "support/suggest.h"
 
 #include <stdlib.h>
 #include <string.h>

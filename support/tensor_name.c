@@ -1,9 +1,9 @@
 /* tensor_name.c: the rules a tensor's name obeys (tensor_name.h). */
-#include "tensor_name.h"
+#include "support/tensor_name.h"
 
 #include <string.h>
 
-#include "utf8.h"
+#include "support/utf8.h"
 
 const char *tn_problem(const char *name, size_t len)
 {

@@ -1,5 +1,5 @@
 /* utf8.c: the table of well-formed byte sequences of Unicode §3.9. */
-#include "utf8.h"
+#include "support/utf8.h"
 
 static bool in(unsigned char c, unsigned char lo, unsigned char hi)
 {

@@ -15,7 +15,11 @@ Includes are resolved both when written with their folder
 first, as the preprocessor looks, then the one folder holding that name (a
 bare name two folders hold is an error of its own: which one is meant
 depends on the include path). Headers generated into the build tree
-(parser.h, from grammar/parser.y) belong to the folder of their source.
+(grammar/parser.h, from grammar/parser.y) belong to the folder of their
+source. In the tree itself every project include of the library's folders
+is written with its folder, so a crossing shows at the include line; the
+command includes its own cli.h beside it, and its build sees no other
+project folder.
 
 usage: test_layering.py --root DIR [unittest args]
 """
@@ -38,7 +42,8 @@ MAY_SEE = {
     "cli": {"cli", "include"},
     "include": {"include"},
 }
-GENERATED = {"parser.h": "grammar"}  # bison's header, from grammar/parser.y
+GENERATED = {"parser.h": "grammar", "grammar/parser.h": "grammar"}  # bison's, from parser.y
+QUALIFIED = ("support", "grammar", "runtime", "compiler")  # write "runtime/plan.h"
 SOURCES = (".c", ".h", ".y", ".l")
 INCLUDE = re.compile(r'^\s*#\s*include\s*(["<])([^">]+)[">]', re.M)
 
@@ -64,6 +69,8 @@ def resolve(root, known, src, name, quoted):
         return known[own], None
     if os.path.normpath(name) in known:  # folder-qualified: "runtime/plan.h"
         return known[os.path.normpath(name)], None
+    if name in GENERATED and "/" in name:
+        return GENERATED[name], None
     if os.path.join("include", name) in known:  # "surg/surg.h"
         return "include", None
     if "/" not in name:
@@ -79,8 +86,10 @@ def resolve(root, known, src, name, quoted):
     return None, f'"{name}" is no header of the project'
 
 
-def violations(root):
-    """Every include that crosses the layering, as "file: message" lines."""
+def violations(root, qualified=False):
+    """Every include that crosses the layering, as "file: message" lines;
+    with `qualified`, also every project include of the library's folders
+    written without its folder."""
     known = headers(root)
     out = []
     for folder in FOLDERS:
@@ -96,6 +105,9 @@ def violations(root):
                     where, why = resolve(root, known, src, name, m.group(1) == '"')
                     if why:
                         out.append(f"{src}: {why}")
+                    elif (qualified and where and where != "include" and "/" not in name
+                          and folder in QUALIFIED):
+                        out.append(f'{src}: write "{name}" with its folder: "{where}/{name}"')
                     elif where and where not in MAY_SEE[folder]:
                         out.append(f'{src}: includes "{name}" from {where}/, '
                                    f"which {folder}/ may not see")
@@ -115,7 +127,20 @@ def tree(files):
 
 class Layering(unittest.TestCase):
     def test_the_tree(self):
-        self.assertEqual(violations(ROOT), [])
+        self.assertEqual(violations(ROOT, qualified=True), [])
+
+    def test_bare_names_are_found(self):
+        with tree({
+            "support/buf.h": "",
+            "runtime/plan.h": '#include "buf.h"\n#include "support/buf.h"\n',
+            "grammar/parse.c": '#include "grammar/parser.h"\n#include "parser.h"\n',
+            "cli/cli.h": "",
+            "cli/main.c": '#include "cli.h"\n',
+        }) as root:
+            self.assertEqual(violations(root, qualified=True), [
+                'grammar/parse.c: write "parser.h" with its folder: "grammar/parser.h"',
+                'runtime/plan.h: write "buf.h" with its folder: "support/buf.h"',
+            ])
 
     def test_crossings_are_found_bare_and_qualified(self):
         with tree({

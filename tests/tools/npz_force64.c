@@ -4,8 +4,8 @@
  * on small files. usage: npz_force64 IN OUT.npz */
 #include <stdio.h>
 
-#include "checkpoint.h"
-#include "st_write.h"
+#include "runtime/checkpoint.h"
+#include "runtime/st_write.h"
 
 static void print(const surg_diag *d, void *user)
 {

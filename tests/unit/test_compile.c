@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
+#include "runtime/checkpoint.h"
 #include "testutil.h"
 
 /* A small model in both conventions: Flax's CNN with Adam state, a PyTorch

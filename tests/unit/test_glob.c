@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "glob.h"
+#include "compiler/glob.h"
 #include "testutil.h"
 
 static arena ar;

@@ -12,8 +12,8 @@
 
 #include "testutil.h"
 
-#include "npy.h"
-#include "zip.h"
+#include "runtime/npy.h"
+#include "runtime/zip.h"
 
 /* ---- building archives ------------------------------------------------- */
 

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "parse.h"
-#include "suggest.h"
+#include "grammar/parse.h"
+#include "support/suggest.h"
 #include "testutil.h"
 
 static ast_recipe *parse(arena *ar, recorder *r, const char *text, surg_status want)

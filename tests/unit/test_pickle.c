@@ -10,7 +10,7 @@
 
 #include "testutil.h"
 
-#include "pickle.h"
+#include "runtime/pickle.h"
 
 #define B(s) (const unsigned char *)(s), sizeof(s) - 1
 

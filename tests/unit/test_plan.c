@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes.h"
+#include "compiler/passes.h"
 #include "testutil.h"
 
 /* 4 tensors of known sizes: a f32[4, 6] (96 B), b f32[4, 6] (96 B),

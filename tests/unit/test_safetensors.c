@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
+#include "runtime/checkpoint.h"
 #include "testutil.h"
 
 #define REF SURG_FIXTURES "/safetensors-reference"

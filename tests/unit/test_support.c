@@ -8,12 +8,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "arena.h"
-#include "buf.h"
-#include "readfile.h"
-#include "suggest.h"
+#include "support/arena.h"
+#include "support/buf.h"
+#include "support/readfile.h"
+#include "support/suggest.h"
 #include "testutil.h"
-#include "utf8.h"
+#include "support/utf8.h"
 
 static void test_arena(void **state)
 {

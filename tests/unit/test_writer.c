@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "outfile.h"
-#include "outpath.h"
-#include "st_write.h"
+#include "runtime/outfile.h"
+#include "runtime/outpath.h"
+#include "runtime/st_write.h"
 #include "testutil.h"
 
 /* Write `8-byte length | header | data` to a fresh file. */
