@@ -239,7 +239,7 @@ expr:
   | STRING                           { $$ = expr(ctx, EX_STRING, @$); if ($$ && $1) $$->u.string = $1->text; }
   | IDENT '(' ')'                    { $$ = call(ctx, $1, @1, NULL, @$); }
   | IDENT '(' args ')'               { $$ = call(ctx, $1, @1, $3, @$); }
-  | '(' expr ')'                     { $$ = $2; if ($$) nest(ctx, $$, $$->depth, @1); }
+  | '(' expr ')'                     { $$ = $2; }
   | '-' expr %prec NEG               { $$ = expr(ctx, EX_NEG, @$); if ($$) { $$->u.operand = $2; nest(ctx, $$, $2 ? $2->depth : 0, @1); } }
   | expr '+' expr                    { $$ = binary(ctx, '+', $1, $3, @$, @2); }
   | expr '-' expr                    { $$ = binary(ctx, '-', $1, $3, @$, @2); }
@@ -310,7 +310,7 @@ static void nest(gr_ctx *ctx, ast_expr *e, unsigned below, src_span at)
         return;
     e->depth = AST_MAX_DEPTH + 1;
     if (!ctx->too_deep) {
-        const char *notes[] = {"each operator, sign, call and pair of parentheses is a level"};
+        const char *notes[] = {"each operator, sign and call is a level (parentheses make none)"};
         gr_error(ctx, at, "syntax-depth", notes, 1,
                  "this expression nests more than %d levels deep", AST_MAX_DEPTH);
     }

@@ -118,15 +118,29 @@ class TestExpressionDepth(BoundsCase):
         self.assertRejected(1, 11 + 256, "syntax-depth", PARENS)
 
     def test_parentheses_at_the_bound(self):
-        """254 pairs around x * 2 are 256 levels: fine; 256 pairs around x
-        are one too many, reported at the outermost."""
-        self.recipe('map "w" = ' + "(" * 254 + "x * 2" + ")" * 254 + "\n")
+        """Parentheses make no level of the tree: 256 pairs around x * 2
+        run (the most the lexer takes open at once); the 257th '(' is
+        refused."""
+        self.recipe('map "w" = ' + "(" * 256 + "x * 2" + ")" * 256 + "\n")
         rc, out, diags, err = self.surg("run", "r.surg", self.ck, self.out)
         self.assertEqual((rc, diags), (0, []), err)
         np.testing.assert_array_equal(self.result(), np.arange(1, 17, dtype=np.float32) * 2)
         os.unlink(self.out)
-        self.recipe('map "w" = ' + "(" * 256 + "x" + ")" * 256 + "\n")
-        self.assertRejected(1, 11, "syntax-depth", EXPR_DEPTH, commands=("fmt",))
+        self.recipe('map "w" = ' + "(" * 257 + "x" + ")" * 257 + "\n")
+        self.assertRejected(1, 11 + 256, "syntax-depth", PARENS, commands=("fmt",))
+
+    def test_formatted_deep_signs_parse_again(self):
+        """fmt writes - - x as -(-x): its parentheses must not push a
+        recipe at the bound past it (fuzz_recipe found 255 signs formatted
+        into text that no longer parsed)."""
+        for n in (255, 256):
+            self.recipe('map "w" = ' + "- " * (n - 1) + "x\n")
+            rc, once, diags, err = self.surg("fmt", "r.surg")
+            self.assertEqual((rc, diags), (0, []), err[:300])
+            self.assertEqual(once.count("("), n - 2)
+            self.recipe(once, name="once.surg")
+            rc, twice, diags, err = self.surg("fmt", "once.surg")
+            self.assertEqual((rc, diags, twice), (0, [], once), err[:300])
 
     def test_nested_calls_and_signs(self):
         """abs(abs(...)) nests by its parentheses; - - - x by its signs. The
