@@ -51,14 +51,18 @@ typedef struct recipe_args {
 int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
                       recipe_args *a);
 
-/* A recipe compiled against its input, checked against its target. */
+/* A recipe compiled against its input, checked against its target, and
+ * (for plan and run) planned. */
 typedef struct compiled {
     surg_recipe *recipe;
     surg_ckpt *from, *to;
     surg_program *prog;
+    surg_plan *plan;
 } compiled;
 
 surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c);
+/* compile_recipe, then the plan for a->threads threads. */
+surg_status plan_recipe(const recipe_args *a, surg_sink *sink, compiled *c);
 void compiled_free(compiled *c);
 
 int cmd_plan(int argc, char **argv, diag_printer *dp);

@@ -27,12 +27,9 @@ int cmd_plan(int argc, char **argv, diag_printer *dp)
         return rc;
     surg_sink sink = diag_sink(dp);
     compiled c;
-    surg_status st = compile_recipe(&a, &sink, &c);
-    surg_plan *plan = NULL;
-    if (!st)
-        st = surg_plan_build(c.prog, a.threads, &plan);
+    surg_status st = plan_recipe(&a, &sink, &c);
     if (!st) {
-        char *text = a.json ? surg_plan_json(plan) : surg_plan_text(plan);
+        char *text = a.json ? surg_plan_json(c.plan) : surg_plan_text(c.plan);
         if (text && a.json)
             fputs(text, stdout); /* JSON escapes every control character itself */
         else if (text)
@@ -43,7 +40,6 @@ int cmd_plan(int argc, char **argv, diag_printer *dp)
     }
     if (st == SURG_ENOMEM)
         fputs("surg plan: out of memory\n", stderr);
-    surg_plan_free(plan);
     compiled_free(&c);
     return surg_exit_code(st);
 }

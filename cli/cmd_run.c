@@ -80,10 +80,7 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
                                       "(./- for a file named \"-\")");
     surg_sink sink = diag_sink(dp);
     compiled c;
-    surg_status st = compile_recipe(&a, &sink, &c);
-    surg_plan *plan = NULL;
-    if (!st)
-        st = surg_plan_build(c.prog, a.threads, &plan);
+    surg_status st = plan_recipe(&a, &sink, &c);
     bar b = {0};
     clock_gettime(CLOCK_MONOTONIC, &b.start);
     /* The recipe and the target were read too: no output may replace them. */
@@ -98,12 +95,11 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
         opts.progress_user = &b;
     }
     if (!st)
-        st = surg_run(plan, a.out, &opts, &sink);
+        st = surg_run(c.plan, a.out, &opts, &sink);
     if (b.shown)
         fputs("\n", stderr);
     if (st == SURG_ENOMEM)
         fputs("surg run: out of memory\n", stderr);
-    surg_plan_free(plan);
     compiled_free(&c);
     return surg_exit_code(st);
 }

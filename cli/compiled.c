@@ -119,8 +119,15 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
     return st;
 }
 
+surg_status plan_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
+{
+    surg_status st = compile_recipe(a, sink, c);
+    return st ? st : surg_plan_build(c->prog, a->threads, &c->plan);
+}
+
 void compiled_free(compiled *c)
 {
+    surg_plan_free(c->plan);
     surg_program_free(c->prog);
     surg_ckpt_close(c->from);
     surg_ckpt_close(c->to);
