@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "support/buf.h"
+#include "compiler/lower.h"
 #include "compiler/passes.h"
 
 enum { MAX_TEXT = 240 };
@@ -26,7 +27,7 @@ static void init_text(buf *b, const cg_init *i)
         return;
     }
     buf_printf(b, "%s(", cg_init_name(i->kind));
-    for (int k = 0; k < cg_init_n_params(i->kind); k++) {
+    for (int k = 0; k < lw_init_n_params(i->kind); k++) {
         buf_puts(b, k ? ", " : "");
         buf_double(b, i->p[k]);
     }
@@ -46,7 +47,7 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
     static const char infix[] = {[OP_ADD] = '+', [OP_SUB] = '-', [OP_MUL] = '*', [OP_DIV] = '/'};
     switch (n->op) {
     case OP_INPUT: buf_puts(b, surg_ckpt_tensor(p->input, n->a.input)->name); return;
-    case OP_CONST: cg_value_text(b, n); return;
+    case OP_CONST: pg_value_text(b, n); return;
     case OP_INIT: init_text(b, n->a.init); return;
     case OP_ADD:
     case OP_SUB:

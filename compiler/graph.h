@@ -18,10 +18,6 @@
  * (ops.h): the plan hands nodes to the executor as they are. So is cg_lora,
  * the init-lora record (plan.h). */
 
-/* How many parameters an initializer takes (normal: mean and std): init.c
- * binds them. */
-int cg_init_n_params(cg_init_kind k);
-
 typedef struct cg_output {
     const char *name;
     cg_id node;

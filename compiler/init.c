@@ -43,7 +43,7 @@ static bool constant(const ast_expr *e, double *v)
     return false;
 }
 
-int cg_init_n_params(cg_init_kind k) { return params_of(k).n; }
+int lw_init_n_params(cg_init_kind k) { return params_of(k).n; }
 
 static bool bind_args(lw *L, const ast_expr *e, cg_init_kind k, double *p)
 {

@@ -127,4 +127,8 @@ void lw_load_records(lw *L, const surg_ckpt *in);
 /* Lower every statement of the recipe. */
 void lw_statements(lw *L, const ast_recipe *r);
 
+/* How many parameters an initializer takes (normal: mean and std), as
+ * init.c binds them. */
+int lw_init_n_params(cg_init_kind k);
+
 #endif

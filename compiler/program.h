@@ -33,6 +33,6 @@ static inline pl_records pg_records(const surg_program *p)
 
 /* The value of a constant node, as short as its dtype allows: a number
  * that met an f32 tensor shows as 0.1, not as the double 0.100000001. */
-void cg_value_text(buf *b, const cg_node *n);
+void pg_value_text(buf *b, const cg_node *n);
 
 #endif

@@ -8,7 +8,7 @@
 #include "compiler/lower.h"
 #include "compiler/program.h"
 
-void cg_value_text(buf *b, const cg_node *n)
+void pg_value_text(buf *b, const cg_node *n)
 {
     bool single = n->dtype < SURG_DTYPE_COUNT && surg_dtype_bits(n->dtype) <= 32 &&
                   surg_dtype_kind_of(n->dtype) == SURG_KIND_FLOAT;
@@ -36,7 +36,7 @@ static void attrs(buf *b, const surg_program *p, const cg_node *n)
         break;
     case OP_CONST:
         buf_putc(b, ' ');
-        cg_value_text(b, n);
+        pg_value_text(b, n);
         break;
     case OP_INIT: {
         const cg_init *i = n->a.init;
@@ -46,7 +46,7 @@ static void attrs(buf *b, const surg_program *p, const cg_node *n)
             buf_double(b, i->p[0]);
         }
         else if (cg_init_random(i->kind)) {
-            int np = cg_init_n_params(i->kind);
+            int np = lw_init_n_params(i->kind);
             buf_puts(b, "(");
             for (int k = 0; k < np; k++) {
                 buf_puts(b, k ? ", " : "");
