@@ -422,11 +422,22 @@ bool gl_template_compile(arena *ar, const char *text, bool allow_index,
     return true;
 }
 
-uint64_t gl_expand_len(const gl_template *t, const gl_span *caps, uint64_t index)
+/* $i's text: the index in decimal, into num (20 digits at most). */
+static int index_text(uint64_t index, char *num)
+{
+    char rev[20];
+    int n = 0;
+    do
+        rev[n++] = (char)('0' + index % 10);
+    while ((index /= 10) != 0);
+    for (int i = 0; i < n; i++)
+        num[i] = rev[n - 1 - i];
+    return n;
+}
+
+static uint64_t expand_len(const gl_template *t, const gl_span *caps, int num_len)
 {
     uint64_t len = 0;
-    char num[24];
-    int num_len = snprintf(num, sizeof num, "%llu", (unsigned long long)index);
     for (uint32_t i = 0; i < t->n_parts; i++) {
         const gl_part *p = &t->parts[i];
         len += p->text ? p->len : p->ref < 0 ? (uint64_t)num_len
@@ -435,12 +446,18 @@ uint64_t gl_expand_len(const gl_template *t, const gl_span *caps, uint64_t index
     return len;
 }
 
+uint64_t gl_expand_len(const gl_template *t, const gl_span *caps, uint64_t index)
+{
+    char num[20];
+    return expand_len(t, caps, index_text(index, num));
+}
+
 char *gl_expand(arena *ar, const gl_template *t, const char *name,
                 const gl_span *caps, uint64_t index)
 {
-    char num[24];
-    int num_len = snprintf(num, sizeof num, "%llu", (unsigned long long)index);
-    uint64_t len = gl_expand_len(t, caps, index);
+    char num[20];
+    int num_len = index_text(index, num);
+    uint64_t len = expand_len(t, caps, num_len);
     if (len >= SIZE_MAX)
         return NULL;
     char *out = ar_alloc(ar, len + 1), *at = out;

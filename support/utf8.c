@@ -1,6 +1,9 @@
 /* utf8.c: the table of well-formed byte sequences of Unicode §3.9. */
 #include "support/utf8.h"
 
+#include <stdint.h>
+#include <string.h>
+
 static bool in(unsigned char c, unsigned char lo, unsigned char hi)
 {
     return c >= lo && c <= hi;
@@ -33,6 +36,12 @@ bool utf8_valid(const unsigned char *s, size_t len, size_t *bad)
 {
     size_t i = 0;
     while (i < len) {
+        /* Names and headers are mostly ASCII: eight bytes at a time. */
+        uint64_t w;
+        while (len - i >= 8 && (memcpy(&w, s + i, 8), (w & 0x8080808080808080ull) == 0))
+            i += 8;
+        if (i == len)
+            break;
         size_t k = utf8_seq_len(s + i, len - i);
         if (!k) {
             if (bad)
