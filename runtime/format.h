@@ -76,6 +76,7 @@ typedef struct fmt_reader {
     X(NPZ, SURG_CKPT_NPZ, fmt_npz)                          \
     X(NPY, SURG_CKPT_NPY, fmt_npy)                          \
     X(TORCH, SURG_CKPT_TORCH, fmt_torch)                    \
+    X(MSGPACK, SURG_CKPT_MSGPACK, fmt_msgpack)              \
     X(SCHEMA, SURG_CKPT_SCHEMA, fmt_schema)
 
 typedef enum fmt_id {

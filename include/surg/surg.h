@@ -151,6 +151,7 @@ typedef enum surg_ckpt_kind {
     SURG_CKPT_NPZ,         /* a NumPy .npz archive */
     SURG_CKPT_NPY,         /* one NumPy .npy array */
     SURG_CKPT_TORCH,       /* a torch.save file (.pt, .pth, .bin) */
+    SURG_CKPT_MSGPACK,     /* a Flax msgpack file (flax.serialization) */
 } surg_ckpt_kind;
 
 typedef struct surg_ckpt surg_ckpt;
