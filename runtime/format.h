@@ -60,7 +60,7 @@ typedef struct fmt_reader {
     const char *dir_file;
     /* Whether a sharded index may name files of it. */
     bool shards;
-    /* As an output: whether surg writes it (st_write.c, npz_write.c), the
+    /* As an output: whether surg writes it (st_write.c, npz_write.c, msgpack_write.c), the
      * rules its tensor names obey then, and else why such a name is
      * refused (NULL: as a name that says nothing surg writes). */
     bool writes;

@@ -850,5 +850,6 @@ const fmt_reader fmt_msgpack = {
     .open = mp_read,
     .called = "a Flax .msgpack",
     .dir_file = "flax_model.msgpack",
-    .unwritten = "surg does not write .msgpack yet: write .safetensors or .npz",
+    .writes = true,
+    .names = TN_MSGPACK,
 };

@@ -1,6 +1,6 @@
 /* st_write.h: writing safetensors, one file or sharded, byte for byte as the
  * reference writer lays it out — or, for an output named `*.npz`, NumPy's
- * archive (npz_write.c) through the same layout. The caller supplies each
+ * archive (npz_write.c) or Flax's msgpack (msgpack_write.c) through the same layout. The caller supplies each
  * tensor's bytes through a callback, so data streams from wherever it comes
  * from. */
 #ifndef SURG_ST_WRITE_H
@@ -22,8 +22,8 @@ typedef struct stw_output {
     uint64_t max_shard_size; /* 0: one file */
     stw_emit_fn emit;
     void *ctx;
-    /* .npz only: tensors[i] repeats the bytes of tensors[same_as[i]] (a tied
-     * name, written as an array of its own: .npz has no metadata), or
+    /* .npz and .msgpack only: tensors[i] repeats the bytes of tensors[same_as[i]] (a tied
+     * name, written as an array of its own: neither has metadata), or
      * SIZE_MAX. NULL: none does. The writer copies them; the caller never
      * writes them. */
     const size_t *same_as;
@@ -34,6 +34,7 @@ typedef struct stw_output {
 } stw_output;
 
 typedef struct nzw_layout nzw_layout;
+typedef struct mpw_layout mpw_layout;
 
 surg_status stw_write(surg_sink *sink, const char *out_path,
                       const stw_output *out);
@@ -74,6 +75,7 @@ typedef struct stw_layout {
     size_t n_stale;
     bool synced, committed;
     nzw_layout *npz; /* an .npz output (npz_write.c), else NULL */
+    mpw_layout *mp;  /* a .msgpack output (msgpack_write.c), else NULL */
 } stw_layout;
 
 /* Lay the output out and check every name it writes before anything is

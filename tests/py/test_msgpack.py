@@ -28,6 +28,16 @@ ARGS = None  # filled in by main()
 
 MAX_CHUNK = 2 ** 30
 
+# NumPy dtype -> safetensors name
+ST = {"bool": "BOOL", "int8": "I8", "uint8": "U8", "int16": "I16", "uint16": "U16",
+      "int32": "I32", "uint32": "U32", "int64": "I64", "uint64": "U64", "float16": "F16",
+      "float32": "F32", "float64": "F64", "complex64": "C64"}
+
+
+def st_tensors(arrays):
+    """{name: array} as stnp.save takes it."""
+    return {k: (ST[a.dtype.name], a) for k, a in arrays.items()}
+
 
 # ---- flax.serialization, re-implemented ------------------------------------
 
@@ -237,6 +247,111 @@ class MsgpackTest(unittest.TestCase):
             f.write(to_bytes({"a": {"b": np.ones(2, np.float32)}}))
         out, _ = self.ok("schema", d)
         self.assertIn("a/b  f32[2]", out)
+
+    # -- writing
+
+    def assert_tree(self, data, want):
+        """data decodes (as msgpack_restore does) to the tree of arrays `want`."""
+        got = msgpack_restore(data)
+
+        def same(g, w, where):
+            if isinstance(w, dict):
+                self.assertIsInstance(g, dict, where)
+                self.assertEqual(list(g), list(w), where)  # the same keys, in order
+                for k in w:
+                    same(g[k], w[k], where + "/" + k)
+            else:
+                self.assertIsInstance(g, np.ndarray, where)
+                self.assertEqual(g.dtype, w.dtype, where)
+                self.assertEqual(g.shape, w.shape, where)
+                self.assertEqual(g.tobytes(), w.tobytes(), where)
+        same(got, want, "")
+
+    @staticmethod
+    def sorted_tree(x):
+        """x with every map's keys in byte order, as JAX leaves a state dict."""
+        if isinstance(x, (list, tuple)):
+            x = {str(i): v for i, v in enumerate(x)}
+        if isinstance(x, dict):
+            return {k: MsgpackTest.sorted_tree(x[k])
+                    for k in sorted(x, key=lambda k: k.encode())}
+        return x
+
+    @staticmethod
+    def arrays_only(x):
+        """x without the leaves that are not arrays (NumPy scalars as 0-d)."""
+        if isinstance(x, dict):
+            out = {k: MsgpackTest.arrays_only(v) for k, v in x.items()}
+            out = {k: v for k, v in out.items() if v is not None}
+            return out or None  # an empty map is not carried either
+        if isinstance(x, (np.ndarray, np.generic)):
+            return np.asarray(x)
+        return None
+
+    def test_msgpack_to_msgpack(self):
+        tree = self.sorted_tree(train_state())
+        src = self.write("in.msgpack", to_bytes(tree))
+        out = self.path("out.msgpack")
+        self.ok("run", self.identity, src, out)
+        data = self.read(out)
+        want = self.arrays_only(tree)
+        self.assert_tree(data, want)
+        # what Flax's to_bytes writes for the arrays the input holds
+        self.assertEqual(data, to_bytes(want))
+
+    def test_safetensors_to_msgpack(self):
+        rng = np.random.default_rng(5)
+        tensors = {
+            "params/Dense_10/kernel": rng.standard_normal((3, 300)).astype(np.float32),
+            "params/Dense_2/kernel": rng.standard_normal((2, 2)).astype(np.float64),
+            "params/Dense_2/bias": np.arange(70000, dtype=np.uint8),  # bin32, ext32
+            "a-b": np.arange(6, dtype=np.int8),  # a payload of 16 bytes: fixext 16
+            "a/c": np.array(True),
+            "k" * 40: np.zeros((0, 70000), np.int16),  # str8 key, uint32 dimension
+            "wide/" + "x": np.ones((1, 1, 1), np.uint64),
+        }
+        for i in range(20):  # a map of 20 keys: map16
+            tensors["many/%02d" % i] = np.full((2,), i, np.int32)
+        src = self.path("in.safetensors")
+        stnp.save(src, st_tensors(tensors), metadata={"note": "x"})
+        out = self.path("out.msgpack")
+        rc, _, err = self.surg("run", self.identity, src, out)
+        self.assertEqual(rc, 0, err)
+        self.assertIn('.msgpack holds a tree of arrays only: the metadata "note" is not '
+                      'written', err)
+        want = {}
+        for name, a in tensors.items():
+            node = want
+            *maps, leaf = name.split("/")
+            for m in maps:
+                node = node.setdefault(m, {})
+            node[leaf] = a
+        want = self.sorted_tree(want)
+        self.assertEqual(list(want), ["a", "a-b", "k" * 40, "many", "params", "wide"])
+        self.assert_tree(self.read(out), want)
+        self.assertEqual(self.read(out), to_bytes(want))
+        # and surg reads it back
+        self.assert_same(self.to_safetensors(out), tensors)
+
+    def test_writer_refuses(self):
+        src = self.path("in.safetensors")
+        stnp.save(src, st_tensors({"a": np.zeros(2, np.float32), "a/b": np.zeros(2, np.float32)}))
+        out = self.path("out.msgpack")
+        rc, _, err = self.surg("run", self.identity, src, out)
+        self.assertEqual(rc, 1, err)
+        self.assertIn('error: tensor "a" and tensor "a/b" cannot both be in a tree: "a" would '
+                      'be an array and a map', err)
+        self.assertFalse(os.path.exists(out))
+        stnp.save(src, st_tensors({"a//b": np.zeros(2, np.float32)}))
+        rc, _, err = self.surg("run", self.identity, src, out)
+        self.assertNotEqual(rc, 0, err)
+        self.assertIn('a .msgpack nests maps at each "/": a name may not begin or end with "/" '
+                      'or hold "//"', err)
+        self.assertFalse(os.path.exists(out))
+        stnp.save(src, st_tensors({"a/b": np.zeros(2, np.float32)}))
+        rc, _, err = self.surg("run", self.identity, src, out, "--max-shard-size", "1KB")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("a .msgpack is one file: --max-shard-size writes safetensors shards", err)
 
     # -- refusing
 

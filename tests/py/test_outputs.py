@@ -38,7 +38,7 @@ import stnp  # noqa: E402
 
 ARGS = None  # filled in by main()
 
-WRITES = ("cannot tell the format from the name: surg writes a .safetensors or .npz file, "
+WRITES = ("cannot tell the format from the name: surg writes a .safetensors, .npz or .msgpack file, "
           "or with --max-shard-size a directory or a PREFIX.safetensors.index.json beside "
           "its shards")
 
@@ -487,7 +487,7 @@ class TestCheckedUpFront(OutCase):
         d = self.path("outdir")
         os.mkdir(d)
         self.refused(["run", self.recipe(), self.single(), d],
-                     "%s: error: the output is a directory: name a .safetensors or .npz file, "
+                     "%s: error: the output is a directory: name a .safetensors, .npz or .msgpack file, "
                      "or give --max-shard-size to write shards into it\n" % d)
 
     def test_file_name_with_shards(self):
