@@ -716,6 +716,8 @@ static int key_order(const void *pa, const void *pb)
 /* No map holds a key twice. */
 static surg_status check_duplicates(mp_open *o)
 {
+    if (o->n_keys < 2)
+        return SURG_OK;
     qsort(o->keys, o->n_keys, sizeof *o->keys, key_order);
     for (size_t i = 1; i < o->n_keys; i++) {
         const mp_key *a = &o->keys[i - 1], *b = &o->keys[i];

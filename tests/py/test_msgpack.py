@@ -248,6 +248,19 @@ class MsgpackTest(unittest.TestCase):
         out, _ = self.ok("schema", d)
         self.assertIn("a/b  f32[2]", out)
 
+    def test_by_content(self):
+        """legacy flax.training.checkpoints' checkpoint_N and t5x's `checkpoint`
+        have no extension: the content tells."""
+        for name in ["checkpoint_5", "checkpoint"]:
+            p = self.write(name, to_bytes({"params": {"w": np.arange(3, dtype=np.int32)}}))
+            out, _ = self.ok("schema", p)
+            self.assertIn("params/w  i32[3]", out)
+            self.assert_same(self.to_safetensors(p), {"params/w": np.arange(3, dtype=np.int32)})
+        p = self.write("checkpoint_6", b"\x7b\x22a\x22: 1}")  # JSON, not msgpack
+        rc, _, err = self.surg("schema", p)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("cannot tell the format", err)
+
     # -- writing
 
     def assert_tree(self, data, want):
