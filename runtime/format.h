@@ -113,6 +113,9 @@ fmt_id fmt_output(const char *path);
 
 /* Open `path` as format `f` into `out` (made empty first). */
 surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, fmt_table *out);
+/* Room for one more entry of h[which] (and, for h[1], of src), the
+ * arrays malloc'd and grown as cap[which] says; NULL when out of memory. */
+st_entry *fmt_add_entry(fmt_table *t, int which, size_t cap[2]);
 /* Free what the table holds; its file is closed unless it was taken
  * (file.fd set to -1 and file.map to NULL by whoever took it). */
 void fmt_table_free(fmt_table *t);

@@ -376,24 +376,6 @@ static surg_status read_array(mp_open *o, uint64_t len, mp_array *a)
 
 /* ---- the table ------------------------------------------------------------- */
 
-static st_entry *add_entry(mp_open *o, int which)
-{
-    st_header *h = &o->t->h[which];
-    if (h->n == o->cap[which]) {
-        size_t cap = o->cap[which] ? o->cap[which] * 2 : 16;
-        st_entry *v = realloc(h->entries, cap * sizeof *v);
-        if (v)
-            h->entries = v;
-        dc_source **s = which && v ? realloc(o->t->src, cap * sizeof *s) : NULL;
-        if (s)
-            o->t->src = s;
-        if (!v || (which && !s))
-            return NULL;
-        o->cap[which] = cap;
-    }
-    return &h->entries[h->n++];
-}
-
 /* The tensor named where the walk is, of `a`'s dtype and `shape`, whose
  * bytes are the n ranges at[i], len[i] (in place when one). */
 static surg_status add_tensor(mp_open *o, const mp_array *a, uint32_t rank,
@@ -418,7 +400,7 @@ static surg_status add_tensor(mp_open *o, const mp_array *a, uint32_t rank,
     memcpy(sh, shape, rank * sizeof *sh);
     surg_tensor_info info = {name, a->dtype, rank, sh, nelems, nbytes};
     bool in_place = n <= 1;
-    st_entry *x = add_entry(o, in_place ? 0 : 1);
+    st_entry *x = fmt_add_entry(o->t, in_place ? 0 : 1, o->cap);
     if (!x)
         return dg_nomem(o->sink, o->path);
     if (in_place) {

@@ -139,25 +139,6 @@ static int tree_order(const void *pa, const void *pb)
     }
 }
 
-static void warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out)
-{
-    buf keys;
-    buf_init(&keys);
-    size_t n = 0;
-    for (size_t i = 0; i < out->n_meta; i++) {
-        const char *k = out->meta[i].key;
-        if (strcmp(k, "format") == 0 || strcmp(k, "surg.ties") == 0 ||
-            strcmp(k, OUTP_MARK_KEY) == 0)
-            continue;
-        buf_printf(&keys, "%s\"%s\"", n++ ? ", " : "", k);
-    }
-    if (n)
-        dg_file(sink, SURG_WARNING, "mp-metadata", out_path,
-                ".msgpack holds a tree of arrays only: the metadata %s is not written",
-                keys.data);
-    buf_free(&keys);
-}
-
 static surg_status check_tensors(surg_sink *sink, const char *out_path, const stw_output *out)
 {
     surg_status st = SURG_OK;
@@ -288,28 +269,22 @@ surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     surg_status st = check_tensors(sink, out_path, out);
     if (st)
         return st;
-    warn_metadata(sink, out_path, out);
+    stw_warn_metadata(sink, out_path, out, "mp-metadata", ".msgpack holds a tree of arrays only");
     mpw_layout *z = calloc(1, sizeof *z);
     lay->mp = z;
-    lay->files = calloc(1, sizeof *lay->files);
-    keyed *k = malloc((out->n ? out->n : 1) * sizeof *k);
-    if (!z || !lay->files || !k) {
-        free(k);
+    if (!z)
         return dg_nomem(sink, out_path);
-    }
     buf_init(&z->skel);
+    st = stw_one_file(lay, sink, out_path);
+    keyed *k = st ? NULL : malloc((out->n ? out->n : 1) * sizeof *k);
+    if (!st && !k)
+        st = dg_nomem(sink, out_path);
+    if (st)
+        return st;
     for (size_t i = 0; i < out->n; i++)
         k[i] = (keyed){out->tensors[i].name, i};
     qsort(k, out->n, sizeof *k, tree_order);
     stw_file *f = &lay->files[0];
-    lay->n_files = 1;
-    f->path = strdup(out_path);
-    f->idx = malloc((out->n ? out->n : 1) * sizeof *f->idx);
-    buf_init(&f->header);
-    if (!f->path || !f->idx) {
-        free(k);
-        return dg_nomem(sink, out_path);
-    }
     for (size_t i = 0; i < out->n; i++)
         f->idx[i] = k[i].idx;
     f->n = out->n;

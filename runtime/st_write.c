@@ -317,6 +317,39 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     return st ? st : outp_check_layout(sink, out_path, lay, out->reads);
 }
 
+void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,
+                       const char *code, const char *what)
+{
+    buf keys;
+    buf_init(&keys);
+    size_t n = 0;
+    for (size_t i = 0; i < out->n_meta; i++) {
+        const char *k = out->meta[i].key;
+        if (strcmp(k, "format") == 0 || strcmp(k, "surg.ties") == 0 ||
+            strcmp(k, OUTP_MARK_KEY) == 0) /* only a sharded output's files carry it */
+            continue;
+        buf_printf(&keys, "%s\"%s\"", n++ ? ", " : "", k);
+    }
+    if (n && !keys.failed)
+        dg_file(sink, SURG_WARNING, code, out_path, "%s: the metadata %s is not written", what,
+                keys.data);
+    buf_free(&keys);
+}
+
+surg_status stw_one_file(stw_layout *lay, surg_sink *sink, const char *out_path)
+{
+    size_t n = lay->out->n;
+    lay->files = calloc(1, sizeof *lay->files);
+    if (!lay->files)
+        return dg_nomem(sink, out_path);
+    stw_file *f = &lay->files[0];
+    lay->n_files = 1;
+    f->path = strdup(out_path);
+    f->idx = malloc((n ? n : 1) * sizeof *f->idx);
+    buf_init(&f->header);
+    return f->path && f->idx ? SURG_OK : dg_nomem(sink, out_path);
+}
+
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
 {
     if (lay->sn.dir && mkdir(lay->sn.dir, 0777) == 0)

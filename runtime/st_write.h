@@ -82,6 +82,15 @@ typedef struct stw_layout {
  * read or written (outp_check_layout); nothing is created yet. */
 surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
                             stw_layout *lay);
+/* The one file of an output that is never sharded (.npz, .msgpack):
+ * lay->files[0] named out_path, with room for every tensor in its idx and
+ * an empty header. */
+surg_status stw_one_file(stw_layout *lay, surg_sink *sink, const char *out_path);
+/* A warning (`code`) naming the metadata a format without it drops: "WHAT:
+ * the metadata "k", ... is not written", unless it is only the format tag,
+ * the ties (written as arrays) or a shard's mark. */
+void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,
+                       const char *code, const char *what);
 /* Make the output directory if it is missing, create the temporary files,
  * reserve their size, write their headers (and the index). */
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink);

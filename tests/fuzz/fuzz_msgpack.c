@@ -15,27 +15,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static surg_ckpt *reopen(const char *path, surg_sink *sink)
-{
-    surg_ckpt *ck = NULL;
-    if (surg_ckpt_open(path, sink, &ck) != SURG_OK || !ck)
-        fz_fail("the written checkpoint does not open", path);
-    fz_check_tables(ck);
-    return ck;
-}
-
-static void same_data(surg_ckpt *a, surg_ckpt *b, surg_sink *sink)
-{
-    fz_same_tensors(a, b);
-    for (size_t i = 0; i < surg_ckpt_count(a); i++) {
-        const void *x = NULL, *y = NULL;
-        if (surg_ckpt_data(a, i, sink, &x) != SURG_OK || surg_ckpt_data(b, i, sink, &y) != SURG_OK)
-            fz_fail("a readable tensor became unreadable", surg_ckpt_tensor(a, i)->name);
-        if (memcmp(x, y, surg_ckpt_tensor(a, i)->nbytes) != 0)
-            fz_fail("a tensor's bytes changed", surg_ckpt_tensor(a, i)->name);
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t total = 0;
@@ -61,21 +40,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (surg_ckpt_write(ck, mp, NULL, &sink) != SURG_OK)
         fz_fail("writing a .msgpack of a readable checkpoint failed", mp);
-    surg_ckpt *copy = reopen(mp, &sink);
-    same_data(ck, copy, &sink);
+    surg_ckpt *copy = fz_reopen(mp, &sink);
+    fz_same_data(ck, copy, &sink);
     if (surg_ckpt_write(copy, again, NULL, &sink) != SURG_OK)
         fz_fail("writing a .msgpack of its own output failed", again);
-    size_t n1, n2;
-    uint8_t *b1 = fz_slurp(mp, &n1), *b2 = fz_slurp(again, &n2);
-    if (n1 != n2 || memcmp(b1, b2, n1) != 0)
-        fz_fail("rewriting the .msgpack output changed its bytes", NULL);
-    free(b1);
-    free(b2);
+    fz_same_files(mp, again, "rewriting the .msgpack output changed its bytes");
     surg_ckpt_close(copy);
     if (surg_ckpt_write(ck, st, NULL, &sink) != SURG_OK)
         fz_fail("writing safetensors of a readable checkpoint failed", st);
-    surg_ckpt *sc = reopen(st, &sink);
-    same_data(ck, sc, &sink);
+    surg_ckpt *sc = fz_reopen(st, &sink);
+    fz_same_data(ck, sc, &sink);
     surg_ckpt_close(sc);
     surg_ckpt_close(ck);
     return 0;

@@ -23,6 +23,7 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stnp  # noqa: E402
 from runutil import run_surg  # noqa: E402
+from test_npz import sample  # noqa: E402  (values of every kind a dtype has)
 
 ARGS = None  # filled in by main()
 
@@ -113,22 +114,6 @@ def flat(tree, prefix=""):
         elif isinstance(v, (np.ndarray, np.generic)):
             out[name] = np.asarray(v)
     return out
-
-
-def sample(dtype, shape, seed=0):
-    rng = np.random.default_rng(seed)
-    n = int(np.prod(shape))
-    dt = np.dtype(dtype)
-    if dt.kind == "b":
-        a = rng.integers(0, 2, n).astype(bool)
-    elif dt.kind in "iu":
-        info = np.iinfo(dt)
-        a = rng.integers(info.min, info.max, n, dtype=dt, endpoint=True)
-    elif dt.kind == "c":
-        a = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(dt)
-    else:
-        a = (rng.standard_normal(n) * 100).astype(dt)
-    return a.reshape(shape)
 
 
 def train_state():
