@@ -28,6 +28,14 @@ static bool answers_to(const fmt_reader *r, const char *path)
     return false;
 }
 
+fmt_id fmt_by_id(const char *id)
+{
+    for (int f = 0; f < FMT_COUNT; f++)
+        if (strcmp(fmt_readers[f]->id, id) == 0)
+            return (fmt_id)f;
+    return FMT_NONE;
+}
+
 fmt_id fmt_by_name(const char *path)
 {
     for (int f = 0; f < FMT_COUNT; f++)

@@ -46,6 +46,8 @@ typedef surg_status fmt_open_fn(arena *keep, surg_sink *sink, const char *path,
 
 /* What a reader says about its format. */
 typedef struct fmt_reader {
+    /* What --format calls it ("npz"). */
+    const char *id;
     /* The ends of the names it answers to, NULL-terminated: "x.npz". */
     const char *const *suffixes;
     /* Whether the first bytes of a file are its, for a file whose name says
@@ -97,6 +99,8 @@ extern const surg_ckpt_kind fmt_kinds[FMT_COUNT];
 
 enum { FMT_HEAD_BYTES = 64 };
 
+/* The format --format calls `id`, or FMT_NONE. */
+fmt_id fmt_by_id(const char *id);
 /* The first format whose suffixes end `path`, or FMT_NONE. */
 fmt_id fmt_by_name(const char *path);
 /* The first format whose sniff knows the first bytes of the regular file

@@ -829,6 +829,7 @@ static bool mp_sniff(const unsigned char *head, size_t n)
 static const char *const mp_suffixes[] = {".msgpack", NULL};
 
 const fmt_reader fmt_msgpack = {
+    .id = "msgpack",
     .suffixes = mp_suffixes,
     .sniff = mp_sniff,
     .open = mp_read,

@@ -229,6 +229,7 @@ static const char *const npz_suffixes[] = {".npz", NULL};
 static const char *const npy_suffixes[] = {".npy", NULL};
 
 const fmt_reader fmt_npz = {
+    .id = "npz",
     .suffixes = npz_suffixes,
     .open = npz_read,
     .called = "a NumPy .npz or .npy",
@@ -237,6 +238,7 @@ const fmt_reader fmt_npz = {
 };
 
 const fmt_reader fmt_npy = {
+    .id = "npy",
     .suffixes = npy_suffixes,
     .open = npy_read,
     .called = NULL, /* fmt_npz's words name it */

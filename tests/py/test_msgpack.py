@@ -246,6 +246,36 @@ class MsgpackTest(unittest.TestCase):
         self.assertEqual(rc, 2, err)
         self.assertIn("cannot tell the format", err)
 
+    def test_format_option(self):
+        """--format names the format of an input whose name does not say."""
+        arrays = {"w": np.arange(4, dtype=np.float32)}
+        src = self.path("weights")
+        stnp.save(src, st_tensors(arrays))
+        rc, _, err = self.surg("schema", src)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("cannot tell the format from the name: expected a .safetensors file, "
+                      "a sharded checkpoint (a directory or a .safetensors.index.json), a "
+                      "NumPy .npz or .npy, a PyTorch .pt, .pth or .bin, a Flax .msgpack, or "
+                      "a .json schema (or give --format NAME)", err)
+        out, _ = self.ok("schema", src, "--format", "safetensors")
+        self.assertIn("w  f32[4]", out)
+        dst = self.path("out.msgpack")
+        self.ok("run", self.identity, src, dst, "--format", "safetensors")
+        self.assertEqual(self.read(dst), to_bytes(arrays))
+        out, _ = self.ok("check", self.identity, "--from", src, "--format", "safetensors")
+        self.assertIn("ok: 1 tensor in, 1 out", out)
+        # an empty state dict is no map content tells
+        empty = self.write("empty", to_bytes({}))
+        self.assertEqual(self.surg("schema", empty)[0], 2)
+        out, _ = self.ok("schema", empty, "--format", "msgpack")
+        self.assertIn("0 tensors", out)
+        # a name that says is followed
+        self.ok("schema", dst, "--format", "safetensors")
+        rc, _, err = self.surg("schema", src, "--format", "flax")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("error: --format flax is not a format: give safetensors, npz, npy, "
+                      "torch, msgpack or schema", err)
+
     # -- writing
 
     def assert_tree(self, data, want):
