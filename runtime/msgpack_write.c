@@ -3,11 +3,18 @@
  * maps its path does not share with the name before it, then its tensor.
  * The bytes that are not data (map headers, keys, each ext's header and
  * [shape, dtype] head) are made once here, into one buffer, with where
- * each tensor's data falls between them. */
+ * each piece of data falls between them: a tensor's bytes, or one chunk of
+ * an array Flax writes in chunks. A chunked tensor is written whole, its
+ * bytes one after another from where its first chunk goes; once every
+ * tensor is written its chunks are moved apart, last first, into their
+ * places, and the bytes between them written again. */
 #include "runtime/msgpack_write.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "support/diag.h"
 #include "runtime/format.h"
@@ -20,10 +27,19 @@ typedef struct mpw_node {
     uint64_t count;  /* a map's keys */
 } mpw_node;
 
+/* A piece of data: a tensor, or one of its chunks. */
+typedef struct mpw_gap {
+    size_t skel_at; /* skeleton bytes before it */
+    size_t tensor;
+    uint64_t len;
+    uint64_t at;    /* its place in the file */
+    uint64_t from;  /* where it is written: its tensor's bytes are one run */
+} mpw_gap;
+
 struct mpw_layout {
-    buf skel;        /* every byte that is not a tensor's, in file order */
-    size_t *skel_at; /* per tensor in file order: skeleton bytes before its data */
-    size_t n;
+    buf skel; /* every byte that is not a tensor's, in file order */
+    mpw_gap *gap;
+    size_t n_gap, cap_gap;
 };
 
 bool mpw_wanted(const char *out_path) { return fmt_output(out_path) == FMT_MSGPACK; }
@@ -85,19 +101,21 @@ static void put_bin_head(buf *b, uint64_t n)
         put_be(b, 0xc6, n, 4);
 }
 
-/* ext 1 of `t`, all but its data: the ext head, then [shape, dtype, bin head. */
-static void put_array_head(buf *b, const surg_tensor_info *t)
+/* ext 1 of an array, all but its data: the ext head, then [shape, dtype,
+ * bin head. */
+static void put_array_head(buf *b, surg_dtype dtype, uint32_t rank, const uint64_t *shape,
+                           uint64_t nbytes)
 {
     buf inner;
     buf_init(&inner);
     buf_putc(&inner, (char)0x93);
-    put_array(&inner, t->rank);
-    for (uint32_t d = 0; d < t->rank; d++)
-        put_uint(&inner, t->shape[d]);
-    const char *dt = mp_dtype_name(t->dtype);
+    put_array(&inner, rank);
+    for (uint32_t d = 0; d < rank; d++)
+        put_uint(&inner, shape[d]);
+    const char *dt = mp_dtype_name(dtype);
     put_str(&inner, dt, strlen(dt));
-    put_bin_head(&inner, t->nbytes);
-    uint64_t len = inner.len + t->nbytes;
+    put_bin_head(&inner, nbytes);
+    uint64_t len = inner.len + nbytes;
     switch (len) {
     case 1: buf_putc(b, (char)0xd4); break;
     case 2: buf_putc(b, (char)0xd5); break;
@@ -150,15 +168,63 @@ static surg_status check_tensors(surg_sink *sink, const char *out_path, const st
                     "cast(x, f32)) or write .safetensors",
                     t->name, surg_dtype_recipe_name(t->dtype), t->name);
             st = SURG_EINVALID;
-        } else if (t->nbytes > MP_MAX_CHUNK_BYTES) {
-            dg_file(sink, SURG_ERROR, "mp-chunk", out_path,
-                    "tensor \"%s\" holds %llu bytes: Flax writes arrays over 2^30 bytes in "
-                    "chunks, which surg does not write yet (write .safetensors)",
-                    t->name, (unsigned long long)t->nbytes);
-            st = SURG_EINVALID;
         }
     }
     return st;
+}
+
+static bool add_gap(mpw_layout *z, size_t tensor, uint64_t len, uint64_t from)
+{
+    if (z->n_gap == z->cap_gap) {
+        size_t cap = z->cap_gap ? z->cap_gap * 2 : 16;
+        mpw_gap *g = realloc(z->gap, cap * sizeof *g);
+        if (!g)
+            return false;
+        z->gap = g;
+        z->cap_gap = cap;
+    }
+    z->gap[z->n_gap++] = (mpw_gap){z->skel.len, tensor, len, 0, from};
+    return true;
+}
+
+static void put_index(buf *b, uint64_t i)
+{
+    char key[24];
+    int n = snprintf(key, sizeof key, "%llu", (unsigned long long)i);
+    put_str(b, key, (size_t)n);
+}
+
+/* Tensor i: ext 1, or over chunk_bytes Flax's map of chunks of
+ * chunk_bytes / itemsize elements, each a 1-D ext 1. */
+static bool put_tensor(mpw_layout *z, const surg_tensor_info *t, size_t i, uint64_t chunk_bytes)
+{
+    if (t->nbytes <= chunk_bytes) {
+        put_array_head(&z->skel, t->dtype, t->rank, t->shape, t->nbytes);
+        return add_gap(z, i, t->nbytes, 0);
+    }
+    static const char flag[] = "__msgpack_chunked_array__";
+    uint64_t esize = surg_dtype_bits(t->dtype) / 8;
+    uint64_t per = chunk_bytes / esize ? chunk_bytes / esize : 1;
+    uint64_t n = (t->nelems + per - 1) / per;
+    put_map(&z->skel, 3);
+    put_str(&z->skel, flag, sizeof flag - 1);
+    buf_putc(&z->skel, (char)0xc3);
+    put_str(&z->skel, "shape", 5);
+    put_map(&z->skel, t->rank);
+    for (uint32_t d = 0; d < t->rank; d++) {
+        put_index(&z->skel, d);
+        put_uint(&z->skel, t->shape[d]);
+    }
+    put_str(&z->skel, "chunks", 6);
+    put_map(&z->skel, n);
+    for (uint64_t c = 0; c < n; c++) {
+        uint64_t elems = c + 1 < n ? per : t->nelems - c * per;
+        put_index(&z->skel, c);
+        put_array_head(&z->skel, t->dtype, 1, &elems, elems * esize);
+        if (!add_gap(z, i, elems * esize, c * per * esize))
+            return false;
+    }
+    return true;
 }
 
 /* The segments of a and b that are the same, whole. */
@@ -237,9 +303,7 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
         }
         prev = name;
     }
-    z->skel_at = malloc((out->n ? out->n : 1) * sizeof *z->skel_at);
-    if (!st && !z->skel_at)
-        st = dg_nomem(sink, out_path);
+    uint64_t chunk_bytes = out->chunk_bytes ? out->chunk_bytes : MP_MAX_CHUNK_BYTES;
     for (size_t k = 0; !st && k < n_nodes; k++) {
         const mpw_node *x = &nodes[k];
         if (x->key)
@@ -248,8 +312,8 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
             put_map(&z->skel, x->count);
             continue;
         }
-        put_array_head(&z->skel, &out->tensors[x->tensor]);
-        z->skel_at[z->n++] = z->skel.len;
+        if (!put_tensor(z, &out->tensors[x->tensor], x->tensor, chunk_bytes))
+            st = dg_nomem(sink, out_path);
     }
     if (!st && z->skel.failed)
         st = dg_nomem(sink, out_path);
@@ -294,45 +358,87 @@ surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_out
         return st;
     uint64_t at = 0;
     size_t from = 0;
-    for (size_t i = 0; i < out->n; i++) {
-        size_t t = f->idx[i];
-        at += z->skel_at[i] - from;
-        from = z->skel_at[i];
-        lay->file_of[t] = 0;
-        lay->offset[t] = at;
-        at += out->tensors[t].nbytes;
+    for (size_t i = 0; i < z->n_gap; i++) {
+        mpw_gap *g = &z->gap[i];
+        at += g->skel_at - from;
+        from = g->skel_at;
+        g->at = at;
+        if (!g->from) /* its tensor's first piece */
+            lay->offset[g->tensor] = at;
+        lay->file_of[g->tensor] = 0;
+        at += g->len;
     }
+    for (size_t i = 0; i < z->n_gap; i++)
+        z->gap[i].from += lay->offset[z->gap[i].tensor];
     f->size = at + (z->skel.len - from);
     return SURG_OK;
 }
 
-surg_status mpw_layout_open(stw_layout *lay, surg_sink *sink)
+/* Every byte that is not data, in its place. */
+static surg_status write_skeleton(stw_layout *lay, surg_sink *sink)
 {
     mpw_layout *z = lay->mp;
     const stw_file *f = &lay->files[0];
     uint64_t at = 0;
     size_t from = 0;
     surg_status st = SURG_OK;
-    for (size_t i = 0; !st && i <= z->n; i++) {
-        size_t to = i < z->n ? z->skel_at[i] : z->skel.len;
+    for (size_t i = 0; !st && i <= z->n_gap; i++) {
+        size_t to = i < z->n_gap ? z->gap[i].skel_at : z->skel.len;
         st = of_pwrite(f->of, sink, z->skel.data + from, to - from, at);
-        if (i < z->n)
-            at = lay->offset[f->idx[i]] + lay->out->tensors[f->idx[i]].nbytes;
+        if (i < z->n_gap)
+            at = z->gap[i].at + z->gap[i].len;
         from = to;
     }
     return st;
 }
 
+surg_status mpw_layout_open(stw_layout *lay, surg_sink *sink)
+{
+    return write_skeleton(lay, sink);
+}
+
+/* len bytes at `from` moved up to `to` (> from) in the file, the last
+ * first, so what is still to move is never overwritten. */
+static surg_status move_up(of_file *of, surg_sink *sink, const char *path, uint64_t from,
+                           uint64_t to, uint64_t len)
+{
+    enum { BUF = 1 << 20 };
+    unsigned char *b = malloc(BUF);
+    if (!b)
+        return dg_nomem(sink, path);
+    surg_status st = SURG_OK;
+    while (len && !st) {
+        size_t n = len < BUF ? (size_t)len : BUF;
+        len -= n;
+        ssize_t got = pread(of_fd(of), b, n, (off_t)(from + len));
+        if (got != (ssize_t)n) {
+            st = dg_errno(sink, path, "cannot read back the output", got < 0 ? errno : EIO);
+            break;
+        }
+        st = of_pwrite(of, sink, b, n, to + len);
+    }
+    free(b);
+    return st;
+}
+
 surg_status mpw_layout_finish(stw_layout *lay, surg_sink *sink)
 {
+    mpw_layout *z = lay->mp;
     const size_t *same = lay->out->same_as;
     of_file *of = lay->files[0].of;
     surg_status st = SURG_OK;
+    bool moved = false;
     for (size_t t = 0; same && !st && t < lay->out->n; t++)
         if (same[t] != SIZE_MAX)
             st = of_copy_at(of, sink, of_fd(of), lay->offset[same[t]],
                             lay->out->tensors[t].nbytes, lay->offset[t]);
-    return st;
+    for (size_t i = z->n_gap; !st && i-- > 0;)
+        if (z->gap[i].from != z->gap[i].at) {
+            st = move_up(of, sink, lay->files[0].path, z->gap[i].from, z->gap[i].at,
+                         z->gap[i].len);
+            moved = true;
+        }
+    return !st && moved ? write_skeleton(lay, sink) : st;
 }
 
 void mpw_layout_free(stw_layout *lay)
@@ -340,7 +446,7 @@ void mpw_layout_free(stw_layout *lay)
     if (!lay->mp)
         return;
     buf_free(&lay->mp->skel);
-    free(lay->mp->skel_at);
+    free(lay->mp->gap);
     free(lay->mp);
     lay->mp = NULL;
 }

@@ -28,6 +28,9 @@ typedef struct stw_output {
      * writes them. */
     const size_t *same_as;
     bool force_zip64; /* .npz: ZIP64 records even where sizes do not need them (tests) */
+    /* .msgpack: arrays of more bytes are written in chunks (0: Flax's 2^30;
+     * tests make it small) */
+    uint64_t chunk_bytes;
     /* The files the run reads (NULL: none known): no output name may be
      * one of them, nor any stale name it would remove (outpath.h). */
     const outp_reads *reads;

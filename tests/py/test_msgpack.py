@@ -6,12 +6,13 @@ tuples as maps keyed "0", "1", ..., chunked maps for arrays over the chunk
 size) with msgpack and NumPy, or byte by byte for hostile files; outputs are
 read back with msgpack.unpackb and stnp and compared value for value.
 
-usage: test_msgpack.py --surg SURG [unittest args]
+usage: test_msgpack.py --surg SURG --knobs WRITE_KNOBS [unittest args]
 """
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -361,6 +362,30 @@ class MsgpackTest(unittest.TestCase):
         # and surg reads it back
         self.assert_same(self.to_safetensors(out), tensors)
 
+    def test_chunked_output(self):
+        """Arrays over the chunk size are written as Flax chunks them (over
+        2^30 bytes; the test tool makes the size small)."""
+        tree = {"params": {"big": sample("float32", (5, 7), 1),  # 140 B: chunks of 8
+                           "even": sample("int16", (4, 4), 2),  # 32 B: chunks of 16
+                           "small": sample("float64", (4,), 3),  # 32 B: one ext
+                           "tiny": np.arange(33, dtype=np.uint8)}}  # chunks of 32, 1
+        src = self.path("in.safetensors")
+        stnp.save(src, st_tensors(flat(tree)))
+        out = self.path("out.msgpack")
+        r = subprocess.run([ARGS.knobs, src, out, "--chunk-bytes", "32"], capture_output=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        data = self.read(out)
+        self.assertEqual(data, to_bytes(tree, max_chunk=32))
+        raw = msgpack.unpackb(data)
+        self.assertEqual(sorted(raw["params"]["big"]["chunks"]), [str(i) for i in range(5)])
+        self.assertIsInstance(raw["params"]["small"], msgpack.ExtType)
+        self.assert_tree(data, tree)
+        # surg reads its chunks back
+        self.assert_same(self.to_safetensors(out), flat(tree))
+        again = self.path("again.msgpack")
+        self.ok("run", self.identity, out, again)
+        self.assertEqual(self.read(again), to_bytes(tree))
+
     def test_writer_refuses(self):
         src = self.path("in.safetensors")
         stnp.save(src, st_tensors({"a": np.zeros(2, np.float32), "a/b": np.zeros(2, np.float32)}))
@@ -448,7 +473,9 @@ def main():
     global ARGS
     parser = argparse.ArgumentParser()
     parser.add_argument("--surg", required=True)
+    parser.add_argument("--knobs", required=True, help="the write_knobs tool")
     ARGS, rest = parser.parse_known_args()
+    ARGS.knobs = os.path.abspath(ARGS.knobs)
     unittest.main(argv=[sys.argv[0]] + rest)
 
 
