@@ -5,7 +5,9 @@
  * before it is used, every count against the bytes left. Data is never
  * read: an array's bytes are a range of the file, read in place; a chunked
  * array (several ranges) is joined on demand into the scratch file
- * (decode.c). Values that are not arrays are skipped, with one note. */
+ * (decode.c). Values that are not arrays are not tensors: their bytes are
+ * kept, as the metadata "msgpack.leaves" (their paths and bytes), for a
+ * .msgpack output to write them back; one note says so. */
 #include "runtime/msgpack.h"
 
 #include <errno.h>
@@ -28,6 +30,7 @@ enum {
     MP_SHOWN = 3,       /* skipped values named in the note */
 };
 #define MP_MAX_NAME_BYTES (256ull << 20) /* all tensor names together */
+#define MP_MAX_LEAF_BYTES (64u << 10)    /* values that are not arrays, kept */
 #define CHUNKED_KEY "__msgpack_chunked_array__"
 
 static const struct {
@@ -109,8 +112,10 @@ typedef struct mp_open {
     size_t n_keys, cap_keys;
     size_t cap[2];
     uint64_t page, name_bytes;
-    size_t n_skipped;
+    size_t n_skipped, n_dropped;
     char *skipped[MP_SHOWN];
+    buf leaves; /* "path": "hex of the value's bytes", ... */
+    uint64_t leaf_bytes;
     zip_archive *arc; /* the file, for the decoders */
     bool failed;
 } mp_open;
@@ -287,6 +292,40 @@ static surg_status head(mp_open *o, mp_obj *v)
     return SURG_OK;
 }
 
+size_t mp_leaf_len(const unsigned char *p, size_t n)
+{
+    if (!n)
+        return 0;
+    unsigned c = p[0];
+    uint64_t len = 0, head = 1;
+    if (c <= 0x7f || c >= 0xe0 || c == 0x80 || c == 0x90 || c == 0xc0 || c == 0xc2 ||
+        c == 0xc3)
+        len = 0;
+    else if (c >= 0xa0 && c <= 0xbf)
+        len = c & 0x1f;
+    else if (c >= 0xcc && c <= 0xd3)
+        len = 1u << ((c - 0xcc) & 3);
+    else if (c == 0xca || c == 0xcb)
+        len = c == 0xca ? 4 : 8;
+    else if (c >= 0xd4 && c <= 0xd8)
+        len = 1 + (1u << (c - 0xd4));
+    else if ((c >= 0xc4 && c <= 0xc9) || (c >= 0xd9 && c <= 0xdb)) {
+        unsigned k = c <= 0xc6 ? 1u << (c - 0xc4) : c <= 0xc9 ? 1u << (c - 0xc7)
+                                                              : 1u << (c - 0xd9);
+        if (n < 1 + k)
+            return 0;
+        len = be(p + 1, k) + (c >= 0xc7 && c <= 0xc9); /* an ext's type */
+        head += k;
+    } else if ((c == 0xdc || c == 0xde) && n >= 3 && !p[1] && !p[2]) {
+        head = 3;
+    } else if ((c == 0xdd || c == 0xdf) && n >= 5 && !p[1] && !p[2] && !p[3] && !p[4]) {
+        head = 5;
+    } else {
+        return 0; /* 0xc1, or a container that is not empty */
+    }
+    return len <= n - head && head <= n ? (size_t)(head + len) : 0;
+}
+
 /* ---- arrays ---------------------------------------------------------------- */
 
 typedef struct mp_array {
@@ -425,9 +464,33 @@ static surg_status add_tensor(mp_open *o, const mp_array *a, uint32_t rank,
     return SURG_OK;
 }
 
-/* A value that is not a tensor, where the walk is. */
-static surg_status skipped(mp_open *o)
+/* A value that is not a tensor, where the walk is: the bytes from `at` to
+ * pos, kept while they fit. */
+static surg_status skipped(mp_open *o, uint64_t at)
 {
+    uint64_t len = o->pos - at;
+    if (len <= MP_MAX_LEAF_BYTES - o->leaf_bytes) {
+        unsigned char *b = malloc(len ? (size_t)len : 1);
+        if (!b)
+            return dg_nomem(o->sink, o->path);
+        ssize_t got = pread(o->fd, b, (size_t)len, (off_t)at);
+        if (got != (ssize_t)len) {
+            free(b);
+            return dg_errno(o->sink, o->path, "cannot read", got < 0 ? errno : EIO);
+        }
+        buf_puts(&o->leaves, o->leaves.len ? ", " : "");
+        buf_json_string(&o->leaves, o->name.data ? o->name.data : "");
+        buf_puts(&o->leaves, ": \"");
+        for (uint64_t i = 0; i < len; i++)
+            buf_printf(&o->leaves, "%02x", b[i]);
+        buf_putc(&o->leaves, '"');
+        free(b);
+        o->leaf_bytes += len;
+        if (o->leaves.failed)
+            return dg_nomem(o->sink, o->path);
+    } else {
+        o->n_dropped++;
+    }
     if (o->n_skipped < MP_SHOWN) {
         char shown[80];
         o->skipped[o->n_skipped] = ar_strdup(o->keep, tn_short(o->name.data ? o->name.data
@@ -670,7 +733,7 @@ static surg_status read_value(mp_open *o, mp_frame *stack, size_t *depth)
     }
     if (v.kind == MK_STR || v.kind == MK_BIN || v.kind == MK_EXT)
         st = skip(o, v.n);
-    return st ? st : skipped(o);
+    return st ? st : skipped(o, v.at);
 }
 
 /* The name cut back to its first len bytes. */
@@ -773,10 +836,11 @@ static surg_status note_skipped(mp_open *o)
         st = dg_nomem(o->sink, o->path);
     else
         dg_file(o->sink, SURG_NOTE, "mp-not-tensor", o->path,
-                "skipped %zu value%s that %s not an array (numbers, strings, None, empty "
-                "maps, ...; surg carries tensors only): %s",
+                "%zu value%s %s not an array (numbers, strings, None, empty maps, ...), so "
+                "not a tensor: %s; %s",
                 o->n_skipped, o->n_skipped > 1 ? "s" : "", o->n_skipped > 1 ? "are" : "is",
-                b.data);
+                b.data, o->n_dropped ? "too many bytes to keep (over 64 KiB), they are dropped"
+                : "kept in the metadata \"msgpack.leaves\" for a .msgpack output");
     buf_free(&b);
     return st;
 }
@@ -790,6 +854,7 @@ static surg_status mp_read(arena *keep, surg_sink *sink, const char *path, fmt_t
     *o = (mp_open){.keep = keep, .sink = sink, .path = path, .t = out,
                    .page = page > 0 ? (uint64_t)page : 4096};
     buf_init(&o->name);
+    buf_init(&o->leaves);
     out->own_entries = true;
     out->src = malloc(sizeof *out->src);
     o->arc = ar_alloc(keep, sizeof *o->arc);
@@ -804,9 +869,24 @@ static surg_status mp_read(arena *keep, surg_sink *sink, const char *path, fmt_t
     }
     if (!st)
         st = note_skipped(o);
+    if (!st && o->leaves.len && !o->n_dropped) {
+        buf v;
+        buf_init(&v);
+        buf_putc(&v, '{');
+        buf_append(&v, o->leaves.data, o->leaves.len);
+        buf_putc(&v, '}');
+        out->h[0].meta = malloc(sizeof *out->h[0].meta);
+        char *value = v.failed ? NULL : ar_strdup(keep, v.data);
+        if (!out->h[0].meta || !value)
+            st = dg_nomem(sink, path);
+        else
+            out->h[0].meta[out->h[0].n_meta++] = (surg_meta_entry){MP_LEAVES_KEY, value};
+        buf_free(&v);
+    }
     if (!st && o->failed)
         st = SURG_EINVALID;
     buf_free(&o->name);
+    buf_free(&o->leaves);
     free(o->keys);
     free(o);
     return st;

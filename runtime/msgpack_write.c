@@ -17,14 +17,18 @@
 #include <unistd.h>
 
 #include "support/diag.h"
+#include "support/json.h"
+#include "support/tensor_name.h"
 #include "runtime/format.h"
 #include "runtime/msgpack.h"
 
 typedef struct mpw_node {
     const char *key; /* NULL: the top map */
     size_t len;
-    size_t tensor;   /* SIZE_MAX: a map */
+    size_t tensor;   /* SIZE_MAX: a map, or a leaf */
     uint64_t count;  /* a map's keys */
+    const unsigned char *raw; /* a leaf: its msgpack bytes */
+    size_t raw_len;
 } mpw_node;
 
 /* A piece of data: a tensor, or one of its chunks. */
@@ -37,6 +41,7 @@ typedef struct mpw_gap {
 } mpw_gap;
 
 struct mpw_layout {
+    arena ar; /* the leaves */
     buf skel; /* every byte that is not a tensor's, in file order */
     mpw_gap *gap;
     size_t n_gap, cap_gap;
@@ -139,9 +144,12 @@ static void put_array_head(buf *b, surg_dtype dtype, uint32_t rank, const uint64
 
 /* ---- the tree --------------------------------------------------------------- */
 
+/* A tensor (idx), or a leaf (raw, its msgpack bytes). */
 typedef struct keyed {
     const char *name;
     size_t idx;
+    const unsigned char *raw;
+    size_t raw_len;
 } keyed;
 
 /* Key by key: "/" sorts before every byte, so a map's keys come out in
@@ -241,7 +249,7 @@ static size_t shared_depth(const char *a, const char *b)
 /* The preorder walk of the tree the names make (in `order`), and the
  * skeleton written from it. */
 static surg_status build(surg_sink *sink, const char *out_path, const stw_output *out,
-                         const size_t *order, mpw_layout *z)
+                         const keyed *items, size_t n_items, mpw_layout *z)
 {
     size_t n_nodes = 1, cap = 16;
     mpw_node *nodes = malloc(cap * sizeof *nodes);
@@ -253,12 +261,12 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
         free(open);
         return dg_nomem(sink, out_path);
     }
-    nodes[0] = (mpw_node){NULL, 0, SIZE_MAX, 0};
+    nodes[0] = (mpw_node){NULL, 0, SIZE_MAX, 0, NULL, 0};
     open[0] = 0;
     surg_status st = SURG_OK;
     const char *prev = NULL;
-    for (size_t i = 0; !st && i < out->n; i++) {
-        const char *name = out->tensors[order[i]].name;
+    for (size_t i = 0; !st && i < n_items; i++) {
+        const char *name = items[i].name;
         size_t plen = prev ? strlen(prev) : 0;
         if (prev && strncmp(prev, name, plen) == 0 && name[plen] == '/') {
             dg_file(sink, SURG_ERROR, "mp-tree", out_path,
@@ -285,7 +293,8 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
                 nodes = x;
             }
             nodes[open[depth]].count++;
-            nodes[n_nodes] = (mpw_node){seg, len, slash ? SIZE_MAX : order[i], 0};
+            nodes[n_nodes] = (mpw_node){seg, len, slash || items[i].raw ? SIZE_MAX : items[i].idx,
+                                        0, slash ? NULL : items[i].raw, items[i].raw_len};
             if (!slash) {
                 n_nodes++;
                 break;
@@ -308,6 +317,10 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
         const mpw_node *x = &nodes[k];
         if (x->key)
             put_str(&z->skel, x->key, x->len);
+        if (x->raw) {
+            buf_append(&z->skel, x->raw, x->raw_len);
+            continue;
+        }
         if (x->tensor == SIZE_MAX) {
             put_map(&z->skel, x->count);
             continue;
@@ -322,6 +335,95 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
     return st;
 }
 
+static int hex(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The leaves of "msgpack.leaves" (a msgpack input's values that are not
+ * arrays) added to items[n..]: each a path that is a name of this format
+ * and the bytes of one leaf value. Anything else and none are. */
+static size_t read_leaves(surg_sink *sink, const char *out_path, const stw_output *out,
+                          arena *ar, keyed *items, size_t n, size_t room)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < out->n_meta && !v; i++)
+        if (strcmp(out->meta[i].key, MP_LEAVES_KEY) == 0)
+            v = out->meta[i].value;
+    if (!v)
+        return n;
+    json_reader j;
+    json_init(&j, v, strlen(v), ar);
+    size_t k = n;
+    const char *why = NULL;
+    int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
+    for (; more > 0 && !why; more = json_more(&j, '}')) {
+        const char *name, *text;
+        if (!json_key(&j, &name) || !json_string(&j, &text))
+            break;
+        size_t len = strlen(text) / 2;
+        unsigned char *raw = ar_alloc(ar, len ? len : 1);
+        if (!raw || k == room) {
+            why = "out of memory";
+            break;
+        }
+        for (size_t i = 0; i < len && !why; i++) {
+            int hi = hex(text[2 * i]), lo = hex(text[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                why = "a value is not hex";
+            raw[i] = (unsigned char)(hi << 4 | lo);
+        }
+        if (!why && (text[2 * len] || mp_leaf_len(raw, len) != len))
+            why = "a value is not one msgpack value that is not a map or an array";
+        if (!why && tn_format_problem(name, strlen(name), TN_MSGPACK))
+            why = "a path is not one a .msgpack can hold";
+        items[k++] = (keyed){name, SIZE_MAX, raw, len};
+    }
+    if (!why && (more != 0 || !json_end(&j)))
+        why = j.failed ? j.err : "it is not an object of strings";
+    if (!why)
+        return k;
+    dg_file(sink, SURG_WARNING, "mp-leaves", out_path,
+            "the metadata \"" MP_LEAVES_KEY "\" does not hold values a .msgpack can keep (%s): "
+            "they are not written", why);
+    return n;
+}
+
+/* Same name, or one inside the other's map. */
+static bool clash(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return strncmp(a, b, n) == 0 && (b[n] == 0 || b[n] == '/');
+}
+
+/* A leaf whose path is a tensor's, or is inside one's or holds one, gives
+ * way to the tensor: the recipe made it. */
+static size_t drop_clashing_leaves(surg_sink *sink, const char *out_path, keyed *items,
+                                   size_t n)
+{
+    size_t k = 0, dropped = 0;
+    const char *first = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (k && clash(items[k - 1].name, items[i].name) && (items[i].raw || items[k - 1].raw)) {
+            bool keep_new = items[k - 1].raw != NULL;
+            const keyed *gone = keep_new ? &items[k - 1] : &items[i];
+            first = first ? first : gone->name;
+            dropped++;
+            if (keep_new)
+                items[k - 1] = items[i];
+            continue;
+        }
+        items[k++] = items[i];
+    }
+    if (dropped)
+        dg_file(sink, SURG_WARNING, "mp-leaves", out_path,
+                "%zu value%s of the metadata \"" MP_LEAVES_KEY "\" (\"%s\"%s) %s not written: "
+                "a tensor of the output is there",
+                dropped, dropped > 1 ? "s" : "", first, dropped > 1 ? ", ..." : "",
+                dropped > 1 ? "are" : "is");
+    return k;
+}
+
 surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
                             stw_layout *lay)
 {
@@ -333,27 +435,38 @@ surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     surg_status st = check_tensors(sink, out_path, out);
     if (st)
         return st;
-    stw_warn_metadata(sink, out_path, out, "mp-metadata", ".msgpack holds a tree of arrays only");
+    stw_warn_metadata(sink, out_path, out, "mp-metadata",
+                      ".msgpack holds a tree of arrays only", MP_LEAVES_KEY);
     mpw_layout *z = calloc(1, sizeof *z);
     lay->mp = z;
     if (!z)
         return dg_nomem(sink, out_path);
+    ar_init(&z->ar);
     buf_init(&z->skel);
     st = stw_one_file(lay, sink, out_path);
-    keyed *k = st ? NULL : malloc((out->n ? out->n : 1) * sizeof *k);
+    const char *leaves = NULL;
+    for (size_t i = 0; i < out->n_meta && !leaves; i++)
+        if (strcmp(out->meta[i].key, MP_LEAVES_KEY) == 0)
+            leaves = out->meta[i].value;
+    size_t room = out->n;
+    for (const char *p = leaves; p && *p; p++) /* at most one leaf per colon */
+        room += *p == ':';
+    keyed *k = st ? NULL : malloc((room ? room : 1) * sizeof *k);
     if (!st && !k)
         st = dg_nomem(sink, out_path);
     if (st)
         return st;
     for (size_t i = 0; i < out->n; i++)
-        k[i] = (keyed){out->tensors[i].name, i};
-    qsort(k, out->n, sizeof *k, tree_order);
+        k[i] = (keyed){out->tensors[i].name, i, NULL, 0};
+    size_t n_items = read_leaves(sink, out_path, out, &z->ar, k, out->n, room);
+    qsort(k, n_items, sizeof *k, tree_order);
+    n_items = drop_clashing_leaves(sink, out_path, k, n_items);
     stw_file *f = &lay->files[0];
-    for (size_t i = 0; i < out->n; i++)
-        f->idx[i] = k[i].idx;
-    f->n = out->n;
+    for (size_t i = 0; i < n_items; i++)
+        if (!k[i].raw)
+            f->idx[f->n++] = k[i].idx;
+    st = build(sink, out_path, out, k, n_items, z);
     free(k);
-    st = build(sink, out_path, out, f->idx, z);
     if (st)
         return st;
     uint64_t at = 0;
@@ -446,6 +559,7 @@ void mpw_layout_free(stw_layout *lay)
     if (!lay->mp)
         return;
     buf_free(&lay->mp->skel);
+    ar_free(&lay->mp->ar);
     free(lay->mp->gap);
     free(lay->mp);
     lay->mp = NULL;

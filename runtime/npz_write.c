@@ -130,7 +130,7 @@ surg_status nzw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     surg_status st = check_dtypes(sink, out_path, out);
     if (st)
         return st;
-    stw_warn_metadata(sink, out_path, out, "npz-metadata", ".npz holds arrays only");
+    stw_warn_metadata(sink, out_path, out, "npz-metadata", ".npz holds arrays only", NULL);
     nzw_layout *z = calloc(1, sizeof *z);
     lay->npz = z;
     if (!z)

@@ -318,7 +318,7 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
 }
 
 void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,
-                       const char *code, const char *what)
+                       const char *code, const char *what, const char *kept)
 {
     buf keys;
     buf_init(&keys);
@@ -326,7 +326,8 @@ void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *
     for (size_t i = 0; i < out->n_meta; i++) {
         const char *k = out->meta[i].key;
         if (strcmp(k, "format") == 0 || strcmp(k, "surg.ties") == 0 ||
-            strcmp(k, OUTP_MARK_KEY) == 0) /* only a sharded output's files carry it */
+            strcmp(k, OUTP_MARK_KEY) == 0 || /* only a sharded output's files carry it */
+            (kept && strcmp(k, kept) == 0))
             continue;
         buf_printf(&keys, "%s\"%s\"", n++ ? ", " : "", k);
     }

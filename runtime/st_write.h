@@ -91,9 +91,10 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
 surg_status stw_one_file(stw_layout *lay, surg_sink *sink, const char *out_path);
 /* A warning (`code`) naming the metadata a format without it drops: "WHAT:
  * the metadata "k", ... is not written", unless it is only the format tag,
- * the ties (written as arrays) or a shard's mark. */
+ * the ties (written as arrays), a shard's mark or `kept` (NULL: none), which
+ * the format keeps its own way. */
 void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,
-                       const char *code, const char *what);
+                       const char *code, const char *what, const char *kept);
 /* Make the output directory if it is missing, create the temporary files,
  * reserve their size, write their headers (and the index). */
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink);

@@ -189,8 +189,9 @@ class MsgpackTest(unittest.TestCase):
         p = self.write("ckpt.msgpack", to_bytes(tree))
         out, err = self.ok("schema", p)
         self.assertIn("opt_state/0/\n  count       i32[]\n", out)
-        self.assertIn('skipped 2 values that are not an array (numbers, strings, None, empty '
-                      'maps, ...; surg carries tensors only): "step", "opt_state/1"', err)
+        self.assertIn('note: 2 values are not an array (numbers, strings, None, empty maps, '
+                      '...), so not a tensor: "step", "opt_state/1"; kept in the metadata '
+                      '"msgpack.leaves" for a .msgpack output', err)
         want = flat(msgpack_restore(self.read(p)))
         self.assertIn("opt_state/0/mu/Dense_1/kernel", want)
         self.assert_same(self.to_safetensors(p), want)
@@ -289,6 +290,8 @@ class MsgpackTest(unittest.TestCase):
                 self.assertEqual(list(g), list(w), where)  # the same keys, in order
                 for k in w:
                     same(g[k], w[k], where + "/" + k)
+            elif not isinstance(w, (np.ndarray, np.generic)):
+                self.assertEqual((type(g), g), (type(w), w), where)
             else:
                 self.assertIsInstance(g, np.ndarray, where)
                 self.assertEqual(g.dtype, w.dtype, where)
@@ -318,15 +321,46 @@ class MsgpackTest(unittest.TestCase):
         return None
 
     def test_msgpack_to_msgpack(self):
-        tree = self.sorted_tree(train_state())
+        tree = train_state()
+        tree["meta"] = {"name": "run-7", "lr": 1e-3, "done": False, "none": None,
+                        "z": complex(1, -2), "blob": b"\x00\x01", "neg": -5, "big": 2 ** 40}
+        tree = self.sorted_tree(tree)
         src = self.write("in.msgpack", to_bytes(tree))
         out = self.path("out.msgpack")
         self.ok("run", self.identity, src, out)
         data = self.read(out)
-        want = self.arrays_only(tree)
-        self.assert_tree(data, want)
-        # what Flax's to_bytes writes for the arrays the input holds
-        self.assertEqual(data, to_bytes(want))
+        self.assert_tree(data, tree)
+        # what Flax's to_bytes writes for the same tree
+        self.assertEqual(data, to_bytes(tree))
+        # through safetensors (the leaves ride in its metadata) and back
+        mid, back = self.path("mid.safetensors"), self.path("back.msgpack")
+        self.ok("run", self.identity, src, mid)
+        self.assertIn("msgpack.leaves", stnp.load(mid)[1])
+        self.ok("run", self.identity, mid, back)
+        self.assertEqual(self.read(back), data)
+
+    def test_leaves_give_way(self):
+        """A tensor the recipe puts where a kept value was wins; metadata that
+        is not leaves is not written."""
+        src = self.write("in.msgpack", to_bytes({"step": 3, "x": {"y": np.ones(2, np.int8)}}))
+        recipe = self.path("r.surg")
+        with open(recipe, "w") as f:
+            f.write('rename "x/y" -> "step"\n')
+        out = self.path("out.msgpack")
+        rc, _, err = self.surg("run", recipe, src, out)
+        self.assertEqual(rc, 0, err)
+        self.assertIn('warning: 1 value of the metadata "msgpack.leaves" ("step") is not '
+                      'written: a tensor of the output is there', err)
+        self.assertEqual(self.read(out), to_bytes({"step": np.ones(2, np.int8)}))
+        st = self.path("in.safetensors")
+        stnp.save(st, st_tensors({"a": np.zeros(1, np.int8)}),
+                  metadata={"msgpack.leaves": '{"b": "c1"}'})
+        rc, _, err = self.surg("run", self.identity, st, out)
+        self.assertEqual(rc, 0, err)
+        self.assertIn('warning: the metadata "msgpack.leaves" does not hold values a .msgpack '
+                      'can keep (a value is not one msgpack value that is not a map or an '
+                      'array): they are not written', err)
+        self.assertEqual(self.read(out), to_bytes({"a": np.zeros(1, np.int8)}))
 
     def test_safetensors_to_msgpack(self):
         rng = np.random.default_rng(5)
