@@ -31,6 +31,7 @@ enum {
 };
 #define MP_MAX_NAME_BYTES (256ull << 20) /* all tensor names together */
 #define MP_MAX_LEAF_BYTES (64u << 10)    /* values that are not arrays, kept */
+#define MP_MAX_LEAF_PATHS (1u << 20)     /* and their paths */
 #define CHUNKED_KEY "__msgpack_chunked_array__"
 
 static const struct {
@@ -115,7 +116,7 @@ typedef struct mp_open {
     size_t n_skipped, n_dropped;
     char *skipped[MP_SHOWN];
     buf leaves; /* "path": "hex of the value's bytes", ... */
-    uint64_t leaf_bytes;
+    uint64_t leaf_bytes, leaf_paths;
     zip_archive *arc; /* the file, for the decoders */
     bool failed;
 } mp_open;
@@ -469,7 +470,9 @@ static surg_status add_tensor(mp_open *o, const mp_array *a, uint32_t rank,
 static surg_status skipped(mp_open *o, uint64_t at)
 {
     uint64_t len = o->pos - at;
-    if (len <= MP_MAX_LEAF_BYTES - o->leaf_bytes) {
+    if (len <= MP_MAX_LEAF_BYTES - o->leaf_bytes && o->name.len <= MP_MAX_LEAF_PATHS &&
+        o->leaf_paths + o->name.len <= MP_MAX_LEAF_PATHS) {
+        o->leaf_paths += o->name.len;
         unsigned char *b = malloc(len ? (size_t)len : 1);
         if (!b)
             return dg_nomem(o->sink, o->path);
@@ -839,7 +842,7 @@ static surg_status note_skipped(mp_open *o)
                 "%zu value%s %s not an array (numbers, strings, None, empty maps, ...), so "
                 "not a tensor: %s; %s",
                 o->n_skipped, o->n_skipped > 1 ? "s" : "", o->n_skipped > 1 ? "are" : "is",
-                b.data, o->n_dropped ? "too many bytes to keep (over 64 KiB), they are dropped"
+                b.data, o->n_dropped ? "too many to keep (over 64 KiB, or paths over 1 MiB), they are dropped"
                 : "kept in the metadata \"msgpack.leaves\" for a .msgpack output");
     buf_free(&b);
     return st;

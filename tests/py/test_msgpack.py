@@ -339,6 +339,19 @@ class MsgpackTest(unittest.TestCase):
         self.ok("run", self.identity, mid, back)
         self.assertEqual(self.read(back), data)
 
+    def test_leaves_bounded(self):
+        """Values kept are bounded: 64 KiB of them, 1 MiB of paths; else none."""
+        deep = {"k" * 200000: {"k" * 200000: {"k" * 200000: {str(i): None for i in range(5)}}}}
+        many = {"s": "x" * 70000, "w": np.ones(1, np.int8)}
+        for name, tree in (("deep", deep), ("many", many)):
+            p = self.write(name + ".msgpack", to_bytes(tree))
+            out = self.path(name + "-out.msgpack")
+            rc, _, err = self.surg("run", self.identity, p, out)
+            self.assertEqual(rc, 0, err)
+            self.assertIn("too many to keep (over 64 KiB, or paths over 1 MiB), they are "
+                          "dropped", err)
+            self.assertEqual(msgpack_restore(self.read(out)), self.arrays_only(tree) or {})
+
     def test_leaves_give_way(self):
         """A tensor the recipe puts where a kept value was wins; metadata that
         is not leaves is not written."""
