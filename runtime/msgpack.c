@@ -656,13 +656,14 @@ static surg_status read_key(mp_open *o, const mp_frame *f)
     if (st)
         return st;
     size_t badc;
-    if (!v.n || memchr(key, '/', (size_t)v.n) ||
+    if (!v.n || memchr(key, '/', (size_t)v.n) || memchr(key, 0, (size_t)v.n) ||
         !utf8_valid((const unsigned char *)key, (size_t)v.n, &badc)) {
         o->pos = v.at;
         return bad(o, "mp-key", "a map has a key that is %s",
-                   !v.n ? "empty" : memchr(key, '/', (size_t)v.n)
-                                      ? "not a name segment: it holds \"/\""
-                                      : "not UTF-8");
+                   !v.n ? "empty"
+                   : memchr(key, '/', (size_t)v.n) ? "not a name segment: it holds \"/\""
+                   : memchr(key, 0, (size_t)v.n)   ? "not a name segment: it holds a NUL byte"
+                                                   : "not UTF-8");
     }
     if (v.n == sizeof CHUNKED_KEY - 1 && memcmp(key, CHUNKED_KEY, v.n) == 0) {
         o->pos = v.at;

@@ -478,6 +478,8 @@ class MsgpackTest(unittest.TestCase):
              "(at byte 1)"),
             ("slash_key", to_bytes({"a/b": np.zeros(1)}), "mp-key",
              'a map has a key that is not a name segment: it holds "/" (at byte 1)'),
+            ("nul_key", to_bytes({"\0w": np.zeros(1)}), "mp-key",
+             "a map has a key that is not a name segment: it holds a NUL byte (at byte 1)"),
             ("empty_key", to_bytes({"": np.zeros(1)}), "mp-key",
              "a map has a key that is empty (at byte 1)"),
             ("dup", b"\x82\xa1a\xc0\xa1a\xc0", "mp-duplicate-key",
