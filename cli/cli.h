@@ -35,6 +35,7 @@ int cmd_check(int argc, char **argv, diag_printer *dp);
 /* The arguments of check, plan and run. */
 typedef struct recipe_args {
     const char *recipe, *from, *to, *out;
+    const char *format; /* --format: of inputs whose name says nothing */
     /* --params P and --state S instead of one input: mounted under
      * "params/" and "opt_state/"; for run, one output each (OUT_P OUT_S). */
     surg_ckpt_part parts[2], outs[2];

@@ -19,6 +19,8 @@ static const char help[] =
     "                (the new model's abstract state): every missing,\n"
     "                unexpected or mismatched tensor is an error\n"
     "  --graph       print the compiled op graph\n"
+    "  --format NAME the format of a CKPT or TARGET whose name does not say\n"
+    "                (safetensors, npz, npy, torch, msgpack or schema)\n"
     "\n"
     "Exit status: 0 the recipe is sound, 1 it is not (or a checkpoint is\n"
     "malformed), 2 usage or I/O error.\n";

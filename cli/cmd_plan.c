@@ -17,7 +17,9 @@ static const char help[] =
     "would take.\n"
     "\n"
     "  --json        print the plan as JSON\n"
-    "  --threads N   plan for N threads (default: the number of cores)\n";
+    "  --threads N   plan for N threads (default: the number of cores)\n"
+    "  --format NAME the format of a CKPT or TARGET whose name does not say\n"
+    "                (safetensors, npz, npy, torch, msgpack or schema)\n";
 
 int cmd_plan(int argc, char **argv, diag_printer *dp)
 {

@@ -7,16 +7,19 @@
 #include "cli.h"
 
 static const char help[] =
-    "usage: surg schema CKPT [--json]\n"
+    "usage: surg schema CKPT [--json] [--format NAME]\n"
     "\n"
     "Print the abstract state of a checkpoint: every tensor's name, dtype and\n"
     "shape, read from the header alone (no tensor data is read).\n"
     "CKPT is a .safetensors file, a sharded checkpoint (a directory or its\n"
     "model.safetensors.index.json), a NumPy .npz or .npy, a PyTorch .pt, .pth\n"
-    "or .bin (its pickle read as data, never run), or a .json schema. Names\n"
+    "or .bin (its pickle read as data, never run), a Flax .msgpack, or a .json\n"
+    "schema. Names\n"
     "recorded as tied to a stored tensor are listed after the tree.\n"
     "\n"
-    "  --json   write a schema file (SPEC §2) to standard output instead\n";
+    "  --json          write a schema file (SPEC §2) to standard output instead\n"
+    "  --format NAME   the format of a CKPT whose name does not say: safetensors,\n"
+    "                  npz, npy, torch, msgpack or schema\n";
 
 /* A node of the name tree. A label is a path segment with the separator that
  * follows it ("Dense_0/", "layers.", "kernel"). */
@@ -230,7 +233,7 @@ static int print_as_tree(const surg_ckpt *ck)
 
 int cmd_schema(int argc, char **argv, diag_printer *dp)
 {
-    const char *path = NULL;
+    const char *path = NULL, *format = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -239,6 +242,10 @@ int cmd_schema(int argc, char **argv, diag_printer *dp)
         }
         if (strcmp(argv[i], "--json") == 0)
             json = true;
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc)
+            format = argv[++i];
+        else if (strcmp(argv[i], "--format") == 0)
+            return usage_error("schema", "--format needs a value");
         else if (argv[i][0] == '-' && argv[i][1])
             return usage_error("schema", "unknown option '%s'", argv[i]);
         else if (path)
@@ -250,7 +257,7 @@ int cmd_schema(int argc, char **argv, diag_printer *dp)
         return usage_error("schema", "which checkpoint?");
     surg_sink sink = diag_sink(dp);
     surg_ckpt *ck;
-    surg_status st = surg_ckpt_open(path, &sink, &ck);
+    surg_status st = surg_ckpt_open_as(path, format, &sink, &ck);
     if (st)
         return surg_exit_code(st);
     int rc = 0;

@@ -31,6 +31,7 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
                     return usage_error(cmd, "%s is given twice", arg);
             a->parts[a->n_parts++] = (surg_ckpt_part){prefix, argv[++i]};
         } else if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads") ||
+                   is(arg, "--format") ||
                    (is(arg, "--max-shard-size") && a->allow_shards)) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", arg);
@@ -45,6 +46,8 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
                 if (*end || n < 1 || n > 1024)
                     return usage_error(cmd, "--threads takes a number from 1 to 1024, not '%s'", v);
                 a->threads = (unsigned)n;
+            } else if (is(arg, "--format")) {
+                a->format = v;
             } else {
                 *(is(arg, "--from") ? &a->from : &a->to) = v;
             }
@@ -98,8 +101,8 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
      * recipe error. */
     surg_status st = surg_recipe_load(a->recipe, sink, &c->recipe);
     surg_status st_from = a->n_parts ? surg_ckpt_open_parts(a->parts, a->n_parts, sink, &c->from)
-                                     : surg_ckpt_open(a->from, sink, &c->from);
-    surg_status st_to = a->to ? surg_ckpt_open(a->to, sink, &c->to) : SURG_OK;
+                                     : surg_ckpt_open_as(a->from, a->format, sink, &c->from);
+    surg_status st_to = a->to ? surg_ckpt_open_as(a->to, a->format, sink, &c->to) : SURG_OK;
     if (st_from > st)
         st = st_from;
     if (st_to > st)

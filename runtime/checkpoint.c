@@ -102,11 +102,12 @@ static surg_status unknown_format(const char *path, surg_sink *sink)
     for (size_t i = 0; i < n; i++)
         list_add(&l, called[i], i, n, ", or ");
     dg_file(sink, SURG_ERROR, "ck-format", path,
-            "cannot tell the format from the name: expected %s", l.text);
+            "cannot tell the format from the name: expected %s (or give --format NAME)",
+            l.text);
     return SURG_EUSAGE;
 }
 
-static surg_status choose(const char *path, surg_sink *sink, choice *c)
+static surg_status choose(const char *path, fmt_id given, surg_sink *sink, choice *c)
 {
     struct stat sb;
     *c = (choice){NULL, false, FMT_NONE};
@@ -114,6 +115,8 @@ static surg_status choose(const char *path, surg_sink *sink, choice *c)
         return resolve_directory(path, sink, c);
     c->index = ends_with(path, index_suffix);
     c->format = c->index ? FMT_NONE : fmt_by_name(path);
+    if (!c->index && c->format == FMT_NONE && given != FMT_NONE)
+        c->format = given;
     if (!c->index && c->format == FMT_NONE)
         c->format = fmt_by_content(path);
     if (!c->index && c->format == FMT_NONE)
@@ -137,9 +140,25 @@ static surg_status open_file(surg_ckpt *ck, surg_sink *sink, fmt_id f)
 
 surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out)
 {
+    return surg_ckpt_open_as(path, NULL, sink, out);
+}
+
+surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *sink,
+                              surg_ckpt **out)
+{
     *out = NULL;
+    fmt_id given = format ? fmt_by_id(format) : FMT_NONE;
+    if (format && given == FMT_NONE) {
+        char ids[256] = "";
+        for (int f = 0, k = 0; f < FMT_COUNT; f++)
+            k += snprintf(ids + k, sizeof ids - (size_t)k, "%s%s", f == 0 ? ""
+                          : f == FMT_COUNT - 1 ? " or " : ", ", fmt_readers[f]->id);
+        dg_file(sink, SURG_ERROR, "ck-format", path, "--format %s is not a format: give %s",
+                format, ids);
+        return SURG_EUSAGE;
+    }
     choice c;
-    surg_status st = choose(path, sink, &c);
+    surg_status st = choose(path, given, sink, &c);
     if (st)
         return st;
     surg_ckpt *ck = calloc(1, sizeof *ck);

@@ -195,6 +195,27 @@ static surg_status map_and_gather(const dc_source *s, int src_fd, uint64_t src_o
     return st;
 }
 
+/* Pieces of the file, one after another. */
+static surg_status join_pieces(const dc_source *s, int dst_fd, uint64_t dst_off,
+                               unsigned char *b, surg_sink *sink)
+{
+    surg_status st = SURG_OK;
+    for (size_t i = 0; !st && i < s->n_pieces; i++)
+        for (uint64_t done = 0; !st && done < s->piece_len[i];) {
+            uint64_t left = s->piece_len[i] - done;
+            size_t n = left < BUF ? (size_t)left : BUF;
+            ssize_t got = pread(s->arc->fd, b, n, (off_t)(s->piece_at[i] + done));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                return dg_errno(sink, s->arc->path, "cannot read", got ? errno : EIO);
+            st = write_at(sink, s->arc->path, dst_fd, b, (size_t)got, dst_off);
+            dst_off += (uint64_t)got;
+            done += (uint64_t)got;
+        }
+    return st;
+}
+
 surg_status dc_decode(const dc_source *s, int dst_fd, uint64_t dst_off, const char *tmp_dir,
                       surg_sink *sink)
 {
@@ -204,7 +225,9 @@ surg_status dc_decode(const dc_source *s, int dst_fd, uint64_t dst_off, const ch
     if (!b)
         return dg_nomem(sink, s->arc->path);
     surg_status st;
-    if (s->stride) { /* a stored entry, checked when opened */
+    if (s->n_pieces) {
+        st = join_pieces(s, dst_fd, dst_off, b, sink);
+    } else if (s->stride) { /* a stored entry, checked when opened */
         st = map_and_gather(s, s->arc->fd, s->entry.data_at + s->skip, s->swap, dst_fd,
                             dst_off, b, sink);
     } else if (!s->fortran) {

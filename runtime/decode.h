@@ -27,6 +27,10 @@ typedef struct dc_source {
      * whose span bytes from skip hold every element the view reaches. */
     const uint64_t *stride;
     uint64_t span;
+    /* Pieces of the file joined in order (a chunked msgpack array), or
+     * none: n_pieces ranges at piece_at[i] of piece_len[i] bytes. */
+    const uint64_t *piece_at, *piece_len;
+    size_t n_pieces;
     bool done;              /* decoded into its place */
 } dc_source;
 

@@ -28,6 +28,14 @@ static bool answers_to(const fmt_reader *r, const char *path)
     return false;
 }
 
+fmt_id fmt_by_id(const char *id)
+{
+    for (int f = 0; f < FMT_COUNT; f++)
+        if (strcmp(fmt_readers[f]->id, id) == 0)
+            return (fmt_id)f;
+    return FMT_NONE;
+}
+
 fmt_id fmt_by_name(const char *path)
 {
     for (int f = 0; f < FMT_COUNT; f++)
@@ -87,6 +95,24 @@ surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, f
 {
     *out = (fmt_table){.file = {.path = path, .fd = -1}};
     return fmt_readers[f]->open(keep, sink, path, out);
+}
+
+st_entry *fmt_add_entry(fmt_table *t, int which, size_t cap[2])
+{
+    st_header *h = &t->h[which];
+    if (h->n == cap[which]) {
+        size_t more = cap[which] ? cap[which] * 2 : 16;
+        st_entry *v = realloc(h->entries, more * sizeof *v);
+        if (v)
+            h->entries = v;
+        dc_source **s = which && v ? realloc(t->src, more * sizeof *s) : NULL;
+        if (s)
+            t->src = s;
+        if (!v || (which && !s))
+            return NULL;
+        cap[which] = more;
+    }
+    return &h->entries[h->n++];
 }
 
 void fmt_table_free(fmt_table *t)

@@ -46,6 +46,8 @@ typedef surg_status fmt_open_fn(arena *keep, surg_sink *sink, const char *path,
 
 /* What a reader says about its format. */
 typedef struct fmt_reader {
+    /* What --format calls it ("npz"). */
+    const char *id;
     /* The ends of the names it answers to, NULL-terminated: "x.npz". */
     const char *const *suffixes;
     /* Whether the first bytes of a file are its, for a file whose name says
@@ -60,7 +62,7 @@ typedef struct fmt_reader {
     const char *dir_file;
     /* Whether a sharded index may name files of it. */
     bool shards;
-    /* As an output: whether surg writes it (st_write.c, npz_write.c), the
+    /* As an output: whether surg writes it (st_write.c, npz_write.c, msgpack_write.c), the
      * rules its tensor names obey then, and else why such a name is
      * refused (NULL: as a name that says nothing surg writes). */
     bool writes;
@@ -76,6 +78,7 @@ typedef struct fmt_reader {
     X(NPZ, SURG_CKPT_NPZ, fmt_npz)                          \
     X(NPY, SURG_CKPT_NPY, fmt_npy)                          \
     X(TORCH, SURG_CKPT_TORCH, fmt_torch)                    \
+    X(MSGPACK, SURG_CKPT_MSGPACK, fmt_msgpack)              \
     X(SCHEMA, SURG_CKPT_SCHEMA, fmt_schema)
 
 typedef enum fmt_id {
@@ -96,6 +99,8 @@ extern const surg_ckpt_kind fmt_kinds[FMT_COUNT];
 
 enum { FMT_HEAD_BYTES = 64 };
 
+/* The format --format calls `id`, or FMT_NONE. */
+fmt_id fmt_by_id(const char *id);
 /* The first format whose suffixes end `path`, or FMT_NONE. */
 fmt_id fmt_by_name(const char *path);
 /* The first format whose sniff knows the first bytes of the regular file
@@ -112,6 +117,9 @@ fmt_id fmt_output(const char *path);
 
 /* Open `path` as format `f` into `out` (made empty first). */
 surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, fmt_table *out);
+/* Room for one more entry of h[which] (and, for h[1], of src), the
+ * arrays malloc'd and grown as cap[which] says; NULL when out of memory. */
+st_entry *fmt_add_entry(fmt_table *t, int which, size_t cap[2]);
 /* Free what the table holds; its file is closed unless it was taken
  * (file.fd set to -1 and file.map to NULL by whoever took it). */
 void fmt_table_free(fmt_table *t);

@@ -103,24 +103,6 @@ static bool really_fortran(const npy_header *h)
     return h->fortran && big > 1;
 }
 
-static st_entry *add_entry(npz_open_state *o, int which)
-{
-    st_header *h = &o->t->h[which];
-    if (h->n == o->cap[which]) {
-        size_t cap = o->cap[which] ? o->cap[which] * 2 : 16;
-        st_entry *v = realloc(h->entries, cap * sizeof *v);
-        dc_source **s = which ? realloc(o->t->src, cap * sizeof *s) : NULL;
-        if (v)
-            h->entries = v;
-        if (s)
-            o->t->src = s;
-        if (!v || (which && !s))
-            return NULL;
-        o->cap[which] = cap;
-    }
-    return &h->entries[h->n++];
-}
-
 static surg_status add_array(npz_open_state *o, const zip_entry *e, const char *name,
                              const npy_header *h)
 {
@@ -132,7 +114,7 @@ static surg_status add_array(npz_open_state *o, const zip_entry *e, const char *
     surg_tensor_info info = {name, h->dtype, h->rank, shape, h->nelems, h->nbytes};
     bool fortran = really_fortran(h);
     bool in_place = !h->nbytes || (e->method == ZIP_STORED && !h->swap && !fortran);
-    st_entry *x = add_entry(o, in_place ? 0 : 1);
+    st_entry *x = fmt_add_entry(o->t, in_place ? 0 : 1, o->cap);
     if (!x)
         return dg_nomem(o->sink, o->arc->path);
     if (in_place) {
@@ -247,6 +229,7 @@ static const char *const npz_suffixes[] = {".npz", NULL};
 static const char *const npy_suffixes[] = {".npy", NULL};
 
 const fmt_reader fmt_npz = {
+    .id = "npz",
     .suffixes = npz_suffixes,
     .open = npz_read,
     .called = "a NumPy .npz or .npy",
@@ -255,6 +238,7 @@ const fmt_reader fmt_npz = {
 };
 
 const fmt_reader fmt_npy = {
+    .id = "npy",
     .suffixes = npy_suffixes,
     .open = npy_read,
     .called = NULL, /* fmt_npz's words name it */

@@ -74,26 +74,6 @@ static bool ascii(const char *s)
     return true;
 }
 
-/* Metadata an .npz cannot keep: worth a word unless it is only the format
- * tag, or the ties the arrays themselves carry. */
-static void warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out)
-{
-    buf keys;
-    buf_init(&keys);
-    size_t n = 0;
-    for (size_t i = 0; i < out->n_meta; i++) {
-        const char *k = out->meta[i].key;
-        if (strcmp(k, "format") == 0 || strcmp(k, "surg.ties") == 0 ||
-            strcmp(k, OUTP_MARK_KEY) == 0) /* only a sharded output's files carry it */
-            continue;
-        buf_printf(&keys, "%s\"%s\"", n++ ? ", " : "", k);
-    }
-    if (n)
-        dg_file(sink, SURG_WARNING, "npz-metadata", out_path,
-                ".npz holds arrays only: the metadata %s is not written", keys.data);
-    buf_free(&keys);
-}
-
 static surg_status check_dtypes(surg_sink *sink, const char *out_path, const stw_output *out)
 {
     surg_status st = SURG_OK;
@@ -150,21 +130,19 @@ surg_status nzw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     surg_status st = check_dtypes(sink, out_path, out);
     if (st)
         return st;
-    warn_metadata(sink, out_path, out);
+    stw_warn_metadata(sink, out_path, out, "npz-metadata", ".npz holds arrays only", NULL);
     nzw_layout *z = calloc(1, sizeof *z);
     lay->npz = z;
-    lay->files = calloc(1, sizeof *lay->files);
-    if (!z || !lay->files)
+    if (!z)
         return dg_nomem(sink, out_path);
+    st = stw_one_file(lay, sink, out_path);
+    if (st)
+        return st;
     z->n = out->n;
     z->e = calloc(out->n ? out->n : 1, sizeof *z->e);
     z->entry_of = calloc(out->n ? out->n : 1, sizeof *z->entry_of);
     stw_file *f = &lay->files[0];
-    lay->n_files = 1;
-    f->path = strdup(out_path);
-    f->idx = malloc((out->n ? out->n : 1) * sizeof *f->idx);
-    buf_init(&f->header);
-    if (!z->e || !z->entry_of || !f->path || !f->idx)
+    if (!z->e || !z->entry_of)
         return dg_nomem(sink, out_path);
     uint64_t at = 0;
     for (size_t i = 0; i < out->n; i++) {

@@ -136,7 +136,7 @@ static const char *const file_extensions[] = {
     ".tar",         ".msgpack", ".ckpt", ".h5", ".gguf", ".pkl", ".onnx",
 };
 
-static const char writes[] = "surg writes a .safetensors or .npz file, or with "
+static const char writes[] = "surg writes a .safetensors, .npz or .msgpack file, or with "
                              "--max-shard-size a directory or a "
                              "PREFIX.safetensors.index.json beside its shards";
 
@@ -172,6 +172,9 @@ static surg_status kind_of_sharded(surg_sink *sink, const char *path, bool is_di
     if (fmt_by_name(base) == FMT_NPZ)
         return bad_name(sink, path, "npz-sharded",
                         "an .npz is one file: --max-shard-size writes safetensors shards");
+    if (fmt_by_name(base) == FMT_MSGPACK)
+        return bad_name(sink, path, "mp-sharded",
+                        "a .msgpack is one file: --max-shard-size writes safetensors shards");
     if (file_like(base)) {
         dg_file(sink, SURG_ERROR, "out-name", path,
                 "--max-shard-size writes shards into a directory (or beside a "
@@ -199,7 +202,7 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
         return kind_of_sharded(sink, path, is_dir, kind);
     if (is_dir)
         return bad_name(sink, path, "out-name",
-                        "the output is a directory: name a .safetensors or .npz file, or "
+                        "the output is a directory: name a .safetensors, .npz or .msgpack file, or "
                         "give --max-shard-size to write shards into it");
     if (ends_with(base, index_suffix))
         return bad_name(sink, path, "out-name",
@@ -209,7 +212,7 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
      * only reads, which says why not. */
     fmt_id f = fmt_by_name(base);
     if (f != FMT_NONE && fmt_readers[f]->writes) {
-        *kind = f == FMT_NPZ ? OUTP_NPZ : OUTP_SAFETENSORS;
+        *kind = f == FMT_NPZ ? OUTP_NPZ : f == FMT_MSGPACK ? OUTP_MSGPACK : OUTP_SAFETENSORS;
         return SURG_OK;
     }
     if (f != FMT_NONE && fmt_readers[f]->unwritten)

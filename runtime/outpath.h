@@ -19,6 +19,7 @@
 typedef enum outp_kind {
     OUTP_SAFETENSORS, /* one .safetensors file */
     OUTP_NPZ,         /* one .npz archive */
+    OUTP_MSGPACK,     /* one Flax .msgpack file */
     OUTP_SHARDED,     /* a directory, or DIR/PREFIX.safetensors.index.json */
 } outp_kind;
 

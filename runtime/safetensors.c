@@ -132,6 +132,7 @@ static surg_status read_table(arena *keep, surg_sink *sink, const char *path, fm
 static const char *const suffixes[] = {".safetensors", NULL};
 
 const fmt_reader fmt_safetensors = {
+    .id = "safetensors",
     .suffixes = suffixes,
     .open = read_table,
     .called = "a .safetensors file",

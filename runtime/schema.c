@@ -18,6 +18,7 @@ static surg_status read_table(arena *keep, surg_sink *sink, const char *path, fm
 static const char *const suffixes[] = {".json", NULL};
 
 const fmt_reader fmt_schema = {
+    .id = "schema",
     .suffixes = suffixes,
     .open = read_table,
     .called = "a .json schema",

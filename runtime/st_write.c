@@ -16,6 +16,7 @@
 #include "support/diag.h"
 #include "runtime/checkpoint.h"
 #include "runtime/format.h"
+#include "runtime/msgpack_write.h"
 #include "runtime/npz_write.h"
 #include "runtime/st_header.h"
 #include "support/tensor_name.h"
@@ -307,11 +308,47 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
         st = outp_kind_of(sink, out_path, out->max_shard_size, &kind);
     if (!st && kind == OUTP_NPZ)
         st = nzw_layout_make(sink, out_path, out, lay);
+    if (!st && kind == OUTP_MSGPACK)
+        st = mpw_layout_make(sink, out_path, out, lay);
     if (!st && kind == OUTP_SHARDED)
         st = shard_place(sink, out_path, &lay->sn);
-    if (!st && kind != OUTP_NPZ)
+    if (!st && kind != OUTP_NPZ && kind != OUTP_MSGPACK)
         st = layout_files(sink, out_path, lay);
     return st ? st : outp_check_layout(sink, out_path, lay, out->reads);
+}
+
+void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,
+                       const char *code, const char *what, const char *kept)
+{
+    buf keys;
+    buf_init(&keys);
+    size_t n = 0;
+    for (size_t i = 0; i < out->n_meta; i++) {
+        const char *k = out->meta[i].key;
+        if (strcmp(k, "format") == 0 || strcmp(k, "surg.ties") == 0 ||
+            strcmp(k, OUTP_MARK_KEY) == 0 || /* only a sharded output's files carry it */
+            (kept && strcmp(k, kept) == 0))
+            continue;
+        buf_printf(&keys, "%s\"%s\"", n++ ? ", " : "", k);
+    }
+    if (n && !keys.failed)
+        dg_file(sink, SURG_WARNING, code, out_path, "%s: the metadata %s is not written", what,
+                keys.data);
+    buf_free(&keys);
+}
+
+surg_status stw_one_file(stw_layout *lay, surg_sink *sink, const char *out_path)
+{
+    size_t n = lay->out->n;
+    lay->files = calloc(1, sizeof *lay->files);
+    if (!lay->files)
+        return dg_nomem(sink, out_path);
+    stw_file *f = &lay->files[0];
+    lay->n_files = 1;
+    f->path = strdup(out_path);
+    f->idx = malloc((n ? n : 1) * sizeof *f->idx);
+    buf_init(&f->header);
+    return f->path && f->idx ? SURG_OK : dg_nomem(sink, out_path);
 }
 
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
@@ -332,6 +369,8 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
     }
     if (lay->npz)
         return nzw_layout_open(lay, sink);
+    if (lay->mp)
+        return mpw_layout_open(lay, sink);
     if (lay->index_path) {
         buf text;
         buf_init(&text);
@@ -362,6 +401,8 @@ surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink)
     surg_status st = SURG_OK;
     if (lay->npz && !lay->synced)
         st = nzw_layout_finish(lay, sink);
+    if (lay->mp && !lay->synced)
+        st = mpw_layout_finish(lay, sink);
     for (size_t i = 0; !st && !lay->synced && i < lay->n_files; i++)
         st = of_finish(lay->files[i].of, sink);
     if (!st && !lay->synced && lay->index)
@@ -410,6 +451,7 @@ void stw_layout_free(stw_layout *lay)
     free(lay->sn.dir);
     free(lay->sn.prefix);
     nzw_layout_free(lay);
+    mpw_layout_free(lay);
     *lay = (stw_layout){0};
 }
 
@@ -424,7 +466,7 @@ surg_status stw_write(surg_sink *sink, const char *out_path, const stw_output *o
             size_t t = lay.files[f].idx[i];
             if (out->same_as && out->same_as[t] != SIZE_MAX)
                 continue;
-            /* In place: an .npz has headers between the tensors. */
+            /* In place: an .npz or .msgpack has headers between the tensors. */
             if (lseek(of_fd(lay.files[f].of), (off_t)lay.offset[t], SEEK_SET) < 0)
                 st = dg_errno(sink, lay.files[f].path, "cannot write", errno);
             if (!st)

@@ -1,6 +1,6 @@
 /* st_write.h: writing safetensors, one file or sharded, byte for byte as the
  * reference writer lays it out — or, for an output named `*.npz`, NumPy's
- * archive (npz_write.c) through the same layout. The caller supplies each
+ * archive (npz_write.c) or Flax's msgpack (msgpack_write.c) through the same layout. The caller supplies each
  * tensor's bytes through a callback, so data streams from wherever it comes
  * from. */
 #ifndef SURG_ST_WRITE_H
@@ -22,18 +22,22 @@ typedef struct stw_output {
     uint64_t max_shard_size; /* 0: one file */
     stw_emit_fn emit;
     void *ctx;
-    /* .npz only: tensors[i] repeats the bytes of tensors[same_as[i]] (a tied
-     * name, written as an array of its own: .npz has no metadata), or
+    /* .npz and .msgpack only: tensors[i] repeats the bytes of tensors[same_as[i]] (a tied
+     * name, written as an array of its own: neither has metadata), or
      * SIZE_MAX. NULL: none does. The writer copies them; the caller never
      * writes them. */
     const size_t *same_as;
     bool force_zip64; /* .npz: ZIP64 records even where sizes do not need them (tests) */
+    /* .msgpack: arrays of more bytes are written in chunks (0: Flax's 2^30;
+     * tests make it small) */
+    uint64_t chunk_bytes;
     /* The files the run reads (NULL: none known): no output name may be
      * one of them, nor any stale name it would remove (outpath.h). */
     const outp_reads *reads;
 } stw_output;
 
 typedef struct nzw_layout nzw_layout;
+typedef struct mpw_layout mpw_layout;
 
 surg_status stw_write(surg_sink *sink, const char *out_path,
                       const stw_output *out);
@@ -74,12 +78,23 @@ typedef struct stw_layout {
     size_t n_stale;
     bool synced, committed;
     nzw_layout *npz; /* an .npz output (npz_write.c), else NULL */
+    mpw_layout *mp;  /* a .msgpack output (msgpack_write.c), else NULL */
 } stw_layout;
 
 /* Lay the output out and check every name it writes before anything is
  * read or written (outp_check_layout); nothing is created yet. */
 surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
                             stw_layout *lay);
+/* The one file of an output that is never sharded (.npz, .msgpack):
+ * lay->files[0] named out_path, with room for every tensor in its idx and
+ * an empty header. */
+surg_status stw_one_file(stw_layout *lay, surg_sink *sink, const char *out_path);
+/* A warning (`code`) naming the metadata a format without it drops: "WHAT:
+ * the metadata "k", ... is not written", unless it is only the format tag,
+ * the ties (written as arrays), a shard's mark or `kept` (NULL: none), which
+ * the format keeps its own way. */
+void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,
+                       const char *code, const char *what, const char *kept);
 /* Make the output directory if it is missing, create the temporary files,
  * reserve their size, write their headers (and the index). */
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink);

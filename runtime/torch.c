@@ -381,6 +381,7 @@ static surg_status read_table(arena *keep, surg_sink *sink, const char *path, fm
 }
 
 const fmt_reader fmt_torch = {
+    .id = "torch",
     .suffixes = extensions,
     .open = read_table,
     .called = "a PyTorch .pt, .pth or .bin",

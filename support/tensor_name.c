@@ -1,6 +1,7 @@
 /* tensor_name.c: the rules a tensor's name obeys (tensor_name.h). */
 #include "support/tensor_name.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "support/utf8.h"
@@ -23,6 +24,12 @@ const char *tn_format_problem(const char *name, size_t len, tn_format f)
     if (!why && f == TN_NPZ && len > TN_NPZ_MAX_NAME)
         why = "an .npz holds names of at most 65,531 bytes (the zip entry NAME.npy is "
               "at most 65,535)";
+    bool empty_segment = false;
+    for (size_t i = 0; f == TN_MSGPACK && i < len; i++)
+        empty_segment |= name[i] == '/' && (i == 0 || i == len - 1 || name[i - 1] == '/');
+    if (!why && empty_segment)
+        why = "a .msgpack nests maps at each \"/\": a name may not begin or end with \"/\" "
+              "or hold \"//\"";
     return why;
 }
 

@@ -17,6 +17,7 @@ typedef enum tn_format {
     TN_ANY,         /* not known: the shared rules only */
     TN_SAFETENSORS, /* one file or sharded */
     TN_NPZ,
+    TN_MSGPACK, /* "/" nests maps: no empty segment */
 } tn_format;
 
 /* The rules every format shares: not empty, UTF-8, not "__metadata__"

@@ -151,6 +151,7 @@ typedef enum surg_ckpt_kind {
     SURG_CKPT_NPZ,         /* a NumPy .npz archive */
     SURG_CKPT_NPY,         /* one NumPy .npy array */
     SURG_CKPT_TORCH,       /* a torch.save file (.pt, .pth, .bin) */
+    SURG_CKPT_MSGPACK,     /* a Flax msgpack file (flax.serialization) */
 } surg_ckpt_kind;
 
 typedef struct surg_ckpt surg_ckpt;
@@ -166,6 +167,11 @@ typedef struct surg_ckpt surg_ckpt;
  * tensor data is never touched until surg_ckpt_data() or surg_run() asks for
  * it. Every header is fully validated before anything in it is trusted. */
 surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
+/* The same, with the format of a file whose name says nothing (and whose
+ * content is not recognized): "safetensors", "npz", "npy", "torch",
+ * "msgpack" or "schema"; NULL: none. A name that says is followed. */
+surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *sink,
+                              surg_ckpt **out);
 void surg_ckpt_close(surg_ckpt *ck);
 
 /* A checkpoint made of several, each under its own prefix: the tensors of

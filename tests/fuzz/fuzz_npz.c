@@ -16,27 +16,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static surg_ckpt *reopen(const char *path, surg_sink *sink)
-{
-    surg_ckpt *ck = NULL;
-    if (surg_ckpt_open(path, sink, &ck) != SURG_OK || !ck)
-        fz_fail("the written checkpoint does not open", path);
-    fz_check_tables(ck);
-    return ck;
-}
-
-static void same_data(surg_ckpt *a, surg_ckpt *b, surg_sink *sink)
-{
-    fz_same_tensors(a, b);
-    for (size_t i = 0; i < surg_ckpt_count(a); i++) {
-        const void *x = NULL, *y = NULL;
-        if (surg_ckpt_data(a, i, sink, &x) != SURG_OK || surg_ckpt_data(b, i, sink, &y) != SURG_OK)
-            fz_fail("a readable tensor became unreadable", surg_ckpt_tensor(a, i)->name);
-        if (memcmp(x, y, surg_ckpt_tensor(a, i)->nbytes) != 0)
-            fz_fail("a tensor's bytes changed", surg_ckpt_tensor(a, i)->name);
-    }
-}
-
 static void one(const char *in, surg_ckpt_kind kind, surg_sink *sink)
 {
     const char *npz = fz_path(1, "out.npz");
@@ -60,21 +39,16 @@ static void one(const char *in, surg_ckpt_kind kind, surg_sink *sink)
     }
     if (surg_ckpt_write(ck, npz, NULL, sink) != SURG_OK)
         fz_fail("writing an .npz of a readable checkpoint failed", npz);
-    surg_ckpt *copy = reopen(npz, sink);
-    same_data(ck, copy, sink);
+    surg_ckpt *copy = fz_reopen(npz, sink);
+    fz_same_data(ck, copy, sink);
     if (surg_ckpt_write(copy, again, NULL, sink) != SURG_OK)
         fz_fail("writing an .npz of its own output failed", again);
-    size_t n1, n2;
-    uint8_t *b1 = fz_slurp(npz, &n1), *b2 = fz_slurp(again, &n2);
-    if (n1 != n2 || memcmp(b1, b2, n1) != 0)
-        fz_fail("rewriting the .npz output changed its bytes", NULL);
-    free(b1);
-    free(b2);
+    fz_same_files(npz, again, "rewriting the .npz output changed its bytes");
     surg_ckpt_close(copy);
     if (surg_ckpt_write(ck, st, NULL, sink) != SURG_OK)
         fz_fail("writing safetensors of a readable checkpoint failed", st);
-    surg_ckpt *sc = reopen(st, sink);
-    same_data(ck, sc, sink);
+    surg_ckpt *sc = fz_reopen(st, sink);
+    fz_same_data(ck, sc, sink);
     surg_ckpt_close(sc);
     surg_ckpt_close(ck);
 }

@@ -60,14 +60,7 @@ static void check_ties(const surg_ckpt *ck)
 
 static void same_data(surg_ckpt *a, surg_ckpt *b, surg_sink *sink)
 {
-    fz_same_tensors(a, b);
-    for (size_t i = 0; i < surg_ckpt_count(a); i++) {
-        const void *x = NULL, *y = NULL;
-        if (surg_ckpt_data(a, i, sink, &x) != SURG_OK || surg_ckpt_data(b, i, sink, &y) != SURG_OK)
-            fz_fail("a readable tensor became unreadable", surg_ckpt_tensor(a, i)->name);
-        if (memcmp(x, y, surg_ckpt_tensor(a, i)->nbytes) != 0)
-            fz_fail("a tensor's bytes changed", surg_ckpt_tensor(a, i)->name);
-    }
+    fz_same_data(a, b, sink);
     const char *ta = fz_meta(a, "surg.ties"), *tb = fz_meta(b, "surg.ties");
     if ((ta || tb) && (!ta || !tb || strcmp(ta, tb) != 0))
         fz_fail("the ties changed", ta ? ta : tb);
@@ -186,10 +179,7 @@ static void one(const char *in, surg_sink sink)
     if (fz_read_all(ck, &sink)) {
         if (surg_ckpt_write(ck, st, NULL, &sink) != SURG_OK)
             fz_fail("writing safetensors of a readable checkpoint failed", st);
-        surg_ckpt *copy = NULL;
-        if (surg_ckpt_open(st, &sink, &copy) != SURG_OK || !copy)
-            fz_fail("the written checkpoint does not open", st);
-        fz_check_tables(copy);
+        surg_ckpt *copy = fz_reopen(st, &sink);
         same_data(ck, copy, &sink);
         surg_ckpt_close(copy);
     }

@@ -246,6 +246,40 @@ static inline int fz_read_all(surg_ckpt *ck, surg_sink *sink)
     return 1;
 }
 
+/* A checkpoint just written, opened again (it must open). */
+static inline surg_ckpt *fz_reopen(const char *path, surg_sink *sink)
+{
+    surg_ckpt *ck = NULL;
+    if (surg_ckpt_open(path, sink, &ck) != SURG_OK || !ck)
+        fz_fail("the written checkpoint does not open", path);
+    fz_check_tables(ck);
+    return ck;
+}
+
+/* Same tensors with the same bytes. */
+static inline void fz_same_data(surg_ckpt *a, surg_ckpt *b, surg_sink *sink)
+{
+    fz_same_tensors(a, b);
+    for (size_t i = 0; i < surg_ckpt_count(a); i++) {
+        const void *x = NULL, *y = NULL;
+        if (surg_ckpt_data(a, i, sink, &x) != SURG_OK || surg_ckpt_data(b, i, sink, &y) != SURG_OK)
+            fz_fail("a readable tensor became unreadable", surg_ckpt_tensor(a, i)->name);
+        if (memcmp(x, y, surg_ckpt_tensor(a, i)->nbytes) != 0)
+            fz_fail("a tensor's bytes changed", surg_ckpt_tensor(a, i)->name);
+    }
+}
+
+/* Two files with the same bytes, or `what` fails. */
+static inline void fz_same_files(const char *a, const char *b, const char *what)
+{
+    size_t n1, n2;
+    uint8_t *b1 = fz_slurp(a, &n1), *b2 = fz_slurp(b, &n2);
+    if (n1 != n2 || memcmp(b1, b2, n1) != 0)
+        fz_fail(what, NULL);
+    free(b1);
+    free(b2);
+}
+
 static inline const char *fz_meta(const surg_ckpt *ck, const char *key)
 {
     for (size_t i = 0; i < surg_ckpt_meta_count(ck); i++)

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Write the seed corpora of fuzz_safetensors, fuzz_schema, fuzz_index,
-fuzz_npz and fuzz_pt.
+fuzz_npz, fuzz_pt and fuzz_msgpack.
 
     /usr/bin/python3 tests/fuzz/make_seed_corpora.py tests/fuzz/corpus
 
@@ -428,10 +428,59 @@ def pt_seeds():
     return s
 
 
+def msgpack_seeds():
+    """Flax's msgpack (flax.serialization.to_bytes): ext 1 arrays, ext 3
+    scalars, chunked arrays, lists as maps keyed "0", "1", ..., other leaves."""
+    import msgpack
+
+    def arr(a, code=1):
+        a = np.asarray(a)
+        return msgpack.ExtType(code, msgpack.packb((list(a.shape), a.dtype.name,
+                                                     a.tobytes("C"))))
+
+    def pack(tree):
+        return msgpack.packb(tree, use_bin_type=True)
+
+    rng = np.random.default_rng(0)
+    f32 = rng.standard_normal((3, 4)).astype(np.float32)
+    i8 = np.arange(10, dtype=np.int8)
+    params = {"Dense_0": {"bias": arr(f32[0]), "kernel": arr(f32)}}
+    s = {}
+    s["valid-train-state"] = pack({
+        "opt_state": {"0": {"count": arr(np.array(3, np.int32)), "mu": params, "nu": params},
+                      "1": {}},
+        "params": params, "step": 7})
+    every = {n: arr(np.zeros((2,), n)) for n in
+             ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+              "uint64", "float16", "float32", "float64", "complex64"]}
+    every["bf16"] = msgpack.ExtType(1, msgpack.packb(([2], "bfloat16", b"\x80?\x00@")))
+    every["f8"] = msgpack.ExtType(1, msgpack.packb(([1], "float8_e4m3fn", b"\x38")))
+    s["valid-every-dtype"] = pack(every)
+    s["valid-scalars"] = pack({"s": arr(np.float64(2.5), 3), "z": arr(np.zeros((0, 3), np.int16)),
+                               "leaves": {"n": None, "t": True, "f": 1.5, "s": "x", "b": b"y",
+                                          "c": msgpack.ExtType(2, msgpack.packb((1.0, 2.0)))}})
+    s["valid-chunked"] = pack({"w": {"__msgpack_chunked_array__": True,
+                                     "shape": {"0": 2, "1": 5},
+                                     "chunks": {"0": arr(i8[:4]), "1": arr(i8[4:8]),
+                                                "2": arr(i8[8:])}}})
+    s["valid-empty"] = pack({})
+    s["valid-array-container"] = pack({"layers": [arr(i8[:2]), arr(i8[2:5])]})
+    s["bad-size"] = pack({"a": msgpack.ExtType(1, msgpack.packb(([3], "float32", b"\0" * 8)))})
+    s["bad-dtype"] = pack({"a": msgpack.ExtType(1, msgpack.packb(([1], "str32", b"\0" * 4)))})
+    s["bad-duplicate"] = b"\x82\xa1a" + pack(arr(i8)) + b"\xa1a\xc0"
+    s["bad-truncated"] = s["valid-train-state"][:-9]
+    s["bad-chunks"] = pack({"w": {"__msgpack_chunked_array__": True, "shape": {"0": 9},
+                                  "chunks": {"0": arr(i8[:4])}}})
+    s["bad-count"] = b"\x81\xa1a\xdf\x7f\xff\xff\xff"
+    s["bad-key"] = pack({1: arr(i8)})
+    return s
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     for sub, seeds in (("safetensors", safetensors_seeds()), ("schema", schema_seeds()),
-                       ("index", index_seeds()), ("npz", npz_seeds()), ("pt", pt_seeds())):
+                       ("index", index_seeds()), ("npz", npz_seeds()), ("pt", pt_seeds()),
+                       ("msgpack", msgpack_seeds())):
         d = os.path.join(root, sub)
         os.makedirs(d, exist_ok=True)
         for name, data in seeds.items():

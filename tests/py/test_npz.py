@@ -6,7 +6,7 @@ here; outputs are read back with numpy.load and stnp (the repository's own
 safetensors reader) and compared value for value with numpy.load of the
 input.
 
-usage: test_npz.py --surg SURG --force64 NPZ_FORCE64 [unittest args]
+usage: test_npz.py --surg SURG --force64 WRITE_KNOBS [unittest args]
 """
 
 import argparse
@@ -344,7 +344,7 @@ class TestRun(NpzCase):
         np.savez_compressed(src, **arrays)
         out = self.path("z64.npz")
         import subprocess
-        subprocess.run([ARGS.force64, src, out], check=True)
+        subprocess.run([ARGS.force64, src, out, "--zip64"], check=True)
         with zipfile.ZipFile(out) as z:
             self.assertIsNone(z.testzip())
         with np.load(out) as got:
@@ -489,7 +489,7 @@ def main():
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--surg", required=True, help="the surg executable")
-    parser.add_argument("--force64", required=True, help="the npz_force64 tool")
+    parser.add_argument("--force64", required=True, help="the write_knobs tool")
     ARGS, rest = parser.parse_known_args()
     ARGS.surg = os.path.abspath(ARGS.surg)
     ARGS.force64 = os.path.abspath(ARGS.force64)

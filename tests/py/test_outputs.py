@@ -38,7 +38,7 @@ import stnp  # noqa: E402
 
 ARGS = None  # filled in by main()
 
-WRITES = ("cannot tell the format from the name: surg writes a .safetensors or .npz file, "
+WRITES = ("cannot tell the format from the name: surg writes a .safetensors, .npz or .msgpack file, "
           "or with --max-shard-size a directory or a PREFIX.safetensors.index.json beside "
           "its shards")
 
@@ -487,7 +487,7 @@ class TestCheckedUpFront(OutCase):
         d = self.path("outdir")
         os.mkdir(d)
         self.refused(["run", self.recipe(), self.single(), d],
-                     "%s: error: the output is a directory: name a .safetensors or .npz file, "
+                     "%s: error: the output is a directory: name a .safetensors, .npz or .msgpack file, "
                      "or give --max-shard-size to write shards into it\n" % d)
 
     def test_file_name_with_shards(self):
@@ -512,8 +512,8 @@ class TestCheckedUpFront(OutCase):
         self.assertFalse(os.path.lexists(out) or os.path.lexists(idx))
 
     def test_unknown_extension(self):
-        """Today: `.msgpack` silently gets safetensors."""
-        for name in ["o.msgpack", "o.gguf", "o", "o.safetensors.bak"]:
+        """Today: `.h5` silently gets safetensors."""
+        for name in ["o.h5", "o.gguf", "o", "o.safetensors.bak"]:
             out = self.path(name)
             self.refused(["run", self.recipe(), self.single(), out],
                          "%s: error: %s\n" % (out, WRITES))
@@ -528,7 +528,7 @@ class TestCheckedUpFront(OutCase):
         """OUT_S has an unknown extension: refused, OUT_P never written."""
         p = self.single("p.safetensors")
         s = self.single("s.safetensors")
-        op, os_ = self.path("op.safetensors"), self.path("os.msgpack")
+        op, os_ = self.path("op.safetensors"), self.path("os.h5")
         self.refused(["run", self.recipe('keep "**"'), "--params", p, "--state", s, op, os_],
                      "%s: error: %s\n" % (os_, WRITES))
         self.assertFalse(os.path.lexists(op))
@@ -538,8 +538,8 @@ class TestCheckedUpFront(OutCase):
         inp = self.single()
         ck = self.hf_sharded()
         idx = os.path.join(ck, "model.safetensors.index.json")
-        self.refused([inp, self.path("o.msgpack")],
-                     "%s: error: %s [out-name]\n" % (self.path("o.msgpack"), WRITES),
+        self.refused([inp, self.path("o.h5")],
+                     "%s: error: %s [out-name]\n" % (self.path("o.h5"), WRITES),
                      tool=ARGS.rewrite)
         self.refused([idx, idx, "500B"],
                      "".join("%s/%s: error: the output would replace %s/%s, which this run "

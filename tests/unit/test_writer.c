@@ -397,12 +397,12 @@ static void test_output_preflight(void **state)
     assert_true(S_ISFIFO(sb.st_mode));
 
     /* Names that surg does not write, or not so. */
-    assert_int_equal(rewrite(ref, tmp_path("o.msgpack"), 0, &r), SURG_EUSAGE);
+    assert_int_equal(rewrite(ref, tmp_path("o.h5"), 0, &r), SURG_EUSAGE);
     assert_true(rec_has_code(&r, "out-name"));
     assert_int_equal(rewrite(ref, tmp_path("o.safetensors"), 1000, &r), SURG_EUSAGE);
     assert_int_equal(rewrite(ref, tmp_path("o.safetensors.index.json"), 0, &r), SURG_EUSAGE);
     assert_int_equal(rewrite(ref, "-", 0, &r), SURG_EUSAGE);
-    assert_int_equal(access(tmp_path("o.msgpack"), F_OK), -1);
+    assert_int_equal(access(tmp_path("o.h5"), F_OK), -1);
     assert_int_equal(access(tmp_path("o.safetensors"), F_OK), -1);
     assert_int_equal(access("-", F_OK), -1);
 }

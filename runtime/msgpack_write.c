@@ -1,0 +1,566 @@
+/* msgpack_write.c: the .msgpack writer (see msgpack_write.h). The names,
+ * sorted key by key, are a preorder walk of the tree: each name opens the
+ * maps its path does not share with the name before it, then its tensor.
+ * The bytes that are not data (map headers, keys, each ext's header and
+ * [shape, dtype] head) are made once here, into one buffer, with where
+ * each piece of data falls between them: a tensor's bytes, or one chunk of
+ * an array Flax writes in chunks. A chunked tensor is written whole, its
+ * bytes one after another from where its first chunk goes; once every
+ * tensor is written its chunks are moved apart, last first, into their
+ * places, and the bytes between them written again. */
+#include "runtime/msgpack_write.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support/diag.h"
+#include "support/json.h"
+#include "support/tensor_name.h"
+#include "runtime/format.h"
+#include "runtime/msgpack.h"
+
+typedef struct mpw_node {
+    const char *key; /* NULL: the top map */
+    size_t len;
+    size_t tensor;   /* SIZE_MAX: a map, or a leaf */
+    uint64_t count;  /* a map's keys */
+    const unsigned char *raw; /* a leaf: its msgpack bytes */
+    size_t raw_len;
+} mpw_node;
+
+/* A piece of data: a tensor, or one of its chunks. */
+typedef struct mpw_gap {
+    size_t skel_at; /* skeleton bytes before it */
+    size_t tensor;
+    uint64_t len;
+    uint64_t at;    /* its place in the file */
+    uint64_t from;  /* where it is written: its tensor's bytes are one run */
+} mpw_gap;
+
+struct mpw_layout {
+    arena ar; /* the leaves */
+    buf skel; /* every byte that is not a tensor's, in file order */
+    mpw_gap *gap;
+    size_t n_gap, cap_gap;
+};
+
+bool mpw_wanted(const char *out_path) { return fmt_output(out_path) == FMT_MSGPACK; }
+
+/* ---- encodings, as msgpack-python picks them ------------------------------ */
+
+static void put_be(buf *b, unsigned char tag, uint64_t v, unsigned n)
+{
+    unsigned char p[9] = {tag};
+    for (unsigned i = 0; i < n; i++)
+        p[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    buf_append(b, p, 1 + n);
+}
+
+static void put_uint(buf *b, uint64_t v)
+{
+    if (v <= 0x7f)
+        buf_putc(b, (char)v);
+    else if (v <= 0xff)
+        put_be(b, 0xcc, v, 1);
+    else if (v <= 0xffff)
+        put_be(b, 0xcd, v, 2);
+    else if (v <= 0xffffffff)
+        put_be(b, 0xce, v, 4);
+    else
+        put_be(b, 0xcf, v, 8);
+}
+
+/* The head of a str, map or array (fix form, then 8-, 16-, 32-bit). */
+static void put_count(buf *b, uint64_t n, unsigned char fix, unsigned fix_max,
+                      unsigned char c8, unsigned char c16)
+{
+    if (n <= fix_max)
+        buf_putc(b, (char)(fix | n));
+    else if (c8 && n <= 0xff)
+        put_be(b, c8, n, 1);
+    else if (n <= 0xffff)
+        put_be(b, c16, n, 2);
+    else
+        put_be(b, (unsigned char)(c16 + 1), n, 4);
+}
+
+static void put_str(buf *b, const char *s, size_t len)
+{
+    put_count(b, len, 0xa0, 31, 0xd9, 0xda);
+    buf_append(b, s, len);
+}
+
+static void put_map(buf *b, uint64_t n) { put_count(b, n, 0x80, 15, 0, 0xde); }
+static void put_array(buf *b, uint64_t n) { put_count(b, n, 0x90, 15, 0, 0xdc); }
+
+static void put_bin_head(buf *b, uint64_t n)
+{
+    if (n <= 0xff)
+        put_be(b, 0xc4, n, 1);
+    else if (n <= 0xffff)
+        put_be(b, 0xc5, n, 2);
+    else
+        put_be(b, 0xc6, n, 4);
+}
+
+/* ext 1 of an array, all but its data: the ext head, then [shape, dtype,
+ * bin head. */
+static void put_array_head(buf *b, surg_dtype dtype, uint32_t rank, const uint64_t *shape,
+                           uint64_t nbytes)
+{
+    buf inner;
+    buf_init(&inner);
+    buf_putc(&inner, (char)0x93);
+    put_array(&inner, rank);
+    for (uint32_t d = 0; d < rank; d++)
+        put_uint(&inner, shape[d]);
+    const char *dt = mp_dtype_name(dtype);
+    put_str(&inner, dt, strlen(dt));
+    put_bin_head(&inner, nbytes);
+    uint64_t len = inner.len + nbytes;
+    switch (len) {
+    case 1: buf_putc(b, (char)0xd4); break;
+    case 2: buf_putc(b, (char)0xd5); break;
+    case 4: buf_putc(b, (char)0xd6); break;
+    case 8: buf_putc(b, (char)0xd7); break;
+    case 16: buf_putc(b, (char)0xd8); break;
+    default:
+        if (len <= 0xff)
+            put_be(b, 0xc7, len, 1);
+        else if (len <= 0xffff)
+            put_be(b, 0xc8, len, 2);
+        else
+            put_be(b, 0xc9, len, 4);
+    }
+    buf_putc(b, 1);
+    buf_append(b, inner.data, inner.len);
+    if (inner.failed)
+        b->failed = true;
+    buf_free(&inner);
+}
+
+/* ---- the tree --------------------------------------------------------------- */
+
+/* A tensor (idx), or a leaf (raw, its msgpack bytes). */
+typedef struct keyed {
+    const char *name;
+    size_t idx;
+    const unsigned char *raw;
+    size_t raw_len;
+} keyed;
+
+/* Key by key: "/" sorts before every byte, so a map's keys come out in
+ * byte order whatever follows them. */
+static int tree_order(const void *pa, const void *pb)
+{
+    const unsigned char *a = (const unsigned char *)((const keyed *)pa)->name;
+    const unsigned char *b = (const unsigned char *)((const keyed *)pb)->name;
+    for (;; a++, b++) {
+        unsigned x = *a == '/' ? 1 : *a ? *a + 1u : 0, y = *b == '/' ? 1 : *b ? *b + 1u : 0;
+        if (x != y || !x)
+            return x < y ? -1 : x > y;
+    }
+}
+
+static surg_status check_tensors(surg_sink *sink, const char *out_path, const stw_output *out)
+{
+    surg_status st = SURG_OK;
+    for (size_t i = 0; i < out->n; i++) {
+        const surg_tensor_info *t = &out->tensors[i];
+        if (!mp_dtype_name(t->dtype)) {
+            dg_file(sink, SURG_ERROR, "mp-dtype", out_path,
+                    "tensor \"%s\" is %s, which NumPy has no name for: cast it (map \"%s\" = "
+                    "cast(x, f32)) or write .safetensors",
+                    t->name, surg_dtype_recipe_name(t->dtype), t->name);
+            st = SURG_EINVALID;
+        }
+    }
+    return st;
+}
+
+static bool add_gap(mpw_layout *z, size_t tensor, uint64_t len, uint64_t from)
+{
+    if (z->n_gap == z->cap_gap) {
+        size_t cap = z->cap_gap ? z->cap_gap * 2 : 16;
+        mpw_gap *g = realloc(z->gap, cap * sizeof *g);
+        if (!g)
+            return false;
+        z->gap = g;
+        z->cap_gap = cap;
+    }
+    z->gap[z->n_gap++] = (mpw_gap){z->skel.len, tensor, len, 0, from};
+    return true;
+}
+
+static void put_index(buf *b, uint64_t i)
+{
+    char key[24];
+    int n = snprintf(key, sizeof key, "%llu", (unsigned long long)i);
+    put_str(b, key, (size_t)n);
+}
+
+/* Tensor i: ext 1, or over chunk_bytes Flax's map of chunks of
+ * chunk_bytes / itemsize elements, each a 1-D ext 1. */
+static bool put_tensor(mpw_layout *z, const surg_tensor_info *t, size_t i, uint64_t chunk_bytes)
+{
+    if (t->nbytes <= chunk_bytes) {
+        put_array_head(&z->skel, t->dtype, t->rank, t->shape, t->nbytes);
+        return add_gap(z, i, t->nbytes, 0);
+    }
+    static const char flag[] = "__msgpack_chunked_array__";
+    uint64_t esize = surg_dtype_bits(t->dtype) / 8;
+    uint64_t per = chunk_bytes / esize ? chunk_bytes / esize : 1;
+    uint64_t n = (t->nelems + per - 1) / per;
+    put_map(&z->skel, 3);
+    put_str(&z->skel, flag, sizeof flag - 1);
+    buf_putc(&z->skel, (char)0xc3);
+    put_str(&z->skel, "shape", 5);
+    put_map(&z->skel, t->rank);
+    for (uint32_t d = 0; d < t->rank; d++) {
+        put_index(&z->skel, d);
+        put_uint(&z->skel, t->shape[d]);
+    }
+    put_str(&z->skel, "chunks", 6);
+    put_map(&z->skel, n);
+    for (uint64_t c = 0; c < n; c++) {
+        uint64_t elems = c + 1 < n ? per : t->nelems - c * per;
+        put_index(&z->skel, c);
+        put_array_head(&z->skel, t->dtype, 1, &elems, elems * esize);
+        if (!add_gap(z, i, elems * esize, c * per * esize))
+            return false;
+    }
+    return true;
+}
+
+/* The segments of a and b that are the same, whole. */
+static size_t shared_depth(const char *a, const char *b)
+{
+    size_t d = 0;
+    for (size_t i = 0;; i++) {
+        if (a[i] != b[i] || !a[i])
+            return d;
+        d += a[i] == '/';
+    }
+}
+
+/* The preorder walk of the tree the names make (in `order`), and the
+ * skeleton written from it. */
+static surg_status build(surg_sink *sink, const char *out_path, const stw_output *out,
+                         const keyed *items, size_t n_items, mpw_layout *z)
+{
+    size_t n_nodes = 1, cap = 16;
+    mpw_node *nodes = malloc(cap * sizeof *nodes);
+    size_t *open = NULL; /* the maps on the current path, by depth */
+    size_t open_cap = 16, depth = 0;
+    open = malloc(open_cap * sizeof *open);
+    if (!nodes || !open) {
+        free(nodes);
+        free(open);
+        return dg_nomem(sink, out_path);
+    }
+    nodes[0] = (mpw_node){NULL, 0, SIZE_MAX, 0, NULL, 0};
+    open[0] = 0;
+    surg_status st = SURG_OK;
+    const char *prev = NULL;
+    for (size_t i = 0; !st && i < n_items; i++) {
+        const char *name = items[i].name;
+        size_t plen = prev ? strlen(prev) : 0;
+        if (prev && strncmp(prev, name, plen) == 0 && name[plen] == '/') {
+            dg_file(sink, SURG_ERROR, "mp-tree", out_path,
+                    "tensor \"%s\" and tensor \"%s\" cannot both be in a tree: \"%s\" would "
+                    "be an array and a map",
+                    prev, name, prev);
+            st = SURG_EINVALID;
+            break;
+        }
+        size_t keep = prev ? shared_depth(prev, name) : 0;
+        depth = keep; /* maps still open: open[0..depth] */
+        const char *seg = name;
+        for (size_t d = 0; d < keep; d++)
+            seg = strchr(seg, '/') + 1;
+        for (;;) {
+            const char *slash = strchr(seg, '/');
+            size_t len = slash ? (size_t)(slash - seg) : strlen(seg);
+            if (n_nodes == cap) {
+                mpw_node *x = realloc(nodes, (cap *= 2) * sizeof *x);
+                if (!x) {
+                    st = dg_nomem(sink, out_path);
+                    break;
+                }
+                nodes = x;
+            }
+            nodes[open[depth]].count++;
+            nodes[n_nodes] = (mpw_node){seg, len, slash || items[i].raw ? SIZE_MAX : items[i].idx,
+                                        0, slash ? NULL : items[i].raw, items[i].raw_len};
+            if (!slash) {
+                n_nodes++;
+                break;
+            }
+            if (depth + 2 > open_cap) {
+                size_t *x = realloc(open, (open_cap *= 2) * sizeof *x);
+                if (!x) {
+                    st = dg_nomem(sink, out_path);
+                    break;
+                }
+                open = x;
+            }
+            open[++depth] = n_nodes++;
+            seg = slash + 1;
+        }
+        prev = name;
+    }
+    uint64_t chunk_bytes = out->chunk_bytes ? out->chunk_bytes : MP_MAX_CHUNK_BYTES;
+    for (size_t k = 0; !st && k < n_nodes; k++) {
+        const mpw_node *x = &nodes[k];
+        if (x->key)
+            put_str(&z->skel, x->key, x->len);
+        if (x->raw) {
+            buf_append(&z->skel, x->raw, x->raw_len);
+            continue;
+        }
+        if (x->tensor == SIZE_MAX) {
+            put_map(&z->skel, x->count);
+            continue;
+        }
+        if (!put_tensor(z, &out->tensors[x->tensor], x->tensor, chunk_bytes))
+            st = dg_nomem(sink, out_path);
+    }
+    if (!st && z->skel.failed)
+        st = dg_nomem(sink, out_path);
+    free(nodes);
+    free(open);
+    return st;
+}
+
+static int hex(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The leaves of "msgpack.leaves" (a msgpack input's values that are not
+ * arrays) added to items[n..]: each a path that is a name of this format
+ * and the bytes of one leaf value. Anything else and none are. */
+static size_t read_leaves(surg_sink *sink, const char *out_path, const stw_output *out,
+                          arena *ar, keyed *items, size_t n, size_t room)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < out->n_meta && !v; i++)
+        if (strcmp(out->meta[i].key, MP_LEAVES_KEY) == 0)
+            v = out->meta[i].value;
+    if (!v)
+        return n;
+    json_reader j;
+    json_init(&j, v, strlen(v), ar);
+    size_t k = n;
+    const char *why = NULL;
+    int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
+    for (; more > 0 && !why; more = json_more(&j, '}')) {
+        const char *name, *text;
+        if (!json_key(&j, &name) || !json_string(&j, &text))
+            break;
+        size_t len = strlen(text) / 2;
+        unsigned char *raw = ar_alloc(ar, len ? len : 1);
+        if (!raw || k == room) {
+            why = "out of memory";
+            break;
+        }
+        for (size_t i = 0; i < len && !why; i++) {
+            int hi = hex(text[2 * i]), lo = hex(text[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                why = "a value is not hex";
+            raw[i] = (unsigned char)(hi << 4 | lo);
+        }
+        if (!why && (text[2 * len] || mp_leaf_len(raw, len) != len))
+            why = "a value is not one msgpack value that is not a map or an array";
+        if (!why && tn_format_problem(name, strlen(name), TN_MSGPACK))
+            why = "a path is not one a .msgpack can hold";
+        items[k++] = (keyed){name, SIZE_MAX, raw, len};
+    }
+    if (!why && (more != 0 || !json_end(&j)))
+        why = j.failed ? j.err : "it is not an object of strings";
+    if (!why)
+        return k;
+    dg_file(sink, SURG_WARNING, "mp-leaves", out_path,
+            "the metadata \"" MP_LEAVES_KEY "\" does not hold values a .msgpack can keep (%s): "
+            "they are not written", why);
+    return n;
+}
+
+/* Same name, or one inside the other's map. */
+static bool clash(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return strncmp(a, b, n) == 0 && (b[n] == 0 || b[n] == '/');
+}
+
+/* A leaf whose path is a tensor's, or is inside one's or holds one, gives
+ * way to the tensor: the recipe made it. */
+static size_t drop_clashing_leaves(surg_sink *sink, const char *out_path, keyed *items,
+                                   size_t n)
+{
+    size_t k = 0, dropped = 0;
+    const char *first = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (k && clash(items[k - 1].name, items[i].name) && (items[i].raw || items[k - 1].raw)) {
+            bool keep_new = items[k - 1].raw != NULL;
+            const keyed *gone = keep_new ? &items[k - 1] : &items[i];
+            first = first ? first : gone->name;
+            dropped++;
+            if (keep_new)
+                items[k - 1] = items[i];
+            continue;
+        }
+        items[k++] = items[i];
+    }
+    if (dropped)
+        dg_file(sink, SURG_WARNING, "mp-leaves", out_path,
+                "%zu value%s of the metadata \"" MP_LEAVES_KEY "\" (\"%s\"%s) %s not written: "
+                "a tensor of the output is there",
+                dropped, dropped > 1 ? "s" : "", first, dropped > 1 ? ", ..." : "",
+                dropped > 1 ? "are" : "is");
+    return k;
+}
+
+surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
+                            stw_layout *lay)
+{
+    if (out->max_shard_size) {
+        dg_file(sink, SURG_ERROR, "mp-sharded", out_path,
+                "a .msgpack is one file: --max-shard-size writes safetensors shards");
+        return SURG_EUSAGE;
+    }
+    surg_status st = check_tensors(sink, out_path, out);
+    if (st)
+        return st;
+    stw_warn_metadata(sink, out_path, out, "mp-metadata",
+                      ".msgpack holds a tree of arrays only", MP_LEAVES_KEY);
+    mpw_layout *z = calloc(1, sizeof *z);
+    lay->mp = z;
+    if (!z)
+        return dg_nomem(sink, out_path);
+    ar_init(&z->ar);
+    buf_init(&z->skel);
+    st = stw_one_file(lay, sink, out_path);
+    const char *leaves = NULL;
+    for (size_t i = 0; i < out->n_meta && !leaves; i++)
+        if (strcmp(out->meta[i].key, MP_LEAVES_KEY) == 0)
+            leaves = out->meta[i].value;
+    size_t room = out->n;
+    for (const char *p = leaves; p && *p; p++) /* at most one leaf per colon */
+        room += *p == ':';
+    keyed *k = st ? NULL : malloc((room ? room : 1) * sizeof *k);
+    if (!st && !k)
+        st = dg_nomem(sink, out_path);
+    if (st)
+        return st;
+    for (size_t i = 0; i < out->n; i++)
+        k[i] = (keyed){out->tensors[i].name, i, NULL, 0};
+    size_t n_items = read_leaves(sink, out_path, out, &z->ar, k, out->n, room);
+    qsort(k, n_items, sizeof *k, tree_order);
+    n_items = drop_clashing_leaves(sink, out_path, k, n_items);
+    stw_file *f = &lay->files[0];
+    for (size_t i = 0; i < n_items; i++)
+        if (!k[i].raw)
+            f->idx[f->n++] = k[i].idx;
+    st = build(sink, out_path, out, k, n_items, z);
+    free(k);
+    if (st)
+        return st;
+    uint64_t at = 0;
+    size_t from = 0;
+    for (size_t i = 0; i < z->n_gap; i++) {
+        mpw_gap *g = &z->gap[i];
+        at += g->skel_at - from;
+        from = g->skel_at;
+        g->at = at;
+        if (!g->from) /* its tensor's first piece */
+            lay->offset[g->tensor] = at;
+        lay->file_of[g->tensor] = 0;
+        at += g->len;
+    }
+    for (size_t i = 0; i < z->n_gap; i++)
+        z->gap[i].from += lay->offset[z->gap[i].tensor];
+    f->size = at + (z->skel.len - from);
+    return SURG_OK;
+}
+
+/* Every byte that is not data, in its place. */
+static surg_status write_skeleton(stw_layout *lay, surg_sink *sink)
+{
+    mpw_layout *z = lay->mp;
+    const stw_file *f = &lay->files[0];
+    uint64_t at = 0;
+    size_t from = 0;
+    surg_status st = SURG_OK;
+    for (size_t i = 0; !st && i <= z->n_gap; i++) {
+        size_t to = i < z->n_gap ? z->gap[i].skel_at : z->skel.len;
+        st = of_pwrite(f->of, sink, z->skel.data + from, to - from, at);
+        if (i < z->n_gap)
+            at = z->gap[i].at + z->gap[i].len;
+        from = to;
+    }
+    return st;
+}
+
+surg_status mpw_layout_open(stw_layout *lay, surg_sink *sink)
+{
+    return write_skeleton(lay, sink);
+}
+
+/* len bytes at `from` moved up to `to` (> from) in the file, the last
+ * first, so what is still to move is never overwritten. */
+static surg_status move_up(of_file *of, surg_sink *sink, const char *path, uint64_t from,
+                           uint64_t to, uint64_t len)
+{
+    enum { BUF = 1 << 20 };
+    unsigned char *b = malloc(BUF);
+    if (!b)
+        return dg_nomem(sink, path);
+    surg_status st = SURG_OK;
+    while (len && !st) {
+        size_t n = len < BUF ? (size_t)len : BUF;
+        len -= n;
+        ssize_t got = pread(of_fd(of), b, n, (off_t)(from + len));
+        if (got != (ssize_t)n) {
+            st = dg_errno(sink, path, "cannot read back the output", got < 0 ? errno : EIO);
+            break;
+        }
+        st = of_pwrite(of, sink, b, n, to + len);
+    }
+    free(b);
+    return st;
+}
+
+surg_status mpw_layout_finish(stw_layout *lay, surg_sink *sink)
+{
+    mpw_layout *z = lay->mp;
+    const size_t *same = lay->out->same_as;
+    of_file *of = lay->files[0].of;
+    surg_status st = SURG_OK;
+    bool moved = false;
+    for (size_t t = 0; same && !st && t < lay->out->n; t++)
+        if (same[t] != SIZE_MAX)
+            st = of_copy_at(of, sink, of_fd(of), lay->offset[same[t]],
+                            lay->out->tensors[t].nbytes, lay->offset[t]);
+    for (size_t i = z->n_gap; !st && i-- > 0;)
+        if (z->gap[i].from != z->gap[i].at) {
+            st = move_up(of, sink, lay->files[0].path, z->gap[i].from, z->gap[i].at,
+                         z->gap[i].len);
+            moved = true;
+        }
+    return !st && moved ? write_skeleton(lay, sink) : st;
+}
+
+void mpw_layout_free(stw_layout *lay)
+{
+    if (!lay->mp)
+        return;
+    buf_free(&lay->mp->skel);
+    ar_free(&lay->mp->ar);
+    free(lay->mp->gap);
+    free(lay->mp);
+    lay->mp = NULL;
+}
