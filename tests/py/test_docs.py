@@ -53,7 +53,7 @@ class TestDocs(unittest.TestCase):
                 if re.match(r"[a-z]+:", target):
                     continue  # a web address
                 path, _, anchor = target.partition("#")
-                dest = os.path.realpath(os.path.join(os.path.dirname(md), path)) if path else md
+                dest = os.path.realpath(os.path.join(os.path.dirname(md), path) if path else md)
                 rel = os.path.relpath(md, root)
                 if not (dest == root or dest.startswith(root + os.sep)):
                     bad.append(f"{rel}: {target} leaves the repository")
