@@ -6,8 +6,6 @@
 #include <string.h>
 
 #include "support/diag.h"
-#include "runtime/msgpack_write.h"
-#include "runtime/npz_write.h"
 #include "support/strsort.h"
 
 /* An .npz or .msgpack keeps no metadata, so the tied names of output k are arrays of
@@ -63,7 +61,7 @@ static surg_status layout_one(xo_set *s, const surg_plan *pl, const surg_run_opt
         }
     s->out[k] = (stw_output){.tensors = info, .n = m, .meta = pl->meta, .n_meta = pl->n_meta,
                              .max_shard_size = opts->max_shard_size, .reads = reads};
-    if ((nzw_wanted(o->path) || mpw_wanted(o->path)) && add_repeats(s, pl, k, o, info, &m, sink) != SURG_OK)
+    if (stw_writer_of(o->path) && add_repeats(s, pl, k, o, info, &m, sink) != SURG_OK)
         return SURG_ENOMEM;
     if (plen && pl_metadata(pl, o->prefix, &s->ar, (surg_meta_entry **)&s->out[k].meta,
                             &s->out[k].n_meta) != SURG_OK)

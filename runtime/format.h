@@ -62,10 +62,13 @@ typedef struct fmt_reader {
     const char *dir_file;
     /* Whether a sharded index may name files of it. */
     bool shards;
-    /* As an output: whether surg writes it (st_write.c, npz_write.c, msgpack_write.c), the
-     * rules its tensor names obey then, and else why such a name is
-     * refused (NULL: as a name that says nothing surg writes). */
+    /* As an output: whether surg writes it, by what (NULL: the safetensors
+     * layout itself, st_write.c; else the format's own writer through that
+     * layout, as npz_write.c and msgpack_write.c), the rules its tensor
+     * names obey then, and else why such a name is refused (NULL: as a name
+     * that says nothing surg writes). */
     bool writes;
+    const struct stw_writer *writer;
     tn_format names;
     const char *unwritten;
 } fmt_reader;

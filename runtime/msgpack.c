@@ -20,6 +20,7 @@
 #include "support/buf.h"
 #include "support/diag.h"
 #include "runtime/format.h"
+#include "runtime/msgpack_write.h"
 #include "support/tensor_name.h"
 #include "support/utf8.h"
 
@@ -920,5 +921,6 @@ const fmt_reader fmt_msgpack = {
     .called = "a Flax .msgpack",
     .dir_file = "flax_model.msgpack",
     .writes = true,
+    .writer = &mpw_writer,
     .names = TN_MSGPACK,
 };

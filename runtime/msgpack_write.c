@@ -40,14 +40,13 @@ typedef struct mpw_gap {
     uint64_t from;  /* where it is written: its tensor's bytes are one run */
 } mpw_gap;
 
-struct mpw_layout {
+typedef struct mpw_layout {
     arena ar; /* the leaves */
     buf skel; /* every byte that is not a tensor's, in file order */
     mpw_gap *gap;
     size_t n_gap, cap_gap;
-};
+} mpw_layout;
 
-bool mpw_wanted(const char *out_path) { return fmt_output(out_path) == FMT_MSGPACK; }
 
 /* ---- encodings, as msgpack-python picks them ------------------------------ */
 
@@ -424,7 +423,7 @@ static size_t drop_clashing_leaves(surg_sink *sink, const char *out_path, keyed 
     return k;
 }
 
-surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
+static surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
                             stw_layout *lay)
 {
     if (out->max_shard_size) {
@@ -438,7 +437,7 @@ surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     stw_warn_metadata(sink, out_path, out, "mp-metadata",
                       ".msgpack holds a tree of arrays only", MP_LEAVES_KEY);
     mpw_layout *z = calloc(1, sizeof *z);
-    lay->mp = z;
+    lay->state = z;
     if (!z)
         return dg_nomem(sink, out_path);
     ar_init(&z->ar);
@@ -490,7 +489,7 @@ surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_out
 /* Every byte that is not data, in its place. */
 static surg_status write_skeleton(stw_layout *lay, surg_sink *sink)
 {
-    mpw_layout *z = lay->mp;
+    mpw_layout *z = lay->state;
     const stw_file *f = &lay->files[0];
     uint64_t at = 0;
     size_t from = 0;
@@ -505,7 +504,7 @@ static surg_status write_skeleton(stw_layout *lay, surg_sink *sink)
     return st;
 }
 
-surg_status mpw_layout_open(stw_layout *lay, surg_sink *sink)
+static surg_status mpw_layout_open(stw_layout *lay, surg_sink *sink)
 {
     return write_skeleton(lay, sink);
 }
@@ -534,9 +533,9 @@ static surg_status move_up(of_file *of, surg_sink *sink, const char *path, uint6
     return st;
 }
 
-surg_status mpw_layout_finish(stw_layout *lay, surg_sink *sink)
+static surg_status mpw_layout_finish(stw_layout *lay, surg_sink *sink)
 {
-    mpw_layout *z = lay->mp;
+    mpw_layout *z = lay->state;
     const size_t *same = lay->out->same_as;
     of_file *of = lay->files[0].of;
     surg_status st = SURG_OK;
@@ -554,13 +553,21 @@ surg_status mpw_layout_finish(stw_layout *lay, surg_sink *sink)
     return !st && moved ? write_skeleton(lay, sink) : st;
 }
 
-void mpw_layout_free(stw_layout *lay)
+static void mpw_layout_free(stw_layout *lay)
 {
-    if (!lay->mp)
+    mpw_layout *z = lay->state;
+    if (!z)
         return;
-    buf_free(&lay->mp->skel);
-    ar_free(&lay->mp->ar);
-    free(lay->mp->gap);
-    free(lay->mp);
-    lay->mp = NULL;
+    buf_free(&z->skel);
+    ar_free(&z->ar);
+    free(z->gap);
+    free(z);
+    lay->state = NULL;
 }
+
+const stw_writer mpw_writer = {
+    .make = mpw_layout_make,
+    .open = mpw_layout_open,
+    .finish = mpw_layout_finish,
+    .free = mpw_layout_free,
+};

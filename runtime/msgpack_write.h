@@ -10,20 +10,12 @@
 
 #include "runtime/st_write.h"
 
-/* Does the name ask for a .msgpack? */
-bool mpw_wanted(const char *out_path);
-
-/* Lay the file out in `lay` (one file); refuses dtypes NumPy has no name
- * for and names that make no tree ("a" beside "a/b"), and warns about
- * metadata it cannot keep. Arrays over 2^30 bytes are chunked as Flax
- * chunks them. */
-surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
-                            stw_layout *lay);
-/* Write every byte but the tensors' (the file is open). */
-surg_status mpw_layout_open(stw_layout *lay, surg_sink *sink);
-/* Copy the repeated arrays (tied names) inside the file, then move the
- * chunks of chunked arrays into their places. */
-surg_status mpw_layout_finish(stw_layout *lay, surg_sink *sink);
-void mpw_layout_free(stw_layout *lay);
+/* The .msgpack writer (fmt_msgpack's): it lays the file out, refusing
+ * dtypes NumPy has no name for and names that make no tree ("a" beside
+ * "a/b") and warning about metadata it cannot keep (arrays over 2^30 bytes
+ * are chunked as Flax chunks them); writes every byte but the tensors' once
+ * the file is open; and at the end copies the repeated arrays (tied names)
+ * and moves the chunks of chunked arrays into their places. */
+extern const stw_writer mpw_writer;
 
 #endif

@@ -14,6 +14,7 @@
 #include "support/diag.h"
 #include "runtime/format.h"
 #include "runtime/npy.h"
+#include "runtime/npz_write.h"
 #include "support/readfile.h"
 #include "support/tensor_name.h"
 
@@ -234,6 +235,7 @@ const fmt_reader fmt_npz = {
     .open = npz_read,
     .called = "a NumPy .npz or .npy",
     .writes = true,
+    .writer = &nzw_writer,
     .names = TN_NPZ,
 };
 

@@ -40,13 +40,13 @@ typedef struct nzw_entry {
     bool has_crc;
 } nzw_entry;
 
-struct nzw_layout {
+typedef struct nzw_layout {
     nzw_entry *e;   /* in file order */
     size_t n;
     size_t *entry_of; /* per tensor */
     uint64_t cd_at, cd_size, end_size;
     bool zip64_end;
-};
+} nzw_layout;
 
 static void put16(unsigned char *p, uint64_t v)
 {
@@ -64,7 +64,6 @@ static void put64(unsigned char *p, uint64_t v)
     put32(p + 4, v >> 32);
 }
 
-bool nzw_wanted(const char *out_path) { return fmt_output(out_path) == FMT_NPZ; }
 
 static bool ascii(const char *s)
 {
@@ -119,7 +118,7 @@ static uint64_t cd_entry_size(const nzw_entry *e, bool force64)
     return ZIP_CDIR_SIZE + e->name_len + (x ? 4 + x : 0);
 }
 
-surg_status nzw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
+static surg_status nzw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
                             stw_layout *lay)
 {
     if (out->max_shard_size) {
@@ -132,7 +131,7 @@ surg_status nzw_layout_make(surg_sink *sink, const char *out_path, const stw_out
         return st;
     stw_warn_metadata(sink, out_path, out, "npz-metadata", ".npz holds arrays only", NULL);
     nzw_layout *z = calloc(1, sizeof *z);
-    lay->npz = z;
+    lay->state = z;
     if (!z)
         return dg_nomem(sink, out_path);
     st = stw_one_file(lay, sink, out_path);
@@ -199,9 +198,9 @@ static void local_header(unsigned char *p, const nzw_entry *e, const char *name,
     }
 }
 
-surg_status nzw_layout_open(stw_layout *lay, surg_sink *sink)
+static surg_status nzw_layout_open(stw_layout *lay, surg_sink *sink)
 {
-    nzw_layout *z = lay->npz;
+    nzw_layout *z = lay->state;
     of_file *of = lay->files[0].of;
     buf b;
     buf_init(&b);
@@ -225,9 +224,10 @@ surg_status nzw_layout_open(stw_layout *lay, surg_sink *sink)
     return st;
 }
 
-void nzw_set_crc(stw_layout *lay, size_t i, uint32_t crc)
+static void nzw_set_crc(stw_layout *lay, size_t i, uint32_t crc)
 {
-    nzw_entry *e = &lay->npz->e[lay->npz->entry_of[i]];
+    nzw_layout *z = lay->state;
+    nzw_entry *e = &z->e[z->entry_of[i]];
     e->data_crc = crc;
     e->has_crc = true;
 }
@@ -265,7 +265,7 @@ static surg_status crc_back(of_file *of, surg_sink *sink, const char *path, uint
  * inside the file, with its CRC. */
 static surg_status fill_data(stw_layout *lay, surg_sink *sink)
 {
-    nzw_layout *z = lay->npz;
+    nzw_layout *z = lay->state;
     of_file *of = lay->files[0].of;
     const char *path = lay->files[0].path;
     const size_t *same = lay->out->same_as;
@@ -366,9 +366,9 @@ static void end_records(buf *b, const nzw_layout *z)
     buf_append(b, p, (size_t)(q - p));
 }
 
-surg_status nzw_layout_finish(stw_layout *lay, surg_sink *sink)
+static surg_status nzw_layout_finish(stw_layout *lay, surg_sink *sink)
 {
-    nzw_layout *z = lay->npz;
+    nzw_layout *z = lay->state;
     of_file *of = lay->files[0].of;
     surg_status st = fill_data(lay, sink);
     buf cd;
@@ -391,12 +391,21 @@ surg_status nzw_layout_finish(stw_layout *lay, surg_sink *sink)
     return st;
 }
 
-void nzw_layout_free(stw_layout *lay)
+static void nzw_layout_free(stw_layout *lay)
 {
-    if (!lay->npz)
+    nzw_layout *z = lay->state;
+    if (!z)
         return;
-    free(lay->npz->e);
-    free(lay->npz->entry_of);
-    free(lay->npz);
-    lay->npz = NULL;
+    free(z->e);
+    free(z->entry_of);
+    free(z);
+    lay->state = NULL;
 }
+
+const stw_writer nzw_writer = {
+    .make = nzw_layout_make,
+    .open = nzw_layout_open,
+    .finish = nzw_layout_finish,
+    .set_crc = nzw_set_crc,
+    .free = nzw_layout_free,
+};

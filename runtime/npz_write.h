@@ -10,19 +10,12 @@
 
 #include "runtime/st_write.h"
 
-/* Does the name ask for an .npz? */
-bool nzw_wanted(const char *out_path);
-
-/* Lay out the archive in `lay` (one file); refuses tensors whose dtype .npy
- * cannot hold and warns about metadata it cannot keep. */
-surg_status nzw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
-                            stw_layout *lay);
-/* Write the local headers and .npy headers (the file is open). */
-surg_status nzw_layout_open(stw_layout *lay, surg_sink *sink);
-void nzw_set_crc(stw_layout *lay, size_t i, uint32_t crc);
-/* Copy the repeated arrays, read back the CRCs not given, patch them into
- * the local headers and write the central directory and end records. */
-surg_status nzw_layout_finish(stw_layout *lay, surg_sink *sink);
-void nzw_layout_free(stw_layout *lay);
+/* The .npz writer (fmt_npz's): it lays the archive out in one file,
+ * refusing tensors whose dtype .npy cannot hold and warning about metadata
+ * it cannot keep; writes the local and .npy headers once the file is open;
+ * takes each tensor's CRC as the jobs give it; and at the end copies the
+ * repeated arrays, reads back the CRCs not given, patches them into the
+ * local headers and writes the central directory and end records. */
+extern const stw_writer nzw_writer;
 
 #endif

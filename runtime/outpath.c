@@ -212,7 +212,7 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
      * only reads, which says why not. */
     fmt_id f = fmt_by_name(base);
     if (f != FMT_NONE && fmt_readers[f]->writes) {
-        *kind = f == FMT_NPZ ? OUTP_NPZ : f == FMT_MSGPACK ? OUTP_MSGPACK : OUTP_SAFETENSORS;
+        *kind = OUTP_FILE;
         return SURG_OK;
     }
     if (f != FMT_NONE && fmt_readers[f]->unwritten)

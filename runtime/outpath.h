@@ -17,10 +17,8 @@
 #define OUTP_MARK_VALUE "sharded"
 
 typedef enum outp_kind {
-    OUTP_SAFETENSORS, /* one .safetensors file */
-    OUTP_NPZ,         /* one .npz archive */
-    OUTP_MSGPACK,     /* one Flax .msgpack file */
-    OUTP_SHARDED,     /* a directory, or DIR/PREFIX.safetensors.index.json */
+    OUTP_FILE,    /* one file, of the format its name says (fmt_output) */
+    OUTP_SHARDED, /* a directory, or DIR/PREFIX.safetensors.index.json */
 } outp_kind;
 
 /* The files a run reads, by device and inode (spellings do not matter). */

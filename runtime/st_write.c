@@ -16,8 +16,6 @@
 #include "support/diag.h"
 #include "runtime/checkpoint.h"
 #include "runtime/format.h"
-#include "runtime/msgpack_write.h"
-#include "runtime/npz_write.h"
 #include "runtime/st_header.h"
 #include "support/tensor_name.h"
 
@@ -306,14 +304,13 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     surg_status st = check_names(sink, out_path, out);
     if (!st)
         st = outp_kind_of(sink, out_path, out->max_shard_size, &kind);
-    if (!st && kind == OUTP_NPZ)
-        st = nzw_layout_make(sink, out_path, out, lay);
-    if (!st && kind == OUTP_MSGPACK)
-        st = mpw_layout_make(sink, out_path, out, lay);
+    if (!st && kind == OUTP_FILE)
+        lay->writer = stw_writer_of(out_path);
     if (!st && kind == OUTP_SHARDED)
         st = shard_place(sink, out_path, &lay->sn);
-    if (!st && kind != OUTP_NPZ && kind != OUTP_MSGPACK)
-        st = layout_files(sink, out_path, lay);
+    if (!st)
+        st = lay->writer ? lay->writer->make(sink, out_path, out, lay)
+                         : layout_files(sink, out_path, lay);
     return st ? st : outp_check_layout(sink, out_path, lay, out->reads);
 }
 
@@ -367,10 +364,8 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
         if (st)
             return st;
     }
-    if (lay->npz)
-        return nzw_layout_open(lay, sink);
-    if (lay->mp)
-        return mpw_layout_open(lay, sink);
+    if (lay->writer)
+        return lay->writer->open(lay, sink);
     if (lay->index_path) {
         buf text;
         buf_init(&text);
@@ -388,21 +383,19 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
     return SURG_OK;
 }
 
-bool stw_layout_wants_crc(const stw_layout *lay) { return lay->npz != NULL; }
+bool stw_layout_wants_crc(const stw_layout *lay) { return lay->writer && lay->writer->set_crc; }
 
 void stw_layout_set_crc(stw_layout *lay, size_t i, uint32_t crc)
 {
-    if (lay->npz)
-        nzw_set_crc(lay, i, crc);
+    if (stw_layout_wants_crc(lay))
+        lay->writer->set_crc(lay, i, crc);
 }
 
 surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink)
 {
     surg_status st = SURG_OK;
-    if (lay->npz && !lay->synced)
-        st = nzw_layout_finish(lay, sink);
-    if (lay->mp && !lay->synced)
-        st = mpw_layout_finish(lay, sink);
+    if (lay->writer && !lay->synced)
+        st = lay->writer->finish(lay, sink);
     for (size_t i = 0; !st && !lay->synced && i < lay->n_files; i++)
         st = of_finish(lay->files[i].of, sink);
     if (!st && !lay->synced && lay->index)
@@ -450,9 +443,14 @@ void stw_layout_free(stw_layout *lay)
     free(lay->offset);
     free(lay->sn.dir);
     free(lay->sn.prefix);
-    nzw_layout_free(lay);
-    mpw_layout_free(lay);
+    if (lay->writer)
+        lay->writer->free(lay);
     *lay = (stw_layout){0};
+}
+
+const stw_writer *stw_writer_of(const char *out_path)
+{
+    return fmt_readers[fmt_output(out_path)]->writer;
 }
 
 surg_status stw_write(surg_sink *sink, const char *out_path, const stw_output *out)

@@ -36,11 +36,31 @@ typedef struct stw_output {
     const outp_reads *reads;
 } stw_output;
 
-typedef struct nzw_layout nzw_layout;
-typedef struct mpw_layout mpw_layout;
+typedef struct stw_layout stw_layout;
+
+/* A format written through the layout below other than safetensors itself
+ * (its fmt_reader's `writer`): its steps, each at the moment the layout
+ * takes the same step for safetensors. Its own state is lay->state. */
+typedef struct stw_writer {
+    /* Lay the output out (one file: stw_one_file). */
+    surg_status (*make)(surg_sink *sink, const char *out_path, const stw_output *out,
+                        stw_layout *lay);
+    /* The file is created: write what precedes and surrounds the tensors. */
+    surg_status (*open)(stw_layout *lay, surg_sink *sink);
+    /* Every tensor is written: what comes last (repeats, CRCs, directories). */
+    surg_status (*finish)(stw_layout *lay, surg_sink *sink);
+    /* The CRC-32 of tensors[i] as written; NULL: the format needs none. */
+    void (*set_crc)(stw_layout *lay, size_t i, uint32_t crc);
+    void (*free)(stw_layout *lay);
+} stw_writer;
 
 surg_status stw_write(surg_sink *sink, const char *out_path,
                       const stw_output *out);
+/* The writer of the one-file format `out_path` names, or NULL for
+ * safetensors (and a name that says nothing). Every such format has no
+ * place for ties: a tied name is written as an array of its own
+ * (stw_output.same_as). */
+const stw_writer *stw_writer_of(const char *out_path);
 
 /* Where the shards go: a directory, or `DIR/PREFIX.safetensors.index.json`.
  * dir is NULL for an output of one file. */
@@ -63,7 +83,7 @@ typedef struct stw_file {
 /* The whole output laid out before anything is written: which file holds
  * each tensor and at what offset, so tensors can be written in any order
  * and in parallel. */
-typedef struct stw_layout {
+struct stw_layout {
     const stw_output *out;
     size_t *order;      /* tensors in byte order of names */
     stw_file *files;
@@ -77,9 +97,9 @@ typedef struct stw_layout {
                            write again: removed once it is in place (index first) */
     size_t n_stale;
     bool synced, committed;
-    nzw_layout *npz; /* an .npz output (npz_write.c), else NULL */
-    mpw_layout *mp;  /* a .msgpack output (msgpack_write.c), else NULL */
-} stw_layout;
+    const stw_writer *writer; /* NULL: safetensors */
+    void *state;              /* the writer's own */
+};
 
 /* Lay the output out and check every name it writes before anything is
  * read or written (outp_check_layout); nothing is created yet. */
