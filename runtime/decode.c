@@ -221,6 +221,8 @@ surg_status dc_decode(const dc_source *s, int dst_fd, uint64_t dst_off, const ch
 {
     if (!s->nbytes)
         return SURG_OK;
+    if (s->decode)
+        return s->decode(s, dst_fd, dst_off, tmp_dir, sink);
     unsigned char *b = malloc(BUF);
     if (!b)
         return dg_nomem(sink, s->arc->path);

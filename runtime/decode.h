@@ -31,6 +31,12 @@ typedef struct dc_source {
      * none: n_pieces ranges at piece_at[i] of piece_len[i] bytes. */
     const uint64_t *piece_at, *piece_len;
     size_t n_pieces;
+    /* A decoder of its own (an Orbax array's zarr chunks), or NULL: when
+     * set, dc_decode calls it with `ctx` and the rest above is unused but
+     * name, rank, shape and nbytes. */
+    surg_status (*decode)(const struct dc_source *s, int dst_fd, uint64_t dst_off,
+                          const char *tmp_dir, surg_sink *sink);
+    const void *ctx;
     bool done;              /* decoded into its place */
 } dc_source;
 
