@@ -329,17 +329,8 @@ static void lower_map(lw *L, const ast_stmt *s)
     if (results && L->errors == o.before)
         check_tied_values(L, s, &o.ms, &o.c);
     /* A layout change (transpose, reshape) happens to the slots too. */
-    for (size_t i = 0; results && i < o.ms.n && L->errors == o.before; i++) {
-        const lw_mirror *mi = o.ms.m[i].tied ? NULL : mr_find(L, o.ms.m[i].name);
-        for (size_t k = 0; mi && k < mi->n_slots && L->errors == o.before; k++) {
-            size_t e = mr_slot_entry(L, mi, k, o.ms.m[i].name);
-            if (e == STATE_NONE || o.c.touched[e] || L->st.e[e].tied)
-                continue;
-            cg_id v = lw_map_layout(L, s, &o.ms.m[i], &o.ms, results[i], L->st.e[e].node);
-            if (v != L->st.e[e].node)
-                change_update(L, &o.c, e, v);
-        }
-    }
+    for (size_t i = 0; results && i < o.ms.n && L->errors == o.before; i++)
+        mr_mapped(L, &o.c, s, &o.ms.m[i], &o.ms, results[i]);
     L->nomem |= !results;
     free(results);
     lw_stmt_close(L, &o);
