@@ -280,8 +280,23 @@ static bool in_some_tree(const lw_mirror *mi, const char *name)
     return false;
 }
 
-/* Slots without a parameter; under a prefix slots share with a suffix
- * (t5x's state/param_states/), names that are no declared slot at all. */
+/* The parameter whose slots `name` sits among (under a suffix slot's
+ * prefix, one of the parameter's name and more: "s/P/q" for "t/P"), if
+ * any, in `param`; STATE_NONE otherwise. */
+static size_t beside(lw *L, const lw_mirror *mi, const mr_slot *t, const char *name)
+{
+    for (const char *c = strchr(name + t->plen, '/'); c && !L->nomem; c = strchr(c + 1, '/')) {
+        size_t e = find_joined(L, mi->params, mi->plen, name + t->plen,
+                               (size_t)(c - name) - t->plen, "", 0);
+        if (e != STATE_NONE)
+            return e;
+    }
+    return STATE_NONE;
+}
+
+/* Slots without a parameter; beside a parameter's slots kept under a
+ * prefix with a suffix (t5x's state/param_states/P/m), names the mirror
+ * does not declare. */
 static void check_slots(lw *L, const lw_mirror *mi, size_t k, reports *r)
 {
     const mr_slot *t = &mi->slots[k];
@@ -294,10 +309,12 @@ static void check_slots(lw *L, const lw_mirror *mi, size_t k, reports *r)
         const char *name = L->st.e[i].name, *rest;
         size_t n;
         if (!in_tree(t, name, &rest, &n)) {
-            if (stray && !in_some_tree(mi, name) && report(r))
+            size_t p = stray && !in_some_tree(mi, name) ? beside(L, mi, t, name) : STATE_NONE;
+            if (p != STATE_NONE && report(r))
                 lw_error(L, mi->at, "mirror-stray", NULL, 0,
-                         "\"%s\" is under \"%s\" but is none of the slots the mirror declares",
-                         name, t->prefix);
+                         "\"%s\" sits among the slots of \"%s\" but is none the mirror "
+                         "declares: declare it, or drop it",
+                         name, L->st.e[p].name);
             continue;
         }
         if (find_joined(L, mi->params, mi->plen, rest, n, "", 0) != STATE_NONE || L->nomem)
