@@ -218,17 +218,22 @@ static bool report(reports *r)
     return false;
 }
 
-static const char *form_why(const lw_mirror *mi, mr_form f, const cg_node *p)
+static const char *form_why(const lw_mirror *mi, size_t k, mr_form f, const cg_node *p)
 {
     uint32_t d1, d0;
     static char why[128];
     switch (f) {
     case MR_FULL: return "the parameter's shape";
-    case MR_PLACEHOLDER: return "a [1] placeholder";
+    case MR_PLACEHOLDER:
+        return mi->slots[k].role == MR_V ? "a [1] placeholder: the parameter is factored"
+               : mi->slots[k].role == MR_SLOT ? "a [1] placeholder, as the others"
+                                               : "a [1] placeholder: the parameter is not factored";
     case MR_FACTOR: break;
     }
     mr_factored_dims(mi, p->rank, p->shape, &d1, &d0);
-    snprintf(why, sizeof why, "factored over axes %u and %u", d1, d0);
+    bool row = mi->slots[k].role == MR_ROW;
+    snprintf(why, sizeof why, "the parameter without axis %u, its %s", row ? d0 : d1,
+             row ? "longest" : "second longest");
     return why;
 }
 
@@ -264,7 +269,7 @@ static void check_param(lw *L, const lw_mirror *mi, size_t i, const bool *empty,
         lw_error(L, mi->at, "mirror-shape", NULL, 0,
                  "slot \"%s\" is %s, but its parameter \"%s\" is %s, so it should be %s (%s)",
                  L->st.e[e].name, lw_type(sn, 0), p, lw_type(pn, 1),
-                 b.failed || !b.data ? "?" : b.data, form_why(mi, f, pn));
+                 b.failed || !b.data ? "?" : b.data, form_why(mi, k, f, pn));
         buf_free(&b);
     }
 }

@@ -251,7 +251,7 @@ class MirrorFlaxTest(unittest.TestCase):
                       '"state/param_states/decoder/kernel/v_col"', err)
         self.assertIn('slot "state/param_states/encoder/dense/kernel/v_row" is f32[160], but its '
                       'parameter "target/encoder/dense/kernel" is f32[160, 128], so it should '
-                      'be f32[128] (factored over axes 1 and 0)', err)
+                      'be f32[128] (the parameter without axis 0, its longest)', err)
 
     # -- Optax's adafactor: FactoredState(count, v_row, v_col, v), trees by prefix
 

@@ -638,7 +638,7 @@ static void test_mirror_factored_errors(void **state)
     assert_true(rec_has_text(&r.r, "\"t/b\" has no optimizer slot \"s/b/v_row\""));
     assert_true(rec_has_text(&r.r, "slot \"s/d/kernel/v_col\" is f32[2, 3], but its parameter "
                                    "\"t/d/kernel\" is f32[6, 4], so it should be f32[6] "
-                                   "(factored over axes 1 and 0)"));
+                                   "(the parameter without axis 1, its second longest)"));
     assert_true(rec_has_text(&r.r, "\"s/b/w\" sits among the slots of \"t/b\" but is none"));
     assert_true(rec_has_text(&r.r, "slot \"s/gone/m\" has no parameter \"t/gone\""));
     done(&r);
