@@ -1,7 +1,11 @@
 /* fuzz_ocdbt.c: libFuzzer harness for the OCDBT reader (runtime/ocdbt.c).
  * The input is a database in pieces: split at each "\n--ocdbt--\n" into
  * manifest.ocdbt, then d/0 and d/1 (the data files a seed's tables name),
- * written into an empty directory. It must be refused with an error
+ * written into an empty directory. So that mutations reach past the
+ * CRC-32C of each object, an input of even length has its objects'
+ * checksums made right first (each piece read as objects one after
+ * another from its start, the manifest's length set to its piece's); odd
+ * ones keep theirs, so wrong checksums are fuzzed too. It must be refused with an error
  * diagnostic, or open into a store whose keys are strictly increasing,
  * each found by get with the same value, each listed under its own prefix,
  * with inline bytes readable and file ranges inside their files. */
@@ -69,6 +73,7 @@ static int check_entry(void *ctx, const char *key, size_t key_len, const kv_valu
         for (uint64_t i = 0; i < v->length; i++)
             s += v->bytes[i];
         sum += s;
+        (void)sum;
     } else {
         struct stat sb;
         if (!v->file || stat(v->file, &sb) != 0 || v->offset + v->length < v->offset ||
@@ -91,6 +96,41 @@ static int check_entry(void *ctx, const char *key, size_t key_len, const kv_valu
     return 0;
 }
 
+static uint32_t crc32c_of(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* Make the checksums of the objects laid end to end from p's start right
+ * (and the manifest's length its piece's). */
+static void fix_objects(uint8_t *p, size_t n, int is_manifest)
+{
+    while (n >= 18) {
+        uint32_t magic = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (magic != 0x0cdb3a2au && magic != 0x0cdb20deu && magic != 0x0cdb1234u)
+            return;
+        uint64_t len = 0;
+        if (is_manifest)
+            for (int i = 0; i < 8; i++)
+                p[4 + i] = (uint8_t)((uint64_t)n >> (8 * i));
+        for (int i = 7; i >= 0; i--)
+            len = len << 8 | p[4 + i];
+        if (len < 18 || len > n)
+            return;
+        uint32_t c = crc32c_of(p, (size_t)len - 4);
+        for (int i = 0; i < 4; i++)
+            p[len - 4 + i] = (uint8_t)(c >> (8 * i));
+        p += len;
+        n -= (size_t)len;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t total = 0;
@@ -110,8 +150,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             }
         const uint8_t *stop = cut ? cut : end;
-        if (part == 0 || p < end || cut)
-            fz_write(names[part], p, (size_t)(stop - p));
+        if (part == 0 || p < end || cut) {
+            size_t n = (size_t)(stop - p);
+            uint8_t *piece = malloc(n ? n : 1);
+            if (!piece)
+                abort();
+            memcpy(piece, p, n);
+            if (size % 2 == 0)
+                fix_objects(piece, n, part == 0);
+            fz_write(names[part], piece, n);
+            free(piece);
+        }
         if (!cut)
             break;
         p = cut + sizeof SEP - 1;
