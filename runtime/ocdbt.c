@@ -48,6 +48,7 @@ typedef struct oc_table {
     oc_path *files;
     size_t n;
     char *blob;
+    uint32_t *ids; /* each entry's data file index + 1, once looked up */
 } oc_table;
 
 /* A data file some reference reached: opened once, its size known. */
@@ -400,11 +401,21 @@ static void fd_drop(oc_store *s)
     s->fd = -1;
 }
 
-/* The data file at `path` (relative to the root, from table entry `ref`
- * of the node or manifest `c` names): checked, opened once to learn its
- * size, and given an index. */
-static surg_status data_file(oc_store *s, const oc_cur *c, const oc_path *path, uint32_t *out)
+/* The data file of entry `i` of table `t` (of the node or manifest `c`
+ * names): its path checked, the file opened once to learn its size, and
+ * given an index; each entry is looked up once. */
+static surg_status data_file(oc_store *s, const oc_cur *c, oc_table *t, size_t i, uint32_t *out)
 {
+    if (t->ids && t->ids[i]) {
+        *out = t->ids[i] - 1;
+        return SURG_OK;
+    }
+    if (!t->ids && !(t->ids = calloc(t->n, sizeof *t->ids)))
+        return dg_nomem(s->sink, c->file);
+    const oc_path *path = &t->files[i];
+    surg_status st = charge(s, c, path->len);
+    if (st)
+        return st;
     const char *why = path_problem(path->rel, path->len);
     if (why) {
         char text[256];
@@ -418,9 +429,12 @@ static surg_status data_file(oc_store *s, const oc_cur *c, const oc_path *path, 
         const char *r = s->files[s->slots[k] - 1].rel;
         if (strlen(r) == path->len && memcmp(r, path->rel, path->len) == 0) {
             *out = s->slots[k] - 1;
+            t->ids[i] = s->slots[k];
             return SURG_OK;
         }
     }
+    if ((s->nfiles + 1) * 2 > s->nslots && !slots_grow(s))
+        return dg_nomem(s->sink, c->file);
     size_t rootlen = strlen(s->root);
     bool slash = rootlen && s->root[rootlen - 1] == '/';
     oc_file f = {malloc(path->len + 1), malloc(rootlen + 1 + path->len + 1), 0};
@@ -433,7 +447,7 @@ static surg_status data_file(oc_store *s, const oc_cur *c, const oc_path *path, 
     f.rel[path->len] = 0;
     snprintf(f.full, rootlen + path->len + 2, "%s%s%s", s->root, slash ? "" : "/", f.rel);
     int fd;
-    surg_status st = rf_open_regular(s->sink, f.full, &fd, &f.size);
+    st = rf_open_regular(s->sink, f.full, &fd, &f.size);
     if (st) {
         free(f.rel);
         free(f.full);
@@ -443,12 +457,11 @@ static surg_status data_file(oc_store *s, const oc_cur *c, const oc_path *path, 
     s->fd = fd;
     s->fd_file = (uint32_t)s->nfiles;
     s->files[s->nfiles++] = f;
-    if (s->nfiles * 2 > s->nslots && !slots_grow(s))
-        return dg_nomem(s->sink, c->file);
     k = hash_bytes(path->rel, path->len) & (s->nslots - 1);
     while (s->slots[k])
         k = (k + 1) & (s->nslots - 1);
     s->slots[k] = (uint32_t)s->nfiles;
+    t->ids[i] = (uint32_t)s->nfiles;
     *out = (uint32_t)s->nfiles - 1;
     return SURG_OK;
 }
@@ -524,6 +537,7 @@ static void table_free(oc_table *t)
 {
     free(t->files);
     free(t->blob);
+    free(t->ids);
     *t = (oc_table){0};
 }
 
@@ -719,8 +733,7 @@ static surg_status read_manifest(oc_store *s, oc_root *root)
  * prefix and the entry's key) in the frame's key bytes. */
 typedef struct oc_kid {
     size_t key_off, key_len, prefix_len;
-    const oc_path *path;
-    oc_ref ref;
+    oc_ref ref; /* ref.file: an entry of the frame's table */
 } oc_kid;
 
 typedef struct oc_frame {
@@ -747,7 +760,7 @@ static void frame_free(oc_frame *f)
 typedef struct oc_visit {
     const char *from; /* the manifest or node whose table holds the path */
     uint64_t from_at; /* the node's offset, or UINT64_MAX for the manifest */
-    const oc_path *path;
+    oc_table *table; /* ref.file is an entry of it */
     oc_ref ref;
     unsigned height;
     const char *min, *prefix, *trans;
@@ -768,6 +781,11 @@ typedef struct oc_keycols {
     uint64_t *pre, *suf, *scp;
     size_t *off;
 } oc_keycols;
+
+static size_t key_len_at(const oc_keycols *k, const oc_visit *v, size_t i)
+{
+    return v->prefix_len + (size_t)(k->pre[i] + k->suf[i]);
+}
 
 static surg_status read_keys(oc_store *s, oc_cur *c, const oc_visit *v, size_t n, bool interior,
                              oc_keycols *k, char **dst, size_t *dst_len, size_t *dst_cap, bool nul)
@@ -815,8 +833,7 @@ static surg_status read_keys(oc_store *s, oc_cur *c, const oc_visit *v, size_t n
         if (nul)
             p[len] = 0;
         k->off[i] = *dst_len;
-        if (i && keycmp(*dst + k->off[i - 1], v->prefix_len + (size_t)(k->pre[i - 1] + k->suf[i - 1]),
-                        p, len) >= 0) {
+        if (i && keycmp(*dst + k->off[i - 1], key_len_at(k, v, i - 1), p, len) >= 0) {
             char a[256];
             st = bad(c, "ocdbt-corrupt", "keys out of order: \"%s\" (entry %zu) is not after the "
                      "key before it", shown(a, sizeof a, p, len), i);
@@ -827,20 +844,15 @@ static surg_status read_keys(oc_store *s, oc_cur *c, const oc_visit *v, size_t n
         size_t len0 = v->prefix_len + (size_t)k->suf[0];
         if (keycmp(*dst + k->off[0], len0, v->min, v->min_len) < 0) {
             char a[256], b[256];
-            st = bad(c, "ocdbt-corrupt", "its first key \"%s\" is before \"%s\", where its parent's "
-                     "entry starts", shown(a, sizeof a, *dst + k->off[0], len0),
+            st = bad(c, "ocdbt-corrupt", "its first key \"%s\" is before \"%s\", where its "
+                     "parent's entry starts", shown(a, sizeof a, *dst + k->off[0], len0),
                      shown(b, sizeof b, v->min, v->min_len));
         }
     }
     return st;
 }
 
-static size_t key_len_at(const oc_keycols *k, const oc_visit *v, size_t i)
-{
-    return v->prefix_len + (size_t)(k->pre[i] + k->suf[i]);
-}
-
-static surg_status read_leaf(oc_store *s, oc_cur *c, const oc_visit *v, const oc_table *t,
+static surg_status read_leaf(oc_store *s, oc_cur *c, const oc_visit *v, oc_table *t,
                              size_t n, oc_keycols *k)
 {
     size_t first = s->keys_len;
@@ -904,7 +916,7 @@ static surg_status read_leaf(oc_store *s, oc_cur *c, const oc_visit *v, const oc
         e->len = len[i];
         if (kind[i]) {
             oc_ref *r = &refs[j++];
-            st = data_file(s, c, &t->files[r->file], &e->file);
+            st = data_file(s, c, t, (size_t)r->file, &e->file);
             e->off = r->off;
             if (!st && r->off + r->len > s->files[e->file].size) {
                 char a[256];
@@ -954,7 +966,7 @@ static surg_status read_interior(oc_store *s, oc_cur *c, const oc_visit *v, oc_f
         st = dg_nomem(s->sink, c->file);
     for (size_t i = 0; !st && i < n; i++)
         f->kids[i] = (oc_kid){k->off[i], key_len_at(k, v, i), v->prefix_len + (size_t)k->scp[i],
-                              &f->table.files[refs[i].file], refs[i]};
+                              refs[i]};
     free(refs);
     f->n = n;
     return st;
@@ -970,7 +982,7 @@ static surg_status visit(oc_store *s, const oc_visit *v, oc_frame *f)
     snprintf(where, sizeof where, "b-tree node at byte %" PRIu64 ": ", v->ref.off);
     oc_cur c = {.file = v->from, .where = from, .sink = s->sink};
     uint32_t file;
-    surg_status st = data_file(s, &c, v->path, &file);
+    surg_status st = data_file(s, &c, v->table, (size_t)v->ref.file, &file);
     if (st)
         return st;
     c.file = s->files[file].full;
@@ -1085,8 +1097,9 @@ static surg_status walk(oc_store *s, oc_root *root)
     oc_frame stack[257];
     size_t depth = 0;
     const oc_path *p = &root->table.files[root->ref.file];
-    oc_visit v = {.from = s->manifest, .from_at = UINT64_MAX, .path = p, .ref = root->ref, .height = root->height, .min = "",
-                  .prefix = "", .trans = p->rel, .trans_len = p->base_len};
+    oc_visit v = {.from = s->manifest, .from_at = UINT64_MAX, .table = &root->table,
+                  .ref = root->ref, .height = root->height, .min = "", .prefix = "",
+                  .trans = p->rel, .trans_len = p->base_len};
     stack[0] = (oc_frame){0};
     surg_status st = visit(s, &v, &stack[0]);
     if (stack[0].n)
@@ -1101,10 +1114,12 @@ static surg_status walk(oc_store *s, oc_root *root)
             continue;
         }
         const oc_kid *kid = &f->kids[f->next++];
-        v = (oc_visit){.from = f->file, .from_at = f->at, .path = kid->path, .ref = kid->ref, .height = f->height - 1,
-                       .min = f->keys + kid->key_off, .min_len = kid->key_len,
-                       .prefix = f->keys + kid->key_off, .prefix_len = kid->prefix_len,
-                       .trans = kid->path->rel, .trans_len = kid->path->base_len};
+        p = &f->table.files[kid->ref.file];
+        v = (oc_visit){.from = f->file, .from_at = f->at, .table = &f->table, .ref = kid->ref,
+                       .height = f->height - 1, .min = f->keys + kid->key_off,
+                       .min_len = kid->key_len, .prefix = f->keys + kid->key_off,
+                       .prefix_len = kid->prefix_len, .trans = p->rel,
+                       .trans_len = p->base_len};
         stack[depth] = (oc_frame){0};
         st = visit(s, &v, &stack[depth]);
         if (stack[depth].n)
