@@ -244,6 +244,8 @@ static surg_status unzstd(oc_cur *c, const unsigned char *in, size_t n, size_t c
 {
     codec_stream z;
     surg_status st = codec_begin(&z, CODEC_ZSTD, c->file, c->sink);
+    if (!st)
+        codec_window_max(&z, cap);
     size_t alloc = n < cap / 4 ? n * 4 : cap;
     alloc = alloc < 4096 ? (cap < 4096 ? cap : 4096) : alloc;
     unsigned char *buf = st ? NULL : malloc(alloc ? alloc : 1);

@@ -302,6 +302,16 @@ class Hostile(Db):
         self.refuse({"d/n": blob}, "DB/d/n: b-tree node at byte 0: the zstd body is cut short "
                     "[ocdbt-corrupt]\n", manifest(Ref(0, 0, len(blob))))
 
+    def test_zstd_window_too_large(self):
+        # A frame asking for a window of 2 GiB (descriptor 0xa8: 2^(10+21))
+        # is refused before the decoder allocates it: a window is at most
+        # the node's bound (here max_decoded_node_bytes, 100,000,000).
+        body = leaf_body([], [(b"a", b"x")])
+        frame = lambda b: b"\x28\xb5\x2f\xfd\x00\xa8" + ob.zstd_raw(b)[6:]  # noqa: E731
+        blob = envelope(MAGIC_BTREE, body, 1, zstd=frame)
+        self.refuse({"d/n": blob}, "DB/d/n: the zstd stream is corrupt: Frame requires too much "
+                    "memory for decoding [codec-corrupt]\n", manifest(Ref(0, 0, len(blob))))
+
     def test_bytes_after_body(self):
         self.leaf_db(leaf_body([], [(b"a", b"x")]) + b"\x07\x07",
                      "DB/d/n: b-tree node at byte 0: 2 bytes follow the leaf's values "
