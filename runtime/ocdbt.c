@@ -25,7 +25,8 @@
 #define OC_MAGIC_BTREE 0x0cdb20deu
 #define OC_MIN_OBJECT 18                      /* magic, length, version, compression, crc */
 #define OC_MAX_OBJECT ((uint64_t)256 << 20)   /* encoded or decoded manifest or node */
-#define OC_MAX_WORK ((uint64_t)2 << 30)       /* node bytes read, decoded and kept, in all */
+#define OC_MAX_WORK ((uint64_t)4 << 30)       /* node bytes read and decoded, in all */
+#define OC_MAX_KEPT ((uint64_t)512 << 20)     /* keys, values, paths and entries made */
 #define OC_MAX_NODES (1u << 20)
 #define OC_MAX_KEYS (1u << 24)
 #define OC_MAX_ARITY (1u << 20)               /* entries of one node */
@@ -83,7 +84,7 @@ typedef struct oc_store {
     size_t nslots;
     oc_seen *seen;
     size_t nseen, seen_cap;
-    uint64_t work, max_node;
+    uint64_t work, kept, max_node;
     uint32_t nodes;
     int fd;           /* the last data file opened, kept for the next node */
     uint32_t fd_file;
@@ -129,14 +130,24 @@ static const char *shown(char *out, size_t size, const char *s, size_t n)
     return out;
 }
 
+/* Two budgets over the whole walk: bytes read, decoded and looked at
+ * (time), and bytes made and kept (memory: keys made from prefixes can be
+ * far more than the bytes that encode them). */
 static surg_status charge(oc_store *s, const oc_cur *c, uint64_t n)
 {
     if (n > OC_MAX_WORK - s->work)
-        return bad(c, "ocdbt-limit",
-                   "the database needs more than %" PRIu64 " bytes of nodes, keys and values "
-                   "(the limit)",
-                   OC_MAX_WORK);
+        return bad(c, "ocdbt-limit", "the database needs more than %" PRIu64 " bytes of nodes "
+                   "read and decoded (the limit)", OC_MAX_WORK);
     s->work += n;
+    return SURG_OK;
+}
+
+static surg_status keep(oc_store *s, const oc_cur *c, uint64_t n)
+{
+    if (n > OC_MAX_KEPT - s->kept)
+        return bad(c, "ocdbt-limit", "the database's keys, values and paths need more than %"
+                   PRIu64 " bytes (the limit)", OC_MAX_KEPT);
+    s->kept += n;
     return SURG_OK;
 }
 
@@ -146,9 +157,9 @@ static bool grow(void *pp, size_t *cap, size_t need, size_t size)
 {
     if (need <= *cap)
         return true;
-    size_t c = *cap ? *cap : 16;
-    while (c < need)
-        c = c > SIZE_MAX / 2 ? need : c * 2;
+    /* A quarter more than needed: the key bytes come in big steps, and
+     * doubling could take twice the bound. */
+    size_t c = need < 16 ? 16 : need > SIZE_MAX / 2 ? need : need + need / 4;
     if (c > SIZE_MAX / size)
         return false;
     void *p;
@@ -439,6 +450,9 @@ static surg_status data_file(oc_store *s, const oc_cur *c, oc_table *t, size_t i
         return dg_nomem(s->sink, c->file);
     size_t rootlen = strlen(s->root);
     bool slash = rootlen && s->root[rootlen - 1] == '/';
+    st = keep(s, c, 2 * path->len + rootlen + sizeof(oc_file) + 8);
+    if (st)
+        return st;
     oc_file f = {malloc(path->len + 1), malloc(rootlen + 1 + path->len + 1), 0};
     if (!f.rel || !f.full || !grow(&s->files, &s->files_cap, s->nfiles + 1, sizeof f)) {
         free(f.rel);
@@ -513,7 +527,7 @@ static surg_status read_table(oc_store *s, oc_cur *c, const char *trans, size_t 
         total += tlen + plen;
     }
     if (!st)
-        st = charge(s, c, total);
+        st = keep(s, c, total);
     if (!st && !(t->blob = malloc(total ? total : 1)))
         st = dg_nomem(s->sink, c->file);
     size_t at = 0;
@@ -816,7 +830,7 @@ static surg_status read_keys(oc_store *s, oc_cur *c, const oc_visit *v, size_t n
         total += v->prefix_len + len + nul;
     }
     if (!st)
-        st = charge(s, c, total);
+        st = keep(s, c, total);
     if (!st && !grow(dst, dst_cap, *dst_len + (size_t)total + 1, 1))
         st = dg_nomem(s->sink, c->file);
     for (size_t i = 0; !st && i < n; i++) {
@@ -871,7 +885,7 @@ static surg_status read_leaf(oc_store *s, oc_cur *c, const oc_visit *v, oc_table
     if (!st && s->n + n > OC_MAX_KEYS)
         st = bad(c, "ocdbt-limit", "the database has more than %u keys (the limit)", OC_MAX_KEYS);
     if (!st)
-        st = charge(s, c, n * sizeof(oc_entry));
+        st = keep(s, c, n * sizeof(oc_entry));
     if (!st && !grow(&s->e, &s->cap, s->n + n, sizeof *s->e))
         st = dg_nomem(s->sink, c->file);
     /* The value columns: lengths, kinds, then the files and offsets of the
@@ -933,7 +947,7 @@ static surg_status read_leaf(oc_store *s, oc_cur *c, const oc_visit *v, oc_table
         e->file = UINT32_MAX;
         st = take(c, (size_t)len[i], "the inline values", &bytes);
         if (!st)
-            st = charge(s, c, len[i]);
+            st = keep(s, c, len[i]);
         if (!st && !grow(&s->vals, &s->vals_cap, s->vals_len + (size_t)len[i] + 1, 1))
             st = dg_nomem(s->sink, c->file);
         if (st)

@@ -488,6 +488,18 @@ class Hostile(Db):
         self.leaf_db(body, "DB/d/n: b-tree node at byte 0: ends inside the inline values (50 bytes "
                      "needed, 3 left) [ocdbt-corrupt]\n")
 
+    def test_keys_made_from_prefixes_past_the_bound(self):
+        # 10,000 keys of 65,535 bytes, each sharing all but 3 bytes with the
+        # one before: 9 bytes an entry encode 640 MB of keys, past the
+        # 512 MiB the keys, values and paths may take; refused before any
+        # is made.
+        n = 10000
+        body = bytes([0, 0]) + varint(n) + varint(65532) * (n - 1) + varint(65535) + \
+            varint(3) * (n - 1) + b"k" * 65532 + b"".join(i.to_bytes(3, "big") for i in range(n))
+        body += bytes(n) + bytes(n)  # empty inline values
+        self.leaf_db(body, "DB/d/n: b-tree node at byte 0: the database's keys, values and paths "
+                     "need more than 536870912 bytes (the limit) [ocdbt-limit]\n", compression=1)
+
     def test_root_height_differs(self):
         blob = node(leaf_body([], [(b"a", b"x")]))
         self.refuse({"d/n": blob}, "DB/d/n: b-tree node at byte 0: its height is 0, but 2 is "
