@@ -390,9 +390,12 @@ static bool real_fill(zp *p, const zspan *s, surg_dtype dt, unsigned char *b)
     }
     if (t[0] != '-' && (t[0] < '0' || t[0] > '9'))
         return bad(p, "zarr-meta", "\"fill_value\" is not a value of %s", zarr_v3_dtype(dt));
-    snprintf(text, sizeof text, "%.*s", (int)(n < 63 ? n : 63), t);
+    if (n >= sizeof text)
+        return bad(p, "zarr-meta", "\"fill_value\" is a number of more than %zu characters",
+                   sizeof text - 1);
+    snprintf(text, sizeof text, "%.*s", (int)n, t);
     if (is_float)
-        return float_fill(p, dt, strtod(text, NULL), b, n < 63 ? text : NULL);
+        return float_fill(p, dt, strtod(text, NULL), b, text);
     uint64_t mag;
     bool neg;
     if (!get_int(p, s, "fill_value", &mag, &neg))
@@ -1003,18 +1006,20 @@ surg_status zarr_parse(arena *keep, const char *text, size_t n, int format, cons
     const char *file = format == 2 ? ".zarray" : "zarr.json";
     size_t wn = strlen(name) + strlen(file) + strlen(root) + 8;
     char *what = ar_alloc(keep, wn);
-    zarr_array *a = ar_alloc(keep, sizeof *a);
-    char *copy = ar_alloc(keep, n + 1);
-    if (!what || !a || !copy)
+    if (!what)
         return dg_nomem(sink, root);
     snprintf(what, wn, "%s%s%s in %s", name, *name ? "/" : "", file, root);
-    zp p = {.keep = keep, .sink = sink, .text = copy, .what = what, .a = a};
-    size_t at;
     if (n > ZARR_MAX_META) {
         dg_file(sink, SURG_ERROR, "too-large", what, "has %zu bytes, more than the %u allowed", n,
                 ZARR_MAX_META);
         return SURG_EINVALID;
     }
+    zarr_array *a = ar_alloc(keep, sizeof *a);
+    char *copy = ar_alloc(keep, n + 1);
+    if (!a || !copy)
+        return dg_nomem(sink, what);
+    zp p = {.keep = keep, .sink = sink, .text = copy, .what = what, .a = a};
+    size_t at = 0;
     if (!utf8_valid((const unsigned char *)text, n, &at) || memchr(text, 0, n)) {
         dg_file(sink, SURG_ERROR, "zarr-json", what, "is not UTF-8 text (byte %zu)", at);
         return SURG_EINVALID;
