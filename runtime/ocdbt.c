@@ -1228,7 +1228,7 @@ static void oc_close(kv_store *base)
     free(s);
 }
 
-static const kv_ops oc_ops = {oc_get, oc_list, oc_close};
+static const kv_ops oc_ops = {.get = oc_get, .list = oc_list, .close = oc_close};
 
 surg_status kv_open_ocdbt(const char *dir, surg_sink *sink, kv_store **out)
 {
