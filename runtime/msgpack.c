@@ -28,6 +28,7 @@
 enum {
     MP_MAX_DEPTH = 64,  /* maps and arrays inside each other */
     MP_WINDOW = 1 << 16,
+    MP_JUMP_WINDOW = 1 << 12, /* read after skipping data: the next head is near */
     MP_MAX_DTYPE = 32,  /* bytes of a dtype name */
     MP_SHOWN = 3,       /* skipped values named in the note */
 };
@@ -165,8 +166,11 @@ static surg_status take(mp_open *o, size_t n, const unsigned char **p)
     if (n > o->limit - o->pos)
         return truncated(o, n);
     if (o->pos < o->win_at || o->pos + n > o->win_at + o->win_len) {
-        uint64_t left = o->size - o->pos;
-        size_t want = left < MP_WINDOW ? (size_t)left : MP_WINDOW;
+        /* Past an array's data only a head or two is wanted: a small read,
+         * then whole windows again while the structure goes on. */
+        bool jump = o->pos > o->win_at + o->win_len;
+        uint64_t left = o->size - o->pos, max = jump ? MP_JUMP_WINDOW : MP_WINDOW;
+        size_t want = left < max ? (size_t)left : (size_t)max;
         size_t got = 0;
         while (got < want) {
             ssize_t r = pread(o->fd, o->win + got, want - got, (off_t)(o->pos + got));
