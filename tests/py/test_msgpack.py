@@ -514,6 +514,17 @@ class MsgpackTest(unittest.TestCase):
                       '(a value is not one msgpack value that is not a map or an array): its '
                       'order and values are not used', err)
         self.assertEqual(self.read(out), to_bytes({"a": np.zeros(1, np.int8)}))
+        # the compiler, which moves its paths, says when it is not paths and strings
+        for value, why in (('[1]', "expected '{' but found '['"),
+                           ('{"b": 1}', "expected '\"' but found '1'")):
+            stnp.save(st, st_tensors({"a": np.zeros(1, np.int8)}),
+                      metadata={"msgpack.tree": value})
+            mid = self.path("mid.safetensors")
+            rc, _, err = self.surg("run", self.identity, st, mid)
+            self.assertEqual(rc, 0, err)
+            self.assertIn('warning: the metadata "msgpack.tree" is not an object of paths and '
+                          'strings (%s); it is dropped' % why, err)
+            self.assertNotIn("msgpack.tree", stnp.load(mid)[1])
 
     def test_safetensors_to_msgpack(self):
         rng = np.random.default_rng(5)
