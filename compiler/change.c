@@ -242,9 +242,12 @@ static const char **watched(lw *L, const change *c, size_t *n)
         w[(*n)++] = x->a;
         w[(*n)++] = x->b;
     }
-    for (size_t i = 0; i < L->n_paths; i++)
-        if (L->paths[i].tensor && L->paths[i].path)
+    for (size_t i = 0; i < L->n_paths; i++) { /* the recorded paths of tensors that go */
+        size_t e = L->paths[i].tensor && L->paths[i].path ? state_find(&L->st, L->paths[i].path)
+                                                          : STATE_NONE;
+        if (e != STATE_NONE && c->removed[e])
             w[(*n)++] = L->paths[i].path;
+    }
     if (ss_sort(w, *n, sizeof *w) != 0) {
         free(w);
         return NULL;
