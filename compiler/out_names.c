@@ -8,7 +8,6 @@
 
 #include "support/diag.h"
 #include "runtime/format.h"
-#include "runtime/outpath.h"
 #include "support/tensor_name.h"
 
 /* The output whose prefix starts `name`, or n (surg_program_check_parts
@@ -63,11 +62,7 @@ void on_check_outputs(lw *L, const surg_compile_opts *o, const surg_ckpt *input)
     surg_ckpt_part single = {"", o->out_path};
     const surg_ckpt_part *outs = o->n_outputs ? o->outputs : &single;
     size_t n = o->n_outputs ? o->n_outputs : 1;
-    fmt_id forced;
-    if (outp_format(L->sink, o->out_format, &forced) != SURG_OK) {
-        L->errors++;
-        return;
-    }
+    fmt_id forced = o->out_format ? fmt_by_id(o->out_format) : FMT_NONE; /* checked */
     if (!o->n_outputs && !o->out_path && forced == FMT_NONE)
         return;
     for (size_t i = 0; i < L->st.n; i++)

@@ -110,7 +110,8 @@ static int tree_order(const void *pa, const void *pb)
 static int param_order(const void *pa, const void *pb)
 {
     const ow_item *a = *(const ow_item *const *)pa, *b = *(const ow_item *const *)pb;
-    return strcmp(a->param, b->param);
+    int c = strcmp(a->param, b->param);
+    return c ? c : strcmp(a->name, b->name);
 }
 
 /* Same name, or one inside the other's map. */

@@ -268,7 +268,7 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
         return bad_name(sink, path, "out-name",
                         "the output is a directory: name a .safetensors, .npz or .msgpack file, "
                         "or give --max-shard-size to write shards into it (or --out-format "
-                        "orbax to write an Orbax checkpoint in its place)");
+                        "orbax for an Orbax checkpoint directory)");
     if (ends_with(base, index_suffix))
         return bad_name(sink, path, "out-name",
                         "an index of shards is written with --max-shard-size: give it, or "
