@@ -447,16 +447,15 @@ surg_status of_dir_create(surg_sink *sink, const char *final_path, of_dir **out)
     of_file *root = made ? dir_entry(tmp, true) : NULL;
     if (root)
         list_add(root);
+    else if (made)
+        rmdir(made);
     list_unlock(&old);
     free(tmp);
     surg_status st = !made ? dg_errno(sink, final_path, "cannot create the output", err)
                      : !root ? dg_nomem(sink, final_path)
                              : dir_add(d, sink, root);
-    if (st && root) {
+    if (st && root)
         of_abort(root);
-    } else if (st && made) {
-        rmdir(made);
-    }
     if (st) {
         free(d->final_path);
         free(d->e);
