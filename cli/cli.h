@@ -36,6 +36,9 @@ int cmd_check(int argc, char **argv, diag_printer *dp);
 typedef struct recipe_args {
     const char *recipe, *from, *to, *out;
     const char *format; /* --format: of inputs whose name says nothing */
+    /* --out-format: of every output (run); else --format, when it names a
+     * format for an output whose name says none (out_format_soft) */
+    const char *out_format;
     /* --params P and --state S instead of one input: mounted under
      * "params/" and "opt_state/"; for run, one output each (OUT_P OUT_S). */
     surg_ckpt_part parts[2], outs[2];

@@ -9,6 +9,7 @@
 
 static const char help[] =
     "usage: surg run RECIPE IN OUT [--to TARGET] [--threads N] [--max-shard-size SIZE]\n"
+    "                [--format NAME] [--out-format NAME]\n"
     "       surg run RECIPE --params P --state S OUT_P OUT_S [options]\n"
     "\n"
     "Apply a recipe to the checkpoint IN and write the result to OUT. The recipe\n"
@@ -32,7 +33,15 @@ static const char help[] =
     "  --to TARGET           refuse to run unless the result matches TARGET\n"
     "  --threads N           threads (default: the number of cores)\n"
     "  --format NAME         the format of an input whose name does not say:\n"
-    "                        safetensors, npz, npy, torch, msgpack or schema\n"
+    "                        safetensors, npz, npy, torch, msgpack or schema;\n"
+    "                        also of OUT when its name says none either (and\n"
+    "                        neither --out-format nor --max-shard-size is given)\n"
+    "  --out-format NAME     the format OUT is written in, whatever its name:\n"
+    "                        safetensors, npz, msgpack or orbax (an Orbax\n"
+    "                        checkpoint directory, built beside OUT and renamed\n"
+    "                        into place whole; an existing OUT is replaced only\n"
+    "                        when it is an earlier Orbax output of surg). A name\n"
+    "                        that says another format is refused\n"
     "  --max-shard-size SIZE write shards of at most SIZE bytes of data (5GB,\n"
     "                        500MiB, ...) into the directory OUT, with\n"
     "                        model.safetensors.index.json (or beside OUT named\n"
@@ -92,7 +101,8 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
     surg_run_opts opts = {.threads = a.threads, .max_shard_size = a.max_shard_size,
                           .outputs = a.outs, .n_outputs = a.n_outs,
                           .also_read = read, .n_also_read = 1,
-                          .also_opened = opened, .n_also_opened = c.to ? 1 : 0};
+                          .also_opened = opened, .n_also_opened = c.to ? 1 : 0,
+                          .out_format = a.out_format};
     if (isatty(STDERR_FILENO) && !getenv("CI")) {
         opts.progress = progress;
         opts.progress_user = &b;

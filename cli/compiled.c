@@ -32,7 +32,8 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
             a->parts[a->n_parts++] = (surg_ckpt_part){prefix, argv[++i]};
         } else if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads") ||
                    is(arg, "--format") ||
-                   (is(arg, "--max-shard-size") && a->allow_shards)) {
+                   ((is(arg, "--max-shard-size") || is(arg, "--out-format")) &&
+                    a->allow_shards)) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", arg);
             const char *v = argv[++i];
@@ -48,6 +49,8 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
                 a->threads = (unsigned)n;
             } else if (is(arg, "--format")) {
                 a->format = v;
+            } else if (is(arg, "--out-format")) {
+                a->out_format = v;
             } else {
                 *(is(arg, "--from") ? &a->from : &a->to) = v;
             }
@@ -87,6 +90,19 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
     }
     if (!a->from && !a->n_parts)
         return usage_error(cmd, "--from CKPT|SCHEMA is needed: what does the recipe apply to?");
+    /* --format for an output whose name says nothing, where no other
+     * reading of it is possible: without --out-format and --max-shard-size
+     * (whose directory says nothing either), and for a format surg writes
+     * (the library names those it does not). */
+    if (a->allow_shards && !a->out_format && a->format && !a->max_shard_size) {
+        bool silent = true;
+        for (size_t k = 0; k < (a->n_outs ? a->n_outs : 1); k++) {
+            const char *o = a->n_outs ? a->outs[k].path : a->out;
+            silent &= o && !surg_format_by_name(o);
+        }
+        if (silent)
+            a->out_format = a->format;
+    }
     if (!a->threads) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         a->threads = cores > 0 ? (unsigned)cores : 1;
@@ -109,7 +125,8 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
         st = st_to;
     /* What is known of the output, so every name is checked against it. */
     surg_ckpt_part split[2];
-    surg_compile_opts o = {.out_path = a->out, .outputs = split, .n_outputs = a->n_parts};
+    surg_compile_opts o = {.out_path = a->out, .outputs = split, .n_outputs = a->n_parts,
+                           .out_format = a->out_format};
     for (size_t k = 0; k < a->n_parts; k++)
         split[k] = (surg_ckpt_part){a->parts[k].prefix, a->n_outs ? a->outs[k].path : NULL};
     if (!st)

@@ -10,6 +10,7 @@
 #include "compiler/out_names.h"
 #include "compiler/program.h"
 #include "grammar/recipe.h"
+#include "runtime/outpath.h"
 
 static bool initial_state(lw *L, surg_ckpt *in)
 {
@@ -87,6 +88,9 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
 {
     *out = NULL;
     const ast_recipe *r = gr_recipe_ast(recipe);
+    fmt_id forced;
+    if (opts && outp_format(sink, opts->out_format, &forced) != SURG_OK)
+        return SURG_EUSAGE; /* a usage error, before any of the recipe's */
     surg_program *p = calloc(1, sizeof *p);
     if (!p)
         return dg_nomem(sink, r->src.path);

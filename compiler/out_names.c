@@ -20,16 +20,18 @@ static size_t output_of(const surg_ckpt_part *outs, size_t n, const char *name)
     return n;
 }
 
-static void check_one(lw *L, const surg_ckpt_part *outs, size_t n, const char *name,
-                      src_span at, const surg_ckpt *input, bool tied)
+static void check_one(lw *L, const surg_ckpt_part *outs, size_t n, fmt_id forced,
+                      const char *name, src_span at, const surg_ckpt *input, bool tied)
 {
     size_t k = output_of(outs, n, name);
     if (k == n)
         return;
     size_t plen = strlen(outs[k].prefix);
     const char *written = name + plen;
-    const char *why = tn_format_problem(written, strlen(written),
-                                        outs[k].path ? fmt_readers[fmt_output(outs[k].path)]->names : TN_ANY);
+    tn_format rules = outs[k].path ? fmt_readers[fmt_output_as(outs[k].path, forced)]->names
+                      : forced != FMT_NONE ? fmt_readers[forced]->names
+                                           : TN_ANY;
+    const char *why = tn_format_problem(written, strlen(written), rules);
     if (!why)
         return;
     char shown[80], shown_as[80];
@@ -60,8 +62,10 @@ void on_check_outputs(lw *L, const surg_compile_opts *o, const surg_ckpt *input)
     surg_ckpt_part single = {"", o->out_path};
     const surg_ckpt_part *outs = o->n_outputs ? o->outputs : &single;
     size_t n = o->n_outputs ? o->n_outputs : 1;
-    if (!o->n_outputs && !o->out_path)
+    fmt_id forced = o->out_format ? fmt_by_id(o->out_format) : FMT_NONE; /* checked */
+    if (!o->n_outputs && !o->out_path && forced == FMT_NONE)
         return;
     for (size_t i = 0; i < L->st.n; i++)
-        check_one(L, outs, n, L->st.e[i].name, L->st.e[i].at, input, L->st.e[i].tied != NULL);
+        check_one(L, outs, n, forced, L->st.e[i].name, L->st.e[i].at, input,
+                  L->st.e[i].tied != NULL);
 }

@@ -138,6 +138,12 @@ static surg_status open_file(surg_ckpt *ck, surg_sink *sink, fmt_id f)
     return st;
 }
 
+const char *surg_format_by_name(const char *path)
+{
+    fmt_id f = fmt_by_name(path);
+    return f == FMT_NONE ? NULL : fmt_readers[f]->id;
+}
+
 surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out)
 {
     return surg_ckpt_open_as(path, NULL, sink, out);
@@ -150,9 +156,13 @@ surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *s
     fmt_id given = format ? fmt_by_id(format) : FMT_NONE;
     if (format && given == FMT_NONE) {
         char ids[256] = "";
+        int last = 0; /* the formats surg reads */
+        for (int f = 0; f < FMT_COUNT; f++)
+            last = fmt_readers[f]->open ? f : last;
         for (int f = 0, k = 0; f < FMT_COUNT; f++)
-            k += snprintf(ids + k, sizeof ids - (size_t)k, "%s%s", f == 0 ? ""
-                          : f == FMT_COUNT - 1 ? " or " : ", ", fmt_readers[f]->id);
+            if (fmt_readers[f]->open)
+                k += snprintf(ids + k, sizeof ids - (size_t)k, "%s%s", f == 0 ? ""
+                              : f == last ? " or " : ", ", fmt_readers[f]->id);
         dg_file(sink, SURG_ERROR, "ck-format", path, "--format %s is not a format: give %s",
                 format, ids);
         return SURG_EUSAGE;

@@ -36,6 +36,7 @@ surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
         .emit = copy_tensor,
         .ctx = in,
         .reads = &reads,
+        .format = opts ? opts->out_format : NULL,
     };
     if (!st)
         st = stw_write(sink, out_path, &out);

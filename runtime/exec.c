@@ -342,7 +342,12 @@ static surg_status decode_inputs(run *r, const char *out_path)
     surg_ckpt *ck = r->kx.ck;
     if (!ck->dec)
         return SURG_OK;
-    const char *slash = strrchr(out_path, '/');
+    size_t n = strlen(out_path);
+    while (n > 1 && out_path[n - 1] == '/')
+        n--; /* "out/" (a directory output) is "out", in "." */
+    const char *slash = NULL;
+    for (size_t i = 0; i < n; i++)
+        slash = out_path[i] == '/' ? out_path + i : slash;
     ck->scratch_dir = slash ? ar_strndup(&ck->ar, out_path, (size_t)(slash - out_path) + 1) : ".";
     if (!ck->scratch_dir)
         return dg_nomem(r->sink, "surg");

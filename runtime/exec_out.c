@@ -53,15 +53,19 @@ static surg_status layout_one(xo_set *s, const surg_plan *pl, const surg_run_opt
     for (size_t t = 0; t < pl->n; t++)
         if (!taken[t] && strncmp(pl->t[t].name, o->prefix, plen) == 0) {
             taken[t] = true;
+            uint64_t nelems = 1; /* the writers that cut arrays count elements */
+            for (uint32_t d = 0; d < pl->t[t].rank; d++)
+                nelems *= pl->t[t].shape[d];
             info[m] = (surg_tensor_info){pl->t[t].name + plen, pl->t[t].dtype, pl->t[t].rank,
-                                         pl->t[t].shape, 0, pl->t[t].nbytes};
+                                         pl->t[t].shape, nelems, pl->t[t].nbytes};
             s->lay_of[t] = (uint32_t)k;
             s->idx_of[t] = m;
             s->plan_of[k][m++] = t;
         }
     s->out[k] = (stw_output){.tensors = info, .n = m, .meta = pl->meta, .n_meta = pl->n_meta,
-                             .max_shard_size = opts->max_shard_size, .reads = reads};
-    if (stw_writer_of(o->path) && add_repeats(s, pl, k, o, info, &m, sink) != SURG_OK)
+                             .max_shard_size = opts->max_shard_size, .reads = reads,
+                             .format = opts->out_format};
+    if (stw_writer_of(o->path, opts->out_format) && add_repeats(s, pl, k, o, info, &m, sink) != SURG_OK)
         return SURG_ENOMEM;
     if (plen && pl_metadata(pl, o->prefix, &s->ar, (surg_meta_entry **)&s->out[k].meta,
                             &s->out[k].n_meta) != SURG_OK)

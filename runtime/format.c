@@ -3,6 +3,8 @@
  * and outputs alike. */
 #include "runtime/format.h"
 
+#include "support/diag.h"
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,9 +101,19 @@ fmt_id fmt_output(const char *path)
     return f != FMT_NONE && fmt_readers[f]->writes ? f : (fmt_id)0;
 }
 
+fmt_id fmt_output_as(const char *path, fmt_id forced)
+{
+    return forced != FMT_NONE ? forced : fmt_output(path);
+}
+
 surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, fmt_table *out)
 {
     *out = (fmt_table){.file = {.path = path, .fd = -1}};
+    if (!fmt_readers[f]->open) {
+        dg_file(sink, SURG_ERROR, "ck-format", path,
+                "surg writes %s checkpoints but does not read them yet", fmt_readers[f]->id);
+        return SURG_EUSAGE;
+    }
     return fmt_readers[f]->open(keep, sink, path, out);
 }
 

@@ -53,7 +53,7 @@ typedef struct fmt_reader {
     /* Whether the first bytes of a file are its, for a file whose name says
      * nothing (NULL: by name only). At most FMT_HEAD_BYTES are given. */
     bool (*sniff)(const unsigned char *head, size_t n);
-    fmt_open_fn *open;
+    fmt_open_fn *open; /* NULL: surg only writes it */
     /* How "cannot tell the format" names it ("a NumPy .npz or .npy"; NULL
      * when another reader's words name it already). */
     const char *called;
@@ -64,9 +64,9 @@ typedef struct fmt_reader {
     bool shards;
     /* As an output: whether surg writes it, by what (NULL: the safetensors
      * layout itself, st_write.c; else the format's own writer through that
-     * layout, as npz_write.c and msgpack_write.c), the rules its tensor
-     * names obey then, and else why such a name is refused (NULL: as a name
-     * that says nothing surg writes). */
+     * layout, as npz_write.c and msgpack_write.c, or orbax_write.c for a
+     * directory), the rules its tensor names obey then, and else why such
+     * a name is refused (NULL: as a name that says nothing surg writes). */
     bool writes;
     const struct stw_writer *writer;
     tn_format names;
@@ -89,6 +89,7 @@ typedef struct fmt_reader {
     X(NPY, SURG_CKPT_NPY, fmt_npy)                          \
     X(TORCH, SURG_CKPT_TORCH, fmt_torch)                    \
     X(MSGPACK, SURG_CKPT_MSGPACK, fmt_msgpack)              \
+    X(ORBAX, SURG_CKPT_ORBAX, fmt_orbax)                    \
     X(SCHEMA, SURG_CKPT_SCHEMA, fmt_schema)
 
 typedef enum fmt_id {
@@ -124,6 +125,9 @@ fmt_id fmt_of_shard(const char *name);
  * when surg writes it, else the default (a name surg refuses is refused by
  * outp_kind_of, which tells why). */
 fmt_id fmt_output(const char *path);
+/* The same when the caller named the format (`forced`, FMT_NONE: by the
+ * name); outp_format and outp_kind_of refuse what does not fit. */
+fmt_id fmt_output_as(const char *path, fmt_id forced);
 
 /* Whether metadata of this key is a reader's paths_meta. */
 bool fmt_paths_meta(const char *key);

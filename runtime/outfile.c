@@ -1,5 +1,6 @@
-/* outfile.c: atomic output files, and the list of temporaries a signal
- * handler removes (the only process-wide state of the library). */
+/* outfile.c: atomic output files and directories, and the list of
+ * temporaries a signal handler removes (the only process-wide state of the
+ * library). */
 #define _GNU_SOURCE
 #include "runtime/outfile.h"
 
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -23,6 +25,9 @@ struct of_file {
     int fd;
     bool unnamed; /* O_TMPFILE: no name until committed, so even SIGKILL
                      leaves nothing behind */
+    bool in_dir;  /* a file of a temporary directory (of_dir): made at
+                     tmp_path itself, never renamed on its own */
+    bool is_dir;  /* not a file: a directory of an of_dir, removed with rmdir */
 };
 
 static of_file *live;
@@ -64,8 +69,12 @@ static void list_remove(of_file *f)
 
 void surg_remove_temporaries(void)
 {
+    /* Newest first: the files of a temporary directory go before the
+     * directories they are in, which were made before them. */
     for (of_file *f = live; f; f = f->next)
-        if (!f->unnamed)
+        if (f->is_dir)
+            rmdir(f->tmp_path);
+        else if (!f->unnamed)
             unlink(f->tmp_path);
 }
 
@@ -304,6 +313,8 @@ surg_status of_finish(of_file *f, surg_sink *sink)
         return dg_errno(sink, f->final_path, "cannot sync", errno);
     if (f->unnamed)
         return SURG_OK; /* closing would lose it: it is named at commit */
+    if (f->fd < 0)
+        return SURG_OK; /* finished already (a directory's file) */
     int rc = close(f->fd);
     f->fd = -1;
     if (rc != 0)
@@ -370,7 +381,320 @@ void of_abort(of_file *f)
     list_remove(f);
     if (f->fd >= 0)
         close(f->fd);
-    if (!f->unnamed)
+    if (f->is_dir)
+        rmdir(f->tmp_path);
+    else if (!f->unnamed)
         unlink(f->tmp_path);
     of_free(f);
+}
+
+/* ---- directories ------------------------------------------------------- */
+
+struct of_dir {
+    char *final_path;
+    of_file **e; /* e[0]: the temporary directory; then its directories and
+                    files, in the order they were made */
+    size_t n, cap;
+    bool synced;
+};
+
+static surg_status dir_add(of_dir *d, surg_sink *sink, of_file *f)
+{
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 16;
+        of_file **v = realloc(d->e, cap * sizeof *v);
+        if (!v)
+            return dg_nomem(sink, d->final_path);
+        d->e = v;
+        d->cap = cap;
+    }
+    d->e[d->n++] = f;
+    return SURG_OK;
+}
+
+/* A directory entry (made or to be made at `path`), not yet listed. */
+static of_file *dir_entry(const char *path, bool is_dir)
+{
+    of_file *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->fd = -1;
+    f->in_dir = true;
+    f->is_dir = is_dir;
+    f->tmp_path = strdup(path);
+    f->final_path = strdup(path);
+    if (!f->tmp_path || !f->final_path) {
+        of_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+surg_status of_dir_create(surg_sink *sink, const char *final_path, of_dir **out)
+{
+    *out = NULL;
+    of_dir *d = calloc(1, sizeof *d);
+    char *tmp = tmp_name(final_path);
+    if (!d || !tmp || !(d->final_path = strdup(final_path))) {
+        free(d);
+        free(tmp);
+        return dg_nomem(sink, final_path);
+    }
+    sigset_t old;
+    list_lock(&old); /* made and listed at once, for the signal handler */
+    char *made = mkdtemp(tmp);
+    int err = errno;
+    of_file *root = made ? dir_entry(tmp, true) : NULL;
+    if (root)
+        list_add(root);
+    else if (made)
+        rmdir(made);
+    list_unlock(&old);
+    free(tmp);
+    surg_status st = !made ? dg_errno(sink, final_path, "cannot create the output", err)
+                     : !root ? dg_nomem(sink, final_path)
+                             : dir_add(d, sink, root);
+    if (st && root)
+        of_abort(root);
+    if (st) {
+        free(d->final_path);
+        free(d->e);
+        free(d);
+        return st;
+    }
+    /* mkdtemp makes it private (0700); the output gets the mode mkdir
+     * gives: 0777 less the umask. */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (chmod(root->tmp_path, 0777 & ~mask) != 0) {
+        st = dg_errno(sink, final_path, "cannot set the output's permissions", errno);
+        of_dir_abort(d);
+        return st;
+    }
+    *out = d;
+    return SURG_OK;
+}
+
+static char *dir_join(const of_dir *d, const char *rel)
+{
+    const char *root = d->e[0]->tmp_path;
+    size_t n = strlen(root) + strlen(rel) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", root, rel);
+    return p;
+}
+
+surg_status of_dir_mkdir(of_dir *d, surg_sink *sink, const char *rel)
+{
+    char *path = dir_join(d, rel);
+    of_file *f = path ? dir_entry(path, true) : NULL;
+    free(path);
+    if (!f || dir_add(d, sink, f) != SURG_OK) {
+        of_free(f);
+        return dg_nomem(sink, d->final_path);
+    }
+    d->n--; /* listed only once made */
+    sigset_t old;
+    list_lock(&old);
+    int rc = mkdir(f->tmp_path, 0777), err = errno;
+    if (rc == 0) {
+        list_add(f);
+        d->n++;
+    }
+    list_unlock(&old);
+    if (rc != 0) {
+        surg_status st = dg_errno(sink, f->tmp_path, "cannot create a directory of the output",
+                                  err);
+        of_free(f);
+        return st;
+    }
+    return SURG_OK;
+}
+
+surg_status of_dir_file(of_dir *d, surg_sink *sink, const char *rel, of_file **out)
+{
+    *out = NULL;
+    char *path = dir_join(d, rel);
+    of_file *f = path ? dir_entry(path, false) : NULL;
+    free(path);
+    if (!f || dir_add(d, sink, f) != SURG_OK) {
+        of_free(f);
+        return dg_nomem(sink, d->final_path);
+    }
+    d->n--;
+    mode_t mask = umask(0);
+    umask(mask);
+    sigset_t old;
+    list_lock(&old);
+    f->fd = open(f->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                 0666 & ~mask);
+    int err = errno;
+    if (f->fd >= 0) {
+        list_add(f);
+        d->n++;
+    }
+    list_unlock(&old);
+    if (f->fd < 0) {
+        surg_status st = dg_errno(sink, f->tmp_path, "cannot create a file of the output", err);
+        of_free(f);
+        return st;
+    }
+    *out = f;
+    return SURG_OK;
+}
+
+const char *of_dir_temp_path(const of_dir *d) { return d->e[0]->tmp_path; }
+
+static void fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd); /* best effort for directories: some file systems refuse */
+        close(fd);
+    }
+}
+
+surg_status of_dir_sync(of_dir *d, surg_sink *sink)
+{
+    if (d->synced)
+        return SURG_OK;
+    for (size_t i = 1; i < d->n; i++) {
+        of_file *f = d->e[i];
+        if (f->is_dir || f->fd < 0)
+            continue;
+        surg_status st = of_finish(f, sink);
+        if (st)
+            return st;
+    }
+    /* Innermost first: each directory once what is in it is synced. */
+    for (size_t i = d->n; i-- > 0;)
+        if (d->e[i]->is_dir)
+            fsync_path(d->e[i]->tmp_path, O_RDONLY | O_DIRECTORY);
+    d->synced = true;
+    return SURG_OK;
+}
+
+/* Remove what an earlier output left at `path` once moved aside: its
+ * regular files and the directories of regular files in it, nothing else
+ * (what else is there stays, and so does the directory). */
+static bool remove_old(const char *path, int depth)
+{
+    DIR *dir = opendir(path);
+    if (!dir)
+        return false;
+    bool all = true;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        size_t n = strlen(path) + strlen(e->d_name) + 2;
+        char *p = malloc(n);
+        struct stat sb;
+        if (!p) {
+            all = false;
+            break;
+        }
+        snprintf(p, n, "%s/%s", path, e->d_name);
+        if (lstat(p, &sb) != 0)
+            all = false;
+        else if (S_ISREG(sb.st_mode))
+            all &= unlink(p) == 0;
+        else if (S_ISDIR(sb.st_mode) && depth > 0)
+            all &= remove_old(p, depth - 1);
+        else
+            all = false;
+        free(p);
+    }
+    closedir(dir);
+    return all && rmdir(path) == 0;
+}
+
+surg_status of_dir_commit(of_dir *d, surg_sink *sink, bool (*replaceable)(const char *path))
+{
+    surg_status st = of_dir_sync(d, sink);
+    if (st)
+        return st;
+    const char *tmp = d->e[0]->tmp_path;
+    struct stat sb;
+    bool exists = lstat(d->final_path, &sb) == 0;
+    /* Checked before the run (outpath.c), and again here: only an earlier
+     * output of the same kind is replaced, never a link, a file or a
+     * directory that something else wrote. */
+    if (exists && (!S_ISDIR(sb.st_mode) || !replaceable || !replaceable(d->final_path))) {
+        dg_file(sink, SURG_ERROR, "out-special", d->final_path,
+                "the output's name now holds something that surg did not write: not replaced");
+        return SURG_EUSAGE;
+    }
+    sigset_t old;
+    list_lock(&old); /* moved and taken off the list at once, for the signal handler */
+    int rc;
+    bool swapped = false;
+    if (!exists) {
+        rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, d->final_path, RENAME_NOREPLACE);
+        if (rc != 0 && (errno == EINVAL || errno == ENOSYS))
+            rc = rename(tmp, d->final_path) == 0 ? 0 : -1; /* a file system without it */
+    } else {
+        rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, d->final_path, RENAME_EXCHANGE);
+        swapped = rc == 0;
+    }
+    int err = errno;
+    if (rc == 0)
+        for (size_t i = 0; i < d->n; i++)
+            list_remove(d->e[i]);
+    list_unlock(&old);
+    if (rc != 0 && exists && (err == EINVAL || err == ENOSYS)) {
+        /* No exchange here: the earlier output is moved aside first, so
+         * for a moment neither is at the name (never a mix of both). */
+        char *aside = tmp_name(d->final_path);
+        if (!aside)
+            return dg_nomem(sink, d->final_path);
+        char *made = mkdtemp(aside);
+        rc = made && rename(d->final_path, aside) == 0 ? 0 : -1;
+        err = errno;
+        if (rc == 0) {
+            list_lock(&old);
+            rc = rename(tmp, d->final_path);
+            err = errno;
+            if (rc == 0)
+                for (size_t i = 0; i < d->n; i++)
+                    list_remove(d->e[i]);
+            list_unlock(&old);
+            if (rc != 0)
+                (void)!rename(aside, d->final_path); /* the earlier one back */
+        } else if (made) {
+            rmdir(made);
+        }
+        if (rc == 0) {
+            free(d->e[0]->tmp_path); /* what is to go is now here */
+            d->e[0]->tmp_path = aside;
+            swapped = true;
+        } else {
+            free(aside);
+        }
+    }
+    if (rc != 0)
+        return dg_errno(sink, d->final_path, "cannot rename the finished output into place",
+                        err);
+    sync_dir(d->final_path);
+    if (swapped && !remove_old(d->e[0]->tmp_path, 1))
+        dg_file(sink, SURG_WARNING, "out-stale", d->final_path,
+                "the earlier output it replaced was moved to %s, and not all of it could be "
+                "removed: remove it by hand",
+                d->e[0]->tmp_path);
+    for (size_t i = 0; i < d->n; i++)
+        of_free(d->e[i]);
+    d->n = 0;
+    return SURG_OK;
+}
+
+void of_dir_abort(of_dir *d)
+{
+    if (!d)
+        return;
+    /* Newest first: files, then the directories they were in. */
+    for (size_t i = d->n; i-- > 0;)
+        of_abort(d->e[i]);
+    free(d->e);
+    free(d->final_path);
+    free(d);
 }

@@ -1,9 +1,11 @@
-/* outfile.h: an output file that appears whole or not at all. It is written
- * under a temporary name in its destination directory, synced, and renamed
- * into place; until then a signal handler can remove it. */
+/* outfile.h: an output file, or a directory of files, that appears whole or
+ * not at all. It is written under a temporary name in its destination
+ * directory, synced, and renamed into place; until then a signal handler
+ * can remove it. */
 #ifndef SURG_OUTFILE_H
 #define SURG_OUTFILE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "surg/surg.h"
@@ -36,5 +38,33 @@ surg_status of_finish(of_file *f, surg_sink *sink);
 surg_status of_commit(of_file *f, surg_sink *sink);
 /* Remove the temporary file and free; safe on NULL. */
 void of_abort(of_file *f);
+
+/* A directory output (an Orbax checkpoint): made as `.NAME.surg-tmp-XXXXXX`
+ * beside final_path, filled with directories and files (of_file, written
+ * as any other, then finished by of_dir_sync), and renamed into place
+ * whole. Every directory and file of it is on the signal handler's list
+ * until then. */
+typedef struct of_dir of_dir;
+
+surg_status of_dir_create(surg_sink *sink, const char *final_path, of_dir **out);
+/* Make the directory `rel` (its parent made already) in it. */
+surg_status of_dir_mkdir(of_dir *d, surg_sink *sink, const char *rel);
+/* Create the file `rel` in it; the directory owns it (never of_commit or
+ * of_abort it). */
+surg_status of_dir_file(of_dir *d, surg_sink *sink, const char *rel, of_file **out);
+/* The temporary directory's path. */
+const char *of_dir_temp_path(const of_dir *d);
+/* fsync and close every file (of_finish), then fsync every directory,
+ * innermost first (once). */
+surg_status of_dir_sync(of_dir *d, surg_sink *sink);
+/* Sync, then rename into place. Something at final_path is replaced only
+ * when it is a directory and `replaceable` says so (NULL: never): then the
+ * two are exchanged (renameat2's RENAME_EXCHANGE; where the file system
+ * has none, the earlier one is moved aside first), and what the earlier
+ * one held is removed — its regular files and directories of regular
+ * files, nothing else (a warning names where the rest is left). */
+surg_status of_dir_commit(of_dir *d, surg_sink *sink, bool (*replaceable)(const char *path));
+/* Remove whatever of it is not committed, and free; safe on NULL. */
+void of_dir_abort(of_dir *d);
 
 #endif

@@ -138,7 +138,8 @@ static const char *const file_extensions[] = {
 
 static const char writes[] = "surg writes a .safetensors, .npz or .msgpack file, or with "
                              "--max-shard-size a directory or a "
-                             "PREFIX.safetensors.index.json beside its shards";
+                             "PREFIX.safetensors.index.json beside its shards (or, with "
+                             "--out-format, any of these or an Orbax directory under any name)";
 
 static surg_status bad_name(surg_sink *sink, const char *path, const char *code,
                             const char *msg)
@@ -155,12 +156,43 @@ static bool file_like(const char *base)
     return false;
 }
 
+surg_status outp_format(surg_sink *sink, const char *name, fmt_id *out)
+{
+    *out = FMT_NONE;
+    if (!name)
+        return SURG_OK;
+    fmt_id f = fmt_by_id(name);
+    if (f != FMT_NONE && fmt_readers[f]->writes) {
+        *out = f;
+        return SURG_OK;
+    }
+    buf ids;
+    buf_init(&ids);
+    int last = 0;
+    for (int k = 0; k < FMT_COUNT; k++)
+        last = fmt_readers[k]->writes ? k : last;
+    for (int k = 0, n = 0; k < FMT_COUNT; k++)
+        if (fmt_readers[k]->writes)
+            buf_printf(&ids, "%s%s", n++ == 0 ? "" : k == last ? " or " : ", ",
+                       fmt_readers[k]->id);
+    dg_file(sink, SURG_ERROR, "out-format", "surg", "--out-format %s is not a format surg "
+            "writes: give %s", name, ids.failed ? "?" : ids.data);
+    buf_free(&ids);
+    return SURG_EUSAGE;
+}
+
 static surg_status kind_of_sharded(surg_sink *sink, const char *path, bool is_dir,
-                                   outp_kind *kind)
+                                   fmt_id forced, outp_kind *kind)
 {
     const char *base = base_name(path);
+    fmt_id f = forced != FMT_NONE ? forced : fmt_by_name(base);
     *kind = OUTP_SHARDED;
-    if (is_dir)
+    if (forced != FMT_NONE && forced != FMT_SAFETENSORS && forced != FMT_NPZ &&
+        forced != FMT_MSGPACK)
+        return bad_name(sink, path, "out-format",
+                        "an Orbax checkpoint is one directory: --max-shard-size writes "
+                        "safetensors shards");
+    if (is_dir && forced == FMT_NONE)
         return SURG_OK;
     if (ends_with(base, index_suffix))
         return strlen(base) > strlen(index_suffix)
@@ -169,13 +201,13 @@ static surg_status kind_of_sharded(surg_sink *sink, const char *path, bool is_di
                               "the index of a sharded output needs a name before "
                               ".safetensors.index.json: it names the shards "
                               "(PREFIX-00001-of-0000N.safetensors)");
-    if (fmt_by_name(base) == FMT_NPZ)
+    if (f == FMT_NPZ)
         return bad_name(sink, path, "npz-sharded",
                         "an .npz is one file: --max-shard-size writes safetensors shards");
-    if (fmt_by_name(base) == FMT_MSGPACK)
+    if (f == FMT_MSGPACK)
         return bad_name(sink, path, "mp-sharded",
                         "a .msgpack is one file: --max-shard-size writes safetensors shards");
-    if (file_like(base)) {
+    if (!is_dir && file_like(base)) {
         dg_file(sink, SURG_ERROR, "out-name", path,
                 "--max-shard-size writes shards into a directory (or beside a "
                 "PREFIX.safetensors.index.json), and this name is a file's: name a "
@@ -185,8 +217,22 @@ static surg_status kind_of_sharded(surg_sink *sink, const char *path, bool is_di
     return SURG_OK; /* a directory to make */
 }
 
+/* --out-format F for a name that says another format. */
+static surg_status check_forced(surg_sink *sink, const char *path, fmt_id forced)
+{
+    const char *base = base_name(path);
+    fmt_id said = ends_with(base, index_suffix) ? FMT_SAFETENSORS : fmt_by_name(base);
+    if (forced == FMT_NONE || said == FMT_NONE || said == forced)
+        return SURG_OK;
+    dg_file(sink, SURG_ERROR, "out-format", path,
+            "the name says %s, and --out-format says %s: give a name that says nothing "
+            "(no extension) or the same",
+            fmt_readers[said]->id, fmt_readers[forced]->id);
+    return SURG_EUSAGE;
+}
+
 surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_size,
-                         outp_kind *kind)
+                         fmt_id forced, outp_kind *kind)
 {
     if (!*path)
         return bad_name(sink, "surg", "out-name", "the output's name is empty");
@@ -194,23 +240,41 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
         return bad_name(sink, path, "out-name",
                         "an output is a file, never standard output (surg syncs it and "
                         "renames it into place): name a file, or ./- for one named \"-\"");
+    surg_status st = check_forced(sink, path, forced);
+    if (st)
+        return st;
     const char *base = base_name(path);
     struct stat sb;
     bool is_dir = !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0 ||
                   (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
+    fmt_id f = forced != FMT_NONE ? forced : fmt_by_name(base);
     if (max_shard_size)
-        return kind_of_sharded(sink, path, is_dir, kind);
+        return kind_of_sharded(sink, path, is_dir, forced, kind);
+    if (f != FMT_NONE && fmt_readers[f]->writer && fmt_readers[f]->writer->dir) {
+        char *name = outp_dir_target(path);
+        const char *b = name ? base_name(name) : "";
+        bool bad = !*b || strcmp(b, ".") == 0 || strcmp(b, "..") == 0 || strcmp(b, "/") == 0;
+        free(name);
+        if (!name)
+            return dg_nomem(sink, path);
+        if (bad)
+            return bad_name(sink, path, "out-name",
+                            "an Orbax checkpoint is a directory surg makes (and renames into "
+                            "place): name it, as DIR/NAME");
+        *kind = OUTP_DIR;
+        return SURG_OK;
+    }
     if (is_dir)
         return bad_name(sink, path, "out-name",
-                        "the output is a directory: name a .safetensors, .npz or .msgpack file, or "
-                        "give --max-shard-size to write shards into it");
+                        "the output is a directory: name a .safetensors, .npz or .msgpack file, "
+                        "or give --max-shard-size to write shards into it (or --out-format "
+                        "orbax for an Orbax checkpoint directory)");
     if (ends_with(base, index_suffix))
         return bad_name(sink, path, "out-name",
                         "an index of shards is written with --max-shard-size: give it, or "
                         "name a .safetensors file");
     /* The format follows the name (format.h): one surg writes, or one it
      * only reads, which says why not. */
-    fmt_id f = fmt_by_name(base);
     if (f != FMT_NONE && fmt_readers[f]->writes) {
         *kind = OUTP_FILE;
         return SURG_OK;
@@ -220,6 +284,14 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
     dg_file(sink, SURG_ERROR, "out-name", path, "cannot tell the format from the name: %s%s",
             writes, f == FMT_SCHEMA ? " (a schema comes from `surg schema`)" : "");
     return SURG_EUSAGE;
+}
+
+char *outp_dir_target(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--; /* "out/" is the directory "out" */
+    return strndup(path, n);
 }
 
 /* ---- names a sharded output owns, and whether surg wrote them --------- */
@@ -246,18 +318,21 @@ bool outp_owns(const char *prefix, const char *name)
     return strcmp(rest, ".safetensors") == 0;
 }
 
-/* The index's "metadata" holds the mark (the rest passed over, checked). */
-static bool index_marked(char *text, size_t len)
+/* The JSON object's `section` object holds `key`: `value` (the rest passed
+ * over, checked): a sharded output's index ("metadata"), an Orbax output's
+ * _CHECKPOINT_METADATA ("custom_metadata"). */
+static bool json_marked(char *text, size_t len, const char *section, const char *key,
+                        const char *value)
 {
     json_reader j;
     json_init_in_place(&j, text, len);
     bool marked = false;
     int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
     for (; more > 0; more = json_more(&j, '}')) {
-        const char *key;
-        if (!json_key(&j, &key))
+        const char *k0;
+        if (!json_key(&j, &k0))
             return false;
-        if (strcmp(key, "metadata") != 0 || json_peek(&j) != '{') {
+        if (strcmp(k0, section) != 0 || json_peek(&j) != '{') {
             if (!json_skip(&j))
                 return false;
             continue;
@@ -267,10 +342,10 @@ static bool index_marked(char *text, size_t len)
             const char *k, *v;
             if (!json_key(&j, &k))
                 return false;
-            if (strcmp(k, OUTP_MARK_KEY) == 0 && json_peek(&j) == '"') {
+            if (strcmp(k, key) == 0 && json_peek(&j) == '"') {
                 if (!json_string(&j, &v))
                     return false;
-                marked |= strcmp(v, OUTP_MARK_VALUE) == 0;
+                marked |= strcmp(v, value) == 0;
             } else if (!json_skip(&j)) {
                 return false;
             }
@@ -279,6 +354,33 @@ static bool index_marked(char *text, size_t len)
             return false;
     }
     return more == 0 && json_end(&j) && marked;
+}
+
+static bool index_marked(char *text, size_t len)
+{
+    return json_marked(text, len, "metadata", OUTP_MARK_KEY, OUTP_MARK_VALUE);
+}
+
+bool outp_dir_is_ours(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return false;
+    char *meta = malloc(strlen(path) + sizeof "/" OUTP_DIR_MARK_FILE);
+    if (!meta)
+        return false;
+    sprintf(meta, "%s/" OUTP_DIR_MARK_FILE, path);
+    surg_sink quiet = {0}; /* a directory that is not ours is no error here */
+    arena ar;
+    ar_init(&ar);
+    char *text;
+    size_t len;
+    bool ours = lstat(meta, &sb) == 0 && S_ISREG(sb.st_mode) &&
+                rf_read_into(&ar, &quiet, meta, 1u << 20, &text, &len) == SURG_OK &&
+                json_marked(text, len, "custom_metadata", OUTP_MARK_KEY, OUTP_DIR_MARK_VALUE);
+    ar_free(&ar);
+    free(meta);
+    return ours;
 }
 
 bool outp_is_ours(const char *path)
@@ -391,6 +493,8 @@ static int name_cmp(const void *a, const void *b)
  * from the name, not by a search: a directory may hold many shards. */
 static bool written(const stw_layout *lay, const char *name)
 {
+    if (lay->dir_path) /* one directory */
+        return strcmp(base_name(lay->dir_path), name) == 0;
     if (!lay->sn.dir) /* one file */
         return lay->n_files && strcmp(base_name(lay->files[0].path), name) == 0;
     size_t k = strlen(lay->sn.prefix), m = lay->n_files;
@@ -509,10 +613,101 @@ static surg_status check_stale(surg_sink *sink, const char *out_path, stw_layout
     return st ? st : refused;
 }
 
+/* What an earlier Orbax output of surg holds, walked before it is
+ * replaced: regular files, and directories of regular files (depth 1 below
+ * the top), none of them one the run reads. Anything else is refused, so
+ * nothing that is not surg's is ever removed with it. */
+static surg_status check_old_dir(surg_sink *sink, const char *target, const char *dir,
+                                 int depth, const outp_reads *reads)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return dg_errno(sink, target, "cannot look into the earlier output", errno);
+    surg_status st = SURG_OK;
+    for (struct dirent *e; !st && (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char *path = join(dir, e->d_name);
+        struct stat sb;
+        if (!path) {
+            st = dg_nomem(sink, target);
+            break;
+        }
+        const outp_file *in = outp_reads_find(reads, path);
+        if (lstat(path, &sb) != 0) {
+            st = dg_errno(sink, path, "cannot look at the earlier output", errno);
+        } else if (in) {
+            dg_file(sink, SURG_ERROR, "run-overwrite", target,
+                    "the output would replace the directory holding %s, which this run "
+                    "reads; write it elsewhere",
+                    in->path);
+            st = SURG_EUSAGE;
+        } else if (S_ISDIR(sb.st_mode) && depth > 0) {
+            st = check_old_dir(sink, target, path, depth - 1, reads);
+        } else if (!S_ISREG(sb.st_mode)) {
+            dg_file(sink, SURG_ERROR, "out-special", target,
+                    "the earlier output here holds %s (%s), which an Orbax output of surg "
+                    "never holds: it is not replaced; move it away, or write elsewhere",
+                    path, node_kind(sb.st_mode));
+            st = SURG_EUSAGE;
+        }
+        free(path);
+    }
+    closedir(d);
+    return st;
+}
+
+/* A directory output: its parent there, and at its name nothing, or an
+ * earlier Orbax output of surg that the run does not read. */
+static surg_status check_dir_output(surg_sink *sink, const char *out_path, const char *target,
+                                    const outp_reads *reads)
+{
+    char *parent = dir_name(target);
+    surg_status st = parent ? check_dir(sink, out_path, parent, false) : dg_nomem(sink, out_path);
+    free(parent);
+    struct stat sb;
+    if (st || lstat(target, &sb) != 0)
+        return st ? st
+               : errno == ENOENT ? SURG_OK
+                                 : dg_errno(sink, target, "cannot look at the output", errno);
+    if (S_ISLNK(sb.st_mode)) {
+        dg_file(sink, SURG_ERROR, "out-special", target,
+                "the output is a symbolic link: surg renames a finished output over its "
+                "name, which would replace the link, not what it points to; write to the "
+                "directory's own name, or remove the link");
+        return SURG_EUSAGE;
+    }
+    const outp_file *in = outp_reads_find(reads, target);
+    if (in) {
+        dg_file(sink, SURG_ERROR, "run-overwrite", target,
+                "the output would replace %s, which this run reads; write it elsewhere",
+                in->path);
+        return SURG_EUSAGE;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        dg_file(sink, SURG_ERROR, "out-special", target,
+                "the output is %s: an Orbax checkpoint is a directory, and surg replaces "
+                "only a directory it wrote as one",
+                S_ISREG(sb.st_mode) ? "a regular file" : node_kind(sb.st_mode));
+        return SURG_EUSAGE;
+    }
+    if (!outp_dir_is_ours(target)) {
+        dg_file(sink, SURG_ERROR, "out-exists", target,
+                "the output's name holds a directory that surg did not write (its "
+                OUTP_DIR_MARK_FILE " has no \"custom_metadata\": {\"" OUTP_MARK_KEY
+                "\": \"" OUTP_DIR_MARK_VALUE "\"}): it is not replaced; remove it, or "
+                "write elsewhere");
+        return SURG_EUSAGE;
+    }
+    return check_old_dir(sink, target, target, 1, reads);
+}
+
 surg_status outp_check_layout(surg_sink *sink, const char *out_path, stw_layout *lay,
                               const outp_reads *reads)
 {
     surg_status st;
+    if (lay->dir_path)
+        return check_dir_output(sink, out_path, lay->dir_path, reads);
     if (lay->sn.dir) {
         st = check_dir(sink, out_path, lay->sn.dir, !ends_with(out_path, index_suffix));
     } else {
@@ -575,7 +770,7 @@ static const char *dir_of_layout(const stw_layout *lay, const char *path, char *
     *owned = NULL;
     if (lay->sn.dir)
         return lay->sn.dir;
-    return *owned = dir_name(path);
+    return *owned = dir_name(lay->dir_path ? lay->dir_path : path);
 }
 
 static surg_status apart(surg_sink *sink, const stw_layout *a, const char *pa_path,
@@ -588,8 +783,16 @@ static surg_status apart(surg_sink *sink, const stw_layout *a, const char *pa_pa
     if (!da || !db) {
         st = dg_nomem(sink, pa_path);
     } else if (place_of(da, &pa) && place_of(db, &pb)) {
-        for (size_t i = 0; !st && i <= a->n_files; i++) {
-            const char *path = i < a->n_files ? a->files[i].path : a->index_path;
+        place inside; /* a directory output's own place, which b must not be in */
+        if (a->dir_path && place_of(a->dir_path, &inside) && same_place(&inside, &pb)) {
+            dg_file(sink, SURG_ERROR, "run-parts", pb_path,
+                    "this output would be written inside the Orbax output %s", pa_path);
+            st = SURG_EUSAGE;
+        }
+        size_t n = a->dir_path ? 0 : a->n_files;
+        for (size_t i = 0; !st && i <= n; i++) {
+            const char *path = a->dir_path ? a->dir_path
+                               : i < a->n_files ? a->files[i].path : a->index_path;
             if (!path || !claims(b, &pb, &pa, base_name(path)))
                 continue;
             if (written(b, base_name(path)))

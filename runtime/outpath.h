@@ -10,15 +10,23 @@
 #include <sys/types.h>
 
 #include "surg/surg.h"
+#include "runtime/format.h"
 
 /* What marks every file of a sharded output as surg's: this key and value
  * in each shard's `__metadata__` and in the index's "metadata". */
 #define OUTP_MARK_KEY "surg.output"
 #define OUTP_MARK_VALUE "sharded"
 
+/* What marks a directory output as surg's (an Orbax checkpoint): this
+ * value of OUTP_MARK_KEY in the "custom_metadata" of its
+ * _CHECKPOINT_METADATA. */
+#define OUTP_DIR_MARK_FILE "_CHECKPOINT_METADATA"
+#define OUTP_DIR_MARK_VALUE "orbax"
+
 typedef enum outp_kind {
     OUTP_FILE,    /* one file, of the format its name says (fmt_output) */
     OUTP_SHARDED, /* a directory, or DIR/PREFIX.safetensors.index.json */
+    OUTP_DIR,     /* a directory written whole by its format's writer (Orbax) */
 } outp_kind;
 
 /* The files a run reads, by device and inode (spellings do not matter). */
@@ -44,11 +52,22 @@ surg_status outp_reads_add_ckpt(outp_reads *r, surg_sink *sink, const surg_ckpt 
  * NULL. */
 const outp_file *outp_reads_find(const outp_reads *r, const char *path);
 
-/* The format the name `path` asks for, with or without sharding; an error
- * naming the path (SURG_EUSAGE, or SURG_EIO for a directory that cannot be
- * looked at) when surg does not write such an output. */
+/* The output format --out-format `name` gives (NULL: FMT_NONE, by the
+ * names), or an error listing those surg writes. */
+surg_status outp_format(surg_sink *sink, const char *name, fmt_id *out);
+
+/* The format the name `path` asks for (or `forced`, unless the name says
+ * another), with or without sharding; an error naming the path
+ * (SURG_EUSAGE, or SURG_EIO for a directory that cannot be looked at) when
+ * surg does not write such an output. */
 surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_size,
-                         outp_kind *kind);
+                         fmt_id forced, outp_kind *kind);
+/* The directory a directory output at `path` makes: without trailing
+ * slashes; malloc'd (NULL when out of memory). */
+char *outp_dir_target(const char *path);
+/* Is the directory at `path` (not a link) an earlier Orbax output of surg,
+ * marked as OUTP_DIR_MARK_VALUE says? */
+bool outp_dir_is_ours(const char *path);
 
 /* Is `name` one that a sharded output with this prefix writes:
  * PREFIX.safetensors, PREFIX.safetensors.index.json or

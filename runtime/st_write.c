@@ -266,9 +266,10 @@ static surg_status layout_files(surg_sink *sink, const char *out_path, stw_layou
 
 /* The compiler refuses names the output cannot hold (surg_compile_for);
  * a caller that did not ask it still never gets a file its readers refuse. */
-static surg_status check_names(surg_sink *sink, const char *out_path, const stw_output *out)
+static surg_status check_names(surg_sink *sink, const char *out_path, const stw_output *out,
+                               fmt_id forced)
 {
-    tn_format f = fmt_readers[fmt_output(out_path)]->names;
+    tn_format f = fmt_readers[fmt_output_as(out_path, forced)]->names;
     surg_status st = SURG_OK;
     for (size_t i = 0; i < out->n; i++) {
         const char *name = out->tensors[i].name;
@@ -301,11 +302,16 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     if (nomem)
         return dg_nomem(sink, out_path);
     outp_kind kind;
-    surg_status st = check_names(sink, out_path, out);
+    fmt_id forced;
+    surg_status st = outp_format(sink, out->format, &forced);
     if (!st)
-        st = outp_kind_of(sink, out_path, out->max_shard_size, &kind);
-    if (!st && kind == OUTP_FILE)
-        lay->writer = stw_writer_of(out_path);
+        st = check_names(sink, out_path, out, forced);
+    if (!st)
+        st = outp_kind_of(sink, out_path, out->max_shard_size, forced, &kind);
+    if (!st && kind != OUTP_SHARDED)
+        lay->writer = fmt_readers[fmt_output_as(out_path, forced)]->writer;
+    if (!st && kind == OUTP_DIR && !(lay->dir_path = outp_dir_target(out_path)))
+        st = dg_nomem(sink, out_path);
     if (!st && kind == OUTP_SHARDED)
         st = shard_place(sink, out_path, &lay->sn);
     if (!st)
@@ -350,6 +356,10 @@ surg_status stw_one_file(stw_layout *lay, surg_sink *sink, const char *out_path)
 
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
 {
+    if (lay->dir_path) {
+        surg_status st = of_dir_create(sink, lay->dir_path, &lay->dir);
+        return st ? st : lay->writer->open(lay, sink);
+    }
     if (lay->sn.dir && mkdir(lay->sn.dir, 0777) == 0)
         lay->sn.made_dir = true;
     else if (lay->sn.dir && errno != EEXIST)
@@ -396,7 +406,9 @@ surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink)
     surg_status st = SURG_OK;
     if (lay->writer && !lay->synced)
         st = lay->writer->finish(lay, sink);
-    for (size_t i = 0; !st && !lay->synced && i < lay->n_files; i++)
+    if (!st && !lay->synced && lay->dir)
+        st = of_dir_sync(lay->dir, sink);
+    for (size_t i = 0; !st && !lay->synced && !lay->dir && i < lay->n_files; i++)
         st = of_finish(lay->files[i].of, sink);
     if (!st && !lay->synced && lay->index)
         st = of_finish(lay->index, sink);
@@ -407,6 +419,12 @@ surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink)
 surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink)
 {
     surg_status st = stw_layout_sync(lay, sink);
+    if (lay->dir) {
+        if (!st)
+            st = of_dir_commit(lay->dir, sink, outp_dir_is_ours);
+        lay->committed = !st;
+        return st;
+    }
     /* Shards first, the index last: a reader going by the index never sees
      * a shard that is not there yet. */
     for (size_t i = 0; !st && i < lay->n_files; i++) {
@@ -425,7 +443,8 @@ surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink)
 void stw_layout_free(stw_layout *lay)
 {
     for (size_t i = 0; i < lay->n_files; i++) {
-        of_abort(lay->files[i].of);
+        if (!lay->dir) /* else the directory's */
+            of_abort(lay->files[i].of);
         free(lay->files[i].path);
         free(lay->files[i].idx);
         buf_free(&lay->files[i].header);
@@ -445,12 +464,15 @@ void stw_layout_free(stw_layout *lay)
     free(lay->sn.prefix);
     if (lay->writer)
         lay->writer->free(lay);
+    of_dir_abort(lay->dir);
+    free(lay->dir_path);
     *lay = (stw_layout){0};
 }
 
-const stw_writer *stw_writer_of(const char *out_path)
+const stw_writer *stw_writer_of(const char *out_path, const char *format)
 {
-    return fmt_readers[fmt_output(out_path)]->writer;
+    fmt_id forced = format ? fmt_by_id(format) : FMT_NONE;
+    return fmt_readers[fmt_output_as(out_path, forced)]->writer;
 }
 
 surg_status stw_write(surg_sink *sink, const char *out_path, const stw_output *out)

@@ -34,6 +34,9 @@ typedef struct stw_output {
     /* The files the run reads (NULL: none known): no output name may be
      * one of them, nor any stale name it would remove (outpath.h). */
     const outp_reads *reads;
+    /* The format to write ("orbax", as --out-format calls it), or NULL: the
+     * name says. */
+    const char *format;
 } stw_output;
 
 typedef struct stw_layout stw_layout;
@@ -42,6 +45,12 @@ typedef struct stw_layout stw_layout;
  * (its fmt_reader's `writer`): its steps, each at the moment the layout
  * takes the same step for safetensors. Its own state is lay->state. */
 typedef struct stw_writer {
+    /* The output is a directory (outp_kind OUTP_DIR): the layout makes it
+     * (lay->dir, a temporary directory renamed into place whole) and the
+     * writer's `open` makes every file in it, lay->files[].of included,
+     * with of_dir_mkdir and of_dir_file; lay->files[].path are then paths
+     * inside it. */
+    bool dir;
     /* Lay the output out (one file: stw_one_file). */
     surg_status (*make)(surg_sink *sink, const char *out_path, const stw_output *out,
                         stw_layout *lay);
@@ -59,8 +68,8 @@ surg_status stw_write(surg_sink *sink, const char *out_path,
 /* The writer of the one-file format `out_path` names, or NULL for
  * safetensors (and a name that says nothing). Every such format has no
  * place for ties: a tied name is written as an array of its own
- * (stw_output.same_as). */
-const stw_writer *stw_writer_of(const char *out_path);
+ * (stw_output.same_as). `format`: as stw_output.format (checked already). */
+const stw_writer *stw_writer_of(const char *out_path, const char *format);
 
 /* Where the shards go: a directory, or `DIR/PREFIX.safetensors.index.json`.
  * dir is NULL for an output of one file. */
@@ -99,6 +108,8 @@ struct stw_layout {
     bool synced, committed;
     const stw_writer *writer; /* NULL: safetensors */
     void *state;              /* the writer's own */
+    char *dir_path;           /* a directory output (writer->dir): where it goes */
+    of_dir *dir;              /* and, once open, its temporary directory */
 };
 
 /* Lay the output out and check every name it writes before anything is

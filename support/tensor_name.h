@@ -18,7 +18,17 @@ typedef enum tn_format {
     TN_SAFETENSORS, /* one file or sharded */
     TN_NPZ,
     TN_MSGPACK, /* "/" nests maps: no empty segment */
+    TN_ORBAX,   /* a tree too, and each name a directory: its keys joined
+                   with "." (at most 255 bytes, not one of the files an
+                   Orbax checkpoint holds); no character Python's repr
+                   escapes beyond ASCII (tn_orbax_printable) */
 } tn_format;
+
+/* Whether Python's repr() keeps the character `cp` as it is, for those
+ * past ASCII that surg knows it escapes: C1 controls, spaces other than
+ * " ", separators, format characters, private use, noncharacters (the
+ * unassigned ones are not known here). */
+bool tn_orbax_printable(unsigned cp);
 
 /* The rules every format shares: not empty, UTF-8, not "__metadata__"
  * (which safetensors reserves, and which the .npz and PyTorch readers

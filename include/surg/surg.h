@@ -152,6 +152,7 @@ typedef enum surg_ckpt_kind {
     SURG_CKPT_NPY,         /* one NumPy .npy array */
     SURG_CKPT_TORCH,       /* a torch.save file (.pt, .pth, .bin) */
     SURG_CKPT_MSGPACK,     /* a Flax msgpack file (flax.serialization) */
+    SURG_CKPT_ORBAX,       /* an Orbax PyTree checkpoint directory */
 } surg_ckpt_kind;
 
 typedef struct surg_ckpt surg_ckpt;
@@ -172,6 +173,9 @@ surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
  * "msgpack" or "schema"; NULL: none. A name that says is followed. */
 surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *sink,
                               surg_ckpt **out);
+/* The format a path's name says ("safetensors", "msgpack", ...: what
+ * --format calls it), or NULL when its name says none. */
+const char *surg_format_by_name(const char *path);
 void surg_ckpt_close(surg_ckpt *ck);
 
 /* A checkpoint made of several, each under its own prefix: the tensors of
@@ -278,6 +282,9 @@ typedef struct surg_compile_opts {
      * known, only the rules every format shares apply. */
     const surg_ckpt_part *outputs;
     size_t n_outputs;
+    /* The format of every output, as surg_run_opts.out_format (NULL: each
+     * output's name says). */
+    const char *out_format;
 } surg_compile_opts;
 
 /* surg_compile with what is known of the output; `opts` may be NULL (then
@@ -339,6 +346,11 @@ typedef struct surg_run_opts {
     size_t n_also_read;
     const surg_ckpt *const *also_opened;
     size_t n_also_opened;
+    /* The format every output is written in: "safetensors", "npz",
+     * "msgpack" or "orbax" (NULL: each output's name says, as below). An
+     * output whose name says another format is refused ("out-format");
+     * "orbax" writes a directory, which only this asks for. */
+    const char *out_format;
 } surg_run_opts;
 
 /* Does every output tensor of `p` fall under one of the prefixes, and does
@@ -353,10 +365,17 @@ surg_status surg_program_check_parts(const surg_program *p, const surg_ckpt_part
  *
  * Every output path is checked before any tensor data is read (SURG_EUSAGE
  * or SURG_EIO, naming it):
- *   - its name says what is written: `*.safetensors` or `*.npz` is one file;
- *     with max_shard_size, a directory (existing, or made, when its name
- *     ends in no file extension) or `DIR/PREFIX.safetensors.index.json`
- *     (DIR existing) holding the shards; anything else is refused;
+ *   - its name says what is written: `*.safetensors`, `*.npz` or
+ *     `*.msgpack` is one file; with max_shard_size, a directory (existing,
+ *     or made, when its name ends in no file extension) or
+ *     `DIR/PREFIX.safetensors.index.json` (DIR existing) holding the
+ *     shards; anything else is refused unless opts->out_format says;
+ *   - an Orbax output (out_format "orbax") is a directory, built as
+ *     `.NAME.surg-tmp-XXXXXX` beside it and renamed into place whole; an
+ *     existing NAME is replaced only when it is a directory of an earlier
+ *     Orbax output of surg (its _CHECKPOINT_METADATA's custom_metadata has
+ *     "surg.output": "orbax"), holding only files and directories of files,
+ *     none of them one the run reads;
  *   - each name written (every shard, the index) holds nothing, or a
  *     regular file: never a symbolic link, directory, device, FIFO or
  *     socket, which are refused, not replaced;
@@ -378,6 +397,8 @@ typedef struct surg_write_opts {
      * output is then a directory (or an `*.safetensors.index.json` path)
      * holding `model-0000N-of-0000M.safetensors` and the index. */
     uint64_t max_shard_size;
+    /* As surg_run_opts.out_format (NULL: by the name). */
+    const char *out_format;
 } surg_write_opts;
 
 /* Write every tensor of `in` to `out_path` as safetensors (or .npz, by the

@@ -3,8 +3,10 @@
  * ones need: --zip64, an .npz with ZIP64 records everywhere (sizes,
  * offsets, the end of the central directory), which real outputs need only
  * past 4 GiB or 65,535 arrays; --chunk-bytes N, a .msgpack whose arrays over
- * N bytes are chunked as Flax chunks those over 2^30.
- * usage: write_knobs IN OUT [--zip64] [--chunk-bytes N] */
+ * N bytes are chunked as Flax chunks those over 2^30, or (with --format
+ * orbax) an Orbax directory whose arrays over N bytes are cut into chunks
+ * as those over 2 GiB are.
+ * usage: write_knobs IN OUT [--zip64] [--chunk-bytes N] [--format NAME] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,16 +32,19 @@ int main(int argc, char **argv)
 {
     bool zip64 = false;
     unsigned long long chunk = 0;
+    const char *format = NULL;
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "--zip64") == 0)
             zip64 = true;
         else if (strcmp(argv[i], "--chunk-bytes") == 0 && i + 1 < argc)
             chunk = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc)
+            format = argv[++i];
         else
             argc = 0;
     }
     if (argc < 3) {
-        fputs("usage: write_knobs IN OUT [--zip64] [--chunk-bytes N]\n", stderr);
+        fputs("usage: write_knobs IN OUT [--zip64] [--chunk-bytes N] [--format NAME]\n", stderr);
         return 2;
     }
     surg_sink sink = {.fn = print};
@@ -48,7 +53,9 @@ int main(int argc, char **argv)
     if (st)
         return surg_exit_code(st);
     stw_output out = {.tensors = ck->tensors, .n = ck->n, .emit = copy_tensor, .ctx = ck,
-                      .force_zip64 = zip64, .chunk_bytes = chunk};
+                      /* with --format, the input's metadata too (its msgpack leaves) */
+                      .meta = format ? ck->meta : NULL, .n_meta = format ? ck->n_meta : 0,
+                      .force_zip64 = zip64, .chunk_bytes = chunk, .format = format};
     st = stw_write(&sink, argv[2], &out);
     surg_ckpt_close(ck);
     return surg_exit_code(st);

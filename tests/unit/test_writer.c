@@ -212,7 +212,7 @@ static void test_no_partial_output(void **state)
     assert_int_equal(surg_ckpt_open(in, &r.sink, &ck), SURG_OK);
     assert_int_equal(truncate(in, (off_t)len - 100), 0);
     const char *dir = tmp_path("failed-shards");
-    assert_int_not_equal(surg_ckpt_write(ck, dir, &(surg_write_opts){100}, &r.sink),
+    assert_int_not_equal(surg_ckpt_write(ck, dir, &(surg_write_opts){.max_shard_size = 100}, &r.sink),
                          SURG_OK);
     surg_ckpt_close(ck);
     assert_int_not_equal(access(dir, F_OK), 0);
