@@ -188,9 +188,10 @@ static bool is_marked_step(const char *dir)
 
 typedef enum ob_kind { OB_NOT, OB_ITEM, OB_COMPOSITE, OB_STEPS } ob_kind;
 
-/* What the directory is: a PyTree item; a checkpoint of items (a step);
- * the root of a CheckpointManager (every subdirectory that Orbax marks has
- * a step's name); or none of these. */
+/* What the directory is: a PyTree item; a checkpoint of items (a step:
+ * Orbax's files, or items in subdirectories); the root of a
+ * CheckpointManager (every subdirectory that Orbax marks has a step's
+ * name); or none of these (a directory of checkpoints). */
 static ob_kind classify(const char *dir)
 {
     if (is_item(dir))
@@ -199,20 +200,26 @@ static ob_kind classify(const char *dir)
     ob_names d;
     if (!list_subdirs(dir, &d))
         return composite ? OB_COMPOSITE : OB_NOT;
-    size_t marked = 0, steps = 0;
+    size_t items = 0, steps = 0, others = 0;
     for (size_t i = 0; i < d.n; i++) {
         char sub[4096];
         if (is_unfinished(d.v[i]) ||
             (size_t)snprintf(sub, sizeof sub, "%s/%s", dir, d.v[i]) >= sizeof sub)
             continue;
         bool item = is_marked_item(sub), step = is_marked_step(sub);
-        marked += item || step;
-        steps += (item || step) && is_step_name(d.v[i]);
+        if (!item && !step)
+            continue;
+        if (is_step_name(d.v[i]))
+            steps++;
+        else if (item)
+            items++;
+        else
+            others++; /* a step not named as one: this is no checkpoint */
     }
     names_free(&d);
-    if (composite || (marked && steps < marked))
+    if (composite || (items && !others))
         return OB_COMPOSITE;
-    return steps ? OB_STEPS : OB_NOT;
+    return steps && !items && !others ? OB_STEPS : OB_NOT;
 }
 
 static bool ob_sniff_dir(const char *dir) { return classify(dir) != OB_NOT; }
@@ -1368,6 +1375,192 @@ const fmt_reader fmt_orbax = {
 
 /* ---- the zarr arrays (zarr.h) ---------------------------------------------- */
 
+#if __has_include("runtime/zarr.h")
+#include "runtime/zarr.h"
+
+/* The zarr metadata agrees with _METADATA: a scalar is 0-d; write_shape
+ * (the shape each host wrote) has the array's rank and fits in it. */
+static surg_status check_shape(ob_store *s, const ob_leaf *l, const zarr_array *a)
+{
+    char shown[80];
+    if (l->type == OB_SCALAR && a->rank != 0)
+        return bad(s->o, s->item, "ob-shape",
+                   "_METADATA says \"%s\" is a scalar, but its zarr array has %u dimensions",
+                   tn_short(l->name, shown, 64), a->rank);
+    if (!l->has_shape)
+        return SURG_OK;
+    bool fits = l->rank == a->rank;
+    for (uint32_t d = 0; fits && d < a->rank; d++)
+        fits = l->shape[d] <= (a->shape[d] ? a->shape[d] : 1);
+    if (fits)
+        return SURG_OK;
+    buf w, z;
+    buf_init(&w);
+    buf_init(&z);
+    for (uint32_t d = 0; d < l->rank; d++)
+        buf_printf(&w, "%s%llu", d ? ", " : "", (unsigned long long)l->shape[d]);
+    for (uint32_t d = 0; d < a->rank; d++)
+        buf_printf(&z, "%s%llu", d ? ", " : "", (unsigned long long)a->shape[d]);
+    surg_status st = w.failed || z.failed
+                         ? dg_nomem(s->o->sink, s->item)
+                         : bad(s->o, s->item, "ob-shape",
+                               "_METADATA says \"%s\" was written in shape [%s], which does "
+                               "not fit its zarr array's shape [%s]",
+                               tn_short(l->name, shown, 64), w.data, z.data);
+    buf_free(&w);
+    buf_free(&z);
+    return st;
+}
+
+static surg_status store_array(ob_store *s, const ob_leaf *l, const char *param,
+                               const char *name)
+{
+    ob_open *o = s->o;
+    surg_status st = name ? store_table(s) : dg_nomem(o->sink, s->item);
+    if (!st)
+        st = open_store(s);
+    zarr_array *a = NULL;
+    int format = s->tr->inferred ? 0 : s->tr->use_zarr3 ? 3 : 2;
+    if (!st)
+        st = zarr_open(o->keep, s->kv, param, format, o->sink, &a);
+    char shown[80];
+    if (!st && !a)
+        return bad(o, s->item, "ob-missing",
+                   "the array \"%s\" is not in the checkpoint: %s has no %s/%s",
+                   tn_short(l->name, shown, 64),
+                   s->kv == NULL ? "the store" : s->aggregate ? "the directory"
+                                                              : "the item's store",
+                   param, format == 3 ? "zarr.json" : ".zarray");
+    if (!st)
+        st = check_shape(s, l, a);
+    dc_source *src = st ? NULL : ar_alloc(o->keep, sizeof *src);
+    if (!st && !src)
+        st = dg_nomem(o->sink, s->item);
+    /* A missing chunk is the fill value unless Orbax stored chunks equal to
+     * it (then a missing one is lost data). */
+    if (!st)
+        st = zarr_source(o->keep, a, s->kv, !s->tr->stored_fill, name, src, o->sink);
+    if (st)
+        return st;
+    fmt_table *t = &o->t[s->table];
+    st_entry *x = fmt_add_entry(t, 1, s->cap);
+    if (!x)
+        return dg_nomem(o->sink, s->item);
+    surg_tensor_info info = {name, a->dtype, a->rank, a->shape, a->nelems, a->nbytes};
+    t->src[t->h[1].n - 1] = src;
+    *x = (st_entry){info, t->scratch_size, t->scratch_size + a->nbytes};
+    uint64_t end = t->scratch_size + a->nbytes;
+    t->scratch_size = end + (o->page - end % o->page) % o->page;
+    return SURG_OK;
+}
+
+/* ---- a tree inferred --------------------------------------------------- */
+
+typedef struct ob_found {
+    ob_open *o;
+    const char *item;
+    ob_leaf *v;
+    size_t n, cap;
+    surg_status st;
+} ob_found;
+
+/* The array of param name `param` (len bytes), as a leaf "a/b" of "a.b". */
+static int found_array(ob_found *f, const char *param, size_t len)
+{
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 16;
+        ob_leaf *v = realloc(f->v, cap * sizeof *v);
+        if (!v) {
+            f->st = dg_nomem(f->o->sink, f->item);
+            return 1;
+        }
+        f->v = v;
+        f->cap = cap;
+    }
+    char *p = ar_strndup(f->o->keep, param, len), *name = ar_strndup(f->o->keep, param, len);
+    if (!p || !name) {
+        f->st = dg_nomem(f->o->sink, f->item);
+        return 1;
+    }
+    for (char *c = name; *c; c++)
+        *c = *c == '.' ? '/' : *c;
+    const char *why = tn_format_problem(name, len, TN_MSGPACK);
+    if (why || !len || name[0] == '/' || name[len - 1] == '/') {
+        char shown[80];
+        f->st = bad(f->o, f->item, "ob-name",
+                    "the array \"%s\" cannot be named \"%s\" (\".\" read as \"/\"): %s",
+                    tn_short(p, shown, 64), name, why ? why : "an empty segment");
+        return 1;
+    }
+    f->v[f->n++] = (ob_leaf){.name = name, .param = p, .type = OB_ARRAY};
+    return 0;
+}
+
+static int found_key(void *ctx, const char *key, size_t len, const kv_value *v)
+{
+    (void)v;
+    static const char *const ends[] = {"/.zarray", "/zarr.json"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t k = strlen(ends[i]);
+        if (len > k && memcmp(key + len - k, ends[i], k) == 0 &&
+            !memchr(key, '/', len - k))
+            return found_array(ctx, key, len - k);
+    }
+    return 0;
+}
+
+static surg_status infer_tree(ob_open *o, ob_store *s, ob_tree *tr)
+{
+    ob_found f = {.o = o, .item = s->item};
+    surg_status st = store_table(s);
+    if (!st)
+        st = open_store(s);
+    bool ocdbt = has(s->item, "manifest.ocdbt", '?');
+    if (!st && ocdbt) {
+        int stopped = 0;
+        st = s->kv->ops->list(s->kv, "", o->sink, found_key, &f, &stopped);
+        st = st ? st : f.st;
+    } else if (!st) {
+        ob_names d;
+        if (!list_subdirs(s->item, &d))
+            st = dg_errno(o->sink, s->item, "cannot list the directory", errno ? errno : ENOMEM);
+        for (size_t i = 0; !st && i < d.n; i++) {
+            char *sub = join(o->keep, s->item, d.v[i]);
+            if (!sub)
+                st = dg_nomem(o->sink, s->item);
+            else if (!is_unfinished(d.v[i]) &&
+                     (has(sub, ".zarray", 'f') || has(sub, "zarr.json", 'f')) &&
+                     found_array(&f, d.v[i], strlen(d.v[i])))
+                st = f.st;
+        }
+        if (!st && d.more)
+            st = bad(o, s->item, "ob-too-many",
+                     "the directory has more than %u entries: surg looks at no more for "
+                     "arrays", OB_MAX_ENTRIES);
+        names_free(&d);
+    }
+    if (!st)
+        st = check_paths(o, s->item, f.v, f.n);
+    if (!st) {
+        tr->v = ar_array(o->keep, f.n ? f.n : 1, sizeof *tr->v);
+        if (!tr->v)
+            st = dg_nomem(o->sink, s->item);
+        else if (f.n)
+            memcpy(tr->v, f.v, f.n * sizeof *f.v);
+        tr->n = f.n;
+    }
+    free(f.v);
+    if (!st)
+        dg_file(o->sink, SURG_NOTE, "ob-inferred", s->item,
+                "no _METADATA: the tree is inferred from the %zu array%s found, each named "
+                "by its name in the store with \".\" read as \"/\" (a key that held a \".\" "
+                "cannot be told apart)",
+                tr->n, tr->n == 1 ? "" : "s");
+    return st;
+}
+
+#else /* zarr.h not there yet */
+
 static surg_status store_array(ob_store *s, const ob_leaf *l, const char *param,
                                const char *name)
 {
@@ -1384,7 +1577,6 @@ static surg_status store_array(ob_store *s, const ob_leaf *l, const char *param,
 
 static surg_status infer_tree(ob_open *o, ob_store *s, ob_tree *tr)
 {
-    (void)s;
     (void)tr;
     return bad(o, s->item, "ob-todo", "no _METADATA: inferring the tree is not done yet");
 }
@@ -1403,3 +1595,4 @@ __attribute__((weak)) surg_status kv_open_dir(const char *dir, surg_sink *sink, 
     dg_file(sink, SURG_ERROR, "ob-todo", dir, "zarr directories are not read yet");
     return SURG_EINVALID;
 }
+#endif
