@@ -82,8 +82,8 @@ static bool has_aggregate(const char *dir)
     return n && fmt_msgpack.sniff(head, n);
 }
 
-/* The names of a directory's subdirectories (not "." or ".."), sorted,
- * malloc'd; at most OB_MAX_ENTRIES entries are looked at. */
+/* The names of a directory's subdirectories (not "." or "..", nor links),
+ * sorted, malloc'd; at most OB_MAX_ENTRIES entries are looked at. */
 typedef struct ob_names {
     char **v;
     size_t n;
@@ -117,8 +117,11 @@ static bool list_subdirs(const char *dir, ob_names *out)
             out->more = true;
             break;
         }
+        char sub[4096];
+        struct stat sb; /* a link is not followed out of the checkpoint */
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
-            !has(dir, e->d_name, 'd'))
+            (size_t)snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) >= sizeof sub ||
+            lstat(sub, &sb) != 0 || !S_ISDIR(sb.st_mode))
             continue;
         if (out->n == cap) {
             size_t more = cap ? cap * 2 : 16;
@@ -954,7 +957,7 @@ static surg_status tree_leaves(ob_open *o, const char *item, const char *prefix,
     surg_status st = string_leaves(o, item, prefix, tr);
     for (size_t i = 0; !st && i < tr->n; i++) {
         const ob_leaf *l = &tr->v[i];
-        if (l->type != OB_EMPTY && !(l->type == OB_SCALAR && l->skip))
+        if (l->type != OB_EMPTY) /* a scalar in the aggregate file is its own */
             continue;
         size_t k = ml ? ss_find(ml, n_ml, sizeof *ml, l->name) : SIZE_MAX;
         if (ml && k < n_ml)
@@ -978,9 +981,7 @@ static surg_status open_aggregate(ob_open *o, ob_store *s)
         return st;
     ob_quiet q = {o->sink};
     surg_sink quiet = {.fn = quiet_fn, .user = &q};
-    st = fmt_open(FMT_MSGPACK, o->keep, &quiet, path, &o->t[ti]);
-    o->sink->errors += quiet.errors;
-    o->sink->warnings += quiet.warnings;
+    st = fmt_open(FMT_MSGPACK, o->keep, &quiet, path, &o->t[ti]); /* counted where passed on */
     fmt_table *t = &o->t[ti];
     const char *leaves_json = NULL;
     for (size_t i = 0; !st && i < t->h[0].n_meta; i++)
@@ -1177,9 +1178,10 @@ static surg_status open_composite(ob_open *o)
         st = bad(o, o->dir, "ob-too-many",
                  "the directory has more than %u entries, more than a checkpoint's items",
                  OB_MAX_ENTRIES);
-    buf unfinished, missing;
+    buf unfinished, missing, other;
     buf_init(&unfinished);
     buf_init(&missing);
+    buf_init(&other);
     for (size_t i = 0; !st && i < d.n; i++) {
         const char *name = d.v[i];
         char *sub = join(o->keep, o->dir, name);
@@ -1194,6 +1196,8 @@ static surg_status open_composite(ob_open *o)
             st = open_item(o, sub, name);
         else if (has(sub, "metadata", 'f') || has(sub, "data.json", 'f'))
             st = note_json_item(o, name);
+        else
+            buf_printf(&other, "%s%s", other.len ? ", " : "", name);
     }
     for (size_t i = 0; !st && i < n_listed; i++) {
         bool there = false;
@@ -1202,8 +1206,11 @@ static surg_status open_composite(ob_open *o)
         if (!there)
             buf_printf(&missing, "%s%s", missing.len ? ", " : "", listed[i]);
     }
-    if (!st && (unfinished.failed || missing.failed))
+    if (!st && (unfinished.failed || missing.failed || other.failed))
         st = dg_nomem(o->sink, o->dir);
+    if (!st && other.len)
+        dg_file(o->sink, SURG_NOTE, "ob-other-item", o->dir,
+                "not an item surg reads (neither a PyTree nor JSON), skipped: %s", other.data);
     if (!st && unfinished.len)
         dg_file(o->sink, SURG_NOTE, "ob-unfinished", o->dir,
                 "skipped, as unfinished saves: %s", unfinished.data);
@@ -1213,6 +1220,7 @@ static surg_status open_composite(ob_open *o)
                 missing.data);
     buf_free(&unfinished);
     buf_free(&missing);
+    buf_free(&other);
     names_free(&d);
     return st;
 }
