@@ -21,8 +21,17 @@ Face `pytorch_model.bin` (lm_head tied to the embedding, as transformers
 ties them) and writes safetensors; its naive way is `torch.load` and the
 save above (tensors through `.numpy()`), as conversion scripts do.
 
+The "msgpack" case is a rename in a Flax msgpack checkpoint (~500 MB: a
+TrainState-like tree {"step", "params": {"embed", "layers_N": {"attn",
+"mlp"}, ...}} of f32 arrays, ext 1 as flax.serialization writes them), beside
+a durable copy of that file; its naive way is Flax's: msgpack_restore (the
+whole file unpacked into arrays), the dict edited, to_bytes, a write and an
+fsync. The "msgpack_open" case opens a 1 GB Flax msgpack with `surg schema`
+and reports the bytes read (the command's read calls, /proc/PID/io rchar,
+through peak_rss) against the file's size: only the structure is read.
+
 usage: bench/run_speed.py --surg build/surg [--runs 5] [--dir DIR]
-                          [--cases rename,scale,cast,fill,convert]"""
+                          [--cases rename,scale,cast,fill,convert,msgpack,msgpack_open]"""
 import argparse
 import json
 import os
@@ -73,6 +82,90 @@ def write_checkpoint(path, tensors, rng):
         for name, shape in tensors:
             f.write((rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)).tobytes())
     os.replace(path + ".tmp", path)
+
+
+# ---- Flax msgpack ----------------------------------------------------------
+
+MSGPACK_LAYERS = 7  # the embedding and 7 layers: 491 MB
+
+
+def flax_tensors(layers):
+    """(name, shape) of a Flax tree of the stack: params/embed/embedding,
+    params/layers_N/attn/{query,key,value,out}/kernel, .../mlp/{gate,up,down}/kernel."""
+    out = [("params/embed/embedding", (VOCAB, HIDDEN))]
+    for i in range(layers):
+        for a in ("query", "key", "value", "out"):
+            out.append((f"params/layers_{i}/attn/{a}/kernel", (HIDDEN, HIDDEN)))
+        out.append((f"params/layers_{i}/mlp/gate/kernel", (HIDDEN, INTER)))
+        out.append((f"params/layers_{i}/mlp/up/kernel", (HIDDEN, INTER)))
+        out.append((f"params/layers_{i}/mlp/down/kernel", (INTER, HIDDEN)))
+        out.append((f"params/layers_{i}/norm/scale", (HIDDEN,)))
+    return out
+
+
+def write_flax_msgpack(path, tensors, rng):
+    """What flax.serialization.to_bytes writes for {"step": 1000, "params":
+    ...} of f32 arrays (normal(0, 0.02), or zeros when rng is None), written
+    array by array: each map's head, then per array the ext 32 head and
+    msgpack [shape, "float32", bin head], then the data."""
+    import msgpack
+    tree = {"step": 1000}
+    for name, shape in tensors:
+        node = tree
+        *maps, leaf = name.split("/")
+        for m in maps:
+            node = node.setdefault(m, {})
+        node[leaf] = shape
+
+    def head(n):
+        return bytes([0x80 | n]) if n < 16 else b"\xde" + struct.pack(">H", n)
+
+    with open(path + ".tmp", "wb") as f:
+        def put(node):
+            f.write(head(len(node)))
+            for k, v in node.items():
+                f.write(msgpack.packb(k))
+                if isinstance(v, dict):
+                    put(v)
+                elif isinstance(v, int):
+                    f.write(msgpack.packb(v))
+                else:
+                    a = (rng.standard_normal(v, dtype=np.float32) * np.float32(0.02)
+                         if rng is not None else np.zeros(v, np.float32))
+                    data = a.tobytes()
+                    inner = b"\x93" + msgpack.packb(list(v)) + msgpack.packb("float32")
+                    inner += b"\xc6" + struct.pack(">I", len(data))
+                    f.write(b"\xc9" + struct.pack(">I", len(inner) + len(data)) + b"\x01")
+                    f.write(inner)
+                    f.write(data)
+        put(tree)
+    os.replace(path + ".tmp", path)
+
+
+def naive_msgpack_rename(src, dst):
+    """Flax's way: msgpack_restore, edit the dict, to_bytes, write, fsync."""
+    import msgpack
+
+    def hook(code, data):
+        shape, name, buf = msgpack.unpackb(data)
+        return np.frombuffer(buf, np.dtype(name)).reshape(shape).copy()
+
+    def ext(x):
+        if isinstance(x, np.ndarray):
+            return msgpack.ExtType(1, msgpack.packb((list(x.shape), x.dtype.name, x.tobytes()),
+                                                    use_bin_type=True))
+        return x
+    with open(src, "rb") as f:
+        tree = msgpack.unpackb(f.read(), ext_hook=hook)
+    for i in range(MSGPACK_LAYERS):
+        attn = tree["params"][f"layers_{i}"]["attn"]
+        attn["q"] = attn.pop("query")
+        del tree["params"][f"layers_{i}"]["norm"]
+    whole = msgpack.packb(tree, default=ext, use_bin_type=True)
+    with open(dst, "wb") as f:
+        f.write(whole)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # ---- the naive approach -------------------------------------------------
@@ -152,6 +245,8 @@ def naive_convert(src, dst):
 def naive(case, src, dst):
     if case == "convert":
         return naive_convert(src, dst)
+    if case == "msgpack":
+        return naive_msgpack_rename(src, dst)
     t = naive_load(src)
     meta = None
     if case == "rename":
@@ -183,6 +278,10 @@ RECIPES = {
     "scale": 'map "**" = x * 0.5',
     "cast": 'map "**" = cast(x, bf16)',
     "convert": "",
+    "msgpack": "\n".join([
+        'rename "params/layers_*/attn/query/kernel" -> "params/layers_$1/attn/q/kernel"',
+        'drop "params/layers_*/norm/scale"',
+    ]),
     "fill": "\n".join(["seed 0"] + [
         f'fill "new.{i}.weight" : f32[{FILL_SHAPE[0]}, {FILL_SHAPE[1]}] = normal(0, 0.02)'
         for i in range(FILL_TENSORS)]),
@@ -194,10 +293,14 @@ TITLES = {
     "cast": 'map "**" = cast(x, bf16)',
     "fill": "fill 512 MiB of normal(0, 0.02)",
     "convert": "pytorch_model.bin -> safetensors",
+    "msgpack": "Flax msgpack: rename + drop",
 }
 
 
 PEAK = None  # bench/peak_rss.c, built next to surg
+
+
+IO = {}  # the last command's I/O counters, from peak_rss
 
 
 def timed(argv):
@@ -208,20 +311,39 @@ def timed(argv):
     err = proc.stderr.decode(errors="replace").splitlines()
     if proc.returncode != 0 or not err or not err[-1].startswith("peak_rss_kib "):
         sys.exit(f"run_speed: failed: {' '.join(argv)}\n" + "\n".join(err))
+    IO.clear()
+    for line in err:
+        if line.startswith("io_"):
+            IO[line.split()[0]] = int(line.split()[1])
     return elapsed, int(err[-1].split()[1]) / 1024
 
 
 def median_of(runs, argv, out):
     times, rss = [], []
     for _ in range(runs):
-        if os.path.exists(out):
+        if out and os.path.exists(out):
             os.remove(out)
         subprocess.run(["sync"], check=True)
         t, r = timed(argv)
         times.append(t)
         rss.append(r)
-    os.remove(out)
+    if out:
+        os.remove(out)
     return statistics.median(times), max(rss)
+
+
+def msgpack_open(args, work):
+    """surg schema of a 1 GB Flax msgpack: its time and the bytes it read."""
+    path = os.path.join(work, "flax-1g.msgpack")
+    if not os.path.exists(path):
+        write_flax_msgpack(path, flax_tensors(2 * MSGPACK_LAYERS + 4), None)
+    size = os.path.getsize(path)
+    n = len(flax_tensors(2 * MSGPACK_LAYERS + 4))
+    t, rss = median_of(args.runs, [args.surg, "schema", path], None)
+    print(f"{'Flax msgpack: schema of ' + f'{size / 1e9:.2f} GB':34} {t:7.3f}s "
+          f"{rss:8.1f} MiB RSS; read {IO.get('io_rchar', 0) / 1e6:.2f} MB "
+          f"({IO.get('io_rchar', 0) / size * 100:.3f}% of the file; {n} arrays), "
+          f"{IO.get('io_read_bytes', 0) / 1e6:.2f} MB of it from the disk")
 
 
 def fill_scaling(args, recipe, src, out):
@@ -248,7 +370,7 @@ def main():
     ap.add_argument("--peak-rss", help="the peak_rss program (default: next to surg)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", help="work directory (default: a new one under the current directory)")
-    ap.add_argument("--cases", default="rename,scale,cast,fill,convert")
+    ap.add_argument("--cases", default="rename,scale,cast,fill,convert,msgpack,msgpack_open")
     args = ap.parse_args()
     global PEAK
     PEAK = args.peak_rss or os.path.join(os.path.dirname(os.path.abspath(args.surg)), "peak_rss")
@@ -280,19 +402,27 @@ def main():
     copy_t = durable_copy(big)
     # The conversion is measured against a copy of its own input.
     bin_copy_t = durable_copy(torch_bin) if os.path.exists(torch_bin) else None
+    flax = os.path.join(work, "flax.msgpack")
+    if "msgpack" in args.cases.split(",") and not os.path.exists(flax):
+        write_flax_msgpack(flax, flax_tensors(MSGPACK_LAYERS), rng)
+    flax_copy_t = durable_copy(flax) if os.path.exists(flax) else None
     print()
     header = f"{'case':34} {'surg':>8} {'x copy':>7} {'RSS MiB':>8} {'naive':>8} {'RSS MiB':>8} {'speedup':>8} {'memory':>7}"
     print(header)
     print("-" * len(header))
     me = os.path.abspath(__file__)
     for case in args.cases.split(","):
+        if case == "msgpack_open":
+            msgpack_open(args, work)
+            continue
         recipe = os.path.join(work, case + ".surg")
         with open(recipe, "w") as f:
             f.write(RECIPES[case] + "\n")
-        src = {"fill": small, "convert": torch_bin}.get(case, big)
-        st, srss = median_of(args.runs, [args.surg, "run", recipe, src, out], out)
-        nt, nrss = median_of(args.runs, [sys.executable, me, "--naive", case, src, out], out)
-        base = bin_copy_t if case == "convert" else copy_t
+        src = {"fill": small, "convert": torch_bin, "msgpack": flax}.get(case, big)
+        dst = os.path.join(work, "out.msgpack") if case == "msgpack" else out
+        st, srss = median_of(args.runs, [args.surg, "run", recipe, src, dst], dst)
+        nt, nrss = median_of(args.runs, [sys.executable, me, "--naive", case, src, dst], dst)
+        base = {"convert": bin_copy_t, "msgpack": flax_copy_t}.get(case, copy_t)
         print(f"{TITLES[case]:34} {st:7.3f}s {st / base:6.2f}x {srss:8.1f} {nt:7.3f}s "
               f"{nrss:8.0f} {nt / st:7.1f}x {nrss / srss:6.0f}x")
         if case == "fill":

@@ -224,7 +224,7 @@ static void adopt_orphans(lw *L, change *c, orphan *o, size_t n_o)
  * the records' names; sorted. A few, where the moves may be many. */
 static const char **watched(lw *L, const change *c, size_t *n)
 {
-    size_t cap = L->st.n_tied + c->n_added + 1;
+    size_t cap = L->st.n_tied + c->n_added + L->n_paths + 1;
     for (const cg_lora *x = L->lora; x; x = x->next)
         cap += 3;
     const char **w = malloc(cap * sizeof *w);
@@ -241,6 +241,12 @@ static const char **watched(lw *L, const change *c, size_t *n)
         w[(*n)++] = x->target;
         w[(*n)++] = x->a;
         w[(*n)++] = x->b;
+    }
+    for (size_t i = 0; i < L->n_paths; i++) { /* the recorded paths of tensors that go */
+        size_t e = L->paths[i].tensor && L->paths[i].path ? state_find(&L->st, L->paths[i].path)
+                                                          : STATE_NONE;
+        if (e != STATE_NONE && c->removed[e])
+            w[(*n)++] = L->paths[i].path;
     }
     if (ss_sort(w, *n, sizeof *w) != 0) {
         free(w);
@@ -317,9 +323,13 @@ static const char *record_name(lw *L, const change *c, const moved *r, size_t nr
     return redirect(r, nr, name);
 }
 
-/* LoRA records follow renames; a record whose tensors went goes, said. */
+/* LoRA records follow renames; a record whose tensors went goes, said. A
+ * recorded path of a tensor follows it, and goes with it, unsaid. */
 static void settle_records(lw *L, const change *c, const moved *r, size_t nr)
 {
+    for (size_t i = 0; i < L->n_paths; i++)
+        if (L->paths[i].tensor && L->paths[i].path)
+            L->paths[i].path = record_name(L, c, r, nr, L->paths[i].path);
     for (cg_lora **p = &L->lora; *p;) {
         cg_lora *x = *p;
         const char *t = record_name(L, c, r, nr, x->target);
@@ -355,8 +365,9 @@ void change_done(lw *L, change *c, unsigned errors_before)
     for (size_t i = 0; !ties && i < c->n_added; i++)
         ties = c->added[i].tied != NULL;
     size_t nr = 0;
-    moved *r = ok && (c->n_ties || (structural && (ties || L->lora))) ? redirects(L, c, &nr)
-                                                                       : NULL;
+    moved *r = ok && (c->n_ties || (structural && (ties || L->lora || L->n_paths)))
+                   ? redirects(L, c, &nr)
+                   : NULL;
     if (r) {
         apply_ties(L, c);
         settle_tied(L, c, r, nr);

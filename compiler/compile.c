@@ -65,6 +65,14 @@ static bool finish(lw *L, surg_program *p)
     p->naive.computed = L->naive_computed;
     p->naive.peak = L->naive_peak;
     p->lora = L->lora;
+    p->paths = ar_array(&p->ar, L->n_paths + 1, sizeof *p->paths);
+    if (!p->paths)
+        return false;
+    p->n_paths = 0;
+    for (size_t i = 0; i < L->n_paths; i++)
+        if (L->paths[i].path)
+            p->paths[p->n_paths++] = (pl_path){L->paths[i].key, L->paths[i].path,
+                                               L->paths[i].value};
     return true;
 }
 
@@ -89,6 +97,8 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
     bool ok = initial_state(&L, from);
     if (ok)
         lw_load_records(&L, from);
+    if (ok)
+        lw_load_paths(&L, from);
     lw_name_budget(&L);
     if (ok)
         lw_statements(&L, r);
@@ -102,6 +112,7 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
                      : ok ? SURG_OK
                           : dg_nomem(sink, r->src.path);
     state_free(&L.st);
+    free(L.paths);
     bb_free(&L.matches);
     bb_free(&L.caps);
     gl_scratch_free(&L.scratch);

@@ -26,6 +26,10 @@ typedef struct lw {
     uint64_t seed;
     lw_layout layout;
     cg_lora *lora, **lora_tail; /* the LoRA records, in order, for the metadata */
+    struct lw_path *paths; /* the path-keyed metadata's paths (paths.c), in order */
+    size_t n_paths;
+    bool values_match;     /* rename, drop, keep: a pattern that matches a recorded
+                              value and no tensor is no error */
     src_span at;                /* the statement being lowered, for warnings */
     bigbuf matches, caps; /* reused by every statement's lw_match_pattern */
     struct lw_mirror *mirrors; /* declared by `mirror` statements */
@@ -64,6 +68,30 @@ void lw_error(lw *L, src_span at, const char *code, const char *const *notes,
 
 void lw_warning(lw *L, src_span at, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* A path of the input's path-keyed metadata (a reader's paths_meta,
+ * runtime/format.h): the values that are not tensors, or the order of the
+ * input's tree, kept at their paths. A path that names a tensor follows it
+ * (renames, ties; it goes when the tensor goes), one that does not is a
+ * value: rename, drop and keep match it as they match names. */
+typedef struct lw_path {
+    const char *key;   /* the metadata entry */
+    const char *path;  /* NULL: gone */
+    const char *value;
+    bool tensor;
+} lw_path;
+
+/* Read the path-keyed metadata of every part of `in` (paths.c). */
+void lw_load_paths(lw *L, const surg_ckpt *in);
+/* Whether pattern p matches a value's path. */
+bool lw_paths_match(lw *L, const gl_pattern *p);
+/* rename P -> T, applied to the values' paths. */
+void lw_paths_rename(lw *L, const gl_pattern *p, const gl_template *t, src_span at);
+/* drop P: the values P matches go; keep: those no pattern marked (kept[i]
+ * for path i, set by lw_paths_mark) go. */
+void lw_paths_drop(lw *L, const gl_pattern *p);
+void lw_paths_mark(lw *L, const gl_pattern *p, uint8_t *kept);
+void lw_paths_keep(lw *L, const uint8_t *kept);
 
 /* Match a pattern against the state. Zero matches is an error (with the
  * closest names as notes) unless the pattern is `optional`. Returns false

@@ -285,7 +285,7 @@ bool lw_match_pattern(lw *L, const ast_string *pattern, lw_matches *out)
     }
     for (size_t i = 0; i < out->n; i++)
         out->m[i].caps = (gl_span *)L->caps.p + i * (out->pat.n_captures + 1);
-    if (out->n == 0 && !pattern->optional) {
+    if (out->n == 0 && !pattern->optional && !(L->values_match && lw_paths_match(L, &out->pat))) {
         no_match(L, pattern, &out->pat);
         return false;
     }

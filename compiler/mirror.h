@@ -1,20 +1,44 @@
 /* mirror.h: optimizer-state slots kept in step with their parameters.
  * After `mirror "params/" -> "opt/mu/", "opt/nu/"`, each tensor under
  * params/ has a slot under each slot prefix, of the same shape, named with
- * the same rest ("params/Dense_0/kernel" -> "opt/mu/Dense_0/kernel"); each
- * statement that moves, creates, drops or reshapes a parameter does the same
- * to its slots, inside the same change. */
+ * the same rest ("params/Dense_0/kernel" -> "opt/mu/Dense_0/kernel"); a slot
+ * written with $1 puts the rest inside it ("state/param_states/$1/m", as
+ * t5x keeps slots beside each parameter). The `factored` slots are
+ * Adafactor's second moment: the full `v`, or its row and column factors
+ * (factored.c says which, and their shapes). Each statement that moves,
+ * creates, drops or reshapes a parameter does the same to its slots, inside
+ * the same change. */
 #ifndef SURG_MIRROR_H
 #define SURG_MIRROR_H
 
 #include "compiler/change.h"
 
+/* What a slot holds. */
+typedef enum mr_role {
+    MR_SLOT, /* a moment of the parameter's shape (or a [1] placeholder tree) */
+    MR_V,    /* the full second moment; [1] when the parameter is factored */
+    MR_ROW,  /* the factor over the kept axes but d0; [1] when not factored */
+    MR_COL,  /* the factor over all axes but d1; [1] when not factored */
+} mr_role;
+
+typedef struct mr_slot {
+    const char *prefix, *suffix; /* a slot's name: prefix, the rest, suffix */
+    size_t plen, slen;
+    const char *text; /* as written, for messages */
+    mr_role role;
+    bool placeholder; /* MR_SLOT of a factored mirror whose slots are all [1] */
+    surg_dtype dtype;    /* new slots of the parameter's shape or factored: or
+                          * SURG_DTYPE_COUNT for the parameter's dtype */
+    surg_dtype ph_dtype; /* new [1] placeholders */
+} mr_slot;
+
 typedef struct lw_mirror {
     const char *params; /* the params prefix */
     size_t plen;
-    const char **slots; /* slot prefixes */
-    surg_dtype *slot_dtype; /* what new slots are made of, per prefix */
+    mr_slot *slots;
     size_t n_slots;
+    bool factored;
+    uint64_t min_dim; /* factored: the smaller of the two axes must be this long */
     src_span at;
 } lw_mirror;
 
@@ -28,6 +52,38 @@ const lw_mirror *mr_find(const lw *L, const char *name);
  * entry in the state (STATE_NONE if missing). */
 const char *mr_slot_name(lw *L, const lw_mirror *mi, size_t k, const char *param);
 size_t mr_slot_entry(lw *L, const lw_mirror *mi, size_t k, const char *param);
+
+/* ---- factored.c: the shapes slots must have ---------------------------- */
+
+/* How slot k of a parameter of this shape is shaped. */
+typedef enum mr_form {
+    MR_FULL,        /* the parameter's shape: follows every move */
+    MR_PLACEHOLDER, /* [1], unused */
+    MR_FACTOR,      /* the parameter's shape without one axis */
+} mr_form;
+
+/* Adafactor's choice, as t5x and Optax make it: a parameter of rank 2 or
+ * more whose second-longest axis is at least min_dim long is factored over
+ * its two longest axes, d0 the longest and d1 the next (on equal lengths
+ * the later axis counts as longer). */
+bool mr_factored_dims(const lw_mirror *mi, uint32_t rank, const uint64_t *shape, uint32_t *d1,
+                      uint32_t *d0);
+/* Slot k's form and shape (out: room for SURG_MAX_RANK) for a parameter of
+ * the given shape. */
+mr_form mr_slot_shape(const lw_mirror *mi, size_t k, uint32_t rank, const uint64_t *shape,
+                      uint32_t *out_rank, uint64_t *out);
+/* The same for the parameter `param` (a node). */
+mr_form mr_form_of(lw *L, const lw_mirror *mi, size_t k, cg_id param);
+/* Zeros for slot k of a new parameter `param` (a node). */
+cg_id mr_new_slot(lw *L, const lw_mirror *mi, size_t k, cg_id param, src_span at);
+/* The slots of a matched parameter after `map` gave it `result`: a layout
+ * change happens to them too, the factors following the axes they average
+ * over (so a transpose of a square kernel swaps v_row and v_col). Errors
+ * when they cannot follow. */
+void mr_mapped(lw *L, change *c, const ast_stmt *s, const lw_match *m, const lw_matches *ms,
+               cg_id result);
+
+/* ---- what statements report --------------------------------------------- */
 
 /* What a statement did to a parameter, done to its slots within `c`. Slots
  * the statement itself already changed (a pattern that matched them too)

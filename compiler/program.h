@@ -17,6 +17,8 @@ struct surg_program {
     surg_meta_entry *alias; /* tied name -> the name it is stored as; sorted */
     size_t n_alias;
     const cg_lora *lora; /* the init-lora records, in recipe order */
+    pl_path *paths; /* the path-keyed metadata's paths, where the recipe left them */
+    size_t n_paths;
     /* What the naive way would do: load every input, make a new array for
      * every value each statement makes, keep the whole dict in memory. */
     struct {
@@ -24,11 +26,11 @@ struct surg_program {
     } naive;
 };
 
-/* The records the output's metadata carries: the tied names and the LoRA
- * records, borrowed. */
+/* The records the output's metadata carries: the tied names, the LoRA
+ * records and the path-keyed metadata, borrowed. */
 static inline pl_records pg_records(const surg_program *p)
 {
-    return (pl_records){p->alias, p->n_alias, p->lora};
+    return (pl_records){p->alias, p->n_alias, p->lora, p->paths, p->n_paths};
 }
 
 /* The value of a constant node, as short as its dtype allows: a number

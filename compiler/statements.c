@@ -35,7 +35,10 @@ void lw_stmt_close(lw *L, lw_stmt *o)
 static void lower_rename(lw *L, const ast_stmt *s)
 {
     lw_stmt o;
-    if (!lw_stmt_open(L, s, s->targets, 1, false, &o))
+    L->values_match = true;
+    bool open = lw_stmt_open(L, s, s->targets, 1, false, &o);
+    L->values_match = false;
+    if (!open)
         return;
     size_t count = o.ms.n;
     named *n = calloc(o.ms.n * (1 + mr_max_slots(L)) + 1, sizeof *n);
@@ -58,6 +61,8 @@ static void lower_rename(lw *L, const ast_stmt *s)
         change_add_names(L, &o.c, n, count, "rename");
     for (size_t i = 0; n && i < count; i++) /* tied names and records follow */
         change_move(L, &o.c, n[i].source, n[i].name);
+    if (n && L->errors == o.before) /* and the recorded values it matches */
+        lw_paths_rename(L, &o.ms.pat, &o.t[0], s->targets->span);
     free(n);
     lw_stmt_close(L, &o);
 }
@@ -65,12 +70,17 @@ static void lower_rename(lw *L, const ast_stmt *s)
 static void lower_drop(lw *L, const ast_stmt *s)
 {
     lw_stmt o;
-    if (!lw_stmt_open(L, s, NULL, 0, false, &o))
+    L->values_match = true;
+    bool open = lw_stmt_open(L, s, NULL, 0, false, &o);
+    L->values_match = false;
+    if (!open)
         return;
     for (size_t i = 0; i < o.ms.n; i++)
         change_remove(&o.c, o.ms.m[i].entry);
     for (size_t i = 0; i < o.ms.n; i++)
         mr_dropped(L, &o.c, o.ms.m[i].name);
+    if (L->errors == o.before)
+        lw_paths_drop(L, &o.ms.pat);
     lw_stmt_close(L, &o);
 }
 
@@ -81,13 +91,18 @@ static void lower_keep(lw *L, const ast_stmt *s)
     if (!change_init(L, &c))
         return;
     uint8_t *kept = calloc(L->st.n ? L->st.n : 1, 1);
+    uint8_t *values = calloc(L->n_paths ? L->n_paths : 1, 1);
+    L->values_match = true;
     for (const ast_string *p = s->patterns; kept && p; p = p->next) {
         lw_matches ms;
-        if (lw_match_pattern(L, p, &ms))
+        if (lw_match_pattern(L, p, &ms)) {
             for (size_t i = 0; i < ms.n; i++)
                 kept[ms.m[i].entry] = 1;
+            lw_paths_mark(L, &ms.pat, values);
+        }
         lw_matches_free(&ms);
     }
+    L->values_match = false;
     /* A kept parameter keeps its slots. */
     for (size_t i = 0; kept && i < L->st.n; i++) {
         const lw_mirror *mi = kept[i] ? mr_find(L, L->st.e[i].name) : NULL;
@@ -100,8 +115,11 @@ static void lower_keep(lw *L, const ast_stmt *s)
     for (size_t i = 0; kept && i < L->st.n; i++)
         if (!kept[i])
             change_remove(&c, i);
-    L->nomem |= !kept;
+    L->nomem |= !kept || !values;
+    if (L->errors == before && values) /* the recorded values no pattern matches go too */
+        lw_paths_keep(L, values);
     free(kept);
+    free(values);
     change_done(L, &c, before);
 }
 
@@ -329,17 +347,8 @@ static void lower_map(lw *L, const ast_stmt *s)
     if (results && L->errors == o.before)
         check_tied_values(L, s, &o.ms, &o.c);
     /* A layout change (transpose, reshape) happens to the slots too. */
-    for (size_t i = 0; results && i < o.ms.n && L->errors == o.before; i++) {
-        const lw_mirror *mi = o.ms.m[i].tied ? NULL : mr_find(L, o.ms.m[i].name);
-        for (size_t k = 0; mi && k < mi->n_slots && L->errors == o.before; k++) {
-            size_t e = mr_slot_entry(L, mi, k, o.ms.m[i].name);
-            if (e == STATE_NONE || o.c.touched[e] || L->st.e[e].tied)
-                continue;
-            cg_id v = lw_map_layout(L, s, &o.ms.m[i], &o.ms, results[i], L->st.e[e].node);
-            if (v != L->st.e[e].node)
-                change_update(L, &o.c, e, v);
-        }
-    }
+    for (size_t i = 0; results && i < o.ms.n && L->errors == o.before; i++)
+        mr_mapped(L, &o.c, s, &o.ms.m[i], &o.ms, results[i]);
     L->nomem |= !results;
     free(results);
     lw_stmt_close(L, &o);

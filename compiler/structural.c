@@ -71,6 +71,17 @@ static cg_id cut_part(lw *L, const ast_stmt *s, cg_id src, const cut *how, size_
     return v;
 }
 
+/* Adafactor's row and column factors average over axes a structural move
+ * may cut or join: they are not followed. */
+static void factored_error(lw *L, const ast_stmt *s, const char *name)
+{
+    lw_error(L, s->span, "mirror-factored", NULL, 0,
+             "the factored second moments of \"%s\" cannot follow %s: they average over "
+             "the axes a factored parameter has (drop the parameter and create it anew, "
+             "or %s it where it is not factored)",
+             name, ast_stmt_keyword(s->kind), ast_stmt_keyword(s->kind));
+}
+
 /* The optimizer slots of the match `m`, if it is a mirrored parameter,
  * follow it into `parts` (its parts, as named): each slot (a tied name's:
  * its stored tensor's) is cut the same way, into the parts' slots, added to
@@ -81,6 +92,14 @@ static void cut_slots(lw *L, const ast_stmt *s, change *c, const lw_match *m, co
     const lw_mirror *mi = mr_find(L, m->name);
     for (size_t q = 0; mi && q < mi->n_slots; q++) {
         const char *from;
+        mr_form form = mr_form_of(L, mi, q, m->node);
+        for (size_t i = 0; i < how->n && form != MR_FACTOR; i++)
+            if (mr_form_of(L, mi, q, parts[i].node) != form)
+                form = MR_FACTOR;
+        if (form == MR_FACTOR) {
+            factored_error(L, s, m->name);
+            return;
+        }
         cg_id slot = mr_take_slot(L, c, mi, q, m, &from, s->span);
         if (slot == CG_NONE)
             continue;
@@ -94,8 +113,10 @@ static void cut_slots(lw *L, const ast_stmt *s, change *c, const lw_match *m, co
                          part, mi->params);
                 return; /* said once, not once per slot */
             }
-            out[(*n_out)++] = (named){mr_slot_name(L, mi, q, part), from, s->targets->span,
-                                      cut_part(L, s, slot, how, i, &start), NULL};
+            /* a [1] placeholder is not cut: each part has one alike */
+            cg_id v = form == MR_FULL ? cut_part(L, s, slot, how, i, &start) : slot;
+            out[(*n_out)++] = (named){mr_slot_name(L, mi, q, part), from, s->targets->span, v,
+                                      NULL};
         }
     }
 }
@@ -280,7 +301,8 @@ static cg_id join(lw *L, const ast_stmt *s, const cg_id *ids, size_t n, uint32_t
 /* A group of mirrored parameters joins into one: each slot joins the same
  * way, into the result's slot. `ids` is scratch room for n nodes. */
 static void join_slots(lw *L, const ast_stmt *s, change *c, const member *v, size_t n,
-                       uint32_t axis, bool stack, cg_id *ids, named *out, size_t *n_out)
+                       uint32_t axis, bool stack, cg_id result, cg_id *ids, named *out,
+                       size_t *n_out)
 {
     const lw_mirror *mi = mr_find(L, v[0].m->name);
     bool all = mi != NULL, none = mi == NULL;
@@ -299,16 +321,26 @@ static void join_slots(lw *L, const ast_stmt *s, change *c, const member *v, siz
         return;
     }
     for (size_t q = 0; q < mi->n_slots; q++) {
+        mr_form form = mr_form_of(L, mi, q, result);
+        for (size_t i = 0; i < n && form != MR_FACTOR; i++)
+            if (mr_form_of(L, mi, q, v[i].m->node) != form)
+                form = MR_FACTOR;
+        if (form == MR_FACTOR) {
+            factored_error(L, s, v[0].target);
+            return;
+        }
         size_t i;
         for (i = 0; i < n; i++) {
             const char *from;
             if ((ids[i] = mr_take_slot(L, c, mi, q, v[i].m, &from, s->span)) == CG_NONE)
                 break;
         }
+        /* [1] placeholders are not joined: the result has one alike */
         if (i == n)
             out[(*n_out)++] = (named){mr_slot_name(L, mi, q, v[0].target),
                                       mr_slot_name(L, mi, q, v[0].m->name), s->targets->span,
-                                      join(L, s, ids, n, axis, stack), NULL};
+                                      form == MR_FULL ? join(L, s, ids, n, axis, stack) : ids[0],
+                                      NULL};
     }
 }
 
@@ -344,9 +376,10 @@ static void lower_join(lw *L, const ast_stmt *s, bool stack)
             check_members(L, s, v + i, j - i, axis, stack)) {
             for (size_t q = i; q < j; q++)
                 ids[q - i] = v[q].m->node;
-            names[n_named++] = (named){v[i].target, v[i].m->name, s->targets->span,
-                                       join(L, s, ids, j - i, axis, stack), NULL};
-            join_slots(L, s, &o.c, v + i, j - i, axis, stack, ids, names, &n_named);
+            cg_id joined = join(L, s, ids, j - i, axis, stack);
+            names[n_named++] = (named){v[i].target, v[i].m->name, s->targets->span, joined, NULL};
+            if (joined != CG_NONE)
+                join_slots(L, s, &o.c, v + i, j - i, axis, stack, joined, ids, names, &n_named);
         }
         i = j;
     }

@@ -92,13 +92,15 @@ typedef struct ast_type {
 } ast_type;
 
 /* A clause of init-lora: `rank 4`, `alpha 8`, `style peft`, `a = INIT`,
- * `as "A", "B"`. */
+ * `as "A", "B"`; of mirror: `factored "V", "ROW", "COL"`, `min 128`. */
 typedef enum ast_clause_kind {
     CL_RANK,
     CL_ALPHA,
     CL_STYLE,
     CL_INIT, /* a = ..., b = ... (name says which) */
     CL_AS,
+    CL_FACTORED, /* names: the three factored slots */
+    CL_MIN,      /* number: the smallest dimension that is factored */
 } ast_clause_kind;
 
 typedef struct ast_clause {
@@ -106,9 +108,9 @@ typedef struct ast_clause {
     src_span span;
     const char *name;    /* CL_STYLE: the style word; CL_INIT: "a" or "b" */
     src_span name_span;
-    ast_number *number;  /* CL_RANK, CL_ALPHA */
+    ast_number *number;  /* CL_RANK, CL_ALPHA, CL_MIN */
     ast_expr *init;      /* CL_INIT */
-    ast_string *names;   /* CL_AS: two templates */
+    ast_string *names;   /* CL_AS: two templates; CL_FACTORED: three slots */
     struct ast_clause *next;
     struct ast_clause *last; /* in a list's first node, while parsing: its last */
 } ast_clause;
@@ -140,7 +142,9 @@ typedef enum ast_stmt_kind {
  *   expect P : TYPE         patterns, type
  *   seed N                  number
  *   layout WORD             word
- *   mirror "P" -> "S", ...  patterns (the params prefix), targets (slots) */
+ *   mirror "P" -> "S", ... [factored "V", "R", "C" [min N]]
+ *                           patterns (the params prefix), targets (slots,
+ *                           may be none), clauses (factored, min) */
 typedef struct ast_stmt {
     ast_stmt_kind kind;
     src_span span, keyword_span;

@@ -93,6 +93,8 @@ static void clauses(buf *b, const ast_clause *c)
             buf_putc(b, ')');
             break;
         case CL_AS: strings(b, "as", c->names); break;
+        case CL_FACTORED: strings(b, "factored", c->names); break;
+        case CL_MIN: numbers(b, "min", c->number); break;
         }
     }
 }

@@ -116,6 +116,11 @@ static void clause(buf *b, const ast_clause *c)
         buf_puts(b, " as ");
         strings(b, c->names);
         break;
+    case CL_FACTORED:
+        buf_puts(b, " factored ");
+        strings(b, c->names);
+        break;
+    case CL_MIN: buf_printf(b, " min %s", c->number->text); break;
     }
 }
 
@@ -162,9 +167,16 @@ static void statement(buf *b, const ast_stmt *s)
         }
         /* fall through */
     case STMT_RENAME:
-    case STMT_MIRROR:
         buf_puts(b, " -> ");
         strings(b, s->targets);
+        break;
+    case STMT_MIRROR:
+        buf_puts(b, " ->");
+        if (s->targets)
+            buf_putc(b, ' ');
+        strings(b, s->targets);
+        for (const ast_clause *c = s->clauses; c; c = c->next)
+            clause(b, c);
         break;
     default: break;
     }

@@ -36,6 +36,11 @@ int gr_keyword(const char *word)
     return 0;
 }
 
+int gr_mirror_keyword(const char *word)
+{
+    return strcmp(word, "factored") == 0 ? FACTORED : strcmp(word, "min") == 0 ? MIN : 0;
+}
+
 const char *ast_stmt_keyword(ast_stmt_kind kind)
 {
     static const char *const words[] = {

@@ -18,6 +18,7 @@ typedef struct gr_ctx {
     int depth;           /* open ( and [: newlines inside are spaces */
     uint32_t opens[32];  /* where the innermost of them were opened */
     int last_token;      /* to know when a word starts a statement */
+    bool in_mirror;      /* in a mirror statement: `factored` and `min` are its words */
     bool nomem;
     bool too_deep;       /* this statement nests too deeply: reported, dropped */
     bool stack_full;     /* the parser's stack reached its bound: reported */
@@ -49,5 +50,7 @@ const char *gr_unescape(gr_ctx *ctx, const char *body, uint32_t len,
 
 /* A keyword's token, or 0 for a plain word. */
 int gr_keyword(const char *word);
+/* `factored` and `min`, the words of a mirror statement's clauses; 0 for others. */
+int gr_mirror_keyword(const char *word);
 
 #endif

@@ -97,7 +97,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 %token <text> INIT_LORA "'init-lora'" SPLIT "'split'" CONCAT "'concat'" STACK "'stack'"
 %token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'"
 %token <text> OPTIONAL "'optional'" RANK "'rank'" ALPHA "'alpha'" STYLE "'style'" AS "'as'"
-%token <text> AXIS "'axis'" SIZES "'sizes'"
+%token <text> AXIS "'axis'" SIZES "'sizes'" FACTORED "'factored'" MIN "'min'"
 %token <text> IDENT "name" UNKNOWN_WORD "word"
 %token <string> STRING "string"
 %token <number> NUMBER "number"
@@ -108,7 +108,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 %type <number> number numbers sizes
 %type <expr> expr
 %type <arg> arg args
-%type <clause> clause clauses
+%type <clause> clause clauses mirror_clause mirror_clauses
 %type <type> type
 %type <dim> dim dims
 
@@ -159,7 +159,10 @@ stmt:
   | SEED number                      { $$ = stmt(ctx, STMT_SEED, @$, @1); if ($$) $$->number = $2; }
   | LAYOUT IDENT                     { check_word(ctx, "'layout'", $2, @2, "flax", "torch");
                                        $$ = stmt(ctx, STMT_LAYOUT, @$, @1); if ($$) { $$->word = $2; $$->word_span = @2; } }
-  | MIRROR string ARROW strings       { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
+  | MIRROR string ARROW strings mirror_clauses
+                                     { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; $$->clauses = $5; } }
+  | MIRROR string ARROW mirror_clause mirror_clauses
+                                     { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->clauses = $4; if ($4) APPEND($$->clauses, $5); } }
   | UNKNOWN_WORD junk                { unknown_statement(ctx, $1, @1); $$ = NULL; }
   ;
 
@@ -218,6 +221,17 @@ clause:
   | AS string ',' string             { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_AS; $$->span = @$; $$->names = $2; if ($2) $2->next = $4; } }
   ;
 
+/* mirror's clauses: their words are keywords in a mirror statement only. */
+mirror_clauses:
+    %empty                           { $$ = NULL; }
+  | mirror_clauses mirror_clause     { $$ = $1; if ($2) APPEND($$, $2); }
+  ;
+
+mirror_clause:
+    FACTORED strings                 { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_FACTORED; $$->span = @$; $$->name = $1; $$->name_span = @1; $$->names = $2; } }
+  | MIN number                       { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_MIN; $$->span = @$; $$->name = $1; $$->name_span = @1; $$->number = $2; } }
+  ;
+
 type:
     IDENT '[' dims ']'               { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .dtype_span = @1, .dims = $3, .span = @$}; }
   | IDENT '[' ']'                    { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .dtype_span = @1, .span = @$}; }
@@ -266,7 +280,7 @@ junk:
 junk_token:
     RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | SPLIT | CONCAT | STACK
   | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | OPTIONAL | RANK | ALPHA | STYLE
-  | AS | AXIS | SIZES | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
+  | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
   | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-'
   ;
 

@@ -51,6 +51,16 @@ surg_status codec_begin(codec_stream *c, codec_kind kind, const char *what, surg
     return c->state ? SURG_OK : dg_nomem(sink, what);
 }
 
+void codec_window_max(codec_stream *c, size_t bytes)
+{
+    if (c->kind != CODEC_ZSTD || !c->state)
+        return;
+    int log = 20;
+    while (log < 31 && ((size_t)1 << log) < bytes)
+        log++;
+    ZSTD_DCtx_setParameter(c->state, ZSTD_d_windowLogMax, log);
+}
+
 surg_status codec_step(codec_stream *c, const unsigned char **in, size_t *in_len,
                        unsigned char *out, size_t out_cap, size_t *produced, surg_sink *sink)
 {

@@ -26,6 +26,11 @@ typedef struct codec_stream {
 } codec_stream;
 
 surg_status codec_begin(codec_stream *c, codec_kind kind, const char *what, surg_sink *sink);
+/* A zstd frame of this stream may not ask for a window larger than `bytes`
+ * (rounded up to a power of two, and at least 1 MiB): a caller that knows
+ * how much a stream may decode to bounds the memory the decoder takes
+ * (otherwise up to 2 GiB). Other kinds ignore it. */
+void codec_window_max(codec_stream *c, size_t bytes);
 /* Decode from *in (*in_len bytes; both advanced past what was used) into
  * out, at most out_cap bytes, *produced of them. Sets c->ended at the end
  * of the stream; input after it is left unused. CODEC_NONE copies. */

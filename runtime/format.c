@@ -38,6 +38,14 @@ fmt_id fmt_by_id(const char *id)
     return FMT_NONE;
 }
 
+bool fmt_paths_meta(const char *key)
+{
+    for (int f = 0; f < FMT_COUNT; f++)
+        if (fmt_readers[f]->paths_meta && strcmp(fmt_readers[f]->paths_meta, key) == 0)
+            return true;
+    return false;
+}
+
 fmt_id fmt_by_name(const char *path)
 {
     for (int f = 0; f < FMT_COUNT; f++)

@@ -94,6 +94,13 @@ typedef struct fmt_reader {
     const struct stw_writer *writer;
     tn_format names;
     const char *unwritten;
+    /* The key of the metadata, if any, in which the reader keeps what is
+     * not a tensor at its path ("msgpack.tree"): a JSON object of paths
+     * (tensor names, or the paths of values that are not tensors) and
+     * strings, in the file's order. A recipe moves each path as it moves
+     * the tensor of that name, or, for a value, as rename, drop and keep
+     * match it (compiler/paths.c); the format's writer reads it back. */
+    const char *paths_meta;
 } fmt_reader;
 
 /* X(ID, checkpoint kind, reader): every format, in the order a name is
@@ -143,6 +150,9 @@ fmt_id fmt_of_shard(const char *name);
  * when surg writes it, else the default (a name surg refuses is refused by
  * outp_kind_of, which tells why). */
 fmt_id fmt_output(const char *path);
+
+/* Whether metadata of this key is a reader's paths_meta. */
+bool fmt_paths_meta(const char *key);
 
 /* Open `path` as format `f` into `out` (made empty first). */
 surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, fmt_table *out);

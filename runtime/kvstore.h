@@ -16,7 +16,8 @@
 
 typedef struct kv_value {
     const unsigned char *bytes; /* inline, living as long as the store; or NULL */
-    const char *file;           /* else the file (a path, living as long as the store) */
+    const char *file;           /* else the file (a path, living as long as the store;
+                                 * a directory store's until its next get) */
     uint64_t offset, length;    /* the range of the file; length also for inline bytes */
 } kv_value;
 
@@ -32,6 +33,12 @@ typedef struct kv_ops {
     surg_status (*list)(kv_store *s, const char *prefix, surg_sink *sink, kv_each_fn *each,
                         void *ctx, int *stopped);
     void (*close)(kv_store *s);
+    /* Optional: open the file of value `v` (from this store's get or list)
+     * for reading, refusing what is not a regular file, and give its size.
+     * A directory store opens it again beneath its root without following
+     * links; without this op the path is opened as it is. */
+    surg_status (*open_file)(kv_store *s, const kv_value *v, surg_sink *sink, int *fd,
+                             uint64_t *size);
 } kv_ops;
 
 struct kv_store {
@@ -55,6 +62,21 @@ static inline surg_status kv_get(kv_store *s, const char *key, surg_sink *sink, 
  * copied). Reading past the value is an error naming it. */
 surg_status kv_read(const kv_value *v, uint64_t at, void *buf, size_t n, const char *what,
                     surg_sink *sink);
+
+/* A value read in pieces, its file opened once (on the first read) and kept
+ * open until kv_reader_close. `store` may be NULL (the path is opened as it
+ * is); `what` names the value in messages. */
+typedef struct kv_reader {
+    kv_store *store;
+    kv_value v;
+    const char *what;
+    int fd;
+} kv_reader;
+
+void kv_reader_init(kv_reader *r, kv_store *store, const kv_value *v, const char *what);
+/* `n` bytes from byte `at` of the value; reading past it is an error. */
+surg_status kv_reader_read(kv_reader *r, uint64_t at, void *buf, size_t n, surg_sink *sink);
+void kv_reader_close(kv_reader *r);
 
 static inline void kv_close(kv_store *s)
 {

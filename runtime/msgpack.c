@@ -5,9 +5,10 @@
  * before it is used, every count against the bytes left. Data is never
  * read: an array's bytes are a range of the file, read in place; a chunked
  * array (several ranges) is joined on demand into the scratch file
- * (decode.c). Values that are not arrays are not tensors: their bytes are
- * kept, as the metadata "msgpack.leaves" (their paths and bytes), for a
- * .msgpack output to write them back; one note says so. */
+ * (decode.c). Values that are not arrays are not tensors: one note says
+ * so. The tree is kept as the metadata "msgpack.tree" (msgpack.h): every
+ * path in file order, with the bytes of the values that are not arrays, for
+ * a .msgpack output to write them back in the same order. */
 #include "runtime/msgpack.h"
 
 #include <errno.h>
@@ -27,12 +28,14 @@
 enum {
     MP_MAX_DEPTH = 64,  /* maps and arrays inside each other */
     MP_WINDOW = 1 << 16,
+    MP_JUMP_WINDOW = 1 << 12, /* read after skipping data: the next head is near */
     MP_MAX_DTYPE = 32,  /* bytes of a dtype name */
     MP_SHOWN = 3,       /* skipped values named in the note */
 };
 #define MP_MAX_NAME_BYTES (256ull << 20) /* all tensor names together */
 #define MP_MAX_LEAF_BYTES (64u << 10)    /* values that are not arrays, kept */
 #define MP_MAX_LEAF_PATHS (1u << 20)     /* and their paths */
+#define MP_MAX_TREE_BYTES (16u << 20)    /* the tensors' paths in the tree kept */
 #define CHUNKED_KEY "__msgpack_chunked_array__"
 
 static const struct {
@@ -99,6 +102,12 @@ typedef struct mp_frame {
     bool map;
 } mp_frame;
 
+/* An entry of the kept tree: a tensor's or a value's. */
+typedef struct mp_span {
+    size_t from, to;
+    bool value;
+} mp_span;
+
 typedef struct mp_open {
     arena *keep;
     surg_sink *sink;
@@ -116,8 +125,10 @@ typedef struct mp_open {
     uint64_t page, name_bytes;
     size_t n_skipped, n_dropped;
     char *skipped[MP_SHOWN];
-    buf leaves; /* "path": "hex of the value's bytes", ... */
-    uint64_t leaf_bytes, leaf_paths;
+    buf tree; /* "path": "", "path": "hex of a value's bytes", ... */
+    struct mp_span *spans; /* each path's entry in tree */
+    size_t n_spans, cap_spans;
+    uint64_t leaf_bytes, leaf_paths, tensor_bytes;
     zip_archive *arc; /* the file, for the decoders */
     bool failed;
 } mp_open;
@@ -155,8 +166,11 @@ static surg_status take(mp_open *o, size_t n, const unsigned char **p)
     if (n > o->limit - o->pos)
         return truncated(o, n);
     if (o->pos < o->win_at || o->pos + n > o->win_at + o->win_len) {
-        uint64_t left = o->size - o->pos;
-        size_t want = left < MP_WINDOW ? (size_t)left : MP_WINDOW;
+        /* Past an array's data only a head or two is wanted: a small read,
+         * then whole windows again while the structure goes on. */
+        bool jump = o->pos > o->win_at + o->win_len;
+        uint64_t left = o->size - o->pos, max = jump ? MP_JUMP_WINDOW : MP_WINDOW;
+        size_t want = left < max ? (size_t)left : (size_t)max;
         size_t got = 0;
         while (got < want) {
             ssize_t r = pread(o->fd, o->win + got, want - got, (off_t)(o->pos + got));
@@ -335,6 +349,7 @@ typedef struct mp_array {
     uint32_t rank;
     uint64_t shape[SURG_MAX_RANK];
     uint64_t nelems, nbytes, data_at;
+    bool scalar; /* ext 3 */
 } mp_array;
 
 static surg_status shape_product(mp_open *o, mp_array *a)
@@ -417,6 +432,27 @@ static surg_status read_array(mp_open *o, uint64_t len, mp_array *a)
 
 /* ---- the table ------------------------------------------------------------- */
 
+/* The path where the walk is, and `value` (a string of JSON, quoted by the
+ * caller's `put`), as an entry of the tree kept. */
+static surg_status tree_entry(mp_open *o, bool is_value, const char *text)
+{
+    if (o->n_spans == o->cap_spans) {
+        size_t cap = o->cap_spans ? o->cap_spans * 2 : 64;
+        mp_span *x = realloc(o->spans, cap * sizeof *x);
+        if (!x)
+            return dg_nomem(o->sink, o->path);
+        o->spans = x;
+        o->cap_spans = cap;
+    }
+    size_t from = o->tree.len;
+    buf_json_string(&o->tree, o->name.data ? o->name.data : "");
+    buf_puts(&o->tree, ": \"");
+    buf_puts(&o->tree, text);
+    buf_putc(&o->tree, '"');
+    o->spans[o->n_spans++] = (mp_span){from, o->tree.len, is_value};
+    return o->tree.failed ? dg_nomem(o->sink, o->path) : SURG_OK;
+}
+
 /* The tensor named where the walk is, of `a`'s dtype and `shape`, whose
  * bytes are the n ranges at[i], len[i] (in place when one). */
 static surg_status add_tensor(mp_open *o, const mp_array *a, uint32_t rank,
@@ -440,6 +476,13 @@ static surg_status add_tensor(mp_open *o, const mp_array *a, uint32_t rank,
         return dg_nomem(o->sink, o->path);
     memcpy(sh, shape, rank * sizeof *sh);
     surg_tensor_info info = {name, a->dtype, rank, sh, nelems, nbytes};
+    if (o->tensor_bytes <= MP_MAX_TREE_BYTES) {
+        o->tensor_bytes += o->name.len + 8;
+        surg_status st = tree_entry(o, false, a->scalar && !rank ? MP_TREE_SCALAR
+                                                                 : MP_TREE_ARRAY);
+        if (st)
+            return st;
+    }
     bool in_place = n <= 1;
     st_entry *x = fmt_add_entry(o->t, in_place ? 0 : 1, o->cap);
     if (!x)
@@ -482,16 +525,20 @@ static surg_status skipped(mp_open *o, uint64_t at)
             free(b);
             return dg_errno(o->sink, o->path, "cannot read", got < 0 ? errno : EIO);
         }
-        buf_puts(&o->leaves, o->leaves.len ? ", " : "");
-        buf_json_string(&o->leaves, o->name.data ? o->name.data : "");
-        buf_puts(&o->leaves, ": \"");
-        for (uint64_t i = 0; i < len; i++)
-            buf_printf(&o->leaves, "%02x", b[i]);
-        buf_putc(&o->leaves, '"');
+        char *text = malloc(2 * (size_t)len + 1);
+        for (uint64_t i = 0; text && i < len; i++) {
+            static const char digits[] = "0123456789abcdef";
+            text[2 * i] = digits[b[i] >> 4];
+            text[2 * i + 1] = digits[b[i] & 15];
+        }
+        if (text)
+            text[2 * len] = 0;
         free(b);
+        surg_status st = text ? tree_entry(o, true, text) : dg_nomem(o->sink, o->path);
+        free(text);
+        if (st)
+            return st;
         o->leaf_bytes += len;
-        if (o->leaves.failed)
-            return dg_nomem(o->sink, o->path);
     } else {
         o->n_dropped++;
     }
@@ -731,6 +778,7 @@ static surg_status read_value(mp_open *o, mp_frame *stack, size_t *depth)
     if (v.kind == MK_EXT && (v.ext == 1 || v.ext == 3)) {
         mp_array a;
         st = read_array(o, v.n, &a);
+        a.scalar = v.ext == 3;
         uint64_t at = a.data_at, len = a.nbytes;
         if (!st)
             st = add_tensor(o, &a, a.rank, a.shape, &at, &len, 1, a.nelems, a.nbytes);
@@ -845,8 +893,44 @@ static surg_status note_skipped(mp_open *o)
                 "not a tensor: %s; %s",
                 o->n_skipped, o->n_skipped > 1 ? "s" : "", o->n_skipped > 1 ? "are" : "is",
                 b.data, o->n_dropped ? "too many to keep (over 64 KiB, or paths over 1 MiB), they are dropped"
-                : "kept in the metadata \"msgpack.leaves\" for a .msgpack output");
+                : "kept in the metadata \"" MP_TREE_KEY "\" for a .msgpack output");
     buf_free(&b);
+    return st;
+}
+
+/* The tree kept, as the metadata MP_TREE_KEY: the tensors' paths unless
+ * they take too much (said), the values' unless one was dropped (all go:
+ * the note said so). */
+static surg_status keep_tree(mp_open *o)
+{
+    bool tensors = o->tensor_bytes <= MP_MAX_TREE_BYTES, values = !o->n_dropped;
+    if (!tensors)
+        dg_file(o->sink, SURG_NOTE, "mp-order", o->path,
+                "the tree's paths take more than %u MiB: the order of its keys is not kept "
+                "(a .msgpack output sorts them)", MP_MAX_TREE_BYTES >> 20);
+    buf v;
+    buf_init(&v);
+    buf_putc(&v, '{');
+    size_t k = 0;
+    for (size_t i = 0; i < o->n_spans; i++) {
+        const mp_span *x = &o->spans[i];
+        if (!(x->value ? values : tensors))
+            continue;
+        buf_puts(&v, k++ ? ", " : "");
+        buf_append(&v, o->tree.data + x->from, x->to - x->from);
+    }
+    buf_putc(&v, '}');
+    surg_status st = SURG_OK;
+    fmt_table *out = o->t;
+    if (k) {
+        out->h[0].meta = malloc(sizeof *out->h[0].meta);
+        char *value = v.failed ? NULL : ar_strdup(o->keep, v.data);
+        if (!out->h[0].meta || !value)
+            st = dg_nomem(o->sink, o->path);
+        else
+            out->h[0].meta[out->h[0].n_meta++] = (surg_meta_entry){MP_TREE_KEY, value};
+    }
+    buf_free(&v);
     return st;
 }
 
@@ -859,7 +943,7 @@ static surg_status mp_read(arena *keep, surg_sink *sink, const char *path, fmt_t
     *o = (mp_open){.keep = keep, .sink = sink, .path = path, .t = out,
                    .page = page > 0 ? (uint64_t)page : 4096};
     buf_init(&o->name);
-    buf_init(&o->leaves);
+    buf_init(&o->tree);
     out->own_entries = true;
     out->src = malloc(sizeof *out->src);
     o->arc = ar_alloc(keep, sizeof *o->arc);
@@ -874,24 +958,13 @@ static surg_status mp_read(arena *keep, surg_sink *sink, const char *path, fmt_t
     }
     if (!st)
         st = note_skipped(o);
-    if (!st && o->leaves.len && !o->n_dropped) {
-        buf v;
-        buf_init(&v);
-        buf_putc(&v, '{');
-        buf_append(&v, o->leaves.data, o->leaves.len);
-        buf_putc(&v, '}');
-        out->h[0].meta = malloc(sizeof *out->h[0].meta);
-        char *value = v.failed ? NULL : ar_strdup(keep, v.data);
-        if (!out->h[0].meta || !value)
-            st = dg_nomem(sink, path);
-        else
-            out->h[0].meta[out->h[0].n_meta++] = (surg_meta_entry){MP_LEAVES_KEY, value};
-        buf_free(&v);
-    }
+    if (!st)
+        st = keep_tree(o);
     if (!st && o->failed)
         st = SURG_EINVALID;
     buf_free(&o->name);
-    buf_free(&o->leaves);
+    buf_free(&o->tree);
+    free(o->spans);
     free(o->keys);
     free(o);
     return st;
@@ -923,4 +996,5 @@ const fmt_reader fmt_msgpack = {
     .writes = true,
     .writer = &mpw_writer,
     .names = TN_MSGPACK,
+    .paths_meta = MP_TREE_KEY,
 };

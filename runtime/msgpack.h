@@ -14,10 +14,16 @@
 /* Flax's chunking threshold: an array of more bytes is written in chunks. */
 #define MP_MAX_CHUNK_BYTES (1ull << 30)
 
-/* The metadata in which the values that are not arrays are kept: a JSON
- * object of their paths and the hex of their msgpack bytes, in file order
- * ({"step": "0c", "opt_state/1": "80"}). */
-#define MP_LEAVES_KEY "msgpack.leaves"
+/* The metadata in which the reader keeps the tree (the format's
+ * paths_meta, format.h): a JSON object of every path in file order — each
+ * tensor's, "" for an array (ext 1, or chunked), "s" for a NumPy scalar
+ * (ext 3); each value that is not an array, the hex of its msgpack bytes
+ * ({"step": "0c", "params/w": "", "opt_state/1": "80"}). A recipe moves the
+ * paths (compiler/paths.c); the writer puts the keys of each map in the
+ * order of their paths here, and the values back at theirs. */
+#define MP_TREE_KEY "msgpack.tree"
+#define MP_TREE_ARRAY ""
+#define MP_TREE_SCALAR "s"
 
 /* The length of the one msgpack value at p (n bytes) that a leaf may be —
  * nil, a boolean, a number, a string, bytes, an ext, an empty map or array

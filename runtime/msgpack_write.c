@@ -18,18 +18,10 @@
 
 #include "support/diag.h"
 #include "support/json.h"
+#include "support/strsort.h"
 #include "support/tensor_name.h"
 #include "runtime/format.h"
 #include "runtime/msgpack.h"
-
-typedef struct mpw_node {
-    const char *key; /* NULL: the top map */
-    size_t len;
-    size_t tensor;   /* SIZE_MAX: a map, or a leaf */
-    uint64_t count;  /* a map's keys */
-    const unsigned char *raw; /* a leaf: its msgpack bytes */
-    size_t raw_len;
-} mpw_node;
 
 /* A piece of data: a tensor, or one of its chunks. */
 typedef struct mpw_gap {
@@ -105,10 +97,10 @@ static void put_bin_head(buf *b, uint64_t n)
         put_be(b, 0xc6, n, 4);
 }
 
-/* ext 1 of an array, all but its data: the ext head, then [shape, dtype,
- * bin head. */
-static void put_array_head(buf *b, surg_dtype dtype, uint32_t rank, const uint64_t *shape,
-                           uint64_t nbytes)
+/* ext 1 of an array (ext 3 of a NumPy scalar), all but its data: the ext
+ * head, then [shape, dtype, bin head. */
+static void put_array_head(buf *b, int ext, surg_dtype dtype, uint32_t rank,
+                           const uint64_t *shape, uint64_t nbytes)
 {
     buf inner;
     buf_init(&inner);
@@ -134,7 +126,7 @@ static void put_array_head(buf *b, surg_dtype dtype, uint32_t rank, const uint64
         else
             put_be(b, 0xc9, len, 4);
     }
-    buf_putc(b, 1);
+    buf_putc(b, (char)ext);
     buf_append(b, inner.data, inner.len);
     if (inner.failed)
         b->failed = true;
@@ -143,25 +135,45 @@ static void put_array_head(buf *b, surg_dtype dtype, uint32_t rank, const uint64
 
 /* ---- the tree --------------------------------------------------------------- */
 
-/* A tensor (idx), or a leaf (raw, its msgpack bytes). */
+#define NEW_KEY UINT64_MAX
+
+/* An item of the tree: a tensor (idx), or a value (raw, its msgpack bytes).
+ * pos: the place of its path in the input's tree (NEW_KEY: none); scalar:
+ * a tensor written as a NumPy scalar (ext 3). */
 typedef struct keyed {
     const char *name;
     size_t idx;
     const unsigned char *raw;
     size_t raw_len;
+    uint64_t pos;
+    bool scalar;
 } keyed;
 
-/* Key by key: "/" sorts before every byte, so a map's keys come out in
- * byte order whatever follows them. */
+/* A path of the tree kept: a tensor's ("" or "s") or a value's. */
+typedef struct kept_path {
+    const char *path; /* first: the key ss_sort sorts by */
+    const char *value;
+    uint64_t pos;
+} kept_path;
+
+/* Key by key ("/" sorts before every byte, so a map's keys come out in
+ * byte order whatever follows them); at one name a tensor first, then the
+ * values in their input order. */
 static int tree_order(const void *pa, const void *pb)
 {
-    const unsigned char *a = (const unsigned char *)((const keyed *)pa)->name;
-    const unsigned char *b = (const unsigned char *)((const keyed *)pb)->name;
+    const keyed *ka = pa, *kb = pb;
+    const unsigned char *a = (const unsigned char *)ka->name;
+    const unsigned char *b = (const unsigned char *)kb->name;
     for (;; a++, b++) {
         unsigned x = *a == '/' ? 1 : *a ? *a + 1u : 0, y = *b == '/' ? 1 : *b ? *b + 1u : 0;
-        if (x != y || !x)
-            return x < y ? -1 : x > y;
+        if (x != y)
+            return x < y ? -1 : 1;
+        if (!x)
+            break;
     }
+    if (!ka->raw != !kb->raw)
+        return ka->raw ? 1 : -1;
+    return ka->pos < kb->pos ? -1 : ka->pos > kb->pos;
 }
 
 static surg_status check_tensors(surg_sink *sink, const char *out_path, const stw_output *out)
@@ -201,12 +213,13 @@ static void put_index(buf *b, uint64_t i)
     put_str(b, key, (size_t)n);
 }
 
-/* Tensor i: ext 1, or over chunk_bytes Flax's map of chunks of
- * chunk_bytes / itemsize elements, each a 1-D ext 1. */
-static bool put_tensor(mpw_layout *z, const surg_tensor_info *t, size_t i, uint64_t chunk_bytes)
+/* Tensor i: ext 1 (ext 3 for a scalar), or over chunk_bytes Flax's map of
+ * chunks of chunk_bytes / itemsize elements, each a 1-D ext 1. */
+static bool put_tensor(mpw_layout *z, const surg_tensor_info *t, size_t i, uint64_t chunk_bytes,
+                       bool scalar)
 {
     if (t->nbytes <= chunk_bytes) {
-        put_array_head(&z->skel, t->dtype, t->rank, t->shape, t->nbytes);
+        put_array_head(&z->skel, scalar ? 3 : 1, t->dtype, t->rank, t->shape, t->nbytes);
         return add_gap(z, i, t->nbytes, 0);
     }
     static const char flag[] = "__msgpack_chunked_array__";
@@ -227,7 +240,7 @@ static bool put_tensor(mpw_layout *z, const surg_tensor_info *t, size_t i, uint6
     for (uint64_t c = 0; c < n; c++) {
         uint64_t elems = c + 1 < n ? per : t->nelems - c * per;
         put_index(&z->skel, c);
-        put_array_head(&z->skel, t->dtype, 1, &elems, elems * esize);
+        put_array_head(&z->skel, 1, t->dtype, 1, &elems, elems * esize);
         if (!add_gap(z, i, elems * esize, c * per * esize))
             return false;
     }
@@ -245,22 +258,31 @@ static size_t shared_depth(const char *a, const char *b)
     }
 }
 
-/* The preorder walk of the tree the names make (in `order`), and the
- * skeleton written from it. */
-static surg_status build(surg_sink *sink, const char *out_path, const stw_output *out,
-                         const keyed *items, size_t n_items, mpw_layout *z)
+typedef struct mpw_node {
+    const char *key; /* NULL: the top map */
+    size_t len;
+    const keyed *item; /* NULL: a map */
+    size_t parent;
+    uint64_t count;  /* a map's keys */
+    uint64_t pos;    /* the first place in the input of its paths, or NEW_KEY */
+    size_t kids;     /* a map's keys, ordered, from here in the kids array */
+    bool numeric;    /* a map whose keys are all indices: "0", "1", ... */
+} mpw_node;
+
+/* The nodes of the tree the names make (in tree order), in preorder. */
+static surg_status make_nodes(surg_sink *sink, const char *out_path, const keyed *items,
+                              size_t n_items, mpw_node **out, size_t *n_out)
 {
     size_t n_nodes = 1, cap = 16;
     mpw_node *nodes = malloc(cap * sizeof *nodes);
-    size_t *open = NULL; /* the maps on the current path, by depth */
-    size_t open_cap = 16, depth = 0;
-    open = malloc(open_cap * sizeof *open);
+    size_t open_cap = 16;
+    size_t *open = malloc(open_cap * sizeof *open); /* the maps on the path, by depth */
     if (!nodes || !open) {
         free(nodes);
         free(open);
         return dg_nomem(sink, out_path);
     }
-    nodes[0] = (mpw_node){NULL, 0, SIZE_MAX, 0, NULL, 0};
+    nodes[0] = (mpw_node){.parent = SIZE_MAX, .pos = NEW_KEY};
     open[0] = 0;
     surg_status st = SURG_OK;
     const char *prev = NULL;
@@ -275,10 +297,9 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
             st = SURG_EINVALID;
             break;
         }
-        size_t keep = prev ? shared_depth(prev, name) : 0;
-        depth = keep; /* maps still open: open[0..depth] */
+        size_t depth = prev ? shared_depth(prev, name) : 0; /* maps still open */
         const char *seg = name;
-        for (size_t d = 0; d < keep; d++)
+        for (size_t d = 0; d < depth; d++)
             seg = strchr(seg, '/') + 1;
         for (;;) {
             const char *slash = strchr(seg, '/');
@@ -292,8 +313,8 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
                 nodes = x;
             }
             nodes[open[depth]].count++;
-            nodes[n_nodes] = (mpw_node){seg, len, slash || items[i].raw ? SIZE_MAX : items[i].idx,
-                                        0, slash ? NULL : items[i].raw, items[i].raw_len};
+            nodes[n_nodes] = (mpw_node){seg, len, slash ? NULL : &items[i], open[depth], 0,
+                                        slash ? NEW_KEY : items[i].pos, 0, false};
             if (!slash) {
                 n_nodes++;
                 break;
@@ -311,26 +332,156 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
         }
         prev = name;
     }
+    free(open);
+    if (st) {
+        free(nodes);
+        return st;
+    }
+    *out = nodes;
+    *n_out = n_nodes;
+    return SURG_OK;
+}
+
+/* "0", or digits not starting with 0. */
+static bool is_index(const char *k, size_t len)
+{
+    if (!len || (k[0] == '0' && len > 1))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (k[i] < '0' || k[i] > '9')
+            return false;
+    return true;
+}
+
+/* A key of a map, being put in order. */
+typedef struct kref {
+    const char *key;
+    size_t len;
+    uint64_t pos;
+    size_t node;
+} kref;
+
+/* The order Flax's state dicts give new keys: a list's indices in number
+ * order, a dict's keys in byte order (as JAX sorts them). */
+static int key_cmp(const kref *a, const kref *b, bool numeric)
+{
+    if (numeric && a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->key, b->key, n);
+    return c ? c : a->len < b->len ? -1 : a->len > b->len;
+}
+
+static int by_pos(const void *pa, const void *pb)
+{
+    const kref *a = pa, *b = pb;
+    return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+static int by_number(const void *pa, const void *pb) { return key_cmp(pa, pb, true); }
+
+/* Each map's keys in order: those the input had in its order (by where
+ * their paths first were), and each new key before the first of them
+ * that sorts after it, the new keys in Flax's order among themselves. */
+static bool order_keys(mpw_node *nodes, size_t n_nodes, size_t *kids)
+{
+    kref *old = malloc((n_nodes ? n_nodes : 1) * sizeof *old);
+    kref *new = malloc((n_nodes ? n_nodes : 1) * sizeof *new);
+    size_t *fill = malloc((n_nodes ? n_nodes : 1) * sizeof *fill);
+    bool ok = old && new && fill;
+    for (size_t k = n_nodes; ok && k-- > 1;) { /* a map's place: its first path's */
+        mpw_node *p = &nodes[nodes[k].parent];
+        if (nodes[k].pos < p->pos)
+            p->pos = nodes[k].pos;
+    }
+    size_t at = 0;
+    for (size_t k = 0; ok && k < n_nodes; k++) {
+        nodes[k].kids = fill[k] = at;
+        nodes[k].numeric = !nodes[k].item;
+        at += nodes[k].item ? 0 : (size_t)nodes[k].count;
+    }
+    for (size_t k = 1; ok && k < n_nodes; k++) { /* in tree (byte) order */
+        mpw_node *p = &nodes[nodes[k].parent];
+        kids[fill[nodes[k].parent]++] = k;
+        p->numeric = p->numeric && is_index(nodes[k].key, nodes[k].len);
+    }
+    for (size_t k = 0; ok && k < n_nodes; k++) {
+        const mpw_node *m = &nodes[k];
+        size_t n = m->item ? 0 : (size_t)m->count, *c = kids + m->kids;
+        size_t n_old = 0, n_new = 0;
+        if (n < 2)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            const mpw_node *x = &nodes[c[i]];
+            kref r = {x->key, x->len, x->pos, c[i]};
+            if (x->pos != NEW_KEY)
+                old[n_old++] = r;
+            else
+                new[n_new++] = r;
+        }
+        qsort(old, n_old, sizeof *old, by_pos);
+        if (m->numeric)
+            qsort(new, n_new, sizeof *new, by_number);
+        for (size_t i = 0, j = 0, w = 0; i < n_old || j < n_new;)
+            if (j < n_new && (i == n_old || key_cmp(&new[j], &old[i], m->numeric) < 0))
+                c[w++] = new[j++].node;
+            else
+                c[w++] = old[i++].node;
+    }
+    free(old);
+    free(new);
+    free(fill);
+    return ok;
+}
+
+/* The skeleton, from the tree the items make, each map's keys in order;
+ * the tensors of f in the order they come. */
+static surg_status build(surg_sink *sink, const char *out_path, const stw_output *out,
+                         const keyed *items, size_t n_items, mpw_layout *z, stw_file *f)
+{
+    mpw_node *nodes = NULL;
+    size_t n_nodes = 0;
+    surg_status st = make_nodes(sink, out_path, items, n_items, &nodes, &n_nodes);
+    if (st)
+        return st;
+    size_t *kids = malloc(n_nodes * sizeof *kids), *stack = malloc(n_nodes * sizeof *stack);
+    size_t *next = malloc(n_nodes * sizeof *next);
+    if (!kids || !stack || !next || !order_keys(nodes, n_nodes, kids))
+        st = dg_nomem(sink, out_path);
     uint64_t chunk_bytes = out->chunk_bytes ? out->chunk_bytes : MP_MAX_CHUNK_BYTES;
-    for (size_t k = 0; !st && k < n_nodes; k++) {
-        const mpw_node *x = &nodes[k];
-        if (x->key)
-            put_str(&z->skel, x->key, x->len);
-        if (x->raw) {
-            buf_append(&z->skel, x->raw, x->raw_len);
+    size_t depth = 0;
+    if (!st) {
+        put_map(&z->skel, nodes[0].count);
+        stack[depth] = 0;
+        next[depth++] = 0;
+    }
+    while (!st && depth) {
+        const mpw_node *m = &nodes[stack[depth - 1]];
+        if (next[depth - 1] == m->count) {
+            depth--;
             continue;
         }
-        if (x->tensor == SIZE_MAX) {
+        const mpw_node *x = &nodes[kids[m->kids + next[depth - 1]++]];
+        put_str(&z->skel, x->key, x->len);
+        if (!x->item) {
             put_map(&z->skel, x->count);
-            continue;
+            stack[depth] = (size_t)(x - nodes);
+            next[depth++] = 0;
+        } else if (x->item->raw) {
+            buf_append(&z->skel, x->item->raw, x->item->raw_len);
+        } else {
+            f->idx[f->n++] = x->item->idx;
+            if (!put_tensor(z, &out->tensors[x->item->idx], x->item->idx, chunk_bytes,
+                            x->item->scalar))
+                st = dg_nomem(sink, out_path);
         }
-        if (!put_tensor(z, &out->tensors[x->tensor], x->tensor, chunk_bytes))
-            st = dg_nomem(sink, out_path);
     }
     if (!st && z->skel.failed)
         st = dg_nomem(sink, out_path);
+    free(kids);
+    free(stack);
+    free(next);
     free(nodes);
-    free(open);
     return st;
 }
 
@@ -339,30 +490,43 @@ static int hex(int c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The leaves of "msgpack.leaves" (a msgpack input's values that are not
- * arrays) added to items[n..]: each a path that is a name of this format
- * and the bytes of one leaf value. Anything else and none are. */
-static size_t read_leaves(surg_sink *sink, const char *out_path, const stw_output *out,
-                          arena *ar, keyed *items, size_t n, size_t room)
+/* The tree kept in MP_TREE_KEY (msgpack.h): its paths into *paths (in the
+ * order given), its values added to items[n..] (the count returned). A
+ * tree that is not what the reader writes is not used, with a warning. */
+static size_t read_tree(surg_sink *sink, const char *out_path, const char *v, arena *ar,
+                        keyed *items, size_t n, kept_path **paths, size_t *n_paths)
 {
-    const char *v = NULL;
-    for (size_t i = 0; i < out->n_meta && !v; i++)
-        if (strcmp(out->meta[i].key, MP_LEAVES_KEY) == 0)
-            v = out->meta[i].value;
+    *paths = NULL;
+    *n_paths = 0;
     if (!v)
         return n;
     json_reader j;
     json_init(&j, v, strlen(v), ar);
-    size_t k = n;
+    size_t k = n, cap = 0;
     const char *why = NULL;
     int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
     for (; more > 0 && !why; more = json_more(&j, '}')) {
         const char *name, *text;
         if (!json_key(&j, &name) || !json_string(&j, &text))
             break;
+        if (*n_paths == cap) {
+            cap = cap ? cap * 2 : 64;
+            kept_path *x = realloc(*paths, cap * sizeof *x);
+            if (!x) {
+                why = "out of memory";
+                break;
+            }
+            *paths = x;
+        }
+        (*paths)[*n_paths] = (kept_path){name, text, *n_paths};
+        ++*n_paths;
+        if (tn_format_problem(name, strlen(name), TN_MSGPACK))
+            why = "a path is not one a .msgpack can hold";
+        if (why || strcmp(text, MP_TREE_ARRAY) == 0 || strcmp(text, MP_TREE_SCALAR) == 0)
+            continue;
         size_t len = strlen(text) / 2;
         unsigned char *raw = ar_alloc(ar, len ? len : 1);
-        if (!raw || k == room) {
+        if (!raw) {
             why = "out of memory";
             break;
         }
@@ -374,17 +538,21 @@ static size_t read_leaves(surg_sink *sink, const char *out_path, const stw_outpu
         }
         if (!why && (text[2 * len] || mp_leaf_len(raw, len) != len))
             why = "a value is not one msgpack value that is not a map or an array";
-        if (!why && tn_format_problem(name, strlen(name), TN_MSGPACK))
-            why = "a path is not one a .msgpack can hold";
-        items[k++] = (keyed){name, SIZE_MAX, raw, len};
+        items[k++] = (keyed){name, SIZE_MAX, raw, len, *n_paths - 1, false};
     }
     if (!why && (more != 0 || !json_end(&j)))
         why = j.failed ? j.err : "it is not an object of strings";
+    if (!why && ss_sort(*paths, *n_paths, sizeof **paths) != 0)
+        why = "out of memory";
     if (!why)
         return k;
-    dg_file(sink, SURG_WARNING, "mp-leaves", out_path,
-            "the metadata \"" MP_LEAVES_KEY "\" does not hold values a .msgpack can keep (%s): "
-            "they are not written", why);
+    dg_file(sink, SURG_WARNING, "mp-tree-metadata", out_path,
+            "the metadata \"" MP_TREE_KEY "\" is not a tree a .msgpack can keep (%s): its "
+            "order and values are not used",
+            why);
+    free(*paths);
+    *paths = NULL;
+    *n_paths = 0;
     return n;
 }
 
@@ -395,36 +563,38 @@ static bool clash(const char *a, const char *b)
     return strncmp(a, b, n) == 0 && (b[n] == 0 || b[n] == '/');
 }
 
-/* A leaf whose path is a tensor's, or is inside one's or holds one, gives
- * way to the tensor: the recipe made it. */
-static size_t drop_clashing_leaves(surg_sink *sink, const char *out_path, keyed *items,
+/* A value whose path is a tensor's, or is inside one's or holds one, gives
+ * way to the tensor: the recipe made it; of two values so, the one first
+ * in the input stays. Items are in tree order. */
+static size_t drop_clashing_values(surg_sink *sink, const char *out_path, keyed *items,
                                    size_t n)
 {
     size_t k = 0, dropped = 0;
     const char *first = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (k && clash(items[k - 1].name, items[i].name) && (items[i].raw || items[k - 1].raw)) {
-            bool keep_new = items[k - 1].raw != NULL;
-            const keyed *gone = keep_new ? &items[k - 1] : &items[i];
+        keyed *last = k ? &items[k - 1] : NULL;
+        if (last && clash(last->name, items[i].name) && (items[i].raw || last->raw)) {
+            bool keep_new = last->raw && (!items[i].raw || items[i].pos < last->pos);
+            const keyed *gone = keep_new ? last : &items[i];
             first = first ? first : gone->name;
             dropped++;
             if (keep_new)
-                items[k - 1] = items[i];
+                *last = items[i];
             continue;
         }
         items[k++] = items[i];
     }
     if (dropped)
-        dg_file(sink, SURG_WARNING, "mp-leaves", out_path,
-                "%zu value%s of the metadata \"" MP_LEAVES_KEY "\" (\"%s\"%s) %s not written: "
-                "a tensor of the output is there",
+        dg_file(sink, SURG_WARNING, "mp-tree-metadata", out_path,
+                "%zu value%s of the metadata \"" MP_TREE_KEY "\" (\"%s\"%s) %s not written: "
+                "a tensor of the output, or a value before it, is there",
                 dropped, dropped > 1 ? "s" : "", first, dropped > 1 ? ", ..." : "",
                 dropped > 1 ? "are" : "is");
     return k;
 }
 
 static surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
-                            stw_layout *lay)
+                                   stw_layout *lay)
 {
     if (out->max_shard_size) {
         dg_file(sink, SURG_ERROR, "mp-sharded", out_path,
@@ -435,7 +605,7 @@ static surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const 
     if (st)
         return st;
     stw_warn_metadata(sink, out_path, out, "mp-metadata",
-                      ".msgpack holds a tree of arrays only", MP_LEAVES_KEY);
+                      ".msgpack holds a tree of arrays only", MP_TREE_KEY);
     mpw_layout *z = calloc(1, sizeof *z);
     lay->state = z;
     if (!z)
@@ -443,28 +613,33 @@ static surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const 
     ar_init(&z->ar);
     buf_init(&z->skel);
     st = stw_one_file(lay, sink, out_path);
-    const char *leaves = NULL;
-    for (size_t i = 0; i < out->n_meta && !leaves; i++)
-        if (strcmp(out->meta[i].key, MP_LEAVES_KEY) == 0)
-            leaves = out->meta[i].value;
+    const char *tree = NULL;
+    for (size_t i = 0; i < out->n_meta && !tree; i++)
+        if (strcmp(out->meta[i].key, MP_TREE_KEY) == 0)
+            tree = out->meta[i].value;
     size_t room = out->n;
-    for (const char *p = leaves; p && *p; p++) /* at most one leaf per colon */
+    for (const char *p = tree; p && *p; p++) /* at most one path per colon */
         room += *p == ':';
     keyed *k = st ? NULL : malloc((room ? room : 1) * sizeof *k);
     if (!st && !k)
         st = dg_nomem(sink, out_path);
     if (st)
         return st;
-    for (size_t i = 0; i < out->n; i++)
-        k[i] = (keyed){out->tensors[i].name, i, NULL, 0};
-    size_t n_items = read_leaves(sink, out_path, out, &z->ar, k, out->n, room);
+    kept_path *paths;
+    size_t n_paths;
+    size_t n_items = read_tree(sink, out_path, tree, &z->ar, k, out->n, &paths, &n_paths);
+    for (size_t i = 0; i < out->n; i++) {
+        const surg_tensor_info *t = &out->tensors[i];
+        size_t at = n_paths ? ss_find(paths, n_paths, sizeof *paths, t->name) : (size_t)-1;
+        bool scalar = at != (size_t)-1 && !t->rank &&
+                      strcmp(paths[at].value, MP_TREE_SCALAR) == 0;
+        k[i] = (keyed){t->name, i, NULL, 0, at != (size_t)-1 ? paths[at].pos : NEW_KEY, scalar};
+    }
+    free(paths);
     qsort(k, n_items, sizeof *k, tree_order);
-    n_items = drop_clashing_leaves(sink, out_path, k, n_items);
+    n_items = drop_clashing_values(sink, out_path, k, n_items);
     stw_file *f = &lay->files[0];
-    for (size_t i = 0; i < n_items; i++)
-        if (!k[i].raw)
-            f->idx[f->n++] = k[i].idx;
-    st = build(sink, out_path, out, k, n_items, z);
+    st = build(sink, out_path, out, k, n_items, z, f);
     free(k);
     if (st)
         return st;

@@ -23,6 +23,7 @@
 #include "runtime/format.h"
 #include "runtime/kvstore.h"
 #include "runtime/msgpack.h"
+#include "runtime/zarr.h"
 #include "support/json.h"
 #include "support/natural.h"
 #include "support/readfile.h"
@@ -247,7 +248,8 @@ typedef struct ob_leaf {
     bool skip;           /* skip_deserialize: the value is in the aggregate file */
     bool has_shape;
     uint32_t rank;
-    uint64_t *shape; /* write_shape */
+    uint64_t *shape;   /* write_shape */
+    const char *text;  /* a string leaf's value (_strings.json), or NULL */
 } ob_leaf;
 
 typedef struct ob_tree {
@@ -267,7 +269,15 @@ typedef struct ob_open {
     size_t n_t, cap_t;
     const char **reads;
     size_t n_reads, cap_reads;
-    buf leaves; /* "path": "hex of the msgpack bytes", ... */
+    /* The tree kept as msgpack.c keeps its own (msgpack.h, MP_TREE_KEY):
+     * each tensor's path, and each value's with the hex of its msgpack
+     * bytes, in the tree's order. */
+    buf tree;
+    struct ob_span {
+        size_t from, to;
+        bool value;
+    } *spans;
+    size_t n_spans, cap_spans;
     uint64_t leaf_bytes;
     size_t n_skipped, n_dropped;
     const char *skipped[OB_SHOWN];
@@ -356,10 +366,31 @@ static bool json_bool(json_reader *j, bool *v, bool *set)
     return json_skip(j);
 }
 
-/* ---- values that are not arrays ------------------------------------------ */
+/* ---- the tree kept ------------------------------------------------------- */
 
-/* Keep the value at `name` whose msgpack bytes are b (n bytes), as
- * msgpack.c keeps such values: "msgpack.leaves". */
+/* `"name": "text"` as the next entry of the tree kept. */
+static surg_status tree_put(ob_open *o, const char *name, const char *text, bool value)
+{
+    if (o->n_spans == o->cap_spans) {
+        size_t cap = o->cap_spans ? o->cap_spans * 2 : 64;
+        struct ob_span *v = realloc(o->spans, cap * sizeof *v);
+        if (!v)
+            return dg_nomem(o->sink, o->dir);
+        o->spans = v;
+        o->cap_spans = cap;
+    }
+    size_t from = o->tree.len;
+    buf_puts(&o->tree, o->n_spans ? ", " : "");
+    buf_json_string(&o->tree, name);
+    buf_puts(&o->tree, ": \"");
+    buf_puts(&o->tree, text);
+    buf_putc(&o->tree, '"');
+    o->spans[o->n_spans++] = (struct ob_span){from, o->tree.len, value};
+    return o->tree.failed ? dg_nomem(o->sink, o->dir) : SURG_OK;
+}
+
+/* A value that is not an array at `name`, whose msgpack bytes are b (n
+ * bytes; NULL: not known), kept while they fit. */
 static surg_status keep_leaf(ob_open *o, const char *name, const unsigned char *b, size_t n)
 {
     if (o->n_skipped < OB_SHOWN) {
@@ -374,13 +405,18 @@ static surg_status keep_leaf(ob_open *o, const char *name, const unsigned char *
         return SURG_OK;
     }
     o->leaf_bytes += n;
-    buf_puts(&o->leaves, o->leaves.len ? ", " : "");
-    buf_json_string(&o->leaves, name);
-    buf_puts(&o->leaves, ": \"");
-    for (size_t i = 0; i < n; i++)
-        buf_printf(&o->leaves, "%02x", b[i]);
-    buf_putc(&o->leaves, '"');
-    return o->leaves.failed ? dg_nomem(o->sink, o->dir) : SURG_OK;
+    char *hex = malloc(2 * n + 1);
+    if (!hex)
+        return dg_nomem(o->sink, o->dir);
+    for (size_t i = 0; i < n; i++) {
+        static const char digits[] = "0123456789abcdef";
+        hex[2 * i] = digits[b[i] >> 4];
+        hex[2 * i + 1] = digits[b[i] & 15];
+    }
+    hex[2 * n] = 0;
+    surg_status st = tree_put(o, name, hex, true);
+    free(hex);
+    return st;
 }
 
 /* A string as msgpack (str8/16/32), malloc'd. */
@@ -407,62 +443,6 @@ static unsigned char *msgpack_str(const char *s, size_t *n)
     memcpy(b + head, s, len);
     *n = len + head;
     return b;
-}
-
-/* The string leaves of an item from its _strings.json ({param name: str}),
- * each kept as a msgpack string; one missing there is dropped. */
-static surg_status string_leaves(ob_open *o, const char *item, const char *prefix,
-                                 const ob_tree *tr)
-{
-    size_t count = 0;
-    for (size_t i = 0; i < tr->n; i++)
-        count += tr->v[i].type == OB_STRING;
-    if (!count)
-        return SURG_OK;
-    const char **value = calloc(tr->n, sizeof *value);
-    if (!value)
-        return dg_nomem(o->sink, item);
-    surg_status st = SURG_OK;
-    char *path = join(o->keep, item, "_strings.json");
-    if (!path)
-        st = dg_nomem(o->sink, item);
-    if (!st && has(item, "_strings.json", 'f')) {
-        char *text;
-        size_t len;
-        json_reader j;
-        st = read_json(o, path, &text, &len, &j);
-        int more = st ? 0 : json_open(&j, '{') ? json_first(&j, '}') : -1;
-        json_keys keys = {0};
-        for (; more > 0; more = json_more(&j, '}')) {
-            const char *key, *v = NULL;
-            if (!json_key(&j, &key) || !json_keys_add(&j, &keys, key))
-                break;
-            if (json_peek(&j) == '"' ? !json_string(&j, &v) : !json_skip(&j))
-                break;
-            for (size_t i = 0; v && i < tr->n; i++)
-                if (tr->v[i].type == OB_STRING && strcmp(tr->v[i].param, key) == 0)
-                    value[i] = v;
-        }
-        bool unique = !st && json_keys_unique(&j, &keys, "the object");
-        if (!st && (more != 0 || !unique || !json_end(&j)))
-            st = json_bad(o, path, &j);
-    }
-    for (size_t i = 0; !st && i < tr->n; i++) {
-        if (tr->v[i].type != OB_STRING)
-            continue;
-        size_t n = 0;
-        unsigned char *b = value[i] ? msgpack_str(value[i], &n) : NULL;
-        if (value[i] && !b)
-            st = dg_nomem(o->sink, item);
-        const char *name = prefix ? join(o->keep, prefix, tr->v[i].name) : tr->v[i].name;
-        if (!st && !name)
-            st = dg_nomem(o->sink, item);
-        if (!st)
-            st = keep_leaf(o, name, b, n);
-        free(b);
-    }
-    free(value);
-    return st;
 }
 
 /* ---- _METADATA ------------------------------------------------------------- */
@@ -786,32 +766,38 @@ static void quiet_fn(const surg_diag *d, void *user)
         dg_emit(to, d);
 }
 
-/* The msgpack reader's values that are not arrays ("msgpack.leaves"). */
-typedef struct ob_mleaf {
-    const char *path; /* first, for ss_find */
-    const char *hex;
+/* An entry of the msgpack reader's tree (MP_TREE_KEY), in file order. */
+typedef struct ob_mentry {
+    const char *path;
+    const char *text;        /* "" an array, "s" a NumPy scalar, else the hex of a value */
     const char *placeholder; /* the name after PLACEHOLDER://, or NULL */
-    bool used;
-} ob_mleaf;
+} ob_mentry;
 
 static int hexval(char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The string a leaf's msgpack bytes hold, if they are one (in the arena). */
-static const char *leaf_string(arena *ar, const char *hex)
+/* The bytes of a value's hex (in the arena, NUL-ended beyond n), or NULL. */
+static unsigned char *unhex(arena *ar, const char *hex, size_t *n)
 {
-    size_t n = strlen(hex) / 2;
-    unsigned char *b = ar_alloc(ar, n + 1);
-    if (!b || n < 1)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(hex);
+    *n = len / 2;
+    unsigned char *b = len % 2 ? NULL : ar_alloc(ar, *n + 1);
+    for (size_t i = 0; b && i < *n; i++) {
         int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return NULL;
         b[i] = (unsigned char)(hi << 4 | lo);
     }
+    return b;
+}
+
+/* The string a value's msgpack bytes hold, if they are one. */
+static const char *leaf_string(unsigned char *b, size_t n)
+{
+    if (!b || n < 1)
+        return NULL;
     size_t head = b[0] >= 0xa0 && b[0] <= 0xbf ? 1 : b[0] == 0xd9 ? 2 : b[0] == 0xda ? 3
                   : b[0] == 0xdb ? 5 : 0;
     if (!head || head > n)
@@ -825,8 +811,13 @@ static const char *leaf_string(arena *ar, const char *hex)
     return (const char *)b + head;
 }
 
-static surg_status parse_mleaves(ob_open *o, const char *file, const char *json,
-                                 ob_mleaf **out, size_t *n_out)
+static bool is_tensor_text(const char *text)
+{
+    return strcmp(text, MP_TREE_ARRAY) == 0 || strcmp(text, MP_TREE_SCALAR) == 0;
+}
+
+static surg_status parse_mtree(ob_open *o, const char *file, const char *json, ob_mentry **out,
+                               size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
@@ -835,7 +826,7 @@ static surg_status parse_mleaves(ob_open *o, const char *file, const char *json,
     size_t cap = 1;
     for (const char *p = json; *p; p++)
         cap += *p == ':';
-    ob_mleaf *v = ar_array(o->keep, cap, sizeof *v);
+    ob_mentry *v = ar_array(o->keep, cap, sizeof *v);
     if (!v)
         return dg_nomem(o->sink, file);
     json_reader j;
@@ -843,16 +834,19 @@ static surg_status parse_mleaves(ob_open *o, const char *file, const char *json,
     size_t n = 0;
     int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
     for (; more > 0 && n < cap; more = json_more(&j, '}')) {
-        ob_mleaf *l = &v[n];
-        if (!json_key(&j, &l->path) || !json_string(&j, &l->hex))
+        ob_mentry *e = &v[n];
+        if (!json_key(&j, &e->path) || !json_string(&j, &e->text))
             break;
-        const char *s = leaf_string(o->keep, l->hex);
+        size_t len = 0;
+        unsigned char *b = is_tensor_text(e->text) ? NULL : unhex(o->keep, e->text, &len);
+        const char *str = leaf_string(b, len);
         static const char mark[] = "PLACEHOLDER://";
-        l->placeholder = s && strncmp(s, mark, sizeof mark - 1) == 0 ? s + sizeof mark - 1 : NULL;
+        e->placeholder = str && strncmp(str, mark, sizeof mark - 1) == 0 ? str + sizeof mark - 1
+                                                                          : NULL;
         n++;
     }
     if (more != 0) /* the msgpack reader wrote it: never */
-        return bad(o, file, "ob-internal", "the msgpack reader's leaves are not an object");
+        return bad(o, file, "ob-internal", "the msgpack reader's tree is not an object");
     *out = v;
     *n_out = n;
     return SURG_OK;
@@ -950,28 +944,61 @@ static const char *prefixed(ob_open *o, const char *prefix, const char *name)
     return prefix ? join(o->keep, prefix, name) : name;
 }
 
-/* Every leaf of the tree that is no array: kept as a value. */
-static surg_status tree_leaves(ob_open *o, const char *item, const char *prefix,
-                               const ob_tree *tr, ob_mleaf *ml, size_t n_ml)
+/* A leaf that is not an array: an empty container or None (its msgpack
+ * byte), or a string (its value from _strings.json, when there). */
+static surg_status value_leaf(ob_open *o, const char *prefix, const ob_leaf *l)
 {
-    surg_status st = string_leaves(o, item, prefix, tr);
-    for (size_t i = 0; !st && i < tr->n; i++) {
-        const ob_leaf *l = &tr->v[i];
-        if (l->type != OB_EMPTY) /* a scalar in the aggregate file is its own */
-            continue;
-        size_t k = ml ? ss_find(ml, n_ml, sizeof *ml, l->name) : SIZE_MAX;
-        if (ml && k < n_ml)
-            continue; /* the aggregate file's own value, kept below */
-        const char *name = prefixed(o, prefix, l->name);
-        st = name ? keep_leaf(o, name, l->type == OB_EMPTY ? &l->empty : NULL, 1)
-                  : dg_nomem(o->sink, item);
-    }
+    const char *name = prefixed(o, prefix, l->name);
+    if (!name)
+        return dg_nomem(o->sink, o->dir);
+    if (l->type == OB_EMPTY)
+        return keep_leaf(o, name, &l->empty, 1);
+    size_t n = 0;
+    unsigned char *b = l->text ? msgpack_str(l->text, &n) : NULL;
+    if (l->text && !b)
+        return dg_nomem(o->sink, o->dir);
+    surg_status st = keep_leaf(o, name, b, n);
+    free(b);
     return st;
 }
 
-/* The aggregate file `checkpoint`: its arrays in place (those _METADATA
- * says are there), PLACEHOLDER://name values read from the zarr directory
- * <item>/<name>/, and its other values kept. */
+/* The values of an item's string leaves, from its _strings.json ({param
+ * name: string}); one missing there stays NULL. */
+static surg_status read_strings(ob_open *o, const char *item, ob_tree *tr)
+{
+    bool any = false;
+    for (size_t i = 0; i < tr->n && !any; i++)
+        any = tr->v[i].type == OB_STRING;
+    if (!any || !has(item, "_strings.json", 'f'))
+        return SURG_OK;
+    char *path = join(o->keep, item, "_strings.json"), *text;
+    size_t len;
+    json_reader j;
+    surg_status st = path ? read_json(o, path, &text, &len, &j) : dg_nomem(o->sink, item);
+    if (st)
+        return st;
+    json_keys keys = {0};
+    int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
+    for (; more > 0; more = json_more(&j, '}')) {
+        const char *key, *v = NULL;
+        if (!json_key(&j, &key) || !json_keys_add(&j, &keys, key))
+            break;
+        if (json_peek(&j) == '"' ? !json_string(&j, &v) : !json_skip(&j))
+            break;
+        for (size_t i = 0; v && i < tr->n; i++) /* few strings: a scan */
+            if (tr->v[i].type == OB_STRING && strcmp(tr->v[i].param, key) == 0)
+                tr->v[i].text = v;
+    }
+    bool unique = json_keys_unique(&j, &keys, "the object");
+    if (more != 0 || !unique || !json_end(&j))
+        return json_bad(o, path, &j);
+    return SURG_OK;
+}
+
+/* The aggregate file `checkpoint` (msgpack): its arrays in place (those
+ * _METADATA says are there), its PLACEHOLDER://name values and the arrays
+ * _METADATA says are not there read from the zarr directory <item>/<name>/,
+ * its other values kept; then what _METADATA lists that the file lacks. */
 static surg_status open_aggregate(ob_open *o, ob_store *s)
 {
     const char *path = join(o->keep, s->item, "checkpoint");
@@ -982,86 +1009,86 @@ static surg_status open_aggregate(ob_open *o, ob_store *s)
     ob_quiet q = {o->sink};
     surg_sink quiet = {.fn = quiet_fn, .user = &q};
     st = fmt_open(FMT_MSGPACK, o->keep, &quiet, path, &o->t[ti]); /* counted where passed on */
+    const char *tree_json = NULL;
     fmt_table *t = &o->t[ti];
-    const char *leaves_json = NULL;
     for (size_t i = 0; !st && i < t->h[0].n_meta; i++)
-        if (strcmp(t->h[0].meta[i].key, MP_LEAVES_KEY) == 0)
-            leaves_json = t->h[0].meta[i].value;
-    ob_mleaf *ml = NULL;
-    size_t n_ml = 0;
+        if (strcmp(t->h[0].meta[i].key, MP_TREE_KEY) == 0)
+            tree_json = t->h[0].meta[i].value;
+    ob_mentry *me = NULL;
+    size_t n_me = 0;
     if (!st)
-        st = parse_mleaves(o, path, leaves_json, &ml, &n_ml);
-    free(t->h[0].meta); /* the values are this reader's to keep */
+        st = parse_mtree(o, path, tree_json, &me, &n_me);
+    free(t->h[0].meta); /* the tree is this reader's to keep */
     t->h[0].meta = NULL;
     t->h[0].n_meta = 0;
     if (!st)
         st = keep_entries(o, t, 0, s->prefix, s->tr, true);
     if (!st)
-        st = keep_entries(o, &o->t[ti], 1, s->prefix, s->tr, true);
-    if (!st && n_ml > 1 && ss_sort(ml, n_ml, sizeof *ml) != 0)
+        st = keep_entries(o, t, 1, s->prefix, s->tr, true);
+    /* The names the file keeps, to look up. */
+    size_t n_kept = st ? 0 : t->h[0].n + t->h[1].n, k = 0;
+    const char **kept = st ? NULL : malloc((n_kept ? n_kept : 1) * sizeof *kept);
+    if (!st && !kept)
         st = dg_nomem(o->sink, path);
-    /* The arrays _METADATA says are elsewhere (placeholders), from zarr. */
+    for (int w = 0; !st && w < 2; w++)
+        for (size_t e = 0; e < t->h[w].n; e++)
+            kept[k++] = t->h[w].entries[e].info.name;
+    if (!st && n_kept > 1 && ss_sort(kept, n_kept, sizeof *kept) != 0)
+        st = dg_nomem(o->sink, path);
     const ob_tree *tr = s->tr;
-    for (size_t i = 0; !st && !tr->inferred && i < tr->n; i++) {
-        const ob_leaf *l = &tr->v[i];
-        if ((l->type != OB_ARRAY && l->type != OB_SCALAR) || l->skip)
-            continue;
-        size_t k = ss_find(ml, n_ml, sizeof *ml, l->name);
-        const char *param = k < n_ml && ml[k].placeholder ? ml[k].placeholder : l->param;
-        if (k < n_ml)
-            ml[k].used = true;
-        const char *why = placeholder_problem(param);
-        if (why)
-            st = bad(o, path, "ob-placeholder",
-                     "\"%s\" is PLACEHOLDER://%s, which names no directory of the "
-                     "checkpoint: %s", l->name, param, why);
-        if (!st)
-            st = store_array(s, l, param, prefixed(o, s->prefix, l->name));
-    }
-    /* Without _METADATA, every placeholder is an array. */
-    for (size_t k = 0; !st && tr->inferred && k < n_ml; k++) {
-        if (!ml[k].placeholder)
-            continue;
-        ml[k].used = true;
-        const char *why = placeholder_problem(ml[k].placeholder);
-        if (why)
-            st = bad(o, path, "ob-placeholder",
-                     "\"%s\" is PLACEHOLDER://%s, which names no directory of the "
-                     "checkpoint: %s", ml[k].path, ml[k].placeholder, why);
-        ob_leaf l = {.name = ml[k].path, .param = ml[k].placeholder, .type = OB_ARRAY};
-        if (!st)
-            st = store_array(s, &l, l.param, prefixed(o, s->prefix, l.name));
-    }
-    /* The file's other values, kept in its order; then those of the tree
-     * that it lacks. */
-    for (size_t k = 0; !st && k < n_ml; k++) {
-        if (ml[k].used)
-            continue;
-        size_t n = strlen(ml[k].hex) / 2;
-        unsigned char *b = malloc(n ? n : 1);
-        for (size_t i = 0; b && i < n; i++)
-            b[i] = (unsigned char)(hexval(ml[k].hex[2 * i]) << 4 | hexval(ml[k].hex[2 * i + 1]));
-        const char *name = prefixed(o, s->prefix, ml[k].path);
-        st = b && name ? keep_leaf(o, name, b, n) : dg_nomem(o->sink, path);
-        free(b);
-    }
-    if (!st && !tr->inferred)
-        st = tree_leaves(o, s->item, s->prefix, tr, ml, n_ml);
-    /* What _METADATA says is in the file must be. */
-    for (size_t i = 0; !st && !tr->inferred && i < tr->n; i++) {
-        const ob_leaf *l = &tr->v[i];
-        if (l->type != OB_ARRAY || !l->skip)
-            continue;
-        const char *name = prefixed(o, s->prefix, l->name);
-        bool found = false;
-        for (int w = 0; w < 2 && !found; w++)
-            for (size_t e = 0; e < o->t[ti].h[w].n && !found; e++)
-                found = strcmp(o->t[ti].h[w].entries[e].info.name, name) == 0;
-        if (!found)
+    bool *seen = st ? NULL : calloc(tr->n ? tr->n : 1, sizeof *seen);
+    if (!st && !seen)
+        st = dg_nomem(o->sink, path);
+    for (size_t i = 0; !st && i < n_me; i++) {
+        const ob_mentry *e = &me[i];
+        size_t at = tr->inferred ? SIZE_MAX : ss_find(tr->v, tr->n, sizeof *tr->v, e->path);
+        const ob_leaf *l = at < tr->n ? &tr->v[at] : NULL;
+        bool array = l && (l->type == OB_ARRAY || l->type == OB_SCALAR);
+        if (l)
+            seen[at] = true;
+        const char *name = prefixed(o, s->prefix, e->path);
+        if (!name) {
+            st = dg_nomem(o->sink, path);
+            break;
+        }
+        if (is_tensor_text(e->text) && ss_find(kept, n_kept, sizeof *kept, name) < n_kept) {
+            st = tree_put(o, name, e->text, false);
+        } else if (e->placeholder || (array && !l->skip)) {
+            /* In its zarr directory: the placeholder's name, or the array's. */
+            const char *param = e->placeholder ? e->placeholder : l->param;
+            const char *why = placeholder_problem(param);
+            ob_leaf any = {.name = e->path, .param = param, .type = OB_ARRAY};
+            if (why)
+                st = bad(o, path, "ob-placeholder",
+                         "\"%s\" is PLACEHOLDER://%s, which names no directory of the "
+                         "checkpoint: %s", e->path, param, why);
+            else
+                st = store_array(s, l ? l : &any, param, name);
+        } else if (array && l->type == OB_ARRAY) {
             st = bad(o, path, "ob-missing",
                      "_METADATA says the array \"%s\" is in this file, which has no array "
                      "there", l->name);
+        } else if (!is_tensor_text(e->text)) {
+            size_t n;
+            unsigned char *b = unhex(o->keep, e->text, &n);
+            st = keep_leaf(o, name, b, b ? n : 0);
+        }
     }
+    for (size_t i = 0; !st && !tr->inferred && i < tr->n; i++) {
+        const ob_leaf *l = &tr->v[i];
+        if (seen[i])
+            continue;
+        if (l->type == OB_ARRAY && l->skip)
+            st = bad(o, path, "ob-missing",
+                     "_METADATA says the array \"%s\" is in this file, which has no array "
+                     "there", l->name);
+        else if (l->type == OB_ARRAY || l->type == OB_SCALAR)
+            st = l->skip ? SURG_OK : store_array(s, l, l->param, prefixed(o, s->prefix, l->name));
+        else
+            st = value_leaf(o, s->prefix, l);
+    }
+    free(kept);
+    free(seen);
     return st;
 }
 
@@ -1078,20 +1105,24 @@ static surg_status open_item(ob_open *o, const char *item, const char *prefix)
     if (!meta)
         return dg_nomem(o->sink, item);
     surg_status st = SURG_OK;
-    bool aggregate = has_aggregate(item);
     if (has(item, "_METADATA", '?'))
         st = read_metadata(o, meta, &tr);
     else
         tr.inferred = true;
-    s.aggregate = aggregate;
-    if (!st && aggregate)
+    if (!st)
+        st = read_strings(o, item, &tr);
+    s.aggregate = has_aggregate(item);
+    if (!st && s.aggregate)
         return open_aggregate(o, &s);
     if (!st && tr.inferred)
         st = infer_tree(o, &s, &tr);
+    /* In the tree's order (sorted, as Orbax and JAX order a dict's keys). */
     for (size_t i = 0; !st && i < tr.n; i++) {
         const ob_leaf *l = &tr.v[i];
-        if (l->type != OB_ARRAY && l->type != OB_SCALAR)
+        if (l->type != OB_ARRAY && l->type != OB_SCALAR) {
+            st = value_leaf(o, prefix, l);
             continue;
+        }
         if (l->skip)
             st = bad(o, meta, "ob-missing",
                      "_METADATA says \"%s\" is in the aggregate file checkpoint, which is not "
@@ -1100,8 +1131,6 @@ static surg_status open_item(ob_open *o, const char *item, const char *prefix)
         if (!st)
             st = name ? store_array(&s, l, l->param, name) : dg_nomem(o->sink, item);
     }
-    if (!st && !tr.inferred)
-        st = tree_leaves(o, item, prefix, &tr, NULL, 0);
     return st;
 }
 
@@ -1305,13 +1334,13 @@ static surg_status note_leaves(ob_open *o)
             b.data,
             o->n_dropped ? "not all could be kept (a string not in _strings.json, or over 64 "
                            "KiB in all): none are kept"
-                         : "kept in the metadata \"msgpack.leaves\" for a .msgpack output");
+                         : "kept in the metadata \"" MP_TREE_KEY "\" for a .msgpack output");
     buf_free(&b);
     return SURG_OK;
 }
 
-/* The directory's own table (the first): what was read, and the values
- * kept. */
+/* The directory's own table (the first): what was read, and the tree kept
+ * (the values only when all could be). */
 static surg_status finish(ob_open *o)
 {
     fmt_table *t = &o->t[0];
@@ -1319,19 +1348,34 @@ static surg_status finish(ob_open *o)
     t->reads = o->reads;
     t->n_reads = o->n_reads;
     surg_status st = note_leaves(o);
-    if (st || !o->leaves.len || o->n_dropped)
+    if (st || !o->n_spans)
         return st;
     buf v;
     buf_init(&v);
     buf_putc(&v, '{');
-    buf_append(&v, o->leaves.data, o->leaves.len);
+    size_t k = 0;
+    for (size_t i = 0; i < o->n_spans; i++) {
+        const struct ob_span *x = &o->spans[i];
+        if (x->value && o->n_dropped)
+            continue;
+        const char *text = o->tree.data + x->from;
+        size_t len = x->to - x->from;
+        if (x->from) { /* each span but the first begins with ", " */
+            text += 2;
+            len -= 2;
+        }
+        buf_puts(&v, k++ ? ", " : "");
+        buf_append(&v, text, len);
+    }
     buf_putc(&v, '}');
     char *value = v.failed ? NULL : ar_strdup(o->keep, v.data);
     buf_free(&v);
+    if (!k)
+        return SURG_OK;
     t->h[0].meta = malloc(sizeof *t->h[0].meta);
     if (!value || !t->h[0].meta)
         return dg_nomem(o->sink, o->dir);
-    t->h[0].meta[t->h[0].n_meta++] = (surg_meta_entry){MP_LEAVES_KEY, value};
+    t->h[0].meta[t->h[0].n_meta++] = (surg_meta_entry){MP_TREE_KEY, value};
     return SURG_OK;
 }
 
@@ -1341,7 +1385,7 @@ static surg_status ob_open_dir(arena *keep, surg_sink *sink, const char *dir, fm
     long page = sysconf(_SC_PAGESIZE);
     ob_open o = {.keep = keep, .sink = sink, .dir = dir,
                  .page = page > 0 ? (uint64_t)page : 4096};
-    buf_init(&o.leaves);
+    buf_init(&o.tree);
     size_t first;
     surg_status st = add_table(&o, &first);
     if (!st) {
@@ -1359,7 +1403,8 @@ static surg_status ob_open_dir(arena *keep, surg_sink *sink, const char *dir, fm
     }
     if (!st)
         st = finish(&o);
-    buf_free(&o.leaves);
+    buf_free(&o.tree);
+    free(o.spans);
     if (st) {
         fmt_tables_free(o.t, o.n_t);
         return st;
@@ -1379,12 +1424,11 @@ const fmt_reader fmt_orbax = {
     .open_dir = ob_open_dir,
     .called = "an Orbax checkpoint",
     .unwritten = "surg does not write Orbax checkpoints yet",
+    .paths_meta = MP_TREE_KEY,
 };
 
 /* ---- the zarr arrays (zarr.h) ---------------------------------------------- */
 
-#if __has_include("runtime/zarr.h")
-#include "runtime/zarr.h"
 
 /* The zarr metadata agrees with _METADATA: a scalar is 0-d; write_shape
  * (the shape each host wrote) has the array's rank and fits in it. */
@@ -1459,7 +1503,8 @@ static surg_status store_array(ob_store *s, const ob_leaf *l, const char *param,
     *x = (st_entry){info, t->scratch_size, t->scratch_size + a->nbytes};
     uint64_t end = t->scratch_size + a->nbytes;
     t->scratch_size = end + (o->page - end % o->page) % o->page;
-    return SURG_OK;
+    return tree_put(o, name, l->type == OB_SCALAR && !a->rank ? MP_TREE_SCALAR : MP_TREE_ARRAY,
+                    false);
 }
 
 /* ---- a tree inferred --------------------------------------------------- */
@@ -1567,40 +1612,3 @@ static surg_status infer_tree(ob_open *o, ob_store *s, ob_tree *tr)
     return st;
 }
 
-#else /* zarr.h not there yet */
-
-static surg_status store_array(ob_store *s, const ob_leaf *l, const char *param,
-                               const char *name)
-{
-    (void)l;
-    (void)name;
-    surg_status st = store_table(s);
-    if (!st)
-        st = open_store(s);
-    if (!st)
-        st = bad(s->o, s->item, "ob-todo", "the array \"%s\" is in zarr, which surg cannot read yet",
-                 param);
-    return st;
-}
-
-static surg_status infer_tree(ob_open *o, ob_store *s, ob_tree *tr)
-{
-    (void)tr;
-    return bad(o, s->item, "ob-todo", "no _METADATA: inferring the tree is not done yet");
-}
-
-/* Until the stores are in (ocdbt.c, kv_dir.c). */
-__attribute__((weak)) surg_status kv_open_ocdbt(const char *dir, surg_sink *sink, kv_store **out)
-{
-    *out = NULL;
-    dg_file(sink, SURG_ERROR, "ob-todo", dir, "OCDBT is not read yet");
-    return SURG_EINVALID;
-}
-
-__attribute__((weak)) surg_status kv_open_dir(const char *dir, surg_sink *sink, kv_store **out)
-{
-    *out = NULL;
-    dg_file(sink, SURG_ERROR, "ob-todo", dir, "zarr directories are not read yet");
-    return SURG_EINVALID;
-}
-#endif

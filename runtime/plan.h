@@ -67,12 +67,23 @@ typedef struct cg_lora {
     const char *a, *b;
 } cg_lora;
 
-/* The records an output's metadata carries: tied names ("surg.ties") and
- * LoRA records ("surg.lora"), each output those under its prefix. */
+/* One path of a path-keyed metadata entry (a reader's paths_meta,
+ * format.h), where the recipe left it. */
+typedef struct pl_path {
+    const char *key;   /* the metadata entry ("msgpack.tree") */
+    const char *path;
+    const char *value;
+} pl_path;
+
+/* The records an output's metadata carries: tied names ("surg.ties"),
+ * LoRA records ("surg.lora") and the paths of path-keyed metadata, each
+ * output those under its prefix. */
 typedef struct pl_records {
     const surg_meta_entry *ties; /* tied name -> the name it is stored as; sorted */
     size_t n_ties;
     const cg_lora *lora;         /* a list, in recipe order */
+    const pl_path *paths;        /* in the input's order, new places kept */
+    size_t n_paths;
 } pl_records;
 
 struct surg_plan {
@@ -108,8 +119,8 @@ bool pl_records_json(const pl_records *r, const char *prefix, bool ties, arena *
 
 /* The metadata of the output holding the tensors under `prefix` ("" for
  * all): the input's (that of the part mounted under `prefix`, if any), with
- * the tied names and the LoRA records of those tensors, the prefix taken
- * off, sorted by key (the writer adds "format" when absent). */
+ * the tied names, the LoRA records and the path-keyed entries of those
+ * tensors, the prefix taken off, sorted by key (the writer adds "format" when absent). */
 surg_status pl_metadata(const surg_plan *pl, const char *prefix, arena *ar,
                         surg_meta_entry **out, size_t *n);
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "support/buf.h"
+#include "runtime/format.h"
 #include "runtime/plan.h"
 
 /* `name` without `prefix`, or NULL when it is not under it. */
@@ -57,12 +58,47 @@ bool pl_records_json(const pl_records *r, const char *prefix, bool ties, arena *
     return ok;
 }
 
+/* The path-keyed entry `key` of the paths under `prefix`, as JSON with the
+ * prefix taken off, in *out; NULL when there are none. */
+static bool paths_json(const pl_records *r, const char *key, const char *prefix, arena *ar,
+                       char **out)
+{
+    buf b;
+    buf_init(&b);
+    size_t k = 0;
+    buf_putc(&b, '{');
+    for (size_t i = 0; i < r->n_paths; i++) {
+        const char *p = strcmp(r->paths[i].key, key) == 0 ? under(r->paths[i].path, prefix)
+                                                          : NULL;
+        if (!p || !*p)
+            continue;
+        buf_puts(&b, k++ ? ", " : "");
+        buf_json_string(&b, p);
+        buf_puts(&b, ": ");
+        buf_json_string(&b, r->paths[i].value);
+    }
+    buf_putc(&b, '}');
+    *out = b.failed || !k ? NULL : ar_strdup(ar, b.data);
+    bool ok = !b.failed && (!k || *out);
+    buf_free(&b);
+    return ok;
+}
+
+/* Whether the path-keyed entry `key` came before entry i of r->paths. */
+static bool key_seen(const pl_records *r, size_t i, const char *key)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(r->paths[j].key, key) == 0)
+            return true;
+    return false;
+}
+
 surg_status pl_metadata(const surg_plan *pl, const char *prefix, arena *ar,
                         surg_meta_entry **out, size_t *n)
 {
     const surg_ckpt *from = surg_ckpt_mounted(pl->input, prefix); /* its own file's metadata */
     size_t in = surg_ckpt_meta_count(from);
-    surg_meta_entry *m = ar_array(ar, in + 3, sizeof *m);
+    surg_meta_entry *m = ar_array(ar, in + 3 + pl->rec.n_paths, sizeof *m);
     if (!m)
         return SURG_ENOMEM;
     char *ties, *lora;
@@ -75,9 +111,22 @@ surg_status pl_metadata(const surg_plan *pl, const char *prefix, arena *ar,
         /* The input's records were read back as tied names and LoRA
          * records: they are all in the plan's, renamed and dropped as the
          * recipe said. */
-        bool ours = strcmp(e->key, "surg.ties") == 0 || strcmp(e->key, "surg.lora") == 0;
+        bool ours = strcmp(e->key, "surg.ties") == 0 || strcmp(e->key, "surg.lora") == 0 ||
+                    fmt_paths_meta(e->key);
         if (!ours)
             m[k++] = *e;
+    }
+    /* The path-keyed entries were read back as paths too: each is written
+     * anew from them, once per key. */
+    for (size_t i = 0; i < pl->rec.n_paths; i++) {
+        const char *key = pl->rec.paths[i].key;
+        char *v;
+        if (key_seen(&pl->rec, i, key))
+            continue;
+        if (!paths_json(&pl->rec, key, prefix, ar, &v))
+            return SURG_ENOMEM;
+        if (v)
+            m[k++] = (surg_meta_entry){key, v};
     }
     if (ties)
         m[k++] = (surg_meta_entry){"surg.ties", ties};

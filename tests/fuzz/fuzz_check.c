@@ -1,7 +1,8 @@
 /* fuzz_check.c: libFuzzer harness for the compiler (`surg check`). The input
  * is a recipe, compiled against a fixed schema written once at start-up: a
  * Flax params tree "p/" with its Adam moments mirrored under "o/mu/", a step
- * count, and PyTorch-named tensors of every kind of dtype (bf16, f32, i32,
+ * count, t5x's Adafactor slots beside "t/" under "s/" (factored from 4 on), and
+ * PyTorch-named tensors of every kind of dtype (bf16, f32, i32,
  * bool, and f8e8m0, which can be carried but not computed on), a head tied to
  * the embedding and a LoRA record, as an earlier run records them. A recipe must
  * be refused with an error diagnostic or compile to a program whose outputs
@@ -45,7 +46,22 @@ static const char schema_text[] =
     "  \"p/Dense_0/kernel\": {\"dtype\": \"F32\", \"shape\": [4, 8]},\n"
     "  \"p/Dense_1/kernel\": {\"dtype\": \"BF16\", \"shape\": [8, 2]},\n"
     "  \"p/blocks_0/kernel\": {\"dtype\": \"F32\", \"shape\": [2, 3]},\n"
-    "  \"p/blocks_1/kernel\": {\"dtype\": \"F32\", \"shape\": [2, 3]}\n"
+    "  \"p/blocks_1/kernel\": {\"dtype\": \"F32\", \"shape\": [2, 3]},\n"
+    "  \"s/k/m\": {\"dtype\": \"F32\", \"shape\": [1]},\n"
+    "  \"s/k/v\": {\"dtype\": \"F32\", \"shape\": [1]},\n"
+    "  \"s/k/v_col\": {\"dtype\": \"F32\", \"shape\": [6]},\n"
+    "  \"s/k/v_row\": {\"dtype\": \"F32\", \"shape\": [4]},\n"
+    "  \"s/sq/m\": {\"dtype\": \"F32\", \"shape\": [1]},\n"
+    "  \"s/sq/v\": {\"dtype\": \"F32\", \"shape\": [1]},\n"
+    "  \"s/sq/v_col\": {\"dtype\": \"F32\", \"shape\": [4]},\n"
+    "  \"s/sq/v_row\": {\"dtype\": \"F32\", \"shape\": [4]},\n"
+    "  \"s/v/m\": {\"dtype\": \"F32\", \"shape\": [1]},\n"
+    "  \"s/v/v\": {\"dtype\": \"F32\", \"shape\": [2, 3]},\n"
+    "  \"s/v/v_col\": {\"dtype\": \"F32\", \"shape\": [1]},\n"
+    "  \"s/v/v_row\": {\"dtype\": \"F32\", \"shape\": [1]},\n"
+    "  \"t/k\": {\"dtype\": \"F32\", \"shape\": [6, 4]},\n"
+    "  \"t/sq\": {\"dtype\": \"F32\", \"shape\": [4, 4]},\n"
+    "  \"t/v\": {\"dtype\": \"F32\", \"shape\": [2, 3]}\n"
     "}\n";
 
 static surg_ckpt *schema(void)

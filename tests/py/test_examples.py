@@ -214,6 +214,119 @@ class TestCnnNormalize(ExampleCase):
 
 
 # =============================================================================
+# 1b. The same CNN saved by Flax as msgpack (a TrainState), same recipe
+# =============================================================================
+
+def flax_restore(path):
+    """flax.serialization.msgpack_restore of the file at `path`, with
+    python3-msgpack: (the raw tree, {name: (dtype, array)} of its arrays)."""
+    import msgpack
+    with open(path, "rb") as f:
+        raw = msgpack.unpackb(f.read(), strict_map_key=False)
+    flat = {}
+    names = {"float32": "F32", "int32": "I32"}
+
+    def walk(x, prefix):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, prefix + k + "/")
+        elif isinstance(x, msgpack.ExtType) and x.code == 1:
+            shape, dtype, data = msgpack.unpackb(x.data)
+            flat[prefix[:-1]] = (names[dtype], np.frombuffer(data, dtype).reshape(shape))
+    walk(raw, "")
+    return raw, flat
+
+
+def key_tree(x):
+    """Every map's keys, in order, and the values that are not arrays."""
+    import msgpack
+    if isinstance(x, dict):
+        return [(k, key_tree(v)) for k, v in x.items()]
+    return "array" if isinstance(x, msgpack.ExtType) and x.code == 1 else x
+
+
+class TestCnnNormalizeMsgpack(ExampleCase):
+    """The Linen guide's CNN and Adam state as flax.serialization.to_bytes
+    writes a TrainState (make_cnn_checkpoint.py OUT.msgpack), normalized by
+    the very recipe of scenario 1: Flax's names are the same."""
+
+    KERNEL = "params/Dense_1/kernel"
+
+    def test_normalize(self):
+        import msgpack
+        inp = self.make("make_cnn_checkpoint.py", "cnn.msgpack")
+        ref = self.make("make_cnn_checkpoint.py", "cnn.safetensors")
+        raw_in, before = flax_restore(inp)
+        # the same values as the safetensors file of scenario 1
+        self.assertNames(before, stnp.load(ref)[0])
+        for name, t in stnp.load(ref)[0].items():
+            self.assertSameTensor(before[name], t, name)
+        code, out, err = self.surg("check", self.example("cnn_normalize.surg"), "--from", inp)
+        self.assertEqual(code, 0, err)
+        self.assertIn("ok: 25 tensors in, 25 out", out)
+        self.assertIn('2 values are not an array (numbers, strings, None, empty maps, ...), so '
+                      'not a tensor: "step", "opt_state/1"', err)
+
+        o = self.path("out.msgpack")
+        sha = runutil.sha256(inp)
+        code, _, err = self.surg("run", self.example("cnn_normalize.surg"), inp, o)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(runutil.sha256(inp), sha, "the input changed")
+        self.assertEqual(runutil.temporaries(self.tmp), [], "temporary files left")
+        raw_out, after = flax_restore(o)
+        self.assertNames(after, before)
+        x = before[self.KERNEL][1].astype(D)
+        got = after[self.KERNEL][1]
+        self.assertEqual((after[self.KERNEL][0], got.shape), ("F32", (256, 10)))
+        ulps = runutil.ulp_distance_f32(got, (x / np.sqrt(np.sum(x * x))).astype(F))
+        self.assertLessEqual(int(ulps.max()), 2)
+        for name in before:
+            if name != self.KERNEL:
+                self.assertSameTensor(after[name], before[name], name)
+        # The tree is the input's: step first, kernel before bias in params
+        # and bias before kernel in mu and nu as the file had them, the step
+        # and the empty state kept.
+        self.assertEqual(key_tree(raw_out), key_tree(raw_in))
+        self.assertEqual(raw_out["step"], 100)
+        self.assertEqual(raw_out["opt_state"]["1"], {})
+        self.assertEqual(list(raw_out["params"]["Dense_1"]), ["kernel", "bias"])
+        self.assertEqual(list(raw_out["opt_state"]["0"]["mu"]["Dense_1"]), ["bias", "kernel"])
+        # Byte for byte what to_bytes writes for the input's tree with the new
+        # kernel in it.
+        raw_in["params"]["Dense_1"]["kernel"] = msgpack.ExtType(1, msgpack.packb(
+            ([256, 10], "float32", got.tobytes()), use_bin_type=True))
+        with open(o, "rb") as f:
+            self.assertEqual(f.read(), msgpack.packb(raw_in, use_bin_type=True))
+
+        r = subprocess.run([sys.executable, self.example("verify_cnn_normalize.py"), inp, o],
+                           capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
+        self.assertTrue(r.stdout.startswith(b"ok: "), r.stdout)
+
+
+class TestMsgpackConvert(ExampleCase):
+    """A Flax msgpack to safetensors and back with the empty recipe
+    (convert.surg): the tensors are the msgpack's values, bit for bit; the
+    tree (key order, the values that are not arrays) rides in the metadata
+    "msgpack.tree", so the msgpack that comes back is the original file."""
+
+    def test_there_and_back(self):
+        inp = self.make("make_cnn_checkpoint.py", "cnn.msgpack")
+        _, arrays = flax_restore(inp)
+        tensors, metadata, st = self.run_example("convert.surg", inp, out="cnn.safetensors")
+        self.assertNames(tensors, arrays)
+        for name, t in arrays.items():
+            self.assertSameTensor(tensors[name], t, name)
+        tree = json.loads(metadata["msgpack.tree"])
+        self.assertEqual(list(tree)[:3], ["step", "params/Conv_0/kernel", "params/Conv_0/bias"])
+        self.assertEqual((tree["step"], tree["opt_state/1"]), ("64", "80"))  # 100, {}
+        back = self.path("back.msgpack")
+        code, _, err = self.surg("run", self.example("convert.surg"), st, back)
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(runutil.sha256(back), runutil.sha256(inp))
+
+
+# =============================================================================
 # 2. Flax NNX guide: TwoLayerMLP -> ModifiedTwoLayerMLP
 # =============================================================================
 
@@ -330,7 +443,7 @@ class TestOrbaxMlpRename(ExampleCase):
     recipe into a safetensors file, checked by verify_orbax_mlp_rename.py."""
 
     NOTE = ('note: 1 value is not an array (strings, numbers, None, empty containers), so '
-            'not a tensor: "opt_state/1"; kept in the metadata "msgpack.leaves" for a '
+            'not a tensor: "opt_state/1"; kept in the metadata "msgpack.tree" for a '
             '.msgpack output\n')
 
     def test_rename(self):
@@ -338,7 +451,9 @@ class TestOrbaxMlpRename(ExampleCase):
         code, out, err = self.surg("schema", inp, "--json")
         self.assertEqual((code, err), (0, inp + ": " + self.NOTE))
         got = json.loads(out)
-        self.assertEqual(got.pop("__metadata__"), {"msgpack.leaves": '{"opt_state/1": "80"}'})
+        tree = json.loads(got.pop("__metadata__")["msgpack.tree"])
+        self.assertEqual(tree, dict({name: "" for name in sorted(TestMlpRename.OLD)},
+                                    **{"opt_state/1": "80"}))
         self.assertEqual(got, TestMlpRename.OLD)
         target = self.example(os.path.join("mlp", "modified_two_layer_mlp.json"))
         code, out, err = self.surg("check", self.example("mlp_rename.surg"), "--from", inp,

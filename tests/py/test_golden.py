@@ -92,6 +92,18 @@ class Golden(unittest.TestCase):
                 self.assertEqual(out, "")
                 expect_file(self, rel[:-5] + ".err", err)
 
+    def test_check_t5x(self):
+        """mirror's slots beside each parameter and factored slots, on t5x's
+        Adafactor state: every mismatch and every move they cannot follow."""
+        cases = recipes("check/t5x")
+        self.assertGreaterEqual(len(cases), 7)
+        for rel in cases:
+            with self.subTest(rel):
+                rc, out, err = surg("check", rel, "--from", "check/t5x.json")
+                self.assertEqual(rc, 1, f"{rel} should be rejected")
+                self.assertEqual(out, "")
+                expect_file(self, rel[:-5] + ".err", err)
+
     def test_check_target(self):
         """--to: every missing, unexpected and mismatched tensor, in name order."""
         rc, out, err = surg("check", "check/target.surg", "--from", "check/model.json",

@@ -128,6 +128,31 @@ def train_state():
     return {"step": 12, "params": params, "opt_state": (adam, {})}
 
 
+def state_dict(x):
+    """x with lists and tuples as maps keyed "0", "1", ... (to_state_dict)."""
+    if isinstance(x, (list, tuple)):
+        x = {str(i): v for i, v in enumerate(x)}
+    if isinstance(x, dict):
+        return {k: state_dict(v) for k, v in x.items()}
+    return x
+
+
+def ordered_state():
+    """A TrainState as to_bytes writes it (in place: insertion order, which is
+    not sorted): step first, each Dense's kernel before its bias, a list of 12
+    layers in index order, NumPy scalars (ext 3) and values of every kind."""
+    params = {"Dense_0": {"kernel": sample("float32", (4, 3), 2),
+                          "bias": sample("float32", (3,), 1)},
+              "Dense_1": {"kernel": sample("float16", (3, 2), 4),
+                          "bias": sample("float16", (2,), 3)}}
+    zeros = {k: {n: np.zeros_like(a) + 0.5 for n, a in v.items()} for k, v in params.items()}
+    adam = {"count": np.array(7, np.int32), "mu": zeros, "nu": zeros}
+    return {"step": 12, "params": params,
+            "layers": [np.full(2, i, np.int16) for i in range(12)],
+            "opt_state": (adam, {}), "scale": np.float32(0.5),
+            "meta": {"name": "run-7", "lr": np.float64(1e-3), "z": complex(1, -2)}}
+
+
 # ---- the tests ---------------------------------------------------------------
 
 class MsgpackTest(unittest.TestCase):
@@ -191,7 +216,7 @@ class MsgpackTest(unittest.TestCase):
         self.assertIn("opt_state/0/\n  count       i32[]\n", out)
         self.assertIn('note: 2 values are not an array (numbers, strings, None, empty maps, '
                       '...), so not a tensor: "step", "opt_state/1"; kept in the metadata '
-                      '"msgpack.leaves" for a .msgpack output', err)
+                      '"msgpack.tree" for a .msgpack output', err)
         want = flat(msgpack_restore(self.read(p)))
         self.assertIn("opt_state/0/mu/Dense_1/kernel", want)
         self.assert_same(self.to_safetensors(p), want)
@@ -292,6 +317,9 @@ class MsgpackTest(unittest.TestCase):
                     same(g[k], w[k], where + "/" + k)
             elif not isinstance(w, (np.ndarray, np.generic)):
                 self.assertEqual((type(g), g), (type(w), w), where)
+            elif isinstance(w, np.generic):  # ext 3 comes back a NumPy scalar
+                self.assertIsInstance(g, np.generic, where)
+                self.assertEqual((g.dtype, g.tobytes()), (w.dtype, w.tobytes()), where)
             else:
                 self.assertIsInstance(g, np.ndarray, where)
                 self.assertEqual(g.dtype, w.dtype, where)
@@ -335,9 +363,121 @@ class MsgpackTest(unittest.TestCase):
         # through safetensors (the leaves ride in its metadata) and back
         mid, back = self.path("mid.safetensors"), self.path("back.msgpack")
         self.ok("run", self.identity, src, mid)
-        self.assertIn("msgpack.leaves", stnp.load(mid)[1])
+        self.assertIn("msgpack.tree", stnp.load(mid)[1])
         self.ok("run", self.identity, mid, back)
         self.assertEqual(self.read(back), data)
+
+    def keys(self, data):
+        """Every map's keys in order, as python3-msgpack reads them."""
+        def walk(x):
+            if isinstance(x, dict):
+                return [(k, walk(v)) for k, v in x.items()]
+            return None
+        return walk(msgpack.unpackb(data, strict_map_key=False))
+
+    def recipe(self, text):
+        p = self.path("r%d.surg" % len(os.listdir(self.dir)))
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def test_key_order_kept(self):
+        """The input's key order comes back (to_bytes writes insertion order:
+        step first, kernel before bias, a list's indices in number order), and
+        NumPy scalars come back as scalars (ext 3)."""
+        tree = ordered_state()
+        src = self.write("in.msgpack", to_bytes(tree))
+        out = self.path("out.msgpack")
+        self.ok("run", self.identity, src, out)
+        data = self.read(out)
+        self.assertEqual(data, to_bytes(tree))
+        raw = msgpack.unpackb(data, strict_map_key=False)
+        self.assertEqual(list(raw), ["step", "params", "layers", "opt_state", "scale", "meta"])
+        self.assertEqual(list(raw["layers"]), [str(i) for i in range(12)])
+        self.assertEqual(raw["scale"].code, 3)
+        self.assertEqual(raw["opt_state"]["0"]["count"].code, 1)  # a 0-d array stays one
+        self.assert_tree(data, state_dict(tree))
+        # through safetensors and back: the same tree
+        mid, back = self.path("mid.safetensors"), self.path("back.msgpack")
+        self.ok("run", self.identity, src, mid)
+        self.ok("run", self.identity, mid, back)
+        self.assertEqual(self.read(back), data)
+
+    def renamed_state(self):
+        """ordered_state() after RENAMES, as Flax would write it: renamed keys
+        where they were, new keys where sorted dicts put them."""
+        t = ordered_state()
+        p = t["params"]
+        t["params"] = {"Conv_0": p["Dense_0"], "Dense_0b": {"bias": np.zeros(2, np.float32)},
+                       "Dense_1": p["Dense_1"]}
+        t["layers"] = t["layers"] + [np.zeros(2, np.int16)]
+        t["scale"] = np.float32(1.0)
+        del t["meta"]["name"]
+        out = {}
+        for k, v in t.items():
+            out[{"step": "global_step", "opt_state": "opt"}.get(k, k)] = v
+        out["opt"] = {"0": out["opt"][0], "1": {}}
+        return out
+
+    RENAMES = ('rename "params/Dense_0/**" -> "params/Conv_0/$1"\n'
+               'rename "opt_state/**" -> "opt/$1"\n'
+               'fill "params/Dense_0b/bias" : f32[2] = 0\n'
+               'fill "layers/12" : i16[2] = 0\n'
+               'map "scale" = x * 2\n'
+               'drop "meta/name"\n'
+               'rename "step" -> "global_step"\n')
+
+    def test_key_order_after_renames(self):
+        """Renames keep a key's place and move the values under it (a glob
+        rename of a subtree, a rename of a value alone), drops drop values,
+        new keys go where Flax's sorted dicts put them (number order in a
+        list's map)."""
+        src = self.write("in.msgpack", to_bytes(ordered_state()))
+        recipe = self.recipe(self.RENAMES)
+        out = self.path("out.msgpack")
+        self.ok("run", recipe, src, out)
+        want = self.renamed_state()
+        data = self.read(out)
+        self.assertEqual(self.keys(data), self.keys(to_bytes(want)))
+        top = [k for k, _ in self.keys(data)]
+        self.assertEqual(top, ["global_step", "params", "layers", "opt", "scale", "meta"])
+        self.assertEqual(msgpack.unpackb(data, strict_map_key=False)["opt"]["1"], {})
+        self.assert_tree(data, state_dict(want))
+        self.assertEqual(data, to_bytes(want))
+        # the same recipe on the tree carried through safetensors
+        mid, back = self.path("mid.safetensors"), self.path("back.msgpack")
+        self.ok("run", self.identity, src, mid)
+        self.ok("run", recipe, mid, back)
+        self.assertEqual(self.read(back), data)
+        # and on the way out to safetensors: the metadata is renamed too
+        mid2 = self.path("mid2.safetensors")
+        self.ok("run", recipe, src, mid2)
+        tree = json.loads(stnp.load(mid2)[1]["msgpack.tree"])
+        self.assertEqual(list(tree)[:3], ["global_step", "params/Conv_0/kernel",
+                                          "params/Conv_0/bias"])
+        self.assertEqual(tree["opt/1"], "80")
+        self.assertEqual(tree["scale"], "s")
+        self.assertNotIn("meta/name", tree)
+        self.assertNotIn("params/Dense_0b/bias", tree)  # new: placed by the writer
+
+    def test_drop_and_keep_values(self):
+        """drop and keep take the values their patterns match (and only them)."""
+        src = self.write("in.msgpack", to_bytes(ordered_state()))
+        out = self.path("out.msgpack")
+        self.ok("run", self.recipe('keep "params/**", "meta/**"\n'), src, out)
+        t = ordered_state()
+        self.assertEqual(self.read(out), to_bytes({"params": t["params"], "meta": t["meta"]}))
+        self.ok("run", self.recipe('drop "opt_state/**"\ndrop "meta/*"\n'), src, out)
+        del t["opt_state"], t["meta"]
+        self.assertEqual(self.read(out), to_bytes(t))
+        # a pattern that matches neither a tensor nor a value is still an error
+        rc, _, err = self.surg("run", self.recipe('drop "nothing/**"\n'), src, out)
+        self.assertEqual(rc, 1, err)
+        self.assertIn('pattern "nothing/**" matches no tensor', err)
+        # and a value is no tensor to other statements
+        rc, _, err = self.surg("run", self.recipe('map "step" = x * 2\n'), src, out)
+        self.assertEqual(rc, 1, err)
+        self.assertIn('pattern "step" matches no tensor', err)
 
     def test_leaves_bounded(self):
         """Values kept are bounded: 64 KiB of them, 1 MiB of paths; else none."""
@@ -362,18 +502,29 @@ class MsgpackTest(unittest.TestCase):
         out = self.path("out.msgpack")
         rc, _, err = self.surg("run", recipe, src, out)
         self.assertEqual(rc, 0, err)
-        self.assertIn('warning: 1 value of the metadata "msgpack.leaves" ("step") is not '
-                      'written: a tensor of the output is there', err)
+        self.assertIn('warning: 1 value of the metadata "msgpack.tree" ("step") is not '
+                      'written: a tensor of the output, or a value before it, is there', err)
         self.assertEqual(self.read(out), to_bytes({"step": np.ones(2, np.int8)}))
         st = self.path("in.safetensors")
         stnp.save(st, st_tensors({"a": np.zeros(1, np.int8)}),
-                  metadata={"msgpack.leaves": '{"b": "c1"}'})
+                  metadata={"msgpack.tree": '{"b": "c1"}'})
         rc, _, err = self.surg("run", self.identity, st, out)
         self.assertEqual(rc, 0, err)
-        self.assertIn('warning: the metadata "msgpack.leaves" does not hold values a .msgpack '
-                      'can keep (a value is not one msgpack value that is not a map or an '
-                      'array): they are not written', err)
+        self.assertIn('warning: the metadata "msgpack.tree" is not a tree a .msgpack can keep '
+                      '(a value is not one msgpack value that is not a map or an array): its '
+                      'order and values are not used', err)
         self.assertEqual(self.read(out), to_bytes({"a": np.zeros(1, np.int8)}))
+        # the compiler, which moves its paths, says when it is not paths and strings
+        for value, why in (('[1]', "expected '{' but found '['"),
+                           ('{"b": 1}', "expected '\"' but found '1'")):
+            stnp.save(st, st_tensors({"a": np.zeros(1, np.int8)}),
+                      metadata={"msgpack.tree": value})
+            mid = self.path("mid.safetensors")
+            rc, _, err = self.surg("run", self.identity, st, mid)
+            self.assertEqual(rc, 0, err)
+            self.assertIn('warning: the metadata "msgpack.tree" is not an object of paths and '
+                          'strings (%s); it is dropped' % why, err)
+            self.assertNotIn("msgpack.tree", stnp.load(mid)[1])
 
     def test_safetensors_to_msgpack(self):
         rng = np.random.default_rng(5)

@@ -70,7 +70,26 @@ static const char *tied_json =
     " \"fc.lora_A.weight\": {\"dtype\": \"F32\", \"shape\": [2, 3]},"
     " \"fc.lora_B.weight\": {\"dtype\": \"F32\", \"shape\": [4, 2]}}";
 
-static surg_ckpt *schema, *adam, *tied;
+/* t5x's Adafactor state beside each parameter (factored from 4 elements
+ * on: min 4), momentum unused ([1] placeholders), and the step. */
+#define SLOTS(p, v, row, col)                                                \
+    " \"s/" p "/m\": {\"dtype\": \"F32\", \"shape\": [1]},"                      \
+    " \"s/" p "/v\": {\"dtype\": \"F32\", \"shape\": " v "},"                    \
+    " \"s/" p "/v_row\": {\"dtype\": \"F32\", \"shape\": " row "},"              \
+    " \"s/" p "/v_col\": {\"dtype\": \"F32\", \"shape\": " col "},"
+static const char *t5x_json =
+    "{\"t/d/kernel\": {\"dtype\": \"F32\", \"shape\": [6, 4]},"
+    " \"t/sq\": {\"dtype\": \"F32\", \"shape\": [4, 4]},"
+    " \"t/b\": {\"dtype\": \"F32\", \"shape\": [6]},"
+    " \"t/s\": {\"dtype\": \"F32\", \"shape\": [2, 3]},"
+    " \"t/l\": {\"dtype\": \"F32\", \"shape\": [2, 4, 4]},"
+    " \"t/cube\": {\"dtype\": \"F32\", \"shape\": [4, 4, 4]},"
+    SLOTS("d/kernel", "[1]", "[4]", "[6]") SLOTS("sq", "[1]", "[4]", "[4]")
+    SLOTS("b", "[6]", "[1]", "[1]") SLOTS("s", "[2, 3]", "[1]", "[1]")
+    SLOTS("l", "[1]", "[2, 4]", "[2, 4]") SLOTS("cube", "[1]", "[4, 4]", "[4, 4]")
+    " \"s/step\": {\"dtype\": \"I32\", \"shape\": []}}";
+
+static surg_ckpt *schema, *adam, *tied, *t5x;
 
 typedef struct result {
     surg_program *p;
@@ -531,6 +550,103 @@ static void test_mirror_errors(void **state)
     current = NULL;
 }
 
+#define T "mirror \"t/\" -> \"s/$1/m\" factored \"s/$1/v\", \"s/$1/v_row\", \"s/$1/v_col\" min 4\n"
+
+/* Slots beside each parameter, and Adafactor's factored second moments. */
+static void test_mirror_factored(void **state)
+{
+    (void)state;
+    current = t5x;
+    result r = ok(T "rename \"t/d/**\" -> \"t/e/$1\"\ndrop \"t/b\"\n");
+    TYPE(r, "s/e/kernel/v_col", "f32[6]");
+    TYPE(r, "s/e/kernel/m", "f32[1]");
+    TYPE(r, "s/d/kernel/v_row", "absent");
+    TYPE(r, "s/b/v", "absent");
+    TYPE(r, "s/step", "i32[]");
+    done(&r);
+    /* New parameters: factored over their two longest axes, or not. */
+    r = ok(T "fill \"t/n\" : f32[8, 5] = 1\nfill \"t/o\" : f32[3, 9] = 1\n"
+             "fill \"t/c\" : f32[5, 4, 4] = 1\ninit-lora \"t/d/kernel\" rank 4 style flax\n");
+    TYPE(r, "s/n/v_row", "f32[5]");
+    TYPE(r, "s/n/v_col", "f32[8]");
+    TYPE(r, "s/n/v", "f32[1]");
+    TYPE(r, "s/n/m", "f32[1]");
+    TYPE(r, "s/o/v", "f32[3, 9]"); /* 3 < 4: not factored */
+    TYPE(r, "s/o/v_row", "f32[1]");
+    TYPE(r, "s/c/v_row", "f32[4, 4]"); /* axes 2 and 0: equal lengths, the later first */
+    TYPE(r, "s/c/v_col", "f32[5, 4]");
+    TYPE(r, "s/d/lora/lora_a/v_row", "f32[4]"); /* [6, 4], rank 4: factored too */
+    TYPE(r, "s/d/lora/lora_b/v_col", "f32[4]");
+    done(&r);
+    /* A transpose: each factor goes with the axis it averages over. */
+    r = ok(T "map \"t/{d/kernel,sq,s,l}\" = transpose(x)\n");
+    TYPE(r, "s/d/kernel/v_row", "f32[4]"); /* still over the longer axis */
+    TYPE(r, "s/d/kernel/v_col", "f32[6]");
+    TYPE(r, "s/s/v", "f32[3, 2]");
+    TYPE(r, "s/s/v_row", "f32[1]");
+    TYPE(r, "s/l/v_row", "f32[4, 2]");
+    TYPE(r, "s/l/v_col", "f32[4, 2]");
+    HAS(r, "\"s/sq/v_row\" = %23\n"); /* the square's: swapped (v_col is %23) */
+    HAS(r, "\"s/sq/v_col\" = %24\n");
+    done(&r);
+    r = ok(T "map \"t/l\" = transpose(x, 2, 0, 1)\n"); /* [4, 2, 4]: axes 0 and 2 */
+    TYPE(r, "s/l/v_row", "f32[4, 2]");
+    TYPE(r, "s/l/v_col", "f32[2, 4]");
+    done(&r);
+    /* Unfactored parameters split and join; placeholders stay [1]. */
+    r = ok(T "split \"t/s\" axis 1 -> \"t/s1\", \"t/s2\", \"t/s3\"\n"
+             "concat \"t/s{1,2}\" axis 1 -> \"t/s12\"\n");
+    TYPE(r, "s/s3/v", "f32[2, 1]");
+    TYPE(r, "s/s3/v_row", "f32[1]");
+    TYPE(r, "s/s12/v", "f32[2, 2]");
+    TYPE(r, "s/s12/v_col", "f32[1]");
+    TYPE(r, "s/s12/m", "f32[1]");
+    done(&r);
+    current = NULL;
+}
+
+static void test_mirror_factored_errors(void **state)
+{
+    (void)state;
+    current = t5x;
+    bad(T "map \"t/d/kernel\" = reshape(x, 4, 6)\n", "mirror-factored", "not a reshape");
+    bad(T "split \"t/d/kernel\" axis 0 -> \"t/p\", \"t/q\"\n", "mirror-factored",
+        "cannot follow split");
+    bad(T "stack \"t/{d/kernel,d/kernel}\" axis 0 -> \"t/x\"\n", "mirror-factored", "");
+    bad(T "map \"t/cube\" = transpose(x, 2, 0, 1)\n", "mirror-factored",
+        "which were axes 0 and 1, but its second moments were averaged over axes 1 and 2");
+    bad("mirror \"t/\" -> \"s/$1/m\" factored \"s/$1/v\", \"s/$1/v_row\"\n", "mirror-clause",
+        "three slots");
+    bad("mirror \"t/\" -> \"s/$1/m\" min 4\n", "mirror-clause", "needs 'factored'");
+    bad("mirror \"t/\" -> \"s/$2/m\"\n", "mirror-slot", "holds $1 once");
+    bad("mirror \"t/\" -> \"s/$1/v\", \"s/$1/v\"\n", "mirror-prefix", "overlap");
+    bad("mirror \"t/\" -> \"s/$1/m\", \"s/x/$1/m\"\n", "mirror-prefix", "overlap");
+    /* Without min 4 nothing this small is factored: every factored slot is
+     * a mismatch, each listed. */
+    result r;
+    compile_text(&r, "mirror \"t/\" -> \"s/$1/m\" factored \"s/$1/v\", \"s/$1/v_row\", "
+                     "\"s/$1/v_col\"\n");
+    assert_null(r.p);
+    assert_int_equal(r.r.sink.errors, 12); /* d, sq, l, cube: v, v_row, v_col each */
+    assert_true(rec_has_text(&r.r, "slot \"s/sq/v\" is f32[1], but its parameter \"t/sq\" is "
+                                   "f32[4, 4], so it should be f32[4, 4] (the parameter's shape)"));
+    done(&r);
+    compile_text(&r, "drop \"s/b/v_row\"\nmap \"s/d/kernel/v_col\" = reshape(x, 2, 3)\n"
+                     "fill \"s/b/w\" : f32[1] = 0\nfill \"s/gone/m\" : f32[1] = 0\n" T);
+    assert_null(r.p);
+    assert_int_equal(r.r.sink.errors, 4);
+    assert_true(rec_has_text(&r.r, "\"t/b\" has no optimizer slot \"s/b/v_row\""));
+    assert_true(rec_has_text(&r.r, "slot \"s/d/kernel/v_col\" is f32[2, 3], but its parameter "
+                                   "\"t/d/kernel\" is f32[6, 4], so it should be f32[6] "
+                                   "(the parameter without axis 1, its second longest)"));
+    assert_true(rec_has_text(&r.r, "\"s/b/w\" sits among the slots of \"t/b\" but is none"));
+    assert_true(rec_has_text(&r.r, "slot \"s/gone/m\" has no parameter \"t/gone\""));
+    done(&r);
+    /* A slot renamed by hand: the final check finds it. */
+    bad(T "rename \"s/b/m\" -> \"s/b/mm\"\n", "mirror-missing", "no optimizer slot \"s/b/m\"");
+    current = NULL;
+}
+
 /* Tied names are names of the state: every statement matches them. */
 static void test_tied_names(void **state)
 {
@@ -753,7 +869,8 @@ static int setup(void **state)
     schema = open_schema("model.json", schema_json);
     adam = open_schema("adam.json", adam_json);
     tied = open_schema("tied.json", tied_json);
-    return schema && adam && tied ? 0 : -1;
+    t5x = open_schema("t5x.json", t5x_json);
+    return schema && adam && tied && t5x ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -762,6 +879,7 @@ static int teardown(void **state)
     surg_ckpt_close(schema);
     surg_ckpt_close(adam);
     surg_ckpt_close(tied);
+    surg_ckpt_close(t5x);
     tmp_cleanup();
     return 0;
 }
@@ -779,7 +897,8 @@ int main(void)
         cmocka_unit_test(test_mirror_errors), cmocka_unit_test(test_tied_names),
         cmocka_unit_test(test_tied_takeover), cmocka_unit_test(test_tie_untie),
         cmocka_unit_test(test_tied_mirror),  cmocka_unit_test(test_lora_records),
-        cmocka_unit_test(test_tied_target),
+        cmocka_unit_test(test_tied_target), cmocka_unit_test(test_mirror_factored),
+        cmocka_unit_test(test_mirror_factored_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
