@@ -243,6 +243,26 @@ class OrbaxTest(unittest.TestCase):
                 self.assertEqual(self.diags("schema", d, rc=0), [])
                 self.assert_values(self.values(d), want)
 
+    def test_aggregate_to_msgpack(self):
+        """The aggregate file's tree, its placeholders now arrays, written as
+        Flax msgpack in the file's order; read back with python3-msgpack."""
+        out = self.path("out.msgpack")
+        self.ok("run", self.identity, fixture("aggregate_some.checkpoint"), out)
+        with open(out, "rb") as f:
+            tree = msgpack.unpackb(f.read(), raw=False, ext_hook=self.ndarray)
+        self.assertEqual(list(tree), ["a", "b", "c"])
+        self.assertEqual(list(tree["c"]), ["a", "e"])
+        for got, want in [(tree["a"], np.arange(8)), (tree["b"], 2 * np.arange(16)),
+                          (tree["c"]["e"], 4 * np.arange(16).reshape(4, 4))]:
+            self.assertEqual(got.dtype, np.int64)
+            self.assertTrue(np.array_equal(got, want))
+
+    @staticmethod
+    def ndarray(code, data):
+        """Flax's ext 1 (and 3): [shape, dtype name, bytes]."""
+        shape, dtype, raw = msgpack.unpackb(data, raw=False)
+        return np.frombuffer(raw, dtype).reshape(shape)
+
     def test_not_orbax(self):
         d = fixture("v0_checkpoints/composite_checkpoint/checkpoint_metadata_present")
         self.fails(d, "ck-empty-dir", d,
