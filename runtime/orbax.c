@@ -1498,7 +1498,13 @@ static surg_status store_array(ob_store *s, const ob_leaf *l, const char *param,
     st_entry *x = fmt_add_entry(t, 1, s->cap);
     if (!x)
         return dg_nomem(o->sink, s->item);
-    surg_tensor_info info = {name, a->dtype, a->rank, a->shape, a->nelems, a->nbytes};
+    /* Never NULL, as every reader gives it (a 0-d zarr array has none). */
+    uint64_t *shape = ar_array(o->keep, a->rank ? a->rank : 1, sizeof *shape);
+    if (!shape)
+        return dg_nomem(o->sink, s->item);
+    if (a->rank)
+        memcpy(shape, a->shape, a->rank * sizeof *shape);
+    surg_tensor_info info = {name, a->dtype, a->rank, shape, a->nelems, a->nbytes};
     t->src[t->h[1].n - 1] = src;
     *x = (st_entry){info, t->scratch_size, t->scratch_size + a->nbytes};
     uint64_t end = t->scratch_size + a->nbytes;
