@@ -605,15 +605,16 @@ static surg_status read_entry(ob_meta_read *m, const char *entry)
         if (!ok)
             break;
     }
+    /* A JSON error: the caller reports it, where the text failed. */
     if (!json_keys_unique(j, &keys, "an entry") && !problem)
-        return SURG_EINVALID;
+        return SURG_OK;
     if (problem) {
         char shown[80];
         return bad(m->o, m->path, "ob-metadata", "entry \"%s\": %s", tn_short(entry, shown, 64),
                    problem);
     }
     if (more != 0)
-        return SURG_EINVALID;
+        return SURG_OK; /* a JSON error, as above */
     char shown[80];
     if (!keyed || !valued || !typed)
         return bad(m->o, m->path, "ob-metadata",

@@ -470,6 +470,9 @@ class OrbaxTest(unittest.TestCase):
              "(at byte 18)"),
             ("not UTF-8", b'{"tree_metadata": {"\xff": 1}}', "ob-json",
              "the file is not JSON: invalid UTF-8 at byte 20"),
+            ("bad entry", '{"tree_metadata": {"x": {"key\u0001": 1, "k\x01": 2}}}', "ob-json",
+             "the file is not JSON as Orbax writes it: a control character (0x01) inside a "
+             "string (at byte 29)"),
             ("a list", "[]", "ob-json",
              "the file is not JSON as Orbax writes it: expected '{' but found '[' (at byte 0)"),
             ("no tree", '{"use_ocdbt": false}', "ob-metadata",
