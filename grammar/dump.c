@@ -103,7 +103,10 @@ void pr_dump(buf *b, const ast_recipe *r)
 {
     for (const ast_stmt *s = r->stmts; s; s = s->next) {
         buf_printf(b, "(%s%s", ast_stmt_keyword(s->kind),
-                   s->kind == STMT_FILL_NEW ? "-new" : "");
+                   s->kind == STMT_FILL_NEW    ? "-new"
+                   : s->kind == STMT_META_DROP ? "-drop"
+                   : s->kind == STMT_META_KEEP ? "-keep"
+                                               : "");
         strings(b, "pattern", s->patterns);
         type(b, &s->type);
         if (s->expr) {
