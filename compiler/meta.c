@@ -162,8 +162,9 @@ bool lw_meta_finish(lw *L, arena *ar, surg_meta_entry **edits, size_t *n_edits,
 
 /* ---- notes: the keys there are ----------------------------------------- */
 
-/* "the metadata's keys: "a", "b", ... and 3 more" of the n keys in `keys`,
- * into `b`; a closest one as a second note into `guess`. */
+/* "WHAT: "a", "b", ... and 3 more" of the n keys in `keys`, into `b`; the
+ * closest one to `word` (NULL: none) as a first note into `guess`. The
+ * notes go into `notes`; returns how many. */
 static size_t keys_notes(buf *b, buf *guess, const char *word, const char *const *keys, size_t n,
                          const char *what, const char **notes)
 {
@@ -173,15 +174,11 @@ static size_t keys_notes(buf *b, buf *guess, const char *word, const char *const
         buf_printf(guess, "did you mean \"%s\"?", close);
         notes[k++] = guess->failed ? "" : guess->data;
     }
-    if (!n) {
-        buf_printf(b, "%s has no keys", what);
-    } else {
-        buf_printf(b, "%s has the key%s ", what, n == 1 ? "" : "s");
-        for (size_t i = 0; i < n && i < MD_SHOWN; i++)
-            buf_printf(b, "%s\"%s\"", i ? ", " : "", keys[i]);
-        if (n > MD_SHOWN)
-            buf_printf(b, " and %zu more", n - MD_SHOWN);
-    }
+    buf_printf(b, "%s: %s", what, n ? "" : "none");
+    for (size_t i = 0; i < n && i < MD_SHOWN; i++)
+        buf_printf(b, "%s\"%s\"", i ? ", " : "", keys[i]);
+    if (n > MD_SHOWN)
+        buf_printf(b, " and %zu more", n - MD_SHOWN);
     notes[k++] = b->failed ? "" : b->data;
     return k;
 }
@@ -246,7 +243,7 @@ static bool input_meta(lw *L, const char *name, const char *key, src_span at,
     buf guess;
     buf_init(&guess);
     const char *notes[2];
-    size_t k = keys_notes(&b, &guess, key, keys, count, "its metadata", notes);
+    size_t k = keys_notes(&b, &guess, key, keys, count, "its keys", notes);
     lw_error(L, at, "meta-input", notes, k, "the metadata of %s has no key \"%s\"",
              surg_ckpt_path(part), key);
     free(keys);
@@ -446,7 +443,7 @@ static int json_step(lw *L, json_reader *j, const md_file *f, const ast_expr *se
         buf_init(&guess);
         const char *notes[2];
         size_t k = keys_notes(&b, &guess, seg->u.string, keys, n < MD_GUESS ? n : MD_GUESS,
-                              "it", notes);
+                              "its keys", notes);
         lw_error(L, seg->span, "meta-json-path", notes, k, "%s in \"%s\" has no key \"%s\"",
                  where, f->path, seg->u.string);
         buf_free(&b);
@@ -631,7 +628,7 @@ static bool path_value(lw *L, const ast_expr *arg, md_value *out)
     buf_init(&b);
     buf_init(&guess);
     const char *notes[2];
-    size_t k = n ? keys_notes(&b, &guess, path, keys, n, "the state's values: it", notes) : 0;
+    size_t k = n ? keys_notes(&b, &guess, path, keys, n, "the values are at", notes) : 0;
     if (!n)
         notes[k++] = "values that are not tensors are kept by a Flax .msgpack input (its "
                      "step, its learning rate, ...)";
@@ -759,7 +756,7 @@ static bool eval(lw *L, const ast_expr *e, md_value *out)
                  (int)(e->span.end - e->span.start), L->src->text + e->span.start);
         return false;
     }
-    lw_error(L, e->span, "meta-value", notes, 1, "this is no metadata value");
+    lw_error(L, e->span, "meta-value", notes, 1, "this expression is no metadata value");
     return false;
 }
 
@@ -873,11 +870,11 @@ static bool match_keys(lw *L, const ast_stmt *s, uint8_t *hit)
         buf_init(&guess);
         const char *notes[3];
         size_t k = keys_notes(&b, &guess, pat.literal ? p->text : NULL, keys, n,
-                              "the metadata", notes);
+                              "the metadata's keys", notes);
         const char *why = reserved(p->text);
-        char own[160];
-        if (why) {
-            snprintf(own, sizeof own, "\"%s\" is surg's own: it follows the state", p->text);
+        char own[200];
+        if (why) { /* written from the state itself: said once, here */
+            snprintf(own, sizeof own, "\"%s\" is %s", p->text, why);
             notes[k++] = own;
         }
         lw_error(L, p->span, "meta-none", notes, k, "pattern \"%s\" matches no metadata key",

@@ -107,7 +107,7 @@ void pr_dump(buf *b, const ast_recipe *r)
                    : s->kind == STMT_META_DROP ? "-drop"
                    : s->kind == STMT_META_KEEP ? "-keep"
                                                : "");
-        strings(b, "pattern", s->patterns);
+        strings(b, s->kind == STMT_META ? "key" : "pattern", s->patterns);
         type(b, &s->type);
         if (s->expr) {
             buf_puts(b, " (expr ");
