@@ -210,6 +210,7 @@ static bool input_meta(lw *L, const char *name, const char *key, src_span at,
     if (!name && n == 1)
         part = in;
     if (!part) {
+        buf_puts(&b, "the inputs: ");
         for (size_t i = 0; i < n && i < 64; i++)
             buf_printf(&b, "%s\"%s\"", i ? ", " : "", names[i] ? names[i] : "");
         const char *notes[] = {b.failed ? "" : b.data};
@@ -529,6 +530,10 @@ static bool msgpack_value(lw *L, const char *hex, md_value *out)
     buf_init(&b);
     if (t == 0xc0) {
         *out = (md_value){MD_NULL, "null", NULL};
+        return true;
+    }
+    if (n == 1 && (t == 0x80 || t == 0x90)) { /* an empty map (an EmptyState), an empty list */
+        *out = t == 0x80 ? (md_value){MD_OBJECT, "{}", NULL} : (md_value){MD_ARRAY, "[]", NULL};
         return true;
     }
     if (t == 0xc2 || t == 0xc3) {
