@@ -199,25 +199,25 @@ static bool input_meta(lw *L, const char *name, const char *key, src_span at,
     buf_init(&b);
     for (size_t i = 0; (part = surg_ckpt_part_at(in, i, &prefix)) != NULL; i++) {
         size_t len = strlen(prefix);
-        if (i < 64) /* prefixes end with '/': the name is the rest */
-            names[i] = ar_strndup(L->ar, prefix, len ? len - 1 : 0);
+        if (i < 64 && !(names[i] = ar_strndup(L->ar, prefix, len ? len - 1 : 0)))
+            return !(L->nomem = true); /* prefixes end with '/': the name is the rest */
         n++;
     }
     part = NULL;
     for (size_t i = 0; name && i < n && i < 64; i++)
-        if (names[i] && strcmp(names[i], name) == 0)
+        if (strcmp(names[i], name) == 0)
             part = surg_ckpt_part_at(in, i, &prefix);
     if (!name && n == 1)
         part = in;
     if (!part) {
         buf_puts(&b, "the inputs: ");
         for (size_t i = 0; i < n && i < 64; i++)
-            buf_printf(&b, "%s\"%s\"", i ? ", " : "", names[i] ? names[i] : "");
+            buf_printf(&b, "%s\"%s\"", i ? ", " : "", names[i]);
         const char *notes[] = {b.failed ? "" : b.data};
         if (!name)
             lw_error(L, at, "meta-input", notes, 1,
                      "there are %zu inputs: say whose metadata, as in input(\"%s\", \"%s\")", n,
-                     names[0] ? names[0] : "", key);
+                     names[0], key);
         else if (n == 1 && !*names[0])
             lw_error(L, at, "meta-input", NULL, 0,
                      "there is one input, with no name: write input(\"%s\")", key);
