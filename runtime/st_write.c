@@ -320,6 +320,14 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     return st ? st : outp_check_layout(sink, out_path, lay, out->reads);
 }
 
+const char *stw_meta(const stw_output *out, const char *key)
+{
+    for (size_t i = 0; i < out->n_meta; i++)
+        if (strcmp(out->meta[i].key, key) == 0)
+            return out->meta[i].value;
+    return NULL;
+}
+
 void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,
                        const char *code, const char *what, const char *kept)
 {
