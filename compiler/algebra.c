@@ -1,6 +1,7 @@
 /* algebra.c: the types of map's linear algebra: NumPy broadcasting of two
  * shapes, matmul's operands and result, and a reduction over one axis.
  * Shapes only (expr.c makes the nodes); every error names both shapes. */
+#include <stdio.h>
 #include <string.h>
 
 #include "compiler/lower.h"
@@ -13,10 +14,9 @@ bool lw_broadcast_shape(lw *L, src_span at, const cg_node *a, const cg_node *b, 
         uint64_t x = i < a->rank ? a->shape[a->rank - 1 - i] : 1;
         uint64_t y = i < b->rank ? b->shape[b->rank - 1 - i] : 1;
         if (x != y && x != 1 && y != 1) {
-            lw_error(L, at, "broadcast", NULL, 0,
-                     "shapes %s and %s do not broadcast: axis %u of the first is %llu and axis "
-                     "%u of the second is %llu (aligned from the last axis, sizes must be "
-                     "equal or 1)",
+            lw_error(L, at, "shape", NULL, 0,
+                     "shapes %s and %s do not broadcast: axis %u of the first is %llu, axis %u "
+                     "of the second is %llu (from the last axis, sizes must be equal or 1)",
                      lw_type(a, 0), lw_type(b, 1), a->rank - 1 - i, (unsigned long long)x,
                      b->rank - 1 - i, (unsigned long long)y);
             return false;
@@ -76,15 +76,24 @@ bool lw_matmul_type(lw *L, src_span at, const cg_node *a, const cg_node *b, cg_n
     return true;
 }
 
+/* n * elem in decimal, or "more than 2^64". */
+static const char *too_many(uint64_t n, uint64_t elem)
+{
+    static char text[32];
+    uint64_t b;
+    if (__builtin_mul_overflow(n, elem, &b))
+        return "more than 2^64";
+    snprintf(text, sizeof text, "%llu", (unsigned long long)b);
+    return text;
+}
+
 bool lw_held_fits(lw *L, src_span at, const cg_node *x, uint64_t elem, const char *what)
 {
     uint64_t bytes;
     if (__builtin_mul_overflow(x->nelems, elem, &bytes) || bytes > LW_HOLD_MAX) {
         lw_error(L, at, "hold-size", NULL, 0,
-                 "%s is %s, which would be held in memory whole (%llu bytes of %llu-byte "
-                 "values): the bound is %llu bytes (1 GiB)",
-                 what, lw_type(x, 0), (unsigned long long)(x->nelems * elem),
-                 (unsigned long long)elem, (unsigned long long)LW_HOLD_MAX);
+                 "%s, %s, would be held in memory whole: %s bytes, over the bound of 1 GiB",
+                 what, lw_type(x, 0), too_many(x->nelems, elem));
         return false;
     }
     return true;
