@@ -44,7 +44,8 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
         buf_puts(b, "...");
         return;
     }
-    static const char infix[] = {[OP_ADD] = '+', [OP_SUB] = '-', [OP_MUL] = '*', [OP_DIV] = '/'};
+    static const char infix[] = {[OP_ADD] = '+', [OP_SUB] = '-', [OP_MUL] = '*', [OP_DIV] = '/',
+                                 [OP_MATMUL] = '@'};
     switch (n->op) {
     case OP_INPUT: buf_puts(b, surg_ckpt_tensor(p->input, n->a.input)->name); return;
     case OP_CONST: pg_value_text(b, n); return;
@@ -53,6 +54,7 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
     case OP_SUB:
     case OP_MUL:
     case OP_DIV:
+    case OP_MATMUL:
         buf_putc(b, '(');
         expr(p, b, n->in[0], depth + 1);
         buf_printf(b, " %c ", infix[n->op]);
@@ -62,6 +64,9 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
     case OP_NEG:
         buf_putc(b, '-');
         expr(p, b, n->in[0], depth + 1);
+        return;
+    case OP_BROADCAST: /* as written: the stretching is implicit */
+        expr(p, b, n->in[0], depth);
         return;
     case OP_CAST:
         buf_puts(b, "cast(");
@@ -77,6 +82,9 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
                        (unsigned long long)(n->a.slice.start + n->a.slice.len));
         else if (n->op == OP_CONCAT || n->op == OP_STACK)
             buf_printf(b, ", axis %u", n->a.axis);
+        else if (cg_op_class(n->op) == CG_REDUCTION && n->a.reduce.over)
+            buf_printf(b, ", axis=%u%s", n->a.reduce.axis,
+                       n->a.reduce.keepdims ? ", keepdims=true" : "");
         buf_putc(b, ')');
     }
 }

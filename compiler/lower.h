@@ -135,6 +135,28 @@ const char *lw_type(const cg_node *n, int slot);
 /* A node with an owned copy of the shape. */
 cg_id lw_node(lw *L, cg_node n, const uint64_t *shape);
 
+/* ---- algebra.c: the types of broadcasting, matmul, axis reductions ---- */
+
+/* The most one value held in memory by a run may take: a matmul's right
+ * operand, a reduction's result over one axis. */
+#define LW_HOLD_MAX (1ull << 30)
+
+/* NumPy's broadcast of a and b into rank/shape (SURG_MAX_RANK room);
+ * false after reporting the axis that does not broadcast. */
+bool lw_broadcast_shape(lw *L, src_span at, const cg_node *a, const cg_node *b, uint32_t *rank,
+                        uint64_t *shape);
+/* a @ b: out's rank and a.matmul, the shape into `shape`; false after an
+ * error naming both shapes. */
+bool lw_matmul_type(lw *L, src_span at, const cg_node *a, const cg_node *b, cg_node *out,
+                    uint64_t *shape);
+/* A reduction of x over `axis` (negative: from the end): out's rank and
+ * a.reduce, the shape into `shape`; false after an error. */
+bool lw_reduce_type(lw *L, src_span at, const cg_node *x, int64_t axis, bool keepdims,
+                    cg_node *out, uint64_t *shape);
+/* Whether x, held whole at `elem` bytes a value, stays within LW_HOLD_MAX;
+ * false after an error that calls it `what`. */
+bool lw_held_fits(lw *L, src_span at, const cg_node *x, uint64_t elem, const char *what);
+
 /* map EXPR for one match; CG_NONE after reporting an error. */
 cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms);
 /* What a map does to an optimizer slot of the match (`slot`, of the match's

@@ -66,9 +66,10 @@ static bool survey(surg_plan *pl, const surg_program *p, const uint8_t *live)
 static void add_up(surg_plan *pl, const surg_program *p)
 {
     pl_totals *t = &pl->plan;
-    uint64_t work = 0;
+    uint64_t work = 0, held = 0;
     for (size_t i = 0; i < pl->n; i++) {
         const pl_tensor *x = &pl->t[i];
+        held = held + x->held < held ? UINT64_MAX : held + x->held;
         t->read += x->read;
         t->written += x->nbytes;
         switch (x->kind) {
@@ -81,7 +82,9 @@ static void add_up(surg_plan *pl, const surg_program *p)
     }
     t->read += pl->decoded_bytes; /* decoding reads each such array once, whole */
     t->written += pl->header_bytes;
+    /* Held values are all made before the output's chunks, and kept. */
     t->peak = pl->header_bytes + pl->threads * work;
+    t->peak = t->peak + held < t->peak ? UINT64_MAX : t->peak + held;
     pl->naive = (pl_totals){
         .read = p->naive.read,
         .generated = p->naive.generated,

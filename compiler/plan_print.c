@@ -55,6 +55,14 @@ static void tensor_line(buf *b, const pl_tensor *t, size_t name_w, size_t type_w
         buf_printf(b, "%zu byte ranges of ", t->n_segs);
     buf_puts(b, t->how ? t->how : "");
     buf_putc(b, '\n');
+    if (t->n_held) {
+        pad(b, 0, name_w + type_w + 6);
+        buf_puts(b, "holds ");
+        human(b, t->held);
+        if (t->n_held > 1)
+            buf_printf(b, " in %u values, the most", t->n_held);
+        buf_printf(b, ": %s\n", t->held_how ? t->held_how : "");
+    }
     b->failed |= types.failed; /* a line short of its type is no line */
     buf_free(&types);
 }
@@ -156,6 +164,7 @@ static void tensor_json(buf *b, const surg_plan *pl, const pl_tensor *t)
     buf_printf(b, "],\"bytes\":%llu,\"source\":\"%s\",\"passes\":%u,\"read\":%llu,\"work\":%llu,",
                (unsigned long long)t->nbytes, kind_name(t->kind), t->passes,
                (unsigned long long)t->read, (unsigned long long)t->work);
+    buf_printf(b, "\"held\":%llu,", (unsigned long long)t->held);
     buf_puts(b, "\"how\":");
     buf_json_string(b, t->how ? t->how : "");
     if (t->kind == PL_COPY) {

@@ -71,7 +71,14 @@ static void attrs(buf *b, const surg_program *p, const cg_node *n)
         break;
     case OP_CONCAT:
     case OP_STACK: buf_printf(b, " axis=%u", n->a.axis); break;
-    default: break;
+    case OP_MATMUL:
+        buf_printf(b, " m=%llu k=%llu n=%llu", (unsigned long long)n->a.matmul.m,
+                   (unsigned long long)n->a.matmul.k, (unsigned long long)n->a.matmul.n);
+        break;
+    default:
+        if (cg_op_class(n->op) == CG_REDUCTION && n->a.reduce.over)
+            buf_printf(b, " axis=%u%s", n->a.reduce.axis, n->a.reduce.keepdims ? " keepdims" : "");
+        break;
     }
 }
 

@@ -29,7 +29,7 @@ void pr_string(buf *b, const char *text)
 static int precedence(const ast_expr *e)
 {
     if (e->kind == EX_BINARY)
-        return e->u.binary.op == '+' || e->u.binary.op == '-' ? 1 : 2;
+        return e->u.binary.op == '+' || e->u.binary.op == '-' ? 1 : 2; /* * / @ */
     return e->kind == EX_NEG ? 3 : 4;
 }
 

@@ -115,7 +115,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 %precedence BARE_END
 %precedence IDENT
 %left '+' '-'
-%left '*' '/'
+%left '*' '/' '@'
 %precedence NEG
 
 %%
@@ -262,6 +262,7 @@ expr:
   | expr '-' expr                    { $$ = binary(ctx, '-', $1, $3, @$, @2); }
   | expr '*' expr                    { $$ = binary(ctx, '*', $1, $3, @$, @2); }
   | expr '/' expr                    { $$ = binary(ctx, '/', $1, $3, @$, @2); }
+  | expr '@' expr                    { $$ = binary(ctx, '@', $1, $3, @$, @2); }
   ;
 
 args:
@@ -272,6 +273,7 @@ args:
 arg:
     expr                             { $$ = node(ctx, sizeof *$$); if ($$) $$->value = $1; }
   | IDENT '=' expr                   { $$ = node(ctx, sizeof *$$); if ($$) { $$->name = $1; $$->name_span = @1; $$->value = $3; } }
+  | AXIS '=' expr                    { $$ = node(ctx, sizeof *$$); if ($$) { $$->name = $1; $$->name_span = @1; $$->value = $3; } }
   ;
 
 /* What follows an unknown word, up to the separator. */
@@ -284,7 +286,7 @@ junk_token:
     RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | SPLIT | CONCAT | STACK
   | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | META | OPTIONAL | RANK | ALPHA | STYLE
   | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
-  | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-'
+  | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-' | '@'
   ;
 
 %%

@@ -35,6 +35,10 @@ typedef struct pl_tensor {
     uint32_t passes;  /* PL_COMPUTE: passes over its inputs (reductions first) */
     uint64_t read;    /* input bytes brought into memory, over all passes */
     uint64_t work;    /* working memory for one thread doing it */
+    uint64_t held;    /* PL_COMPUTE: values held whole while it is made (a
+                         matmul's right operand, a reduction over an axis) */
+    uint32_t n_held;  /* how many */
+    const char *held_how; /* for people: the biggest of them */
     const char *how;  /* for people: "copy of ...", "normal(0, 0.02)", ... */
 } pl_tensor;
 
