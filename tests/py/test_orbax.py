@@ -321,6 +321,25 @@ class OrbaxTest(unittest.TestCase):
         self.assertEqual(self.schema(d)["dense/kernel"], ("F32", [37, 19]))
         self.assert_values(self.values(d), want)
 
+    def test_arrays_decoded_at_once(self):
+        """Several threads decode arrays of one directory store at once: each
+        chunk is read from its own file (a store shared by the threads must
+        not hand one thread's path to another)."""
+        rng = np.random.default_rng(9)
+        arrays = {}
+        for i in range(24):
+            n = 40 + 13 * i
+            arrays["layer%d/w" % i] = (rng.standard_normal((n, 7)).astype(np.float32),
+                                      {"chunks": (3 + i % 5, 7), "compressor": None})
+        d = self.item("ckpt", arrays)
+        want = {k: a for k, (a, _) in arrays.items()}
+        out = self.path("out.safetensors")
+        for _ in range(4):
+            if os.path.exists(out):
+                os.unlink(out)
+            self.ok("run", "--threads", "8", self.identity, d, out)
+            self.assert_values({k: a for k, (_, a) in stnp.load(out)[0].items()}, want)
+
     def test_scalar(self):
         d = self.path("ckpt")
         os.mkdir(d)
