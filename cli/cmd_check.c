@@ -29,8 +29,10 @@ int cmd_check(int argc, char **argv, diag_printer *dp)
 {
     recipe_args a = {.allow_graph = true};
     int rc = parse_recipe_args("check", help, argc, argv, &a);
-    if (rc >= 0)
+    if (rc >= 0) {
+        recipe_args_free(&a);
         return rc;
+    }
     surg_sink sink = diag_sink(dp);
     compiled c;
     surg_status st = compile_recipe(&a, &sink, &c);
@@ -45,5 +47,6 @@ int cmd_check(int argc, char **argv, diag_printer *dp)
                surg_program_output_count(c.prog), c.to ? ", matching the target" : "");
     }
     compiled_free(&c);
+    recipe_args_free(&a);
     return surg_exit_code(st);
 }

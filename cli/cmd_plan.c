@@ -25,8 +25,10 @@ int cmd_plan(int argc, char **argv, diag_printer *dp)
 {
     recipe_args a = {.allow_json = true};
     int rc = parse_recipe_args("plan", help, argc, argv, &a);
-    if (rc >= 0)
+    if (rc >= 0) {
+        recipe_args_free(&a);
         return rc;
+    }
     surg_sink sink = diag_sink(dp);
     compiled c;
     surg_status st = plan_recipe(&a, &sink, &c);
@@ -43,5 +45,6 @@ int cmd_plan(int argc, char **argv, diag_printer *dp)
     if (st == SURG_ENOMEM)
         fputs("surg plan: out of memory\n", stderr);
     compiled_free(&c);
+    recipe_args_free(&a);
     return surg_exit_code(st);
 }

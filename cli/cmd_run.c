@@ -84,12 +84,16 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
 {
     recipe_args a = {.positional_io = true, .allow_shards = true};
     int rc = parse_recipe_args("run", help, argc, argv, &a);
-    if (rc >= 0)
+    if (rc >= 0) {
+        recipe_args_free(&a);
         return rc;
+    }
     for (size_t k = 0; k < (a.n_outs ? a.n_outs : 1); k++)
-        if (strcmp(a.n_outs ? a.outs[k].path : a.out, "-") == 0)
+        if (strcmp(a.n_outs ? a.outs[k].path : a.out, "-") == 0) {
+            recipe_args_free(&a);
             return usage_error("run", "an output is a file, not standard output: name one "
                                       "(./- for a file named \"-\")");
+        }
     surg_sink sink = diag_sink(dp);
     compiled c;
     surg_status st = plan_recipe(&a, &sink, &c);
@@ -114,5 +118,6 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
     if (st == SURG_ENOMEM)
         fputs("surg run: out of memory\n", stderr);
     compiled_free(&c);
+    recipe_args_free(&a);
     return surg_exit_code(st);
 }
