@@ -503,6 +503,23 @@ class TestErrors(InputsCase):
             self.assertEqual(rc, 2, e)
             self.assertEqual(e, "%s: error: the output would replace %s, which this run reads; "
                              "write it elsewhere\n" % (out, named), out)
+        # A sharded input's shards and index are files the run reads too.
+        os.mkdir(self.path("sh"))
+        names = sorted(SHAPES)
+        weight_map = {}
+        for k, part in enumerate((names[:2], names[2:])):
+            shard = "model-%05d-of-00002.safetensors" % (k + 1)
+            stnp.save(self.path("sh", shard), {n: ("F32", a[n]) for n in part})
+            weight_map.update({n: shard for n in part})
+        index = self.path("sh", "model.safetensors.index.json")
+        with open(index, "w") as f:
+            json.dump({"metadata": {}, "weight_map": weight_map}, f)
+        shard2 = self.path("sh", "model-00002-of-00002.safetensors")
+        for out in (self.path("sh", "model-00001-of-00002.safetensors"), shard2):
+            rc, o, e = self.surg("run", r, "--in", "a=" + pa, "--in", "s=" + self.path("sh"),
+                                 out)
+            self.assertEqual((rc, e), (2, "%s: error: the output would replace %s, which this "
+                                       "run reads; write it elsewhere\n" % (out, out)))
         rc, o, e = self.surg("run", r, "--in", "a=" + pa, "--in", "b=" + pb, "--in", "c=" + pc,
                              sym)
         self.assertEqual(rc, 2, e)
