@@ -34,6 +34,7 @@ typedef struct lw {
     src_span at;                /* the statement being lowered, for warnings */
     bigbuf matches, caps; /* reused by every statement's lw_match_pattern */
     struct lw_mirror *mirrors; /* declared by `mirror` statements */
+    struct lw_meta_state *meta; /* the output's metadata, as meta statements leave it */
     size_t n_mirrors;
     /* The naive way's bytes, tallied statement by statement. */
     uint64_t naive_dict, naive_peak, naive_generated, naive_computed;
@@ -162,6 +163,18 @@ size_t lw_mount_hints(lw *L, const char *text, char (*notes)[256], size_t max);
  * input whose prefix still holds names beside names outside every input's
  * (a forgotten drop of an adapter or of a model merged in). */
 void lw_inputs_left(lw *L);
+/* meta.c: the output's metadata as a state the `meta` statements edit:
+ * it starts as the input's (surg's own records left out), read from `in`. */
+void lw_meta_load(lw *L, const surg_ckpt *in);
+void lw_meta_set(lw *L, const ast_stmt *s);
+void lw_meta_drop(lw *L, const ast_stmt *s);
+void lw_meta_keep(lw *L, const ast_stmt *s);
+/* What the recipe changed: each key it set (its value) or dropped (NULL),
+ * sorted by key; and the JSON files it read. In `ar`; false when out of
+ * memory. */
+bool lw_meta_finish(lw *L, arena *ar, surg_meta_entry **edits, size_t *n_edits,
+                    const char ***files, size_t *n_files);
+void lw_meta_free(lw *L);
 
 /* Lower every statement of the recipe. */
 void lw_statements(lw *L, const ast_recipe *r);

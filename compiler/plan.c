@@ -10,9 +10,10 @@
 
 /* The output header's size, in *n; false when out of memory. */
 static bool header_bytes(const surg_program *p, const surg_meta_entry *meta, size_t n_meta,
-                         uint64_t *n)
+                         bool no_format, uint64_t *n)
 {
-    stw_output o = {.tensors = p->out_info, .n = p->n_out, .meta = meta, .n_meta = n_meta};
+    stw_output o = {.tensors = p->out_info, .n = p->n_out, .meta = meta, .n_meta = n_meta,
+                    .no_format = no_format};
     size_t *idx = malloc((p->n_out ? p->n_out : 1) * sizeof *idx);
     buf hdr;
     buf_init(&hdr);
@@ -209,7 +210,7 @@ static surg_status build(surg_plan *pl, const surg_program *p)
         return st;
     pl->meta = meta;
     pl->n_meta = n_meta;
-    if (!header_bytes(p, meta, n_meta, &pl->header_bytes))
+    if (!header_bytes(p, meta, n_meta, pl_drops_format(&pl->rec), &pl->header_bytes))
         return SURG_ENOMEM;
     add_up(pl, p);
     return SURG_OK;

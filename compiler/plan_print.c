@@ -119,6 +119,18 @@ char *surg_plan_text(const surg_plan *pl)
     for (size_t i = 0; i < pl->rec.n_ties; i++)
         buf_printf(&b, "  tied: \"%s\" is stored as \"%s\"\n", pl->rec.ties[i].key,
                    pl->rec.ties[i].value);
+    for (size_t i = 0; i < pl->rec.n_edits; i++) {
+        const surg_meta_entry *e = &pl->rec.edits[i];
+        buf_puts(&b, "  metadata: ");
+        buf_json_string(&b, e->key);
+        if (e->value) {
+            buf_puts(&b, " = ");
+            buf_json_string(&b, e->value);
+            buf_putc(&b, '\n');
+        } else {
+            buf_puts(&b, " dropped\n");
+        }
+    }
     if (pl->dead_inputs) {
         buf_printf(&b, "  never read: %zu input tensor%s (", pl->dead_inputs,
                    pl->dead_inputs == 1 ? "" : "s");

@@ -120,7 +120,8 @@ typedef struct ast_clause {
     X(FILL_NEW, "fill") X(MAP, "map") X(TIE, "tie") X(UNTIE, "untie")       \
     X(INIT_LORA, "init-lora") X(SPLIT, "split") X(CONCAT, "concat")         \
     X(STACK, "stack") X(UNSTACK, "unstack") X(EXPECT, "expect")             \
-    X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")
+    X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")                 \
+    X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")
 
 typedef enum ast_stmt_kind {
 #define X(e, kw) STMT_##e,
@@ -144,7 +145,11 @@ typedef enum ast_stmt_kind {
  *   layout WORD             word
  *   mirror "P" -> "S", ... [factored "V", "R", "C" [min N]]
  *                           patterns (the params prefix), targets (slots,
- *                           may be none), clauses (factored, min) */
+ *                           may be none), clauses (factored, min)
+ *   meta "K" = VALUE        patterns (the key), expr (the value: a string
+ *                           or a call, read by the compiler)
+ *   meta drop P, ...        patterns (globs over metadata keys)
+ *   meta keep P, ...        patterns */
 typedef struct ast_stmt {
     ast_stmt_kind kind;
     src_span span, keyword_span;

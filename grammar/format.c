@@ -131,6 +131,8 @@ static void statement(buf *b, const ast_stmt *s)
     switch (s->kind) {
     case STMT_SEED: numbers(b, s->number); return;
     case STMT_LAYOUT: buf_puts(b, s->word); return;
+    case STMT_META_DROP: buf_puts(b, "drop "); break;
+    case STMT_META_KEEP: buf_puts(b, "keep "); break;
     default: break;
     }
     strings(b, s->patterns);
@@ -141,6 +143,7 @@ static void statement(buf *b, const ast_stmt *s)
         /* fall through */
     case STMT_FILL:
     case STMT_MAP:
+    case STMT_META:
         buf_puts(b, " = ");
         pr_expr(b, s->expr);
         break;

@@ -95,7 +95,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 
 %token <text> RENAME "'rename'" DROP "'drop'" KEEP "'keep'" FILL "'fill'" MAP "'map'" TIE "'tie'" UNTIE "'untie'"
 %token <text> INIT_LORA "'init-lora'" SPLIT "'split'" CONCAT "'concat'" STACK "'stack'"
-%token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'"
+%token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'" META "'meta'"
 %token <text> OPTIONAL "'optional'" RANK "'rank'" ALPHA "'alpha'" STYLE "'style'" AS "'as'"
 %token <text> AXIS "'axis'" SIZES "'sizes'" FACTORED "'factored'" MIN "'min'"
 %token <text> IDENT "name" UNKNOWN_WORD "word"
@@ -163,6 +163,9 @@ stmt:
                                      { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; $$->clauses = $5; } }
   | MIRROR string ARROW mirror_clause mirror_clauses
                                      { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->clauses = $4; if ($4) APPEND($$->clauses, $5); } }
+  | META string '=' expr            { $$ = stmt(ctx, STMT_META, @$, @1); if ($$) { $$->patterns = $2; $$->expr = $4; } }
+  | META DROP patterns               { $$ = stmt(ctx, STMT_META_DROP, @$, @1); if ($$) $$->patterns = $3; }
+  | META KEEP patterns               { $$ = stmt(ctx, STMT_META_KEEP, @$, @1); if ($$) $$->patterns = $3; }
   | UNKNOWN_WORD junk                { unknown_statement(ctx, $1, @1); $$ = NULL; }
   ;
 
@@ -279,7 +282,7 @@ junk:
 
 junk_token:
     RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | SPLIT | CONCAT | STACK
-  | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | OPTIONAL | RANK | ALPHA | STYLE
+  | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | META | OPTIONAL | RANK | ALPHA | STYLE
   | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
   | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-'
   ;

@@ -277,6 +277,8 @@ static surg_status collect_reads(run *r)
     surg_status st = outp_reads_add_ckpt(&r->reads, r->sink, r->kx.ck);
     for (size_t i = 0; !st && i < o->n_also_read; i++)
         st = outp_reads_add(&r->reads, r->sink, o->also_read[i]);
+    for (size_t i = 0; !st && i < r->pl->rec.n_files; i++) /* JSON files of meta statements */
+        st = outp_reads_add(&r->reads, r->sink, r->pl->rec.files[i]);
     for (size_t i = 0; !st && i < o->n_also_opened; i++)
         st = outp_reads_add_ckpt(&r->reads, r->sink, o->also_opened[i]);
     return st;

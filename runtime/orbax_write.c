@@ -778,11 +778,3 @@ const stw_writer ow_writer = {
     .finish = ow_finish,
     .free = ow_free,
 };
-
-/* Orbax as a format of the table: written, not read (yet). */
-const fmt_reader fmt_orbax = {
-    .id = "orbax",
-    .writes = true,
-    .writer = &ow_writer,
-    .names = TN_ORBAX,
-};

@@ -84,6 +84,13 @@ typedef struct pl_records {
     const cg_lora *lora;         /* a list, in recipe order */
     const pl_path *paths;        /* in the input's order, new places kept */
     size_t n_paths;
+    /* The recipe's `meta` statements: each key set (to its value) or
+     * dropped (value NULL), sorted by key; every output's metadata gets
+     * them, over its input's. */
+    const surg_meta_entry *edits;
+    size_t n_edits;
+    const char *const *files;    /* the JSON files the recipe read (no output may replace one) */
+    size_t n_files;
 } pl_records;
 
 /* An input of the plan, for people (`surg plan` names each): one per
@@ -131,9 +138,14 @@ bool pl_records_json(const pl_records *r, const char *prefix, bool ties, arena *
 
 /* The metadata of the output holding the tensors under `prefix` ("" for
  * all): the input's (that of the part mounted under `prefix`, if any), with
- * the tied names, the LoRA records and the path-keyed entries of those
- * tensors, the prefix taken off, sorted by key (the writer adds "format" when absent). */
+ * the recipe's edits, the tied names, the LoRA records and the path-keyed
+ * entries of those tensors, the prefix taken off, sorted by key (the
+ * writer adds "format" when absent, unless pl_drops_format). */
 surg_status pl_metadata(const surg_plan *pl, const char *prefix, arena *ar,
                         surg_meta_entry **out, size_t *n);
+
+/* Whether the recipe dropped "format", which a safetensors writer
+ * otherwise adds. */
+bool pl_drops_format(const pl_records *r);
 
 #endif

@@ -19,6 +19,7 @@ typedef struct stw_output {
     size_t n;
     const surg_meta_entry *meta; /* sorted by key; "format" added if absent */
     size_t n_meta;
+    bool no_format;              /* ...unless the recipe dropped it */
     uint64_t max_shard_size; /* 0: one file */
     stw_emit_fn emit;
     void *ctx;

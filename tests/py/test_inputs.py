@@ -242,6 +242,20 @@ class TestMerges(InputsCase):
         for n in SHAPES:
             self.assertBits(got[n], base[n] + F(0.25) * (ft[n] - base[n]), n)
 
+    def test_metadata_of_another_input(self):
+        """The first input's metadata, with a key taken from another by a
+        meta statement."""
+        a, b = model(19, SHAPES), model(20, SHAPES)
+        pa = self.st(a, "a.safetensors", {"format": "pt", "base": "yes"})
+        pb = self.st(b, "b.safetensors", {"format": "pt", "task": "math"})
+        r = self.recipe(AVERAGE2 + 'meta "task" = input("b", "task")
+')
+        out = self.path("out.safetensors")
+        rc, o, e = self.surg("run", r, "--in", "a=" + pa, "--in", "b=" + pb, out)
+        self.assertEqual((rc, e), (0, ""))
+        _, meta = self.load(out)
+        self.assertEqual(meta, {"format": "pt", "base": "yes", "task": "math"})
+
     def test_everything_kept_under_the_names(self):
         """No statement: the output is the state, every input under its name."""
         a, b = model(11, SHAPES), model(12, SHAPES)
