@@ -152,6 +152,7 @@ surg_status surg_ckpt_open_parts(const surg_ckpt_part *parts, size_t n, surg_sin
         return dg_nomem(sink, "surg");
     }
     ar_init(&ck->ar);
+    pthread_mutex_init(&ck->lock, NULL);
     memcpy(sorted, parts, n * sizeof *parts);
     qsort(sorted, n, sizeof *sorted, part_cmp);
     buf path;
