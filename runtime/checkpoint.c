@@ -200,6 +200,7 @@ surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *s
     surg_ckpt *ck = calloc(1, sizeof *ck);
     if (ck) {
         ar_init(&ck->ar);
+        pthread_mutex_init(&ck->lock, NULL);
         ck->path = ar_strdup(&ck->ar, c.path);
     }
     free(c.path);
@@ -230,5 +231,6 @@ void surg_ckpt_close(surg_ckpt *ck)
         ck->closers[i].close(ck->closers[i].ctx);
     free(ck->parts);
     ar_free(&ck->ar);
+    pthread_mutex_destroy(&ck->lock);
     free(ck);
 }

@@ -6,6 +6,8 @@
 #ifndef SURG_CHECKPOINT_H
 #define SURG_CHECKPOINT_H
 
+#include <pthread.h>
+
 #include "runtime/decode.h"
 #include "runtime/format.h"
 #include "runtime/safetensors.h"
@@ -41,6 +43,11 @@ struct surg_ckpt {
      * when the first is decoded. NULL when every tensor is in place. */
     dc_source **dec;
     const char *scratch_dir; /* NULL: $TMPDIR or /tmp */
+    /* Held by surg_ckpt_data while it makes what a tensor's bytes need on
+     * first use (the scratch file, the decoding, the mapping), so threads
+     * may ask for tensors at once. The executor makes them all itself
+     * before its threads start. */
+    pthread_mutex_t lock;
     /* What the readers read besides files[] (fmt_table.reads, .root). */
     ck_read *reads;
     size_t n_reads;
@@ -82,7 +89,8 @@ surg_status ck_open_index(surg_ckpt *ck, surg_sink *sink);
 /* ---- tensors decoded on demand (ck_scratch.c) ---------------------------- */
 
 /* Create the scratch file that tensor i is decoded into, if not yet there.
- * Not thread-safe: the runtime makes them all before its threads start. */
+ * Not thread-safe: the runtime makes them all before its threads start,
+ * and surg_ckpt_data holds ck->lock. */
 surg_status ck_scratch_open(surg_ckpt *ck, size_t i, surg_sink *sink);
 /* Decode tensor i into its scratch file (made already). Threads may decode
  * different tensors at once. */

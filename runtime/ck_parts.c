@@ -186,6 +186,7 @@ static surg_status open_mounted(const mount *m, size_t n, surg_sink *sink, surg_
         return dg_nomem(sink, "surg");
     }
     ar_init(&ck->ar);
+    pthread_mutex_init(&ck->lock, NULL);
     for (size_t i = 0; i < n; i++)
         k[i] = (keyed){m[i].prefix, i};
     qsort(k, n, sizeof *k, by_prefix);

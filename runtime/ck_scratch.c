@@ -51,12 +51,17 @@ surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
         return SURG_EUSAGE;
     }
     st_file *f = &ck->files[ck->file_of[i]];
+    /* Threads asking at once: one makes the scratch file, decodes the
+     * tensor and maps the file; the others wait and find them made. */
+    pthread_mutex_lock(&ck->lock);
     surg_status st = ck_ready(ck, i, sink);
     if (!st)
         st = st_map(f, sink);
+    const void *map = f->map;
+    pthread_mutex_unlock(&ck->lock);
     if (st)
         return st;
     static const char empty[1];
-    *data = f->map ? (const char *)f->map + ck->offset[i] : empty;
+    *data = map ? (const char *)map + ck->offset[i] : empty;
     return SURG_OK;
 }

@@ -35,8 +35,10 @@ typedef struct kv_dir {
 
 /* The path of the last value this thread got: root/key. The store is
  * shared by the threads that decode its arrays at once, so the path a value
- * names is each thread's own. */
+ * names is each thread's own. Messages name paths in a buffer of their own:
+ * a key being opened may be the one in value_file. */
 static _Thread_local char value_file[KD_MAX_KEY * 2 + PATH_MAX];
+static _Thread_local char shown_file[KD_MAX_KEY * 2 + PATH_MAX];
 
 static bool key_ok(const char *key)
 {
@@ -62,21 +64,29 @@ static surg_status bad_key(kv_dir *d, const char *key, surg_sink *sink)
     return SURG_EINVALID;
 }
 
-static const char *value_path_n(kv_dir *d, const char *key, size_t n)
+/* root/key for a value this store gives. */
+static const char *value_path(kv_dir *d, const char *key)
 {
-    snprintf(value_file, sizeof value_file, "%s/%.*s", d->root, (int)n, key);
+    snprintf(value_file, sizeof value_file, "%s/%s", d->root, key);
     return value_file;
 }
 
-static const char *value_path(kv_dir *d, const char *key)
+/* root/(the first n bytes of key), for a message. */
+static const char *shown_path_n(kv_dir *d, const char *key, size_t n)
 {
-    return value_path_n(d, key, strlen(key));
+    snprintf(shown_file, sizeof shown_file, "%s/%.*s", d->root, (int)n, key);
+    return shown_file;
+}
+
+static const char *shown_path(kv_dir *d, const char *key)
+{
+    return shown_path_n(d, key, strlen(key));
 }
 
 /* The first `n` bytes of `key` name a link. */
 static surg_status is_link(kv_dir *d, const char *key, size_t n, surg_sink *sink)
 {
-    dg_file(sink, SURG_ERROR, "kv-link", value_path_n(d, key, n),
+    dg_file(sink, SURG_ERROR, "kv-link", shown_path_n(d, key, n),
             "is a symbolic link; keys are read only from files beneath %s, not through links",
             d->root);
     return SURG_EINVALID;
@@ -109,10 +119,10 @@ static surg_status walk(kv_dir *d, const char *key, char *buf, int *dfd, char **
             close(fd);
         if (nfd < 0) {
             if (r == 0 && S_ISDIR(sb.st_mode) && err != ENOENT)
-                return dg_errno(sink, value_path(d, key), "cannot open a directory on its path",
+                return dg_errno(sink, shown_path(d, key), "cannot open a directory on its path",
                                 err);
             if (r != 0 && err != ENOENT && err != ENOTDIR)
-                return dg_errno(sink, value_path(d, key), "cannot look at a directory on its path",
+                return dg_errno(sink, shown_path(d, key), "cannot look at a directory on its path",
                                 err);
             *found = false;
             return SURG_OK;
@@ -146,14 +156,14 @@ static surg_status dir_get(kv_store *s, const char *key, surg_sink *sink, kv_val
     if (r != 0) {
         if (err == ENOENT || err == ENOTDIR)
             return SURG_OK;
-        return dg_errno(sink, value_path(d, key), "cannot look at", err);
+        return dg_errno(sink, shown_path(d, key), "cannot look at", err);
     }
     if (S_ISLNK(sb.st_mode))
         return is_link(d, key, strlen(key), sink);
     if (S_ISDIR(sb.st_mode))
         return SURG_OK; /* a directory holds keys; it is not one */
     if (!S_ISREG(sb.st_mode)) {
-        dg_file(sink, SURG_ERROR, "not-regular", value_path(d, key), "is %s, not a regular file",
+        dg_file(sink, SURG_ERROR, "not-regular", shown_path(d, key), "is %s, not a regular file",
                 rf_kind_of((unsigned)sb.st_mode));
         return SURG_EIO;
     }
@@ -332,12 +342,12 @@ static surg_status open_rel(kd_walk *w, const char *rel, DIR **out)
             return SURG_OK; /* gone since it was read */
     }
     if (fd < 0)
-        return dg_errno(w->sink, value_path(w->d, rel), "cannot open the directory", errno);
+        return dg_errno(w->sink, shown_path(w->d, rel), "cannot open the directory", errno);
     *out = fdopendir(fd);
     if (!*out) {
         int err = errno;
         close(fd);
-        return dg_errno(w->sink, value_path(w->d, rel), "cannot read the directory", err);
+        return dg_errno(w->sink, shown_path(w->d, rel), "cannot read the directory", err);
     }
     return SURG_OK;
 }
@@ -353,7 +363,7 @@ static surg_status read_dir(kd_walk *w, const char *rel)
         struct dirent *e = readdir(dir);
         if (!e) {
             if (errno)
-                st = dg_errno(w->sink, value_path(w->d, rel), "cannot read the directory", errno);
+                st = dg_errno(w->sink, shown_path(w->d, rel), "cannot read the directory", errno);
             break;
         }
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)

@@ -255,7 +255,9 @@ int surg_ckpt_decoded(const surg_ckpt *ck, size_t i);
 /* The bytes of tensor i (little-endian, C order), mapped read-only from the
  * file. A NumPy array that is deflated, big-endian or in Fortran order is
  * first decoded into an unlinked scratch file in $TMPDIR (or /tmp). A schema
- * has no data: SURG_EUSAGE. */
+ * has no data: SURG_EUSAGE. Several threads may call it at once on one
+ * checkpoint (a tensor is decoded once, one at a time); surg_run and
+ * surg_ckpt_write on the checkpoint must not run meanwhile. */
 surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
                            const void **data);
 
