@@ -101,6 +101,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 %token <text> IDENT "name" UNKNOWN_WORD "word"
 %token <string> STRING "string"
 %token <number> NUMBER "number"
+%token LE "'<='" GE "'>='" EQ "'=='" NE "'!='"
 %token ARROW "'->'" NEWLINE "end of line" GLOBCHAR "glob character" STRAY "character"
 
 %type <stmt> stmt
@@ -114,6 +115,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 
 %precedence BARE_END
 %precedence IDENT
+%nonassoc '<' '>' LE GE EQ NE
 %left '+' '-'
 %left '*' '/'
 %precedence NEG
@@ -259,6 +261,13 @@ expr:
   | expr '-' expr                    { $$ = binary(ctx, '-', $1, $3, @$, @2); }
   | expr '*' expr                    { $$ = binary(ctx, '*', $1, $3, @$, @2); }
   | expr '/' expr                    { $$ = binary(ctx, '/', $1, $3, @$, @2); }
+  | expr '<' expr                    { $$ = binary(ctx, '<', $1, $3, @$, @2); }
+  | expr '>' expr                    { $$ = binary(ctx, '>', $1, $3, @$, @2); }
+  | expr LE expr                     { $$ = binary(ctx, AST_LE, $1, $3, @$, @2); }
+  | expr GE expr                     { $$ = binary(ctx, AST_GE, $1, $3, @$, @2); }
+  | expr EQ expr                     { $$ = binary(ctx, AST_EQ, $1, $3, @$, @2); }
+  | expr NE expr                     { $$ = binary(ctx, AST_NE, $1, $3, @$, @2); }
+  | CONCAT '(' args ')'              { $$ = call(ctx, $1, @1, $3, @$); } /* a statement's word, a function here too */
   ;
 
 args:
@@ -282,6 +291,7 @@ junk_token:
   | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | OPTIONAL | RANK | ALPHA | STYLE
   | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
   | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-'
+  | '<' | '>' | LE | GE | EQ | NE
   ;
 
 %%

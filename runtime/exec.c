@@ -25,6 +25,7 @@
 #include "runtime/exec_out.h"
 #include "runtime/jobs.h"
 #include "runtime/numeric.h"
+#include "runtime/select.h"
 
 enum {
     COPY_PIECE = 64 << 20,       /* bytes per copy job */
@@ -51,6 +52,7 @@ typedef struct run {
     bool needs_map;   /* some tensor reads scattered input elements */
     reduction *red;
     size_t n_red;
+    sx_sel *sel;      /* the topk_mask being selected, while its passes run */
     jb_list jobs;
     jb_pool pool;
     uint64_t total;   /* bytes the jobs make, for progress */
@@ -67,7 +69,7 @@ static size_t count_nodes(const cg_node *nodes, cg_id id, uint32_t *stamp, uint3
     stamp[id] = mark;
     const cg_node *n = &nodes[id];
     size_t k = 1;
-    if (cg_op_class(n->op) != CG_REDUCTION)
+    if (cg_op_class(n->op) != CG_REDUCTION || n->op == OP_TOPK) /* a mask needs its operand */
         for (uint32_t i = 0; i < n->n_in; i++)
             k += count_nodes(nodes, n->in[i], stamp, mark);
     return k;
@@ -163,6 +165,8 @@ static surg_status do_job(void *user, jb_worker *w, jb_job *j)
     case JB_DECODE: return ck_decode(r->kx.ck, j->item, &r->pool.locked);
     case JB_REDUCE: {
         reduction *red = &r->red[j->item];
+        if (r->pl->nodes[red->node].op == OP_TOPK)
+            return sx_chunk(r->sel, &r->kx, &w->scratch, j->start, (size_t)j->n, &r->pool.locked);
         return kx_reduce_chunk(&r->kx, &w->scratch, red->node, j->start, j->n,
                                &red->parts[j->start / red->chunk], &r->pool.locked);
     }
@@ -222,6 +226,10 @@ static surg_status prepare_reductions(run *r, uint32_t *stamp)
         if (r->pl->t[t].kind == PL_COMPUTE)
             collect_reductions(nodes, r->pl->t[t].node, seen, r->red, &r->n_red, memo);
     surg_status st = SURG_OK;
+    for (size_t i = 0; i < r->n_red && !st && !r->kx.cuts; i++)
+        if (nodes[r->red[i].node].op == OP_TOPK &&
+            !(r->kx.cuts = calloc(n_nodes, sizeof *r->kx.cuts)))
+            st = dg_nomem(r->sink, "surg");
     for (size_t i = 0; i < r->n_red && !st; i++) {
         reduction *red = &r->red[i];
         cg_id operand = nodes[red->node].in[0];
@@ -239,8 +247,38 @@ static surg_status prepare_reductions(run *r, uint32_t *stamp)
     return st;
 }
 
+/* A topk_mask's cut: its passes, one after another (select.c), each a job
+ * per chunk of its operand. */
+static surg_status run_select(run *r, size_t i)
+{
+    reduction *red = &r->red[i];
+    sx_sel sel;
+    surg_status st = sx_begin(&sel, &r->kx, red->node, red->chunk, r->sink);
+    r->sel = &sel;
+    while (!st && sel.phase != SX_DONE) {
+        r->jobs.n = 0;
+        uint64_t n = sel.elems;
+        for (size_t k = sel.first; k < sel.end && !st; k++) {
+            uint64_t at = (uint64_t)k * red->chunk;
+            if (!jb_add(&r->jobs, (jb_job){JB_REDUCE, (uint32_t)i, 0, at,
+                                           n - at < red->chunk ? n - at : red->chunk, 0, 0}))
+                st = dg_nomem(r->sink, "surg");
+        }
+        if (!st)
+            st = jb_run(&r->pool, &r->jobs);
+        if (!st)
+            st = sx_next(&sel, r->sink);
+    }
+    r->sel = NULL;
+    if (!st)
+        r->kx.cuts[red->node] = sel.cut;
+    sx_free(&sel);
+    return st;
+}
+
 /* One phase per depth: the reductions of that depth, chunk by chunk; then
- * each one's chunks combined, in order, into its value. */
+ * each one's chunks combined, in order, into its value; then the cuts of
+ * the topk_masks of that depth, one at a time. */
 static surg_status run_reductions(run *r)
 {
     const cg_node *nodes = r->pl->nodes;
@@ -253,16 +291,20 @@ static surg_status run_reductions(run *r)
         for (size_t i = 0; i < r->n_red; i++) {
             reduction *red = &r->red[i];
             uint64_t n = nodes[nodes[red->node].in[0]].nelems;
-            for (uint64_t k = 0; red->depth == d && k < n; k += red->chunk)
+            bool mask = nodes[red->node].op == OP_TOPK;
+            for (uint64_t k = 0; red->depth == d && !mask && k < n; k += red->chunk)
                 if (!jb_add(&r->jobs, (jb_job){JB_REDUCE, (uint32_t)i, 0, k,
                                                n - k < red->chunk ? n - k : red->chunk, 0, 0}))
                     return dg_nomem(r->sink, "surg");
         }
-        st = jb_run(&r->pool, &r->jobs);
+        st = r->jobs.n ? jb_run(&r->pool, &r->jobs) : SURG_OK;
         for (size_t i = 0; !st && i < r->n_red; i++)
-            if (r->red[i].depth == d)
+            if (r->red[i].depth == d && nodes[r->red[i].node].op != OP_TOPK)
                 r->kx.scalars[r->red[i].node] =
                     kx_reduce_finish(&r->kx, r->red[i].node, r->red[i].parts, r->red[i].n_chunks);
+        for (size_t i = 0; !st && i < r->n_red; i++)
+            if (r->red[i].depth == d && nodes[r->red[i].node].op == OP_TOPK)
+                st = run_select(r, i);
     }
     return st;
 }
@@ -490,6 +532,7 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     free(r.jobs.v);
     free(r.chunk);
     free(r.kx.scalars);
+    free(r.kx.cuts);
     outp_reads_free(&r.reads);
     jb_pool_destroy(&r.pool);
     return st;

@@ -18,11 +18,20 @@ typedef struct kx_index {
 /* What the kernels of one run share: the plan's nodes, its input (files
  * mapped before the threads start), and the values of the reductions
  * computed so far (by node; NaN until computed). */
+/* The cut a topk_mask makes (select.h): an element is taken when its key
+ * is above `key`, or equal to it at an index up to `last`; none when
+ * `none`. */
+typedef struct kx_cut {
+    uint64_t key, last;
+    bool none;
+} kx_cut;
+
 typedef struct kx_ctx {
     const cg_node *nodes;
     uint32_t n_nodes;
     surg_ckpt *ck;
     double *scalars;
+    kx_cut *cuts;   /* by node, for topk_mask nodes; NULL when there are none */
 } kx_ctx;
 
 /* Values already computed for the current chunk: a node reached along
@@ -46,11 +55,14 @@ typedef struct kx_scratch {
     kx_memo *memo;   /* the chunk's values, grown as needed */
     size_t n_memo, memo_cap;
     uint32_t *last;  /* per node of the graph: its newest value, +1 */
+    uint32_t *hist;  /* topk_mask's counts of one chunk (select.c), zero between chunks */
 } kx_scratch;
 
 void kx_scratch_free(kx_scratch *s);
 /* Forget the chunk's values and memory, for the next chunk. */
 void kx_scratch_reset(kx_scratch *s);
+/* `bytes` of the chunk's scratch memory; NULL when it is used up. */
+void *kx_take(kx_scratch *s, size_t bytes);
 
 /* Values of `node` at `ix`, in `out` (ix.n doubles), each already rounded as
  * the node's dtype stores it. */

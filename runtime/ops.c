@@ -46,6 +46,20 @@ double cg_scalar(cg_op op, const double *v)
     case OP_DIV: return x / v[1];
     case OP_CLIP: return isnan(x) ? x : x < v[1] ? v[1] : x > v[2] ? v[2] : x;
     case OP_STD: return isnan(x) ? x : 0;
+    case OP_SIN: return sin(x);
+    case OP_COS: return cos(x);
+    case OP_ACOS: return acos(x);
+    case OP_POW: return pow(x, v[1]);
+    /* NaN from either side; on a tie the second operand, as NumPy */
+    case OP_MINIMUM: return x < v[1] || isnan(x) ? x : v[1];
+    case OP_MAXIMUM: return x > v[1] || isnan(x) ? x : v[1];
+    case OP_LT: return x < v[1];
+    case OP_LE: return x <= v[1];
+    case OP_GT: return x > v[1];
+    case OP_GE: return x >= v[1];
+    case OP_EQ: return x == v[1];
+    case OP_NE: return x != v[1];
+    case OP_WHERE: return x != 0 ? v[1] : v[2];
     default: return x; /* sum, mean, min, max of one value */
     }
 }
