@@ -469,6 +469,13 @@ static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *ms
                  ctx->recipe->src.text[at], line, col);
         n_notes = 1;
     }
+    /* A comparison where an operator could go follows another: a < b < c. */
+    int t = ctx->last_token;
+    if (!n_notes && (t == '<' || t == '>' || t == LE || t == GE || t == EQ || t == NE) &&
+        strstr(msg, "'+'")) {
+        snprintf(note, sizeof note, "comparisons do not chain: write (a < b) == (b < c)");
+        n_notes = 1;
+    }
     ctx->depth = 0; /* let the next newline end the broken statement */
     const char *expecting = strstr(msg, ", expecting ");
     if (expecting)
