@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "compiler/passes.h"
+#include "runtime/select.h"
 
 static uint64_t bytes(const cg_node *n)
 {
@@ -26,6 +27,16 @@ static bool is_read(const cg_graph *g, const cg_node *n)
 {
     return n->op == OP_INPUT || (cg_op_class(n->op) == CG_LAYOUT && n->op != OP_CONCAT &&
                                  n->op != OP_STACK && cg_get(g, n->in[0])->op == OP_INPUT);
+}
+
+/* Passes over a node's operands before its value is known: one for a
+ * reduction, the radix passes of a topk_mask (select.c; two more when its
+ * cut falls among ties, which only the run knows). */
+static uint32_t passes_below(const cg_graph *g, const cg_node *n)
+{
+    if (n->op == OP_TOPK)
+        return sx_width(cg_get(g, n->in[0])->dtype) / SX_DIGIT;
+    return cg_op_class(n->op) == CG_REDUCTION;
 }
 
 /* The nodes the kernel of `root` reaches, into s->order (their count is
@@ -68,12 +79,14 @@ static uint32_t settle(const cg_graph *g, pl_scratch *s, cg_id root, uint32_t n)
         const cg_node *x = cg_get(g, id);
         if (is_read(g, x))
             continue;
-        uint32_t below = cg_op_class(x->op) == CG_REDUCTION;
+        uint32_t below = passes_below(g, x);
+        /* a mask reads its operand in its own passes and again in the kernel's */
+        uint32_t lo = x->op == OP_TOPK ? 0 : below;
         max_pass = s->hi[id] + below > max_pass ? s->hi[id] + below : max_pass;
         for (uint32_t k = 0; k < x->n_in; k++) {
             cg_id in = x->in[k];
-            if (s->lo[id] + below < s->lo[in])
-                s->lo[in] = s->lo[id] + below;
+            if (s->lo[id] + lo < s->lo[in])
+                s->lo[in] = s->lo[id] + lo;
             if (s->hi[id] + below > s->hi[in])
                 s->hi[in] = s->hi[id] + below;
             if (--s->above[in] == 0)
