@@ -693,7 +693,12 @@ static cg_id repeat(ex *E, const ast_expr *call)
 static cg_id concat(ex *E, const ast_expr *call)
 {
     int n = count_args(call) - 1;
-    if (!arity(E, call, 3, 1 + 4096))
+    if (n < 2) {
+        lw_error(E->L, call->span, "call-args", NULL, 0,
+                 "concat takes two tensors or more and then the axis, as concat(a, b, 0)");
+        return CG_NONE;
+    }
+    if (!arity(E, call, 3, INT32_MAX))
         return CG_NONE;
     cg_id *in = ar_array(E->L->ar, (size_t)n, sizeof *in);
     if (!in)

@@ -11,6 +11,7 @@
  * result is the same on any number of threads. */
 #include "runtime/select.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,8 @@ uint64_t sx_key(double v, unsigned width)
     if (isnan(v))
         return width == 32 ? UINT32_MAX : UINT64_MAX;
     if (width == 32) {
-        float f = fabsf((float)v);
+        double a = fabs(v);
+        float f = a > FLT_MAX ? INFINITY : (float)a; /* f32 values: exact */
         uint32_t b;
         memcpy(&b, &f, 4);
         return b;
