@@ -74,7 +74,8 @@ static bool finish(lw *L, surg_program *p)
         if (L->paths[i].path)
             p->paths[p->n_paths++] = (pl_path){L->paths[i].key, L->paths[i].path,
                                                L->paths[i].value};
-    return true;
+    return lw_meta_finish(L, &p->ar, &p->meta_edits, &p->n_meta_edits, &p->files_read,
+                          &p->n_files_read);
 }
 
 surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *sink,
@@ -103,6 +104,8 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
         lw_load_records(&L, from);
     if (ok)
         lw_load_paths(&L, from);
+    if (ok)
+        lw_meta_load(&L, from);
     lw_name_budget(&L);
     if (ok)
         lw_statements(&L, r);
@@ -117,6 +120,7 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
                           : dg_nomem(sink, r->src.path);
     state_free(&L.st);
     free(L.paths);
+    lw_meta_free(&L);
     bb_free(&L.matches);
     bb_free(&L.caps);
     gl_scratch_free(&L.scratch);

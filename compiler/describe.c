@@ -47,7 +47,7 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
     static const char *const infix[] = {[OP_ADD] = "+", [OP_SUB] = "-", [OP_MUL] = "*",
                                         [OP_DIV] = "/", [OP_LT] = "<", [OP_LE] = "<=",
                                         [OP_GT] = ">", [OP_GE] = ">=", [OP_EQ] = "==",
-                                        [OP_NE] = "!="};
+                                        [OP_NE] = "!=", [OP_MATMUL] = "@"};
     switch (n->op) {
     case OP_INPUT: buf_puts(b, surg_ckpt_tensor(p->input, n->a.input)->name); return;
     case OP_CONST: pg_value_text(b, n); return;
@@ -62,6 +62,7 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
     case OP_GE:
     case OP_EQ:
     case OP_NE:
+    case OP_MATMUL:
         buf_putc(b, '(');
         expr(p, b, n->in[0], depth + 1);
         buf_printf(b, " %s ", infix[n->op]);
@@ -71,6 +72,9 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
     case OP_NEG:
         buf_putc(b, '-');
         expr(p, b, n->in[0], depth + 1);
+        return;
+    case OP_BROADCAST: /* as written: the stretching is implicit */
+        expr(p, b, n->in[0], depth);
         return;
     case OP_CAST:
         buf_puts(b, "cast(");
@@ -98,6 +102,9 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
             buf_double(b, n->a.bern.p);
             buf_printf(b, ", seed %llu", (unsigned long long)n->a.bern.seed);
         }
+        else if (cg_reduces_axis(n))
+            buf_printf(b, ", axis=%u%s", n->a.reduce.axis,
+                       n->a.reduce.keepdims ? ", keepdims=true" : "");
         buf_putc(b, ')');
     }
 }

@@ -1,7 +1,8 @@
 /* expr.c: the EXPR of map, typed into nodes. x is the matched tensor; a
- * number is a weak scalar that takes the type of what it meets; only scalars
- * broadcast; arithmetic on a dtype promotes as JAX does (the wider float
- * wins, two floats of one width meet in the next wider one). */
+ * number is a weak scalar that takes the type of what it meets; shapes
+ * broadcast as NumPy's do (algebra.c); arithmetic on a dtype promotes as JAX
+ * does (the wider float wins, two floats of one width meet in the next wider
+ * one). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,23 +139,20 @@ static bool computable(ex *E, const ast_expr *e, cg_id id, const char *what)
     return true;
 }
 
-/* Shapes must be equal, or one a scalar. */
-static bool broadcast(ex *E, const ast_expr *e, cg_id a, cg_id b, const cg_node **out)
+/* NumPy's broadcasting (algebra.c): the result's shape. */
+static bool broadcast(ex *E, const ast_expr *e, cg_id a, cg_id b, uint32_t *rank, uint64_t *shape)
 {
-    const cg_node *x = node(E, a), *y = node(E, b);
-    if (x->rank == 0 || (x->rank == y->rank &&
-                         memcmp(x->shape, y->shape, x->rank * sizeof *x->shape) == 0)) {
-        *out = y->rank ? y : x;
-        return true;
-    }
-    if (y->rank == 0) {
-        *out = x;
-        return true;
-    }
-    lw_error(E->L, e->span, "shape", NULL, 0,
-             "shapes do not match: %s and %s (only a scalar broadcasts)", lw_type(x, 0),
-             lw_type(y, 1));
-    return false;
+    return lw_broadcast_shape(E->L, e->span, node(E, a), node(E, b), rank, shape);
+}
+
+/* An operand stretched to the result's shape; a scalar stays one (the
+ * kernels repeat it). */
+static cg_id expand(ex *E, cg_id id, uint32_t rank, const uint64_t *shape)
+{
+    const cg_node *x = node(E, id);
+    if (x->rank == 0 || (x->rank == rank && memcmp(x->shape, shape, rank * sizeof *shape) == 0))
+        return id;
+    return make(E, OP_BROADCAST, x->dtype, rank, shape, &id, 1);
 }
 
 /* ---- arguments -------------------------------------------------------- */
@@ -224,12 +222,143 @@ static cg_id unary(ex *E, const ast_expr *call, cg_op op)
     return make(E, op, x->dtype, x->rank, x->shape, &a, 1);
 }
 
+/* ---- algebra: reductions over an axis, matmul ------------------------- */
+
+/* keepdims=true or false. */
+static bool bool_arg(ex *E, const ast_expr *e, bool *out)
+{
+    if (e->kind == EX_IDENT && (strcmp(e->u.ident, "true") == 0 || strcmp(e->u.ident, "false") == 0)) {
+        *out = e->u.ident[0] == 't';
+        return true;
+    }
+    lw_error(E->L, e->span, "call-args", NULL, 0, "keepdims is true or false");
+    return false;
+}
+
+/* The arguments of a reduction: (x), (x, axis), (x, axis, keepdims), the
+ * last two also by name (axis=0, keepdims=true). */
+static bool reduction_args(ex *E, const ast_expr *call, const ast_expr **arg)
+{
+    static const char *const names[] = {NULL, "axis", "keepdims"};
+    const char *f = call->u.call.name;
+    int pos = 0;
+    bool named = false;
+    for (const ast_arg *a = call->u.call.args; a; a = a->next) {
+        int slot = 0;
+        if (!a->name) {
+            if (named || pos > 2) {
+                lw_error(E->L, a->value->span, "call-args", NULL, 0,
+                         named ? "%s: a named argument is followed by one without a name"
+                               : "%s takes at most 3 arguments: the tensor, axis and keepdims",
+                         f);
+                return false;
+            }
+            slot = pos++;
+        } else {
+            named = true;
+            while (++slot < 3 && strcmp(names[slot], a->name) != 0)
+                ;
+            if (slot == 3) {
+                lw_error(E->L, a->name_span, "call-args", NULL, 0,
+                         "%s takes axis= and keepdims=, not %s=", f, a->name);
+                return false;
+            }
+        }
+        if (arg[slot]) {
+            lw_error(E->L, a->name ? a->name_span : a->value->span, "call-args", NULL, 0,
+                     "%s: %s is given twice", f, names[slot] ? names[slot] : "the tensor");
+            return false;
+        }
+        arg[slot] = a->value;
+    }
+    if (!arg[0])
+        lw_error(E->L, call->span, "call-args", NULL, 0,
+                 "%s takes a tensor: %s(x), or over one axis %s(x, axis=0, keepdims=true)", f, f,
+                 f);
+    return arg[0] != NULL;
+}
+
+/* norm(x), sum(x, axis=1), mean(x, axis=-1, keepdims=true): over every
+ * element (a scalar, or ones on every axis with keepdims), or over one axis,
+ * whose result is held in memory while the output is made. */
 static cg_id reduction(ex *E, const ast_expr *call, cg_op op)
 {
-    cg_id a = first_arg(E, call, 1, 1);
+    const ast_expr *arg[3] = {0};
+    int64_t axis = 0;
+    bool keep = false;
+    if (!reduction_args(E, call, arg) || (arg[1] && !int_arg(E, arg[1], &axis)) ||
+        (arg[2] && !bool_arg(E, arg[2], &keep)))
+        return CG_NONE;
+    cg_id a = lower(E, arg[0]);
     if (a == CG_NONE || !computable(E, call, a, call->u.call.name))
         return CG_NONE;
-    return make(E, op, node(E, a)->dtype, 0, NULL, &a, 1);
+    const cg_node *x = node(E, a);
+    cg_node n = {.rank = 0};
+    uint64_t shape[SURG_MAX_RANK];
+    n.a.reduce.keepdims = keep;
+    if (!arg[1]) {
+        n.rank = keep ? x->rank : 0;
+        for (uint32_t d = 0; d < n.rank; d++)
+            shape[d] = 1;
+    } else if (x->dtype == WEAK) {
+        lw_error(E->L, arg[1]->span, "axis", NULL, 0, "a number has no axes");
+        return CG_NONE;
+    } else if (!lw_reduce_type(E->L, arg[1]->span, x, axis, keep, &n, shape)) {
+        return CG_NONE;
+    }
+    if (n.a.reduce.over && n.a.reduce.outer * n.a.reduce.inner == 1)
+        n.a.reduce.over = false; /* one value: a reduction over everything */
+    cg_id id = make(E, op, x->dtype, n.rank, shape, &a, 1);
+    if (id == CG_NONE || node(E, id)->op != op)
+        return id; /* folded: a number */
+    if (n.a.reduce.over && !lw_held_fits(E->L, call->span, node(E, id), 8, "the result of this reduction"))
+        return CG_NONE;
+    E->L->g.nodes[id].a.reduce = n.a.reduce;
+    return id;
+}
+
+/* a @ b, matmul(a, b): the right operand is held whole (at the precision
+ * the product is computed in), the left streams through in rows. */
+static cg_id matmul(ex *E, const ast_expr *e, cg_id a, cg_id b)
+{
+    if (!computable(E, e, a, "matmul") || !computable(E, e, b, "matmul"))
+        return CG_NONE;
+    cg_node n = {.op = OP_MATMUL};
+    uint64_t shape[SURG_MAX_RANK];
+    if (!lw_matmul_type(E->L, e->span, node(E, a), node(E, b), &n, shape))
+        return CG_NONE;
+    surg_dtype dt = promote(node(E, a)->dtype, node(E, b)->dtype);
+    uint64_t elem = dt == SURG_F64 || surg_dtype_kind_of(dt) != SURG_KIND_FLOAT ? 8 : 4;
+    if (!lw_held_fits(E->L, e->span, node(E, b), elem, "the right operand of matmul"))
+        return CG_NONE;
+    cg_id in[2] = {a, b};
+    cg_id id = make(E, OP_MATMUL, dt, n.rank, shape, in, 2);
+    if (id != CG_NONE)
+        E->L->g.nodes[id].a.matmul = n.a.matmul;
+    return id;
+}
+
+static cg_id matmul_call(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 2, 2))
+        return CG_NONE;
+    cg_id a = lower(E, call->u.call.args->value), b = CG_NONE;
+    if (a == CG_NONE || (b = lower(E, call->u.call.args->next->value)) == CG_NONE)
+        return CG_NONE;
+    return matmul(E, call, a, b);
+}
+
+/* The shape three operands broadcast to (clip, where): the first two's,
+ * then the third's against it; `dt` is the pair's type, for the message. */
+static bool broadcast3(ex *E, const ast_expr *e, const cg_id *in, surg_dtype dt, uint32_t *rank,
+                       uint64_t *shape)
+{
+    uint32_t r01;
+    uint64_t s01[SURG_MAX_RANK];
+    if (!broadcast(E, e, in[0], in[1], &r01, s01))
+        return false;
+    cg_node first = {.dtype = dt, .rank = r01, .shape = s01};
+    return lw_broadcast_shape(E->L, e->span, &first, node(E, in[2]), rank, shape);
 }
 
 static cg_id clip(ex *E, const ast_expr *call)
@@ -241,13 +370,16 @@ static cg_id clip(ex *E, const ast_expr *call)
     for (int i = 0; i < 3; i++, a = a->next)
         if ((in[i] = lower(E, a->value)) == CG_NONE || !computable(E, a->value, in[i], "clip"))
             return CG_NONE;
-    const cg_node *s1, *s2, *s3;
-    if (!broadcast(E, call, in[0], in[1], &s1) || !broadcast(E, call, in[0], in[2], &s2) ||
-        !broadcast(E, call, in[1], in[2], &s3))
+    uint32_t r;
+    uint64_t shape[SURG_MAX_RANK];
+    surg_dtype dt = promote(node(E, in[0])->dtype, node(E, in[1])->dtype);
+    if (!broadcast3(E, call, in, dt, &r, shape))
         return CG_NONE;
-    const cg_node *shape = s1->rank ? s1 : s2;
-    surg_dtype dt = promote(node(E, in[0])->dtype, promote(node(E, in[1])->dtype, node(E, in[2])->dtype));
-    return make(E, OP_CLIP, dt, shape->rank, shape->shape, in, 3);
+    dt = promote(dt, node(E, in[2])->dtype);
+    for (int i = 0; i < 3; i++)
+        if ((in[i] = expand(E, in[i], r, shape)) == CG_NONE)
+            return CG_NONE;
+    return make(E, OP_CLIP, dt, r, shape, in, 3);
 }
 
 static cg_id cast(ex *E, const ast_expr *call)
@@ -388,7 +520,8 @@ static cg_id reshape(ex *E, const ast_expr *call)
 }
 
 /* tensor("TEMPLATE"): another tensor of the state before this statement,
- * named with the match's captures, of the matched tensor's shape. */
+ * named with the match's captures, of any shape (broadcasting and matmul
+ * check it where it is used). */
 static cg_id tensor(ex *E, const ast_expr *call)
 {
     if (!arity(E, call, 1, 1))
@@ -411,15 +544,7 @@ static cg_id tensor(ex *E, const ast_expr *call)
                  arg->u.string, name ? name : "");
         return CG_NONE;
     }
-    cg_id id = state_node(&E->L->st, i); /* a tied name: its stored tensor's */
-    const cg_node *x = node(E, E->m->node), *y = node(E, id);
-    if (x->rank != y->rank || memcmp(x->shape, y->shape, x->rank * sizeof *x->shape) != 0) {
-        lw_error(E->L, arg->span, "tensor", NULL, 0,
-                 "tensor(\"%s\") is %s, but \"%s\" is %s: the shapes must match", name,
-                 lw_type(y, 0), E->m->name, lw_type(x, 1));
-        return CG_NONE;
-    }
-    return id;
+    return state_node(&E->L->st, i); /* a tied name: its stored tensor's */
 }
 
 
@@ -461,15 +586,17 @@ static cg_id compare(ex *E, const ast_expr *e, cg_op op, cg_id *in)
 {
     char what[16];
     snprintf(what, sizeof what, "'%s'", ast_op_text(e->u.binary.op));
-    const cg_node *shape;
+    uint32_t rank;
+    uint64_t shape[SURG_MAX_RANK];
     if (!computable(E, e, in[0], what) || !computable(E, e, in[1], what) ||
-        !broadcast(E, e, in[0], in[1], &shape))
+        !broadcast(E, e, in[0], in[1], &rank, shape))
         return CG_NONE;
     surg_dtype dt = promote(node(E, in[0])->dtype, node(E, in[1])->dtype);
     for (int k = 0; k < 2; k++)
-        if ((in[k] = as_type(E, in[k], dt)) == CG_NONE)
+        if ((in[k] = as_type(E, in[k], dt)) == CG_NONE ||
+            (in[k] = expand(E, in[k], rank, shape)) == CG_NONE)
             return CG_NONE;
-    return make(E, op, dt == WEAK ? WEAK : SURG_BOOL, shape->rank, shape->shape, in, 2);
+    return make(E, op, dt == WEAK ? WEAK : SURG_BOOL, rank, shape, in, 2);
 }
 
 /* pow, minimum, maximum: elementwise on two operands, as + is. */
@@ -483,14 +610,16 @@ static cg_id binary_call(ex *E, const ast_expr *call, cg_op op)
         if ((in[i] = lower(E, a->value)) == CG_NONE ||
             !computable(E, a->value, in[i], call->u.call.name))
             return CG_NONE;
-    const cg_node *shape;
-    if (!broadcast(E, call, in[0], in[1], &shape))
+    uint32_t rank;
+    uint64_t shape[SURG_MAX_RANK];
+    if (!broadcast(E, call, in[0], in[1], &rank, shape))
         return CG_NONE;
     surg_dtype dt = promote(node(E, in[0])->dtype, node(E, in[1])->dtype);
     for (int k = 0; k < 2; k++)
-        if ((in[k] = as_type(E, in[k], dt)) == CG_NONE)
+        if ((in[k] = as_type(E, in[k], dt)) == CG_NONE ||
+            (in[k] = expand(E, in[k], rank, shape)) == CG_NONE)
             return CG_NONE;
-    return make(E, op, dt, shape->rank, shape->shape, in, 2);
+    return make(E, op, dt, rank, shape, in, 2);
 }
 
 /* where(cond, a, b): cond a bool tensor; a and b numbers or tensors that
@@ -517,9 +646,9 @@ static cg_id where(ex *E, const ast_expr *call)
     for (int i = 1; i < 3 && !bools; i++, a = a->next)
         if (!computable(E, a->value, in[i], "where"))
             return CG_NONE;
-    const cg_node *s1, *s2, *s3;
-    if (!broadcast(E, call, in[0], in[1], &s1) || !broadcast(E, call, in[0], in[2], &s2) ||
-        !broadcast(E, call, in[1], in[2], &s3))
+    uint32_t rank;
+    uint64_t shape[SURG_MAX_RANK];
+    if (!broadcast3(E, call, in, node(E, in[1])->dtype, &rank, shape))
         return CG_NONE;
     surg_dtype dt = bools ? SURG_BOOL : promote(node(E, in[1])->dtype, node(E, in[2])->dtype);
     if (dt == WEAK) {
@@ -528,11 +657,11 @@ static cg_id where(ex *E, const ast_expr *call)
                  "where between two numbers has no dtype: one branch must be a tensor");
         return CG_NONE;
     }
-    for (int k = 1; k < 3; k++)
-        if ((in[k] = as_type(E, in[k], dt)) == CG_NONE)
+    for (int k = 0; k < 3; k++)
+        if ((k && (in[k] = as_type(E, in[k], dt)) == CG_NONE) ||
+            (in[k] = expand(E, in[k], rank, shape)) == CG_NONE)
             return CG_NONE;
-    const cg_node *shape = s1->rank ? s1 : s2->rank ? s2 : s3;
-    return make(E, OP_WHERE, dt, shape->rank, shape->shape, in, 3);
+    return make(E, OP_WHERE, dt, rank, shape, in, 3);
 }
 
 /* The tensor a layout function works on: not a number. */
@@ -798,7 +927,8 @@ static const struct {
     const char *name;
     cg_op op;
     enum { F_UNARY, F_REDUCE, F_CLIP, F_CAST, F_FULL, F_ZEROS, F_TRANSPOSE, F_RESHAPE, F_TENSOR,
-           F_BINARY, F_WHERE, F_SLICE, F_PAD, F_REPEAT, F_CONCAT, F_BERNOULLI, F_TOPK } how;
+           F_MATMUL, F_BINARY, F_WHERE, F_SLICE, F_PAD, F_REPEAT, F_CONCAT, F_BERNOULLI,
+           F_TOPK } how;
 } functions[] = {
     {"abs", OP_ABS, F_UNARY},          {"sqrt", OP_SQRT, F_UNARY},
     {"exp", OP_EXP, F_UNARY},          {"log", OP_LOG, F_UNARY},
@@ -809,7 +939,7 @@ static const struct {
     {"sum", OP_SUM, F_REDUCE},         {"cast", OP_CAST, F_CAST},
     {"full_like", OP_FULL_LIKE, F_FULL}, {"zeros_like", OP_FULL_LIKE, F_ZEROS},
     {"transpose", OP_TRANSPOSE, F_TRANSPOSE}, {"reshape", OP_RESHAPE, F_RESHAPE},
-    {"tensor", OP_INPUT, F_TENSOR},
+    {"tensor", OP_INPUT, F_TENSOR},    {"matmul", OP_MATMUL, F_MATMUL},
     {"sin", OP_SIN, F_UNARY},          {"cos", OP_COS, F_UNARY},
     {"acos", OP_ACOS, F_UNARY},        {"pow", OP_POW, F_BINARY},
     {"minimum", OP_MINIMUM, F_BINARY}, {"maximum", OP_MAXIMUM, F_BINARY},
@@ -858,6 +988,7 @@ static cg_id call(ex *E, const ast_expr *e)
         case F_TRANSPOSE: return transpose(E, e);
         case F_RESHAPE: return reshape(E, e);
         case F_TENSOR: return tensor(E, e);
+        case F_MATMUL: return matmul_call(E, e);
         case F_BINARY: return binary_call(E, e, functions[i].op);
         case F_WHERE: return where(E, e);
         case F_SLICE: return slice(E, e);
@@ -880,17 +1011,23 @@ static cg_id binary(ex *E, const ast_expr *e)
     cg_id in[2] = {lower(E, e->u.binary.lhs), CG_NONE};
     if (in[0] == CG_NONE || (in[1] = lower(E, e->u.binary.rhs)) == CG_NONE)
         return CG_NONE;
+    if (e->u.binary.op == '@')
+        return matmul(E, e, in[0], in[1]);
     if (ast_op_compares(e->u.binary.op))
         return compare(E, e, codes[strchr(ops, e->u.binary.op) - ops], in);
     char what[16];
     snprintf(what, sizeof what, "'%c'", e->u.binary.op);
-    const cg_node *shape;
+    uint32_t rank;
+    uint64_t shape[SURG_MAX_RANK];
     if (!computable(E, e, in[0], what) || !computable(E, e, in[1], what) ||
-        !broadcast(E, e, in[0], in[1], &shape))
+        !broadcast(E, e, in[0], in[1], &rank, shape))
         return CG_NONE;
     cg_op op = codes[strchr(ops, e->u.binary.op) - ops];
     surg_dtype dt = promote(node(E, in[0])->dtype, node(E, in[1])->dtype);
-    return make(E, op, dt, shape->rank, shape->shape, in, 2);
+    for (int i = 0; i < 2; i++)
+        if ((in[i] = expand(E, in[i], rank, shape)) == CG_NONE)
+            return CG_NONE;
+    return make(E, op, dt, rank, shape, in, 2);
 }
 
 static cg_id lower(ex *E, const ast_expr *e)

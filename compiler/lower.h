@@ -33,6 +33,7 @@ typedef struct lw {
     src_span at;                /* the statement being lowered, for warnings */
     bigbuf matches, caps; /* reused by every statement's lw_match_pattern */
     struct lw_mirror *mirrors; /* declared by `mirror` statements */
+    struct lw_meta_state *meta; /* the output's metadata, as meta statements leave it */
     size_t n_mirrors;
     /* The naive way's bytes, tallied statement by statement. */
     uint64_t naive_dict, naive_peak, naive_generated, naive_computed;
@@ -134,6 +135,28 @@ const char *lw_type(const cg_node *n, int slot);
 /* A node with an owned copy of the shape. */
 cg_id lw_node(lw *L, cg_node n, const uint64_t *shape);
 
+/* ---- algebra.c: the types of broadcasting, matmul, axis reductions ---- */
+
+/* The most one value held in memory by a run may take: a matmul's right
+ * operand, a reduction's result over one axis. */
+#define LW_HOLD_MAX (1ull << 30)
+
+/* NumPy's broadcast of a and b into rank/shape (SURG_MAX_RANK room);
+ * false after reporting the axis that does not broadcast. */
+bool lw_broadcast_shape(lw *L, src_span at, const cg_node *a, const cg_node *b, uint32_t *rank,
+                        uint64_t *shape);
+/* a @ b: out's rank and a.matmul, the shape into `shape`; false after an
+ * error naming both shapes. */
+bool lw_matmul_type(lw *L, src_span at, const cg_node *a, const cg_node *b, cg_node *out,
+                    uint64_t *shape);
+/* A reduction of x over `axis` (negative: from the end): out's rank and
+ * a.reduce, the shape into `shape`; false after an error. */
+bool lw_reduce_type(lw *L, src_span at, const cg_node *x, int64_t axis, bool keepdims,
+                    cg_node *out, uint64_t *shape);
+/* Whether x, held whole at `elem` bytes a value, stays within LW_HOLD_MAX;
+ * false after an error that calls it `what`. */
+bool lw_held_fits(lw *L, src_span at, const cg_node *x, uint64_t elem, const char *what);
+
 /* map EXPR for one match; CG_NONE after reporting an error. */
 cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms);
 /* What a map does to an optimizer slot of the match (`slot`, of the match's
@@ -151,6 +174,19 @@ cg_id lw_init(lw *L, const ast_expr *e, surg_dtype dt, uint32_t rank, const uint
 /* The input's records of an earlier run ("surg.ties", "surg.lora") as tied
  * names and LoRA records of the state (records.c). */
 void lw_load_records(lw *L, const surg_ckpt *in);
+
+/* meta.c: the output's metadata as a state the `meta` statements edit:
+ * it starts as the input's (surg's own records left out), read from `in`. */
+void lw_meta_load(lw *L, const surg_ckpt *in);
+void lw_meta_set(lw *L, const ast_stmt *s);
+void lw_meta_drop(lw *L, const ast_stmt *s);
+void lw_meta_keep(lw *L, const ast_stmt *s);
+/* What the recipe changed: each key it set (its value) or dropped (NULL),
+ * sorted by key; and the JSON files it read. In `ar`; false when out of
+ * memory. */
+bool lw_meta_finish(lw *L, arena *ar, surg_meta_entry **edits, size_t *n_edits,
+                    const char ***files, size_t *n_files);
+void lw_meta_free(lw *L);
 
 /* Lower every statement of the recipe. */
 void lw_statements(lw *L, const ast_recipe *r);

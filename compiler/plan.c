@@ -10,9 +10,10 @@
 
 /* The output header's size, in *n; false when out of memory. */
 static bool header_bytes(const surg_program *p, const surg_meta_entry *meta, size_t n_meta,
-                         uint64_t *n)
+                         bool no_format, uint64_t *n)
 {
-    stw_output o = {.tensors = p->out_info, .n = p->n_out, .meta = meta, .n_meta = n_meta};
+    stw_output o = {.tensors = p->out_info, .n = p->n_out, .meta = meta, .n_meta = n_meta,
+                    .no_format = no_format};
     size_t *idx = malloc((p->n_out ? p->n_out : 1) * sizeof *idx);
     buf hdr;
     buf_init(&hdr);
@@ -65,9 +66,10 @@ static bool survey(surg_plan *pl, const surg_program *p, const uint8_t *live)
 static void add_up(surg_plan *pl, const surg_program *p)
 {
     pl_totals *t = &pl->plan;
-    uint64_t work = 0;
+    uint64_t work = 0, held = 0;
     for (size_t i = 0; i < pl->n; i++) {
         const pl_tensor *x = &pl->t[i];
+        held = held + x->held < held ? UINT64_MAX : held + x->held;
         t->read += x->read;
         t->written += x->nbytes;
         switch (x->kind) {
@@ -80,7 +82,9 @@ static void add_up(surg_plan *pl, const surg_program *p)
     }
     t->read += pl->decoded_bytes; /* decoding reads each such array once, whole */
     t->written += pl->header_bytes;
+    /* Held values are all made before the output's chunks, and kept. */
     t->peak = pl->header_bytes + pl->threads * work;
+    t->peak = t->peak + held < t->peak ? UINT64_MAX : t->peak + held;
     pl->naive = (pl_totals){
         .read = p->naive.read,
         .generated = p->naive.generated,
@@ -154,7 +158,7 @@ static surg_status build(surg_plan *pl, const surg_program *p)
         return st;
     pl->meta = meta;
     pl->n_meta = n_meta;
-    if (!header_bytes(p, meta, n_meta, &pl->header_bytes))
+    if (!header_bytes(p, meta, n_meta, pl_drops_format(&pl->rec), &pl->header_bytes))
         return SURG_ENOMEM;
     add_up(pl, p);
     return SURG_OK;

@@ -55,6 +55,14 @@ static void tensor_line(buf *b, const pl_tensor *t, size_t name_w, size_t type_w
         buf_printf(b, "%zu byte ranges of ", t->n_segs);
     buf_puts(b, t->how ? t->how : "");
     buf_putc(b, '\n');
+    if (t->n_held) {
+        pad(b, 0, name_w + type_w + 6);
+        buf_puts(b, "holds ");
+        human(b, t->held);
+        if (t->n_held > 1)
+            buf_printf(b, " in %u values, the most", t->n_held);
+        buf_printf(b, ": %s\n", t->held_how ? t->held_how : "");
+    }
     b->failed |= types.failed; /* a line short of its type is no line */
     buf_free(&types);
 }
@@ -91,6 +99,18 @@ char *surg_plan_text(const surg_plan *pl)
     for (size_t i = 0; i < pl->rec.n_ties; i++)
         buf_printf(&b, "  tied: \"%s\" is stored as \"%s\"\n", pl->rec.ties[i].key,
                    pl->rec.ties[i].value);
+    for (size_t i = 0; i < pl->rec.n_edits; i++) {
+        const surg_meta_entry *e = &pl->rec.edits[i];
+        buf_puts(&b, "  metadata: ");
+        buf_json_string(&b, e->key);
+        if (e->value) {
+            buf_puts(&b, " = ");
+            buf_json_string(&b, e->value);
+            buf_putc(&b, '\n');
+        } else {
+            buf_puts(&b, " dropped\n");
+        }
+    }
     if (pl->dead_inputs) {
         buf_printf(&b, "  never read: %zu input tensor%s (", pl->dead_inputs,
                    pl->dead_inputs == 1 ? "" : "s");
@@ -144,6 +164,7 @@ static void tensor_json(buf *b, const surg_plan *pl, const pl_tensor *t)
     buf_printf(b, "],\"bytes\":%llu,\"source\":\"%s\",\"passes\":%u,\"read\":%llu,\"work\":%llu,",
                (unsigned long long)t->nbytes, kind_name(t->kind), t->passes,
                (unsigned long long)t->read, (unsigned long long)t->work);
+    buf_printf(b, "\"held\":%llu,", (unsigned long long)t->held);
     buf_puts(b, "\"how\":");
     buf_json_string(b, t->how ? t->how : "");
     if (t->kind == PL_COPY) {

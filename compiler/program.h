@@ -19,6 +19,10 @@ struct surg_program {
     const cg_lora *lora; /* the init-lora records, in recipe order */
     pl_path *paths; /* the path-keyed metadata's paths, where the recipe left them */
     size_t n_paths;
+    surg_meta_entry *meta_edits; /* keys the recipe set (or dropped: NULL), sorted */
+    size_t n_meta_edits;
+    const char **files_read; /* the JSON files the recipe read */
+    size_t n_files_read;
     /* What the naive way would do: load every input, make a new array for
      * every value each statement makes, keep the whole dict in memory. */
     struct {
@@ -27,10 +31,14 @@ struct surg_program {
 };
 
 /* The records the output's metadata carries: the tied names, the LoRA
- * records and the path-keyed metadata, borrowed. */
+ * records, the path-keyed metadata and the recipe's metadata edits,
+ * borrowed. */
 static inline pl_records pg_records(const surg_program *p)
 {
-    return (pl_records){p->alias, p->n_alias, p->lora, p->paths, p->n_paths};
+    return (pl_records){.ties = p->alias, .n_ties = p->n_alias, .lora = p->lora,
+                        .paths = p->paths, .n_paths = p->n_paths,
+                        .edits = p->meta_edits, .n_edits = p->n_meta_edits,
+                        .files = p->files_read, .n_files = p->n_files_read};
 }
 
 /* The value of a constant node, as short as its dtype allows: a number

@@ -89,7 +89,14 @@ static void attrs(buf *b, const surg_program *p, const cg_node *n)
         buf_printf(b, " seed=%llu key=\"%s\" index=%u", (unsigned long long)n->a.bern.seed,
                    n->a.bern.key, n->a.bern.index);
         break;
-    default: break;
+    case OP_MATMUL:
+        buf_printf(b, " m=%llu k=%llu n=%llu", (unsigned long long)n->a.matmul.m,
+                   (unsigned long long)n->a.matmul.k, (unsigned long long)n->a.matmul.n);
+        break;
+    default:
+        if (cg_reduces_axis(n))
+            buf_printf(b, " axis=%u%s", n->a.reduce.axis, n->a.reduce.keepdims ? " keepdims" : "");
+        break;
     }
 }
 

@@ -27,7 +27,7 @@ typedef struct ast_arg {
 } ast_arg;
 
 /* The binary operators written with two characters, by a character of
- * their own; '+', '-', '*', '/', '<', '>' stand for themselves. */
+ * their own; '+', '-', '*', '/', '@', '<', '>' stand for themselves. */
 enum { AST_LE = 'l', AST_GE = 'g', AST_EQ = 'e', AST_NE = 'n' };
 
 /* A binary operator as written: "+", "<=", ... */
@@ -38,6 +38,7 @@ static inline const char *ast_op_text(char op)
     case '-': return "-";
     case '*': return "*";
     case '/': return "/";
+    case '@': return "@";
     case '<': return "<";
     case '>': return ">";
     case AST_LE: return "<=";
@@ -149,7 +150,8 @@ typedef struct ast_clause {
     X(FILL_NEW, "fill") X(MAP, "map") X(TIE, "tie") X(UNTIE, "untie")       \
     X(INIT_LORA, "init-lora") X(SPLIT, "split") X(CONCAT, "concat")         \
     X(STACK, "stack") X(UNSTACK, "unstack") X(EXPECT, "expect")             \
-    X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")
+    X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")                 \
+    X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")
 
 typedef enum ast_stmt_kind {
 #define X(e, kw) STMT_##e,
@@ -173,7 +175,11 @@ typedef enum ast_stmt_kind {
  *   layout WORD             word
  *   mirror "P" -> "S", ... [factored "V", "R", "C" [min N]]
  *                           patterns (the params prefix), targets (slots,
- *                           may be none), clauses (factored, min) */
+ *                           may be none), clauses (factored, min)
+ *   meta "K" = VALUE        patterns (the key), expr (the value: a string
+ *                           or a call, read by the compiler)
+ *   meta drop P, ...        patterns (globs over metadata keys)
+ *   meta keep P, ...        patterns */
 typedef struct ast_stmt {
     ast_stmt_kind kind;
     src_span span, keyword_span;

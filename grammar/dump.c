@@ -103,8 +103,11 @@ void pr_dump(buf *b, const ast_recipe *r)
 {
     for (const ast_stmt *s = r->stmts; s; s = s->next) {
         buf_printf(b, "(%s%s", ast_stmt_keyword(s->kind),
-                   s->kind == STMT_FILL_NEW ? "-new" : "");
-        strings(b, "pattern", s->patterns);
+                   s->kind == STMT_FILL_NEW    ? "-new"
+                   : s->kind == STMT_META_DROP ? "-drop"
+                   : s->kind == STMT_META_KEEP ? "-keep"
+                                               : "");
+        strings(b, s->kind == STMT_META ? "key" : "pattern", s->patterns);
         type(b, &s->type);
         if (s->expr) {
             buf_puts(b, " (expr ");

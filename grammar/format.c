@@ -31,7 +31,7 @@ static int precedence(const ast_expr *e)
     if (e->kind == EX_BINARY && ast_op_compares(e->u.binary.op))
         return 0;
     if (e->kind == EX_BINARY)
-        return e->u.binary.op == '+' || e->u.binary.op == '-' ? 1 : 2;
+        return e->u.binary.op == '+' || e->u.binary.op == '-' ? 1 : 2; /* * / @ */
     return e->kind == EX_NEG ? 3 : 4;
 }
 
@@ -134,6 +134,8 @@ static void statement(buf *b, const ast_stmt *s)
     switch (s->kind) {
     case STMT_SEED: numbers(b, s->number); return;
     case STMT_LAYOUT: buf_puts(b, s->word); return;
+    case STMT_META_DROP: buf_puts(b, "drop "); break;
+    case STMT_META_KEEP: buf_puts(b, "keep "); break;
     default: break;
     }
     strings(b, s->patterns);
@@ -144,6 +146,7 @@ static void statement(buf *b, const ast_stmt *s)
         /* fall through */
     case STMT_FILL:
     case STMT_MAP:
+    case STMT_META:
         buf_puts(b, " = ");
         pr_expr(b, s->expr);
         break;

@@ -6,7 +6,7 @@
 %define api.pure full
 %define api.prefix {gr}
 %define api.location.type {src_span}
-%define parse.error detailed
+%define parse.error custom
 %locations
 %expect 0
 %param {yyscan_t scanner}
@@ -40,6 +40,7 @@ int grlex(GRSTYPE *lval, src_span *lloc, yyscan_t scanner);
     } while (0)
 
 static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *msg);
+static void syntax_error(src_span *loc, gr_ctx *ctx, const char *msg, bool operator_here);
 static void *node(gr_ctx *ctx, size_t size);
 static ast_stmt *stmt(gr_ctx *ctx, ast_stmt_kind kind, src_span at, src_span kw);
 static ast_expr *expr(gr_ctx *ctx, ast_expr_kind kind, src_span at);
@@ -95,7 +96,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 
 %token <text> RENAME "'rename'" DROP "'drop'" KEEP "'keep'" FILL "'fill'" MAP "'map'" TIE "'tie'" UNTIE "'untie'"
 %token <text> INIT_LORA "'init-lora'" SPLIT "'split'" CONCAT "'concat'" STACK "'stack'"
-%token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'"
+%token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'" META "'meta'"
 %token <text> OPTIONAL "'optional'" RANK "'rank'" ALPHA "'alpha'" STYLE "'style'" AS "'as'"
 %token <text> AXIS "'axis'" SIZES "'sizes'" FACTORED "'factored'" MIN "'min'"
 %token <text> IDENT "name" UNKNOWN_WORD "word"
@@ -117,7 +118,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 %precedence IDENT
 %nonassoc '<' '>' LE GE EQ NE
 %left '+' '-'
-%left '*' '/'
+%left '*' '/' '@'
 %precedence NEG
 
 %%
@@ -165,6 +166,9 @@ stmt:
                                      { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; $$->clauses = $5; } }
   | MIRROR string ARROW mirror_clause mirror_clauses
                                      { $$ = stmt(ctx, STMT_MIRROR, @$, @1); if ($$) { $$->patterns = $2; $$->clauses = $4; if ($4) APPEND($$->clauses, $5); } }
+  | META string '=' expr            { $$ = stmt(ctx, STMT_META, @$, @1); if ($$) { $$->patterns = $2; $$->expr = $4; } }
+  | META DROP patterns               { $$ = stmt(ctx, STMT_META_DROP, @$, @1); if ($$) $$->patterns = $3; }
+  | META KEEP patterns               { $$ = stmt(ctx, STMT_META_KEEP, @$, @1); if ($$) $$->patterns = $3; }
   | UNKNOWN_WORD junk                { unknown_statement(ctx, $1, @1); $$ = NULL; }
   ;
 
@@ -261,6 +265,7 @@ expr:
   | expr '-' expr                    { $$ = binary(ctx, '-', $1, $3, @$, @2); }
   | expr '*' expr                    { $$ = binary(ctx, '*', $1, $3, @$, @2); }
   | expr '/' expr                    { $$ = binary(ctx, '/', $1, $3, @$, @2); }
+  | expr '@' expr                    { $$ = binary(ctx, '@', $1, $3, @$, @2); }
   | expr '<' expr                    { $$ = binary(ctx, '<', $1, $3, @$, @2); }
   | expr '>' expr                    { $$ = binary(ctx, '>', $1, $3, @$, @2); }
   | expr LE expr                     { $$ = binary(ctx, AST_LE, $1, $3, @$, @2); }
@@ -278,6 +283,7 @@ args:
 arg:
     expr                             { $$ = node(ctx, sizeof *$$); if ($$) $$->value = $1; }
   | IDENT '=' expr                   { $$ = node(ctx, sizeof *$$); if ($$) { $$->name = $1; $$->name_span = @1; $$->value = $3; } }
+  | AXIS '=' expr                    { $$ = node(ctx, sizeof *$$); if ($$) { $$->name = $1; $$->name_span = @1; $$->value = $3; } }
   ;
 
 /* What follows an unknown word, up to the separator. */
@@ -288,9 +294,9 @@ junk:
 
 junk_token:
     RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | SPLIT | CONCAT | STACK
-  | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | OPTIONAL | RANK | ALPHA | STYLE
+  | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | META | OPTIONAL | RANK | ALPHA | STYLE
   | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
-  | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-'
+  | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-' | '@'
   | '<' | '>' | LE | GE | EQ | NE
   ;
 
@@ -439,11 +445,47 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at)
               "unknown statement '%s'", word ? word : "");
 }
 
-/* Bison's "syntax error, unexpected A, expecting B or C", said as a compiler
- * says it. A stray character was already reported by the scanner. */
+/* Bison's "syntax error, unexpected A, expecting B or C" (the expected
+ * tokens listed when there are at most four, as Bison's own message does),
+ * said as a compiler says it. Whether an operator could come here is asked
+ * of every expected token, listed or not. */
+static int yyreport_syntax_error(const yypcontext_t *yc, yyscan_t scanner, gr_ctx *ctx)
+{
+    (void)scanner;
+    enum { LISTED = 4 };
+    yysymbol_kind_t expected[YYNTOKENS];
+    yysymbol_kind_t tok = yypcontext_token(yc);
+    int n = tok == YYSYMBOL_YYEMPTY ? 0 : yypcontext_expected_tokens(yc, expected, YYNTOKENS);
+    if (n < 0)
+        return n;
+    bool operator_here = false;
+    for (int i = 0; i < n; i++)
+        operator_here |= strcmp(yysymbol_name(expected[i]), "'+'") == 0;
+    char msg[256];
+    size_t len = 0;
+    if (tok == YYSYMBOL_YYEMPTY)
+        len = (size_t)snprintf(msg, sizeof msg, "syntax error");
+    else
+        len = (size_t)snprintf(msg, sizeof msg, "syntax error, unexpected %s", yysymbol_name(tok));
+    for (int i = 0; n <= LISTED && i < n && len < sizeof msg; i++)
+        len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s", i ? " or " : ", expecting ",
+                                yysymbol_name(expected[i]));
+    syntax_error(yypcontext_location(yc), ctx, msg, operator_here);
+    return 0;
+}
+
+/* Bison's own messages: only "memory exhausted" (syntax errors come
+ * through yyreport_syntax_error). */
 static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *msg)
 {
     (void)scanner;
+    syntax_error(loc, ctx, msg, false);
+}
+
+/* A syntax error, said as a compiler says it. A stray character was
+ * already reported by the scanner. */
+static void syntax_error(src_span *loc, gr_ctx *ctx, const char *msg, bool operator_here)
+{
     if (strcmp(msg, "memory exhausted") == 0) { /* the stack is full, or memory */
         if (!ctx->nomem)
             gr_error(ctx, *loc, "syntax-depth", NULL, 0,
@@ -472,7 +514,7 @@ static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *ms
     /* A comparison where an operator could go follows another: a < b < c. */
     int t = ctx->last_token;
     if (!n_notes && (t == '<' || t == '>' || t == LE || t == GE || t == EQ || t == NE) &&
-        strstr(msg, "'+'")) {
+        operator_here) {
         snprintf(note, sizeof note, "comparisons do not chain: write (a < b) == (b < c)");
         n_notes = 1;
     }

@@ -1,8 +1,10 @@
 /* checkpoint.c: opening a checkpoint by its path. The path is resolved
- * first (a directory to the file in it), then its format chosen by the name
- * (or by the content where the name says nothing, format.h), and only then
- * is the checkpoint made: one file read by its format's reader and
- * assembled (ck_table.c), or an index and its shards (shard.c). */
+ * first (a directory that a format claims as a checkpoint of its own, as
+ * Orbax's are, or else to the file in it), then its format chosen by the
+ * name (or by the content where the name says nothing, format.h), and only
+ * then is the checkpoint made: one file (or a directory) read by its
+ * format's reader and assembled (ck_table.c), or an index and its shards
+ * (shard.c). */
 #include "runtime/checkpoint.h"
 
 #include <errno.h>
@@ -19,6 +21,7 @@ static const char index_suffix[] = ".index.json";
 typedef struct choice {
     char *path;    /* malloc'd: the file to open */
     bool index;    /* a sharded set's index */
+    bool dir;      /* a directory the format opens itself (fmt_reader.open_dir) */
     fmt_id format; /* else one file of this format */
 } choice;
 
@@ -52,11 +55,17 @@ static void list_add(list *l, const char *item, size_t i, size_t count, const ch
         l->len += (size_t)k < sizeof l->text - l->len ? (size_t)k : sizeof l->text - l->len - 1;
 }
 
-/* A directory holds what Hugging Face's save_pretrained writes: the first
- * of each format's NAME.index.json and NAME (fmt_reader.dir_file), in the
- * order of the formats. */
-static surg_status resolve_directory(const char *dir, surg_sink *sink, choice *c)
+/* A directory is a checkpoint of a format that claims it (fmt_reader's
+ * sniff_dir: Orbax's), or holds what Hugging Face's save_pretrained writes:
+ * the first of each format's NAME.index.json and NAME
+ * (fmt_reader.dir_file), in the order of the formats. */
+static surg_status resolve_directory(const char *dir, fmt_id given, surg_sink *sink, choice *c)
 {
+    fmt_id claims = given != FMT_NONE && fmt_readers[given]->open_dir ? given : fmt_by_dir(dir);
+    if (claims != FMT_NONE) {
+        *c = (choice){strdup(dir), false, true, claims};
+        return c->path ? SURG_OK : dg_nomem(sink, dir);
+    }
     list names = {0};
     size_t count = 0;
     for (int f = 0; f < FMT_COUNT; f++)
@@ -69,7 +78,7 @@ static surg_status resolve_directory(const char *dir, surg_sink *sink, choice *c
             if (!p)
                 return dg_nomem(sink, dir);
             if (stat(p, &sb) == 0) {
-                *c = (choice){p, index, (fmt_id)f};
+                *c = (choice){p, index, false, (fmt_id)f};
                 return SURG_OK;
             }
             free(p);
@@ -78,7 +87,11 @@ static surg_status resolve_directory(const char *dir, surg_sink *sink, choice *c
             list_add(&names, item, names.n++, count, " or ");
         }
     }
-    dg_file(sink, SURG_ERROR, "ck-empty-dir", dir, "the directory has none of %s", names.text);
+    const char *also = "";
+    for (int f = 0; f < FMT_COUNT && !*also; f++)
+        also = fmt_readers[f]->sniff_dir && fmt_readers[f]->called ? fmt_readers[f]->called : "";
+    dg_file(sink, SURG_ERROR, "ck-empty-dir", dir, "the directory has none of %s%s%s",
+            names.text, *also ? ", and is not " : "", also);
     return SURG_EIO;
 }
 
@@ -93,7 +106,7 @@ static surg_status unknown_format(const char *path, surg_sink *sink)
              "a sharded checkpoint (a directory or a %s%s)", fmt_readers[0]->suffixes[0],
              index_suffix);
     for (int f = 0; f < FMT_COUNT; f++) {
-        if (fmt_readers[f]->called)
+        if (fmt_readers[f]->called && fmt_readers[f]->open) /* a file's format */
             called[n++] = fmt_readers[f]->called;
         if (f == 0)
             called[n++] = sharded;
@@ -110,9 +123,9 @@ static surg_status unknown_format(const char *path, surg_sink *sink)
 static surg_status choose(const char *path, fmt_id given, surg_sink *sink, choice *c)
 {
     struct stat sb;
-    *c = (choice){NULL, false, FMT_NONE};
+    *c = (choice){NULL, false, false, FMT_NONE};
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return resolve_directory(path, sink, c);
+        return resolve_directory(path, given, sink, c);
     c->index = ends_with(path, index_suffix);
     c->format = c->index ? FMT_NONE : fmt_by_name(path);
     if (!c->index && c->format == FMT_NONE && given != FMT_NONE)
@@ -144,6 +157,19 @@ const char *surg_format_by_name(const char *path)
     return f == FMT_NONE ? NULL : fmt_readers[f]->id;
 }
 
+/* A directory, by the reader that claims it: its tables assembled as one. */
+static surg_status open_dir(surg_ckpt *ck, surg_sink *sink, fmt_id f)
+{
+    fmt_table *t;
+    size_t n;
+    ck->kind = fmt_kinds[f];
+    surg_status st = fmt_open_dir(f, &ck->ar, sink, ck->path, &t, &n);
+    if (!st)
+        st = ck_assemble(ck, sink, t, n);
+    fmt_tables_free(t, n);
+    return st;
+}
+
 surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out)
 {
     return surg_ckpt_open_as(path, NULL, sink, out);
@@ -158,9 +184,9 @@ surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *s
         char ids[256] = "";
         int last = 0; /* the formats surg reads */
         for (int f = 0; f < FMT_COUNT; f++)
-            last = fmt_readers[f]->open ? f : last;
+            last = fmt_readers[f]->open || fmt_readers[f]->open_dir ? f : last;
         for (int f = 0, k = 0; f < FMT_COUNT; f++)
-            if (fmt_readers[f]->open)
+            if (fmt_readers[f]->open || fmt_readers[f]->open_dir)
                 k += snprintf(ids + k, sizeof ids - (size_t)k, "%s%s", f == 0 ? ""
                               : f == last ? " or " : ", ", fmt_readers[f]->id);
         dg_file(sink, SURG_ERROR, "ck-format", path, "--format %s is not a format: give %s",
@@ -181,7 +207,9 @@ surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *s
         surg_ckpt_close(ck);
         return dg_nomem(sink, path);
     }
-    st = c.index ? ck_open_index(ck, sink) : open_file(ck, sink, c.format);
+    st = c.index ? ck_open_index(ck, sink)
+         : c.dir ? open_dir(ck, sink, c.format)
+                 : open_file(ck, sink, c.format);
     if (st) {
         surg_ckpt_close(ck);
         return st;
@@ -198,6 +226,8 @@ void surg_ckpt_close(surg_ckpt *ck)
         st_close(&ck->files[i]);
     for (size_t i = 0; i < ck->n_parts; i++)
         surg_ckpt_close(ck->parts[i]);
+    for (size_t i = 0; i < ck->n_closers; i++)
+        ck->closers[i].close(ck->closers[i].ctx);
     free(ck->parts);
     ar_free(&ck->ar);
     free(ck);

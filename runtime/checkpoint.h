@@ -10,6 +10,13 @@
 #include "runtime/format.h"
 #include "runtime/safetensors.h"
 
+/* A path the checkpoint reads besides its files[]: a file, or a directory
+ * whose every file it may read (`tree`). */
+typedef struct ck_read {
+    const char *path;
+    bool tree;
+} ck_read;
+
 struct surg_ckpt {
     arena ar;
     surg_ckpt_kind kind;
@@ -34,6 +41,15 @@ struct surg_ckpt {
      * when the first is decoded. NULL when every tensor is in place. */
     dc_source **dec;
     const char *scratch_dir; /* NULL: $TMPDIR or /tmp */
+    /* What the readers read besides files[] (fmt_table.reads, .root). */
+    ck_read *reads;
+    size_t n_reads;
+    /* What the readers' decoders hold, released on closing (fmt_table.close). */
+    struct ck_closer {
+        void (*close)(void *ctx);
+        void *ctx;
+    } *closers;
+    size_t n_closers;
 };
 
 /* A tensor's place in its file, for byte-range copies. */

@@ -240,6 +240,37 @@ static surg_status record_ties(surg_ckpt *ck, surg_sink *sink, const fmt_table *
     return SURG_OK;
 }
 
+/* The tables' other reads (fmt_table.reads and .root), kept for the
+ * output preflight; and what their decoders hold, taken. */
+static surg_status keep_reads(surg_ckpt *ck, surg_sink *sink, fmt_table *t, size_t n)
+{
+    size_t total = 0, closers = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += t[i].n_reads + (t[i].root != NULL);
+        closers += t[i].close != NULL;
+    }
+    ck->closers = closers ? ar_array(&ck->ar, closers, sizeof *ck->closers) : NULL;
+    if (closers && !ck->closers)
+        return dg_nomem(sink, ck->path);
+    for (size_t i = 0; i < n; i++)
+        if (t[i].close) { /* the checkpoint's to release now */
+            ck->closers[ck->n_closers++] = (struct ck_closer){t[i].close, t[i].close_ctx};
+            t[i].close = NULL;
+        }
+    if (!total)
+        return SURG_OK;
+    ck->reads = ar_array(&ck->ar, total, sizeof *ck->reads);
+    if (!ck->reads)
+        return dg_nomem(sink, ck->path);
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].root)
+            ck->reads[ck->n_reads++] = (ck_read){t[i].root, true};
+        for (size_t k = 0; k < t[i].n_reads; k++)
+            ck->reads[ck->n_reads++] = (ck_read){t[i].reads[k], false};
+    }
+    return SURG_OK;
+}
+
 surg_status ck_assemble(surg_ckpt *ck, surg_sink *sink, fmt_table *t, size_t n)
 {
     size_t nf = 0;
@@ -268,6 +299,8 @@ surg_status ck_assemble(surg_ckpt *ck, surg_sink *sink, fmt_table *t, size_t n)
     }
     if (!st && n)
         st = record_ties(ck, sink, t, n, &h[0]);
+    if (!st)
+        st = keep_reads(ck, sink, t, n);
     if (!st)
         st = collect(ck, sink, h);
     if (!st && decodes)

@@ -33,11 +33,17 @@ enum {
     MIN_CHUNK = 1024,
 };
 
+/* What runs before the output's chunks: a reduction to a scalar (partial
+ * results per chunk), a reduction over an axis (its result held), a
+ * matmul's right operand (held), or a topk_mask's cut (run_select). */
+typedef enum held_kind { HK_SCALAR, HK_AXIS, HK_RIGHT, HK_MASK } held_kind;
+
 typedef struct reduction {
     cg_id node;
+    held_kind kind;
     uint32_t depth;   /* reductions nested in its operand */
     size_t chunk;
-    size_t n_chunks;
+    size_t n_chunks;  /* jobs */
     kx_partial *parts;
 } reduction;
 
@@ -61,18 +67,34 @@ typedef struct run {
 /* ---- sizing ------------------------------------------------------------ */
 
 /* Distinct nodes a chunk of `id` evaluates (not inside reductions, which
- * are scalars by then). */
-static size_t count_nodes(const cg_node *nodes, cg_id id, uint32_t *stamp, uint32_t mark)
+ * are computed by then, nor a matmul's right operand, which is held); a
+ * matmul counts twice (its rows and their order), and *matmuls counts them. */
+static size_t count_nodes(const cg_node *nodes, cg_id id, uint32_t *stamp, uint32_t mark,
+                          size_t *matmuls)
 {
     if (stamp[id] == mark)
         return 0;
     stamp[id] = mark;
     const cg_node *n = &nodes[id];
     size_t k = 1;
+    if (n->op == OP_MATMUL) {
+        ++*matmuls;
+        return 2 + count_nodes(nodes, n->in[0], stamp, mark, matmuls);
+    }
     if (cg_op_class(n->op) != CG_REDUCTION || n->op == OP_TOPK) /* a mask needs its operand */
         for (uint32_t i = 0; i < n->n_in; i++)
-            k += count_nodes(nodes, n->in[i], stamp, mark);
+            k += count_nodes(nodes, n->in[i], stamp, mark, matmuls);
     return k;
+}
+
+/* The weight of a subgraph for chunk_for: a matmul evaluates its left
+ * operand, in blocks as long as the chunk, while the chunk's values stay:
+ * each one nests another such block. */
+static size_t weight(const cg_node *nodes, cg_id id, uint32_t *stamp, uint32_t mark)
+{
+    size_t matmuls = 0;
+    size_t n = count_nodes(nodes, id, stamp, mark, &matmuls);
+    return n * (1 + matmuls);
 }
 
 /* Elements per chunk for a subgraph of `nodes` nodes: as many as fit the
@@ -165,8 +187,14 @@ static surg_status do_job(void *user, jb_worker *w, jb_job *j)
     case JB_DECODE: return ck_decode(r->kx.ck, j->item, &r->pool.locked);
     case JB_REDUCE: {
         reduction *red = &r->red[j->item];
-        if (r->pl->nodes[red->node].op == OP_TOPK)
+        if (red->kind == HK_MASK)
             return sx_chunk(r->sel, &r->kx, &w->scratch, j->start, (size_t)j->n, &r->pool.locked);
+        if (red->kind == HK_AXIS)
+            return kx_axis_job(&r->kx, &w->scratch, red->node, j->start, red->chunk,
+                               &r->pool.locked);
+        if (red->kind == HK_RIGHT)
+            return kx_hold_chunk(&r->kx, &w->scratch, red->node, j->start, j->n,
+                                 &r->pool.locked);
         return kx_reduce_chunk(&r->kx, &w->scratch, red->node, j->start, j->n,
                                &red->parts[j->start / red->chunk], &r->pool.locked);
     }
@@ -207,7 +235,33 @@ static void collect_reductions(const cg_node *nodes, cg_id id, uint8_t *seen, re
     for (uint32_t k = 0; k < x->n_in; k++)
         collect_reductions(nodes, x->in[k], seen, out, n, memo);
     if (cg_op_class(x->op) == CG_REDUCTION)
-        out[(*n)++] = (reduction){.node = id, .depth = kx_levels(nodes, x->in[0], memo)};
+        out[(*n)++] = (reduction){.node = id,
+                                  .kind = x->op == OP_TOPK       ? HK_MASK
+                                          : x->a.reduce.over ? HK_AXIS
+                                                             : HK_SCALAR,
+                                  .depth = kx_levels(nodes, x->in[0], memo)};
+    else if (x->op == OP_MATMUL)
+        out[(*n)++] = (reduction){.node = id, .kind = HK_RIGHT,
+                                  .depth = kx_levels(nodes, x->in[1], memo)};
+}
+
+/* The operand a pass before the kernels reads. */
+static cg_id operand_of(const cg_node *nodes, const reduction *red)
+{
+    const cg_node *x = &nodes[red->node];
+    return red->kind == HK_RIGHT ? x->in[1] : x->in[0];
+}
+
+/* Memory for a held value, and the jobs that fill it. */
+static bool prepare_held(run *r, reduction *red)
+{
+    const cg_node *x = &r->pl->nodes[red->node];
+    uint64_t elems = red->kind == HK_RIGHT ? r->pl->nodes[x->in[1]].nelems : x->nelems;
+    size_t elem = red->kind == HK_RIGHT ? kx_hold_elem(x) : sizeof(double);
+    if (red->kind == HK_AXIS)
+        red->n_chunks = (size_t)kx_axis_jobs(x, red->chunk);
+    r->kx.held[red->node] = malloc(elems ? (size_t)elems * elem : 1);
+    return r->kx.held[red->node] != NULL;
 }
 
 static surg_status prepare_reductions(run *r, uint32_t *stamp)
@@ -217,7 +271,8 @@ static surg_status prepare_reductions(run *r, uint32_t *stamp)
     uint8_t *seen = calloc(n_nodes ? n_nodes : 1, 1);
     uint32_t *memo = calloc(n_nodes ? n_nodes : 1, sizeof *memo);
     r->red = calloc(n_nodes ? n_nodes : 1, sizeof *r->red);
-    if (!seen || !memo || !r->red) {
+    r->kx.held = calloc(n_nodes ? n_nodes : 1, sizeof *r->kx.held);
+    if (!seen || !memo || !r->red || !r->kx.held) {
         free(seen);
         free(memo);
         return dg_nomem(r->sink, "surg");
@@ -227,17 +282,21 @@ static surg_status prepare_reductions(run *r, uint32_t *stamp)
             collect_reductions(nodes, r->pl->t[t].node, seen, r->red, &r->n_red, memo);
     surg_status st = SURG_OK;
     for (size_t i = 0; i < r->n_red && !st && !r->kx.cuts; i++)
-        if (nodes[r->red[i].node].op == OP_TOPK &&
+        if (r->red[i].kind == HK_MASK &&
             !(r->kx.cuts = calloc(n_nodes, sizeof *r->kx.cuts)))
             st = dg_nomem(r->sink, "surg");
     for (size_t i = 0; i < r->n_red && !st; i++) {
         reduction *red = &r->red[i];
-        cg_id operand = nodes[red->node].in[0];
-        red->chunk = chunk_for(count_nodes(nodes, operand, stamp, (uint32_t)(r->pl->n + i + 1)),
+        cg_id operand = operand_of(nodes, red);
+        red->chunk = chunk_for(weight(nodes, operand, stamp, (uint32_t)(r->pl->n + i + 1)),
                                &r->pool.scratch);
         red->n_chunks = (size_t)((nodes[operand].nelems + red->chunk - 1) / red->chunk);
-        red->parts = calloc(red->n_chunks ? red->n_chunks : 1, sizeof *red->parts);
-        if (!red->parts)
+        bool ok = true;
+        if (red->kind == HK_AXIS || red->kind == HK_RIGHT)
+            ok = prepare_held(r, red);
+        else if (red->kind == HK_SCALAR) /* a mask's passes keep their own counts */
+            ok = (red->parts = calloc(red->n_chunks ? red->n_chunks : 1, sizeof *red->parts)) != NULL;
+        if (!ok)
             st = dg_nomem(r->sink, "surg");
         if (red->chunk > r->pool.max_chunk)
             r->pool.max_chunk = red->chunk;
@@ -290,20 +349,27 @@ static surg_status run_reductions(run *r)
         r->jobs.n = 0;
         for (size_t i = 0; i < r->n_red; i++) {
             reduction *red = &r->red[i];
-            uint64_t n = nodes[nodes[red->node].in[0]].nelems;
-            bool mask = nodes[red->node].op == OP_TOPK;
-            for (uint64_t k = 0; red->depth == d && !mask && k < n; k += red->chunk)
+            if (red->kind == HK_MASK) /* its passes are run_select's */
+                continue;
+            if (red->kind == HK_AXIS) {
+                for (uint64_t k = 0; red->depth == d && k < red->n_chunks; k++)
+                    if (!jb_add(&r->jobs, (jb_job){JB_REDUCE, (uint32_t)i, 0, k, 0, 0, 0}))
+                        return dg_nomem(r->sink, "surg");
+                continue;
+            }
+            uint64_t n = nodes[operand_of(nodes, red)].nelems;
+            for (uint64_t k = 0; red->depth == d && k < n; k += red->chunk)
                 if (!jb_add(&r->jobs, (jb_job){JB_REDUCE, (uint32_t)i, 0, k,
                                                n - k < red->chunk ? n - k : red->chunk, 0, 0}))
                     return dg_nomem(r->sink, "surg");
         }
         st = r->jobs.n ? jb_run(&r->pool, &r->jobs) : SURG_OK;
         for (size_t i = 0; !st && i < r->n_red; i++)
-            if (r->red[i].depth == d && nodes[r->red[i].node].op != OP_TOPK)
+            if (r->red[i].depth == d && r->red[i].kind == HK_SCALAR)
                 r->kx.scalars[r->red[i].node] =
                     kx_reduce_finish(&r->kx, r->red[i].node, r->red[i].parts, r->red[i].n_chunks);
         for (size_t i = 0; !st && i < r->n_red; i++)
-            if (r->red[i].depth == d && nodes[r->red[i].node].op == OP_TOPK)
+            if (r->red[i].depth == d && r->red[i].kind == HK_MASK)
                 st = run_select(r, i);
     }
     return st;
@@ -319,6 +385,8 @@ static surg_status collect_reads(run *r)
     surg_status st = outp_reads_add_ckpt(&r->reads, r->sink, r->kx.ck);
     for (size_t i = 0; !st && i < o->n_also_read; i++)
         st = outp_reads_add(&r->reads, r->sink, o->also_read[i]);
+    for (size_t i = 0; !st && i < r->pl->rec.n_files; i++) /* JSON files of meta statements */
+        st = outp_reads_add(&r->reads, r->sink, r->pl->rec.files[i]);
     for (size_t i = 0; !st && i < o->n_also_opened; i++)
         st = outp_reads_add_ckpt(&r->reads, r->sink, o->also_opened[i]);
     return st;
@@ -355,7 +423,7 @@ static surg_status prepare(run *r)
             return SURG_EINVALID;
         }
         r->needs_map = true;
-        r->chunk[t] = chunk_for(count_nodes(pl->nodes, x->node, stamp, (uint32_t)t + 1),
+        r->chunk[t] = chunk_for(weight(pl->nodes, x->node, stamp, (uint32_t)t + 1),
                                 &r->pool.scratch);
         if (r->chunk[t] > r->pool.max_chunk)
             r->pool.max_chunk = r->chunk[t];
@@ -526,9 +594,13 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     r.pool.user = &r;
     surg_status st = execute(&r, out_path);
     xo_free(&r.out);
-    for (size_t i = 0; i < r.n_red; i++)
+    for (size_t i = 0; i < r.n_red; i++) {
         free(r.red[i].parts);
+        if (r.kx.held)
+            free(r.kx.held[r.red[i].node]);
+    }
     free(r.red);
+    free(r.kx.held);
     free(r.jobs.v);
     free(r.chunk);
     free(r.kx.scalars);

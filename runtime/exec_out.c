@@ -63,6 +63,7 @@ static surg_status layout_one(xo_set *s, const surg_plan *pl, const surg_run_opt
             s->plan_of[k][m++] = t;
         }
     s->out[k] = (stw_output){.tensors = info, .n = m, .meta = pl->meta, .n_meta = pl->n_meta,
+                             .no_format = pl_drops_format(&pl->rec),
                              .max_shard_size = opts->max_shard_size, .reads = reads,
                              .format = opts->out_format};
     if (stw_writer_of(o->path, opts->out_format) && add_repeats(s, pl, k, o, info, &m, sink) != SURG_OK)

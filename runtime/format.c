@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "support/diag.h"
+
 #define FMT_X_READER(id, kind, reader) &reader,
 const fmt_reader *const fmt_readers[FMT_COUNT] = {SURG_FORMATS(FMT_X_READER)};
 #undef FMT_X_READER
@@ -87,6 +89,14 @@ fmt_id fmt_by_content(const char *path)
     return FMT_NONE;
 }
 
+fmt_id fmt_by_dir(const char *dir)
+{
+    for (int f = 0; f < FMT_COUNT; f++)
+        if (fmt_readers[f]->sniff_dir && fmt_readers[f]->sniff_dir(dir))
+            return (fmt_id)f;
+    return FMT_NONE;
+}
+
 fmt_id fmt_of_shard(const char *name)
 {
     for (int f = 0; f < FMT_COUNT; f++)
@@ -111,10 +121,26 @@ surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, f
     *out = (fmt_table){.file = {.path = path, .fd = -1}};
     if (!fmt_readers[f]->open) {
         dg_file(sink, SURG_ERROR, "ck-format", path,
-                "surg writes %s checkpoints but does not read them yet", fmt_readers[f]->id);
+                "--format %s opens a directory, and this is not one: give the directory",
+                fmt_readers[f]->id);
         return SURG_EUSAGE;
     }
     return fmt_readers[f]->open(keep, sink, path, out);
+}
+
+surg_status fmt_open_dir(fmt_id f, arena *keep, surg_sink *sink, const char *dir,
+                         fmt_table **tables, size_t *n)
+{
+    *tables = NULL;
+    *n = 0;
+    return fmt_readers[f]->open_dir(keep, sink, dir, tables, n);
+}
+
+void fmt_tables_free(fmt_table *tables, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fmt_table_free(&tables[i]);
+    free(tables);
 }
 
 st_entry *fmt_add_entry(fmt_table *t, int which, size_t cap[2])
@@ -138,6 +164,9 @@ st_entry *fmt_add_entry(fmt_table *t, int which, size_t cap[2])
 void fmt_table_free(fmt_table *t)
 {
     st_close(&t->file);
+    if (t->close)
+        t->close(t->close_ctx);
+    t->close = NULL;
     if (t->own_entries) {
         free(t->h[0].entries);
         free(t->h[1].entries);

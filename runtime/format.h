@@ -37,12 +37,30 @@ typedef struct fmt_table {
     surg_meta_entry *ties;
     size_t n_ties;
     bool own_entries;
+    /* What else the reader read, in the arena: files (opened, or to be
+     * read on demand) besides `file`, and a directory whose every file it
+     * may read (a checkpoint that is a directory), or NULL. No output may
+     * replace one of them or go inside the directory (outpath.c). */
+    const char **reads;
+    size_t n_reads;
+    const char *root;
+    /* What the decoders hold (an Orbax item's key-value store), released
+     * with the checkpoint, or by fmt_table_free if no checkpoint took it
+     * (close set to NULL by whoever did). */
+    void (*close)(void *ctx);
+    void *close_ctx;
 } fmt_table;
 
 /* Open the file at `path` (kept: the table points at it) into `out`, an
  * empty table; on failure every problem is reported, naming the file. */
 typedef surg_status fmt_open_fn(arena *keep, surg_sink *sink, const char *path,
                                 fmt_table *out);
+
+/* Open the checkpoint that is the directory `dir` (kept) into *n tables
+ * (malloc'd, each freed with fmt_table_free, then the array), assembled
+ * as one checkpoint as a sharded set's are. */
+typedef surg_status fmt_open_dir_fn(arena *keep, surg_sink *sink, const char *dir,
+                                    fmt_table **tables, size_t *n);
 
 /* What a reader says about its format. */
 typedef struct fmt_reader {
@@ -53,7 +71,12 @@ typedef struct fmt_reader {
     /* Whether the first bytes of a file are its, for a file whose name says
      * nothing (NULL: by name only). At most FMT_HEAD_BYTES are given. */
     bool (*sniff)(const unsigned char *head, size_t n);
-    fmt_open_fn *open; /* NULL: surg only writes it */
+    fmt_open_fn *open; /* NULL: a directory format (open_dir), or surg only writes it */
+    /* A format whose checkpoints are directories (Orbax): whether `dir` is
+     * one of its own (consulted before any format's dir_file), and how it
+     * opens (NULL: its checkpoints are files). */
+    bool (*sniff_dir)(const char *dir);
+    fmt_open_dir_fn *open_dir;
     /* How "cannot tell the format" names it ("a NumPy .npz or .npy"; NULL
      * when another reader's words name it already). */
     const char *called;
@@ -118,6 +141,8 @@ fmt_id fmt_by_name(const char *path);
  * at `path`, or FMT_NONE (also when it cannot be read: opening it says
  * why). Nothing is read when no reader sniffs. */
 fmt_id fmt_by_content(const char *path);
+/* The first format whose sniff_dir claims the directory `dir`, or FMT_NONE. */
+fmt_id fmt_by_dir(const char *dir);
 /* The format of a shard named `name`: the first that shards and answers to
  * the name, else the default. */
 fmt_id fmt_of_shard(const char *name);
@@ -134,6 +159,11 @@ bool fmt_paths_meta(const char *key);
 
 /* Open `path` as format `f` into `out` (made empty first). */
 surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, fmt_table *out);
+/* Open the directory `dir` as format `f` (one with open_dir) into *n
+ * tables; free them with fmt_tables_free. */
+surg_status fmt_open_dir(fmt_id f, arena *keep, surg_sink *sink, const char *dir,
+                         fmt_table **tables, size_t *n);
+void fmt_tables_free(fmt_table *tables, size_t n);
 /* Room for one more entry of h[which] (and, for h[1], of src), the
  * arrays malloc'd and grown as cap[which] says; NULL when out of memory. */
 st_entry *fmt_add_entry(fmt_table *t, int which, size_t cap[2]);

@@ -50,9 +50,19 @@ static void *take(kx_scratch *s, size_t bytes)
     return p;
 }
 
-void *kx_take(kx_scratch *s, size_t bytes)
+void *kx_take(kx_scratch *s, size_t bytes) { return take(s, bytes); }
+
+kx_mark kx_mark_of(const kx_scratch *s) { return (kx_mark){s->used, s->n_memo}; }
+
+/* The memo is a stack whose entries link to their node's previous one, so
+ * popping restores each node's newest value. */
+void kx_release(kx_scratch *s, kx_mark m)
 {
-    return take(s, bytes);
+    while (s->n_memo > m.n_memo) {
+        const kx_memo *e = &s->memo[--s->n_memo];
+        s->last[e->node] = e->next;
+    }
+    s->used = m.used;
 }
 
 static surg_status nomem(surg_sink *sink)
@@ -84,6 +94,26 @@ static uint64_t flat_of(const cg_node *n, const uint64_t *c)
     return f;
 }
 
+/* Broadcasting: the input's axes align with the last of the output's; an
+ * axis of 1 repeats. */
+static bool broadcast_map(kx_scratch *s, const cg_node *n, const cg_node *src, kx_index ix,
+                          kx_index *in)
+{
+    uint64_t *idx = take(s, (ix.n ? ix.n : 1) * sizeof *idx);
+    if (!idx)
+        return false;
+    uint32_t lead = n->rank - src->rank;
+    uint64_t co[SURG_MAX_RANK + 1], ci[SURG_MAX_RANK + 1];
+    for (size_t i = 0; i < ix.n; i++) {
+        coords(n, at(ix, i), co);
+        for (uint32_t d = 0; d < src->rank; d++)
+            ci[d] = src->shape[d] == 1 ? 0 : co[d + lead];
+        idx[i] = flat_of(src, ci);
+    }
+    *in = (kx_index){.idx = idx, .n = ix.n};
+    return true;
+}
+
 /* For a layout move with one input: the input index of each output index.
  * Returns the input's index set (a range when it stays one). */
 static bool single_input_map(const kx_ctx *c, kx_scratch *s, const cg_node *n, kx_index ix,
@@ -94,6 +124,8 @@ static bool single_input_map(const kx_ctx *c, kx_scratch *s, const cg_node *n, k
         *in = ix; /* C order is kept */
         return true;
     }
+    if (n->op == OP_BROADCAST)
+        return broadcast_map(s, n, src, ix, in);
     uint64_t *idx = take(s, ix.n * sizeof *idx);
     if (!idx)
         return false;
@@ -221,6 +253,8 @@ static bool in_f32(const cg_node *n)
 {
     return n->dtype != SURG_F64 && surg_dtype_kind_of(n->dtype) == SURG_KIND_FLOAT;
 }
+
+bool kx_f32(const cg_node *n) { return in_f32(n); }
 
 /* An operand's values for the chunk: its own, or a scalar repeated. */
 static surg_status operand(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix,
@@ -461,7 +495,8 @@ static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index 
     case OP_RESHAPE:
     case OP_TRANSPOSE:
     case OP_SLICE:
-    case OP_REPEAT: {
+    case OP_REPEAT:
+    case OP_BROADCAST: {
         kx_index in;
         if (!single_input_map(c, s, n, ix, &in))
             return nomem(sink);
@@ -475,7 +510,14 @@ static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index 
     case OP_TOPK: return eval_topk(c, s, id, ix, out, sink);
     case OP_CONCAT:
     case OP_STACK: return eval_parts(c, s, n, ix, out, sizeof *out, eval_as_part, sink);
+    case OP_MATMUL: return kx_matmul(c, s, id, ix, out, sink);
     default:
+        if (cg_reduces_axis(n)) {
+            const double *held = c->held[id];
+            for (size_t i = 0; i < ix.n; i++)
+                out[i] = held[at(ix, i)];
+            return SURG_OK;
+        }
         if (cg_op_class(n->op) == CG_REDUCTION) {
             for (size_t i = 0; i < ix.n; i++)
                 out[i] = c->scalars[id];
@@ -518,7 +560,8 @@ surg_status kx_gather(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix, voi
     case OP_RESHAPE:
     case OP_TRANSPOSE:
     case OP_SLICE:
-    case OP_REPEAT: {
+    case OP_REPEAT:
+    case OP_BROADCAST: {
         kx_index in;
         if (!single_input_map(c, s, n, ix, &in))
             return nomem(sink);
@@ -599,7 +642,8 @@ uint32_t kx_levels(const cg_node *nodes, cg_id id, uint32_t *memo)
     const cg_node *n = &nodes[id];
     uint32_t l = 0;
     for (uint32_t k = 0; k < n->n_in; k++) {
-        uint32_t x = kx_levels(nodes, n->in[k], memo) + (cg_op_class(n->op) == CG_REDUCTION);
+        bool held = cg_op_class(n->op) == CG_REDUCTION || (n->op == OP_MATMUL && k == 1);
+        uint32_t x = kx_levels(nodes, n->in[k], memo) + held;
         l = x > l ? x : l;
     }
     memo[id] = l + 1;

@@ -15,9 +15,6 @@ typedef struct kx_index {
     size_t n;
 } kx_index;
 
-/* What the kernels of one run share: the plan's nodes, its input (files
- * mapped before the threads start), and the values of the reductions
- * computed so far (by node; NaN until computed). */
 /* The cut a topk_mask makes (select.h): an element is taken when its key
  * is above `key`, or equal to it at an index up to `last`; none when
  * `none`. */
@@ -26,11 +23,18 @@ typedef struct kx_cut {
     bool none;
 } kx_cut;
 
+/* What the kernels of one run share: the plan's nodes, its input (files
+ * mapped before the threads start), the values of the reductions computed
+ * so far (by node; NaN until computed), the values held whole (by node: a
+ * reduction over an axis, its result as doubles; a matmul, its right
+ * operand as floats or doubles, kx_f32; NULL until computed), and the cuts
+ * of the topk_masks. */
 typedef struct kx_ctx {
     const cg_node *nodes;
     uint32_t n_nodes;
     surg_ckpt *ck;
     double *scalars;
+    void **held;
     kx_cut *cuts;   /* by node, for topk_mask nodes; NULL when there are none */
 } kx_ctx;
 
@@ -59,10 +63,18 @@ typedef struct kx_scratch {
 } kx_scratch;
 
 void kx_scratch_free(kx_scratch *s);
+/* `bytes` of the scratch (16-byte aligned), NULL when it is used up. */
+void *kx_take(kx_scratch *s, size_t bytes);
+/* A point in the scratch to come back to: every value computed and every
+ * byte taken after it are forgotten (a matmul's rows of its left operand,
+ * one block after another). */
+typedef struct kx_mark {
+    size_t used, n_memo;
+} kx_mark;
+kx_mark kx_mark_of(const kx_scratch *s);
+void kx_release(kx_scratch *s, kx_mark m);
 /* Forget the chunk's values and memory, for the next chunk. */
 void kx_scratch_reset(kx_scratch *s);
-/* `bytes` of the chunk's scratch memory; NULL when it is used up. */
-void *kx_take(kx_scratch *s, size_t bytes);
 
 /* Values of `node` at `ix`, in `out` (ix.n doubles), each already rounded as
  * the node's dtype stores it. */
@@ -85,7 +97,33 @@ surg_status kx_reduce_chunk(const kx_ctx *c, kx_scratch *s, cg_id node, uint64_t
 /* Combine the chunks in order into the reduction's value. */
 double kx_reduce_finish(const kx_ctx *c, cg_id node, const kx_partial *parts, size_t n_parts);
 
-/* Reduction levels below a node, so levels can be computed deepest first. */
+/* Reduction levels below a node, so levels can be computed deepest first
+ * (a matmul's right operand is a level below it, as a reduction's operand). */
 uint32_t kx_levels(const cg_node *nodes, cg_id node, uint32_t *memo);
+
+/* Whether a node computes in f32 (else f64: f64 and integer results). */
+bool kx_f32(const cg_node *n);
+
+/* ---- matmul.c ---------------------------------------------------------- */
+
+/* A matmul's values at `ix`: the left operand's rows evaluated a block at a
+ * time, each element a sum over k in order, in double, rounded once. */
+surg_status kx_matmul(const kx_ctx *c, kx_scratch *s, cg_id node, kx_index ix, double *out,
+                      surg_sink *sink);
+/* Bytes of one held value of a matmul's right operand. */
+size_t kx_hold_elem(const cg_node *matmul);
+/* Elements [start, start + n) of a matmul's right operand, into held[node]. */
+surg_status kx_hold_chunk(const kx_ctx *c, kx_scratch *s, cg_id node, uint64_t start, size_t n,
+                          surg_sink *sink);
+
+/* ---- reduce_axis.c ---------------------------------------------------- */
+
+/* The jobs a reduction over an axis is cut into, each reading at most
+ * `chunk` elements of its operand at a time. */
+uint64_t kx_axis_jobs(const cg_node *node, size_t chunk);
+/* Job `job`: its results, each accumulated over the axis in order, into
+ * held[node] (so no result depends on the jobs or the threads). */
+surg_status kx_axis_job(const kx_ctx *c, kx_scratch *s, cg_id node, uint64_t job, size_t chunk,
+                        surg_sink *sink);
 
 #endif

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,12 @@ typedef struct kv_dir {
     kv_store base;
     int fd;     /* the root directory */
     char *root; /* its path as given */
-    char path[KD_MAX_KEY * 2]; /* the last value's path: root/key */
 } kv_dir;
+
+/* The path of the last value this thread got: root/key. The store is
+ * shared by the threads that decode its arrays at once, so the path a value
+ * names is each thread's own. */
+static _Thread_local char value_file[KD_MAX_KEY * 2 + PATH_MAX];
 
 static bool key_ok(const char *key)
 {
@@ -59,8 +64,8 @@ static surg_status bad_key(kv_dir *d, const char *key, surg_sink *sink)
 
 static const char *value_path_n(kv_dir *d, const char *key, size_t n)
 {
-    snprintf(d->path, sizeof d->path, "%s/%.*s", d->root, (int)n, key);
-    return d->path;
+    snprintf(value_file, sizeof value_file, "%s/%.*s", d->root, (int)n, key);
+    return value_file;
 }
 
 static const char *value_path(kv_dir *d, const char *key)

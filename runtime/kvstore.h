@@ -17,7 +17,8 @@
 typedef struct kv_value {
     const unsigned char *bytes; /* inline, living as long as the store; or NULL */
     const char *file;           /* else the file (a path, living as long as the store;
-                                 * a directory store's until its next get) */
+                                 * a directory store's until the same thread's next
+                                 * get or list: several threads may get at once) */
     uint64_t offset, length;    /* the range of the file; length also for inline bytes */
 } kv_value;
 

@@ -613,10 +613,7 @@ static surg_status mpw_layout_make(surg_sink *sink, const char *out_path, const 
     ar_init(&z->ar);
     buf_init(&z->skel);
     st = stw_one_file(lay, sink, out_path);
-    const char *tree = NULL;
-    for (size_t i = 0; i < out->n_meta && !tree; i++)
-        if (strcmp(out->meta[i].key, MP_TREE_KEY) == 0)
-            tree = out->meta[i].value;
+    const char *tree = stw_meta(out, MP_TREE_KEY);
     size_t room = out->n;
     for (const char *p = tree; p && *p; p++) /* at most one path per colon */
         room += *p == ':';

@@ -28,6 +28,11 @@ static const struct {
 const char *cg_op_name(cg_op op) { return ops[op].name; }
 cg_class cg_op_class(cg_op op) { return ops[op].cls; }
 
+bool cg_reduces_axis(const cg_node *n)
+{
+    return ops[n->op].cls == CG_REDUCTION && n->op != OP_TOPK && n->a.reduce.over;
+}
+
 double cg_scalar(cg_op op, const double *v)
 {
     double x = v[0];

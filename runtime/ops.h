@@ -67,9 +67,14 @@ typedef uint32_t cg_id;
     X(SLICE, "slice", 1, CG_LAYOUT)             \
     X(CONCAT, "concat", -1, CG_LAYOUT)          \
     X(STACK, "stack", -1, CG_LAYOUT)            \
-    X(REPEAT, "repeat", 1, CG_LAYOUT)
+    X(REPEAT, "repeat", 1, CG_LAYOUT)           \
+    X(BROADCAST, "broadcast", 1, CG_LAYOUT)     \
+    X(MATMUL, "matmul", 2, CG_MATMUL)
 
-typedef enum cg_class { CG_LEAF, CG_ELEMENTWISE, CG_REDUCTION, CG_LAYOUT } cg_class;
+/* CG_MATMUL: its right operand is computed whole and held in memory before
+ * the kernel runs (a pass, as a reduction's operand is); its left operand
+ * streams, rows at a time. */
+typedef enum cg_class { CG_LEAF, CG_ELEMENTWISE, CG_REDUCTION, CG_LAYOUT, CG_MATMUL } cg_class;
 
 typedef enum cg_op {
 #define X(e, name, n, cls) OP_##e,
@@ -163,8 +168,29 @@ typedef struct cg_node {
             uint64_t start, len;
             bool squeeze; /* unstack: the axis goes away */
         } slice;
+        /* A reduction over one axis (`over` set; else over every element,
+         * to a scalar): the operand seen as [outer, len, inner], len the
+         * axis; the result, [outer, inner] in C order, is held in memory. */
+        struct {
+            bool over;
+            bool keepdims;
+            uint32_t axis;
+            uint64_t outer, len, inner;
+        } reduce;
+        /* OP_MATMUL: [..., m, k] @ [..., k, n], batch axes broadcast; a
+         * 1-D left operand is [1, k] and a 1-D right one [k, 1], that axis
+         * then left out of the result (NumPy's rule). */
+        struct {
+            uint64_t m, k, n;
+            bool vec_left, vec_right;
+        } matmul;
     } a;
     src_span origin; /* the statement that made it */
 } cg_node;
+
+/* Whether a node reduces over one axis, its result held (a.reduce.over): a
+ * topk_mask is classed with the reductions (its operand is read whole
+ * before it) but has its own attributes, and no such axis. */
+bool cg_reduces_axis(const cg_node *n);
 
 #endif

@@ -206,10 +206,7 @@ static bool leaf_item(arena *ar, const unsigned char *p, size_t n, ow_item *it)
 static size_t read_leaves(surg_sink *sink, const char *out_path, const stw_output *out,
                           arena *ar, ow_item *items, size_t n, size_t room)
 {
-    const char *v = NULL;
-    for (size_t i = 0; i < out->n_meta && !v; i++)
-        if (strcmp(out->meta[i].key, MP_TREE_KEY) == 0)
-            v = out->meta[i].value;
+    const char *v = stw_meta(out, MP_TREE_KEY);
     if (!v)
         return n;
     json_reader j;
@@ -583,10 +580,7 @@ static surg_status ow_make(surg_sink *sink, const char *out_path, const stw_outp
     buf_init(&z->ckpt);
     buf_init(&z->strings);
     z->max_chunk = out->chunk_bytes ? out->chunk_bytes : OW_MAX_CHUNK_BYTES;
-    const char *leaves = NULL;
-    for (size_t i = 0; i < out->n_meta && !leaves; i++)
-        if (strcmp(out->meta[i].key, MP_TREE_KEY) == 0)
-            leaves = out->meta[i].value;
+    const char *leaves = stw_meta(out, MP_TREE_KEY);
     size_t room = out->n;
     for (const char *p = leaves; p && *p; p++) /* at most one leaf per colon */
         room += *p == ':';
@@ -777,12 +771,4 @@ const stw_writer ow_writer = {
     .open = ow_open,
     .finish = ow_finish,
     .free = ow_free,
-};
-
-/* Orbax as a format of the table: written, not read (yet). */
-const fmt_reader fmt_orbax = {
-    .id = "orbax",
-    .writes = true,
-    .writer = &ow_writer,
-    .names = TN_ORBAX,
 };

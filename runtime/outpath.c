@@ -62,11 +62,13 @@ void outp_reads_free(outp_reads *r)
 }
 
 static surg_status add_id(outp_reads *r, surg_sink *sink, const struct stat *sb,
-                          const char *path)
+                          const char *path, bool tree)
 {
     for (size_t i = 0; i < r->n; i++)
-        if (r->v[i].dev == sb->st_dev && r->v[i].ino == sb->st_ino)
+        if (r->v[i].dev == sb->st_dev && r->v[i].ino == sb->st_ino) {
+            r->v[i].tree |= tree;
             return SURG_OK;
+        }
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 16;
         outp_file *v = realloc(r->v, cap * sizeof *v);
@@ -78,7 +80,7 @@ static surg_status add_id(outp_reads *r, surg_sink *sink, const struct stat *sb,
     char *copy = strdup(path);
     if (!copy)
         return dg_nomem(sink, path);
-    r->v[r->n++] = (outp_file){sb->st_dev, sb->st_ino, copy};
+    r->v[r->n++] = (outp_file){sb->st_dev, sb->st_ino, copy, tree};
     return SURG_OK;
 }
 
@@ -87,7 +89,7 @@ surg_status outp_reads_add(outp_reads *r, surg_sink *sink, const char *path)
     struct stat sb;
     if (!path || stat(path, &sb) != 0)
         return SURG_OK;
-    return add_id(r, sink, &sb, path);
+    return add_id(r, sink, &sb, path, false);
 }
 
 surg_status outp_reads_add_ckpt(outp_reads *r, surg_sink *sink, const surg_ckpt *ck)
@@ -102,7 +104,11 @@ surg_status outp_reads_add_ckpt(outp_reads *r, surg_sink *sink, const surg_ckpt 
     for (size_t i = 0; !st && (part = surg_ckpt_part_at(ck, i, &prefix)) != NULL; i++) {
         struct stat sb;
         if (stat(part->path, &sb) == 0 && !S_ISDIR(sb.st_mode))
-            st = add_id(r, sink, &sb, part->path);
+            st = add_id(r, sink, &sb, part->path, false);
+        for (size_t k = 0; !st && k < part->n_reads; k++)
+            if (stat(part->reads[k].path, &sb) == 0)
+                st = add_id(r, sink, &sb, part->reads[k].path,
+                            part->reads[k].tree && S_ISDIR(sb.st_mode));
     }
     /* The files its tensors are in (not the scratch files surg made). */
     for (size_t i = 0; !st && i < ck->n_files; i++) {
@@ -111,9 +117,47 @@ surg_status outp_reads_add_ckpt(outp_reads *r, surg_sink *sink, const surg_ckpt 
         if (f->scratch)
             continue;
         if (f->fd >= 0 ? fstat(f->fd, &sb) == 0 : stat(f->path, &sb) == 0)
-            st = add_id(r, sink, &sb, f->path);
+            st = add_id(r, sink, &sb, f->path, false);
     }
     return st;
+}
+
+/* The directory marked `tree` that holds `path` (at any depth), or that
+ * it is: its directory's real path, and each directory above that. */
+static const outp_file *inside_tree(const outp_reads *r, const char *path)
+{
+    bool any = false;
+    for (size_t i = 0; i < r->n && !any; i++)
+        any = r->v[i].tree;
+    /* The nearest directory above it that exists (a sharded output's
+     * directory may be made yet). */
+    char *dir = any ? dir_name(path) : NULL, *real = NULL;
+    while (dir && !(real = realpath(dir, NULL)) && strcmp(dir, ".") != 0 &&
+           strcmp(dir, "/") != 0) {
+        char *up = dir_name(dir);
+        free(dir);
+        dir = up;
+    }
+    free(dir);
+    const outp_file *found = NULL;
+    struct stat sb;
+    if (real && lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        for (size_t i = 0; i < r->n && !found; i++)
+            if (r->v[i].tree && r->v[i].dev == sb.st_dev && r->v[i].ino == sb.st_ino)
+                found = &r->v[i];
+    for (size_t len = real ? strlen(real) : 0; real && !found && len;) {
+        real[len] = '\0';
+        if (stat(*real ? real : "/", &sb) == 0)
+            for (size_t i = 0; i < r->n && !found; i++)
+                if (r->v[i].tree && r->v[i].dev == sb.st_dev && r->v[i].ino == sb.st_ino)
+                    found = &r->v[i];
+        while (len && real[len - 1] != '/')
+            len--;
+        if (len)
+            len--; /* the slash: "/a/b" -> "/a" -> "" (the root) */
+    }
+    free(real);
+    return found;
 }
 
 const outp_file *outp_reads_find(const outp_reads *r, const char *path)
@@ -124,7 +168,7 @@ const outp_file *outp_reads_find(const outp_reads *r, const char *path)
         if ((h && r->v[i].dev == here.st_dev && r->v[i].ino == here.st_ino) ||
             (t && r->v[i].dev == there.st_dev && r->v[i].ino == there.st_ino))
             return &r->v[i];
-    return NULL;
+    return r ? inside_tree(r, path) : NULL;
 }
 
 /* ---- what a name asks for -------------------------------------------- */
@@ -430,6 +474,14 @@ static const char *node_kind(mode_t m)
 static surg_status check_name(surg_sink *sink, const char *path, const outp_reads *reads)
 {
     struct stat sb;
+    const outp_file *tree = reads ? inside_tree(reads, path) : NULL;
+    if (tree) {
+        dg_file(sink, SURG_ERROR, "run-overwrite", path,
+                "the output would go inside %s, a checkpoint directory this run reads; "
+                "write it elsewhere",
+                tree->path);
+        return SURG_EUSAGE;
+    }
     if (lstat(path, &sb) != 0)
         return errno == ENOENT ? SURG_OK
                                : dg_errno(sink, path, "cannot look at the output", errno);

@@ -29,11 +29,14 @@ typedef enum outp_kind {
     OUTP_DIR,     /* a directory written whole by its format's writer (Orbax) */
 } outp_kind;
 
-/* The files a run reads, by device and inode (spellings do not matter). */
+/* The files a run reads, by device and inode (spellings do not matter);
+ * a directory marked `tree` is one whose every file the run may read (an
+ * Orbax checkpoint): nothing may be written inside it. */
 typedef struct outp_file {
     dev_t dev;
     ino_t ino;
     char *path;
+    bool tree;
 } outp_file;
 
 typedef struct outp_reads {
@@ -46,9 +49,11 @@ void outp_reads_free(outp_reads *r);
  * adds nothing. */
 surg_status outp_reads_add(outp_reads *r, surg_sink *sink, const char *path);
 /* Add every file a checkpoint was read from: its index or schema, its
- * shards, the file a directory resolved to, each part's. */
+ * shards, the file a directory resolved to, each part's; and the
+ * directories it reads every file of (an Orbax checkpoint's). */
 surg_status outp_reads_add_ckpt(outp_reads *r, surg_sink *sink, const surg_ckpt *ck);
 /* The file of `reads` that `path` is (as it stands, or where it leads), or
+ * the directory of `reads` marked `tree` that it is or is inside, or
  * NULL. */
 const outp_file *outp_reads_find(const outp_reads *r, const char *path);
 

@@ -35,6 +35,10 @@ typedef struct pl_tensor {
     uint32_t passes;  /* PL_COMPUTE: passes over its inputs (reductions first) */
     uint64_t read;    /* input bytes brought into memory, over all passes */
     uint64_t work;    /* working memory for one thread doing it */
+    uint64_t held;    /* PL_COMPUTE: values held whole while it is made (a
+                         matmul's right operand, a reduction over an axis) */
+    uint32_t n_held;  /* how many */
+    const char *held_how; /* for people: the biggest of them */
     const char *how;  /* for people: "copy of ...", "normal(0, 0.02)", ... */
 } pl_tensor;
 
@@ -84,6 +88,13 @@ typedef struct pl_records {
     const cg_lora *lora;         /* a list, in recipe order */
     const pl_path *paths;        /* in the input's order, new places kept */
     size_t n_paths;
+    /* The recipe's `meta` statements: each key set (to its value) or
+     * dropped (value NULL), sorted by key; every output's metadata gets
+     * them, over its input's. */
+    const surg_meta_entry *edits;
+    size_t n_edits;
+    const char *const *files;    /* the JSON files the recipe read (no output may replace one) */
+    size_t n_files;
 } pl_records;
 
 struct surg_plan {
@@ -119,9 +130,14 @@ bool pl_records_json(const pl_records *r, const char *prefix, bool ties, arena *
 
 /* The metadata of the output holding the tensors under `prefix` ("" for
  * all): the input's (that of the part mounted under `prefix`, if any), with
- * the tied names, the LoRA records and the path-keyed entries of those
- * tensors, the prefix taken off, sorted by key (the writer adds "format" when absent). */
+ * the recipe's edits, the tied names, the LoRA records and the path-keyed
+ * entries of those tensors, the prefix taken off, sorted by key (the
+ * writer adds "format" when absent, unless pl_drops_format). */
 surg_status pl_metadata(const surg_plan *pl, const char *prefix, arena *ar,
                         surg_meta_entry **out, size_t *n);
+
+/* Whether the recipe dropped "format", which a safetensors writer
+ * otherwise adds. */
+bool pl_drops_format(const pl_records *r);
 
 #endif

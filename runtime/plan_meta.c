@@ -84,6 +84,29 @@ static bool paths_json(const pl_records *r, const char *key, const char *prefix,
     return ok;
 }
 
+/* The recipe's edit of `key`, or NULL. */
+static const surg_meta_entry *edit_of(const pl_records *r, const char *key)
+{
+    size_t lo = 0, hi = r->n_edits;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->edits[mid].key, key);
+        if (c == 0)
+            return &r->edits[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+bool pl_drops_format(const pl_records *r)
+{
+    const surg_meta_entry *e = edit_of(r, "format");
+    return e && !e->value;
+}
+
 /* Whether the path-keyed entry `key` came before entry i of r->paths. */
 static bool key_seen(const pl_records *r, size_t i, const char *key)
 {
@@ -98,7 +121,7 @@ surg_status pl_metadata(const surg_plan *pl, const char *prefix, arena *ar,
 {
     const surg_ckpt *from = surg_ckpt_mounted(pl->input, prefix); /* its own file's metadata */
     size_t in = surg_ckpt_meta_count(from);
-    surg_meta_entry *m = ar_array(ar, in + 3 + pl->rec.n_paths, sizeof *m);
+    surg_meta_entry *m = ar_array(ar, in + 3 + pl->rec.n_paths + pl->rec.n_edits, sizeof *m);
     if (!m)
         return SURG_ENOMEM;
     char *ties, *lora;
@@ -113,9 +136,12 @@ surg_status pl_metadata(const surg_plan *pl, const char *prefix, arena *ar,
          * recipe said. */
         bool ours = strcmp(e->key, "surg.ties") == 0 || strcmp(e->key, "surg.lora") == 0 ||
                     fmt_paths_meta(e->key);
-        if (!ours)
+        if (!ours && !edit_of(&pl->rec, e->key)) /* an edited key is the recipe's */
             m[k++] = *e;
     }
+    for (size_t i = 0; i < pl->rec.n_edits; i++)
+        if (pl->rec.edits[i].value)
+            m[k++] = pl->rec.edits[i];
     /* The path-keyed entries were read back as paths too: each is written
      * anew from them, once per key. */
     for (size_t i = 0; i < pl->rec.n_paths; i++) {

@@ -56,7 +56,7 @@ static void sort_idx(const stw_output *out, size_t *idx, size_t n,
 }
 
 /* The metadata, sorted, with what the writer adds where sorting puts it:
- * "format": "pt" unless given, and the mark of a sharded output's files
+ * "format": "pt" unless given (or dropped by the recipe), and the mark of a sharded output's files
  * (outpath.h), which no other output carries, whatever its input said. */
 static void put_meta(buf *b, const stw_output *out)
 {
@@ -65,7 +65,7 @@ static void put_meta(buf *b, const stw_output *out)
         has_format |= strcmp(out->meta[i].key, "format") == 0;
     surg_meta_entry added[2];
     size_t n_added = 0;
-    if (!has_format)
+    if (!has_format && !out->no_format)
         added[n_added++] = (surg_meta_entry){"format", "pt"};
     if (out->max_shard_size)
         added[n_added++] = (surg_meta_entry){OUTP_MARK_KEY, OUTP_MARK_VALUE};
@@ -318,6 +318,14 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
         st = lay->writer ? lay->writer->make(sink, out_path, out, lay)
                          : layout_files(sink, out_path, lay);
     return st ? st : outp_check_layout(sink, out_path, lay, out->reads);
+}
+
+const char *stw_meta(const stw_output *out, const char *key)
+{
+    for (size_t i = 0; i < out->n_meta; i++)
+        if (strcmp(out->meta[i].key, key) == 0)
+            return out->meta[i].value;
+    return NULL;
 }
 
 void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,

@@ -19,6 +19,7 @@ typedef struct stw_output {
     size_t n;
     const surg_meta_entry *meta; /* sorted by key; "format" added if absent */
     size_t n_meta;
+    bool no_format;              /* ...unless the recipe dropped it */
     uint64_t max_shard_size; /* 0: one file */
     stw_emit_fn emit;
     void *ctx;
@@ -120,6 +121,8 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
  * lay->files[0] named out_path, with room for every tensor in its idx and
  * an empty header. */
 surg_status stw_one_file(stw_layout *lay, surg_sink *sink, const char *out_path);
+/* The value of the output's metadata `key`, or NULL. */
+const char *stw_meta(const stw_output *out, const char *key);
 /* A warning (`code`) naming the metadata a format without it drops: "WHAT:
  * the metadata "k", ... is not written", unless it is only the format tag,
  * the ties (written as arrays), a shard's mark or `kept` (NULL: none), which

@@ -152,7 +152,7 @@ typedef enum surg_ckpt_kind {
     SURG_CKPT_NPY,         /* one NumPy .npy array */
     SURG_CKPT_TORCH,       /* a torch.save file (.pt, .pth, .bin) */
     SURG_CKPT_MSGPACK,     /* a Flax msgpack file (flax.serialization) */
-    SURG_CKPT_ORBAX,       /* an Orbax PyTree checkpoint directory */
+    SURG_CKPT_ORBAX,       /* a directory Orbax wrote (its items, OCDBT or zarr arrays) */
 } surg_ckpt_kind;
 
 typedef struct surg_ckpt surg_ckpt;
@@ -170,7 +170,12 @@ typedef struct surg_ckpt surg_ckpt;
 surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
 /* The same, with the format of a file whose name says nothing (and whose
  * content is not recognized): "safetensors", "npz", "npy", "torch",
- * "msgpack" or "schema"; NULL: none. A name that says is followed. */
+ * "msgpack" or "schema"; NULL: none. A name that says is followed.
+ * "orbax" opens a directory as an Orbax checkpoint, as one that Orbax's
+ * files mark opens anyway: a PyTree item (`_METADATA`, its arrays in OCDBT
+ * or zarr directories, or an aggregate `checkpoint` file), or a step whose
+ * items are such directories, each item's name the first segment of its
+ * tensors' names (docs/formats.md). */
 surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *sink,
                               surg_ckpt **out);
 /* The format a path's name says ("safetensors", "msgpack", ...: what

@@ -10,7 +10,8 @@
  * tied names are not stored and point at stored tensors; its op graph is
  * dumped and it is checked against the input as a target. No name is empty
  * or "__metadata__"; compiled for an .npz output, none is longer than an
- * .npz holds. */
+ * .npz holds. The schema's metadata has a msgpack.tree of values, and a JSON
+ * file beside the recipe, for the meta statements. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,7 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char schema_text[] =
     "{\n"
-    "  \"__metadata__\": {\"format\": \"flax\",\n"
+    "  \"__metadata__\": {\"format\": \"flax\", \"author\": \"fuzz\",\n"
+    "    \"msgpack.tree\": \"{\\\"step\\\": \\\"cd03e8\\\", \\\"lr\\\": \\\"cb3f50624dd2f1a9fc\\\", "
+    "\\\"o/count\\\": \\\"\\\", \\\"name\\\": \\\"a3616263\\\"}\",\n"
     "    \"surg.ties\": \"{\\\"model.head.weight\\\": \\\"model.embed_tokens.weight\\\"}\",\n"
     "    \"surg.lora\": \"[{\\\"r\\\": 2, \\\"lora_alpha\\\": 2, \\\"style\\\": \\\"peft\\\", "
     "\\\"target\\\": \\\"model.layers.0.self_attn.q_proj.weight\\\", "
@@ -64,12 +67,19 @@ static const char schema_text[] =
     "  \"t/v\": {\"dtype\": \"F32\", \"shape\": [2, 3]}\n"
     "}\n";
 
+static const char cfg_text[] =
+    "{\"r\": 16, \"lora_alpha\": 32, \"target_modules\": [\"q_proj\", \"v_proj\"],\n"
+    " \"use_rslora\": false, \"rank_pattern\": {\"a.b\": 8}, \"peft_type\": \"LORA\",\n"
+    " \"none\": null, \"nested\": [[1, 2], {\"k\": \"v\"}]}\n";
+
 static surg_ckpt *schema(void)
 {
     static surg_ckpt *ck;
     if (!ck) {
         const char *path = fz_path(0, "model.json");
         fz_write(path, schema_text, sizeof schema_text - 1);
+        /* what `meta ... = json("cfg.json", ...)` reads beside the recipe */
+        fz_write(fz_path(1, "cfg.json"), cfg_text, sizeof cfg_text - 1);
         if (surg_ckpt_open(path, NULL, &ck) != SURG_OK)
             fz_fail("the harness's schema does not open", path);
     }
@@ -131,7 +141,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t total = 0;
     surg_sink sink = fz_sink(&total);
     surg_recipe *r = NULL;
-    if (surg_recipe_parse("fuzz.surg", (const char *)data, size, &sink, &r) != SURG_OK) {
+    /* in the harness's directory: json("cfg.json") reads the file there */
+    if (surg_recipe_parse(fz_path(2, "fuzz.surg"), (const char *)data, size, &sink, &r) !=
+        SURG_OK) {
         if (r || sink.errors == 0)
             fz_fail("a refused recipe gave a tree or no error", NULL);
         return 0;

@@ -437,6 +437,48 @@ class TestMlpRename(ExampleCase):
 # 3. Flax NNX guide: partial initialization, a LoRA adapter on linear1
 # =============================================================================
 
+class TestOrbaxMlpRename(ExampleCase):
+    """Scenario 2 on the checkpoint Orbax writes: a directory of zarr
+    arrays with _METADATA (make_orbax_mlp_checkpoint.py), renamed by the same
+    recipe into a safetensors file, checked by verify_orbax_mlp_rename.py."""
+
+    NOTE = ('note: 1 value is not an array (strings, numbers, None, empty containers), so '
+            'not a tensor: "opt_state/1"; kept in the metadata "msgpack.tree" for a '
+            '.msgpack output\n')
+
+    def test_rename(self):
+        inp = self.make("make_orbax_mlp_checkpoint.py", "mlp_orbax")
+        code, out, err = self.surg("schema", inp, "--json")
+        self.assertEqual((code, err), (0, inp + ": " + self.NOTE))
+        got = json.loads(out)
+        tree = json.loads(got.pop("__metadata__")["msgpack.tree"])
+        self.assertEqual(tree, dict({name: "" for name in sorted(TestMlpRename.OLD)},
+                                    **{"opt_state/1": "80"}))
+        self.assertEqual(got, TestMlpRename.OLD)
+        target = self.example(os.path.join("mlp", "modified_two_layer_mlp.json"))
+        code, out, err = self.surg("check", self.example("mlp_rename.surg"), "--from", inp,
+                                   "--to", target)
+        self.assertEqual((code, err), (0, inp + ": " + self.NOTE))
+        self.assertIn("ok: 13 tensors in, 13 out, matching the target", out)
+        before = runutil.sha256(inp)
+        o = self.path("modified.safetensors")
+        code, _, err = self.surg("run", self.example("mlp_rename.surg"), inp, o, "--to", target)
+        self.assertEqual((code, err), (0, inp + ": " + self.NOTE))
+        self.assertEqual(runutil.sha256(inp), before, "the input changed")
+        self.assertEqual(runutil.temporaries(self.tmp), [], "temporary files left")
+        r = subprocess.run([sys.executable, self.example("verify_orbax_mlp_rename.py"), inp, o],
+                           capture_output=True, timeout=300)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, b"", b""))
+        # and the independent check is no rubber stamp: the unrenamed input fails it
+        same = self.path("same.safetensors")
+        empty = self.path("empty.surg")
+        open(empty, "w").close()
+        self.assertEqual(self.surg("run", empty, inp, same)[0], 0)
+        r = subprocess.run([sys.executable, self.example("verify_orbax_mlp_rename.py"), inp, same],
+                           capture_output=True, timeout=300)
+        self.assertEqual(r.returncode, 1)
+
+
 class TestSplitFiles(ExampleCase):
     """Scenario 7: the rename of scenario 2 on parameters and optimizer state
     kept in two files: each output holds exactly what the combined run puts

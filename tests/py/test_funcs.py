@@ -2,8 +2,10 @@
 comparisons, where, sin cos acos pow minimum maximum, slice pad repeat
 concat, topk_mask and bernoulli -- through `surg run`, every value against
 NumPy (inputs written and outputs read with stnp), NaN and infinity
-included; the same bytes on 1 and 3 threads; and SLERP, TIES and DARE
-written in the language against their definitions (mergekit's) in NumPy.
+included; the same bytes on 1 and 3 threads; SLERP, TIES and DARE written
+in the language against their definitions (mergekit's) in NumPy; and the
+functions with NumPy's broadcasting and the reductions over an axis (where
+above a row's mean, vocabularies grown by rows of the mean).
 
   * comparisons and where, minimum, maximum, the layout functions: exact.
   * sin cos acos pow: computed in double with the C library and rounded to
@@ -390,6 +392,135 @@ class TestSlerp(Case):
         theta = np.arccos(d)
         want = np.sin((1 - t) * theta) / np.sin(theta) * a + np.sin(t * theta) / np.sin(theta) * b
         np.testing.assert_allclose(got["a/w"], want, rtol=2e-5, atol=2e-6)
+
+
+class TestBroadcast(Case):
+    """The functions with NumPy's broadcasting and the reductions over an
+    axis: comparisons, where, minimum, maximum and pow between tensors of
+    different shapes, and vocabularies grown by rows of the mean."""
+
+    def test_where_above_row_mean(self):
+        """Rows of 8 quarters: every row mean is exact, and some values equal
+        it (> is strict there)."""
+        rng = np.random.default_rng(20)
+        x = rng.integers(-8, 9, (6, 8)).astype(F) * F(0.25)
+        x[0] = 1  # every value is the mean
+        x[1, :4], x[1, 4:] = 2, 0  # mean 1, no value equal to it
+        got = self.run_recipe('map "x" = where(x > mean(x, axis=1, keepdims=true), x, 0.0)\n'
+                              'map "y" = where(x <= mean(x, 1, true), mean(x, axis=0), x)',
+                              {"x": ("F32", x), "y": ("F32", x)})
+        m = x.astype(D).mean(axis=1, keepdims=True).astype(F)
+        self.assertSame(got["x"], np.where(x > m, x, F(0)))
+        self.assertSame(got["y"], np.where(x <= m, x.astype(D).mean(axis=0).astype(F), x))
+
+    def test_where_random_rows(self):
+        """Random rows, the mean within an ulp of NumPy's in double: no value
+        is that close to its row's mean here, so the choice is exact."""
+        rng = np.random.default_rng(21)
+        x = rng.standard_normal((40, 33)).astype(F)
+        m = x.astype(D).mean(axis=1, keepdims=True)
+        self.assertGreater(float(np.min(np.abs(x - m))), 1e-5)
+        got = self.run_recipe('map "x" = where(x > mean(x, axis=1, keepdims=true), x, 0.0)',
+                              {"x": ("F32", x)})
+        self.assertSame(got["x"], np.where(x > m.astype(F), x, F(0)))
+
+    def test_three_way_where_and_comparisons(self):
+        rng = np.random.default_rng(22)
+        c = rng.standard_normal((3, 1, 4)).astype(F)
+        a = rng.standard_normal((5, 1)).astype(F)
+        b = np.arange(4, dtype=np.int32) - 2
+        got = self.run_recipe(
+            'fill "w" : f32[1] = 0; fill "lt" : bool[1] = 0; fill "ne" : bool[1] = 0\n'
+            'map "w" = where(tensor("c") > 0, tensor("a"), tensor("b"))\n'
+            'map "lt" = tensor("a") < tensor("b")\n'
+            'map "ne" = tensor("c") != reshape(tensor("a"), 1, 5, 1)',
+            {"c": ("F32", c), "a": ("F32", a), "b": ("I32", b)})
+        self.assertEqual(got["w"].shape, (3, 5, 4))
+        self.assertSame(got["w"], np.where(c > 0, a, b.astype(F)).astype(F))
+        self.assertSame(got["lt"], a < b.astype(F))
+        self.assertSame(got["ne"], c != a.reshape(1, 5, 1))
+
+    def test_minimum_maximum_pow(self):
+        x = specials_and_random(48, 24).reshape(6, 8)
+        row = specials_and_random(20, 25)[4:12]  # [8]: NaN and infinities among them
+        col = np.linspace(-2, 2, 6).astype(F).reshape(6, 1)
+        got = self.run_recipe(
+            'map "lo" = minimum(x, tensor("row"))\n'
+            'map "hi" = maximum(tensor("row"), x)\n'
+            'map "p" = pow(abs(x), tensor("col"))\n'
+            'fill "outer" : f32[1] = 0\n'
+            'map "outer" = maximum(tensor("col"), tensor("row"))',
+            {"lo": ("F32", x), "hi": ("F32", x), "p": ("F32", x), "row": ("F32", row),
+             "col": ("F32", col)})
+        self.assertSame(got["lo"], np.minimum(x, row))
+        self.assertSame(got["hi"], np.maximum(row, x))
+        self.assertSame(got["outer"], np.maximum(col, row))
+        with np.errstate(all="ignore"):
+            want = np.power(np.abs(x).astype(D), col.astype(D)).astype(F)
+        self.assertUlpsF32(got["p"], want, 1, "pow broadcast")
+
+    def test_embedding_grown_by_mean_rows(self):
+        """resize_token_embeddings' mean resizing (its noise left out): N new
+        rows, each the mean of the existing rows, for the embedding and the
+        output head; by concat and repeat, and by pad with broadcasting."""
+        rng = np.random.default_rng(26)
+        n, d, grow = 50, 24, 6
+        emb = rng.standard_normal((n, d)).astype(F)
+        head = rng.standard_normal((n, d)).astype(F)
+        got = self.run_recipe(
+            'map "embed" = concat(x, repeat(mean(x, axis=0, keepdims=true), %d, 0), 0)\n'
+            'map "head" = pad(x, 0, 0, %d) + pad(zeros_like(x), 0, 0, %d, 1)'
+            ' * mean(x, axis=0, keepdims=true)' % (grow, grow, grow),
+            {"embed": ("F32", emb), "head": ("F32", head)})
+        for name, w in (("embed", emb), ("head", head)):
+            g = got[name]
+            self.assertEqual(g.shape, (n + grow, d), name)
+            self.assertSame(g[:n], w, name + ": the existing rows")
+            want = np.repeat(w.astype(D).mean(axis=0, keepdims=True), grow, 0).astype(F)
+            self.assertUlpsF32(g[n:], want, 1, name + ": the new rows")
+            self.assertSame(g[n:], np.repeat(g[n:n + 1], grow, 0), name + ": rows alike")
+
+    def test_masks_over_held_values(self):
+        """topk_mask of an expression with a reduction over an axis or a
+        matmul below it, a reduction over an axis of a mask: the passes in
+        order, the same bytes on 1 and 3 threads."""
+        rng = np.random.default_rng(27)
+        x = rng.standard_normal((300, 40)).astype(F)
+        b = rng.standard_normal((300, 4)).astype(F)
+        a = rng.standard_normal((4, 40)).astype(F)
+        text = ('map "t" = where(topk_mask(x - mean(x, axis=0, keepdims=true), 0.3), x, 0)\n'
+                'map "u" = where(topk_mask(tensor("B") @ tensor("A"), 0.1), 1.0, x)\n'
+                'map "s" = sum(cast(topk_mask(x, 0.5), f32), axis=1, keepdims=true) + 0 * x')
+        t = {"t": ("F32", x), "u": ("F32", x), "s": ("F32", x), "B": ("F32", b),
+             "A": ("F32", a)}
+        one = self.run_recipe(text, t, "--threads", "1", out="one.safetensors")
+        three = self.run_recipe(text, t, "--threads", "3", out="three.safetensors")
+        for k in one:
+            self.assertSame(one[k], three[k], k + ": 1 and 3 threads")
+        centered = x - x.astype(D).mean(axis=0, keepdims=True).astype(F)
+        self.assertSame(one["t"], np.where(topk_reference(centered, 0.3), x, F(0)))
+        # the product: each element a sum in double, rounded once to f32
+        prod = (b.astype(D) @ a.astype(D)).astype(F)
+        self.assertSame(one["u"], np.where(topk_reference(prod, 0.1), F(1), x))
+        half = topk_reference(x, 0.5).sum(axis=1, keepdims=True).astype(F)
+        self.assertSame(one["s"], np.broadcast_to(half, x.shape).astype(F))
+
+    def test_plan_counts_the_passes(self):
+        rng = np.random.default_rng(28)
+        inp = self.path("in.safetensors")
+        stnp.save(inp, {"x": ("F32", rng.standard_normal((64, 8)).astype(F))})
+        r = self.path("r.surg")
+        with open(r, "w", encoding="utf-8") as f:
+            f.write('map "x" = where(topk_mask(x - mean(x, axis=1, keepdims=true), 0.5), x, 0)\n')
+        rc, out, err = runutil.run_surg(ARGS.surg, "plan", r, "--from", inp, "--threads", "1")
+        self.assertEqual((rc, err), (0, ""))
+        # the row means; two radix passes over the f32 keys, which read x
+        # again; then the kernel
+        self.assertIn("4 passes: where(topk_mask((x - mean(x, axis=1, keepdims=true)), "
+                      "256 of 512), x, 0)", out)
+        self.assertIn("holds 512 B: f32[64, 1] mean(x, axis=1, keepdims=true), "
+                      "a reduction over an axis", out)
+        self.assertRegex(out, r"read +8\.0 KiB")
 
 
 def main():

@@ -104,6 +104,18 @@ class Golden(unittest.TestCase):
                 self.assertEqual(out, "")
                 expect_file(self, rel[:-5] + ".err", err)
 
+    def test_check_meta(self):
+        """meta statements: every error of a metadata value, key or pattern,
+        against a schema with metadata and values a msgpack input kept."""
+        cases = recipes("check/meta")
+        self.assertGreaterEqual(len(cases), 18)
+        for rel in cases:
+            with self.subTest(rel):
+                rc, out, err = surg("check", rel, "--from", "check/meta/meta.json")
+                self.assertEqual(rc, 1, f"{rel} should be rejected")
+                self.assertEqual(out, "")
+                expect_file(self, rel[:-5] + ".err", err)
+
     def test_check_target(self):
         """--to: every missing, unexpected and mismatched tensor, in name order."""
         rc, out, err = surg("check", "check/target.surg", "--from", "check/model.json",

@@ -280,18 +280,50 @@ static void test_map(void **state)
     r = ok("map \"mask\" = cast(x, f32)\n");
     TYPE(r, "mask", "f32[4]");
     done(&r);
+    /* matmul: 2-D, batched and broadcast, 1-D as NumPy; dtypes promote */
+    r = ok("map \"layers_1/w\" = tensor(\"opt/mu/Dense_1/kernel\") @ reshape(tensor(\"stacked\"), 3, 10, 1)\n"
+           "map \"layers_2/w\" = reshape(x, 2, 1, 4, 2) @ transpose(tensor(\"attn/q\")) @ tensor(\"attn/k\")\n"
+           "map \"attn/q\" = tensor(\"attn/k\") @ transpose(tensor(\"attn/k\"))\n"
+           "map \"stacked\" = matmul(x, transpose(x, 0, 2, 1))\n"
+           "map \"attn/v\" = reshape(x, 4) @ tensor(\"layers_10/w\")\n"
+           "map \"fc.bias\" = tensor(\"qkv\") @ reshape(tensor(\"qkv\"), 12, 8)\n");
+    TYPE(r, "attn/q", "f32[4, 4]");
+    TYPE(r, "stacked", "f32[3, 2, 2]");
+    TYPE(r, "attn/v", "f32[4]");
+    TYPE(r, "layers_1/w", "f32[3, 256, 1]");
+    TYPE(r, "layers_2/w", "f32[2, 1, 4, 3]");
+    TYPE(r, "fc.bias", "f16[8, 8]");
+    done(&r);
+    /* broadcasting and reductions over an axis */
+    r = ok("map \"attn/q\" = tensor(\"attn/v\") + tensor(\"params/Dense_1/bias\")\n"
+           "map \"attn/k\" = x / norm(x, axis=1, keepdims=true)\n"
+           "map \"stacked\" = sum(x, axis=-1)\n"
+           "map \"layers_1/w\" = mean(x, 0, true)\n"
+           "map \"layers_2/w\" = max(x, keepdims=true)\n");
+    TYPE(r, "attn/q", "f32[4, 10]");
+    TYPE(r, "attn/k", "f32[4, 3]");
+    TYPE(r, "stacked", "f32[3, 2]");
+    TYPE(r, "layers_1/w", "f32[1, 4]");
+    TYPE(r, "layers_2/w", "f32[1, 1]");
+    done(&r);
 }
 
 static void test_map_errors(void **state)
 {
     (void)state;
-    bad("map \"attn/q\" = x + tensor(\"attn/k\")\n", "tensor", "the shapes must match");
+    bad("map \"attn/q\" = x + tensor(\"attn/k\")\n", "shape", "do not broadcast");
     bad("map \"attn/q\" = x + tensor(\"attn/zz\")\n", "tensor", "does not exist");
     bad("map \"attn/q\" = reshape(x, 3, -1)\n", "reshape", "cannot reshape f32[4, 2]");
     bad("map \"attn/q\" = reshape(x, -1, -1)\n", "reshape", "-1 once");
     bad("map \"stacked\" = transpose(x, 0, 0, 1)\n", "transpose", "permutation");
     bad("map \"stacked\" = transpose(x, 1, 0)\n", "transpose", "needs 3 axes");
-    bad("map \"attn/q\" = x + transpose(x)\n", "shape", "only a scalar broadcasts");
+    bad("map \"attn/q\" = x + transpose(x)\n", "shape", "axis 1 of the first is 2");
+    bad("map \"attn/q\" = x @ x\n", "matmul", "axis 1 of the first is 2 but axis 0");
+    bad("map \"attn/q\" = x / norm(x, axis=-3)\n", "axis", "axis -3 is out of range");
+    bad("map \"attn/q\" = sum(x, 0, 1)\n", "call-args", "keepdims is true or false");
+    bad("map \"attn/q\" = sum(x, axis=0, axis=1)\n", "call-args", "axis is given twice");
+    bad("map \"attn/q\" = sum(axis=0)\n", "call-args", "sum takes a tensor");
+    bad("map \"mask\" = x @ x\n", "dtype-compute", "bool");
     bad("map \"attn/q\" = cast(x, f33)\n", "cast-dtype", "a dtype");
     bad("map \"attn/q\" = cast(x, f8e8m0)\n", "dtype-compute", "cannot cast to");
     bad("map \"scales\" = x * 2\n", "dtype-compute", "cannot compute");
@@ -300,7 +332,8 @@ static void test_map_errors(void **state)
     bad("map \"attn/q\" = nrm(x)\n", "unknown-function", "unknown function 'nrm'");
     bad("map \"attn/q\" = he_uniform(x)\n", "unknown-function", "he_uniform");
     bad("map \"attn/q\" = 2\n", "map-constant", "plain number");
-    bad("map \"attn/q\" = norm(x, 2)\n", "call-args", "takes 1 argument");
+    bad("map \"attn/q\" = norm(x, 2)\n", "axis", "axis 2 is out of range");
+    bad("map \"attn/q\" = norm(x, 0, true, 1)\n", "call-args", "at most 3 arguments");
     bad("map \"attn/q\" = abs(e=x)\n", "call-args", "no named arguments");
     bad("map \"attn/q\" = full_like(x, x)\n", "full-like", "scalar");
     bad("map \"attn/q\" = \"x\"\n", "string", "tensor(");
