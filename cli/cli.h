@@ -39,10 +39,17 @@ typedef struct recipe_args {
     /* --out-format: of every output (run); else --format, when it names a
      * format for an output whose name says none (out_format_soft) */
     const char *out_format;
-    /* --params P and --state S instead of one input: mounted under
-     * "params/" and "opt_state/"; for run, one output each (OUT_P OUT_S). */
-    surg_ckpt_part parts[2], outs[2];
-    size_t n_parts, n_outs;
+    /* Named inputs instead of one: --in NAME=PATH, mounted under "NAME/",
+     * in the order given (the names are copies: recipe_args_free). With
+     * --params P and --state S they are the inputs "params" and
+     * "opt_state", and `split` is set: each has an output of its own. */
+    surg_input *ins;
+    size_t n_ins;
+    bool split;
+    /* The outputs of a split run (OUT_P OUT_S after --params/--state), each
+     * under its input's prefix; for check and plan their paths are NULL. */
+    surg_ckpt_part outs[2];
+    size_t n_outs;
     unsigned threads;
     uint64_t max_shard_size;
     bool graph, json;
@@ -51,9 +58,11 @@ typedef struct recipe_args {
     bool positional_io; /* RECIPE IN OUT, not --from */
 } recipe_args;
 
-/* Parse them (a->allow_* set first); -1 to go on, else the exit code. */
+/* Parse them (a->allow_* set first); -1 to go on, else the exit code.
+ * Either way recipe_args_free(a) afterwards. */
 int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
                       recipe_args *a);
+void recipe_args_free(recipe_args *a);
 
 /* A recipe compiled against its input, checked against its target, and
  * (for plan and run) planned. */

@@ -6,6 +6,7 @@
 
 static const char help[] =
     "usage: surg plan RECIPE --from CKPT|SCHEMA [--to TARGET] [--json] [--threads N]\n"
+    "       surg plan RECIPE --in NAME=CKPT|SCHEMA [--in NAME=...] [...]\n"
     "       surg plan RECIPE --params P --state S [...]   (see surg run --help)\n"
     "\n"
     "Compile a recipe (headers only) and print, for every output tensor, where\n"
@@ -14,19 +15,23 @@ static const char help[] =
     "kernel (with its passes over the data); then the bytes read, copied,\n"
     "generated, computed and written, and the peak working memory, beside what\n"
     "the naive way (load everything, apply each statement, save everything)\n"
-    "would take.\n"
+    "would take. With several inputs (--in NAME=PATH, each seen under \"NAME/\")\n"
+    "it first lists each: its file, format, tensors and bytes, and how many of\n"
+    "its tensors the result uses.\n"
     "\n"
     "  --json        print the plan as JSON\n"
     "  --threads N   plan for N threads (default: the number of cores)\n"
-    "  --format NAME the format of a CKPT or TARGET whose name does not say\n"
+    "  --format NAME the format of each CKPT or TARGET whose name does not say\n"
     "                (safetensors, npz, npy, torch, msgpack or schema)\n";
 
 int cmd_plan(int argc, char **argv, diag_printer *dp)
 {
     recipe_args a = {.allow_json = true};
     int rc = parse_recipe_args("plan", help, argc, argv, &a);
-    if (rc >= 0)
+    if (rc >= 0) {
+        recipe_args_free(&a);
         return rc;
+    }
     surg_sink sink = diag_sink(dp);
     compiled c;
     surg_status st = plan_recipe(&a, &sink, &c);
@@ -43,5 +48,6 @@ int cmd_plan(int argc, char **argv, diag_printer *dp)
     if (st == SURG_ENOMEM)
         fputs("surg plan: out of memory\n", stderr);
     compiled_free(&c);
+    recipe_args_free(&a);
     return surg_exit_code(st);
 }

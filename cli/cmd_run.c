@@ -1,4 +1,4 @@
-/* cmd_run.c: `surg run RECIPE IN OUT`: compile (every error before anything
+/* cmd_run.c: `surg run RECIPE IN OUT` (or `--in NAME=PATH ... OUT`): compile (every error before anything
  * is read), plan, and execute; with a progress bar on a terminal. */
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,7 @@
 static const char help[] =
     "usage: surg run RECIPE IN OUT [--to TARGET] [--threads N] [--max-shard-size SIZE]\n"
     "                [--format NAME] [--out-format NAME]\n"
+    "       surg run RECIPE --in NAME=PATH [--in NAME=PATH ...] OUT [options]\n"
     "       surg run RECIPE --params P --state S OUT_P OUT_S [options]\n"
     "\n"
     "Apply a recipe to the checkpoint IN and write the result to OUT. The recipe\n"
@@ -24,15 +25,25 @@ static const char help[] =
     "before anything is read: it may not be a file the run reads, nor a link,\n"
     "device, FIFO or socket, and an unknown extension is an error.\n"
     "\n"
+    "Several inputs: --in NAME=PATH mounts each under \"NAME/\" (input \"base\"'s\n"
+    "tensor \"w\" is \"base/w\"), so every statement sees them in one state:\n"
+    "  map \"a/**\" = (x + tensor(\"b/$1\")) / 2; keep \"a/**\"; rename \"a/**\" -> \"$1\"\n"
+    "OUT holds every tensor the recipe leaves, under the names it leaves, with\n"
+    "the first input's metadata. NAME is letters, digits, '_' and '-'; the\n"
+    "inputs may be of different formats. OUT may replace no input's file.\n"
+    "\n"
     "Parameters and optimizer state in separate files: --params P and --state S\n"
     "show the recipe P's tensors under \"params/\" and S's under \"opt_state/\"\n"
     "(as Flax flattens a train state, so the same recipe serves a combined\n"
     "checkpoint); OUT_P gets the tensors under \"params/\" and OUT_S those under\n"
     "\"opt_state/\", without the prefix. Both are synced before either appears.\n"
+    "(They are the inputs \"params\" and \"opt_state\": --in params=P\n"
+    "--in opt_state=S OUT writes both into one OUT.)\n"
     "\n"
+    "  --in NAME=PATH        an input, mounted under \"NAME/\" (instead of IN)\n"
     "  --to TARGET           refuse to run unless the result matches TARGET\n"
     "  --threads N           threads (default: the number of cores)\n"
-    "  --format NAME         the format of an input whose name does not say:\n"
+    "  --format NAME         the format of each input whose name does not say:\n"
     "                        safetensors, npz, npy, torch, msgpack or schema;\n"
     "                        also of OUT when its name says none either (and\n"
     "                        neither --out-format nor --max-shard-size is given)\n"
@@ -84,12 +95,16 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
 {
     recipe_args a = {.positional_io = true, .allow_shards = true};
     int rc = parse_recipe_args("run", help, argc, argv, &a);
-    if (rc >= 0)
+    if (rc >= 0) {
+        recipe_args_free(&a);
         return rc;
+    }
     for (size_t k = 0; k < (a.n_outs ? a.n_outs : 1); k++)
-        if (strcmp(a.n_outs ? a.outs[k].path : a.out, "-") == 0)
+        if (strcmp(a.n_outs ? a.outs[k].path : a.out, "-") == 0) {
+            recipe_args_free(&a);
             return usage_error("run", "an output is a file, not standard output: name one "
                                       "(./- for a file named \"-\")");
+        }
     surg_sink sink = diag_sink(dp);
     compiled c;
     surg_status st = plan_recipe(&a, &sink, &c);
@@ -114,5 +129,6 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
     if (st == SURG_ENOMEM)
         fputs("surg run: out of memory\n", stderr);
     compiled_free(&c);
+    recipe_args_free(&a);
     return surg_exit_code(st);
 }

@@ -9,6 +9,55 @@
 
 static bool is(const char *arg, const char *name) { return strcmp(arg, name) == 0; }
 
+/* --in NAME=PATH (or --params/--state, the inputs "params" and
+ * "opt_state"): the next input. -1 to go on, else the exit code. */
+static int add_input(const char *cmd, recipe_args *a, const char *opt, const char *name,
+                     const char *path)
+{
+    if (!*path)
+        return usage_error(cmd, "%s %s=: which file is the input \"%s\"?", opt, name, name);
+    if (!surg_input_name_ok(name))
+        return usage_error(cmd, "%s %s=%s: \"%s\" cannot name an input: a name is one "
+                                "segment of at most %d letters, digits, '_' and '-', not "
+                                "starting with '-'",
+                           opt, name, path, name, SURG_INPUT_NAME_MAX);
+    char *copy = strdup(name);
+    if (!copy) {
+        fputs("surg: out of memory\n", stderr);
+        return 2;
+    }
+    a->ins[a->n_ins++] = (surg_input){copy, path, NULL};
+    return -1;
+}
+
+static int by_name(const void *x, const void *y)
+{
+    return strcmp(((const surg_input *)x)->name, ((const surg_input *)y)->name);
+}
+
+/* No input name twice: sorted, the twins are neighbours. -1 or 2. */
+static int inputs_once(const char *cmd, const recipe_args *a)
+{
+    surg_input *sorted = malloc((a->n_ins ? a->n_ins : 1) * sizeof *sorted);
+    if (!sorted) {
+        fputs("surg: out of memory\n", stderr);
+        return 2;
+    }
+    memcpy(sorted, a->ins, a->n_ins * sizeof *sorted);
+    qsort(sorted, a->n_ins, sizeof *sorted, by_name);
+    int rc = -1;
+    for (size_t i = 1; i < a->n_ins && rc < 0; i++)
+        if (strcmp(sorted[i - 1].name, sorted[i].name) == 0)
+            rc = usage_error(cmd, a->split ? "--%s is given twice"
+                                           : "the input name \"%s\" is given twice",
+                             is(sorted[i].name, "params") || !a->split ? sorted[i].name
+                                                                       : "state");
+    free(sorted);
+    return rc;
+}
+
+static const char *const split_prefix[] = {"params/", "opt_state/"};
+
 int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
                       recipe_args *a)
 {
@@ -16,20 +65,42 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
     *a = (recipe_args){.allow_graph = allowed.allow_graph, .allow_json = allowed.allow_json,
                        .allow_shards = allowed.allow_shards,
                        .positional_io = allowed.positional_io};
+    a->ins = calloc((size_t)(argc > 0 ? argc : 1), sizeof *a->ins); /* at most one per word */
+    if (!a->ins) {
+        fputs("surg: out of memory\n", stderr);
+        return 2;
+    }
+    bool by_in = false, by_parts = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (is(arg, "-h") || is(arg, "--help")) {
             fputs(help, stdout);
             return 0;
         }
-        if (is(arg, "--params") || is(arg, "--state")) {
+        if (is(arg, "--in")) {
+            if (i + 1 >= argc)
+                return usage_error(cmd, "--in needs a value: NAME=PATH");
+            const char *v = argv[++i], *eq = strchr(v, '=');
+            if (!eq)
+                return usage_error(cmd, "--in takes NAME=PATH, not '%s'", v);
+            char *name = strndup(v, (size_t)(eq - v));
+            if (!name) {
+                fputs("surg: out of memory\n", stderr);
+                return 2;
+            }
+            int rc = add_input(cmd, a, "--in", name, eq + 1);
+            free(name);
+            if (rc >= 0)
+                return rc;
+            by_in = true;
+        } else if (is(arg, "--params") || is(arg, "--state")) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", arg);
-            const char *prefix = is(arg, "--params") ? "params/" : "opt_state/";
-            for (size_t k = 0; k < a->n_parts; k++)
-                if (strcmp(a->parts[k].prefix, prefix) == 0)
-                    return usage_error(cmd, "%s is given twice", arg);
-            a->parts[a->n_parts++] = (surg_ckpt_part){prefix, argv[++i]};
+            int rc = add_input(cmd, a, arg, is(arg, "--params") ? "params" : "opt_state",
+                               argv[++i]);
+            if (rc >= 0)
+                return rc;
+            by_parts = a->split = true;
         } else if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads") ||
                    is(arg, "--format") ||
                    ((is(arg, "--max-shard-size") || is(arg, "--out-format")) &&
@@ -63,7 +134,7 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
         } else if (!a->recipe) {
             a->recipe = arg;
         } else if (a->positional_io && a->n_outs < 2) {
-            a->outs[a->n_outs++].path = arg; /* IN OUT, or OUT_P OUT_S after --params */
+            a->outs[a->n_outs++].path = arg; /* IN OUT, OUT after --in, or OUT_P OUT_S */
         } else {
             return usage_error(cmd, a->positional_io ? "too many arguments: RECIPE IN OUT"
                                                      : "one recipe at a time");
@@ -71,16 +142,31 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
     }
     if (!a->recipe)
         return usage_error(cmd, "which recipe?");
-    if (a->n_parts && a->from)
-        return usage_error(cmd, "--params/--state replace %s: give one or the other",
+    if (by_in && by_parts)
+        return usage_error(cmd, "--in and --params/--state both name the inputs: use one "
+                                "(--params P is the input \"params\" with an output of its "
+                                "own, OUT_P)");
+    int rc = inputs_once(cmd, a);
+    if (rc >= 0)
+        return rc;
+    if (a->n_ins && a->from)
+        return usage_error(cmd, "%s replace%s %s: give one or the other",
+                           by_in ? "--in" : "--params/--state", by_in ? "s" : "",
                            a->positional_io ? "IN" : "--from");
-    if (a->positional_io && a->n_parts) {
+    if (a->positional_io && a->split) {
         /* The outputs follow the parts in the order given on the line. */
-        if (a->n_outs != a->n_parts)
+        if (a->n_outs != a->n_ins)
             return usage_error(cmd, "give one output per input: %s",
-                               a->n_parts == 2 ? "OUT_PARAMS OUT_STATE" : "OUT");
-        for (size_t k = 0; k < a->n_parts; k++)
-            a->outs[k].prefix = a->parts[k].prefix;
+                               a->n_ins == 2 ? "OUT_PARAMS OUT_STATE" : "OUT");
+    } else if (a->positional_io && a->n_ins) {
+        if (a->n_outs == 2)
+            return usage_error(cmd, "--in names every input: give RECIPE --in NAME=PATH ... "
+                                    "OUT, without a positional IN ('%s')",
+                               a->outs[0].path);
+        if (a->n_outs != 1)
+            return usage_error(cmd, "RECIPE --in NAME=PATH ... OUT: where does the result go?");
+        a->out = a->outs[0].path;
+        a->n_outs = 0;
     } else if (a->positional_io) {
         if (a->n_outs != 2)
             return usage_error(cmd, "RECIPE IN OUT: which checkpoint in, and where out?");
@@ -88,8 +174,15 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
         a->out = a->outs[1].path;
         a->n_outs = 0;
     }
-    if (!a->from && !a->n_parts)
+    if (a->split)
+        for (size_t k = 0; k < a->n_ins; k++) {
+            a->outs[k].prefix = split_prefix[is(a->ins[k].name, "opt_state")];
+            a->outs[k].path = a->n_outs ? a->outs[k].path : NULL;
+        }
+    if (!a->from && !a->n_ins)
         return usage_error(cmd, "--from CKPT|SCHEMA is needed: what does the recipe apply to?");
+    for (size_t k = 0; k < a->n_ins; k++)
+        a->ins[k].format = a->format; /* for each input whose name says none */
     /* --format for an output whose name says nothing, where no other
      * reading of it is possible: without --out-format and --max-shard-size
      * (whose directory says nothing either), and for a format surg writes
@@ -110,32 +203,45 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
     return -1;
 }
 
+void recipe_args_free(recipe_args *a)
+{
+    for (size_t k = 0; a->ins && k < a->n_ins; k++)
+        free((char *)a->ins[k].name);
+    free(a->ins);
+    a->ins = NULL;
+    a->n_ins = 0;
+}
+
 surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
 {
     *c = (compiled){0};
     /* Open everything first, so a missing file is reported before any
      * recipe error. */
     surg_status st = surg_recipe_load(a->recipe, sink, &c->recipe);
-    surg_status st_from = a->n_parts ? surg_ckpt_open_parts(a->parts, a->n_parts, sink, &c->from)
-                                     : surg_ckpt_open_as(a->from, a->format, sink, &c->from);
+    surg_status st_from = a->n_ins ? surg_ckpt_open_inputs(a->ins, a->n_ins, sink, &c->from)
+                                   : surg_ckpt_open_as(a->from, a->format, sink, &c->from);
     surg_status st_to = a->to ? surg_ckpt_open_as(a->to, a->format, sink, &c->to) : SURG_OK;
     if (st_from > st)
         st = st_from;
     if (st_to > st)
         st = st_to;
-    /* What is known of the output, so every name is checked against it. */
-    surg_ckpt_part split[2];
-    surg_compile_opts o = {.out_path = a->out, .outputs = split, .n_outputs = a->n_parts,
+    /* What is known of the output, so every name is checked against it:
+     * one output, or one per input of a split run. */
+    size_t n_split = a->split ? a->n_ins : 0;
+    surg_compile_opts o = {.out_path = a->out, .outputs = a->outs, .n_outputs = n_split,
                            .out_format = a->out_format};
-    for (size_t k = 0; k < a->n_parts; k++)
-        split[k] = (surg_ckpt_part){a->parts[k].prefix, a->n_outs ? a->outs[k].path : NULL};
     if (!st)
         st = surg_compile_for(c->recipe, c->from, &o, sink, &c->prog);
     if (!st && c->to)
         st = surg_program_check_target(c->prog, c->to, sink);
-    /* Split inputs make split outputs: every tensor must have a place. */
-    if (!st && a->n_parts)
-        st = surg_program_check_parts(c->prog, a->n_outs ? a->outs : a->parts, a->n_parts, sink);
+    /* Split inputs make split outputs: every tensor must have a place
+     * (named by its output, or, before one is given, by its input). */
+    surg_ckpt_part placed[2];
+    for (size_t k = 0; k < n_split; k++)
+        placed[k] = (surg_ckpt_part){a->outs[k].prefix,
+                                     a->outs[k].path ? a->outs[k].path : a->ins[k].path};
+    if (!st && n_split)
+        st = surg_program_check_parts(c->prog, placed, n_split, sink);
     return st;
 }
 

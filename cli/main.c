@@ -16,6 +16,8 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  run RECIPE IN OUT      apply a recipe to a checkpoint\n"
+    "  run RECIPE --in NAME=PATH [--in NAME=PATH ...] OUT\n"
+    "                         ... to several, each seen under NAME/\n"
     "  check RECIPE --from CKPT [--to TARGET]\n"
     "                         compile a recipe against a checkpoint's header\n"
     "  plan RECIPE --from CKPT [--to TARGET] [--json]\n"

@@ -97,7 +97,7 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
         return dg_nomem(sink, r->src.path);
     ar_init(&p->ar);
     p->input = from;
-    lw L = {.ar = &p->ar, .sink = sink, .src = &r->src, .st = {.ar = &p->ar}};
+    lw L = {.ar = &p->ar, .sink = sink, .src = &r->src, .input = from, .st = {.ar = &p->ar}};
     L.lora_tail = &L.lora;
     bool ok = initial_state(&L, from);
     if (ok)
@@ -113,6 +113,8 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
         mr_check_all(&L); /* slots a recipe changed by hand must still mirror */
     if (ok && !L.nomem && L.errors == 0 && opts)
         on_check_outputs(&L, opts, from);
+    if (ok && !L.nomem && L.errors == 0 && !(opts && opts->n_outputs))
+        lw_inputs_left(&L); /* several inputs, one output */
     p->g = L.g; /* the program owns the graph from here on */
     ok = ok && !L.nomem && L.errors == 0 && finish(&L, p);
     surg_status st = L.nomem ? dg_nomem(sink, r->src.path) : L.errors ? SURG_EINVALID

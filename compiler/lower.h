@@ -20,6 +20,7 @@ typedef struct lw {
     arena *ar;
     surg_sink *sink;
     const src_file *src;
+    const surg_ckpt *input; /* the state's checkpoint: its mounted inputs (parts.c) */
     cg_graph g;
     state_table st;
     gl_scratch scratch;
@@ -38,6 +39,7 @@ typedef struct lw {
     /* The naive way's bytes, tallied statement by statement. */
     uint64_t naive_dict, naive_peak, naive_generated, naive_computed;
     uint64_t guess_work; /* spent on "did you mean" (match.c), bounded */
+    uint64_t hint_work;  /* spent on input prefixes a pattern lacks (parts.c), bounded */
     /* What templates may make in all, and have made, in bytes (lw_expand);
      * going past it is said once. */
     uint64_t names_budget, names_made;
@@ -175,6 +177,14 @@ cg_id lw_init(lw *L, const ast_expr *e, surg_dtype dt, uint32_t rank, const uint
  * names and LoRA records of the state (records.c). */
 void lw_load_records(lw *L, const surg_ckpt *in);
 
+/* A pattern that matches nothing may lack an input's prefix: up to `max`
+ * notes "did you mean "NAME/PATTERN"?" for the mounted inputs (in the
+ * order given) under which it would match (parts.c). */
+size_t lw_mount_hints(lw *L, const char *text, char (*notes)[256], size_t max);
+/* The result of several inputs going to one output: a warning for each
+ * input whose prefix still holds names beside names outside every input's
+ * (a forgotten drop of an adapter or of a model merged in). */
+void lw_inputs_left(lw *L);
 /* meta.c: the output's metadata as a state the `meta` statements edit:
  * it starts as the input's (surg's own records left out), read from `in`. */
 void lw_meta_load(lw *L, const surg_ckpt *in);

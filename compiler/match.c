@@ -238,7 +238,10 @@ static size_t closest_names(lw *L, const gl_pattern *p, char notes[3][256])
 static void no_match(lw *L, const ast_string *pattern, const gl_pattern *p)
 {
     char notes[3][256];
-    size_t n = closest_names(L, p, notes);
+    /* A forgotten input prefix first: its names are no typo's distance. */
+    size_t n = lw_mount_hints(L, pattern->text, notes, 3);
+    if (n == 0)
+        n = closest_names(L, p, notes);
     const char *ptrs[3] = {notes[0], notes[1], notes[2]};
     if (n == 0 && L->st.n == 0)
         lw_error(L, pattern->span, "match-none", NULL, 0,

@@ -30,15 +30,68 @@ static uint64_t bytes(const cg_node *n) { return n->nelems * surg_dtype_bits(n->
 
 /* Inputs nobody reads and values nobody makes, for the report; the inputs
  * read whose bytes are not in place, for the executor to decode first. */
+/* A mounted input's prefix and its place in the order given, to sort. */
+typedef struct keyed {
+    const char *prefix;
+    size_t i;
+} keyed;
+
+static int by_prefix(const void *a, const void *b)
+{
+    return strcmp(((const keyed *)a)->prefix, ((const keyed *)b)->prefix);
+}
+
+/* Each input, with its tensors and those read (read[i] for tensor i of
+ * the program's input). The inputs' tensors are runs of the whole table,
+ * in order of their prefixes (runtime/ck_parts.c). */
+static bool list_inputs(surg_plan *pl, const surg_program *p, const uint8_t *read)
+{
+    const char *prefix;
+    const surg_ckpt *part;
+    size_t n = 0;
+    while (surg_ckpt_part_at(p->input, n, &prefix))
+        n++;
+    pl->inputs = ar_array(&pl->ar, n ? n : 1, sizeof *pl->inputs);
+    keyed *k = malloc((n ? n : 1) * sizeof *k);
+    if (!pl->inputs || !k) {
+        free(k);
+        return false;
+    }
+    for (size_t i = 0; (part = surg_ckpt_part_at(p->input, i, &prefix)) != NULL; i++) {
+        pl->inputs[i] = (pl_input){.prefix = prefix, .path = surg_ckpt_path(part),
+                                   .kind = surg_ckpt_kind_of(part), .n = surg_ckpt_count(part)};
+        k[i] = (keyed){prefix, i};
+    }
+    pl->n_inputs = n;
+    qsort(k, n, sizeof *k, by_prefix);
+    size_t t = 0, total = surg_ckpt_count(p->input);
+    for (size_t q = 0; q < n; q++) {
+        pl_input *x = &pl->inputs[k[q].i];
+        for (size_t j = 0; j < x->n && t < total; j++, t++) {
+            uint64_t b = surg_ckpt_tensor(p->input, t)->nbytes;
+            x->bytes += b;
+            x->used += read[t];
+            x->used_bytes += read[t] ? b : 0;
+        }
+    }
+    free(k);
+    return true;
+}
+
 static bool survey(surg_plan *pl, const surg_program *p, const uint8_t *live)
 {
     const cg_graph *g = &p->g;
     size_t n_in = surg_ckpt_count(p->input);
-    uint8_t *decode = calloc(n_in ? n_in : 1, 1);
-    if (!decode)
+    uint8_t *decode = calloc(n_in ? n_in : 1, 1), *read = calloc(n_in ? n_in : 1, 1);
+    if (!decode || !read) {
+        free(decode);
+        free(read);
         return false;
+    }
     for (cg_id id = 0; id < g->n; id++) {
         const cg_node *n = cg_get(g, id);
+        if (live[id] && n->op == OP_INPUT)
+            read[n->a.input] = 1;
         if (live[id] && n->op == OP_INPUT && surg_ckpt_decoded(p->input, n->a.input)) {
             pl->decoded_inputs++;
             pl->decoded_bytes += bytes(n);
@@ -60,7 +113,9 @@ static bool survey(surg_plan *pl, const surg_program *p, const uint8_t *live)
         if (decode[i])
             pl->decode[k++] = i;
     free(decode);
-    return pl->decode != NULL;
+    bool ok = list_inputs(pl, p, read);
+    free(read);
+    return ok && pl->decode != NULL;
 }
 
 static void add_up(surg_plan *pl, const surg_program *p)

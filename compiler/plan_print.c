@@ -67,6 +67,32 @@ static void tensor_line(buf *b, const pl_tensor *t, size_t name_w, size_t type_w
     buf_free(&types);
 }
 
+static const char *kind_format(surg_ckpt_kind k)
+{
+    static const char *names[] = {"safetensors", "sharded", "schema", "npz",
+                                  "npy",         "torch",   "msgpack", "orbax"};
+    return (size_t)k < sizeof names / sizeof *names ? names[k] : "?";
+}
+
+/* input base  base.safetensors (safetensors): 4 tensors, 96 B; 4 used */
+static void inputs_text(buf *b, const surg_plan *pl)
+{
+    size_t name_w = 0;
+    for (size_t i = 0; i < pl->n_inputs; i++)
+        name_w = width(pl->inputs[i].prefix) > name_w ? width(pl->inputs[i].prefix) : name_w;
+    for (size_t i = 0; i < pl->n_inputs; i++) {
+        const pl_input *x = &pl->inputs[i];
+        size_t w = width(x->prefix) - 1;
+        buf_printf(b, "  input %.*s", (int)w, x->prefix);
+        pad(b, w, name_w + 1);
+        buf_printf(b, "%s (%s): %zu tensor%s, ", x->path, kind_format(x->kind), x->n,
+                   x->n == 1 ? "" : "s");
+        human(b, x->bytes);
+        buf_printf(b, "; %zu used\n", x->used);
+    }
+    buf_putc(b, '\n');
+}
+
 static void totals_row(buf *b, const char *what, uint64_t plan, uint64_t naive)
 {
     buf x, y;
@@ -94,6 +120,8 @@ char *surg_plan_text(const surg_plan *pl)
         b.failed |= t.failed;
         buf_free(&t);
     }
+    if (pl->n_inputs && *pl->inputs[0].prefix)
+        inputs_text(&b, pl); /* several inputs, each under its name */
     for (size_t i = 0; i < pl->n; i++)
         tensor_line(&b, &pl->t[i], name_w, type_w);
     for (size_t i = 0; i < pl->rec.n_ties; i++)
@@ -189,6 +217,26 @@ char *surg_plan_json(const surg_plan *pl)
     for (size_t i = 0; i < pl->n; i++) {
         buf_puts(&b, i ? ",\n" : "\n");
         tensor_json(&b, pl, &pl->t[i]);
+    }
+    buf_puts(&b, "],\n\"inputs\":[");
+    for (size_t i = 0; i < pl->n_inputs; i++) {
+        const pl_input *x = &pl->inputs[i];
+        size_t len = strlen(x->prefix);
+        buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+        buf name;
+        buf_init(&name);
+        buf_printf(&name, "%.*s", (int)(len ? len - 1 : 0), x->prefix);
+        buf_json_string(&b, name.data ? name.data : "");
+        b.failed |= name.failed;
+        buf_free(&name);
+        buf_puts(&b, ",\"prefix\":");
+        buf_json_string(&b, x->prefix);
+        buf_puts(&b, ",\"path\":");
+        buf_json_string(&b, x->path);
+        buf_printf(&b, ",\"format\":\"%s\",\"tensors\":%zu,\"bytes\":%llu,\"used\":%zu,"
+                       "\"used_bytes\":%llu}",
+                   kind_format(x->kind), x->n, (unsigned long long)x->bytes, x->used,
+                   (unsigned long long)x->used_bytes);
     }
     buf_puts(&b, "],\n\"ties\":{");
     for (size_t i = 0; i < pl->rec.n_ties; i++) {

@@ -97,6 +97,16 @@ typedef struct pl_records {
     size_t n_files;
 } pl_records;
 
+/* An input of the plan, for people (`surg plan` names each): one per
+ * mounted input, in the order given, or the one input under "". */
+typedef struct pl_input {
+    const char *prefix; /* "NAME/", or "" */
+    const char *path;
+    surg_ckpt_kind kind;
+    size_t n, used;            /* its tensors, and those some output reads or copies */
+    uint64_t bytes, used_bytes; /* their data */
+} pl_input;
+
 struct surg_plan {
     arena ar;
     /* What the executor reads. Node ids index `nodes`; names, shapes and
@@ -113,6 +123,8 @@ struct surg_plan {
                             own where the format keeps no metadata */
     surg_meta_entry *meta; /* the metadata of one output holding it all */
     size_t n_meta;
+    pl_input *inputs;
+    size_t n_inputs;
     /* What it costs, for people. */
     unsigned threads;
     uint64_t header_bytes; /* of the output */

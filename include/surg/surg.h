@@ -187,7 +187,10 @@ void surg_ckpt_close(surg_ckpt *ck);
  * `path` appear as `prefix` + their names (parameters under "params/" and
  * optimizer state under "opt_state/", as Flax flattens a train state). The
  * prefixes end with '/' and none starts another. The result is sharded, or
- * a schema when any part is one. */
+ * a schema when any part is one; its tensors are in byte order of names
+ * as always, its metadata is the first part's (each part keeps its own:
+ * surg_ckpt_mounted), its recorded ties every part's under its prefix.
+ * Every part is opened, so every broken one is reported. */
 typedef struct surg_ckpt_part {
     const char *prefix;
     const char *path;
@@ -195,11 +198,35 @@ typedef struct surg_ckpt_part {
 
 surg_status surg_ckpt_open_parts(const surg_ckpt_part *parts, size_t n, surg_sink *sink,
                                  surg_ckpt **out);
+
+/* Named inputs (`surg run RECIPE --in NAME=PATH ... OUT`): the checkpoint
+ * of parts whose prefixes are the names followed by '/', so that input
+ * "base"'s tensor "w" is "base/w". A name is one name segment: 1 to
+ * SURG_INPUT_NAME_MAX ASCII letters, digits, '_' and '-', not starting
+ * with '-' ("input-name"); no name may be given twice ("input-twice"); at
+ * least one input ("input-none"): each SURG_EUSAGE. `format` is as
+ * surg_ckpt_open_as's (NULL: the name says), so inputs of different
+ * formats mix. The first input is the primary one: its metadata is the
+ * whole's (what a single output carries). */
+typedef struct surg_input {
+    const char *name;
+    const char *path;
+    const char *format;
+} surg_input;
+
+#define SURG_INPUT_NAME_MAX 64
+
+surg_status surg_ckpt_open_inputs(const surg_input *inputs, size_t n, surg_sink *sink,
+                                  surg_ckpt **out);
+/* Whether `name` may name an input (the rule above): 1 or 0. */
+int surg_input_name_ok(const char *name);
+
 /* The part mounted under `prefix` (its own metadata, its path), or `ck`
  * itself when it has no such part. */
 const surg_ckpt *surg_ckpt_mounted(const surg_ckpt *ck, const char *prefix);
-/* The i-th part and its prefix; a checkpoint not made of parts is its own
- * only part, under "". NULL past the end. */
+/* The i-th part, in the order the parts were given, and its prefix; a
+ * checkpoint not made of parts is its own only part, under "". NULL past
+ * the end. */
 const surg_ckpt *surg_ckpt_part_at(const surg_ckpt *ck, size_t i, const char **prefix);
 
 surg_ckpt_kind surg_ckpt_kind_of(const surg_ckpt *ck);

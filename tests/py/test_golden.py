@@ -104,6 +104,20 @@ class Golden(unittest.TestCase):
                 self.assertEqual(out, "")
                 expect_file(self, rel[:-5] + ".err", err)
 
+    def test_check_inputs(self):
+        """Several inputs (--in NAME=PATH), each under NAME/: a pattern that
+        lacks an input's prefix is told which; one output keeping names
+        under an input's prefix beside names moved out is warned of."""
+        cases = recipes("check/inputs")
+        self.assertGreaterEqual(len(cases), 3)
+        for rel in cases:
+            with self.subTest(rel):
+                rc, out, err = surg("check", rel, "--in", "base=check/inputs/base.json",
+                                    "--in", "lora=check/inputs/lora.json")
+                self.assertEqual(rc, 1 if "error:" in err else 0, err)
+                self.assertEqual(out, "" if rc else f"{rel}: ok: 10 tensors in, 10 out\n")
+                expect_file(self, rel[:-5] + ".err", err)
+
     def test_check_meta(self):
         """meta statements: every error of a metadata value, key or pattern,
         against a schema with metadata and values a msgpack input kept."""

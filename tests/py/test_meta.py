@@ -262,8 +262,8 @@ class Meta(unittest.TestCase):
         rc, _, err = run_surg(ARGS.surg, "check", r, "--params", p, "--state", s)
         self.assertEqual(rc, 1)
         self.assertIn('error: there are 2 inputs: say whose metadata, as in '
-                      'input("opt_state", "who")', err)
-        self.assertIn('note: the inputs: "opt_state", "params"', err)
+                      'input("params", "who")', err)
+        self.assertIn('note: the inputs: "params", "opt_state"', err)  # in the order given
 
     def test_other_outputs(self):
         """.npz and .msgpack hold no free metadata: the keys the recipe set

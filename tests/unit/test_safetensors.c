@@ -294,6 +294,82 @@ static void test_bad_index(void **state)
     }
 }
 
+/* Named inputs: each mounted under "NAME/", the parts in the order given,
+ * the whole's metadata the first's, its tensors' bytes each part's. */
+static void test_named_inputs(void **state)
+{
+    (void)state;
+    surg_ckpt *one = open_ok(REF "/model.numpy.safetensors");
+    surg_ckpt *sharded = open_ok(REF "/sharded");
+    surg_input in[] = {{"shards", REF "/sharded", NULL},
+                       {"np-1_x", REF "/model.numpy.safetensors", "safetensors"}};
+    recorder r;
+    rec_init(&r);
+    surg_ckpt *ck = NULL;
+    assert_int_equal(surg_ckpt_open_inputs(in, 2, &r.sink, &ck), SURG_OK);
+    size_t n1 = surg_ckpt_count(one), n2 = surg_ckpt_count(sharded);
+    assert_int_equal(surg_ckpt_count(ck), n1 + n2);
+    /* In name order: "np-1_x/..." before "shards/...". */
+    for (size_t i = 0; i < n1 + n2; i++) {
+        const surg_tensor_info *t = surg_ckpt_tensor(ck, i);
+        const surg_ckpt *from = i < n1 ? one : sharded;
+        const surg_tensor_info *u = surg_ckpt_tensor(from, i < n1 ? i : i - n1);
+        char want[512];
+        snprintf(want, sizeof want, "%s/%s", i < n1 ? "np-1_x" : "shards", u->name);
+        assert_string_equal(t->name, want);
+        assert_int_equal(t->nbytes, u->nbytes);
+        const void *a, *b;
+        assert_int_equal(surg_ckpt_data(ck, i, NULL, &a), SURG_OK);
+        assert_int_equal(surg_ckpt_data((surg_ckpt *)from, i < n1 ? i : i - n1, NULL, &b),
+                         SURG_OK);
+        assert_memory_equal(a, b, t->nbytes);
+    }
+    const char *prefix;
+    assert_non_null(surg_ckpt_part_at(ck, 0, &prefix));
+    assert_string_equal(prefix, "shards/");
+    assert_non_null(surg_ckpt_part_at(ck, 1, &prefix));
+    assert_string_equal(prefix, "np-1_x/");
+    assert_null(surg_ckpt_part_at(ck, 2, &prefix));
+    const surg_ckpt *first = surg_ckpt_mounted(ck, "shards/");
+    assert_int_equal(surg_ckpt_meta_count(ck), surg_ckpt_meta_count(first));
+    for (size_t i = 0; i < surg_ckpt_meta_count(ck); i++)
+        assert_string_equal(surg_ckpt_meta(ck, i)->key, surg_ckpt_meta(first, i)->key);
+    surg_ckpt_close(ck);
+    surg_ckpt_close(one);
+    surg_ckpt_close(sharded);
+
+    /* Names: one segment of letters, digits, '_' and '-'. */
+    assert_true(surg_input_name_ok("a") && surg_input_name_ok("A_1-b"));
+    static const char *const bad[] = {"", "-a", "a/b", "a.b", "a*", "a b", "\xc3\xbc",
+                                      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_false(surg_input_name_ok(bad[i]));
+        surg_input x = {bad[i], REF "/model.numpy.safetensors", NULL};
+        rec_init(&r);
+        assert_int_equal(surg_ckpt_open_inputs(&x, 1, &r.sink, &ck), SURG_EUSAGE);
+        assert_null(ck);
+        assert_true(rec_has_code(&r, "input-name"));
+    }
+    surg_input twice[] = {{"a", REF "/model.numpy.safetensors", NULL},
+                          {"b", REF "/model.numpy.safetensors", NULL},
+                          {"a", REF "/sharded", NULL}};
+    rec_init(&r);
+    assert_int_equal(surg_ckpt_open_inputs(twice, 3, &r.sink, &ck), SURG_EUSAGE);
+    assert_true(rec_has_code(&r, "input-twice"));
+    assert_true(rec_has_text(&r, "the input name \"a\" is given twice (for " REF
+                                 "/model.numpy.safetensors and " REF "/sharded)"));
+    rec_init(&r);
+    assert_int_equal(surg_ckpt_open_inputs(twice, 0, &r.sink, &ck), SURG_EUSAGE);
+    assert_true(rec_has_code(&r, "input-none"));
+    /* Every input is opened, so every missing one is named. */
+    surg_input missing[] = {{"a", "/nonexistent/a.safetensors", NULL},
+                            {"b", "/nonexistent/b.safetensors", NULL}};
+    rec_init(&r);
+    assert_int_equal(surg_ckpt_open_inputs(missing, 2, &r.sink, &ck), SURG_EIO);
+    assert_true(rec_has_text(&r, "cannot open"));
+    assert_int_equal(r.sink.errors, 2);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -307,7 +383,7 @@ int main(void)
         cmocka_unit_test(test_reference_numpy), cmocka_unit_test(test_reference_sharded),
         cmocka_unit_test(test_headers_only),    cmocka_unit_test(test_schema_file),
         cmocka_unit_test(test_recorded_ties),   cmocka_unit_test(test_open_by_name),
-        cmocka_unit_test(test_bad_index),
+        cmocka_unit_test(test_bad_index),       cmocka_unit_test(test_named_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
