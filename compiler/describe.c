@@ -44,8 +44,10 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
         buf_puts(b, "...");
         return;
     }
-    static const char infix[] = {[OP_ADD] = '+', [OP_SUB] = '-', [OP_MUL] = '*', [OP_DIV] = '/',
-                                 [OP_MATMUL] = '@'};
+    static const char *const infix[] = {[OP_ADD] = "+", [OP_SUB] = "-", [OP_MUL] = "*",
+                                        [OP_DIV] = "/", [OP_LT] = "<", [OP_LE] = "<=",
+                                        [OP_GT] = ">", [OP_GE] = ">=", [OP_EQ] = "==",
+                                        [OP_NE] = "!=", [OP_MATMUL] = "@"};
     switch (n->op) {
     case OP_INPUT: buf_puts(b, surg_ckpt_tensor(p->input, n->a.input)->name); return;
     case OP_CONST: pg_value_text(b, n); return;
@@ -54,10 +56,16 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
     case OP_SUB:
     case OP_MUL:
     case OP_DIV:
+    case OP_LT:
+    case OP_LE:
+    case OP_GT:
+    case OP_GE:
+    case OP_EQ:
+    case OP_NE:
     case OP_MATMUL:
         buf_putc(b, '(');
         expr(p, b, n->in[0], depth + 1);
-        buf_printf(b, " %c ", infix[n->op]);
+        buf_printf(b, " %s ", infix[n->op]);
         expr(p, b, n->in[1], depth + 1);
         buf_putc(b, ')');
         return;
@@ -82,7 +90,19 @@ static void expr(const surg_program *p, buf *b, cg_id id, int depth)
                        (unsigned long long)(n->a.slice.start + n->a.slice.len));
         else if (n->op == OP_CONCAT || n->op == OP_STACK)
             buf_printf(b, ", axis %u", n->a.axis);
-        else if (cg_op_class(n->op) == CG_REDUCTION && n->a.reduce.over)
+        else if (n->op == OP_REPEAT)
+            buf_printf(b, ", %llu, axis %u", (unsigned long long)n->a.repeat.n, n->a.repeat.axis);
+        else if (n->op == OP_PAD)
+            buf_printf(b, ", axis %u, %llu before, %llu after", n->a.pad.axis,
+                       (unsigned long long)n->a.pad.before, (unsigned long long)n->a.pad.after);
+        else if (n->op == OP_TOPK)
+            buf_printf(b, ", %llu of %llu", (unsigned long long)n->a.topk.k,
+                       (unsigned long long)cg_get(&p->g, n->in[0])->nelems);
+        else if (n->op == OP_BERNOULLI) {
+            buf_double(b, n->a.bern.p);
+            buf_printf(b, ", seed %llu", (unsigned long long)n->a.bern.seed);
+        }
+        else if (cg_reduces_axis(n))
             buf_printf(b, ", axis=%u%s", n->a.reduce.axis,
                        n->a.reduce.keepdims ? ", keepdims=true" : "");
         buf_putc(b, ')');

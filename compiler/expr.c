@@ -17,6 +17,7 @@ typedef struct ex {
     const ast_stmt *stmt;
     const lw_match *m;
     const lw_matches *ms;
+    uint32_t n_bernoulli; /* bernoulli() calls lowered so far: each its own stream */
 } ex;
 
 #define WEAK SURG_DTYPE_COUNT
@@ -347,6 +348,19 @@ static cg_id matmul_call(ex *E, const ast_expr *call)
     return matmul(E, call, a, b);
 }
 
+/* The shape three operands broadcast to (clip, where): the first two's,
+ * then the third's against it; `dt` is the pair's type, for the message. */
+static bool broadcast3(ex *E, const ast_expr *e, const cg_id *in, surg_dtype dt, uint32_t *rank,
+                       uint64_t *shape)
+{
+    uint32_t r01;
+    uint64_t s01[SURG_MAX_RANK];
+    if (!broadcast(E, e, in[0], in[1], &r01, s01))
+        return false;
+    cg_node first = {.dtype = dt, .rank = r01, .shape = s01};
+    return lw_broadcast_shape(E->L, e->span, &first, node(E, in[2]), rank, shape);
+}
+
 static cg_id clip(ex *E, const ast_expr *call)
 {
     if (!arity(E, call, 3, 3))
@@ -356,15 +370,12 @@ static cg_id clip(ex *E, const ast_expr *call)
     for (int i = 0; i < 3; i++, a = a->next)
         if ((in[i] = lower(E, a->value)) == CG_NONE || !computable(E, a->value, in[i], "clip"))
             return CG_NONE;
-    uint32_t r01, r;
-    uint64_t s01[SURG_MAX_RANK], shape[SURG_MAX_RANK];
-    if (!broadcast(E, call, in[0], in[1], &r01, s01))
+    uint32_t r;
+    uint64_t shape[SURG_MAX_RANK];
+    surg_dtype dt = promote(node(E, in[0])->dtype, node(E, in[1])->dtype);
+    if (!broadcast3(E, call, in, dt, &r, shape))
         return CG_NONE;
-    const cg_node *y = node(E, in[0]), *z = node(E, in[1]);
-    cg_node first = {.dtype = promote(y->dtype, z->dtype), .rank = r01, .shape = s01};
-    if (!lw_broadcast_shape(E->L, call->span, &first, node(E, in[2]), &r, shape))
-        return CG_NONE;
-    surg_dtype dt = promote(first.dtype, node(E, in[2])->dtype);
+    dt = promote(dt, node(E, in[2])->dtype);
     for (int i = 0; i < 3; i++)
         if ((in[i] = expand(E, in[i], r, shape)) == CG_NONE)
             return CG_NONE;
@@ -536,11 +547,388 @@ static cg_id tensor(ex *E, const ast_expr *call)
     return state_node(&E->L->st, i); /* a tied name: its stored tensor's */
 }
 
+
+/* ---- comparisons, selection, and the layout of merges -------------------- */
+
+/* A number argument (any arithmetic on numbers) in [lo, hi]. */
+static bool number_arg(ex *E, const ast_expr *call, const ast_expr *e, const char *what,
+                       double lo, double hi, double *out)
+{
+    cg_id id = lower(E, e);
+    if (id == CG_NONE)
+        return false;
+    if (!is_number(E, id) || !(node(E, id)->a.value >= lo && node(E, id)->a.value <= hi)) {
+        lw_error(E->L, e->span, "call-args", NULL, 0, "%s of %s is a number from %g to %g",
+                 what, call->u.call.name, lo, hi);
+        return false;
+    }
+    *out = node(E, id)->a.value;
+    return true;
+}
+
+/* The operand in the type `dt` an operation runs in: a number rounded to it
+ * when it is a float (as make() does for arithmetic), an integer tensor cast
+ * to it (so an i64 meets an f32 as JAX's promotion says). */
+static cg_id as_type(ex *E, cg_id id, surg_dtype dt)
+{
+    const cg_node *x = node(E, id);
+    if (dt == WEAK || surg_dtype_kind_of(dt) != SURG_KIND_FLOAT || x->dtype == dt)
+        return id;
+    if (x->dtype == WEAK)
+        return typed_constant(E, dt == SURG_F64 ? SURG_F64 : SURG_F32, x->a.value);
+    if (surg_dtype_kind_of(x->dtype) == SURG_KIND_FLOAT)
+        return id; /* a narrower float: exact in the wider one */
+    return make(E, OP_CAST, dt, x->rank, x->shape, &id, 1);
+}
+
+/* a < b and the others: bool, computed in the type the operands promote to. */
+static cg_id compare(ex *E, const ast_expr *e, cg_op op, cg_id *in)
+{
+    char what[16];
+    snprintf(what, sizeof what, "'%s'", ast_op_text(e->u.binary.op));
+    uint32_t rank;
+    uint64_t shape[SURG_MAX_RANK];
+    if (!computable(E, e, in[0], what) || !computable(E, e, in[1], what) ||
+        !broadcast(E, e, in[0], in[1], &rank, shape))
+        return CG_NONE;
+    surg_dtype dt = promote(node(E, in[0])->dtype, node(E, in[1])->dtype);
+    for (int k = 0; k < 2; k++)
+        if ((in[k] = as_type(E, in[k], dt)) == CG_NONE ||
+            (in[k] = expand(E, in[k], rank, shape)) == CG_NONE)
+            return CG_NONE;
+    return make(E, op, dt == WEAK ? WEAK : SURG_BOOL, rank, shape, in, 2);
+}
+
+/* pow, minimum, maximum: elementwise on two operands, as + is. */
+static cg_id binary_call(ex *E, const ast_expr *call, cg_op op)
+{
+    if (!arity(E, call, 2, 2))
+        return CG_NONE;
+    cg_id in[2];
+    const ast_arg *a = call->u.call.args;
+    for (int i = 0; i < 2; i++, a = a->next)
+        if ((in[i] = lower(E, a->value)) == CG_NONE ||
+            !computable(E, a->value, in[i], call->u.call.name))
+            return CG_NONE;
+    uint32_t rank;
+    uint64_t shape[SURG_MAX_RANK];
+    if (!broadcast(E, call, in[0], in[1], &rank, shape))
+        return CG_NONE;
+    surg_dtype dt = promote(node(E, in[0])->dtype, node(E, in[1])->dtype);
+    for (int k = 0; k < 2; k++)
+        if ((in[k] = as_type(E, in[k], dt)) == CG_NONE ||
+            (in[k] = expand(E, in[k], rank, shape)) == CG_NONE)
+            return CG_NONE;
+    return make(E, op, dt, rank, shape, in, 2);
+}
+
+/* where(cond, a, b): cond a bool tensor; a and b numbers or tensors that
+ * promote as arithmetic does (or two bool tensors, giving bool). */
+static cg_id where(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 3, 3))
+        return CG_NONE;
+    cg_id in[3];
+    const ast_arg *a = call->u.call.args;
+    for (int i = 0; i < 3; i++, a = a->next)
+        if ((in[i] = lower(E, a->value)) == CG_NONE)
+            return CG_NONE;
+    const ast_expr *cond = call->u.call.args->value;
+    if (node(E, in[0])->dtype != SURG_BOOL) {
+        const char *notes[] = {"compare to make one: where(x > 0, x, 0)"};
+        lw_error(E->L, cond->span, "where-cond", notes, 1,
+                 "the condition of where is a bool tensor, not %s",
+                 node(E, in[0])->dtype == WEAK ? "a number" : lw_type(node(E, in[0]), 0));
+        return CG_NONE;
+    }
+    bool bools = node(E, in[1])->dtype == SURG_BOOL && node(E, in[2])->dtype == SURG_BOOL;
+    a = call->u.call.args->next;
+    for (int i = 1; i < 3 && !bools; i++, a = a->next)
+        if (!computable(E, a->value, in[i], "where"))
+            return CG_NONE;
+    uint32_t rank;
+    uint64_t shape[SURG_MAX_RANK];
+    if (!broadcast3(E, call, in, node(E, in[1])->dtype, &rank, shape))
+        return CG_NONE;
+    surg_dtype dt = bools ? SURG_BOOL : promote(node(E, in[1])->dtype, node(E, in[2])->dtype);
+    if (dt == WEAK) {
+        const char *notes[] = {"for 0 and 1, cast the condition: cast(x > 0, f32)"};
+        lw_error(E->L, call->span, "where-type", notes, 1,
+                 "where between two numbers has no dtype: one branch must be a tensor");
+        return CG_NONE;
+    }
+    for (int k = 0; k < 3; k++)
+        if ((k && (in[k] = as_type(E, in[k], dt)) == CG_NONE) ||
+            (in[k] = expand(E, in[k], rank, shape)) == CG_NONE)
+            return CG_NONE;
+    return make(E, OP_WHERE, dt, rank, shape, in, 3);
+}
+
+/* The tensor a layout function works on: not a number. */
+static cg_id tensor_arg(ex *E, const ast_expr *call, const ast_expr *e)
+{
+    cg_id id = lower(E, e);
+    if (id != CG_NONE && node(E, id)->rank == 0) {
+        lw_error(E->L, e->span, "call-args", NULL, 0, "%s needs a tensor of one dimension or more "
+                 "here, not %s", call->u.call.name,
+                 node(E, id)->dtype == WEAK ? "a number" : lw_type(node(E, id), 0));
+        return CG_NONE;
+    }
+    return id;
+}
+
+static bool axis_arg(ex *E, const ast_expr *call, const ast_expr *e, const cg_node *x,
+                     uint32_t *axis)
+{
+    int64_t v;
+    if (!int_arg(E, e, &v))
+        return false;
+    if (v < 0 || (uint64_t)v >= x->rank) {
+        lw_error(E->L, e->span, "axis", NULL, 0, "%s of %s has no axis %lld (axes count from 0 to %u)",
+                 call->u.call.name, lw_type(x, 0), (long long)v, x->rank - 1);
+        return false;
+    }
+    *axis = (uint32_t)v;
+    return true;
+}
+
+/* slice(x, axis, start[, end]): x[..., start:end, ...]; a negative start or
+ * end counts from the end, as in Python; the range must lie inside. */
+static cg_id slice(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 3, 4))
+        return CG_NONE;
+    const ast_arg *a = call->u.call.args;
+    cg_id in = tensor_arg(E, call, a->value);
+    uint32_t axis;
+    if (in == CG_NONE || !axis_arg(E, call, a->next->value, node(E, in), &axis))
+        return CG_NONE;
+    const cg_node *x = node(E, in);
+    int64_t dim = (int64_t)x->shape[axis], v[2] = {0, dim};
+    const ast_arg *b = a->next->next;
+    for (int i = 0; i < 2 && b; i++, b = b->next) {
+        if (!int_arg(E, b->value, &v[i]))
+            return CG_NONE;
+        v[i] += v[i] < 0 ? dim : 0;
+    }
+    if (v[0] < 0 || v[0] > v[1] || v[1] > dim) {
+        lw_error(E->L, call->span, "slice", NULL, 0,
+                 "slice of %s along axis %u needs 0 <= start <= end <= %lld, not %lld:%lld",
+                 lw_type(x, 0), axis, (long long)dim, (long long)v[0], (long long)v[1]);
+        return CG_NONE;
+    }
+    uint64_t shape[SURG_MAX_RANK];
+    memcpy(shape, x->shape, x->rank * sizeof *shape);
+    shape[axis] = (uint64_t)(v[1] - v[0]);
+    cg_id id = make(E, OP_SLICE, x->dtype, x->rank, shape, &in, 1);
+    if (id != CG_NONE)
+        E->L->g.nodes[id].a.slice.axis = axis, E->L->g.nodes[id].a.slice.start = (uint64_t)v[0],
+        E->L->g.nodes[id].a.slice.len = shape[axis];
+    return id;
+}
+
+/* pad(x, axis, before, after[, value]): `before` places in front of x and
+ * `after` behind it along axis, holding value (a scalar, 0 by default) in
+ * x's dtype. */
+static cg_id pad(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 4, 5))
+        return CG_NONE;
+    const ast_arg *a = call->u.call.args;
+    cg_id in[2] = {tensor_arg(E, call, a->value), CG_NONE};
+    uint32_t axis;
+    int64_t before, after;
+    if (in[0] == CG_NONE || !axis_arg(E, call, a->next->value, node(E, in[0]), &axis) ||
+        !int_arg(E, a->next->next->value, &before) ||
+        !int_arg(E, a->next->next->next->value, &after))
+        return CG_NONE;
+    const cg_node *x = node(E, in[0]);
+    if (surg_dtype_kind_of(x->dtype) == SURG_KIND_OPAQUE) {
+        lw_error(E->L, call->span, "dtype-compute", NULL, 0,
+                 "cannot pad %s: surg carries such tensors but cannot compute on them",
+                 surg_dtype_recipe_name(x->dtype));
+        return CG_NONE;
+    }
+    if (before < 0 || after < 0) {
+        lw_error(E->L, call->span, "pad", NULL, 0, "pad adds places: before and after are 0 or more");
+        return CG_NONE;
+    }
+    const ast_arg *v = a->next->next->next->next;
+    in[1] = v ? lower(E, v->value) : constant(E, 0);
+    if (in[1] == CG_NONE)
+        return CG_NONE;
+    const cg_node *y = node(E, in[1]);
+    if (y->rank != 0) {
+        lw_error(E->L, v->value->span, "pad", NULL, 0, "the value of pad is a scalar, not %s",
+                 lw_type(y, 0));
+        return CG_NONE;
+    }
+    surg_dtype dt = x->dtype;
+    if (y->dtype == WEAK) {
+        cg_node n = {.op = OP_CONST, .dtype = dt, .origin = E->stmt->span};
+        n.a.value = nm_round(dt, y->a.value, NM_ROUND);
+        in[1] = lw_node(E->L, n, NULL);
+    } else if (y->dtype != dt) {
+        in[1] = make(E, OP_CAST, dt, 0, NULL, &in[1], 1);
+    }
+    if (in[1] == CG_NONE)
+        return CG_NONE;
+    x = node(E, in[0]);
+    uint64_t shape[SURG_MAX_RANK];
+    memcpy(shape, x->shape, x->rank * sizeof *shape);
+    shape[axis] += (uint64_t)before + (uint64_t)after;
+    cg_id id = make(E, OP_PAD, dt, x->rank, shape, in, 2);
+    if (id != CG_NONE)
+        E->L->g.nodes[id].a.pad.axis = axis, E->L->g.nodes[id].a.pad.before = (uint64_t)before,
+        E->L->g.nodes[id].a.pad.after = (uint64_t)after;
+    return id;
+}
+
+/* repeat(x, n, axis): NumPy's np.repeat(x, n, axis): each element n times
+ * in a row along axis (as torch.repeat_interleave, and as Hugging Face's
+ * repeat_kv repeats key/value heads). */
+static cg_id repeat(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 3, 3))
+        return CG_NONE;
+    const ast_arg *a = call->u.call.args;
+    cg_id in = tensor_arg(E, call, a->value);
+    int64_t n;
+    uint32_t axis;
+    if (in == CG_NONE || !int_arg(E, a->next->value, &n) ||
+        !axis_arg(E, call, a->next->next->value, node(E, in), &axis))
+        return CG_NONE;
+    if (n < 1) {
+        lw_error(E->L, a->next->value->span, "repeat", NULL, 0, "repeat needs a count of 1 or more");
+        return CG_NONE;
+    }
+    const cg_node *x = node(E, in);
+    uint64_t shape[SURG_MAX_RANK];
+    memcpy(shape, x->shape, x->rank * sizeof *shape);
+    if (__builtin_mul_overflow(shape[axis], (uint64_t)n, &shape[axis])) {
+        lw_error(E->L, call->span, "type-size", NULL, 0,
+                 "the result would be too large (more than 64 dimensions or 2^64 bytes)");
+        return CG_NONE;
+    }
+    cg_id id = make(E, OP_REPEAT, x->dtype, x->rank, shape, &in, 1);
+    if (id != CG_NONE)
+        E->L->g.nodes[id].a.repeat.axis = axis, E->L->g.nodes[id].a.repeat.n = (uint64_t)n;
+    return id;
+}
+
+/* concat(a, b, ..., axis): the tensors joined along axis, as the concat
+ * statement joins its matches; the last argument is the axis. They agree in
+ * every other axis; dtypes that differ promote as arithmetic does. */
+static cg_id concat(ex *E, const ast_expr *call)
+{
+    int n = count_args(call) - 1;
+    if (n < 2) {
+        lw_error(E->L, call->span, "call-args", NULL, 0,
+                 "concat takes two tensors or more and then the axis, as concat(a, b, 0)");
+        return CG_NONE;
+    }
+    if (!arity(E, call, 3, INT32_MAX))
+        return CG_NONE;
+    cg_id *in = ar_array(E->L->ar, (size_t)n, sizeof *in);
+    if (!in)
+        return E->L->nomem = true, CG_NONE;
+    const ast_arg *a = call->u.call.args;
+    surg_dtype dt = WEAK;
+    bool same = true;
+    for (int i = 0; i < n; i++, a = a->next) {
+        if ((in[i] = tensor_arg(E, call, a->value)) == CG_NONE)
+            return CG_NONE;
+        surg_dtype d = node(E, in[i])->dtype;
+        same &= i == 0 || d == node(E, in[0])->dtype;
+        if (!same && !computable(E, a->value, in[i], "concat of mixed dtypes"))
+            return CG_NONE;
+        dt = promote(dt, d);
+    }
+    if (same)
+        dt = node(E, in[0])->dtype;
+    else if (!computable(E, call->u.call.args->value, in[0], "concat of mixed dtypes"))
+        return CG_NONE;
+    uint32_t axis;
+    if (!axis_arg(E, call, a->value, node(E, in[0]), &axis))
+        return CG_NONE;
+    uint64_t shape[SURG_MAX_RANK];
+    const cg_node *x = node(E, in[0]);
+    memcpy(shape, x->shape, x->rank * sizeof *shape);
+    for (int i = 1; i < n; i++) {
+        const cg_node *y = node(E, in[i]);
+        bool fits = y->rank == x->rank;
+        for (uint32_t d = 0; fits && d < x->rank; d++)
+            fits = d == axis || y->shape[d] == x->shape[d];
+        if (!fits) {
+            lw_error(E->L, call->span, "concat", NULL, 0,
+                     "concat along axis %u cannot join %s and %s: the other axes must agree",
+                     axis, lw_type(x, 0), lw_type(y, 1));
+            return CG_NONE;
+        }
+        if (__builtin_add_overflow(shape[axis], y->shape[axis], &shape[axis]))
+            shape[axis] = UINT64_MAX;
+    }
+    for (int i = 0; i < n && !same; i++)
+        if ((in[i] = as_type(E, in[i], dt)) == CG_NONE)
+            return CG_NONE;
+    cg_id id = make(E, OP_CONCAT, dt, x->rank, shape, in, (uint32_t)n);
+    if (id != CG_NONE)
+        E->L->g.nodes[id].a.axis = axis;
+    return id;
+}
+
+/* bernoulli(p[, like]): a bool tensor of x's shape (or like's), each value
+ * true with probability p, drawn from a stream keyed by the seed in force,
+ * the output's name and which bernoulli() of the statement it is. */
+static cg_id bernoulli(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 1, 2))
+        return CG_NONE;
+    double p;
+    if (!number_arg(E, call, call->u.call.args->value, "the probability", 0, 1, &p))
+        return CG_NONE;
+    cg_id like = E->m->node;
+    if (call->u.call.args->next &&
+        (like = tensor_arg(E, call, call->u.call.args->next->value)) == CG_NONE)
+        return CG_NONE;
+    const cg_node *x = node(E, like);
+    cg_node n = {.op = OP_BERNOULLI, .dtype = SURG_BOOL, .rank = x->rank,
+                 .origin = E->stmt->span};
+    n.a.bern.p = p;
+    n.a.bern.seed = E->L->seed;
+    n.a.bern.key = E->m->name;
+    n.a.bern.index = E->n_bernoulli++;
+    return lw_node(E->L, n, x->shape);
+}
+
+/* topk_mask(e, fraction): true at the floor(fraction * n) elements of e
+ * largest in magnitude; ties in magnitude go to the lower index (C order);
+ * NaN counts as larger than infinity. */
+static cg_id topk_mask(ex *E, const ast_expr *call)
+{
+    if (!arity(E, call, 2, 2))
+        return CG_NONE;
+    cg_id in = tensor_arg(E, call, call->u.call.args->value);
+    double f;
+    if (in == CG_NONE || !computable(E, call->u.call.args->value, in, "topk_mask") ||
+        !number_arg(E, call, call->u.call.args->next->value, "the fraction", 0, 1, &f))
+        return CG_NONE;
+    const cg_node *x = node(E, in);
+    double k = floor(f * (double)x->nelems);
+    cg_id id = make(E, OP_TOPK, SURG_BOOL, x->rank, x->shape, &in, 1);
+    if (id != CG_NONE) {
+        E->L->g.nodes[id].a.topk.fraction = f;
+        E->L->g.nodes[id].a.topk.k = k >= (double)x->nelems ? x->nelems : (uint64_t)k;
+    }
+    return id;
+}
+
 static const struct {
     const char *name;
     cg_op op;
     enum { F_UNARY, F_REDUCE, F_CLIP, F_CAST, F_FULL, F_ZEROS, F_TRANSPOSE, F_RESHAPE, F_TENSOR,
-           F_MATMUL } how;
+           F_MATMUL, F_BINARY, F_WHERE, F_SLICE, F_PAD, F_REPEAT, F_CONCAT, F_BERNOULLI,
+           F_TOPK } how;
 } functions[] = {
     {"abs", OP_ABS, F_UNARY},          {"sqrt", OP_SQRT, F_UNARY},
     {"exp", OP_EXP, F_UNARY},          {"log", OP_LOG, F_UNARY},
@@ -552,6 +940,13 @@ static const struct {
     {"full_like", OP_FULL_LIKE, F_FULL}, {"zeros_like", OP_FULL_LIKE, F_ZEROS},
     {"transpose", OP_TRANSPOSE, F_TRANSPOSE}, {"reshape", OP_RESHAPE, F_RESHAPE},
     {"tensor", OP_INPUT, F_TENSOR},    {"matmul", OP_MATMUL, F_MATMUL},
+    {"sin", OP_SIN, F_UNARY},          {"cos", OP_COS, F_UNARY},
+    {"acos", OP_ACOS, F_UNARY},        {"pow", OP_POW, F_BINARY},
+    {"minimum", OP_MINIMUM, F_BINARY}, {"maximum", OP_MAXIMUM, F_BINARY},
+    {"where", OP_WHERE, F_WHERE},      {"slice", OP_SLICE, F_SLICE},
+    {"pad", OP_PAD, F_PAD},            {"repeat", OP_REPEAT, F_REPEAT},
+    {"concat", OP_CONCAT, F_CONCAT},   {"bernoulli", OP_BERNOULLI, F_BERNOULLI},
+    {"topk_mask", OP_TOPK, F_TOPK},
 };
 #define N_FUNCTIONS (sizeof functions / sizeof *functions)
 
@@ -594,6 +989,14 @@ static cg_id call(ex *E, const ast_expr *e)
         case F_RESHAPE: return reshape(E, e);
         case F_TENSOR: return tensor(E, e);
         case F_MATMUL: return matmul_call(E, e);
+        case F_BINARY: return binary_call(E, e, functions[i].op);
+        case F_WHERE: return where(E, e);
+        case F_SLICE: return slice(E, e);
+        case F_PAD: return pad(E, e);
+        case F_REPEAT: return repeat(E, e);
+        case F_CONCAT: return concat(E, e);
+        case F_BERNOULLI: return bernoulli(E, e);
+        case F_TOPK: return topk_mask(E, e);
         }
     }
     unknown(E, e, e->u.call.name, true);
@@ -602,13 +1005,16 @@ static cg_id call(ex *E, const ast_expr *e)
 
 static cg_id binary(ex *E, const ast_expr *e)
 {
-    static const char ops[] = "+-*/";
-    static const cg_op codes[] = {OP_ADD, OP_SUB, OP_MUL, OP_DIV};
+    static const char ops[] = {'+', '-', '*', '/', '<', '>', AST_LE, AST_GE, AST_EQ, AST_NE, 0};
+    static const cg_op codes[] = {OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_LT,
+                                  OP_GT,  OP_LE,  OP_GE,  OP_EQ,  OP_NE};
     cg_id in[2] = {lower(E, e->u.binary.lhs), CG_NONE};
     if (in[0] == CG_NONE || (in[1] = lower(E, e->u.binary.rhs)) == CG_NONE)
         return CG_NONE;
     if (e->u.binary.op == '@')
         return matmul(E, e, in[0], in[1]);
+    if (ast_op_compares(e->u.binary.op))
+        return compare(E, e, codes[strchr(ops, e->u.binary.op) - ops], in);
     char what[16];
     snprintf(what, sizeof what, "'%c'", e->u.binary.op);
     uint32_t rank;
@@ -656,7 +1062,7 @@ static cg_id lower(ex *E, const ast_expr *e)
 
 cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms)
 {
-    ex E = {L, s, m, ms};
+    ex E = {L, s, m, ms, 0};
     cg_id id = lower(&E, s->expr);
     if (id != CG_NONE && cg_get(&L->g, id)->dtype == WEAK) {
         lw_error(L, s->expr->span, "map-constant", NULL, 0,
@@ -738,6 +1144,6 @@ cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matche
     }
     lw_match on_slot = *m;
     on_slot.node = slot;
-    ex E = {L, s, &on_slot, ms};
+    ex E = {L, s, &on_slot, ms, 0};
     return lower(&E, skel);
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "compiler/passes.h"
+#include "runtime/select.h"
 #include "support/buf.h"
 
 static uint64_t bytes(const cg_node *n)
@@ -29,6 +30,17 @@ static bool is_read(const cg_graph *g, const cg_node *n)
 {
     return n->op == OP_INPUT || (cg_op_class(n->op) == CG_LAYOUT && n->op != OP_CONCAT &&
                                  n->op != OP_STACK && cg_get(g, n->in[0])->op == OP_INPUT);
+}
+
+/* Passes over operand k of a node before the node's value is known: one
+ * for a reduction and for a matmul's right operand, the radix passes of a
+ * topk_mask (select.c; two more when its cut falls among ties, which only
+ * the run knows). */
+static uint32_t passes_below(const cg_graph *g, const cg_node *n, uint32_t k)
+{
+    if (n->op == OP_TOPK)
+        return sx_width(cg_get(g, n->in[0])->dtype) / SX_DIGIT;
+    return cg_op_class(n->op) == CG_REDUCTION || (n->op == OP_MATMUL && k == 1);
 }
 
 /* The nodes the kernel of `root` reaches, into s->order (their count is
@@ -71,12 +83,13 @@ static uint32_t settle(const cg_graph *g, pl_scratch *s, cg_id root, uint32_t n)
         const cg_node *x = cg_get(g, id);
         if (is_read(g, x))
             continue;
+        /* a mask reads its operand in its own passes and again in the kernel's */
         for (uint32_t k = 0; k < x->n_in; k++) {
             cg_id in = x->in[k];
-            uint32_t below = cg_op_class(x->op) == CG_REDUCTION || (x->op == OP_MATMUL && k == 1);
+            uint32_t below = passes_below(g, x, k), lo = x->op == OP_TOPK ? 0 : below;
             max_pass = s->hi[id] + below > max_pass ? s->hi[id] + below : max_pass;
-            if (s->lo[id] + below < s->lo[in])
-                s->lo[in] = s->lo[id] + below;
+            if (s->lo[id] + lo < s->lo[in])
+                s->lo[in] = s->lo[id] + lo;
             if (s->hi[id] + below > s->hi[in])
                 s->hi[in] = s->hi[id] + below;
             if (--s->above[in] == 0)
@@ -96,7 +109,7 @@ static void held(const cg_graph *g, cg_id id, pl_tensor *t, cg_id *most, uint64_
     if (x->op == OP_MATMUL) {
         bool f32 = x->dtype != SURG_F64 && surg_dtype_kind_of(x->dtype) == SURG_KIND_FLOAT;
         b = cg_get(g, x->in[1])->nelems * (f32 ? 4 : 8);
-    } else if (cg_op_class(x->op) == CG_REDUCTION && x->a.reduce.over) {
+    } else if (cg_reduces_axis(x)) {
         b = x->nelems * 8;
     } else {
         return;
@@ -120,7 +133,7 @@ static bool held_text(const surg_program *p, arena *ar, pl_tensor *t, cg_id most
     for (uint32_t i = 0; i < x->rank; i++)
         buf_printf(&b, "%s%llu", i ? ", " : "", (unsigned long long)x->shape[i]);
     buf_printf(&b, "] %s, %s", how ? how : "",
-               cg_op_class(x->op) == CG_REDUCTION ? "a reduction over an axis"
+               cg_reduces_axis(x) ? "a reduction over an axis"
                                                   : "the right operand of a matmul");
     t->held_how = how && !b.failed ? ar_strdup(ar, b.data) : NULL;
     buf_free(&b);

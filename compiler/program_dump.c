@@ -71,12 +71,30 @@ static void attrs(buf *b, const surg_program *p, const cg_node *n)
         break;
     case OP_CONCAT:
     case OP_STACK: buf_printf(b, " axis=%u", n->a.axis); break;
+    case OP_REPEAT:
+        buf_printf(b, " axis=%u n=%llu", n->a.repeat.axis, (unsigned long long)n->a.repeat.n);
+        break;
+    case OP_PAD:
+        buf_printf(b, " axis=%u before=%llu after=%llu", n->a.pad.axis,
+                   (unsigned long long)n->a.pad.before, (unsigned long long)n->a.pad.after);
+        break;
+    case OP_TOPK:
+        buf_puts(b, " fraction=");
+        buf_double(b, n->a.topk.fraction);
+        buf_printf(b, " k=%llu", (unsigned long long)n->a.topk.k);
+        break;
+    case OP_BERNOULLI:
+        buf_puts(b, " p=");
+        buf_double(b, n->a.bern.p);
+        buf_printf(b, " seed=%llu key=\"%s\" index=%u", (unsigned long long)n->a.bern.seed,
+                   n->a.bern.key, n->a.bern.index);
+        break;
     case OP_MATMUL:
         buf_printf(b, " m=%llu k=%llu n=%llu", (unsigned long long)n->a.matmul.m,
                    (unsigned long long)n->a.matmul.k, (unsigned long long)n->a.matmul.n);
         break;
     default:
-        if (cg_op_class(n->op) == CG_REDUCTION && n->a.reduce.over)
+        if (cg_reduces_axis(n))
             buf_printf(b, " axis=%u%s", n->a.reduce.axis, n->a.reduce.keepdims ? " keepdims" : "");
         break;
     }

@@ -26,12 +26,42 @@ typedef struct ast_arg {
     struct ast_arg *last; /* in a list's first node, while parsing: its last */
 } ast_arg;
 
+/* The binary operators written with two characters, by a character of
+ * their own; '+', '-', '*', '/', '@', '<', '>' stand for themselves. */
+enum { AST_LE = 'l', AST_GE = 'g', AST_EQ = 'e', AST_NE = 'n' };
+
+/* A binary operator as written: "+", "<=", ... */
+static inline const char *ast_op_text(char op)
+{
+    switch (op) {
+    case '+': return "+";
+    case '-': return "-";
+    case '*': return "*";
+    case '/': return "/";
+    case '@': return "@";
+    case '<': return "<";
+    case '>': return ">";
+    case AST_LE: return "<=";
+    case AST_GE: return ">=";
+    case AST_EQ: return "==";
+    default: return "!=";
+    }
+}
+
+/* Comparisons bind looser than + and -, and do not chain (a < b < c is a
+ * syntax error). */
+static inline bool ast_op_compares(char op)
+{
+    return op == '<' || op == '>' || op == AST_LE || op == AST_GE || op == AST_EQ ||
+           op == AST_NE;
+}
+
 typedef enum ast_expr_kind {
     EX_NUMBER, /* 0.5, 1e-3 */
     EX_IDENT,  /* x, zeros, he_uniform, bf16 */
     EX_STRING, /* "ft/$1", as tensor()'s argument */
     EX_NEG,    /* -e */
-    EX_BINARY, /* e + e, e - e, e * e, e / e */
+    EX_BINARY, /* e + e, e - e, e * e, e / e, comparisons (e < e, e <= e, ...) */
     EX_CALL,   /* name(args) */
 } ast_expr_kind;
 
@@ -48,7 +78,7 @@ struct ast_expr {
         const char *string;
         ast_expr *operand;
         struct {
-            char op;
+            char op; /* the operator's character; AST_LE etc. for two */
             ast_expr *lhs, *rhs;
         } binary;
         struct {

@@ -32,7 +32,7 @@ static void expr(buf *b, const ast_expr *e)
         buf_putc(b, ')');
         break;
     case EX_BINARY:
-        buf_printf(b, "(%c ", e->u.binary.op);
+        buf_printf(b, "(%s ", ast_op_text(e->u.binary.op));
         expr(b, e->u.binary.lhs);
         buf_putc(b, ' ');
         expr(b, e->u.binary.rhs);

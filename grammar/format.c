@@ -28,17 +28,20 @@ void pr_string(buf *b, const char *text)
 
 static int precedence(const ast_expr *e)
 {
+    if (e->kind == EX_BINARY && ast_op_compares(e->u.binary.op))
+        return 0;
     if (e->kind == EX_BINARY)
         return e->u.binary.op == '+' || e->u.binary.op == '-' ? 1 : 2; /* * / @ */
     return e->kind == EX_NEG ? 3 : 4;
 }
 
 /* Operators are left-associative: a right operand of equal precedence keeps
- * its parentheses (a - (b - c)), a left one does not. */
+ * its parentheses (a - (b - c)), a left one does not. Comparisons do not
+ * associate at all: (a < b) < c keeps them on either side. */
 static void operand(buf *b, const ast_expr *e, int parent, bool right)
 {
     int p = precedence(e);
-    bool parens = p < parent || (right && p == parent);
+    bool parens = p < parent || (p == parent && (right || p == 0));
     if (parens)
         buf_putc(b, '(');
     pr_expr(b, e);
@@ -60,7 +63,7 @@ void pr_expr(buf *b, const ast_expr *e)
         break;
     case EX_BINARY:
         operand(b, e->u.binary.lhs, precedence(e), false);
-        buf_printf(b, " %c ", e->u.binary.op);
+        buf_printf(b, " %s ", ast_op_text(e->u.binary.op));
         operand(b, e->u.binary.rhs, precedence(e), true);
         break;
     case EX_CALL:

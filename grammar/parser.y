@@ -6,7 +6,7 @@
 %define api.pure full
 %define api.prefix {gr}
 %define api.location.type {src_span}
-%define parse.error detailed
+%define parse.error custom
 %locations
 %expect 0
 %param {yyscan_t scanner}
@@ -40,6 +40,7 @@ int grlex(GRSTYPE *lval, src_span *lloc, yyscan_t scanner);
     } while (0)
 
 static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *msg);
+static void syntax_error(src_span *loc, gr_ctx *ctx, const char *msg, bool operator_here);
 static void *node(gr_ctx *ctx, size_t size);
 static ast_stmt *stmt(gr_ctx *ctx, ast_stmt_kind kind, src_span at, src_span kw);
 static ast_expr *expr(gr_ctx *ctx, ast_expr_kind kind, src_span at);
@@ -101,6 +102,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 %token <text> IDENT "name" UNKNOWN_WORD "word"
 %token <string> STRING "string"
 %token <number> NUMBER "number"
+%token LE "'<='" GE "'>='" EQ "'=='" NE "'!='"
 %token ARROW "'->'" NEWLINE "end of line" GLOBCHAR "glob character" STRAY "character"
 
 %type <stmt> stmt
@@ -114,6 +116,7 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 
 %precedence BARE_END
 %precedence IDENT
+%nonassoc '<' '>' LE GE EQ NE
 %left '+' '-'
 %left '*' '/' '@'
 %precedence NEG
@@ -263,6 +266,13 @@ expr:
   | expr '*' expr                    { $$ = binary(ctx, '*', $1, $3, @$, @2); }
   | expr '/' expr                    { $$ = binary(ctx, '/', $1, $3, @$, @2); }
   | expr '@' expr                    { $$ = binary(ctx, '@', $1, $3, @$, @2); }
+  | expr '<' expr                    { $$ = binary(ctx, '<', $1, $3, @$, @2); }
+  | expr '>' expr                    { $$ = binary(ctx, '>', $1, $3, @$, @2); }
+  | expr LE expr                     { $$ = binary(ctx, AST_LE, $1, $3, @$, @2); }
+  | expr GE expr                     { $$ = binary(ctx, AST_GE, $1, $3, @$, @2); }
+  | expr EQ expr                     { $$ = binary(ctx, AST_EQ, $1, $3, @$, @2); }
+  | expr NE expr                     { $$ = binary(ctx, AST_NE, $1, $3, @$, @2); }
+  | CONCAT '(' args ')'              { $$ = call(ctx, $1, @1, $3, @$); } /* a statement's word, a function here too */
   ;
 
 args:
@@ -287,6 +297,7 @@ junk_token:
   | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | META | OPTIONAL | RANK | ALPHA | STYLE
   | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
   | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-' | '@'
+  | '<' | '>' | LE | GE | EQ | NE
   ;
 
 %%
@@ -434,11 +445,47 @@ static void unknown_statement(gr_ctx *ctx, const char *word, src_span at)
               "unknown statement '%s'", word ? word : "");
 }
 
-/* Bison's "syntax error, unexpected A, expecting B or C", said as a compiler
- * says it. A stray character was already reported by the scanner. */
+/* Bison's "syntax error, unexpected A, expecting B or C" (the expected
+ * tokens listed when there are at most four, as Bison's own message does),
+ * said as a compiler says it. Whether an operator could come here is asked
+ * of every expected token, listed or not. */
+static int yyreport_syntax_error(const yypcontext_t *yc, yyscan_t scanner, gr_ctx *ctx)
+{
+    (void)scanner;
+    enum { LISTED = 4 };
+    yysymbol_kind_t expected[YYNTOKENS];
+    yysymbol_kind_t tok = yypcontext_token(yc);
+    int n = tok == YYSYMBOL_YYEMPTY ? 0 : yypcontext_expected_tokens(yc, expected, YYNTOKENS);
+    if (n < 0)
+        return n;
+    bool operator_here = false;
+    for (int i = 0; i < n; i++)
+        operator_here |= strcmp(yysymbol_name(expected[i]), "'+'") == 0;
+    char msg[256];
+    size_t len = 0;
+    if (tok == YYSYMBOL_YYEMPTY)
+        len = (size_t)snprintf(msg, sizeof msg, "syntax error");
+    else
+        len = (size_t)snprintf(msg, sizeof msg, "syntax error, unexpected %s", yysymbol_name(tok));
+    for (int i = 0; n <= LISTED && i < n && len < sizeof msg; i++)
+        len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s", i ? " or " : ", expecting ",
+                                yysymbol_name(expected[i]));
+    syntax_error(yypcontext_location(yc), ctx, msg, operator_here);
+    return 0;
+}
+
+/* Bison's own messages: only "memory exhausted" (syntax errors come
+ * through yyreport_syntax_error). */
 static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *msg)
 {
     (void)scanner;
+    syntax_error(loc, ctx, msg, false);
+}
+
+/* A syntax error, said as a compiler says it. A stray character was
+ * already reported by the scanner. */
+static void syntax_error(src_span *loc, gr_ctx *ctx, const char *msg, bool operator_here)
+{
     if (strcmp(msg, "memory exhausted") == 0) { /* the stack is full, or memory */
         if (!ctx->nomem)
             gr_error(ctx, *loc, "syntax-depth", NULL, 0,
@@ -462,6 +509,13 @@ static void grerror(src_span *loc, yyscan_t scanner, gr_ctx *ctx, const char *ms
         src_position(&ctx->recipe->src, at, &line, &col);
         snprintf(note, sizeof note, "the '%c' at line %u, column %u is not closed",
                  ctx->recipe->src.text[at], line, col);
+        n_notes = 1;
+    }
+    /* A comparison where an operator could go follows another: a < b < c. */
+    int t = ctx->last_token;
+    if (!n_notes && (t == '<' || t == '>' || t == LE || t == GE || t == EQ || t == NE) &&
+        operator_here) {
+        snprintf(note, sizeof note, "comparisons do not chain: write (a < b) == (b < c)");
         n_notes = 1;
     }
     ctx->depth = 0; /* let the next newline end the broken statement */

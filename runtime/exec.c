@@ -25,6 +25,7 @@
 #include "runtime/exec_out.h"
 #include "runtime/jobs.h"
 #include "runtime/numeric.h"
+#include "runtime/select.h"
 
 enum {
     COPY_PIECE = 64 << 20,       /* bytes per copy job */
@@ -33,9 +34,9 @@ enum {
 };
 
 /* What runs before the output's chunks: a reduction to a scalar (partial
- * results per chunk), a reduction over an axis (its result held), or a
- * matmul's right operand (held). */
-typedef enum held_kind { HK_SCALAR, HK_AXIS, HK_RIGHT } held_kind;
+ * results per chunk), a reduction over an axis (its result held), a
+ * matmul's right operand (held), or a topk_mask's cut (run_select). */
+typedef enum held_kind { HK_SCALAR, HK_AXIS, HK_RIGHT, HK_MASK } held_kind;
 
 typedef struct reduction {
     cg_id node;
@@ -57,6 +58,7 @@ typedef struct run {
     bool needs_map;   /* some tensor reads scattered input elements */
     reduction *red;
     size_t n_red;
+    sx_sel *sel;      /* the topk_mask being selected, while its passes run */
     jb_list jobs;
     jb_pool pool;
     uint64_t total;   /* bytes the jobs make, for progress */
@@ -79,7 +81,7 @@ static size_t count_nodes(const cg_node *nodes, cg_id id, uint32_t *stamp, uint3
         ++*matmuls;
         return 2 + count_nodes(nodes, n->in[0], stamp, mark, matmuls);
     }
-    if (cg_op_class(n->op) != CG_REDUCTION)
+    if (cg_op_class(n->op) != CG_REDUCTION || n->op == OP_TOPK) /* a mask needs its operand */
         for (uint32_t i = 0; i < n->n_in; i++)
             k += count_nodes(nodes, n->in[i], stamp, mark, matmuls);
     return k;
@@ -185,6 +187,8 @@ static surg_status do_job(void *user, jb_worker *w, jb_job *j)
     case JB_DECODE: return ck_decode(r->kx.ck, j->item, &r->pool.locked);
     case JB_REDUCE: {
         reduction *red = &r->red[j->item];
+        if (red->kind == HK_MASK)
+            return sx_chunk(r->sel, &r->kx, &w->scratch, j->start, (size_t)j->n, &r->pool.locked);
         if (red->kind == HK_AXIS)
             return kx_axis_job(&r->kx, &w->scratch, red->node, j->start, red->chunk,
                                &r->pool.locked);
@@ -231,7 +235,10 @@ static void collect_reductions(const cg_node *nodes, cg_id id, uint8_t *seen, re
     for (uint32_t k = 0; k < x->n_in; k++)
         collect_reductions(nodes, x->in[k], seen, out, n, memo);
     if (cg_op_class(x->op) == CG_REDUCTION)
-        out[(*n)++] = (reduction){.node = id, .kind = x->a.reduce.over ? HK_AXIS : HK_SCALAR,
+        out[(*n)++] = (reduction){.node = id,
+                                  .kind = x->op == OP_TOPK       ? HK_MASK
+                                          : x->a.reduce.over ? HK_AXIS
+                                                             : HK_SCALAR,
                                   .depth = kx_levels(nodes, x->in[0], memo)};
     else if (x->op == OP_MATMUL)
         out[(*n)++] = (reduction){.node = id, .kind = HK_RIGHT,
@@ -274,15 +281,22 @@ static surg_status prepare_reductions(run *r, uint32_t *stamp)
         if (r->pl->t[t].kind == PL_COMPUTE)
             collect_reductions(nodes, r->pl->t[t].node, seen, r->red, &r->n_red, memo);
     surg_status st = SURG_OK;
+    for (size_t i = 0; i < r->n_red && !st && !r->kx.cuts; i++)
+        if (r->red[i].kind == HK_MASK &&
+            !(r->kx.cuts = calloc(n_nodes, sizeof *r->kx.cuts)))
+            st = dg_nomem(r->sink, "surg");
     for (size_t i = 0; i < r->n_red && !st; i++) {
         reduction *red = &r->red[i];
         cg_id operand = operand_of(nodes, red);
         red->chunk = chunk_for(weight(nodes, operand, stamp, (uint32_t)(r->pl->n + i + 1)),
                                &r->pool.scratch);
         red->n_chunks = (size_t)((nodes[operand].nelems + red->chunk - 1) / red->chunk);
-        if (red->kind != HK_SCALAR ? !prepare_held(r, red)
-                                   : !(red->parts = calloc(red->n_chunks ? red->n_chunks : 1,
-                                                           sizeof *red->parts)))
+        bool ok = true;
+        if (red->kind == HK_AXIS || red->kind == HK_RIGHT)
+            ok = prepare_held(r, red);
+        else if (red->kind == HK_SCALAR) /* a mask's passes keep their own counts */
+            ok = (red->parts = calloc(red->n_chunks ? red->n_chunks : 1, sizeof *red->parts)) != NULL;
+        if (!ok)
             st = dg_nomem(r->sink, "surg");
         if (red->chunk > r->pool.max_chunk)
             r->pool.max_chunk = red->chunk;
@@ -292,8 +306,38 @@ static surg_status prepare_reductions(run *r, uint32_t *stamp)
     return st;
 }
 
+/* A topk_mask's cut: its passes, one after another (select.c), each a job
+ * per chunk of its operand. */
+static surg_status run_select(run *r, size_t i)
+{
+    reduction *red = &r->red[i];
+    sx_sel sel;
+    surg_status st = sx_begin(&sel, &r->kx, red->node, red->chunk, r->sink);
+    r->sel = &sel;
+    while (!st && sel.phase != SX_DONE) {
+        r->jobs.n = 0;
+        uint64_t n = sel.elems;
+        for (size_t k = sel.first; k < sel.end && !st; k++) {
+            uint64_t at = (uint64_t)k * red->chunk;
+            if (!jb_add(&r->jobs, (jb_job){JB_REDUCE, (uint32_t)i, 0, at,
+                                           n - at < red->chunk ? n - at : red->chunk, 0, 0}))
+                st = dg_nomem(r->sink, "surg");
+        }
+        if (!st)
+            st = jb_run(&r->pool, &r->jobs);
+        if (!st)
+            st = sx_next(&sel, r->sink);
+    }
+    r->sel = NULL;
+    if (!st)
+        r->kx.cuts[red->node] = sel.cut;
+    sx_free(&sel);
+    return st;
+}
+
 /* One phase per depth: the reductions of that depth, chunk by chunk; then
- * each one's chunks combined, in order, into its value. */
+ * each one's chunks combined, in order, into its value; then the cuts of
+ * the topk_masks of that depth, one at a time. */
 static surg_status run_reductions(run *r)
 {
     const cg_node *nodes = r->pl->nodes;
@@ -305,6 +349,8 @@ static surg_status run_reductions(run *r)
         r->jobs.n = 0;
         for (size_t i = 0; i < r->n_red; i++) {
             reduction *red = &r->red[i];
+            if (red->kind == HK_MASK) /* its passes are run_select's */
+                continue;
             if (red->kind == HK_AXIS) {
                 for (uint64_t k = 0; red->depth == d && k < red->n_chunks; k++)
                     if (!jb_add(&r->jobs, (jb_job){JB_REDUCE, (uint32_t)i, 0, k, 0, 0, 0}))
@@ -317,11 +363,14 @@ static surg_status run_reductions(run *r)
                                                n - k < red->chunk ? n - k : red->chunk, 0, 0}))
                     return dg_nomem(r->sink, "surg");
         }
-        st = jb_run(&r->pool, &r->jobs);
+        st = r->jobs.n ? jb_run(&r->pool, &r->jobs) : SURG_OK;
         for (size_t i = 0; !st && i < r->n_red; i++)
             if (r->red[i].depth == d && r->red[i].kind == HK_SCALAR)
                 r->kx.scalars[r->red[i].node] =
                     kx_reduce_finish(&r->kx, r->red[i].node, r->red[i].parts, r->red[i].n_chunks);
+        for (size_t i = 0; !st && i < r->n_red; i++)
+            if (r->red[i].depth == d && r->red[i].kind == HK_MASK)
+                st = run_select(r, i);
     }
     return st;
 }
@@ -555,6 +604,7 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     free(r.jobs.v);
     free(r.chunk);
     free(r.kx.scalars);
+    free(r.kx.cuts);
     outp_reads_free(&r.reads);
     jb_pool_destroy(&r.pool);
     return st;

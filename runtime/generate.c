@@ -301,3 +301,23 @@ void gn_fill_at(const gn_stream *s, const uint64_t *idx, size_t n, double *out)
         out[i] = s->a + s->b * v[idx[i] % s->per_draw];
     }
 }
+
+/* The counter's third word is 1: no initializer's draw (whose third and
+ * fourth words are 0) is ever one of these. */
+void gn_bernoulli(double p, uint64_t seed, const char *key, uint32_t index,
+                  const uint64_t *idx, uint64_t first, size_t n, double *out)
+{
+    uint32_t k[2], r[4];
+    philox_key(seed, key, k);
+    double below = p * 4294967296.0;
+    uint64_t drawn = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t e = idx ? idx[i] : first + i;
+        if (e / 4 != drawn) {
+            drawn = e / 4;
+            uint32_t ctr[4] = {(uint32_t)drawn, (uint32_t)(drawn >> 32), 1, index};
+            philox4x32_10(ctr, k, r);
+        }
+        out[i] = (double)r[e % 4] < below;
+    }
+}

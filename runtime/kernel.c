@@ -17,6 +17,7 @@
 #include "support/diag.h"
 #include "runtime/generate.h"
 #include "runtime/numeric.h"
+#include "runtime/select.h"
 
 /* ---- scratch: one block per thread, bumped, reset per chunk ---------- */
 
@@ -25,6 +26,7 @@ void kx_scratch_free(kx_scratch *s)
     free(s->mem);
     free(s->memo);
     free(s->last);
+    free(s->hist);
     *s = (kx_scratch){0};
 }
 
@@ -133,6 +135,9 @@ static bool single_input_map(const kx_ctx *c, kx_scratch *s, const cg_node *n, k
         if (n->op == OP_TRANSPOSE) {
             for (uint32_t k = 0; k < n->rank; k++)
                 ci[n->a.perm[k]] = co[k];
+        } else if (n->op == OP_REPEAT) {
+            memcpy(ci, co, n->rank * sizeof *ci);
+            ci[n->a.repeat.axis] /= n->a.repeat.n;
         } else { /* OP_SLICE */
             uint32_t a = n->a.slice.axis, k = 0;
             for (uint32_t d = 0; d < src->rank; d++)
@@ -378,6 +383,59 @@ static surg_status eval_as_part(const kx_ctx *c, kx_scratch *s, cg_id id, kx_ind
 static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix,
                              double *out, surg_sink *sink);
 
+/* pad: the places inside are x's, evaluated together; the others the value. */
+static surg_status eval_pad(const kx_ctx *c, kx_scratch *s, const cg_node *n, kx_index ix,
+                            double *out, surg_sink *sink)
+{
+    const cg_node *x = node_of(c, n->in[0]);
+    uint32_t a = n->a.pad.axis;
+    uint64_t *in = take(s, ix.n * sizeof *in);
+    double value;
+    surg_status st = kx_eval(c, s, n->in[1], (kx_index){.start = 0, .n = 1}, &value, sink);
+    if (!in)
+        return nomem(sink);
+    if (st)
+        return st;
+    uint64_t co[SURG_MAX_RANK + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < ix.n; i++) {
+        coords(n, at(ix, i), co);
+        if (co[a] < n->a.pad.before || co[a] - n->a.pad.before >= x->shape[a])
+            continue;
+        co[a] -= n->a.pad.before;
+        in[k++] = flat_of(x, co);
+    }
+    double *v = take(s, (k ? k : 1) * sizeof *v);
+    if (!v)
+        return nomem(sink);
+    if (k && (st = kx_eval(c, s, n->in[0], (kx_index){.idx = in, .n = k}, v, sink)))
+        return st;
+    for (size_t i = 0, j = 0; i < ix.n; i++) {
+        coords(n, at(ix, i), co);
+        bool inside = co[a] >= n->a.pad.before && co[a] - n->a.pad.before < x->shape[a];
+        out[i] = inside ? v[j++] : value;
+    }
+    return SURG_OK;
+}
+
+/* topk_mask: the operand's values against the cut run_select found. */
+static surg_status eval_topk(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix,
+                             double *out, surg_sink *sink)
+{
+    const cg_node *n = node_of(c, id);
+    double *v = take(s, ix.n * sizeof *v);
+    if (!v)
+        return nomem(sink);
+    surg_status st = kx_eval(c, s, n->in[0], ix, v, sink);
+    if (st)
+        return st;
+    const kx_cut *cut = &c->cuts[id];
+    unsigned width = sx_width(node_of(c, n->in[0])->dtype);
+    for (size_t i = 0; i < ix.n; i++)
+        out[i] = sx_taken(cut, sx_key(v[i], width), at(ix, i));
+    return SURG_OK;
+}
+
 /* Every value computed for a chunk stays in scratch until the chunk ends,
  * so a node met again with the same index set is copied, not recomputed:
  * without this a chain of `y = x + x` doubles its work at every level. */
@@ -437,17 +495,24 @@ static surg_status eval_node(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index 
     case OP_RESHAPE:
     case OP_TRANSPOSE:
     case OP_SLICE:
+    case OP_REPEAT:
     case OP_BROADCAST: {
         kx_index in;
         if (!single_input_map(c, s, n, ix, &in))
             return nomem(sink);
         return kx_eval(c, s, n->in[0], in, out, sink);
     }
+    case OP_PAD: return eval_pad(c, s, n, ix, out, sink);
+    case OP_BERNOULLI:
+        gn_bernoulli(n->a.bern.p, n->a.bern.seed, n->a.bern.key, n->a.bern.index, ix.idx,
+                     ix.start, ix.n, out);
+        return SURG_OK;
+    case OP_TOPK: return eval_topk(c, s, id, ix, out, sink);
     case OP_CONCAT:
     case OP_STACK: return eval_parts(c, s, n, ix, out, sizeof *out, eval_as_part, sink);
     case OP_MATMUL: return kx_matmul(c, s, id, ix, out, sink);
     default:
-        if (cg_op_class(n->op) == CG_REDUCTION && n->a.reduce.over) {
+        if (cg_reduces_axis(n)) {
             const double *held = c->held[id];
             for (size_t i = 0; i < ix.n; i++)
                 out[i] = held[at(ix, i)];
@@ -495,6 +560,7 @@ surg_status kx_gather(const kx_ctx *c, kx_scratch *s, cg_id id, kx_index ix, voi
     case OP_RESHAPE:
     case OP_TRANSPOSE:
     case OP_SLICE:
+    case OP_REPEAT:
     case OP_BROADCAST: {
         kx_index in;
         if (!single_input_map(c, s, n, ix, &in))

@@ -15,17 +15,27 @@ typedef struct kx_index {
     size_t n;
 } kx_index;
 
+/* The cut a topk_mask makes (select.h): an element is taken when its key
+ * is above `key`, or equal to it at an index up to `last`; none when
+ * `none`. */
+typedef struct kx_cut {
+    uint64_t key, last;
+    bool none;
+} kx_cut;
+
 /* What the kernels of one run share: the plan's nodes, its input (files
  * mapped before the threads start), the values of the reductions computed
- * so far (by node; NaN until computed), and the values held whole (by node:
- * a reduction over an axis, its result as doubles; a matmul, its right
- * operand as floats or doubles, kx_f32; NULL until computed). */
+ * so far (by node; NaN until computed), the values held whole (by node: a
+ * reduction over an axis, its result as doubles; a matmul, its right
+ * operand as floats or doubles, kx_f32; NULL until computed), and the cuts
+ * of the topk_masks. */
 typedef struct kx_ctx {
     const cg_node *nodes;
     uint32_t n_nodes;
     surg_ckpt *ck;
     double *scalars;
     void **held;
+    kx_cut *cuts;   /* by node, for topk_mask nodes; NULL when there are none */
 } kx_ctx;
 
 /* Values already computed for the current chunk: a node reached along
@@ -49,6 +59,7 @@ typedef struct kx_scratch {
     kx_memo *memo;   /* the chunk's values, grown as needed */
     size_t n_memo, memo_cap;
     uint32_t *last;  /* per node of the graph: its newest value, +1 */
+    uint32_t *hist;  /* topk_mask's counts of one chunk (select.c), zero between chunks */
 } kx_scratch;
 
 void kx_scratch_free(kx_scratch *s);

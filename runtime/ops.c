@@ -28,6 +28,11 @@ static const struct {
 const char *cg_op_name(cg_op op) { return ops[op].name; }
 cg_class cg_op_class(cg_op op) { return ops[op].cls; }
 
+bool cg_reduces_axis(const cg_node *n)
+{
+    return ops[n->op].cls == CG_REDUCTION && n->op != OP_TOPK && n->a.reduce.over;
+}
+
 double cg_scalar(cg_op op, const double *v)
 {
     double x = v[0];
@@ -46,6 +51,20 @@ double cg_scalar(cg_op op, const double *v)
     case OP_DIV: return x / v[1];
     case OP_CLIP: return isnan(x) ? x : x < v[1] ? v[1] : x > v[2] ? v[2] : x;
     case OP_STD: return isnan(x) ? x : 0;
+    case OP_SIN: return sin(x);
+    case OP_COS: return cos(x);
+    case OP_ACOS: return acos(x);
+    case OP_POW: return pow(x, v[1]);
+    /* NaN from either side; on a tie the second operand, as NumPy */
+    case OP_MINIMUM: return x < v[1] || isnan(x) ? x : v[1];
+    case OP_MAXIMUM: return x > v[1] || isnan(x) ? x : v[1];
+    case OP_LT: return x < v[1];
+    case OP_LE: return x <= v[1];
+    case OP_GT: return x > v[1];
+    case OP_GE: return x >= v[1];
+    case OP_EQ: return x == v[1];
+    case OP_NE: return x != v[1];
+    case OP_WHERE: return x != 0 ? v[1] : v[2];
     default: return x; /* sum, mean, min, max of one value */
     }
 }

@@ -38,6 +38,21 @@ typedef uint32_t cg_id;
     X(MUL, "mul", 2, CG_ELEMENTWISE)            \
     X(DIV, "div", 2, CG_ELEMENTWISE)            \
     X(CLIP, "clip", 3, CG_ELEMENTWISE)          \
+    X(SIN, "sin", 1, CG_ELEMENTWISE)            \
+    X(COS, "cos", 1, CG_ELEMENTWISE)            \
+    X(ACOS, "acos", 1, CG_ELEMENTWISE)          \
+    X(POW, "pow", 2, CG_ELEMENTWISE)            \
+    X(MINIMUM, "minimum", 2, CG_ELEMENTWISE)    \
+    X(MAXIMUM, "maximum", 2, CG_ELEMENTWISE)    \
+    X(LT, "lt", 2, CG_ELEMENTWISE)              \
+    X(LE, "le", 2, CG_ELEMENTWISE)              \
+    X(GT, "gt", 2, CG_ELEMENTWISE)              \
+    X(GE, "ge", 2, CG_ELEMENTWISE)              \
+    X(EQ, "eq", 2, CG_ELEMENTWISE)              \
+    X(NE, "ne", 2, CG_ELEMENTWISE)              \
+    X(WHERE, "where", 3, CG_ELEMENTWISE)        \
+    X(PAD, "pad", 2, CG_ELEMENTWISE)            \
+    X(BERNOULLI, "bernoulli", 0, CG_LEAF)       \
     X(CAST, "cast", 1, CG_ELEMENTWISE)          \
     X(FULL_LIKE, "full_like", 2, CG_ELEMENTWISE) \
     X(NORM, "norm", 1, CG_REDUCTION)            \
@@ -46,11 +61,13 @@ typedef uint32_t cg_id;
     X(MIN, "min", 1, CG_REDUCTION)              \
     X(MAX, "max", 1, CG_REDUCTION)              \
     X(SUM, "sum", 1, CG_REDUCTION)              \
+    X(TOPK, "topk_mask", 1, CG_REDUCTION)       \
     X(TRANSPOSE, "transpose", 1, CG_LAYOUT)     \
     X(RESHAPE, "reshape", 1, CG_LAYOUT)         \
     X(SLICE, "slice", 1, CG_LAYOUT)             \
     X(CONCAT, "concat", -1, CG_LAYOUT)          \
     X(STACK, "stack", -1, CG_LAYOUT)            \
+    X(REPEAT, "repeat", 1, CG_LAYOUT)           \
     X(BROADCAST, "broadcast", 1, CG_LAYOUT)     \
     X(MATMUL, "matmul", 2, CG_MATMUL)
 
@@ -130,6 +147,24 @@ typedef struct cg_node {
         uint32_t axis; /* OP_CONCAT, OP_STACK */
         struct {
             uint32_t axis;
+            uint64_t n;
+        } repeat; /* OP_REPEAT: each element n times along axis (np.repeat) */
+        struct {
+            uint32_t axis;
+            uint64_t before, after;
+        } pad; /* OP_PAD: in[1], a scalar, fills the new places */
+        struct {
+            double p;
+            uint64_t seed;
+            const char *key;   /* the output's name: its stream */
+            uint32_t index;    /* which bernoulli() of the statement, from 0 */
+        } bern; /* OP_BERNOULLI */
+        struct {
+            double fraction;
+            uint64_t k;        /* floor(fraction * elements): how many are true */
+        } topk; /* OP_TOPK */
+        struct {
+            uint32_t axis;
             uint64_t start, len;
             bool squeeze; /* unstack: the axis goes away */
         } slice;
@@ -152,5 +187,10 @@ typedef struct cg_node {
     } a;
     src_span origin; /* the statement that made it */
 } cg_node;
+
+/* Whether a node reduces over one axis, its result held (a.reduce.over): a
+ * topk_mask is classed with the reductions (its operand is read whole
+ * before it) but has its own attributes, and no such axis. */
+bool cg_reduces_axis(const cg_node *n);
 
 #endif

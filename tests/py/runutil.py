@@ -219,15 +219,16 @@ E4M3 = Minifloat(4, 3, 7, ieee=False)
 E5M2 = Minifloat(5, 2, 15, ieee=True)
 
 
-def philox4x32_10(counters, key):
-    """Philox-4x32-10 of counters (k, 0, 0, 0) for an array of k, in NumPy:
-    the generator's published definition, written independently of surg."""
+def philox4x32_10(counters, key, word2=0, word3=0):
+    """Philox-4x32-10 of counters (k, word2, word3) -- k taking the two low
+    words -- for an array of k, in NumPy: the generator's published
+    definition, written independently of surg."""
     M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
     mask = np.uint64(0xFFFFFFFF)
     c0 = counters.astype(np.uint64) & mask
     c1 = counters.astype(np.uint64) >> np.uint64(32)
-    c2 = np.zeros_like(c0)
-    c3 = np.zeros_like(c0)
+    c2 = np.full_like(c0, word2)
+    c3 = np.full_like(c0, word3)
     k0, k1 = key
     for _ in range(10):
         p0 = np.uint64(M0) * c0
