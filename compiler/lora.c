@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/diag.h"
+
 #include "compiler/mirror.h"
 #include "compiler/statements.h"
 
@@ -185,4 +187,58 @@ void lw_init_lora(lw *L, const ast_stmt *s)
     L->nomem |= !names;
     free(names);
     lw_stmt_close(L, &o);
+}
+
+/* A PEFT adapter holds the adapter alone, as PeftModel.save_pretrained
+ * saves it: every name that is not the A or B of a record of style peft
+ * leaves the output (no input byte of it is read), while the records stay
+ * whole, naming the kernels they adapt. */
+void lw_lora_adapter_only(lw *L, size_t n_outputs)
+{
+    if (n_outputs > 1) {
+        dg_file(L->sink, SURG_ERROR, "peft-outputs", L->src->path,
+                "--out-format peft writes one adapter directory, and there are %zu outputs",
+                n_outputs);
+        L->errors++;
+        return;
+    }
+    bool *kept = calloc(L->st.n + 1, sizeof *kept);
+    if (!kept) {
+        L->nomem = true;
+        return;
+    }
+    size_t adapters = 0;
+    for (const cg_lora *x = L->lora; x; x = x->next) {
+        size_t a = x->flax ? STATE_NONE : state_find(&L->st, x->a);
+        size_t b = x->flax ? STATE_NONE : state_find(&L->st, x->b);
+        if (a == STATE_NONE || b == STATE_NONE)
+            continue;
+        kept[a] = kept[b] = true;
+        adapters++;
+    }
+    if (!adapters) {
+        dg_file(L->sink, SURG_ERROR, "peft-none", L->src->path,
+                "--out-format peft writes a PEFT adapter, the A and B of each init-lora of "
+                "style peft, and the recipe leaves none");
+        L->errors++;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < L->st.n && !L->errors; i++) {
+        const state_entry *e = &L->st.e[i];
+        if (kept[i] && e->tied) {
+            lw_error(L, e->at, "peft-tie", NULL, 0,
+                     "\"%s\" is tied to \"%s\": a PEFT adapter holds its A and B as they are; "
+                     "untie it",
+                     e->name, e->tied);
+            continue;
+        }
+        if (!kept[i]) {
+            L->st.n_tied -= e->tied != NULL;
+            continue;
+        }
+        L->st.e[n++] = *e; /* in order still */
+    }
+    if (!L->errors)
+        L->st.n = n;
+    free(kept);
 }

@@ -153,6 +153,7 @@ typedef enum surg_ckpt_kind {
     SURG_CKPT_TORCH,       /* a torch.save file (.pt, .pth, .bin) */
     SURG_CKPT_MSGPACK,     /* a Flax msgpack file (flax.serialization) */
     SURG_CKPT_ORBAX,       /* a directory Orbax wrote (its items, OCDBT or zarr arrays) */
+    SURG_CKPT_PEFT,        /* a PEFT adapter directory (adapter_model.safetensors) */
 } surg_ckpt_kind;
 
 typedef struct surg_ckpt surg_ckpt;
