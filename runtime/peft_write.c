@@ -275,8 +275,10 @@ static void pattern(buf *b, const pw_module *m, size_t n, size_t first, bool ran
 }
 
 /* adapter_config.json as PeftConfigMixin.save_pretrained writes it:
- * json.dumps(config, indent=2, sort_keys=True). `first`: the module of the
- * first record, whose rank and alpha are the config's r and lora_alpha. */
+ * json.dumps(config, indent=2, sort_keys=True), with the fields PEFT has
+ * known since 0.7 (use_rslora), newer ones at their defaults left out, so
+ * older versions load it too. `first`: the module of the first record,
+ * whose rank and alpha are the config's r and lora_alpha. */
 static void config_text(buf *b, const pw_module *m, size_t n, size_t first)
 {
     const pw_module *f = &m[first];
@@ -300,7 +302,7 @@ static void config_text(buf *b, const pw_module *m, size_t n, size_t first)
         buf_puts(b, i ? ",\n    " : "\n    ");
         buf_json_ascii(b, m[i].name);
     }
-    buf_puts(b, "\n  ],\n  \"task_type\": null,\n  \"use_dora\": false,\n  \"use_rslora\": ");
+    buf_puts(b, "\n  ],\n  \"task_type\": null,\n  \"use_rslora\": ");
     buf_puts(b, f->rslora ? "true" : "false");
     buf_puts(b, "\n}\n");
 }
