@@ -382,6 +382,14 @@ class TestInitLoraAdapter(Case):
                      '%s: error: the LoRA adapter "q.A", "q.B" is not named as PEFT loads '
                      "one: base_model.model.<module>.lora_A.weight and .lora_B.weight "
                      "(init-lora ... style peft names it so)\n" % out, out=out)
+        q = "base_model.model.model.layers.%d.self_attn.q_proj.lora_A.weight"
+        tie = 'tie "%s" = "%s"' % (q % 1, q % 0)
+        lora = 'init-lora "model.layers.*.self_attn.q_proj.weight" rank 2'
+        r = self.recipe(lora + "\n" + tie + "\n")
+        self.refused(["run", r, inp, out, "--out-format", "peft"],
+                     '%s:1:1: error: "%s" is tied to "%s": a PEFT adapter holds its A and B as '
+                     "they are; untie it\n    1 | %s\n      | ^%s\n"
+                     % (r, q % 1, q % 0, lora, "~" * (len(lora) - 1)), out=out)
         r = self.recipe('init-lora "model.norm.weight" rank 2\n')
         self.refused(["run", r, inp, out, "--out-format", "peft"],
                      '%s:1:11: error: init-lora needs a 2-D kernel, but "model.norm.weight" is '
