@@ -305,7 +305,9 @@ class TestInitLoraAdapter(Case):
         inp = self.path("model.safetensors")
         save_model(inp, llama())
         text = 'seed 3\ninit-lora "model.layers.*.mlp.*_proj.weight" rank 4\n'
-        _, tensors, _ = self.adapter(text, inp)
+        _, tensors, _ = self.adapter(text, inp, "adapter", "--threads", "1")
+        self.adapter(text, inp, "adapter3", "--threads", "3")
+        self.assertEqual(runutil.sha256(self.path("adapter")), runutil.sha256(self.path("adapter3")))
         plain = self.path("plain.safetensors")
         rc, _, err = self.surg("run", self.recipe(text), inp, plain)
         self.assertEqual(rc, 0, err)
