@@ -9,6 +9,7 @@
 #include "compiler/mirror.h"
 #include "compiler/out_names.h"
 #include "compiler/program.h"
+#include "compiler/statements.h"
 #include "grammar/recipe.h"
 #include "runtime/outpath.h"
 
@@ -113,6 +114,8 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
         mr_check_all(&L); /* slots a recipe changed by hand must still mirror */
     if (ok && !L.nomem && L.errors == 0 && opts)
         on_check_outputs(&L, opts, from);
+    if (ok && !L.nomem && L.errors == 0 && opts && forced == FMT_PEFT)
+        lw_lora_adapter_only(&L, opts->n_outputs);
     if (ok && !L.nomem && L.errors == 0 && !(opts && opts->n_outputs))
         lw_inputs_left(&L); /* several inputs, one output */
     p->g = L.g; /* the program owns the graph from here on */

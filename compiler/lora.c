@@ -1,8 +1,11 @@
 /* lora.c: init-lora: a LoRA pair (A, B) beside each matched kernel, named
- * and initialized as Flax or PEFT would, and its record for the metadata. */
+ * and initialized as Flax or PEFT would, and its record for the metadata
+ * (from which a PEFT adapter's adapter_config.json is written). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "support/diag.h"
 
 #include "compiler/mirror.h"
 #include "compiler/statements.h"
@@ -13,15 +16,19 @@ typedef struct lora {
     const char *style; /* NULL: by name */
     const ast_expr *a, *b;
     const ast_string *as;
+    bool rslora, fan_in_fan_out; /* PEFT's LoraConfig options, recorded */
+    double dropout;
+    const ast_clause *fif;       /* where fan_in_fan_out is written */
 } lora;
 
 static bool lora_clauses(lw *L, const ast_stmt *s, lora *o)
 {
     *o = (lora){.rank = 0, .alpha = -1};
     unsigned before = L->errors;
-    bool seen[CL_AS + 2] = {0}; /* by kind; `b =` after them all */
+    enum { SEEN_B = CL_DROPOUT + 1 };
+    bool seen[SEEN_B + 1] = {0}; /* by kind; `b =` after them all */
     for (const ast_clause *c = s->clauses; c; c = c->next) {
-        int k = c->kind == CL_INIT && c->name[0] == 'b' ? CL_AS + 1 : (int)c->kind;
+        int k = c->kind == CL_INIT && c->name[0] == 'b' ? SEEN_B : (int)c->kind;
         if (seen[k]) {
             lw_error(L, c->span, "lora-clause", NULL, 0, "this init-lora clause is given twice");
             continue;
@@ -37,6 +44,15 @@ static bool lora_clauses(lw *L, const ast_stmt *s, lora *o)
             o->style = c->name;
         else if (c->kind == CL_INIT)
             *(c->name[0] == 'a' ? &o->a : &o->b) = c->init;
+        else if (c->kind == CL_RSLORA)
+            o->rslora = true;
+        else if (c->kind == CL_FAN_IN_FAN_OUT)
+            o->fan_in_fan_out = true, o->fif = c;
+        else if (c->kind == CL_DROPOUT && !(c->number->value >= 0 && c->number->value <= 1))
+            lw_error(L, c->number->span, "number", NULL, 0,
+                     "dropout is a probability: from 0 to 1");
+        else if (c->kind == CL_DROPOUT)
+            o->dropout = c->number->value;
         else
             o->as = c->names;
     }
@@ -62,8 +78,10 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* <module>/lora/lora_a (flax) or <module>.lora_A.weight (peft), with the
- * separator the name already uses. */
+/* <module>/lora/lora_a (flax), or base_model.model.<module>.lora_A.weight
+ * as PEFT's get_peft_model_state_dict names it (the PeftModel's
+ * base_model, a LoraModel, holding the model as `model`; the adapter's own
+ * name, "default", left out), with the separator the name already uses. */
 static const char *lora_name(lw *L, const char *name, bool flax, bool is_a)
 {
     const char *sep = last_sep(name);
@@ -74,7 +92,8 @@ static const char *lora_name(lw *L, const char *name, bool flax, bool is_a)
     if (flax)
         buf_printf(&b, "%.*slora%clora_%c", prefix, name, s, is_a ? 'a' : 'b');
     else
-        buf_printf(&b, "%.*slora_%c%cweight", prefix, name, is_a ? 'A' : 'B', s);
+        buf_printf(&b, "base_model%cmodel%c%.*slora_%c%cweight", s, s, prefix, name,
+                   is_a ? 'A' : 'B', s);
     char *out = b.failed ? NULL : ar_strdup(L->ar, b.data);
     buf_free(&b);
     L->nomem |= !out;
@@ -89,7 +108,9 @@ static void lora_record(lw *L, const lora *o, bool flax, const char *target, con
         L->nomem = true;
         return;
     }
-    *r = (cg_lora){NULL, o->rank, o->alpha, flax, target, a, b};
+    *r = (cg_lora){.rank = o->rank, .alpha = o->alpha, .flax = flax, .target = target,
+                   .a = a, .b = b, .rslora = o->rslora, .fan_in_fan_out = o->fan_in_fan_out,
+                   .dropout = o->dropout};
     *L->lora_tail = r;
     L->lora_tail = &r->next;
 }
@@ -123,12 +144,21 @@ void lw_init_lora(lw *L, const ast_stmt *s)
                      m->name);
             break;
         }
+        if (flax && opt.fan_in_fan_out) {
+            lw_error(L, opt.fif->span, "lora-clause", NULL, 0,
+                     "fan_in_fan_out is an option of style peft (a weight stored [in, out], "
+                     "as GPT-2's Conv1D); \"%s\" is adapted in style flax",
+                     m->name);
+            break;
+        }
         if (w->rank != 2) {
             lw_error(L, s->patterns->span, "lora-rank2", NULL, 0,
                      "init-lora needs a 2-D kernel, but \"%s\" is %s", m->name, lw_type(w, 0));
             break;
         }
-        uint64_t in = flax ? w->shape[0] : w->shape[1], out = flax ? w->shape[1] : w->shape[0];
+        /* flax and fan_in_fan_out kernels are [in, out]; torch's Linear [out, in] */
+        bool in_out = flax || opt.fan_in_fan_out;
+        uint64_t in = in_out ? w->shape[0] : w->shape[1], out = in_out ? w->shape[1] : w->shape[0];
         uint64_t r = (uint64_t)opt.rank;
         uint64_t sa[2] = {flax ? in : r, flax ? r : in}, sb[2] = {flax ? r : out, flax ? out : r};
         const char *na = opt.as ? lw_expand(L, &o.t[0], opt.as->span, m, 0)
@@ -157,4 +187,58 @@ void lw_init_lora(lw *L, const ast_stmt *s)
     L->nomem |= !names;
     free(names);
     lw_stmt_close(L, &o);
+}
+
+/* A PEFT adapter holds the adapter alone, as PeftModel.save_pretrained
+ * saves it: every name that is not the A or B of a record of style peft
+ * leaves the output (no input byte of it is read), while the records stay
+ * whole, naming the kernels they adapt. */
+void lw_lora_adapter_only(lw *L, size_t n_outputs)
+{
+    if (n_outputs > 1) {
+        dg_file(L->sink, SURG_ERROR, "peft-outputs", L->src->path,
+                "--out-format peft writes one adapter directory, and there are %zu outputs",
+                n_outputs);
+        L->errors++;
+        return;
+    }
+    bool *kept = calloc(L->st.n + 1, sizeof *kept);
+    if (!kept) {
+        L->nomem = true;
+        return;
+    }
+    size_t adapters = 0;
+    for (const cg_lora *x = L->lora; x; x = x->next) {
+        size_t a = x->flax ? STATE_NONE : state_find(&L->st, x->a);
+        size_t b = x->flax ? STATE_NONE : state_find(&L->st, x->b);
+        if (a == STATE_NONE || b == STATE_NONE)
+            continue;
+        kept[a] = kept[b] = true;
+        adapters++;
+    }
+    if (!adapters) {
+        dg_file(L->sink, SURG_ERROR, "peft-none", L->src->path,
+                "--out-format peft writes a PEFT adapter, the A and B of each init-lora of "
+                "style peft, and the recipe leaves none");
+        L->errors++;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < L->st.n && !L->errors; i++) {
+        const state_entry *e = &L->st.e[i];
+        if (kept[i] && e->tied) {
+            lw_error(L, e->at, "peft-tie", NULL, 0,
+                     "\"%s\" is tied to \"%s\": a PEFT adapter holds its A and B as they are; "
+                     "untie it",
+                     e->name, e->tied);
+            continue;
+        }
+        if (!kept[i]) {
+            L->st.n_tied -= e->tied != NULL;
+            continue;
+        }
+        L->st.e[n++] = *e; /* in order still */
+    }
+    if (!L->errors)
+        L->st.n = n;
+    free(kept);
 }

@@ -108,9 +108,20 @@ static bool number(json_reader *j, double *out)
     return true;
 }
 
+/* A JSON true or false. */
+static bool boolean(json_reader *j, bool *out)
+{
+    int c = json_peek(j);
+    if (c != 't' && c != 'f')
+        return c < 0 || j->failed ? false : json_fail(j, "expected true or false");
+    *out = c == 't';
+    return json_skip(j);
+}
+
 /* One record, {"r":…, "lora_alpha":…, "style":…, "target":…, "lora_a":…,
- * "lora_b":…}; false after a JSON error, *r->target NULL when a field is
- * missing or wrong. */
+ * "lora_b":…} and PEFT's options when set ("use_rslora", "fan_in_fan_out",
+ * "lora_dropout"); false after a JSON error, *r->target NULL when a field
+ * is missing or wrong. */
 static bool lora_entry(json_reader *j, cg_lora *r)
 {
     *r = (cg_lora){0};
@@ -131,6 +142,9 @@ static bool lora_entry(json_reader *j, cg_lora *r)
                   : strcmp(key, "target") == 0     ? json_string(j, &r->target)
                   : strcmp(key, "lora_a") == 0     ? json_string(j, &r->a)
                   : strcmp(key, "lora_b") == 0     ? json_string(j, &r->b)
+                  : strcmp(key, "use_rslora") == 0 ? boolean(j, &r->rslora)
+                  : strcmp(key, "fan_in_fan_out") == 0 ? boolean(j, &r->fan_in_fan_out)
+                  : strcmp(key, "lora_dropout") == 0 ? number(j, &r->dropout)
                                                    : json_skip(j);
         if (!ok)
             return false;
@@ -139,7 +153,7 @@ static bool lora_entry(json_reader *j, cg_lora *r)
         return false;
     bool flax = style && strcmp(style, "flax") == 0, peft = style && strcmp(style, "peft") == 0;
     if (!have_rank || rank == 0 || rank > (1u << 20) || r->alpha < 0 || !(flax || peft) ||
-        !r->a || !r->b)
+        !r->a || !r->b || !(r->dropout >= 0 && r->dropout <= 1) || (flax && r->fan_in_fan_out))
         r->target = NULL;
     r->rank = (long long)rank;
     r->flax = flax;

@@ -28,7 +28,9 @@ void lw_concat(lw *L, const ast_stmt *s);
 void lw_stack(lw *L, const ast_stmt *s);
 void lw_unstack(lw *L, const ast_stmt *s);
 
-/* lora.c: init-lora. */
+/* lora.c: init-lora; and the state cut to the adapters alone, for an
+ * output that is a PEFT adapter (--out-format peft). */
 void lw_init_lora(lw *L, const ast_stmt *s);
+void lw_lora_adapter_only(lw *L, size_t n_outputs);
 
 #endif

@@ -122,7 +122,7 @@ typedef struct ast_type {
 } ast_type;
 
 /* A clause of init-lora: `rank 4`, `alpha 8`, `style peft`, `a = INIT`,
- * `as "A", "B"`; of mirror: `factored "V", "ROW", "COL"`, `min 128`. */
+ * `as "A", "B"`, `rslora`, `fan_in_fan_out`, `dropout 0.05`; of mirror: `factored "V", "ROW", "COL"`, `min 128`. */
 typedef enum ast_clause_kind {
     CL_RANK,
     CL_ALPHA,
@@ -131,6 +131,9 @@ typedef enum ast_clause_kind {
     CL_AS,
     CL_FACTORED, /* names: the three factored slots */
     CL_MIN,      /* number: the smallest dimension that is factored */
+    CL_RSLORA,         /* init-lora's options: `rslora`, */
+    CL_FAN_IN_FAN_OUT, /* `fan_in_fan_out`, */
+    CL_DROPOUT,        /* `dropout P` (number) */
 } ast_clause_kind;
 
 typedef struct ast_clause {
@@ -138,7 +141,7 @@ typedef struct ast_clause {
     src_span span;
     const char *name;    /* CL_STYLE: the style word; CL_INIT: "a" or "b" */
     src_span name_span;
-    ast_number *number;  /* CL_RANK, CL_ALPHA, CL_MIN */
+    ast_number *number;  /* CL_RANK, CL_ALPHA, CL_MIN, CL_DROPOUT */
     ast_expr *init;      /* CL_INIT */
     ast_string *names;   /* CL_AS: two templates; CL_FACTORED: three slots */
     struct ast_clause *next;

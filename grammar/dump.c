@@ -95,6 +95,9 @@ static void clauses(buf *b, const ast_clause *c)
         case CL_AS: strings(b, "as", c->names); break;
         case CL_FACTORED: strings(b, "factored", c->names); break;
         case CL_MIN: numbers(b, "min", c->number); break;
+        case CL_RSLORA: buf_puts(b, " (rslora)"); break;
+        case CL_FAN_IN_FAN_OUT: buf_puts(b, " (fan_in_fan_out)"); break;
+        case CL_DROPOUT: numbers(b, "dropout", c->number); break;
         }
     }
 }

@@ -124,6 +124,9 @@ static void clause(buf *b, const ast_clause *c)
         strings(b, c->names);
         break;
     case CL_MIN: buf_printf(b, " min %s", c->number->text); break;
+    case CL_RSLORA: buf_puts(b, " rslora"); break;
+    case CL_FAN_IN_FAN_OUT: buf_puts(b, " fan_in_fan_out"); break;
+    case CL_DROPOUT: buf_printf(b, " dropout %s", c->number->text); break;
     }
 }
 

@@ -56,6 +56,8 @@ static void check_dtype(gr_ctx *ctx, const char *name, src_span at);
 static void check_word(gr_ctx *ctx, const char *what, const char *word, src_span at,
                        const char *a, const char *b);
 static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
+static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
+                               ast_number *number, src_span at);
 
 /* The parser's own stack: a statement that needs more than this many
  * states nests too deeply (a long run of signs, - - - x); its memory comes
@@ -225,6 +227,8 @@ clause:
   | IDENT '=' expr                   { check_word(ctx, "init-lora initializer", $1, @1, "a", "b");
                                        $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_INIT; $$->span = @$; $$->name = $1; $$->name_span = @1; $$->init = $3; } }
   | AS string ',' string             { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_AS; $$->span = @$; $$->names = $2; if ($2) $2->next = $4; } }
+  | IDENT                            { $$ = lora_option(ctx, $1, @1, NULL, @$); }
+  | IDENT number                     { $$ = lora_option(ctx, $1, @1, $2, @$); }
   ;
 
 /* mirror's clauses: their words are keywords in a mirror statement only. */
@@ -432,6 +436,37 @@ static void check_word(gr_ctx *ctx, const char *what, const char *word, src_span
     const char *names[] = {a, b};
     gr_suggest(ctx, at, "syntax-word", word, names, 2, "%s is '%s' or '%s', not '%s'",
               what, a, b, word);
+}
+
+/* init-lora's options, PEFT's LoraConfig fields by their words: `rslora`
+ * and `fan_in_fan_out` alone, `dropout` with its number. */
+static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
+                               ast_number *number, src_span at)
+{
+    static const char *const flags[] = {"rslora", "fan_in_fan_out"};
+    static const char *const valued[] = {"dropout"};
+    if (!word)
+        return NULL;
+    ast_clause_kind kind = CL_DROPOUT;
+    if (!number && strcmp(word, flags[0]) == 0)
+        kind = CL_RSLORA;
+    else if (!number && strcmp(word, flags[1]) == 0)
+        kind = CL_FAN_IN_FAN_OUT;
+    else if (number ? strcmp(word, valued[0]) != 0 : true) {
+        if (number)
+            gr_suggest(ctx, word_at, "syntax-word", word, valued, 1,
+                       "an init-lora option with a number is 'dropout', not '%s'", word);
+        else
+            gr_suggest(ctx, word_at, "syntax-word", word, flags, 2,
+                       "an init-lora option is 'rslora' or 'fan_in_fan_out' (or 'dropout P'), "
+                       "not '%s'", word);
+        return NULL;
+    }
+    ast_clause *c = node(ctx, sizeof *c);
+    if (c)
+        *c = (ast_clause){.kind = kind, .span = at, .name = word, .name_span = word_at,
+                          .number = number};
+    return c;
 }
 
 static void unknown_statement(gr_ctx *ctx, const char *word, src_span at)

@@ -113,6 +113,7 @@ typedef struct fmt_reader {
     X(TORCH, SURG_CKPT_TORCH, fmt_torch)                    \
     X(MSGPACK, SURG_CKPT_MSGPACK, fmt_msgpack)              \
     X(ORBAX, SURG_CKPT_ORBAX, fmt_orbax)                    \
+    X(PEFT, SURG_CKPT_PEFT, fmt_peft)                       \
     X(SCHEMA, SURG_CKPT_SCHEMA, fmt_schema)
 
 typedef enum fmt_id {

@@ -24,6 +24,7 @@
 #include "runtime/format.h"
 #include "support/json.h"
 #include "support/readfile.h"
+#include "runtime/peft_write.h"
 #include "runtime/st_write.h"
 
 static const char index_suffix[] = ".safetensors.index.json";
@@ -183,13 +184,40 @@ static const char *const file_extensions[] = {
 static const char writes[] = "surg writes a .safetensors, .npz or .msgpack file, or with "
                              "--max-shard-size a directory or a "
                              "PREFIX.safetensors.index.json beside its shards (or, with "
-                             "--out-format, any of these or an Orbax directory under any name)";
+                             "--out-format, any of these, or an Orbax or PEFT adapter directory under any "
+                             "name)";
 
 static surg_status bad_name(surg_sink *sink, const char *path, const char *code,
                             const char *msg)
 {
     dg_file(sink, SURG_ERROR, code, path, "%s", msg);
     return SURG_EUSAGE;
+}
+
+/* How messages call a directory output, by its format: what it is, what
+ * an earlier one of surg is, and the mark it lacks when it is not surg's. */
+typedef struct dir_words {
+    const char *called, *output, *unmarked;
+} dir_words;
+
+static dir_words words_of(fmt_id f)
+{
+    if (f == FMT_PEFT)
+        return (dir_words){"a PEFT adapter", "a PEFT adapter",
+                           "its " PW_WEIGHTS " has no \"" OUTP_MARK_KEY "\": \""
+                           OUTP_PEFT_MARK_VALUE "\" in its metadata"};
+    return (dir_words){"an Orbax checkpoint", "an Orbax output",
+                       "its " OUTP_DIR_MARK_FILE " has no \"custom_metadata\": {\""
+                       OUTP_MARK_KEY "\": \"" OUTP_DIR_MARK_VALUE "\"}"};
+}
+
+/* The format whose writer a layout uses. */
+static fmt_id format_of(const stw_layout *lay)
+{
+    for (int f = 0; f < FMT_COUNT; f++)
+        if (lay->writer && fmt_readers[f]->writer == lay->writer)
+            return (fmt_id)f;
+    return FMT_NONE;
 }
 
 static bool file_like(const char *base)
@@ -232,10 +260,12 @@ static surg_status kind_of_sharded(surg_sink *sink, const char *path, bool is_di
     fmt_id f = forced != FMT_NONE ? forced : fmt_by_name(base);
     *kind = OUTP_SHARDED;
     if (forced != FMT_NONE && forced != FMT_SAFETENSORS && forced != FMT_NPZ &&
-        forced != FMT_MSGPACK)
-        return bad_name(sink, path, "out-format",
-                        "an Orbax checkpoint is one directory: --max-shard-size writes "
-                        "safetensors shards");
+        forced != FMT_MSGPACK) {
+        dg_file(sink, SURG_ERROR, "out-format", path,
+                "%s is one directory: --max-shard-size writes safetensors shards",
+                words_of(forced).called);
+        return SURG_EUSAGE;
+    }
     if (is_dir && forced == FMT_NONE)
         return SURG_OK;
     if (ends_with(base, index_suffix))
@@ -301,10 +331,13 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
         free(name);
         if (!name)
             return dg_nomem(sink, path);
-        if (bad)
-            return bad_name(sink, path, "out-name",
-                            "an Orbax checkpoint is a directory surg makes (and renames into "
-                            "place): name it, as DIR/NAME");
+        if (bad) {
+            dg_file(sink, SURG_ERROR, "out-name", path,
+                    "%s is a directory surg makes (and renames into place): name it, as "
+                    "DIR/NAME",
+                    words_of(f).called);
+            return SURG_EUSAGE;
+        }
         *kind = OUTP_DIR;
         return SURG_OK;
     }
@@ -312,7 +345,7 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
         return bad_name(sink, path, "out-name",
                         "the output is a directory: name a .safetensors, .npz or .msgpack file, "
                         "or give --max-shard-size to write shards into it (or --out-format "
-                        "orbax for an Orbax checkpoint directory)");
+                        "orbax or peft for an Orbax checkpoint or a PEFT adapter directory)");
     if (ends_with(base, index_suffix))
         return bad_name(sink, path, "out-name",
                         "an index of shards is written with --max-shard-size: give it, or "
@@ -405,14 +438,21 @@ static bool index_marked(char *text, size_t len)
     return json_marked(text, len, "metadata", OUTP_MARK_KEY, OUTP_MARK_VALUE);
 }
 
+static bool st_marked(const char *path, const char *value);
+
 bool outp_dir_is_ours(const char *path)
 {
     struct stat sb;
     if (lstat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return false;
-    char *meta = malloc(strlen(path) + sizeof "/" OUTP_DIR_MARK_FILE);
+    char *meta = malloc(strlen(path) + sizeof "/" OUTP_DIR_MARK_FILE + sizeof PW_WEIGHTS);
     if (!meta)
         return false;
+    sprintf(meta, "%s/" PW_WEIGHTS, path);
+    if (st_marked(meta, OUTP_PEFT_MARK_VALUE)) {
+        free(meta);
+        return true;
+    }
     sprintf(meta, "%s/" OUTP_DIR_MARK_FILE, path);
     surg_sink quiet = {0}; /* a directory that is not ours is no error here */
     arena ar;
@@ -427,7 +467,9 @@ bool outp_dir_is_ours(const char *path)
     return ours;
 }
 
-bool outp_is_ours(const char *path)
+/* Is the regular file at `path` (not a link) a safetensors file whose
+ * metadata has OUTP_MARK_KEY: `value`? */
+static bool st_marked(const char *path, const char *value)
 {
     struct stat sb;
     if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
@@ -436,22 +478,33 @@ bool outp_is_ours(const char *path)
     arena ar;
     ar_init(&ar);
     bool ours = false;
-    if (ends_with(path, index_suffix)) {
-        char *text;
-        size_t len;
-        if (rf_read_into(&ar, &quiet, path, ST_MAX_HEADER, &text, &len) == SURG_OK)
-            ours = index_marked(text, len);
-    } else {
-        st_file f;
-        st_header h;
-        if (st_open(&ar, &quiet, path, &f, &h) == SURG_OK) {
-            for (size_t i = 0; i < h.n_meta; i++)
-                ours |= strcmp(h.meta[i].key, OUTP_MARK_KEY) == 0 &&
-                        strcmp(h.meta[i].value, OUTP_MARK_VALUE) == 0;
-            st_header_free(&h);
-            st_close(&f);
-        }
+    st_file f;
+    st_header h;
+    if (st_open(&ar, &quiet, path, &f, &h) == SURG_OK) {
+        for (size_t i = 0; i < h.n_meta; i++)
+            ours |= strcmp(h.meta[i].key, OUTP_MARK_KEY) == 0 &&
+                    strcmp(h.meta[i].value, value) == 0;
+        st_header_free(&h);
+        st_close(&f);
     }
+    ar_free(&ar);
+    return ours;
+}
+
+bool outp_is_ours(const char *path)
+{
+    if (!ends_with(path, index_suffix))
+        return st_marked(path, OUTP_MARK_VALUE);
+    struct stat sb;
+    if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return false;
+    surg_sink quiet = {0}; /* a file that is not ours is no error here */
+    arena ar;
+    ar_init(&ar);
+    char *text;
+    size_t len;
+    bool ours = rf_read_into(&ar, &quiet, path, ST_MAX_HEADER, &text, &len) == SURG_OK &&
+                index_marked(text, len);
     ar_free(&ar);
     return ours;
 }
@@ -670,7 +723,7 @@ static surg_status check_stale(surg_sink *sink, const char *out_path, stw_layout
  * the top), none of them one the run reads. Anything else is refused, so
  * nothing that is not surg's is ever removed with it. */
 static surg_status check_old_dir(surg_sink *sink, const char *target, const char *dir,
-                                 int depth, const outp_reads *reads)
+                                 int depth, const outp_reads *reads, fmt_id f)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -695,12 +748,12 @@ static surg_status check_old_dir(surg_sink *sink, const char *target, const char
                     in->path);
             st = SURG_EUSAGE;
         } else if (S_ISDIR(sb.st_mode) && depth > 0) {
-            st = check_old_dir(sink, target, path, depth - 1, reads);
+            st = check_old_dir(sink, target, path, depth - 1, reads, f);
         } else if (!S_ISREG(sb.st_mode)) {
             dg_file(sink, SURG_ERROR, "out-special", target,
-                    "the earlier output here holds %s (%s), which an Orbax output of surg "
-                    "never holds: it is not replaced; move it away, or write elsewhere",
-                    path, node_kind(sb.st_mode));
+                    "the earlier output here holds %s (%s), which %s of surg never holds: it "
+                    "is not replaced; move it away, or write elsewhere",
+                    path, node_kind(sb.st_mode), words_of(f).output);
             st = SURG_EUSAGE;
         }
         free(path);
@@ -710,10 +763,11 @@ static surg_status check_old_dir(surg_sink *sink, const char *target, const char
 }
 
 /* A directory output: its parent there, and at its name nothing, or an
- * earlier Orbax output of surg that the run does not read. */
+ * earlier directory output of surg that the run does not read. */
 static surg_status check_dir_output(surg_sink *sink, const char *out_path, const char *target,
-                                    const outp_reads *reads)
+                                    const outp_reads *reads, fmt_id f)
 {
+    dir_words w = words_of(f);
     char *parent = dir_name(target);
     surg_status st = parent ? check_dir(sink, out_path, parent, false) : dg_nomem(sink, out_path);
     free(parent);
@@ -738,20 +792,19 @@ static surg_status check_dir_output(surg_sink *sink, const char *out_path, const
     }
     if (!S_ISDIR(sb.st_mode)) {
         dg_file(sink, SURG_ERROR, "out-special", target,
-                "the output is %s: an Orbax checkpoint is a directory, and surg replaces "
-                "only a directory it wrote as one",
-                S_ISREG(sb.st_mode) ? "a regular file" : node_kind(sb.st_mode));
+                "the output is %s: %s is a directory, and surg replaces only a directory it "
+                "wrote as one",
+                S_ISREG(sb.st_mode) ? "a regular file" : node_kind(sb.st_mode), w.called);
         return SURG_EUSAGE;
     }
     if (!outp_dir_is_ours(target)) {
         dg_file(sink, SURG_ERROR, "out-exists", target,
-                "the output's name holds a directory that surg did not write (its "
-                OUTP_DIR_MARK_FILE " has no \"custom_metadata\": {\"" OUTP_MARK_KEY
-                "\": \"" OUTP_DIR_MARK_VALUE "\"}): it is not replaced; remove it, or "
-                "write elsewhere");
+                "the output's name holds a directory that surg did not write (%s): it is "
+                "not replaced; remove it, or write elsewhere",
+                w.unmarked);
         return SURG_EUSAGE;
     }
-    return check_old_dir(sink, target, target, 1, reads);
+    return check_old_dir(sink, target, target, 1, reads, f);
 }
 
 surg_status outp_check_layout(surg_sink *sink, const char *out_path, stw_layout *lay,
@@ -759,7 +812,7 @@ surg_status outp_check_layout(surg_sink *sink, const char *out_path, stw_layout 
 {
     surg_status st;
     if (lay->dir_path)
-        return check_dir_output(sink, out_path, lay->dir_path, reads);
+        return check_dir_output(sink, out_path, lay->dir_path, reads, format_of(lay));
     if (lay->sn.dir) {
         st = check_dir(sink, out_path, lay->sn.dir, !ends_with(out_path, index_suffix));
     } else {
@@ -838,7 +891,8 @@ static surg_status apart(surg_sink *sink, const stw_layout *a, const char *pa_pa
         place inside; /* a directory output's own place, which b must not be in */
         if (a->dir_path && place_of(a->dir_path, &inside) && same_place(&inside, &pb)) {
             dg_file(sink, SURG_ERROR, "run-parts", pb_path,
-                    "this output would be written inside the Orbax output %s", pa_path);
+                    "this output would be written inside the %s output %s",
+                    format_of(a) == FMT_PEFT ? "PEFT adapter" : "Orbax", pa_path);
             st = SURG_EUSAGE;
         }
         size_t n = a->dir_path ? 0 : a->n_files;

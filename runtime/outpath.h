@@ -23,6 +23,10 @@
 #define OUTP_DIR_MARK_FILE "_CHECKPOINT_METADATA"
 #define OUTP_DIR_MARK_VALUE "orbax"
 
+/* What marks a PEFT adapter directory as surg's: this value of
+ * OUTP_MARK_KEY in the metadata of its adapter_model.safetensors. */
+#define OUTP_PEFT_MARK_VALUE "peft"
+
 typedef enum outp_kind {
     OUTP_FILE,    /* one file, of the format its name says (fmt_output) */
     OUTP_SHARDED, /* a directory, or DIR/PREFIX.safetensors.index.json */
@@ -70,8 +74,9 @@ surg_status outp_kind_of(surg_sink *sink, const char *path, uint64_t max_shard_s
 /* The directory a directory output at `path` makes: without trailing
  * slashes; malloc'd (NULL when out of memory). */
 char *outp_dir_target(const char *path);
-/* Is the directory at `path` (not a link) an earlier Orbax output of surg,
- * marked as OUTP_DIR_MARK_VALUE says? */
+/* Is the directory at `path` (not a link) an earlier directory output of
+ * surg: an Orbax checkpoint marked as OUTP_DIR_MARK_VALUE says, or a PEFT
+ * adapter marked as OUTP_PEFT_MARK_VALUE says? */
 bool outp_dir_is_ours(const char *path);
 
 /* Is `name` one that a sharded output with this prefix writes:

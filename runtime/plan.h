@@ -69,6 +69,9 @@ typedef struct cg_lora {
     bool flax;           /* else peft */
     const char *target;  /* the adapted kernel, and the two new tensors */
     const char *a, *b;
+    bool rslora;         /* PEFT's use_rslora, fan_in_fan_out, lora_dropout */
+    bool fan_in_fan_out;
+    double dropout;
 } cg_lora;
 
 /* One path of a path-keyed metadata entry (a reader's paths_meta,

@@ -24,6 +24,15 @@ static void lora_json(buf *b, const cg_lora *r, const char *prefix)
     buf_json_string(b, under(r->a, prefix));
     buf_puts(b, ",\"lora_b\":");
     buf_json_string(b, under(r->b, prefix));
+    /* PEFT's options, when the recipe gave them */
+    if (r->rslora)
+        buf_puts(b, ",\"use_rslora\":true");
+    if (r->fan_in_fan_out)
+        buf_puts(b, ",\"fan_in_fan_out\":true");
+    if (r->dropout != 0) {
+        buf_puts(b, ",\"lora_dropout\":");
+        buf_double(b, r->dropout);
+    }
     buf_putc(b, '}');
 }
 

@@ -57,7 +57,7 @@ static void sort_idx(const stw_output *out, size_t *idx, size_t n,
 
 /* The metadata, sorted, with what the writer adds where sorting puts it:
  * "format": "pt" unless given (or dropped by the recipe), and the mark of a sharded output's files
- * (outpath.h), which no other output carries, whatever its input said. */
+ * or a PEFT adapter's (outpath.h), which no other output carries, whatever its input said. */
 static void put_meta(buf *b, const stw_output *out)
 {
     bool has_format = false;
@@ -67,8 +67,9 @@ static void put_meta(buf *b, const stw_output *out)
     size_t n_added = 0;
     if (!has_format && !out->no_format)
         added[n_added++] = (surg_meta_entry){"format", "pt"};
-    if (out->max_shard_size)
-        added[n_added++] = (surg_meta_entry){OUTP_MARK_KEY, OUTP_MARK_VALUE};
+    const char *mark = out->mark ? out->mark : out->max_shard_size ? OUTP_MARK_VALUE : NULL;
+    if (mark)
+        added[n_added++] = (surg_meta_entry){OUTP_MARK_KEY, mark};
     buf_puts(b, "\"__metadata__\":{");
     bool first = true;
     size_t i = 0, a = 0;

@@ -38,6 +38,10 @@ typedef struct stw_output {
     /* The format to write ("orbax", as --out-format calls it), or NULL: the
      * name says. */
     const char *format;
+    /* The value of OUTP_MARK_KEY in the safetensors metadata (a PEFT
+     * adapter's OUTP_PEFT_MARK_VALUE), or NULL: OUTP_MARK_VALUE in the files
+     * of a sharded output, nothing in others. */
+    const char *mark;
 } stw_output;
 
 typedef struct stw_layout stw_layout;

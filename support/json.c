@@ -276,6 +276,33 @@ static bool skip_number(json_reader *j)
     return true;
 }
 
+bool json_number(json_reader *j, double *out)
+{
+    int c = json_peek(j);
+    size_t start = j->i;
+    if (c != '-' && (c < '0' || c > '9'))
+        return json_fail(j, "expected a number but found %s", describe(j));
+    if (!skip_number(j))
+        return false;
+    char text[64];
+    size_t len = j->i - start;
+    if (len >= sizeof text)
+        return j->i = start, json_fail(j, "a number of %zu characters", len);
+    memcpy(text, j->s + start, len);
+    text[len] = '\0';
+    *out = strtod(text, NULL);
+    return true;
+}
+
+bool json_truth(json_reader *j, bool *out)
+{
+    int c = json_peek(j);
+    if (c != 't' && c != 'f')
+        return json_fail(j, "expected true or false but found %s", describe(j));
+    *out = c == 't';
+    return json_skip(j);
+}
+
 static bool skip_word(json_reader *j, const char *w)
 {
     size_t n = strlen(w);

@@ -60,6 +60,10 @@ bool json_key(json_reader *j, const char **key);
 bool json_string(json_reader *j, const char **out);
 /* A non-negative integer that fits 64 bits, written as JSON writes one. */
 bool json_count(json_reader *j, uint64_t *out);
+/* A JSON number, as strtod reads its text. */
+bool json_number(json_reader *j, double *out);
+/* true or false. */
+bool json_truth(json_reader *j, bool *out);
 /* Any value, checked and thrown away. */
 bool json_skip(json_reader *j);
 

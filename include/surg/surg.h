@@ -153,6 +153,7 @@ typedef enum surg_ckpt_kind {
     SURG_CKPT_TORCH,       /* a torch.save file (.pt, .pth, .bin) */
     SURG_CKPT_MSGPACK,     /* a Flax msgpack file (flax.serialization) */
     SURG_CKPT_ORBAX,       /* a directory Orbax wrote (its items, OCDBT or zarr arrays) */
+    SURG_CKPT_PEFT,        /* a PEFT adapter directory (adapter_model.safetensors) */
 } surg_ckpt_kind;
 
 typedef struct surg_ckpt surg_ckpt;
@@ -381,9 +382,12 @@ typedef struct surg_run_opts {
     const surg_ckpt *const *also_opened;
     size_t n_also_opened;
     /* The format every output is written in: "safetensors", "npz",
-     * "msgpack" or "orbax" (NULL: each output's name says, as below). An
-     * output whose name says another format is refused ("out-format");
-     * "orbax" writes a directory, which only this asks for. */
+     * "msgpack", "orbax" or "peft" (NULL: each output's name says, as
+     * below). An output whose name says another format is refused
+     * ("out-format"); "orbax" and "peft" write a directory, which only this
+     * asks for. "peft" writes the A and B of each init-lora of style peft
+     * and adapter_config.json; compile for it (surg_compile_opts.out_format)
+     * so the rest of the result is left out. */
     const char *out_format;
 } surg_run_opts;
 

@@ -301,7 +301,7 @@ class MsgpackTest(unittest.TestCase):
         rc, _, err = self.surg("schema", src, "--format", "flax")
         self.assertEqual(rc, 2, err)
         self.assertIn("error: --format flax is not a format: give safetensors, npz, npy, "
-                      "torch, msgpack, orbax or schema", err)
+                      "torch, msgpack, orbax, peft or schema", err)
 
     # -- writing
 

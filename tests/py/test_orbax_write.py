@@ -44,7 +44,7 @@ HANDLER = "orbax.checkpoint._src.handlers.pytree_checkpoint_handler.PyTreeCheckp
 ZDTYPE = {"bool": "|b1", "int8": "|i1", "uint8": "|u1", "int16": "<i2", "uint16": "<u2",
           "float16": "<f2", "int32": "<i4", "uint32": "<u4", "float32": "<f4",
           "int64": "<i8", "uint64": "<u8", "float64": "<f8", "complex64": "<c8"}
-WRITTEN = "give safetensors, npz, msgpack or orbax"
+WRITTEN = "give safetensors, npz, msgpack, orbax or peft"
 
 
 def read(path, mode="r"):

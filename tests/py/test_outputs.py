@@ -40,8 +40,8 @@ ARGS = None  # filled in by main()
 
 WRITES = ("cannot tell the format from the name: surg writes a .safetensors, .npz or .msgpack file, "
           "or with --max-shard-size a directory or a PREFIX.safetensors.index.json beside "
-          "its shards (or, with --out-format, any of these or an Orbax directory under any "
-          "name)")
+          "its shards (or, with --out-format, any of these, or an Orbax or PEFT adapter "
+          "directory under any name)")
 
 
 def tensors(n=3, size=100):
@@ -490,7 +490,7 @@ class TestCheckedUpFront(OutCase):
         self.refused(["run", self.recipe(), self.single(), d],
                      "%s: error: the output is a directory: name a .safetensors, .npz or .msgpack file, "
                      "or give --max-shard-size to write shards into it (or --out-format "
-                     "orbax for an Orbax checkpoint directory)\n" % d)
+                     "orbax or peft for an Orbax checkpoint or a PEFT adapter directory)\n" % d)
 
     def test_file_name_with_shards(self):
         """Today: a directory named x.safetensors appears."""

@@ -908,9 +908,10 @@ class TestInitLora(RunCase):
         records = []
         for layer in range(3):
             mod = "model.layers.%d.self_attn.q_proj" % layer
-            want_names |= {mod + ".lora_A.weight", mod + ".lora_B.weight"}
+            ad = "base_model.model." + mod  # as PEFT's get_peft_model_state_dict names it
+            want_names |= {ad + ".lora_A.weight", ad + ".lora_B.weight"}
             records.append({"r": 4, "lora_alpha": 16, "style": "peft", "target": mod + ".weight",
-                            "lora_a": mod + ".lora_A.weight", "lora_b": mod + ".lora_B.weight"})
+                            "lora_a": ad + ".lora_A.weight", "lora_b": ad + ".lora_B.weight"})
         self.assertEqual(set(t), want_names)
         got_records = runutil.metadata_json(meta, "surg.lora")
         self.assertEqual(sorted(got_records, key=lambda r: r["target"]), records)
@@ -919,8 +920,8 @@ class TestInitLora(RunCase):
             mod = "model.layers.%d.self_attn.q_proj" % layer
             w = self.tensor(t, mod + ".weight", "F32")
             self.assertBitsEqual(w, tensors[mod + ".weight"][1], "weight untouched")
-            A = self.tensor(t, mod + ".lora_A.weight", "F32")
-            B = self.tensor(t, mod + ".lora_B.weight", "F32")
+            A = self.tensor(t, "base_model.model." + mod + ".lora_A.weight", "F32")
+            B = self.tensor(t, "base_model.model." + mod + ".lora_B.weight", "F32")
             self.assertEqual(A.shape, (4, 128))
             self.assertEqual(B.shape, (96, 4))
             self.assertBitsEqual(B, np.zeros((96, 4), F), "lora_B")

@@ -201,19 +201,21 @@ class TestLoraRecords(Case):
     @staticmethod
     def record(module):
         return {"r": 2, "lora_alpha": 2, "style": "peft", "target": f"{module}.weight",
-                "lora_a": f"{module}.lora_A.weight", "lora_b": f"{module}.lora_B.weight"}
+                "lora_a": f"base_model.model.{module}.lora_A.weight",
+                "lora_b": f"base_model.model.{module}.lora_B.weight"}
 
     def test_rename_in_the_same_recipe(self):
         w = np.ones((4, 3), np.float32)
         inp = self.path("in.safetensors")
         stnp.save(inp, {"fc.weight": ("F32", w)})
-        _, out = self.run_recipe('init-lora "fc.weight" rank 2\nrename "fc.**" -> "proj.$1"', inp)
+        _, out = self.run_recipe('init-lora "fc.weight" rank 2\nrename "**fc.**" -> "$1proj.$2"',
+                                 inp)
         meta = stnp.load(out)[1]
         self.assertEqual(json.loads(meta["surg.lora"]), [self.record("proj")])
 
     def test_rename_in_a_later_run(self):
         first = self.first_run()
-        err, out = self.run_recipe('rename "fc.**" -> "proj.$1"', first)
+        err, out = self.run_recipe('rename "**fc.**" -> "$1proj.$2"', first)
         self.assertNotIn("warning", err)
         meta = stnp.load(out)[1]
         self.assertEqual(json.loads(meta["surg.lora"]), [self.record("proj")])
@@ -221,14 +223,15 @@ class TestLoraRecords(Case):
     def test_drop_the_adapter(self):
         first = self.first_run()
         r = self.path("r.surg")
-        for text, gone in (('drop "fc.lora_*.weight"', "fc.lora_A.weight"),
-                           ('keep "fc.weight", "fc.lora_A.weight"', "fc.lora_B.weight"),
+        a, b = "base_model.model.fc.lora_A.weight", "base_model.model.fc.lora_B.weight"
+        for text, gone in (('drop "base_model.model.fc.lora_*.weight"', a),
+                           (f'keep "fc.weight", "{a}"', b),
                            ('drop "fc.weight"', "fc.weight")):
             err, out = self.run_recipe(text, first)
             self.assertEqual(
                 err,
                 f"{r}:1:1: warning: the LoRA record of \"fc.weight\" (adapter "
-                f"\"fc.lora_A.weight\", \"fc.lora_B.weight\") is dropped: \"{gone}\" is gone\n"
+                f"\"{a}\", \"{b}\") is dropped: \"{gone}\" is gone\n"
                 f"    1 | {text}\n      | {'^' + '~' * (len(text) - 1)}\n")
             self.assertNotIn("surg.lora", stnp.load(out)[1] or {})
 
@@ -241,8 +244,8 @@ class TestLoraRecords(Case):
         err, out = self.run_recipe('rename "fc.weight" -> "w"', inp)
         self.assertEqual(
             err, f"{inp}: warning: the recorded LoRA adapter of \"fc.weight\" "
-                 "(\"fc.lora_A.weight\", \"fc.lora_B.weight\") does not fit the tensors here; "
-                 "it is dropped\n")
+                 "(\"base_model.model.fc.lora_A.weight\", \"base_model.model.fc.lora_B.weight\") "
+                 "does not fit the tensors here; it is dropped\n")
         self.assertNotIn("surg.lora", stnp.load(out)[1] or {})
 
 

@@ -347,13 +347,14 @@ static void test_lora(void **state)
                   "init-lora \"attn/q\" rank 2 style peft as \"A/$0\", \"B/$0\"\n");
     TYPE(r, "params/Dense_0/lora/lora_a", "f32[3136, 3]");
     TYPE(r, "params/Dense_0/lora/lora_b", "f32[3, 256]");
-    TYPE(r, "fc.lora_A.weight", "bf16[4, 32]");
-    TYPE(r, "fc.lora_B.weight", "bf16[64, 4]");
+    TYPE(r, "base_model.model.fc.lora_A.weight", "bf16[4, 32]");
+    TYPE(r, "base_model.model.fc.lora_B.weight", "bf16[64, 4]");
     TYPE(r, "A/attn/q", "f32[2, 2]"); /* peft: [r, in] with in = 2 */
     TYPE(r, "B/attn/q", "f32[4, 2]");
     TYPE(r, "params/Dense_0/kernel", "f32[3136, 256]");
     HAS(r, "init he_uniform() seed=0 key=\"params/Dense_0/lora/lora_a\" fan_in=3136 fan_out=3");
-    HAS(r, "init kaiming_uniform(2.2360679775) seed=0 key=\"fc.lora_A.weight\" fan_in=32 fan_out=4");
+    HAS(r, "init kaiming_uniform(2.2360679775) seed=0 key=\"base_model.model.fc.lora_A.weight\" "
+           "fan_in=32 fan_out=4");
     HAS(r, "init value 0 : bf16[64, 4]");
     HAS(r, "\"lora_alpha\":8,\"style\":\"peft\",\"target\":\"fc.weight\"");
     done(&r);
@@ -362,6 +363,18 @@ static void test_lora(void **state)
     bad("init-lora \"fc.weight\"\n", "lora-rank", "needs a rank");
     bad("init-lora \"fc.weight\" rank 0\n", "integer", "from 1");
     bad("init-lora \"fc.weight\" rank 2 rank 3\n", "lora-clause", "twice");
+    bad("init-lora \"fc.weight\" rank 2 rslora rslora\n", "lora-clause", "twice");
+    bad("init-lora \"fc.weight\" rank 2 dropout 1.5\n", "number", "from 0 to 1");
+    bad("init-lora \"params/Dense_0/kernel\" rank 2 fan_in_fan_out\n", "lora-clause",
+        "an option of style peft");
+    /* PEFT's options: recorded; fan_in_fan_out reads the weight as [in, out] */
+    r = ok("init-lora \"fc.weight\" rank 4 alpha 8 rslora dropout 0.05 fan_in_fan_out\n");
+    TYPE(r, "base_model.model.fc.lora_A.weight", "bf16[4, 64]");
+    TYPE(r, "base_model.model.fc.lora_B.weight", "bf16[32, 4]");
+    HAS(r, "\"lora_b\":\"base_model.model.fc.lora_B.weight\",\"use_rslora\":true,"
+           "\"fan_in_fan_out\":true,\"lora_dropout\":0.05}");
+    HAS(r, "key=\"base_model.model.fc.lora_A.weight\" fan_in=64 fan_out=4");
+    done(&r);
     bad("init-lora \"params/Dense_0/kernel\" rank 3\ninit-lora \"params/Dense_0/kernel\" rank 3\n",
         "name-exists", "already exists");
 }
@@ -865,14 +878,17 @@ static void test_lora_records(void **state)
     HAS(r, "lora [{\"r\":2,\"lora_alpha\":4,\"style\":\"peft\",\"target\":\"proj.weight\","
            "\"lora_a\":\"proj.lora_A.weight\",\"lora_b\":\"proj.lora_B.weight\"}]\n");
     done(&r);
-    r = ok("init-lora \"attn.q.weight\" rank 2\nrename \"attn.**\" -> \"blk.$1\"\n");
+    r = ok("init-lora \"attn.q.weight\" rank 2\nrename \"**attn.**\" -> \"$1blk.$2\"\n");
     HAS(r, "{\"r\":2,\"lora_alpha\":2,\"style\":\"peft\",\"target\":\"blk.q.weight\","
-           "\"lora_a\":\"blk.q.lora_A.weight\",\"lora_b\":\"blk.q.lora_B.weight\"}]\n");
+           "\"lora_a\":\"base_model.model.blk.q.lora_A.weight\","
+           "\"lora_b\":\"base_model.model.blk.q.lora_B.weight\"}]\n");
     done(&r);
-    r = ok("init-lora \"attn.q.weight\" rank 2\ndrop \"attn.q.lora_B.weight\"\n");
+    r = ok("init-lora \"attn.q.weight\" rank 2\ndrop \"base_model.**.lora_B.weight\"\n");
     assert_string_equal(r.r.messages,
-                        "the LoRA record of \"attn.q.weight\" (adapter \"attn.q.lora_A.weight\", "
-                        "\"attn.q.lora_B.weight\") is dropped: \"attn.q.lora_B.weight\" is gone\n");
+                        "the LoRA record of \"attn.q.weight\" (adapter "
+                        "\"base_model.model.attn.q.lora_A.weight\", "
+                        "\"base_model.model.attn.q.lora_B.weight\") is dropped: "
+                        "\"base_model.model.attn.q.lora_B.weight\" is gone\n");
     NO(r, "attn.q.weight\",\"lora_a");
     done(&r);
     r = ok("keep \"fc.weight\", \"model.**\"\n");
