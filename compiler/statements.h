@@ -31,4 +31,7 @@ void lw_unstack(lw *L, const ast_stmt *s);
 /* lora.c: init-lora. */
 void lw_init_lora(lw *L, const ast_stmt *s);
 
+/* lora_merge.c: merge-lora. */
+void lw_merge_lora(lw *L, const ast_stmt *s);
+
 #endif

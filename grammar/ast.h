@@ -92,7 +92,8 @@ typedef struct ast_type {
 } ast_type;
 
 /* A clause of init-lora: `rank 4`, `alpha 8`, `style peft`, `a = INIT`,
- * `as "A", "B"`; of mirror: `factored "V", "ROW", "COL"`, `min 128`. */
+ * `as "A", "B"`; of mirror: `factored "V", "ROW", "COL"`, `min 128`; of
+ * merge-lora: `into "base/"`, `config "adapter_config.json"`. */
 typedef enum ast_clause_kind {
     CL_RANK,
     CL_ALPHA,
@@ -101,6 +102,8 @@ typedef enum ast_clause_kind {
     CL_AS,
     CL_FACTORED, /* names: the three factored slots */
     CL_MIN,      /* number: the smallest dimension that is factored */
+    CL_INTO,     /* merge-lora: names, the base's prefix */
+    CL_CONFIG,   /* merge-lora: names, the adapter's config file */
 } ast_clause_kind;
 
 typedef struct ast_clause {
@@ -121,7 +124,8 @@ typedef struct ast_clause {
     X(INIT_LORA, "init-lora") X(SPLIT, "split") X(CONCAT, "concat")         \
     X(STACK, "stack") X(UNSTACK, "unstack") X(EXPECT, "expect")             \
     X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")                 \
-    X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")
+    X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")             \
+    X(MERGE_LORA, "merge-lora")
 
 typedef enum ast_stmt_kind {
 #define X(e, kw) STMT_##e,
@@ -149,7 +153,9 @@ typedef enum ast_stmt_kind {
  *   meta "K" = VALUE        patterns (the key), expr (the value: a string
  *                           or a call, read by the compiler)
  *   meta drop P, ...        patterns (globs over metadata keys)
- *   meta keep P, ...        patterns */
+ *   meta keep P, ...        patterns
+ *   merge-lora "A" into "B" [config "F"]
+ *                           patterns (the adapter's prefix), clauses */
 typedef struct ast_stmt {
     ast_stmt_kind kind;
     src_span span, keyword_span;

@@ -95,6 +95,8 @@ static void clauses(buf *b, const ast_clause *c)
         case CL_AS: strings(b, "as", c->names); break;
         case CL_FACTORED: strings(b, "factored", c->names); break;
         case CL_MIN: numbers(b, "min", c->number); break;
+        case CL_INTO: strings(b, "into", c->names); break;
+        case CL_CONFIG: strings(b, "config", c->names); break;
         }
     }
 }

@@ -121,6 +121,11 @@ static void clause(buf *b, const ast_clause *c)
         strings(b, c->names);
         break;
     case CL_MIN: buf_printf(b, " min %s", c->number->text); break;
+    case CL_INTO:
+    case CL_CONFIG:
+        buf_printf(b, " %s ", c->kind == CL_INTO ? "into" : "config");
+        strings(b, c->names);
+        break;
     }
 }
 
@@ -156,6 +161,7 @@ static void statement(buf *b, const ast_stmt *s)
         type(b, &s->type);
         break;
     case STMT_INIT_LORA:
+    case STMT_MERGE_LORA:
         for (const ast_clause *c = s->clauses; c; c = c->next)
             clause(b, c);
         break;
