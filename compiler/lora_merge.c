@@ -365,8 +365,8 @@ static bool clauses(mg *M)
     M->base = into->names->text;
     M->base_at = into->names->span;
     M->cfg.at = config ? config->names->span : M->s->keyword_span;
-    M->cfg.path = config ? recipe_relative(L, config->names->text) : default_config(M);
-    return M->cfg.path != NULL;
+    M->cfg.path = config ? recipe_relative(L, config->names->text) : NULL;
+    return !config || M->cfg.path != NULL;
 }
 
 /* ---- the values --------------------------------------------------------- */
@@ -575,11 +575,15 @@ static bool merge_module(mg *M, const mg_module *m)
                     wn->shape[1] == want[0];
         snprintf(note, sizeof note, "it would fit with fan_in_fan_out: %s in \"%s\"",
                  M->cfg.fan_in_fan_out ? "false" : "true", M->cfg.path);
+        buf at;
+        buf_init(&at);
+        lw_type_text(&at, an->dtype, an->rank, an->shape);
         lw_error(L, M->base_at, "merge-shape", notes, flip,
                  "\"%s\" is %s, but its adapter makes [%llu, %llu] (lora_B %s, lora_A %s%s)",
                  entry_name(M, we), lw_type(wn, 0), (unsigned long long)want[0],
-                 (unsigned long long)want[1], lw_type(bn, 1), lw_type(an, 0),
+                 (unsigned long long)want[1], lw_type(bn, 1), at.failed ? "?" : at.data,
                  transposed ? ", transposed" : "");
+        buf_free(&at);
         return false;
     }
     int64_t r;
@@ -795,6 +799,8 @@ void lw_merge_lora(lw *L, const ast_stmt *s)
                  "no tensor's name starts with \"%s\"", p);
         return;
     }
+    if (!M.cfg.path && !(M.cfg.path = default_config(&M)))
+        return;
     if (!read_config(&M) || !change_init(L, &M.c))
         return;
     merge_all(&M, lo, hi);
