@@ -30,11 +30,20 @@ fsync. The "msgpack_open" case opens a 1 GB Flax msgpack with `surg schema`
 and reports the bytes read (the command's read calls, /proc/PID/io rchar,
 through peak_rss) against the file's size: only the structure is read.
 
+The "lora" case merges a PEFT adapter of rank 16 (adapter_model.safetensors
+and adapter_config.json in a directory, r 16, lora_alpha 32, on every
+q/k/v/o/gate/up/down projection of the stack: 405 MB of the 642 MiB
+computed) into the stack with `merge-lora "lora/" into "base/"`; its naive
+way loads both files into NumPy, adds 2 * (B @ A) in f32 to each weight, as
+PEFT's merge_and_unload does, and saves. "lora_qv" is the same adapter on
+q_proj and v_proj only (64 MB computed, the rest copied).
+
 usage: bench/run_speed.py --surg build/surg [--runs 5] [--dir DIR]
-                          [--cases rename,scale,cast,fill,convert,msgpack,msgpack_open]"""
+                          [--cases rename,scale,cast,fill,convert,msgpack,msgpack_open,lora,lora_qv]"""
 import argparse
 import json
 import os
+import shutil
 import statistics
 import struct
 import subprocess
@@ -242,7 +251,45 @@ def naive_convert(src, dst):
     naive_save(dst, t, {"format": "pt"})
 
 
-def naive(case, src, dst):
+LORA_R, LORA_ALPHA = 16, 32
+LORA_ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def write_adapter(directory, tensors, modules, rng):
+    """A PEFT adapter directory: adapter_model.safetensors with
+    base_model.model.<module>.lora_A/B.weight, and adapter_config.json."""
+    os.makedirs(directory, exist_ok=True)
+    pairs = []
+    for name, shape in tensors:
+        if name.endswith(".weight") and name.split(".")[-2] in modules:
+            mod = name[:-len(".weight")]
+            pairs.append((f"base_model.model.{mod}.lora_A.weight", (LORA_R, shape[1])))
+            pairs.append((f"base_model.model.{mod}.lora_B.weight", (shape[0], LORA_R)))
+    write_checkpoint(os.path.join(directory, "adapter_model.safetensors"), pairs, rng)
+    with open(os.path.join(directory, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": LORA_R, "lora_alpha": LORA_ALPHA,
+                   "target_modules": list(modules), "use_rslora": False,
+                   "fan_in_fan_out": False}, f)
+
+
+def naive_lora(src, adapter_dir, dst):
+    """Both files loaded whole; each targeted weight += scaling * (B @ A) in
+    f32, as merge_and_unload computes it on a CPU; saved whole."""
+    t = naive_load(src)
+    ad = naive_load(os.path.join(adapter_dir, "adapter_model.safetensors"))
+    scaling = np.float32(LORA_ALPHA / LORA_R)
+    for name, (_, a) in ad.items():
+        if not name.endswith(".lora_A.weight"):
+            continue
+        mod = name[len("base_model.model."):-len(".lora_A.weight")]
+        b = ad[name.replace("lora_A", "lora_B")][1]
+        t[mod + ".weight"] = ("F32", t[mod + ".weight"][1] + (b @ a) * scaling)
+    naive_save(dst, t, {"format": "pt"})
+
+
+def naive(case, src, dst, extra=None):
+    if case in ("lora", "lora_qv"):
+        return naive_lora(src, extra, dst)
     if case == "convert":
         return naive_convert(src, dst)
     if case == "msgpack":
@@ -282,6 +329,8 @@ RECIPES = {
         'rename "params/layers_*/attn/query/kernel" -> "params/layers_$1/attn/q/kernel"',
         'drop "params/layers_*/norm/scale"',
     ]),
+    "lora": 'merge-lora "lora/" into "base/"\nrename "base/**" -> "$1"',
+    "lora_qv": 'merge-lora "lora/" into "base/"\nrename "base/**" -> "$1"',
     "fill": "\n".join(["seed 0"] + [
         f'fill "new.{i}.weight" : f32[{FILL_SHAPE[0]}, {FILL_SHAPE[1]}] = normal(0, 0.02)'
         for i in range(FILL_TENSORS)]),
@@ -294,6 +343,8 @@ TITLES = {
     "fill": "fill 512 MiB of normal(0, 0.02)",
     "convert": "pytorch_model.bin -> safetensors",
     "msgpack": "Flax msgpack: rename + drop",
+    "lora": "merge-lora r16, all projections",
+    "lora_qv": "merge-lora r16, q_proj + v_proj",
 }
 
 
@@ -370,7 +421,8 @@ def main():
     ap.add_argument("--peak-rss", help="the peak_rss program (default: next to surg)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", help="work directory (default: a new one under the current directory)")
-    ap.add_argument("--cases", default="rename,scale,cast,fill,convert,msgpack,msgpack_open")
+    ap.add_argument("--cases",
+                    default="rename,scale,cast,fill,convert,msgpack,msgpack_open,lora,lora_qv")
     args = ap.parse_args()
     global PEAK
     PEAK = args.peak_rss or os.path.join(os.path.dirname(os.path.abspath(args.surg)), "peak_rss")
@@ -420,21 +472,29 @@ def main():
             f.write(RECIPES[case] + "\n")
         src = {"fill": small, "convert": torch_bin, "msgpack": flax}.get(case, big)
         dst = os.path.join(work, "out.msgpack") if case == "msgpack" else out
-        st, srss = median_of(args.runs, [args.surg, "run", recipe, src, dst], dst)
-        nt, nrss = median_of(args.runs, [sys.executable, me, "--naive", case, src, dst], dst)
+        if case in ("lora", "lora_qv"):
+            adapter = os.path.join(work, "adapter-" + case)
+            if not os.path.exists(os.path.join(adapter, "adapter_config.json")):
+                write_adapter(adapter, llama_tensors(),
+                              LORA_ALL if case == "lora" else ("q_proj", "v_proj"), rng)
+            argv = [args.surg, "run", recipe, "--in", "base=" + src, "--in", "lora=" + adapter, dst]
+            naive_argv = [sys.executable, me, "--naive", case, src, dst, adapter]
+        else:
+            argv = [args.surg, "run", recipe, src, dst]
+            naive_argv = [sys.executable, me, "--naive", case, src, dst]
+        st, srss = median_of(args.runs, argv, dst)
+        nt, nrss = median_of(args.runs, naive_argv, dst)
         base = {"convert": bin_copy_t, "msgpack": flax_copy_t}.get(case, copy_t)
         print(f"{TITLES[case]:34} {st:7.3f}s {st / base:6.2f}x {srss:8.1f} {nt:7.3f}s "
               f"{nrss:8.0f} {nt / st:7.1f}x {nrss / srss:6.0f}x")
         if case == "fill":
             fill_scaling(args, recipe, src, out)
     if not args.dir:
-        for name in os.listdir(work):
-            os.remove(os.path.join(work, name))
-        os.rmdir(work)
+        shutil.rmtree(work)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--naive":
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "--naive":
         naive(*sys.argv[2:])
     else:
         main()

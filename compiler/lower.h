@@ -197,6 +197,11 @@ void lw_meta_keep(lw *L, const ast_stmt *s);
 bool lw_meta_finish(lw *L, arena *ar, surg_meta_entry **edits, size_t *n_edits,
                     const char ***files, size_t *n_files);
 void lw_meta_free(lw *L);
+/* A JSON file read at compile time as json() reads one (once per
+ * compilation, at most 1 MiB, UTF-8 and strict JSON, among the files no
+ * output may replace): `path` as it is. NULL after an error at `at` with
+ * `code` (or out of memory); the text lives as long as the compilation. */
+const char *lw_json_file(lw *L, const char *path, src_span at, const char *code, size_t *len);
 
 /* Lower every statement of the recipe. */
 void lw_statements(lw *L, const ast_recipe *r);

@@ -303,13 +303,11 @@ static void line_col(const char *s, size_t at, size_t *line, size_t *col)
     }
 }
 
-/* The file, read once per compilation and checked to be strict JSON. */
-static const md_file *json_file(lw *L, const char *file, src_span at)
+/* The file at `path` (as it is), read once per compilation and checked to
+ * be strict JSON; errors at `at` with `code`. */
+static const md_file *json_file_at(lw *L, const char *path, src_span at, const char *code)
 {
     struct lw_meta_state *m = L->meta;
-    const char *path = resolve(L, file);
-    if (!path)
-        return NULL;
     for (size_t i = 0; i < m->n_files; i++)
         if (strcmp(m->files[i].path, path) == 0)
             return m->files[i].text ? &m->files[i] : NULL;
@@ -331,12 +329,12 @@ static const md_file *json_file(lw *L, const char *file, src_span at)
         return NULL;
     }
     if (st) {
-        lw_error(L, at, "meta-json", NULL, 0, "cannot read \"%s\": %s", path,
+        lw_error(L, at, code, NULL, 0, "cannot read \"%s\": %s", path,
                  fe.said ? fe.msg : "it could not be read");
         return NULL;
     }
     if (m->read + len > MD_MADE_MAX) {
-        lw_error(L, at, "meta-json", NULL, 0,
+        lw_error(L, at, code, NULL, 0,
                  "cannot read \"%s\": the JSON files a recipe reads hold at most %u MiB in all",
                  path, MD_MADE_MAX >> 20);
         return NULL;
@@ -346,7 +344,7 @@ static const md_file *json_file(lw *L, const char *file, src_span at)
     if (!utf8_valid((const unsigned char *)text, len, &bad)) {
         size_t line, col;
         line_col(text, bad, &line, &col);
-        lw_error(L, at, "meta-json", NULL, 0, "\"%s\" is not UTF-8 (line %zu, column %zu)",
+        lw_error(L, at, code, NULL, 0, "\"%s\" is not UTF-8 (line %zu, column %zu)",
                  path, line, col);
         return NULL;
     }
@@ -355,13 +353,28 @@ static const md_file *json_file(lw *L, const char *file, src_span at)
     if (!json_skip(&j) || !json_end(&j)) {
         size_t line, col;
         line_col(text, j.err_at, &line, &col);
-        lw_error(L, at, "meta-json", NULL, 0, "\"%s\" is not JSON: line %zu, column %zu: %s",
+        lw_error(L, at, code, NULL, 0, "\"%s\" is not JSON: line %zu, column %zu: %s",
                  path, line, col, j.failed ? j.err : "text after the value");
         return NULL;
     }
     f->text = text;
     f->len = len;
     return f;
+}
+
+const char *lw_json_file(lw *L, const char *path, src_span at, const char *code, size_t *len)
+{
+    const md_file *f = L->meta ? json_file_at(L, path, at, code) : NULL;
+    if (f)
+        *len = f->len;
+    return f ? f->text : NULL;
+}
+
+/* json()'s FILE: from the recipe's directory. */
+static const md_file *json_file(lw *L, const char *file, src_span at)
+{
+    const char *path = resolve(L, file);
+    return path ? json_file_at(L, path, at, "meta-json") : NULL;
 }
 
 /* The JSON text from `s` to `e` without the white space between tokens. */

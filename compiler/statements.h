@@ -33,4 +33,7 @@ void lw_unstack(lw *L, const ast_stmt *s);
 void lw_init_lora(lw *L, const ast_stmt *s);
 void lw_lora_adapter_only(lw *L, size_t n_outputs);
 
+/* lora_merge.c: merge-lora. */
+void lw_merge_lora(lw *L, const ast_stmt *s);
+
 #endif

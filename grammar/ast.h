@@ -122,7 +122,9 @@ typedef struct ast_type {
 } ast_type;
 
 /* A clause of init-lora: `rank 4`, `alpha 8`, `style peft`, `a = INIT`,
- * `as "A", "B"`, `rslora`, `fan_in_fan_out`, `dropout 0.05`; of mirror: `factored "V", "ROW", "COL"`, `min 128`. */
+ * `as "A", "B"`, `rslora`, `fan_in_fan_out`, `dropout 0.05`; of mirror:
+ * `factored "V", "ROW", "COL"`, `min 128`; of merge-lora: `into "base/"`,
+ * `config "adapter_config.json"`. */
 typedef enum ast_clause_kind {
     CL_RANK,
     CL_ALPHA,
@@ -134,6 +136,8 @@ typedef enum ast_clause_kind {
     CL_RSLORA,         /* init-lora's options: `rslora`, */
     CL_FAN_IN_FAN_OUT, /* `fan_in_fan_out`, */
     CL_DROPOUT,        /* `dropout P` (number) */
+    CL_INTO,     /* merge-lora: names, the base's prefix */
+    CL_CONFIG,   /* merge-lora: names, the adapter's config file */
 } ast_clause_kind;
 
 typedef struct ast_clause {
@@ -154,7 +158,8 @@ typedef struct ast_clause {
     X(INIT_LORA, "init-lora") X(SPLIT, "split") X(CONCAT, "concat")         \
     X(STACK, "stack") X(UNSTACK, "unstack") X(EXPECT, "expect")             \
     X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")                 \
-    X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")
+    X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")             \
+    X(MERGE_LORA, "merge-lora")
 
 typedef enum ast_stmt_kind {
 #define X(e, kw) STMT_##e,
@@ -182,7 +187,9 @@ typedef enum ast_stmt_kind {
  *   meta "K" = VALUE        patterns (the key), expr (the value: a string
  *                           or a call, read by the compiler)
  *   meta drop P, ...        patterns (globs over metadata keys)
- *   meta keep P, ...        patterns */
+ *   meta keep P, ...        patterns
+ *   merge-lora "A" into "B" [config "F"]
+ *                           patterns (the adapter's prefix), clauses */
 typedef struct ast_stmt {
     ast_stmt_kind kind;
     src_span span, keyword_span;

@@ -98,6 +98,8 @@ static void clauses(buf *b, const ast_clause *c)
         case CL_RSLORA: buf_puts(b, " (rslora)"); break;
         case CL_FAN_IN_FAN_OUT: buf_puts(b, " (fan_in_fan_out)"); break;
         case CL_DROPOUT: numbers(b, "dropout", c->number); break;
+        case CL_INTO: strings(b, "into", c->names); break;
+        case CL_CONFIG: strings(b, "config", c->names); break;
         }
     }
 }

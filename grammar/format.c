@@ -127,6 +127,11 @@ static void clause(buf *b, const ast_clause *c)
     case CL_RSLORA: buf_puts(b, " rslora"); break;
     case CL_FAN_IN_FAN_OUT: buf_puts(b, " fan_in_fan_out"); break;
     case CL_DROPOUT: buf_printf(b, " dropout %s", c->number->text); break;
+    case CL_INTO:
+    case CL_CONFIG:
+        buf_printf(b, " %s ", c->kind == CL_INTO ? "into" : "config");
+        strings(b, c->names);
+        break;
     }
 }
 
@@ -162,6 +167,7 @@ static void statement(buf *b, const ast_stmt *s)
         type(b, &s->type);
         break;
     case STMT_INIT_LORA:
+    case STMT_MERGE_LORA:
         for (const ast_clause *c = s->clauses; c; c = c->next)
             clause(b, c);
         break;

@@ -97,7 +97,7 @@ static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
 }
 
 %token <text> RENAME "'rename'" DROP "'drop'" KEEP "'keep'" FILL "'fill'" MAP "'map'" TIE "'tie'" UNTIE "'untie'"
-%token <text> INIT_LORA "'init-lora'" SPLIT "'split'" CONCAT "'concat'" STACK "'stack'"
+%token <text> INIT_LORA "'init-lora'" MERGE_LORA "'merge-lora'" SPLIT "'split'" CONCAT "'concat'" STACK "'stack'"
 %token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'" META "'meta'"
 %token <text> OPTIONAL "'optional'" RANK "'rank'" ALPHA "'alpha'" STYLE "'style'" AS "'as'"
 %token <text> AXIS "'axis'" SIZES "'sizes'" FACTORED "'factored'" MIN "'min'"
@@ -112,7 +112,7 @@ static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
 %type <number> number numbers sizes
 %type <expr> expr
 %type <arg> arg args
-%type <clause> clause clauses mirror_clause mirror_clauses
+%type <clause> clause clauses mirror_clause mirror_clauses merge_clause merge_clauses
 %type <type> type
 %type <dim> dim dims
 
@@ -152,6 +152,7 @@ stmt:
   | TIE pattern '=' string           { $$ = stmt(ctx, STMT_TIE, @$, @1); if ($$) { $$->patterns = $2; $$->targets = $4; } }
   | UNTIE pattern                    { $$ = stmt(ctx, STMT_UNTIE, @$, @1); if ($$) $$->patterns = $2; }
   | INIT_LORA pattern clauses        { $$ = stmt(ctx, STMT_INIT_LORA, @$, @1); if ($$) { $$->patterns = $2; $$->clauses = $3; } }
+  | MERGE_LORA string merge_clauses  { $$ = stmt(ctx, STMT_MERGE_LORA, @$, @1); if ($$) { $$->patterns = $2; $$->clauses = $3; } }
   | SPLIT pattern AXIS number sizes ARROW strings
                                      { $$ = stmt(ctx, STMT_SPLIT, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->sizes = $5; $$->targets = $7; } }
   | CONCAT pattern AXIS number ARROW string
@@ -242,6 +243,17 @@ mirror_clause:
   | MIN number                       { $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = CL_MIN; $$->span = @$; $$->name = $1; $$->name_span = @1; $$->number = $2; } }
   ;
 
+/* merge-lora's clauses: `into "PREFIX"`, `config "FILE"` (plain words). */
+merge_clauses:
+    %empty                           { $$ = NULL; }
+  | merge_clauses merge_clause       { $$ = $1; if ($2) APPEND($$, $2); }
+  ;
+
+merge_clause:
+    IDENT string                     { check_word(ctx, "a merge-lora clause", $1, @1, "into", "config");
+                                       $$ = node(ctx, sizeof *$$); if ($$) { $$->kind = $1 && strcmp($1, "config") == 0 ? CL_CONFIG : CL_INTO; $$->span = @$; $$->name = $1; $$->name_span = @1; $$->names = $2; } }
+  ;
+
 type:
     IDENT '[' dims ']'               { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .dtype_span = @1, .dims = $3, .span = @$}; }
   | IDENT '[' ']'                    { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .dtype_span = @1, .span = @$}; }
@@ -297,7 +309,7 @@ junk:
   ;
 
 junk_token:
-    RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | SPLIT | CONCAT | STACK
+    RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | MERGE_LORA | SPLIT | CONCAT | STACK
   | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | META | OPTIONAL | RANK | ALPHA | STYLE
   | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
   | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-' | '@'

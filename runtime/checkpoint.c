@@ -58,7 +58,8 @@ static void list_add(list *l, const char *item, size_t i, size_t count, const ch
 /* A directory is a checkpoint of a format that claims it (fmt_reader's
  * sniff_dir: Orbax's), or holds what Hugging Face's save_pretrained writes:
  * the first of each format's NAME.index.json and NAME
- * (fmt_reader.dir_file), in the order of the formats. */
+ * (fmt_reader.dir_file), in the order of the formats; else PEFT's
+ * adapter_model.safetensors. */
 static surg_status resolve_directory(const char *dir, fmt_id given, surg_sink *sink, choice *c)
 {
     fmt_id claims = given != FMT_NONE && fmt_readers[given]->open_dir ? given : fmt_by_dir(dir);
@@ -87,6 +88,16 @@ static surg_status resolve_directory(const char *dir, fmt_id given, surg_sink *s
             list_add(&names, item, names.n++, count, " or ");
         }
     }
+    /* A PEFT adapter's directory (save_pretrained of a PeftModel). */
+    char *adapter = join(dir, "adapter_model.safetensors", "");
+    struct stat asb;
+    if (!adapter)
+        return dg_nomem(sink, dir);
+    if (stat(adapter, &asb) == 0) {
+        *c = (choice){adapter, false, false, FMT_SAFETENSORS};
+        return SURG_OK;
+    }
+    free(adapter);
     const char *also = "";
     for (int f = 0; f < FMT_COUNT && !*also; f++)
         also = fmt_readers[f]->sniff_dir && fmt_readers[f]->called ? fmt_readers[f]->called : "";

@@ -11,7 +11,8 @@
  * dumped and it is checked against the input as a target. No name is empty
  * or "__metadata__"; compiled for an .npz output, none is longer than an
  * .npz holds. The schema's metadata has a msgpack.tree of values, and a JSON
- * file beside the recipe, for the meta statements. */
+ * file beside the recipe, for the meta statements; a PEFT adapter under "ad/"
+ * with its adapter_config.json beside the schema, for merge-lora. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +33,10 @@ static const char schema_text[] =
     "\\\"target\\\": \\\"model.layers.0.self_attn.q_proj.weight\\\", "
     "\\\"lora_a\\\": \\\"model.layers.1.self_attn.q_proj.weight\\\", "
     "\\\"lora_b\\\": \\\"model.mask\\\"}]\"},\n"
+    "  \"ad/base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight\": "
+    "{\"dtype\": \"BF16\", \"shape\": [2, 4]},\n"
+    "  \"ad/base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight\": "
+    "{\"dtype\": \"BF16\", \"shape\": [4, 2]},\n"
     "  \"lm_head.weight\": {\"dtype\": \"BF16\", \"shape\": [16, 4]},\n"
     "  \"model.embed_tokens.weight\": {\"dtype\": \"BF16\", \"shape\": [16, 4]},\n"
     "  \"model.layers.0.mlp.gate_up_proj.weight\": {\"dtype\": \"F32\", \"shape\": [8, 4]},\n"
@@ -72,6 +77,11 @@ static const char cfg_text[] =
     " \"use_rslora\": false, \"rank_pattern\": {\"a.b\": 8}, \"peft_type\": \"LORA\",\n"
     " \"none\": null, \"nested\": [[1, 2], {\"k\": \"v\"}]}\n";
 
+/* merge-lora "ad/" into "": the adapter's config, found beside the schema */
+static const char adapter_cfg_text[] =
+    "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\"],\n"
+    " \"rank_pattern\": {\"layers.0.self_attn.q_proj\": 2}, \"alpha_pattern\": {}}\n";
+
 static surg_ckpt *schema(void)
 {
     static surg_ckpt *ck;
@@ -80,6 +90,8 @@ static surg_ckpt *schema(void)
         fz_write(path, schema_text, sizeof schema_text - 1);
         /* what `meta ... = json("cfg.json", ...)` reads beside the recipe */
         fz_write(fz_path(1, "cfg.json"), cfg_text, sizeof cfg_text - 1);
+        fz_write(fz_path(3, "adapter_config.json"), adapter_cfg_text,
+                 sizeof adapter_cfg_text - 1);
         if (surg_ckpt_open(path, NULL, &ck) != SURG_OK)
             fz_fail("the harness's schema does not open", path);
     }

@@ -118,6 +118,23 @@ class Golden(unittest.TestCase):
                 self.assertEqual(out, "" if rc else f"{rel}: ok: 10 tensors in, 10 out\n")
                 expect_file(self, rel[:-5] + ".err", err)
 
+    def test_check_lora_merge(self):
+        """merge-lora: every mismatch between an adapter's config and its
+        weights, and between the adapter and its base, against schemas of a
+        bf16 base, a PEFT adapter (its adapter_config.json beside it) and
+        broken adapters under bad/x1/, bad/x2/, ..."""
+        cases = recipes("check/lora_merge")
+        self.assertGreaterEqual(len(cases), 20)
+        for rel in cases:
+            with self.subTest(rel):
+                rc, out, err = surg("check", rel,
+                                    "--in", "base=check/lora_merge/base.json",
+                                    "--in", "lora=check/lora_merge/adapter/lora.json",
+                                    "--in", "bad=check/lora_merge/bad/lora.json")
+                self.assertEqual(rc, 1, f"{rel} should be rejected")
+                self.assertEqual(out, "")
+                expect_file(self, rel[:-5] + ".err", err)
+
     def test_check_meta(self):
         """meta statements: every error of a metadata value, key or pattern,
         against a schema with metadata and values a msgpack input kept."""
