@@ -81,6 +81,30 @@ void compiled_free(compiled *c);
 int cmd_plan(int argc, char **argv, diag_printer *dp);
 int cmd_run(int argc, char **argv, diag_printer *dp);
 
+int cmd_diff(int argc, char **argv, diag_printer *dp);
+
+/* `surg diff`'s comparison of elements (diff_values.c). */
+typedef struct dv_opts {
+    bool tol;           /* NumPy's isclose (NaN equal to NaN); else the bits */
+    double rtol, atol;
+} dv_opts;
+
+typedef struct dv_stats {
+    uint64_t differ;  /* elements that differ (bytes, for dtypes below a byte) */
+    uint64_t first;   /* the first of them, an element index; UINT64_MAX: none */
+    double max_abs, max_rel; /* over elements neither of which is NaN */
+    uint64_t max_ulp;
+} dv_stats;
+
+void dv_init(dv_stats *s);
+void dv_merge(dv_stats *into, const dv_stats *from);
+/* Whether a dtype's differences have sizes (abs, rel, ulp): not opaque. */
+bool dv_has_sizes(surg_dtype dt);
+/* n elements of a and b (n bytes below a byte), the first being element
+ * `first` of the tensor; va and vb hold n doubles each. */
+void dv_compare(surg_dtype dt, const void *a, const void *b, uint64_t first, size_t n,
+                const dv_opts *o, double *va, double *vb, dv_stats *s);
+
 /* Report a usage error for `cmd` and return 2. */
 int usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -24,6 +24,9 @@ static const char usage[] =
     "                         what run would do for each tensor, and its cost\n"
     "  fmt RECIPE [--check]   print a recipe in the canonical layout\n"
     "  schema CKPT [--json]   print the abstract state (names, dtypes, shapes)\n"
+    "  diff A B [--recipe R] [--rtol X] [--atol X] [--json]\n"
+    "                         compare two checkpoints (or run R A with B) by\n"
+    "                         names, dtypes, shapes and values; exit 1 if they differ\n"
     "\n"
     "options:\n"
     "  -h, --help             this text; `surg <command> --help` for a command\n"
@@ -43,6 +46,7 @@ static const struct command {
     {"check", cmd_check},
     {"plan", cmd_plan},
     {"run", cmd_run},
+    {"diff", cmd_diff},
 };
 
 int usage_error(const char *cmd, const char *fmt, ...)

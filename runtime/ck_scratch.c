@@ -65,3 +65,32 @@ surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
     *data = map ? (const char *)map + ck->offset[i] : empty;
     return SURG_OK;
 }
+
+surg_status surg_ckpt_read(surg_ckpt *ck, size_t i, uint64_t offset, void *buf, size_t len,
+                           surg_sink *sink)
+{
+    if (ck->kind == SURG_CKPT_SCHEMA || i >= ck->n || offset > ck->tensors[i].nbytes ||
+        len > ck->tensors[i].nbytes - offset) {
+        dg_file(sink, SURG_ERROR, "ck-no-data", ck->path,
+                ck->kind == SURG_CKPT_SCHEMA ? "a schema holds no tensor data"
+                : i >= ck->n                 ? "no such tensor"
+                                             : "a read past the end of a tensor");
+        return SURG_EUSAGE;
+    }
+    pthread_mutex_lock(&ck->lock);
+    surg_status st = ck_ready(ck, i, sink);
+    pthread_mutex_unlock(&ck->lock);
+    const st_file *f = &ck->files[ck->file_of[i]];
+    uint64_t at = ck->offset[i] + offset;
+    while (!st && len) {
+        ssize_t n = pread(f->fd, buf, len, (off_t)at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) /* the file shrank since it was opened */
+            return dg_errno(sink, f->path, "cannot read tensor data", n ? errno : EIO);
+        buf = (char *)buf + n;
+        at += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return st;
+}

@@ -62,6 +62,8 @@ typedef struct run {
     jb_list jobs;
     jb_pool pool;
     uint64_t total;   /* bytes the jobs make, for progress */
+    surg_chunk_fn give; /* surg_run_stream: the consumer, instead of files */
+    void *give_user;
 } run;
 
 /* ---- sizing ------------------------------------------------------------ */
@@ -136,12 +138,41 @@ static surg_status crc_written(run *r, jb_worker *w, size_t t, uint64_t at, uint
     return SURG_OK;
 }
 
+/* A copy handed to the consumer: read into the worker's buffer, a piece
+ * at a time. */
+static surg_status give_copy(run *r, jb_worker *w, size_t t, const st_file *in, uint64_t src,
+                             uint64_t len, uint64_t at)
+{
+    size_t cap = r->pool.max_chunk * 8; /* whole elements: pieces are element-aligned */
+    while (len) {
+        size_t want = len < cap ? (size_t)len : cap, got = 0;
+        while (got < want) {
+            ssize_t n = pread(in->fd, w->bytes + got, want - got, (off_t)(src + got));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return dg_errno(&r->pool.locked, in->path, "cannot read tensor data",
+                                n ? errno : EIO);
+            got += (size_t)n;
+        }
+        surg_status st = r->give(r->give_user, t, at, w->bytes, want);
+        if (st)
+            return st;
+        src += want;
+        at += want;
+        len -= want;
+    }
+    return SURG_OK;
+}
+
 static surg_status do_copy(run *r, jb_worker *w, jb_job *j)
 {
     size_t t = j->item;
     const pl_segment *s = &r->pl->t[t].segs[j->seg];
     const st_file *in = ck_file_of(r->kx.ck, s->input);
     uint64_t src = r->kx.ck->offset[s->input] + s->offset + j->start;
+    if (r->give)
+        return give_copy(r, w, t, in, src, j->n, j->out);
     uint64_t at = r->out.dest_off[t] + j->out;
     surg_status st = of_copy_at(r->out.dest[t], &r->pool.locked, in->fd, src, j->n, at);
     if (!st && xo_wants_crc(&r->out, t))
@@ -172,6 +203,8 @@ static surg_status do_chunk(run *r, jb_worker *w, jb_job *j)
         return st;
     if (x->kind != PL_GATHER)
         nm_encode(x->dtype, w->vals, j->n, w->bytes, NM_ROUND);
+    if (r->give)
+        return r->give(r->give_user, t, j->start * esize, w->bytes, j->n * esize);
     if (xo_wants_crc(&r->out, t))
         j->crc = (uint32_t)crc32_z(0, w->bytes, j->n * esize);
     return of_pwrite(r->out.dest[t], &r->pool.locked, w->bytes, j->n * esize,
@@ -452,15 +485,19 @@ static surg_status decode_inputs(run *r, const char *out_path)
     surg_ckpt *ck = r->kx.ck;
     if (!ck->dec)
         return SURG_OK;
-    size_t n = strlen(out_path);
+    /* A stream (no output path): $TMPDIR, surg_ckpt_data's place. */
+    size_t n = out_path ? strlen(out_path) : 0;
     while (n > 1 && out_path[n - 1] == '/')
         n--; /* "out/" (a directory output) is "out", in "." */
     const char *slash = NULL;
     for (size_t i = 0; i < n; i++)
         slash = out_path[i] == '/' ? out_path + i : slash;
-    ck->scratch_dir = slash ? ar_strndup(&ck->ar, out_path, (size_t)(slash - out_path) + 1) : ".";
-    if (!ck->scratch_dir)
-        return dg_nomem(r->sink, "surg");
+    if (out_path) {
+        ck->scratch_dir = slash ? ar_strndup(&ck->ar, out_path, (size_t)(slash - out_path) + 1)
+                                : ".";
+        if (!ck->scratch_dir)
+            return dg_nomem(r->sink, "surg");
+    }
     surg_status st = SURG_OK;
     r->jobs.n = 0;
     for (size_t k = 0; k < r->pl->n_decode && !st; k++) {
@@ -506,6 +543,9 @@ static surg_status output_jobs(run *r)
 {
     const xo_set *o = &r->out;
     r->jobs.n = 0;
+    for (size_t t = 0; r->give && t < r->pl->n; t++) /* a stream: in name order */
+        if (!tensor_jobs(r, t))
+            return dg_nomem(r->sink, "surg");
     /* In file order: each file is filled front to back, as the disk likes. */
     for (size_t k = 0; k < o->n; k++)
         for (size_t f = 0; f < o->lay[k].n_files; f++)
@@ -580,11 +620,38 @@ static surg_status execute(run *r, const char *out_path)
     return commit(r);
 }
 
-surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
-                     surg_sink *sink)
+/* A stream: the same jobs, handed to the consumer; no file is made. */
+static surg_status execute_stream(run *r)
+{
+    if (surg_ckpt_kind_of(r->kx.ck) == SURG_CKPT_SCHEMA) {
+        dg_file(r->sink, SURG_ERROR, "run-schema", surg_ckpt_path(r->kx.ck),
+                "a schema holds no tensor data to run on");
+        return SURG_EUSAGE;
+    }
+    surg_status st = prepare(r);
+    if (!st)
+        st = decode_inputs(r, NULL);
+    if (!st)
+        st = map_inputs(r);
+    if (!st)
+        st = run_reductions(r);
+    if (!st)
+        st = output_jobs(r);
+    if (!st)
+        st = jb_run(&r->pool, &r->jobs);
+    for (size_t i = 0; i < r->kx.ck->n_files && !st; i++)
+        st = st_unchanged(&r->kx.ck->files[i], r->sink);
+    if (!st && r->opts->progress)
+        r->opts->progress(r->opts->progress_user, r->total, r->total);
+    return st;
+}
+
+static surg_status run_plan(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
+                            surg_chunk_fn give, void *give_user, surg_sink *sink)
 {
     surg_run_opts defaults = {.threads = 1};
-    run r = {.pl = pl, .sink = sink, .opts = opts ? opts : &defaults};
+    run r = {.pl = pl, .sink = sink, .opts = opts ? opts : &defaults, .give = give,
+             .give_user = give_user};
     r.kx = (kx_ctx){.nodes = pl->nodes, .n_nodes = pl->n_nodes, .ck = pl->input};
     jb_pool_init(&r.pool, sink);
     r.pool.threads = r.opts->threads;
@@ -592,7 +659,7 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     r.pool.bytes = job_bytes;
     r.pool.tick = tick;
     r.pool.user = &r;
-    surg_status st = execute(&r, out_path);
+    surg_status st = give ? execute_stream(&r) : execute(&r, out_path);
     xo_free(&r.out);
     for (size_t i = 0; i < r.n_red; i++) {
         free(r.red[i].parts);
@@ -608,4 +675,20 @@ surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_o
     outp_reads_free(&r.reads);
     jb_pool_destroy(&r.pool);
     return st;
+}
+
+surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
+                     surg_sink *sink)
+{
+    return run_plan(pl, out_path, opts, NULL, NULL, sink);
+}
+
+surg_status surg_run_stream(const surg_plan *pl, const surg_run_opts *opts, surg_chunk_fn fn,
+                            void *user, surg_sink *sink)
+{
+    if (!fn) {
+        dg_file(sink, SURG_ERROR, "run-stream", "surg", "a stream needs a consumer");
+        return SURG_EUSAGE;
+    }
+    return run_plan(pl, NULL, opts, fn, user, sink);
 }

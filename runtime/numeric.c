@@ -303,3 +303,10 @@ void nm_encode(surg_dtype dt, const double *in, size_t n, void *out, nm_int_mode
         }
     }
 }
+
+void surg_values_f64(surg_dtype dt, const void *data, uint64_t first, size_t n, double *out)
+{
+    surg_dtype_kind k = surg_dtype_kind_of(dt);
+    if (k != SURG_KIND_OPAQUE && surg_dtype_bits(dt) % 8 == 0)
+        nm_decode(dt, data, first, n, out);
+}

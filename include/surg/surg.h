@@ -262,6 +262,20 @@ int surg_ckpt_decoded(const surg_ckpt *ck, size_t i);
 surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
                            const void **data);
 
+/* Copy `len` bytes of tensor i's data (as surg_ckpt_data gives them),
+ * starting `offset` bytes in, into `buf`, by reading the file (pread): no
+ * mapping, so memory stays what the caller's buffer is. A decoded tensor is
+ * decoded first (once). A range past the tensor's end, or a schema:
+ * SURG_EUSAGE ("ck-no-data"); a file that shrank: SURG_EIO. Safe from
+ * several threads at once, as surg_ckpt_data. */
+surg_status surg_ckpt_read(surg_ckpt *ck, size_t i, uint64_t offset, void *buf, size_t len,
+                           surg_sink *sink);
+
+/* n packed elements of a dtype of kind BOOL, UINT, INT or FLOAT (whole
+ * bytes), starting at element `first`, as doubles (64-bit integers rounded
+ * to nearest). Other dtypes: nothing is written. */
+void surg_values_f64(surg_dtype dt, const void *data, uint64_t first, size_t n, double *out);
+
 /* ---- recipes --------------------------------------------------------- */
 
 typedef struct surg_recipe surg_recipe;
@@ -390,6 +404,26 @@ typedef struct surg_run_opts {
      * so the rest of the result is left out. */
     const char *out_format;
 } surg_run_opts;
+
+/* A consumer of a run's output (surg_run_stream): `bytes` are `len` bytes
+ * of output tensor `tensor` (as surg_program_output numbers them), starting
+ * `offset` bytes into its data, little-endian, C order, exactly what
+ * surg_run would write there. Chunks come in any order, from any of the
+ * run's threads at once (the consumer locks what it shares); together a
+ * tensor's chunks cover it once (a tensor of no bytes has none). `bytes`
+ * is valid only during the call. Anything but SURG_OK stops the run, and is
+ * its result (the consumer reports why through its own sink). */
+typedef surg_status (*surg_chunk_fn)(void *user, size_t tensor, uint64_t offset,
+                                     const void *bytes, size_t len);
+
+/* Execute a plan as surg_run does, but hand every output tensor, chunk by
+ * chunk, to `fn` instead of writing anything: memory stays the run's
+ * chunks (a few MiB a thread). Of `opts`, only threads, progress and
+ * progress_user count (NULL: one thread). A decoded input goes to a
+ * scratch file in $TMPDIR (or /tmp). Tied names are the consumer's to
+ * handle (surg_program_alias). */
+surg_status surg_run_stream(const surg_plan *pl, const surg_run_opts *opts, surg_chunk_fn fn,
+                            void *user, surg_sink *sink);
 
 /* Does every output tensor of `p` fall under one of the prefixes, and does
  * every tie stay within one? Errors name the tensors. */
