@@ -442,7 +442,7 @@ void lw_statements(lw *L, const ast_recipe *r)
         [STMT_EXPECT] = lower_expect,       [STMT_SEED] = lower_seed,
         [STMT_LAYOUT] = lower_layout,       [STMT_MIRROR] = lower_mirror,
         [STMT_META] = lw_meta_set,          [STMT_META_DROP] = lw_meta_drop,
-        [STMT_META_KEEP] = lw_meta_keep,
+        [STMT_META_KEEP] = lw_meta_keep,   [STMT_LET] = lw_let_define,
     };
     for (const ast_stmt *s = r->stmts; s && !L->nomem; s = s->next) {
         L->at = s->span;
