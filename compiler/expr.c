@@ -18,6 +18,9 @@ typedef struct ex {
     const lw_match *m;
     const lw_matches *ms;
     uint32_t n_bernoulli; /* bernoulli() calls lowered so far: each its own stream */
+    uint32_t scope;       /* the names visible: a map's all, a let's value those before it */
+    uint64_t stamp;       /* this lowering, for the names' values (let.c) */
+    uint32_t use_line, use_col; /* where the map uses the name being lowered */
 } ex;
 
 #define WEAK SURG_DTYPE_COUNT
@@ -960,7 +963,15 @@ static void unknown(ex *E, const ast_expr *e, const char *name, bool call)
     char note[96];
     const char *notes[] = {note};
     size_t n_notes = 1;
-    if (cg_init_lookup(name) != INIT_COUNT)
+    const lw_let *later = call ? NULL : lw_let_defined(E->L, name);
+    if (later && later->seq == E->scope) {
+        snprintf(note, sizeof note, "the value of '%.20s' cannot use '%.20s' itself", name, name);
+    } else if (later) {
+        uint32_t line, col;
+        src_position(E->L->src, later->at.start, &line, &col);
+        snprintf(note, sizeof note, "'%.20s' is defined at %u:%u, after this: a value sees the names before it",
+                 name, line, col);
+    } else if (cg_init_lookup(name) != INIT_COUNT)
         snprintf(note, sizeof note, "%s is an initializer: use it with fill", name);
     else if (best)
         snprintf(note, sizeof note, "did you mean '%s'?", best);
@@ -1030,6 +1041,31 @@ static cg_id binary(ex *E, const ast_expr *e)
     return make(E, op, dt, rank, shape, in, 2);
 }
 
+/* A name's value: lowered at its first use in this lowering, with the
+ * names before it in sight; every later use is the same node. An error in
+ * it is reported once, at the let, with a note of the name and of where
+ * the map uses it (through other names, maybe). */
+static cg_id named(ex *E, const ast_expr *use, lw_let *v)
+{
+    if (v->stamp == E->stamp)
+        return v->node;
+    uint32_t scope = E->scope;
+    const char *note = E->L->let_note;
+    if (!note) /* the use in the map itself: where every note points */
+        src_position(E->L->src, use->span.start, &E->use_line, &E->use_col);
+    char text[128];
+    snprintf(text, sizeof text, "in the value of '%.40s', which the map at %u:%u uses", v->name,
+             E->use_line, E->use_col);
+    E->L->let_note = text;
+    E->scope = v->seq;
+    cg_id id = lower(E, v->expr);
+    E->scope = scope;
+    E->L->let_note = note;
+    v->stamp = E->stamp;
+    v->node = id;
+    return id;
+}
+
 static cg_id lower(ex *E, const ast_expr *e)
 {
     switch (e->kind) {
@@ -1039,11 +1075,15 @@ static cg_id lower(ex *E, const ast_expr *e)
             return CG_NONE;
         }
         return constant(E, e->u.number.value);
-    case EX_IDENT:
+    case EX_IDENT: {
         if (strcmp(e->u.ident, "x") == 0)
             return E->m->node;
+        lw_let *v = lw_let_find(E->L, e->u.ident, E->scope);
+        if (v)
+            return named(E, e, v);
         unknown(E, e, e->u.ident, false);
         return CG_NONE;
+    }
     case EX_STRING:
         lw_error(E->L, e->span, "string", NULL, 0, "a string can only name a tensor, in tensor(\"...\")");
         return CG_NONE;
@@ -1062,7 +1102,13 @@ static cg_id lower(ex *E, const ast_expr *e)
 
 cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms)
 {
-    ex E = {L, s, m, ms, 0};
+    ex E = {L, s, m, ms, 0, UINT32_MAX, ++L->let_stamp, 0, 0};
+    if (L->lets && lw_let_depth(L, s->expr, UINT32_MAX) > AST_MAX_DEPTH) {
+        lw_error(L, s->expr->span, "let-depth", NULL, 0,
+                 "this expression nests more than %d levels deep with the names it uses",
+                 AST_MAX_DEPTH);
+        return CG_NONE;
+    }
     cg_id id = lower(&E, s->expr);
     if (id != CG_NONE && cg_get(&L->g, id)->dtype == WEAK) {
         lw_error(L, s->expr->span, "map-constant", NULL, 0,
@@ -1082,18 +1128,25 @@ static bool is_layout_call(const ast_expr *e)
            (strcmp(e->u.call.name, "transpose") == 0 || strcmp(e->u.call.name, "reshape") == 0);
 }
 
-static bool has_layout(const ast_expr *e)
+/* Whether a layout call is in e, the values of the names it uses
+ * included. */
+static bool has_layout(const lw *L, const ast_expr *e, uint32_t scope)
 {
     switch (e->kind) {
     case EX_CALL:
         if (is_layout_call(e))
             return true;
         for (const ast_arg *a = e->u.call.args; a; a = a->next)
-            if (has_layout(a->value))
+            if (has_layout(L, a->value, scope))
                 return true;
         return false;
-    case EX_NEG: return has_layout(e->u.operand);
-    case EX_BINARY: return has_layout(e->u.binary.lhs) || has_layout(e->u.binary.rhs);
+    case EX_NEG: return has_layout(L, e->u.operand, scope);
+    case EX_BINARY:
+        return has_layout(L, e->u.binary.lhs, scope) || has_layout(L, e->u.binary.rhs, scope);
+    case EX_IDENT: {
+        const lw_let *v = lw_let_find(L, e->u.ident, scope);
+        return v && has_layout(L, v->expr, v->seq);
+    }
     default: return false;
     }
 }
@@ -1105,7 +1158,7 @@ static const ast_expr *skeleton(lw *L, const ast_expr *e)
 {
     static const ast_expr x = {.kind = EX_IDENT, .u.ident = "x"};
     if (!is_layout_call(e))
-        return has_layout(e) ? NULL : &x;
+        return has_layout(L, e, UINT32_MAX) ? NULL : &x;
     const ast_expr *inner = skeleton(L, e->u.call.args->value);
     ast_expr *call = ar_alloc(L->ar, sizeof *call);
     ast_arg *first = ar_alloc(L->ar, sizeof *first);
@@ -1125,7 +1178,7 @@ cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matche
 {
     const cg_node *r = cg_get(&L->g, result), *x = cg_get(&L->g, m->node);
     bool same = r->rank == x->rank && memcmp(r->shape, x->shape, r->rank * sizeof *r->shape) == 0;
-    if (!has_layout(s->expr)) {
+    if (!has_layout(L, s->expr, UINT32_MAX)) {
         if (same)
             return slot; /* a value change: the moments stay as they are */
         lw_error(L, s->expr->span, "mirror-map", NULL, 0,
@@ -1144,6 +1197,6 @@ cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matche
     }
     lw_match on_slot = *m;
     on_slot.node = slot;
-    ex E = {L, s, &on_slot, ms, 0};
+    ex E = {L, s, &on_slot, ms, 0, UINT32_MAX, ++L->let_stamp, 0, 0};
     return lower(&E, skel);
 }

@@ -16,6 +16,13 @@ static void report(lw *L, surg_severity sev, src_span at, const char *code,
     buf msg;
     buf_init(&msg);
     buf_vprintf(&msg, fmt, ap);
+    const char *with[16];
+    if (L->let_note && n_notes < 16) { /* an error in a let's value: where it is used */
+        for (size_t i = 0; i < n_notes; i++)
+            with[i] = notes[i];
+        with[n_notes++] = L->let_note;
+        notes = with;
+    }
     src_report(L->src, L->sink, sev, code, at, notes, n_notes, "%s",
                msg.failed ? "(out of memory)" : msg.data);
     buf_free(&msg);

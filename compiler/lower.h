@@ -36,6 +36,9 @@ typedef struct lw {
     struct lw_mirror *mirrors; /* declared by `mirror` statements */
     struct lw_meta_state *meta; /* the output's metadata, as meta statements leave it */
     size_t n_mirrors;
+    struct lw_lets *lets; /* the names `let` defined so far (let.c) */
+    uint64_t let_stamp;   /* one per lowering of a map expression for a match */
+    const char *let_note; /* while a name's value is lowered: where the map uses it */
     /* The naive way's bytes, tallied statement by statement. */
     uint64_t naive_dict, naive_peak, naive_generated, naive_computed;
     uint64_t guess_work; /* spent on "did you mean" (match.c), bounded */
@@ -202,6 +205,31 @@ void lw_meta_free(lw *L);
  * output may replace): `path` as it is. NULL after an error at `at` with
  * `code` (or out of memory); the text lives as long as the compilation. */
 const char *lw_json_file(lw *L, const char *path, src_span at, const char *code, size_t *len);
+
+/* ---- let.c: names of expressions ---- */
+
+/* One `let NAME = EXPR`. Its value is lowered where a map uses the name,
+ * once per match: `node` is the value for the lowering `stamp`. */
+typedef struct lw_let {
+    const char *name;
+    const ast_expr *expr;
+    src_span at;    /* the name in the let statement */
+    uint32_t seq;   /* 1, 2, ... in recipe order: a value sees the names before it */
+    unsigned depth; /* levels of the expression, those of the names it uses included */
+    uint64_t stamp;
+    cg_id node;
+} lw_let;
+
+/* The let statement: define a name (each name once; not x, true, false). */
+void lw_let_define(lw *L, const ast_stmt *s);
+/* The name as a value of scope `scope` sees it (a map: UINT32_MAX; a let's
+ * value: its seq), or NULL. */
+lw_let *lw_let_find(const lw *L, const char *name, uint32_t scope);
+/* The name however defined, before or after (for messages), or NULL. */
+const lw_let *lw_let_defined(const lw *L, const char *name);
+/* The levels of e with the values of the names it uses (bounded: every
+ * let's depth was checked). */
+unsigned lw_let_depth(const lw *L, const ast_expr *e, uint32_t scope);
 
 /* Lower every statement of the recipe. */
 void lw_statements(lw *L, const ast_recipe *r);

@@ -443,6 +443,7 @@ void lw_statements(lw *L, const ast_recipe *r)
         [STMT_LAYOUT] = lower_layout,       [STMT_MIRROR] = lower_mirror,
         [STMT_META] = lw_meta_set,          [STMT_META_DROP] = lw_meta_drop,
         [STMT_META_KEEP] = lw_meta_keep,   [STMT_MERGE_LORA] = lw_merge_lora,
+        [STMT_LET] = lw_let_define,
     };
     for (const ast_stmt *s = r->stmts; s && !L->nomem; s = s->next) {
         L->at = s->span;

@@ -159,7 +159,7 @@ typedef struct ast_clause {
     X(STACK, "stack") X(UNSTACK, "unstack") X(EXPECT, "expect")             \
     X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")                 \
     X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")             \
-    X(MERGE_LORA, "merge-lora")
+    X(MERGE_LORA, "merge-lora") X(LET, "let")
 
 typedef enum ast_stmt_kind {
 #define X(e, kw) STMT_##e,
@@ -189,7 +189,8 @@ typedef enum ast_stmt_kind {
  *   meta drop P, ...        patterns (globs over metadata keys)
  *   meta keep P, ...        patterns
  *   merge-lora "A" into "B" [config "F"]
- *                           patterns (the adapter's prefix), clauses */
+ *                           patterns (the adapter's prefix), clauses
+ *   let NAME = EXPR         word (the name), expr */
 typedef struct ast_stmt {
     ast_stmt_kind kind;
     src_span span, keyword_span;
@@ -201,7 +202,7 @@ typedef struct ast_stmt {
     ast_number *number; /* seed */
     ast_number *axis;
     ast_number *sizes;
-    const char *word; /* layout */
+    const char *word; /* layout; let: the name */
     src_span word_span;
     struct ast_stmt *next;
 } ast_stmt;

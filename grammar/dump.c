@@ -124,7 +124,7 @@ void pr_dump(buf *b, const ast_recipe *r)
         numbers(b, "sizes", s->sizes);
         numbers(b, "seed", s->number);
         if (s->word)
-            buf_printf(b, " (layout %s)", s->word);
+            buf_printf(b, " (%s %s)", s->kind == STMT_LET ? "name" : "layout", s->word);
         strings(b, "target", s->targets);
         buf_puts(b, ")\n");
     }

@@ -142,6 +142,10 @@ static void statement(buf *b, const ast_stmt *s)
     switch (s->kind) {
     case STMT_SEED: numbers(b, s->number); return;
     case STMT_LAYOUT: buf_puts(b, s->word); return;
+    case STMT_LET:
+        buf_printf(b, "%s = ", s->word);
+        pr_expr(b, s->expr);
+        return;
     case STMT_META_DROP: buf_puts(b, "drop "); break;
     case STMT_META_KEEP: buf_puts(b, "keep "); break;
     default: break;

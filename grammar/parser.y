@@ -101,7 +101,7 @@ static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
 %token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'" META "'meta'"
 %token <text> OPTIONAL "'optional'" RANK "'rank'" ALPHA "'alpha'" STYLE "'style'" AS "'as'"
 %token <text> AXIS "'axis'" SIZES "'sizes'" FACTORED "'factored'" MIN "'min'"
-%token <text> IDENT "name" UNKNOWN_WORD "word"
+%token <text> IDENT "name" UNKNOWN_WORD "word" LET "'let'"
 %token <string> STRING "string"
 %token <number> NUMBER "number"
 %token LE "'<='" GE "'>='" EQ "'=='" NE "'!='"
@@ -172,6 +172,7 @@ stmt:
   | META string '=' expr            { $$ = stmt(ctx, STMT_META, @$, @1); if ($$) { $$->patterns = $2; $$->expr = $4; } }
   | META DROP patterns               { $$ = stmt(ctx, STMT_META_DROP, @$, @1); if ($$) $$->patterns = $3; }
   | META KEEP patterns               { $$ = stmt(ctx, STMT_META_KEEP, @$, @1); if ($$) $$->patterns = $3; }
+  | LET IDENT '=' expr               { $$ = stmt(ctx, STMT_LET, @$, @1); if ($$) { $$->word = $2; $$->word_span = @2; $$->expr = $4; } }
   | UNKNOWN_WORD junk                { unknown_statement(ctx, $1, @1); $$ = NULL; }
   ;
 
@@ -311,7 +312,7 @@ junk:
 junk_token:
     RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | MERGE_LORA | SPLIT | CONCAT | STACK
   | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | META | OPTIONAL | RANK | ALPHA | STYLE
-  | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | STRING | NUMBER | ARROW | GLOBCHAR
+  | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | LET | STRING | NUMBER | ARROW | GLOBCHAR
   | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-' | '@'
   | '<' | '>' | LE | GE | EQ | NE
   ;

@@ -827,6 +827,228 @@ class TestTorchConvert(ExampleCase):
                          {"lm_head.weight": "model.embed_tokens.weight"})
         self.assertEqual(meta.get("format"), "pt")
 
+# ---- model merges ------------------------------------------------------------
+
+MERGES = ("linear", "task_arithmetic", "slerp", "ties", "dare_linear", "dare_ties")
+
+# Runs a command and prints its exit status and peak RSS (KiB), from a small
+# fresh process: a child's peak RSS counts what it shared with its parent
+# before exec.
+PEAK_RSS = """
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE)
+err = p.stderr.read()
+_, status, usage = os.wait4(p.pid, 0)
+sys.stderr.buffer.write(err)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def sanitized():
+    with open(ARGS.surg, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def verify_merge():
+    """examples/verify_merge.py as a module: mergekit's methods in NumPy."""
+    sys.path.insert(0, ARGS.examples)
+    try:
+        import verify_merge as vm
+    finally:
+        sys.path.pop(0)
+    return vm
+
+
+class TestMerges(ExampleCase):
+    """Section "Merging models": linear, task arithmetic, SLERP, TIES, DARE
+    (linear and TIES) over three checkpoints of one llama, each recipe run
+    with --in base= ft1= ft2=, its result checked by verify_merge.py against
+    mergekit's definition in NumPy; the same bytes on 1 and 4 threads; the
+    inputs unchanged; memory bounded by chunks, not by the models."""
+
+    def inputs(self, d):
+        return ["--in", "base=" + os.path.join(d, "base.safetensors"),
+                "--in", "ft1=" + os.path.join(d, "ft1.safetensors"),
+                "--in", "ft2=" + os.path.join(d, "ft2.safetensors")]
+
+    def merge(self, recipe, d, out, *opts):
+        before = [runutil.sha256(os.path.join(d, m + ".safetensors")) for m in ("base", "ft1", "ft2")]
+        code, _, err = self.surg("run", recipe, *self.inputs(d), out, *opts)
+        self.assertEqual((code, err), (0, ""), "surg run %s" % recipe)
+        self.assertEqual([runutil.sha256(os.path.join(d, m + ".safetensors"))
+                          for m in ("base", "ft1", "ft2")], before, "an input changed")
+        self.assertEqual(runutil.temporaries(os.path.dirname(out)), [], "temporary files left")
+
+    def verify(self, method, d, out):
+        r = subprocess.run([sys.executable, self.example("verify_merge.py"), method, d, out],
+                           capture_output=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
+        return r.stdout.decode()
+
+    def test_merges(self):
+        d = self.make("make_merge_checkpoints.py", "models")
+        for method in MERGES:
+            with self.subTest(method):
+                recipe = self.example("merge_%s.surg" % method)
+                code, out, err = self.surg("check", recipe, *self.inputs(d))
+                self.assertEqual((code, out, err),
+                                 (0, "%s: ok: 63 tensors in, 21 out\n" % recipe, ""))
+                one, four = self.path(method + "_1.safetensors"), self.path(method + "_4.safetensors")
+                self.merge(recipe, d, one, "--threads", "1")
+                self.merge(recipe, d, four, "--threads", "4")
+                self.assertEqual(runutil.sha256(one), runutil.sha256(four), "1 and 4 threads differ")
+                said = self.verify(method, d, one)
+                self.assertTrue(said.startswith("ok: 21 tensors are mergekit's %s (within " % method),
+                                said)
+                # The output carries the base's metadata, nothing under an
+                # input's prefix.
+                tensors, _, _ = stnp.load(one)
+                self.assertFalse([n for n in tensors if n.split("/")[0] in ("base", "ft1", "ft2")])
+
+    def test_dare_masks(self):
+        """DARE's keep-sets are surg's documented stream (recomputed with a
+        NumPy Philox): each kept with probability density; every kept entry
+        of the task vector scaled by exactly one factor, the L1 ratio, and
+        every dropped one zero. Checked on the task vectors themselves: the
+        recipe's map, writing the task vector into ft1 instead of adding it."""
+        vm = verify_merge()
+        d = self.make("make_merge_checkpoints.py", "models")
+        with open(self.example("merge_dare_linear.surg")) as f:
+            text = f.read()
+        text = text.replace('map "base/**" = x + (0.7 * tv1 + 0.4 * tv2)', 'map "base/**" = tv1')
+        self.assertIn('= tv1\n', text)
+        r = self.path("dare_tv.surg")
+        with open(r, "w") as f:
+            f.write(text)
+        out = self.path("tv.safetensors")
+        self.merge(r, d, out)
+        got = stnp.load(out)[0]
+        base, ft1 = (stnp.load(os.path.join(d, m + ".safetensors"))[0] for m in ("base", "ft1"))
+        kept_total = n_total = 0
+        for name, (_, tv) in got.items():
+            delta = ft1[name][1] - base[name][1]
+            mask = vm.bernoulli_mask(vm.SEED, "base/" + name, 0, 0.6, delta.shape)
+            kept_total += int(mask.sum())
+            n_total += mask.size
+            self.assertTrue((tv[~mask] == 0).all(), name)
+            if name == "model.norm.weight":  # no task vector: below eps, kept as it is
+                self.assertTrue((tv == 0).all())
+                continue
+            nz = mask & (delta != 0)
+            ratio = tv[nz].astype(D) / delta[nz]
+            # sum() of f32 values is an f32 value (added in double, rounded),
+            # and the ratio of two is divided in f32.
+            want = (F(np.abs(delta).astype(D).sum()) /
+                    F(np.abs(np.where(mask, delta, 0)).astype(D).sum()))
+            # The one factor, applied in float32: every ratio within an ulp of it.
+            self.assertLess(np.abs(ratio / want - 1).max(), 2 ** -22, name)
+            self.assertExactly(tv[nz], (delta[nz] * want).astype(F), name)
+        self.assertLess(abs(kept_total / n_total - 0.6), 0.005)
+
+    def test_variants(self):
+        """The one-line variants the docs give: DARE as the paper rescales
+        (divide by the density: mergekit before 2025), and TIES's "count"
+        consensus (the sign of the count of signs)."""
+        vm = verify_merge()
+        d = self.make("make_merge_checkpoints.py", "models")
+        models = [stnp.load(os.path.join(d, m + ".safetensors"))[0] for m in ("base", "ft1", "ft2")]
+        with open(self.example("merge_dare_linear.surg")) as f:
+            dare = f.read()
+        dare = dare.replace("let tv1 = where(minimum(l1_1, sum(abs(kept1))) < 1e-7, kept1, kept1 * (l1_1 / sum(abs(kept1))))",
+                            "let tv1 = kept1 / 0.6")
+        dare = dare.replace("let tv2 = where(minimum(l1_2, sum(abs(kept2))) < 1e-7, kept2, kept2 * (l1_2 / sum(abs(kept2))))",
+                            "let tv2 = kept2 / 0.8")
+        with open(self.example("merge_ties.surg")) as f:
+            ties = f.read()
+        ties = ties.replace("let elected = cast(tv1 + tv2 >= 0, f32) * 2 - 1",
+                            "let elected = cast(sign(tv1) + sign(tv2) >= 0, f32) * 2 - 1")
+        for label, text in (("dare_paper", dare), ("ties_count", ties)):
+            self.assertEqual(text.count("/ 0.6") + text.count("sign(tv1) + sign(tv2)"), 1, label)
+            r = self.path(label + ".surg")
+            with open(r, "w") as f:
+                f.write(text)
+            out = self.path(label + ".safetensors")
+            self.merge(r, d, out)
+            got = stnp.load(out)[0]
+            for name, (_, value) in got.items():
+                base, ft1, ft2 = (m[name][1] for m in models)
+                if label == "dare_paper":
+                    m1 = vm.bernoulli_mask(vm.SEED, "base/" + name, 0, 0.6, base.shape)
+                    m2 = vm.bernoulli_mask(vm.SEED, "base/" + name, 1, 0.8, base.shape)
+                    dd = [np.where(m1, ft1 - base, F(0)) / F(0.6), np.where(m2, ft2 - base, F(0)) / F(0.8)]
+                    want = vm.gta(base, dd, [0.7, 0.4], False, False)
+                else:
+                    dd = [vm.magnitude(ft1 - base, 0.5), vm.magnitude(ft2 - base, 0.3)]
+                    w = np.array([1.0, 0.6], F).reshape(2, *([1] * base.ndim))
+                    weighted = np.stack(dd) * w
+                    majority = (np.sign(weighted).sum(0) >= 0).astype(F) * 2 - 1
+                    agree = (np.sign(weighted) == majority).astype(F)
+                    div = (w * agree).sum(0, dtype=F)
+                    div[div == 0] = 1
+                    want = (base + (weighted * agree).sum(0, dtype=F) / div).astype(F)
+                self.assertExactly(value, want, "%s %s" % (label, name))
+
+    def test_slerp_edge_cases(self):
+        """mergekit's SLERP where a plain formula differs: a zero tensor is
+        not normalized (norm <= eps), so its dot is 0 and the angle pi/2 --
+        the result is sin(t pi/2) times the other, not a lerp; parallel and
+        opposite tensors (|cos| > 0.9995) are lerped; an angle near pi is
+        interpolated through it."""
+        vm = verify_merge()
+        rng = np.random.default_rng(5)
+        v = rng.standard_normal((40, 50)).astype(F)
+        w = rng.standard_normal((40, 50)).astype(F)
+        cases = {"zero": (np.zeros_like(v), w), "parallel": (v, 3 * v), "opposite": (v, -2 * v),
+                 "wide": (v, -v + 0.1 * w), "tiny": (1e-9 * v, w)}
+        d = self.path("edge")
+        os.makedirs(d)
+        stnp.save(os.path.join(d, "ft1.safetensors"), {k: ("F32", a) for k, (a, _) in cases.items()})
+        stnp.save(os.path.join(d, "ft2.safetensors"), {k: ("F32", b) for k, (_, b) in cases.items()})
+        stnp.save(os.path.join(d, "base.safetensors"), {k: ("F32", a) for k, (a, _) in cases.items()})
+        out = self.path("edge.safetensors")
+        self.merge(self.example("merge_slerp.surg"), d, out)
+        got = stnp.load(out)[0]
+        for name, (a, b) in cases.items():
+            # The cosine is an f32 value (sum() of f32 tensors); the rest in
+            # double. Near an angle of pi the angle is ill-conditioned, so the
+            # cosine's rounding matters there ("wide").
+            a64, b64 = a.astype(D), b.astype(D)
+            cos = float(F(np.sum(vm.normalize(a64) * vm.normalize(b64))))
+            if abs(cos) > 0.9995:
+                want = 0.6 * a64 + 0.4 * b64
+            else:
+                th = np.arccos(cos)
+                want = np.sin(th - 0.4 * th) / np.sin(th) * a64 + np.sin(0.4 * th) / np.sin(th) * b64
+            scale = np.abs(a).astype(D) + np.abs(b)
+            err = np.abs(got[name][1] - want) / np.spacing(scale.astype(F))
+            # The angle's condition: f32 steps move it by ulps / sin(theta).
+            bound = 8 if abs(cos) > 0.9995 else 8 / (1 - cos * cos)
+            self.assertLessEqual(err.max(), bound, name)
+        self.assertExactly(got["zero"][1], (F(np.sin(0.4 * np.pi / 2)) * w).astype(F), "zero")
+
+    def test_streaming(self):
+        """Three 36 MB checkpoints (108 MB): every merge holds chunks and
+        per-tensor scalars, never a model: peak RSS far below the inputs."""
+        d = self.make("make_merge_checkpoints.py", "big", "--hidden", "512", "--intermediate",
+                      "1024", "--vocab", "4096")
+        total = sum(os.path.getsize(os.path.join(d, m + ".safetensors"))
+                    for m in ("base", "ft1", "ft2")) / (1 << 20)
+        self.assertGreater(total, 100)
+        for method in MERGES:
+            with self.subTest(method):
+                out = self.path(method + ".safetensors")
+                cmd = [ARGS.surg, "run", self.example("merge_%s.surg" % method),
+                       *self.inputs(d), out, "--threads", "2"]
+                r = subprocess.run([sys.executable, "-c", PEAK_RSS] + cmd, capture_output=True,
+                                   timeout=600)
+                rc, kib = r.stdout.split()
+                self.assertEqual((int(rc), r.stderr), (0, b""))
+                rss = int(kib) / 1024
+                self.assertLess(rss, total if sanitized() else total / 2,
+                                "%s: peak RSS %.0f MiB for %.0f MiB of inputs" % (method, rss, total))
+                os.unlink(out)
+
 
 def main():
     global ARGS

@@ -394,6 +394,49 @@ class TestSlerp(Case):
         np.testing.assert_allclose(got["a/w"], want, rtol=2e-5, atol=2e-6)
 
 
+class TestLet(Case):
+    """let: a name is one value per matched tensor (one mask however often
+    used; bernoulli streams numbered where the map first uses a name), its
+    x and captures the map's; a transpose inside a name's value is moved
+    with a mirrored tensor's slots only when written around the map's
+    value."""
+
+    def test_one_mask_per_name(self):
+        n = 5000
+        x = np.arange(1, n + 1, dtype=F)
+        text = ('seed 9\nlet m = bernoulli(0.5)\nlet other = bernoulli(0.25)\n'
+                'map "a" = where(other, x, x) + where(m, x, 0) + where(m, x, 0) + cast(bernoulli(0.3), f32) * 1000000 - x\n'
+                'map "b" = cast(m, f32)')
+        a = self.run_recipe(text, {"a": ("F32", x), "b": ("F32", x)}, "--threads", "3")
+        m0 = bernoulli_reference(9, "a", 1, 0.5, n)  # `other` is drawn first (index 0)
+        m2 = bernoulli_reference(9, "a", 2, 0.3, n)
+        self.assertSame(a["a"], np.where(m0, 2 * x, F(0)) + np.where(m2, F(1000000), F(0)))
+        self.assertSame(a["b"], bernoulli_reference(9, "b", 0, 0.5, n).astype(F))
+
+    def test_captures_and_x_per_match(self):
+        rng = np.random.default_rng(4)
+        t = {"a/w": ("F32", rng.standard_normal((3, 4)).astype(F)),
+             "a/v": ("F32", rng.standard_normal(6).astype(F)),
+             "b/w": ("F32", rng.standard_normal((3, 4)).astype(F)),
+             "b/v": ("F32", rng.standard_normal(6).astype(F))}
+        got = self.run_recipe('let d = tensor("b/$1") - x\nlet s = sum(d * d)\n'
+                              'map "a/*" = x + d / s', t)
+        for k in ("w", "v"):
+            a, b = t["a/" + k][1], t["b/" + k][1]
+            d = b - a
+            self.assertUlpsF32(got["a/" + k], a + d / F(np.sum(d.astype(D) ** 2)), 1, k)
+
+    def test_mirror_layout(self):
+        t = {"params/k": ("F32", np.arange(6, dtype=F).reshape(2, 3)),
+             "opt/mu/k": ("F32", np.ones((2, 3), F))}
+        got = self.run_recipe('mirror "params/" -> "opt/mu/"\nlet double = x * 2\n'
+                              'map "params/k" = transpose(double)', t)
+        self.assertSame(got["params/k"], (np.arange(6, dtype=F).reshape(2, 3) * 2).T)
+        self.assertSame(got["opt/mu/k"], np.ones((3, 2), F))
+        self.fails('mirror "params/" -> "opt/mu/"\nlet t = transpose(x)\nmap "params/k" = t * 2',
+                   t, 1, "can follow a transpose or reshape only when it wraps the whole value")
+
+
 class TestBroadcast(Case):
     """The functions with NumPy's broadcasting and the reductions over an
     axis: comparisons, where, minimum, maximum and pow between tensors of
