@@ -18,6 +18,7 @@ typedef struct ex {
     const lw_match *m;
     const lw_matches *ms;
     uint32_t n_bernoulli; /* bernoulli() calls lowered so far: each its own stream */
+    const struct places *sub; /* following a map with a slot: values replaced */
 } ex;
 
 #define WEAK SURG_DTYPE_COUNT
@@ -1030,8 +1031,13 @@ static cg_id binary(ex *E, const ast_expr *e)
     return make(E, op, dt, rank, shape, in, 2);
 }
 
+static cg_id substituted(const struct places *p, const ast_expr *e);
+
 static cg_id lower(ex *E, const ast_expr *e)
 {
+    cg_id sub = E->sub ? substituted(E->sub, e) : CG_NONE;
+    if (sub != CG_NONE)
+        return sub;
     switch (e->kind) {
     case EX_NUMBER:
         if (!isfinite(e->u.number.value)) {
@@ -1062,7 +1068,7 @@ static cg_id lower(ex *E, const ast_expr *e)
 
 cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms)
 {
-    ex E = {L, s, m, ms, 0};
+    ex E = {L, s, m, ms, 0, NULL};
     cg_id id = lower(&E, s->expr);
     if (id != CG_NONE && cg_get(&L->g, id)->dtype == WEAK) {
         lw_error(L, s->expr->span, "map-constant", NULL, 0,
@@ -1076,48 +1082,154 @@ cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches 
 
 /* ---- optimizer slots of a mapped parameter ---------------------------- */
 
-static bool is_layout_call(const ast_expr *e)
+/* The calls that move values to other places (mirror.h: "positions"): a
+ * map made of them around values moves the slots alike. */
+static bool is_position_call(const ast_expr *e)
 {
-    return e->kind == EX_CALL && e->u.call.args &&
-           (strcmp(e->u.call.name, "transpose") == 0 || strcmp(e->u.call.name, "reshape") == 0);
+    static const char *const names[] = {"transpose", "reshape", "slice", "pad", "repeat", "concat"};
+    if (e->kind != EX_CALL || !e->u.call.args)
+        return false;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(e->u.call.name, names[i]) == 0)
+            return true;
+    return false;
 }
 
-static bool has_layout(const ast_expr *e)
+static bool has_position(const ast_expr *e)
 {
     switch (e->kind) {
     case EX_CALL:
-        if (is_layout_call(e))
+        if (is_position_call(e))
             return true;
         for (const ast_arg *a = e->u.call.args; a; a = a->next)
-            if (has_layout(a->value))
+            if (has_position(a->value))
                 return true;
         return false;
-    case EX_NEG: return has_layout(e->u.operand);
-    case EX_BINARY: return has_layout(e->u.binary.lhs) || has_layout(e->u.binary.rhs);
+    case EX_NEG: return has_position(e->u.operand);
+    case EX_BINARY: return has_position(e->u.binary.lhs) || has_position(e->u.binary.rhs);
     default: return false;
     }
 }
 
-/* The layout calls around the value expression, with the value expression
- * replaced by x: transpose(reshape(x * 2, 4, -1)) -> transpose(reshape(x, 4,
- * -1)). NULL when a layout call hides inside the value expression. */
-static const ast_expr *skeleton(lw *L, const ast_expr *e)
+/* Does e read the values of x? Not through tensor(), nor the tensor whose
+ * type alone zeros_like, full_like and bernoulli take. */
+static bool uses_x(const ast_expr *e)
 {
-    static const ast_expr x = {.kind = EX_IDENT, .u.ident = "x"};
-    if (!is_layout_call(e))
-        return has_layout(e) ? NULL : &x;
-    const ast_expr *inner = skeleton(L, e->u.call.args->value);
-    ast_expr *call = ar_alloc(L->ar, sizeof *call);
-    ast_arg *first = ar_alloc(L->ar, sizeof *first);
-    if (!inner || !call || !first) {
-        L->nomem |= inner && (!call || !first);
-        return NULL;
+    switch (e->kind) {
+    case EX_IDENT: return strcmp(e->u.ident, "x") == 0;
+    case EX_NEG: return uses_x(e->u.operand);
+    case EX_BINARY: return uses_x(e->u.binary.lhs) || uses_x(e->u.binary.rhs);
+    case EX_CALL: {
+        const char *f = e->u.call.name;
+        const ast_arg *a = e->u.call.args;
+        if (strcmp(f, "tensor") == 0 || strcmp(f, "zeros_like") == 0 ||
+            strcmp(f, "bernoulli") == 0)
+            return false;
+        if (strcmp(f, "full_like") == 0 && a)
+            a = a->next;
+        for (; a; a = a->next)
+            if (uses_x(a->value))
+                return true;
+        return false;
     }
-    *call = *e;
-    *first = *e->u.call.args;
-    first->value = (ast_expr *)inner;
-    call->u.call.args = first;
-    return call;
+    default: return false;
+    }
+}
+
+/* The values the position calls of a map wrap, each with what stands for
+ * it when the map is applied to a slot: the slot itself (a value of x's
+ * shape made from x: its places are x's), or zeros (new places); pad's
+ * value is 0 too. Sorted by address for the lookup. */
+typedef struct places {
+    struct place {
+        const ast_expr *e;
+        cg_id id;
+    } *v;
+    size_t n, cap;
+} places;
+
+static bool add_place(lw *L, places *p, const ast_expr *e, cg_id id)
+{
+    if (id == CG_NONE)
+        return false;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 8;
+        struct place *v = realloc(p->v, cap * sizeof *v);
+        if (!v)
+            return L->nomem = true, false;
+        p->v = v;
+        p->cap = cap;
+    }
+    p->v[p->n++] = (struct place){e, id};
+    return true;
+}
+
+static int place_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const struct place *)a)->e, y = (uintptr_t)((const struct place *)b)->e;
+    return (x > y) - (x < y);
+}
+
+static cg_id substituted(const places *p, const ast_expr *e)
+{
+    size_t lo = 0, hi = p->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->v[mid].e == e)
+            return p->v[mid].id;
+        if ((uintptr_t)p->v[mid].e < (uintptr_t)e)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return CG_NONE;
+}
+
+static void wraps_error(ex *X)
+{
+    lw_error(X->L, X->stmt->expr->span, "mirror-map", NULL, 0,
+             "the optimizer slots of \"%s\" can follow a layout call (transpose, reshape, slice, "
+             "pad, repeat, concat) only when it wraps the whole value expression, as "
+             "transpose(x * 2)",
+             X->m->name);
+}
+
+/* Walk the position calls from e down (every tensor operand of concat,
+ * the first of the others) and note each value they wrap, typed on x: a
+ * value made from x of x's shape holds x's places; any other (another
+ * shape, as the mean of the rows; no x in it, as tensor("T")) new ones.
+ * A value made from x that moves places itself (transpose(x) * 2) is an
+ * error: where its values come from is not followed. */
+static bool collect(ex *X, const ast_expr *e, cg_id slot, places *p)
+{
+    if (is_position_call(e)) {
+        bool cat = strcmp(e->u.call.name, "concat") == 0;
+        int n = count_args(e), i = 0;
+        const ast_arg *a = e->u.call.args;
+        for (; i < (cat ? n - 1 : 1); i++, a = a->next)
+            if (!collect(X, a->value, slot, p))
+                return false;
+        if (strcmp(e->u.call.name, "pad") == 0 && n == 5)
+            return add_place(X->L, p, a->next->next->next->value, constant(X, 0));
+        return true;
+    }
+    cg_id v = lower(X, e); /* its type: it was lowered before, without error */
+    if (v == CG_NONE)
+        return false;
+    const cg_node *val = node(X, v), *x = node(X, X->m->node);
+    bool same = val->rank == x->rank && memcmp(val->shape, x->shape, x->rank * sizeof *x->shape) == 0;
+    bool from_x = uses_x(e);
+    if (from_x && has_position(e))
+        return wraps_error(X), false; /* x's places moved inside a value: unknown */
+    if (same && from_x)
+        return add_place(X->L, p, e, slot);
+    cg_init *init = ar_alloc(X->L->ar, sizeof *init);
+    if (!init)
+        return X->L->nomem = true, false;
+    init->kind = INIT_VALUE; /* zeros: new places have no history */
+    cg_node z = {.op = OP_INIT, .dtype = node(X, slot)->dtype, .rank = val->rank, .origin = X->stmt->span};
+    z.a.init = init;
+    return add_place(X->L, p, e, lw_node(X->L, z, val->shape));
 }
 
 cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms,
@@ -1125,25 +1237,27 @@ cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matche
 {
     const cg_node *r = cg_get(&L->g, result), *x = cg_get(&L->g, m->node);
     bool same = r->rank == x->rank && memcmp(r->shape, x->shape, r->rank * sizeof *r->shape) == 0;
-    if (!has_layout(s->expr)) {
+    ex X = {L, s, m, ms, 0, NULL};
+    if (!has_position(s->expr)) {
         if (same)
             return slot; /* a value change: the moments stay as they are */
         lw_error(L, s->expr->span, "mirror-map", NULL, 0,
-                 "this map makes \"%s\" %s without transpose or reshape, so its optimizer "
-                 "slots cannot follow",
+                 "this map makes \"%s\" %s without transpose or reshape (or slice, pad, repeat, "
+                 "concat), so its optimizer slots cannot follow",
                  m->name, lw_type(r, 0));
         return CG_NONE;
     }
-    const ast_expr *skel = skeleton(L, s->expr);
-    if (!skel) {
-        lw_error(L, s->expr->span, "mirror-map", NULL, 0,
-                 "the optimizer slots of \"%s\" can follow a transpose or reshape only when "
-                 "it wraps the whole value expression, as transpose(x * 2)",
-                 m->name);
-        return CG_NONE;
+    if (!is_position_call(s->expr))
+        return wraps_error(&X), CG_NONE;
+    places p = {0};
+    cg_id id = CG_NONE;
+    if (collect(&X, s->expr, slot, &p)) {
+        qsort(p.v, p.n, sizeof *p.v, place_cmp);
+        lw_match on_slot = *m;
+        on_slot.node = slot;
+        ex S = {L, s, &on_slot, ms, 0, &p};
+        id = lower(&S, s->expr);
     }
-    lw_match on_slot = *m;
-    on_slot.node = slot;
-    ex E = {L, s, &on_slot, ms, 0};
-    return lower(&E, skel);
+    free(p.v);
+    return id;
 }
