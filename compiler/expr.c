@@ -1242,9 +1242,9 @@ cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matche
         if (same)
             return slot; /* a value change: the moments stay as they are */
         lw_error(L, s->expr->span, "mirror-map", NULL, 0,
-                 "this map makes \"%s\" %s without transpose or reshape (or slice, pad, repeat, "
+                 "this %s makes \"%s\" %s without transpose or reshape (or slice, pad, repeat, "
                  "concat), so its optimizer slots cannot follow",
-                 m->name, lw_type(r, 0));
+                 ast_stmt_keyword(s->kind), m->name, lw_type(r, 0));
         return CG_NONE;
     }
     if (!is_position_call(s->expr))

@@ -190,25 +190,25 @@ static void factored_error(lw *L, const ast_stmt *s, const lw_match *m, cg_id re
     const char *type = lw_type(cg_get(&L->g, result), 0);
     if (stop == OP_RESHAPE) {
         lw_error(L, s->expr->span, "mirror-factored", NULL, 0,
-                 "this map makes \"%s\" %s: its factored second moments can follow a "
+                 "this %s makes \"%s\" %s: its factored second moments can follow a "
                  "transpose, not a reshape",
-                 m->name, type);
+                 ast_stmt_keyword(s->kind), m->name, type);
         return;
     }
-    const char *notes[] = {"v_row and v_col average over whole axes: drop them before the "
-                           "map and fill them anew after it (zeros of the shapes the new "
+    const char *notes[] = {"v_row and v_col average over whole axes: drop them before this "
+                           "statement and fill them anew after it (zeros of the shapes the new "
                            "shape gives them)"};
     if (stop == OP_INIT) {
         lw_error(L, s->expr->span, "mirror-factored", notes, 1,
-                 "this map makes \"%s\" %s from a value that is not x's: its factored second "
+                 "this %s makes \"%s\" %s from a value that is not x's: its factored second "
                  "moments can follow a transpose of x only",
-                 m->name, type);
+                 ast_stmt_keyword(s->kind), m->name, type);
         return;
     }
     lw_error(L, s->expr->span, "mirror-factored", notes, 1,
-             "this map makes \"%s\" %s by %s: its factored second moments can follow a "
+             "this %s makes \"%s\" %s by %s: its factored second moments can follow a "
              "transpose only, not a change of the places along an axis",
-             m->name, type, cg_op_name(stop));
+             ast_stmt_keyword(s->kind), m->name, type, cg_op_name(stop));
 }
 
 void mr_mapped(lw *L, change *c, const ast_stmt *s, const lw_match *m, const lw_matches *ms,

@@ -151,7 +151,8 @@ typedef struct ast_clause {
     X(INIT_LORA, "init-lora") X(SPLIT, "split") X(CONCAT, "concat")         \
     X(STACK, "stack") X(UNSTACK, "unstack") X(EXPECT, "expect")             \
     X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")                 \
-    X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")
+    X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")             \
+    X(RESIZE, "resize")
 
 typedef enum ast_stmt_kind {
 #define X(e, kw) STMT_##e,
@@ -179,7 +180,8 @@ typedef enum ast_stmt_kind {
  *   meta "K" = VALUE        patterns (the key), expr (the value: a string
  *                           or a call, read by the compiler)
  *   meta drop P, ...        patterns (globs over metadata keys)
- *   meta keep P, ...        patterns */
+ *   meta keep P, ...        patterns
+ *   resize P axis N to N [multiple N]   patterns, axis, size, multiple */
 typedef struct ast_stmt {
     ast_stmt_kind kind;
     src_span span, keyword_span;
@@ -191,6 +193,7 @@ typedef struct ast_stmt {
     ast_number *number; /* seed */
     ast_number *axis;
     ast_number *sizes;
+    ast_number *size, *multiple; /* resize */
     const char *word; /* layout */
     src_span word_span;
     struct ast_stmt *next;

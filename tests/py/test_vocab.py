@@ -17,6 +17,8 @@ run`, every value against NumPy (inputs written and outputs read with stnp):
     plain multi-head attention with the repeated ones give the same output;
   * the Adam slots under `mirror`: zero rows for new rows, sliced with a
     truncation, repeated with the heads;
+  * the resize statement (resize_token_embeddings' new size, with
+    pad_to_multiple_of) against the same NumPy definitions;
   * the same bytes on 1 and 3 threads.
 
 Compile errors (slots that cannot follow) are golden files under
@@ -241,6 +243,45 @@ class TestGrow(Case):
         with open(self.path("a.safetensors"), "rb") as fa, open(self.path("b.safetensors"), "rb") as fb:
             self.assertEqual(fa.read(), fb.read())
         np.testing.assert_array_equal(a["model.embed.weight"], mean_rows(t["model.embed.weight"][1], 40))
+
+
+class TestResize(Case):
+    """resize P axis A to S [multiple M]: resize_token_embeddings(S,
+    pad_to_multiple_of=M) with mean resizing, for every match."""
+
+    def test_grow_to_a_multiple_and_truncate(self):
+        emb, head, bias = self.normal(13, 6), self.normal(13, 6), self.normal(13)
+        t = self.with_adam({"embed_tokens.weight": emb, "lm_head.weight": head,
+                            "lm_head.bias": bias})
+        size = pad_to_multiple_of(15, 8)
+        got, _ = self.run_recipe(
+            ADAM + 'resize "model.{embed_tokens,lm_head}.weight" axis 0 to 15 multiple 8\n'
+            'resize "model.lm_head.bias" axis 0 to 15 multiple 8', t)
+        for name, w in (("embed_tokens.weight", emb), ("lm_head.weight", head)):
+            np.testing.assert_array_equal(got["model." + name], mean_rows(w, size - 13))
+            np.testing.assert_array_equal(got["opt.nu." + name][13:], np.zeros((size - 13, 6), F))
+            np.testing.assert_array_equal(got["opt.nu." + name][:13], t["opt.nu." + name][1])
+        np.testing.assert_array_equal(
+            got["model.lm_head.bias"],
+            np.concatenate([bias, np.full(size - 13, F(bias.astype(np.float64).mean()))]))
+        got, _ = self.run_recipe(ADAM + 'resize "model.**" axis 0 to 9', t)
+        for name in ("embed_tokens.weight", "lm_head.weight", "lm_head.bias"):
+            for tree in ("model.", "opt.mu.", "opt.nu."):
+                np.testing.assert_array_equal(got[tree + name], t[tree + name][1][:9])
+
+    def test_tied_head_and_columns(self):
+        """A tied head follows its embedding; a Flax kernel grows along
+        axis 1; a tensor already of the size is left as it is."""
+        emb, k = self.normal(10, 4), self.normal(4, 10)
+        t = {"embed.weight": ("F32", emb), "head.kernel": ("F32", k), "same": ("F32", self.normal(3, 8))}
+        ties = {"surg.ties": json.dumps({"head.weight": "embed.weight"})}
+        got, meta = self.run_recipe('resize "{embed,head}.weight" axis 0 to 12\n'
+                                    'resize "head.kernel" axis 1 to 12\n'
+                                    'resize "same" axis 1 to 8', t, metadata=ties)
+        self.assertEqual(json.loads(meta["surg.ties"]), {"head.weight": "embed.weight"})
+        np.testing.assert_array_equal(got["embed.weight"], mean_rows(emb, 2))
+        np.testing.assert_array_equal(got["head.kernel"], mean_rows(k.T, 2).T)
+        np.testing.assert_array_equal(got["same"], t["same"][1])
 
 
 class TestRepeatKV(Case):
