@@ -82,8 +82,6 @@ const ast_stmt *lw_resize_map(lw *L, const ast_stmt *s, const lw_match *m, uint6
         return NULL;
     }
     uint64_t n = x->shape[axis];
-    if (size == n)
-        return NULL; /* the size it has: nothing to do */
     surg_dtype_kind k = surg_dtype_kind_of(x->dtype);
     if (size > n && (k == SURG_KIND_BOOL || k == SURG_KIND_OPAQUE)) {
         const char *notes[] = {"pad(x, A, 0, N) adds places holding zeros, with a map"};
@@ -94,7 +92,9 @@ const ast_stmt *lw_resize_map(lw *L, const ast_stmt *s, const lw_match *m, uint6
     }
     sugar g = {L, s->span};
     ast_expr *e;
-    if (size < n) {
+    if (size == n) {
+        e = ident(&g, "x"); /* the size it has: itself (a tied name matched with it follows) */
+    } else if (size < n) {
         ast_expr *args[] = {ident(&g, "x"), whole(&g, (uint64_t)axis), whole(&g, 0),
                             whole(&g, size), NULL};
         e = args[0] && args[1] && args[2] && args[3] ? call(&g, "slice", args, NULL) : NULL;

@@ -369,7 +369,7 @@ static void lower_map(lw *L, const ast_stmt *s)
 }
 
 /* resize P axis A to S [multiple M]: for each match with n places along A,
- * the map slice(x, A, 0, S) when S < n, and when S > n
+ * the map x when S = n, slice(x, A, 0, S) when S < n, and when S > n
  * concat(x, repeat(mean(x, axis=A, keepdims=true), S - n, A), A): new
  * places hold the mean of the old ones, as Hugging Face's
  * resize_token_embeddings with mean_resizing copies it where it does not

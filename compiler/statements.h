@@ -29,8 +29,8 @@ void lw_stack(lw *L, const ast_stmt *s);
 void lw_unstack(lw *L, const ast_stmt *s);
 
 /* resize.c: the map `resize` stands for, for one match, as a statement of
- * its own (NULL: none, the size is already the match's; or after an
- * error). */
+ * its own (`x` when the size is already the match's); NULL after an
+ * error. */
 const ast_stmt *lw_resize_map(lw *L, const ast_stmt *s, const lw_match *m, uint64_t size);
 
 /* lora.c: init-lora. */

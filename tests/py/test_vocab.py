@@ -282,6 +282,10 @@ class TestResize(Case):
         np.testing.assert_array_equal(got["embed.weight"], mean_rows(emb, 2))
         np.testing.assert_array_equal(got["head.kernel"], mean_rows(k.T, 2).T)
         np.testing.assert_array_equal(got["same"], t["same"][1])
+        # The size it has: nothing changes, the tied head matched with it included.
+        got, meta = self.run_recipe('resize "{embed,head}.weight" axis 0 to 10', t, metadata=ties)
+        self.assertEqual(json.loads(meta["surg.ties"]), {"head.weight": "embed.weight"})
+        np.testing.assert_array_equal(got["embed.weight"], emb)
 
 
 class TestRepeatKV(Case):
