@@ -21,6 +21,7 @@ typedef struct ex {
     uint32_t scope;       /* the names visible: a map's all, a let's value those before it */
     uint64_t stamp;       /* this lowering, for the names' values (let.c) */
     uint32_t use_line, use_col; /* where the map uses the name being lowered */
+    const struct places *sub; /* following a map with a slot: values replaced */
 } ex;
 
 #define WEAK SURG_DTYPE_COUNT
@@ -1065,9 +1066,13 @@ static cg_id named(ex *E, const ast_expr *use, lw_let *v)
     v->node = id;
     return id;
 }
+static cg_id substituted(const struct places *p, const ast_expr *e);
 
 static cg_id lower(ex *E, const ast_expr *e)
 {
+    cg_id sub = E->sub ? substituted(E->sub, e) : CG_NONE;
+    if (sub != CG_NONE)
+        return sub;
     switch (e->kind) {
     case EX_NUMBER:
         if (!isfinite(e->u.number.value)) {
@@ -1102,7 +1107,7 @@ static cg_id lower(ex *E, const ast_expr *e)
 
 cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms)
 {
-    ex E = {L, s, m, ms, 0, UINT32_MAX, ++L->let_stamp, 0, 0};
+    ex E = {L, s, m, ms, 0, UINT32_MAX, ++L->let_stamp, 0, 0, NULL};
     if (L->lets && lw_let_depth(L, s->expr, UINT32_MAX) > AST_MAX_DEPTH) {
         lw_error(L, s->expr->span, "let-depth", NULL, 0,
                  "this expression nests more than %d levels deep with the names it uses",
@@ -1122,55 +1127,170 @@ cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches 
 
 /* ---- optimizer slots of a mapped parameter ---------------------------- */
 
-static bool is_layout_call(const ast_expr *e)
+/* The calls that move values to other places (mirror.h: "positions"): a
+ * map made of them around values moves the slots alike. */
+static bool is_position_call(const ast_expr *e)
 {
-    return e->kind == EX_CALL && e->u.call.args &&
-           (strcmp(e->u.call.name, "transpose") == 0 || strcmp(e->u.call.name, "reshape") == 0);
+    static const char *const names[] = {"transpose", "reshape", "slice", "pad", "repeat", "concat"};
+    if (e->kind != EX_CALL || !e->u.call.args)
+        return false;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(e->u.call.name, names[i]) == 0)
+            return true;
+    return false;
 }
 
-/* Whether a layout call is in e, the values of the names it uses
+/* Whether a position call is in e, the values of the names it uses
  * included. */
-static bool has_layout(const lw *L, const ast_expr *e, uint32_t scope)
+static bool has_position(const lw *L, const ast_expr *e, uint32_t scope)
 {
     switch (e->kind) {
     case EX_CALL:
-        if (is_layout_call(e))
+        if (is_position_call(e))
             return true;
         for (const ast_arg *a = e->u.call.args; a; a = a->next)
-            if (has_layout(L, a->value, scope))
+            if (has_position(L, a->value, scope))
                 return true;
         return false;
-    case EX_NEG: return has_layout(L, e->u.operand, scope);
+    case EX_NEG: return has_position(L, e->u.operand, scope);
     case EX_BINARY:
-        return has_layout(L, e->u.binary.lhs, scope) || has_layout(L, e->u.binary.rhs, scope);
+        return has_position(L, e->u.binary.lhs, scope) || has_position(L, e->u.binary.rhs, scope);
     case EX_IDENT: {
-        const lw_let *v = lw_let_find(L, e->u.ident, scope);
-        return v && has_layout(L, v->expr, v->seq);
+        lw_let *v = lw_let_find(L, e->u.ident, scope);
+        if (v && !v->moves)
+            v->moves = has_position(L, v->expr, v->seq) ? 2 : 1;
+        return v && v->moves == 2;
     }
     default: return false;
     }
 }
 
-/* The layout calls around the value expression, with the value expression
- * replaced by x: transpose(reshape(x * 2, 4, -1)) -> transpose(reshape(x, 4,
- * -1)). NULL when a layout call hides inside the value expression. */
-static const ast_expr *skeleton(lw *L, const ast_expr *e)
+/* Does e read the values of x? Not through tensor(), nor the tensor whose
+ * type alone zeros_like, full_like and bernoulli take. */
+static bool uses_x(const lw *L, const ast_expr *e, uint32_t scope)
 {
-    static const ast_expr x = {.kind = EX_IDENT, .u.ident = "x"};
-    if (!is_layout_call(e))
-        return has_layout(L, e, UINT32_MAX) ? NULL : &x;
-    const ast_expr *inner = skeleton(L, e->u.call.args->value);
-    ast_expr *call = ar_alloc(L->ar, sizeof *call);
-    ast_arg *first = ar_alloc(L->ar, sizeof *first);
-    if (!inner || !call || !first) {
-        L->nomem |= inner && (!call || !first);
-        return NULL;
+    switch (e->kind) {
+    case EX_IDENT: {
+        if (strcmp(e->u.ident, "x") == 0)
+            return true;
+        lw_let *v = lw_let_find(L, e->u.ident, scope);
+        if (v && !v->reads_x)
+            v->reads_x = uses_x(L, v->expr, v->seq) ? 2 : 1;
+        return v && v->reads_x == 2;
     }
-    *call = *e;
-    *first = *e->u.call.args;
-    first->value = (ast_expr *)inner;
-    call->u.call.args = first;
-    return call;
+    case EX_NEG: return uses_x(L, e->u.operand, scope);
+    case EX_BINARY: return uses_x(L, e->u.binary.lhs, scope) || uses_x(L, e->u.binary.rhs, scope);
+    case EX_CALL: {
+        const char *f = e->u.call.name;
+        const ast_arg *a = e->u.call.args;
+        if (strcmp(f, "tensor") == 0 || strcmp(f, "zeros_like") == 0 ||
+            strcmp(f, "bernoulli") == 0)
+            return false;
+        if (strcmp(f, "full_like") == 0 && a)
+            a = a->next;
+        for (; a; a = a->next)
+            if (uses_x(L, a->value, scope))
+                return true;
+        return false;
+    }
+    default: return false;
+    }
+}
+
+/* The values the position calls of a map wrap, each with what stands for
+ * it when the map is applied to a slot: the slot itself (a value of x's
+ * shape made from x: its places are x's), or zeros (new places); pad's
+ * value is 0 too. Sorted by address for the lookup. */
+typedef struct places {
+    struct place {
+        const ast_expr *e;
+        cg_id id;
+    } *v;
+    size_t n, cap;
+} places;
+
+static bool add_place(lw *L, places *p, const ast_expr *e, cg_id id)
+{
+    if (id == CG_NONE)
+        return false;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 8;
+        struct place *v = realloc(p->v, cap * sizeof *v);
+        if (!v)
+            return L->nomem = true, false;
+        p->v = v;
+        p->cap = cap;
+    }
+    p->v[p->n++] = (struct place){e, id};
+    return true;
+}
+
+static int place_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const struct place *)a)->e, y = (uintptr_t)((const struct place *)b)->e;
+    return (x > y) - (x < y);
+}
+
+static cg_id substituted(const places *p, const ast_expr *e)
+{
+    size_t lo = 0, hi = p->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->v[mid].e == e)
+            return p->v[mid].id;
+        if ((uintptr_t)p->v[mid].e < (uintptr_t)e)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return CG_NONE;
+}
+
+static void wraps_error(ex *X)
+{
+    lw_error(X->L, X->stmt->expr->span, "mirror-map", NULL, 0,
+             "the optimizer slots of \"%s\" can follow a layout call (transpose, reshape, slice, "
+             "pad, repeat, concat) only when it wraps the whole value expression, as "
+             "transpose(x * 2)",
+             X->m->name);
+}
+
+/* Walk the position calls from e down (every tensor operand of concat,
+ * the first of the others) and note each value they wrap, typed on x: a
+ * value made from x of x's shape holds x's places; any other (another
+ * shape, as the mean of the rows; no x in it, as tensor("T")) new ones.
+ * A value made from x that moves places itself (transpose(x) * 2) is an
+ * error: where its values come from is not followed. */
+static bool collect(ex *X, const ast_expr *e, cg_id slot, places *p)
+{
+    if (is_position_call(e)) {
+        bool cat = strcmp(e->u.call.name, "concat") == 0;
+        int n = count_args(e), i = 0;
+        const ast_arg *a = e->u.call.args;
+        for (; i < (cat ? n - 1 : 1); i++, a = a->next)
+            if (!collect(X, a->value, slot, p))
+                return false;
+        if (strcmp(e->u.call.name, "pad") == 0 && n == 5)
+            return add_place(X->L, p, a->next->next->next->value, constant(X, 0));
+        return true;
+    }
+    cg_id v = lower(X, e); /* its type: it was lowered before, without error */
+    if (v == CG_NONE)
+        return false;
+    const cg_node *val = node(X, v), *x = node(X, X->m->node);
+    bool same = val->rank == x->rank && memcmp(val->shape, x->shape, x->rank * sizeof *x->shape) == 0;
+    bool from_x = uses_x(X->L, e, UINT32_MAX);
+    if (from_x && has_position(X->L, e, UINT32_MAX))
+        return wraps_error(X), false; /* x's places moved inside a value: unknown */
+    if (same && from_x)
+        return add_place(X->L, p, e, slot);
+    cg_init *init = ar_alloc(X->L->ar, sizeof *init);
+    if (!init)
+        return X->L->nomem = true, false;
+    init->kind = INIT_VALUE; /* zeros: new places have no history */
+    cg_node z = {.op = OP_INIT, .dtype = node(X, slot)->dtype, .rank = val->rank, .origin = X->stmt->span};
+    z.a.init = init;
+    return add_place(X->L, p, e, lw_node(X->L, z, val->shape));
 }
 
 cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms,
@@ -1178,25 +1298,27 @@ cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matche
 {
     const cg_node *r = cg_get(&L->g, result), *x = cg_get(&L->g, m->node);
     bool same = r->rank == x->rank && memcmp(r->shape, x->shape, r->rank * sizeof *r->shape) == 0;
-    if (!has_layout(L, s->expr, UINT32_MAX)) {
+    ex X = {L, s, m, ms, 0, UINT32_MAX, ++L->let_stamp, 0, 0, NULL};
+    if (!has_position(L, s->expr, UINT32_MAX)) {
         if (same)
             return slot; /* a value change: the moments stay as they are */
         lw_error(L, s->expr->span, "mirror-map", NULL, 0,
-                 "this map makes \"%s\" %s without transpose or reshape, so its optimizer "
-                 "slots cannot follow",
-                 m->name, lw_type(r, 0));
+                 "this %s makes \"%s\" %s without transpose or reshape (or slice, pad, repeat, "
+                 "concat), so its optimizer slots cannot follow",
+                 ast_stmt_keyword(s->kind), m->name, lw_type(r, 0));
         return CG_NONE;
     }
-    const ast_expr *skel = skeleton(L, s->expr);
-    if (!skel) {
-        lw_error(L, s->expr->span, "mirror-map", NULL, 0,
-                 "the optimizer slots of \"%s\" can follow a transpose or reshape only when "
-                 "it wraps the whole value expression, as transpose(x * 2)",
-                 m->name);
-        return CG_NONE;
+    if (!is_position_call(s->expr))
+        return wraps_error(&X), CG_NONE;
+    places p = {0};
+    cg_id id = CG_NONE;
+    if (collect(&X, s->expr, slot, &p)) {
+        qsort(p.v, p.n, sizeof *p.v, place_cmp);
+        lw_match on_slot = *m;
+        on_slot.node = slot;
+        ex S = {L, s, &on_slot, ms, 0, UINT32_MAX, ++L->let_stamp, 0, 0, &p};
+        id = lower(&S, s->expr);
     }
-    lw_match on_slot = *m;
-    on_slot.node = slot;
-    ex E = {L, s, &on_slot, ms, 0, UINT32_MAX, ++L->let_stamp, 0, 0};
-    return lower(&E, skel);
+    free(p.v);
+    return id;
 }

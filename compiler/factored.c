@@ -72,9 +72,11 @@ cg_id mr_new_slot(lw *L, const lw_mirror *mi, size_t k, cg_id param, src_span at
 
 /* The permutation a map's layout calls make of the parameter's axes:
  * axis i of the result is axis perm[i] of the parameter. False when they
- * do more than permute (a reshape that changes the shape). */
+ * do more than permute, with *stop the op that does (a reshape that
+ * changes the shape, a slice, pad, repeat or concat; OP_INIT: a value not
+ * x's). */
 static bool layout_perm(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms,
-                        cg_id result, uint32_t *perm, bool *failed)
+                        cg_id result, uint32_t *perm, bool *failed, cg_op *stop)
 {
     cg_id id = lw_map_layout(L, s, m, ms, result, m->node); /* the layout alone, on x */
     if (id == CG_NONE)
@@ -84,6 +86,9 @@ static bool layout_perm(lw *L, const ast_stmt *s, const lw_match *m, const lw_ma
         perm[i] = i;
     while (id != m->node) {
         n = cg_get(&L->g, id);
+        *stop = n->op;
+        if (!n->n_in)
+            return false;
         const cg_node *in = cg_get(&L->g, n->in[0]);
         bool same = n->rank == in->rank &&
                     memcmp(n->shape, in->shape, n->rank * sizeof *n->shape) == 0;
@@ -175,6 +180,37 @@ static void permute_factors(lw *L, change *c, const ast_stmt *s, const lw_mirror
             change_update(L, c, e[r], now[r]);
 }
 
+/* Factored second moments follow a permutation of the axes only: each
+ * factor averages over a whole axis, and a slice, pad, repeat or concat
+ * changes the places it averaged over (what new rows' zero history does
+ * to a mean over rows, or what a mean over the rows a slice keeps was, the
+ * factors do not hold). */
+static void factored_error(lw *L, const ast_stmt *s, const lw_match *m, cg_id result, cg_op stop)
+{
+    const char *type = lw_type(cg_get(&L->g, result), 0);
+    if (stop == OP_RESHAPE) {
+        lw_error(L, s->expr->span, "mirror-factored", NULL, 0,
+                 "this %s makes \"%s\" %s: its factored second moments can follow a "
+                 "transpose, not a reshape",
+                 ast_stmt_keyword(s->kind), m->name, type);
+        return;
+    }
+    const char *notes[] = {"v_row and v_col average over whole axes: drop them before this "
+                           "statement and fill them anew after it (zeros of the shapes the new "
+                           "shape gives them)"};
+    if (stop == OP_INIT) {
+        lw_error(L, s->expr->span, "mirror-factored", notes, 1,
+                 "this %s makes \"%s\" %s from a value that is not x's: its factored second "
+                 "moments can follow a transpose of x only",
+                 ast_stmt_keyword(s->kind), m->name, type);
+        return;
+    }
+    lw_error(L, s->expr->span, "mirror-factored", notes, 1,
+             "this %s makes \"%s\" %s by %s: its factored second moments can follow a "
+             "transpose only, not a change of the places along an axis",
+             ast_stmt_keyword(s->kind), m->name, type, cg_op_name(stop));
+}
+
 void mr_mapped(lw *L, change *c, const ast_stmt *s, const lw_match *m, const lw_matches *ms,
                cg_id result)
 {
@@ -202,14 +238,16 @@ void mr_mapped(lw *L, change *c, const ast_stmt *s, const lw_match *m, const lw_
     }
     if (L->errors != before || (!was && !is))
         return;
+    size_t row = mr_slot_entry(L, mi, role_slot(mi, MR_ROW), m->name),
+           col = mr_slot_entry(L, mi, role_slot(mi, MR_COL), m->name);
+    if ((row == STATE_NONE || c->touched[row]) && (col == STATE_NONE || c->touched[col]))
+        return; /* dropped before (to be made anew), or the statement's own */
     uint32_t perm[SURG_MAX_RANK];
     bool failed = false;
-    if (was != is || !layout_perm(L, s, m, ms, result, perm, &failed)) {
+    cg_op stop = OP_RESHAPE;
+    if (!layout_perm(L, s, m, ms, result, perm, &failed, &stop) || was != is) {
         if (!failed)
-            lw_error(L, s->expr->span, "mirror-factored", NULL, 0,
-                     "this map makes \"%s\" %s: its factored second moments can follow a "
-                     "transpose, not a reshape",
-                     m->name, lw_type(cg_get(&L->g, result), 0));
+            factored_error(L, s, m, result, stop);
         return;
     }
     permute_factors(L, c, s, mi, m, perm, new_rank, old_shape, new_shape);

@@ -165,9 +165,12 @@ bool lw_held_fits(lw *L, src_span at, const cg_node *x, uint64_t elem, const cha
 /* map EXPR for one match; CG_NONE after reporting an error. */
 cg_id lw_map_expr(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms);
 /* What a map does to an optimizer slot of the match (`slot`, of the match's
- * shape), given the map's `result` for the match: a layout change
- * (transpose, reshape around the value expression) happens to the slot too;
- * a value change leaves it (`slot` is returned). CG_NONE after an error. */
+ * shape), given the map's `result` for the match: the layout calls around
+ * the values (transpose, reshape, slice, pad, repeat, concat) happen to the
+ * slot too, each value made from x of x's shape standing for the slot and
+ * every other value, and pad's places, for zeros (new places have no
+ * history); a value change leaves it (`slot` is returned). CG_NONE after
+ * an error (mirror-map: the places cannot be told). */
 cg_id lw_map_layout(lw *L, const ast_stmt *s, const lw_match *m, const lw_matches *ms,
                     cg_id result, cg_id slot);
 
@@ -218,6 +221,11 @@ typedef struct lw_let {
     unsigned depth; /* levels of the expression, those of the names it uses included */
     uint64_t stamp;
     cg_id node;
+    /* Whether the value holds a position call, and whether it reads x
+     * (expr.c), each worked out once: 0 not yet, 1 no, 2 yes. Names use
+     * names, so a walk that did not stop at them could take exponential
+     * time. */
+    uint8_t moves, reads_x;
 } lw_let;
 
 /* The let statement: define a name (each name once; not x, true, false). */

@@ -76,10 +76,12 @@ mr_form mr_slot_shape(const lw_mirror *mi, size_t k, uint32_t rank, const uint64
 mr_form mr_form_of(lw *L, const lw_mirror *mi, size_t k, cg_id param);
 /* Zeros for slot k of a new parameter `param` (a node). */
 cg_id mr_new_slot(lw *L, const lw_mirror *mi, size_t k, cg_id param, src_span at);
-/* The slots of a matched parameter after `map` gave it `result`: a layout
- * change happens to them too, the factors following the axes they average
- * over (so a transpose of a square kernel swaps v_row and v_col). Errors
- * when they cannot follow. */
+/* The slots of a matched parameter after `map` (or `resize`) gave it
+ * `result`: a layout change happens to them too (lw_map_layout: new places
+ * get zeros), the factors following the axes they average over (so a
+ * transpose of a square kernel swaps v_row and v_col; anything but a
+ * permutation of a factored parameter is an error). Errors when they
+ * cannot follow. */
 void mr_mapped(lw *L, change *c, const ast_stmt *s, const lw_match *m, const lw_matches *ms,
                cg_id result);
 

@@ -331,26 +331,73 @@ static void lower_fill_new(lw *L, const ast_stmt *s)
     change_done(L, &c, before);
 }
 
+/* Each match's map (`each[i]`: its own statement, or NULL to leave it),
+ * then the slots: a layout change (transpose, reshape, slice, pad, repeat,
+ * concat) happens to them too. */
+static void map_matches(lw *L, const ast_stmt *s, lw_stmt *o, const ast_stmt *const *each)
+{
+    cg_id *results = calloc(o->ms.n ? o->ms.n : 1, sizeof *results);
+    /* The first match that fails reports; the rest would only repeat it. */
+    for (size_t i = 0; results && i < o->ms.n && L->errors == o->before; i++) {
+        if (o->ms.m[i].tied || !each[i])
+            continue;
+        results[i] = lw_map_expr(L, each[i], &o->ms.m[i], &o->ms);
+        change_update(L, &o->c, o->ms.m[i].entry, results[i]);
+    }
+    if (results && L->errors == o->before)
+        check_tied_values(L, s, &o->ms, &o->c);
+    for (size_t i = 0; results && i < o->ms.n && L->errors == o->before; i++)
+        if (each[i])
+            mr_mapped(L, &o->c, each[i], &o->ms.m[i], &o->ms, results[i]);
+    L->nomem |= !results;
+    free(results);
+}
+
 static void lower_map(lw *L, const ast_stmt *s)
 {
     lw_stmt o;
     if (!lw_stmt_open(L, s, NULL, 0, false, &o))
         return;
-    cg_id *results = calloc(o.ms.n ? o.ms.n : 1, sizeof *results);
-    /* The first match that fails reports; the rest would only repeat it. */
-    for (size_t i = 0; results && i < o.ms.n && L->errors == o.before; i++) {
-        if (o.ms.m[i].tied)
-            continue;
-        results[i] = lw_map_expr(L, s, &o.ms.m[i], &o.ms);
-        change_update(L, &o.c, o.ms.m[i].entry, results[i]);
+    const ast_stmt **each = calloc(o.ms.n ? o.ms.n : 1, sizeof *each);
+    for (size_t i = 0; each && i < o.ms.n; i++)
+        each[i] = s;
+    if (each)
+        map_matches(L, s, &o, each);
+    L->nomem |= !each;
+    free(each);
+    lw_stmt_close(L, &o);
+}
+
+/* resize P axis A to S [multiple M]: for each match with n places along A,
+ * the map x when S = n, slice(x, A, 0, S) when S < n, and when S > n
+ * concat(x, repeat(mean(x, axis=A, keepdims=true), S - n, A), A): new
+ * places hold the mean of the old ones, as Hugging Face's
+ * resize_token_embeddings with mean_resizing copies it where it does not
+ * sample around it. Written as that map (resize.c), the slots follow it. */
+static void lower_resize(lw *L, const ast_stmt *s)
+{
+    int64_t size, multiple = 1;
+    if (!lw_integer(L, s->size, "the new size", 0, INT32_MAX, &size) ||
+        (s->multiple && !lw_integer(L, s->multiple, "the multiple", 1, INT32_MAX, &multiple)))
+        return;
+    size += size % multiple ? multiple - size % multiple : 0; /* below 2^32 */
+    if (size > INT32_MAX) {
+        lw_error(L, s->multiple->span, "integer", NULL, 0,
+                 "the new size rounded up to a multiple of %lld is %lld, past %d",
+                 (long long)multiple, (long long)size, INT32_MAX);
+        return;
     }
-    if (results && L->errors == o.before)
-        check_tied_values(L, s, &o.ms, &o.c);
-    /* A layout change (transpose, reshape) happens to the slots too. */
-    for (size_t i = 0; results && i < o.ms.n && L->errors == o.before; i++)
-        mr_mapped(L, &o.c, s, &o.ms.m[i], &o.ms, results[i]);
-    L->nomem |= !results;
-    free(results);
+    lw_stmt o;
+    if (!lw_stmt_open(L, s, NULL, 0, false, &o))
+        return;
+    const ast_stmt **each = calloc(o.ms.n ? o.ms.n : 1, sizeof *each);
+    for (size_t i = 0; each && i < o.ms.n && L->errors == o.before; i++)
+        if (!o.ms.m[i].tied)
+            each[i] = lw_resize_map(L, s, &o.ms.m[i], (uint64_t)size);
+    if (each && L->errors == o.before && !L->nomem)
+        map_matches(L, s, &o, each);
+    L->nomem |= !each;
+    free(each);
     lw_stmt_close(L, &o);
 }
 
@@ -444,6 +491,7 @@ void lw_statements(lw *L, const ast_recipe *r)
         [STMT_META] = lw_meta_set,          [STMT_META_DROP] = lw_meta_drop,
         [STMT_META_KEEP] = lw_meta_keep,   [STMT_MERGE_LORA] = lw_merge_lora,
         [STMT_LET] = lw_let_define,
+        [STMT_RESIZE] = lower_resize,
     };
     for (const ast_stmt *s = r->stmts; s && !L->nomem; s = s->next) {
         L->at = s->span;

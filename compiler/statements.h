@@ -28,6 +28,10 @@ void lw_concat(lw *L, const ast_stmt *s);
 void lw_stack(lw *L, const ast_stmt *s);
 void lw_unstack(lw *L, const ast_stmt *s);
 
+/* resize.c: the map `resize` stands for, for one match, as a statement of
+ * its own (`x` when the size is already the match's); NULL after an
+ * error. */
+const ast_stmt *lw_resize_map(lw *L, const ast_stmt *s, const lw_match *m, uint64_t size);
 /* lora.c: init-lora; and the state cut to the adapters alone, for an
  * output that is a PEFT adapter (--out-format peft). */
 void lw_init_lora(lw *L, const ast_stmt *s);

@@ -159,7 +159,7 @@ typedef struct ast_clause {
     X(STACK, "stack") X(UNSTACK, "unstack") X(EXPECT, "expect")             \
     X(SEED, "seed") X(LAYOUT, "layout") X(MIRROR, "mirror")                 \
     X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")             \
-    X(MERGE_LORA, "merge-lora") X(LET, "let")
+    X(MERGE_LORA, "merge-lora") X(LET, "let") X(RESIZE, "resize")
 
 typedef enum ast_stmt_kind {
 #define X(e, kw) STMT_##e,
@@ -190,7 +190,8 @@ typedef enum ast_stmt_kind {
  *   meta keep P, ...        patterns
  *   merge-lora "A" into "B" [config "F"]
  *                           patterns (the adapter's prefix), clauses
- *   let NAME = EXPR         word (the name), expr */
+ *   let NAME = EXPR         word (the name), expr
+ *   resize P axis N to N [multiple N]   patterns, axis, size, multiple */
 typedef struct ast_stmt {
     ast_stmt_kind kind;
     src_span span, keyword_span;
@@ -202,6 +203,7 @@ typedef struct ast_stmt {
     ast_number *number; /* seed */
     ast_number *axis;
     ast_number *sizes;
+    ast_number *size, *multiple; /* resize */
     const char *word; /* layout; let: the name */
     src_span word_span;
     struct ast_stmt *next;

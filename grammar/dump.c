@@ -122,6 +122,8 @@ void pr_dump(buf *b, const ast_recipe *r)
         clauses(b, s->clauses);
         numbers(b, "axis", s->axis);
         numbers(b, "sizes", s->sizes);
+        numbers(b, "to", s->size);
+        numbers(b, "multiple", s->multiple);
         numbers(b, "seed", s->number);
         if (s->word)
             buf_printf(b, " (%s %s)", s->kind == STMT_LET ? "name" : "layout", s->word);

@@ -189,6 +189,11 @@ static void statement(buf *b, const ast_stmt *s)
         buf_puts(b, " -> ");
         strings(b, s->targets);
         break;
+    case STMT_RESIZE:
+        buf_printf(b, " axis %s to %s", s->axis->text, s->size->text);
+        if (s->multiple)
+            buf_printf(b, " multiple %s", s->multiple->text);
+        break;
     case STMT_MIRROR:
         buf_puts(b, " ->");
         if (s->targets)

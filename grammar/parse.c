@@ -25,7 +25,7 @@ static const struct {
     {"stack", STACK},   {"unstack", UNSTACK}, {"expect", EXPECT},     {"seed", SEED},
     {"layout", LAYOUT}, {"mirror", MIRROR},   {"optional", OPTIONAL}, {"rank", RANK},
     {"alpha", ALPHA},   {"style", STYLE},     {"as", AS},             {"axis", AXIS},
-    {"sizes", SIZES},   {"untie", UNTIE},     {"meta", META},
+    {"sizes", SIZES},   {"untie", UNTIE},     {"meta", META},         {"resize", RESIZE},
 };
 
 int gr_keyword(const char *word)

@@ -55,6 +55,8 @@ static ast_string *unquoted(gr_ctx *ctx, ast_string *s);
 static void check_dtype(gr_ctx *ctx, const char *name, src_span at);
 static void check_word(gr_ctx *ctx, const char *what, const char *word, src_span at,
                        const char *a, const char *b);
+static void expect_word(gr_ctx *ctx, const char *stmt, const char *word, src_span at,
+                        const char *want);
 static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
 static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
                                ast_number *number, src_span at);
@@ -99,6 +101,7 @@ static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
 %token <text> RENAME "'rename'" DROP "'drop'" KEEP "'keep'" FILL "'fill'" MAP "'map'" TIE "'tie'" UNTIE "'untie'"
 %token <text> INIT_LORA "'init-lora'" MERGE_LORA "'merge-lora'" SPLIT "'split'" CONCAT "'concat'" STACK "'stack'"
 %token <text> UNSTACK "'unstack'" EXPECT "'expect'" SEED "'seed'" LAYOUT "'layout'" MIRROR "'mirror'" META "'meta'"
+%token <text> RESIZE "'resize'"
 %token <text> OPTIONAL "'optional'" RANK "'rank'" ALPHA "'alpha'" STYLE "'style'" AS "'as'"
 %token <text> AXIS "'axis'" SIZES "'sizes'" FACTORED "'factored'" MIN "'min'"
 %token <text> IDENT "name" UNKNOWN_WORD "word" LET "'let'"
@@ -109,7 +112,7 @@ static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
 
 %type <stmt> stmt
 %type <string> pattern patterns string strings bare
-%type <number> number numbers sizes
+%type <number> number numbers sizes multiple
 %type <expr> expr
 %type <arg> arg args
 %type <clause> clause clauses mirror_clause mirror_clauses merge_clause merge_clauses
@@ -173,7 +176,16 @@ stmt:
   | META DROP patterns               { $$ = stmt(ctx, STMT_META_DROP, @$, @1); if ($$) $$->patterns = $3; }
   | META KEEP patterns               { $$ = stmt(ctx, STMT_META_KEEP, @$, @1); if ($$) $$->patterns = $3; }
   | LET IDENT '=' expr               { $$ = stmt(ctx, STMT_LET, @$, @1); if ($$) { $$->word = $2; $$->word_span = @2; $$->expr = $4; } }
+  | RESIZE pattern AXIS number IDENT number multiple
+                                     { expect_word(ctx, "resize", $5, @5, "to");
+                                       $$ = stmt(ctx, STMT_RESIZE, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->size = $6; $$->multiple = $7; } }
   | UNKNOWN_WORD junk                { unknown_statement(ctx, $1, @1); $$ = NULL; }
+  ;
+
+/* resize's `multiple M`: the size rounded up to a multiple of M. */
+multiple:
+    %empty                           { $$ = NULL; }
+  | IDENT number                     { expect_word(ctx, "resize", $1, @1, "multiple"); $$ = $2; }
   ;
 
 /* A pattern is a quoted glob. Unquoted text where a pattern belongs is the
@@ -311,7 +323,7 @@ junk:
 
 junk_token:
     RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | MERGE_LORA | SPLIT | CONCAT | STACK
-  | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | META | OPTIONAL | RANK | ALPHA | STYLE
+  | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | META | RESIZE | OPTIONAL | RANK | ALPHA | STYLE
   | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | LET | STRING | NUMBER | ARROW | GLOBCHAR
   | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-' | '@'
   | '<' | '>' | LE | GE | EQ | NE
@@ -480,6 +492,17 @@ static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
         *c = (ast_clause){.kind = kind, .span = at, .name = word, .name_span = word_at,
                           .number = number};
     return c;
+}
+
+/* A word a statement spells out where it is the only one that fits. */
+static void expect_word(gr_ctx *ctx, const char *stmt, const char *word, src_span at,
+                        const char *want)
+{
+    if (!word || strcmp(word, want) == 0)
+        return;
+    const char *names[] = {want};
+    gr_suggest(ctx, at, "syntax-word", word, names, 1, "%s expects '%s' here, not '%s'", stmt,
+               want, word);
 }
 
 static void unknown_statement(gr_ctx *ctx, const char *word, src_span at)

@@ -798,6 +798,92 @@ class TestLlamaTie(ExampleCase):
         self.assertSameTensor(restored[self.HEAD], before[self.EMBED], "restored lm_head")
 
 
+# =============================================================================
+# 10, 11. Vocabularies and heads in the llama checkpoint
+# =============================================================================
+
+def bf16_values(bits):
+    return runutil.bf16_to_f32(bits).astype(D)
+
+
+def f64_to_bf16(v):
+    """float64 values (normal in bf16's range) -> bf16 bits, rounded once to
+    nearest even: the mantissa scaled to 8 significant bits is exact."""
+    m, e = np.frexp(np.asarray(v, dtype=D))
+    r = np.ldexp(np.rint(m * 256.0), e - 8)
+    return (runutil.f32_bits(r.astype(F)) >> 16).astype(np.uint16)
+
+
+class TestGrowVocab(ExampleCase):
+    """resize_token_embeddings(64 + 3, pad_to_multiple_of=8) with mean
+    resizing: 8 new rows of the mean, in the embedding and in the head."""
+
+    def test_grow(self):
+        inp = self.make("make_llama_checkpoint.py", "model.safetensors")
+        self.assertIn("ok: 21 tensors in, 21 out", self.check("grow_vocab.surg", inp))
+        plan, _ = self.plan("grow_vocab.surg", inp)
+        before, _, _ = stnp.load(inp)
+        grown = ("model.embed_tokens.weight", "lm_head.weight")
+        self.assertPlanSources(plan, {n: "compute" if n in grown else "copy" for n in before})
+        after, _, _ = self.run_example("grow_vocab.surg", inp)
+        self.assertNames(after, before)
+        new = ((64 + 3 + 7) // 8) * 8 - 64  # pad_to_multiple_of
+        for name in before:
+            if name not in grown:
+                self.assertSameTensor(after[name], before[name], name)
+                continue
+            old = before[name][1]
+            self.assertEqual(after[name][0], "BF16")
+            mean = f64_to_bf16(bf16_values(old).mean(axis=0))
+            want = np.concatenate([old, np.repeat(mean[None], new, axis=0)])
+            self.assertSameTensor(after[name], ("BF16", want), name)
+
+
+class TestGqaToMha(ExampleCase):
+    """repeat_kv's order: query head j uses key/value head j // 2. The
+    repeated weights in plain multi-head attention compute what the
+    grouped-query layer computes."""
+
+    HEADS, KV, HD, HIDDEN = 4, 2, 4, 16
+
+    def attention(self, x, wq, wk, wv, kv_heads):
+        h, hd = self.HEADS, self.HD
+        s = x.shape[0]
+        q = (x @ wq.T).reshape(s, h, hd).transpose(1, 0, 2)
+        k = (x @ wk.T).reshape(s, kv_heads, hd).transpose(1, 0, 2)
+        v = (x @ wv.T).reshape(s, kv_heads, hd).transpose(1, 0, 2)
+        k, v = np.repeat(k, h // kv_heads, axis=0), np.repeat(v, h // kv_heads, axis=0)
+        a = q @ k.transpose(0, 2, 1) / np.sqrt(hd)
+        a = np.exp(a - a.max(axis=-1, keepdims=True))
+        return (a / a.sum(axis=-1, keepdims=True)) @ v
+
+    def test_repeat(self):
+        inp = self.make("make_llama_checkpoint.py", "model.safetensors")
+        self.assertIn("ok: 21 tensors in, 21 out", self.check("llama_gqa_to_mha.surg", inp))
+        plan, _ = self.plan("llama_gqa_to_mha.surg", inp)
+        before, _, _ = stnp.load(inp)
+        moved = [n for n in before if "k_proj" in n or "v_proj" in n]
+        self.assertPlanSources(plan, {n: "move" if n in moved else "copy" for n in before})
+        after, _, _ = self.run_example("llama_gqa_to_mha.surg", inp)
+        for name in before:
+            if name not in moved:
+                self.assertSameTensor(after[name], before[name], name)
+                continue
+            old = before[name][1].reshape(self.KV, self.HD, self.HIDDEN)
+            want = np.repeat(old, self.HEADS // self.KV, axis=0).reshape(16, 16)
+            self.assertSameTensor(after[name], ("BF16", want), name)
+        x = np.random.default_rng(3).standard_normal((5, self.HIDDEN))
+        for i in range(2):
+            p = "model.layers.%d.self_attn." % i
+            w = {n: bf16_values(t[1]) for n, t in after.items() if n.startswith(p)}
+            b = {n: bf16_values(t[1]) for n, t in before.items() if n.startswith(p)}
+            gqa = self.attention(x, b[p + "q_proj.weight"], b[p + "k_proj.weight"],
+                                 b[p + "v_proj.weight"], self.KV)
+            mha = self.attention(x, w[p + "q_proj.weight"], w[p + "k_proj.weight"],
+                                 w[p + "v_proj.weight"], self.HEADS)
+            np.testing.assert_allclose(mha, gqa, rtol=1e-12, atol=1e-12)
+
+
 class TestTorchConvert(ExampleCase):
     """Scenario 8: a Hugging Face pytorch_model.bin written by torch.save,
     converted by the empty recipe; values compared with torch.load's."""

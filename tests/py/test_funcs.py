@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -434,7 +435,23 @@ class TestLet(Case):
         self.assertSame(got["params/k"], (np.arange(6, dtype=F).reshape(2, 3) * 2).T)
         self.assertSame(got["opt/mu/k"], np.ones((3, 2), F))
         self.fails('mirror "params/" -> "opt/mu/"\nlet t = transpose(x)\nmap "params/k" = t * 2',
-                   t, 1, "can follow a transpose or reshape only when it wraps the whole value")
+                   t, 1, "can follow a layout call (transpose, reshape, slice, pad, repeat, "
+                   "concat) only when it wraps the whole value")
+
+    def test_names_of_names_stay_linear(self):
+        """Sixty names each using the one before twice: the value is a DAG
+        of 2^60 paths, and following the slots of a mirrored parameter must
+        look at each name once, not walk every path (a hang)."""
+        t = {"params/k": ("F32", np.arange(6, dtype=F).reshape(2, 3)),
+             "opt/mu/k": ("F32", np.ones((2, 3), F))}
+        lets = "let a0 = x\n" + "".join("let a%d = a%d + a%d\n" % (i, i - 1, i - 1)
+                                         for i in range(1, 61))
+        start = time.monotonic()
+        got = self.run_recipe('mirror "params/" -> "opt/mu/"\n' + lets +
+                              'map "params/k" = transpose(a60 * 2)', t)
+        self.assertSame(got["params/k"], (np.arange(6, dtype=F).reshape(2, 3) * F(2.0 ** 61)).T)
+        self.assertSame(got["opt/mu/k"], np.ones((3, 2), F))
+        self.assertLess(time.monotonic() - start, 20)
 
 
 class TestBroadcast(Case):
