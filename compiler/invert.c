@@ -59,31 +59,31 @@ static void after(void *user, const lw *L, const ast_stmt *s, size_t n_before,
     switch (s->kind) {
     case STMT_DROP:
         if (L->st.n < n_before)
-            iv_add(I, s->keyword_span, "drop has no inverse: the dropped tensors are gone",
+            iv_add(I, s->span, "drop has no inverse: the dropped tensors are gone",
                    "keep them in the result (rename them aside, or write them to a second "
                    "output with --params/--state) and drop them later");
         break;
     case STMT_KEEP:
         if (L->st.n < n_before)
-            iv_add(I, s->keyword_span,
+            iv_add(I, s->span,
                    "keep has no inverse here: it drops the tensors it does not match",
                    "keep every tensor (rename the others aside, or write them to a second "
                    "output with --params/--state)");
         break;
     case STMT_FILL:
-        iv_add(I, s->keyword_span, "fill has no inverse: it replaces the tensors' values",
+        iv_add(I, s->span, "fill has no inverse: it replaces the tensors' values",
                "fill a new name instead (fill \"NAME\" : TYPE = INIT), which the inverse "
                "drops, and keep the old tensor");
         break;
     case STMT_MERGE_LORA:
-        iv_add(I, s->keyword_span,
+        iv_add(I, s->span,
                "merge-lora has no inverse: W + s*(B @ A) does not give W, A and B back",
                "keep the adapter and the base as they were (write the merge to a second "
                "output)");
         break;
     case STMT_TIE:
         if (stored < stored_before)
-            iv_add(I, s->keyword_span,
+            iv_add(I, s->span,
                    "tie has no inverse here: it discards the tied tensor's own values",
                    "untie gives the stored tensor's values back, which is the tied tensor's "
                    "only when they were equal: tie names that are already tied in the "
@@ -330,13 +330,21 @@ static void bad_node(iv *I, const cg_graph *g, cg_id id)
         buf_free(&m);
         return;
     }
-    iv_add(I, n->origin,
-           n->op == OP_SLICE || n->op == OP_CONCAT || n->op == OP_STACK
-               ? "this structural move has no inverse here: its pieces are not all kept"
-               : "this value has no inverse: it is computed by more than widening casts, "
-                 "negation, transpose and reshape",
+    buf m;
+    buf_init(&m);
+    if (n->op == OP_SLICE || n->op == OP_CONCAT || n->op == OP_STACK)
+        buf_printf(&m, "this %s has no inverse here: its pieces do not all reach the result "
+                       "whole", cg_op_name(n->op));
+    else
+        buf_printf(&m, "this value has no inverse: %s is not one of the lossless steps "
+                       "(widening casts, negation, transpose, reshape)", cg_op_name(n->op));
+    if (m.failed)
+        I->nomem = true;
+    else
+        iv_add(I, n->origin, m.data,
            "keep the original tensor beside the result (rename it aside, or write it to a "
            "second output with --params/--state)");
+    buf_free(&m);
 }
 
 static int by_start(const void *a, const void *b)
@@ -369,7 +377,9 @@ static size_t input_index(surg_ckpt *in, const char *name)
 
 typedef struct iv_slice {
     cg_id value;  /* the node sliced */
-    size_t out;   /* which output */
+    cg_id root;   /* the slice */
+    const char *name; /* the tensor that holds it in the inverse */
+    char *ex;     /* what undoes the steps after the slice (owned) */
     uint32_t axis;
     uint64_t start, len;
     bool squeeze;
@@ -519,7 +529,7 @@ static void lost_input(iv *I, const char *name)
 
 /* The joins that undo split and unstack: the slices of one value, in order
  * along their axis, renamed to the pieces of a temporary name and joined. */
-static void join_slices(iv *I, ib *B, const cg_graph *g, iv_out *o, iv_slice *sl, size_t n,
+static void join_slices(iv *I, ib *B, const cg_graph *g, iv_slice *sl, size_t n,
                         size_t k)
 {
     const cg_node *v = cg_get(g, sl[0].value);
@@ -530,15 +540,12 @@ static void join_slices(iv *I, ib *B, const cg_graph *g, iv_out *o, iv_slice *sl
         at += sl[i].len;
     }
     if (!ok || at != v->shape[sl[0].axis]) {
-        bad_node(I, g, o[sl[0].out].root);
+        bad_node(I, g, sl[0].root);
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        iv_out *x = &o[sl[i].out];
-        put_map(B, x->cur, x->ex);
-        const char *t = tmp_name(B, "join", k, (long)i);
-        put_rename(B, x->cur, t);
-        x->cur = t;
+        put_map(B, sl[i].name, sl[i].ex);
+        put_rename(B, sl[i].name, tmp_name(B, "join", k, (long)i));
     }
     const char *whole = tmp_name(B, "whole", k, -1);
     buf_puts(&B->text, sl[0].squeeze ? "stack " : "concat ");
@@ -567,7 +574,27 @@ static void join_slices(iv *I, ib *B, const cg_graph *g, iv_out *o, iv_slice *sl
 }
 
 /* split or unstack of a joined output, its pieces followed to inputs. */
-static void split_join(iv *I, ib *B, const cg_graph *g, iv_out *x, size_t k)
+static bool add_slice(ib *B, iv_slice **sl, size_t *n, size_t *cap, const cg_graph *g,
+                      cg_id root, const char *name, const char *ex)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 16;
+        iv_slice *p = realloc(*sl, c * sizeof *p);
+        if (!p)
+            return B->nomem = true, false;
+        *sl = p, *cap = c;
+    }
+    const cg_node *rt = cg_get(g, root);
+    char *e = strdup(ex ? ex : "x");
+    if (!e)
+        return B->nomem = true, false;
+    (*sl)[(*n)++] = (iv_slice){rt->in[0], root, name, e, rt->a.slice.axis,
+                               rt->a.slice.start, rt->a.slice.len, rt->a.slice.squeeze};
+    return true;
+}
+
+static void split_join(iv *I, ib *B, const cg_graph *g, iv_out *x, size_t k, iv_slice **sl,
+                       size_t *n_sl, size_t *cap_sl)
 {
     const cg_node *c = cg_get(g, x->root);
     put_map(B, x->cur, x->ex);
@@ -601,7 +628,9 @@ static void split_join(iv *I, ib *B, const cg_graph *g, iv_out *x, size_t k)
         buf ex;
         buf_init(&ex);
         cg_id bad, root = peel(g, c->in[j], &ex, &bad);
-        if (root == CG_NONE || cg_get(g, root)->op != OP_INPUT) {
+        if (root != CG_NONE && cg_get(g, root)->op == OP_SLICE) {
+            add_slice(B, sl, n_sl, cap_sl, g, root, piece, ex.data);
+        } else if (root == CG_NONE || cg_get(g, root)->op != OP_INPUT) {
             bad_node(I, g, root == CG_NONE ? bad : x->root);
         } else {
             put_map(B, piece, ex.data);
@@ -631,12 +660,8 @@ static void build(iv *I, ib *B, const surg_program *p, surg_ckpt *in, iv_out *o,
         put_pattern(B, p->alias[i].key);
         buf_putc(&B->text, '\n');
     }
-    iv_slice *sl = calloc(n_o + 1, sizeof *sl);
-    if (!sl) {
-        B->nomem = true;
-        return;
-    }
-    size_t n_sl = 0;
+    iv_slice *sl = NULL;
+    size_t n_sl = 0, cap_sl = 0;
     for (size_t i = 0; i < n_o && !B->nomem; i++) {
         iv_out *x = &o[i];
         cg_id node = i < p->n_out ? p->out[i].node : out_node(p, p->alias[i - p->n_out].value);
@@ -663,11 +688,10 @@ static void build(iv *I, ib *B, const surg_program *p, surg_ckpt *in, iv_out *o,
             break;
         case OP_CONCAT:
         case OP_STACK:
-            split_join(I, B, g, x, i);
+            split_join(I, B, g, x, i, &sl, &n_sl, &cap_sl);
             break;
         case OP_SLICE:
-            sl[n_sl++] = (iv_slice){rt->in[0], i, rt->a.slice.axis, rt->a.slice.start,
-                                   rt->a.slice.len, rt->a.slice.squeeze};
+            add_slice(B, &sl, &n_sl, &cap_sl, g, x->root, x->cur, x->ex);
             break;
         default: /* made by the recipe: fill "NEW", init-lora */
             buf_puts(&B->text, "drop ");
@@ -681,9 +705,11 @@ static void build(iv *I, ib *B, const surg_program *p, surg_ckpt *in, iv_out *o,
         size_t j = i + 1;
         while (j < n_sl && sl[j].value == sl[i].value)
             j++;
-        join_slices(I, B, g, o, sl + i, j - i, k);
+        join_slices(I, B, g, sl + i, j - i, k);
         i = j;
     }
+    for (size_t i = 0; i < n_sl; i++)
+        free(sl[i].ex);
     free(sl);
     if (I->n_err || B->nomem)
         return;
