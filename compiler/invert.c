@@ -523,7 +523,8 @@ static void lost_input(iv *I, const char *name)
         I->nomem = true;
     else
         iv_add(I, (src_span){0, 0}, m.data,
-               "every input tensor must reach some output through lossless steps");
+               "every input tensor must reach the result through lossless steps: was its name "
+               "given another tensor's value (map ... = tensor(...))?");
     buf_free(&m);
 }
 
