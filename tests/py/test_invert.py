@@ -168,6 +168,29 @@ class Invert(unittest.TestCase):
                 with open(exp) as f:
                     self.assertEqual(f.read(), err)
 
+    def test_ties(self):
+        """An input with a tied name (surg.ties): untie inverts to tie, and a
+        tied name the recipe leaves alone is tied again."""
+        a = np.arange(6, dtype="<f4").reshape(2, 3)
+        x0 = self.path("t0.safetensors")
+        stnp.save(x0, {"a": ("F32", a), "b": ("F32", a.copy()), "c": ("F32", a * 3)})
+        tie = self.path("tie.surg")
+        with open(tie, "w") as f:
+            f.write('tie "b" = "a"\n')
+        x = self.path("tied.safetensors")
+        self.assertEqual(self.surg("run", tie, x0, x)[0], 0)
+        _, meta_x, _ = stnp.load_raw(x)
+        self.assertEqual(json.loads(meta_x["surg.ties"]), {"b": "a"})
+        for i, text in enumerate(['untie "b"\nrename "a" -> "z"\nmap "b" = transpose(x)\n',
+                                  'rename "a" -> "q"\n']):
+            r = self.path("r%d.surg" % i)
+            with open(r, "w") as f:
+                f.write(text)
+            inv = self.roundtrip(r, x, "tie%d" % i)
+            self.assertIn('tie "b" = "a"', inv)
+            _, meta_z, _ = stnp.load_raw(self.path("tie%d.z.safetensors" % i))
+            self.assertEqual(json.loads(meta_z["surg.ties"]), {"b": "a"})
+
     def test_schema_input(self):
         """--from a schema: the same inverse as from the checkpoint."""
         schema = os.path.join(ARGS.golden, "invert", "model.json")
