@@ -139,34 +139,55 @@ static void buf_set(buf *b, const char *s)
     buf_puts(b, s);
 }
 
+/* Steps undone in one expression: a longer chain is undone by several
+ * maps, so the inverse's expressions stay far inside AST_MAX_DEPTH. */
+enum { IV_STEPS = 32 };
+
 /* Follow the unary lossless operations down from n; `ex` gets the
- * expression (of x) that undoes them, outermost first. Returns the node
- * they stop at; *bad the node that loses information, if that is why. */
+ * expressions (of x, one per line, in the order to apply) that undo them.
+ * Returns the node they stop at; *bad the node that loses information, if
+ * that is why (CG_NONE with `ex` failed: out of memory). */
 static cg_id peel(const cg_graph *g, cg_id n, buf *ex, cg_id *bad)
 {
     *bad = CG_NONE;
     buf_set(ex, "x");
-    for (unsigned guard = 0; guard <= CG_MAX_DEPTH; guard++) {
+    buf done, t;
+    buf_init(&done);
+    buf_init(&t);
+    cg_id res = CG_NONE;
+    unsigned steps = 0;
+    for (unsigned guard = 0; guard <= CG_MAX_DEPTH && !ex->failed; guard++) {
         const cg_node *o = cg_get(g, n);
         if (o->op == OP_INPUT || o->op == OP_SLICE || o->op == OP_CONCAT ||
             o->op == OP_STACK || o->op == OP_INIT || o->op == OP_CONST ||
-            o->op == OP_BERNOULLI)
-            return n;
+            o->op == OP_BERNOULLI) {
+            res = n;
+            break;
+        }
         if (o->n_in < 1) {
             *bad = n;
-            return CG_NONE;
+            break;
         }
         const cg_node *in = cg_get(g, o->in[0]);
-        buf t;
-        buf_init(&t);
+        if (o->op == OP_CAST && in->dtype == o->dtype) {
+            n = o->in[0];
+            continue;
+        }
+        if (steps == IV_STEPS) {
+            buf_puts(&done, ex->data);
+            buf_putc(&done, '\n');
+            buf_set(ex, "x");
+            steps = 0;
+        }
+        if (t.failed)
+            break;
+        t.len = 0;
+        buf_puts(&t, "");
         switch (o->op) {
         case OP_CAST:
-            if (in->dtype == o->dtype)
-                break;
             if (!widening(in->dtype, o->dtype)) {
                 *bad = n;
-                buf_free(&t);
-                return CG_NONE;
+                goto out;
             }
             buf_printf(&t, "cast(%s, %s)", ex->data, dtype_word(in->dtype));
             break;
@@ -180,27 +201,36 @@ static cg_id peel(const cg_graph *g, cg_id n, buf *ex, cg_id *bad)
             buf_printf(&t, "transpose(%s", ex->data);
             for (uint32_t i = 0; i < o->rank; i++)
                 buf_printf(&t, ", %u", inv[i]);
-            buf_printf(&t, ")");
+            buf_puts(&t, ")");
             break;
         }
         case OP_RESHAPE:
             buf_printf(&t, "reshape(%s", ex->data);
             for (uint32_t i = 0; i < in->rank; i++)
                 buf_printf(&t, ", %llu", (unsigned long long)in->shape[i]);
-            buf_printf(&t, ")");
+            buf_puts(&t, ")");
             break;
         default:
             *bad = n;
-            buf_free(&t);
-            return CG_NONE;
+            goto out;
         }
-        if (t.data)
-            buf_set(ex, t.data);
-        buf_free(&t);
+        if (t.failed)
+            break;
+        buf_set(ex, t.data);
+        steps++;
         n = o->in[0];
     }
-    *bad = n;
-    return CG_NONE;
+out:
+    if (done.failed || t.failed)
+        ex->failed = true;
+    if (done.len && !ex->failed) {
+        buf_puts(&done, ex->data);
+        buf_set(ex, done.failed ? "" : done.data);
+        ex->failed = ex->failed || done.failed;
+    }
+    buf_free(&done);
+    buf_free(&t);
+    return ex->failed ? CG_NONE : res;
 }
 
 /* ---- building the inverse's text ------------------------------------- */
@@ -276,13 +306,20 @@ static const char *tmp_name(ib *B, const char *kind, size_t k, long j)
     return s ? s : "";
 }
 
+/* One map per line of `ex` (peel's expressions). */
 static void put_map(ib *B, const char *name, const char *ex)
 {
-    if (!ex || strcmp(ex, "x") == 0)
-        return;
-    buf_puts(&B->text, "map ");
-    put_pattern(B, name);
-    buf_printf(&B->text, " = %s\n", ex);
+    while (ex && *ex) {
+        size_t len = strcspn(ex, "\n");
+        if (!(len == 1 && ex[0] == 'x')) {
+            buf_puts(&B->text, "map ");
+            put_pattern(B, name);
+            buf_puts(&B->text, " = ");
+            buf_append(&B->text, ex, len);
+            buf_putc(&B->text, '\n');
+        }
+        ex += len + (ex[len] == '\n');
+    }
 }
 
 static void put_rename(ib *B, const char *from, const char *to)
@@ -313,6 +350,10 @@ static void add_cand(ib *B, size_t input, const char *name)
 /* A lost value's error, at the statement that made the node. */
 static void bad_node(iv *I, const cg_graph *g, cg_id id)
 {
+    if (id == CG_NONE) { /* peel ran out of memory */
+        I->nomem = true;
+        return;
+    }
     const cg_node *n = cg_get(g, id);
     if (n->op == OP_CAST) {
         const cg_node *in = cg_get(g, n->in[0]);
@@ -401,32 +442,55 @@ static void shape_text(buf *b, const cg_node *n)
     buf_putc(b, ']');
 }
 
-/* The prefix of the inverse's temporary names: one no name starts with. */
+/* A name that blocks "__inverse<k>/" (k = 0: "__inverse/"): k, else -1. */
+static long blocks(const char *name)
+{
+    static const char base[] = "__inverse";
+    if (strncmp(name, base, sizeof base - 1) != 0)
+        return -1;
+    const char *p = name + sizeof base - 1;
+    if (*p == '/')
+        return 0;
+    long k = 0;
+    for (int d = 0; d < 9 && *p >= '0' && *p <= '9'; d++, p++)
+        k = k * 10 + (*p - '0');
+    return *p == '/' && p > name + sizeof base - 1 && name[sizeof base - 1] != '0' ? k : -1;
+}
+
+static void block(uint8_t *taken, size_t n, const char *name)
+{
+    long k = blocks(name);
+    if (k >= 0 && (size_t)k < n)
+        taken[k] = 1;
+}
+
+/* The prefix of the inverse's temporary names: the first "__inverse",
+ * "__inverse1", ... under which no name of the input or the result lies (one
+ * pass over the names). */
 static const char *pick_tmp(arena *ar, const surg_program *p, surg_ckpt *in)
 {
+    size_t n = p->n_out + p->n_alias + surg_ckpt_count(in) + surg_ckpt_tie_count(in) + 1;
+    uint8_t *taken = calloc(n, 1);
+    if (!taken)
+        return NULL;
+    for (size_t i = 0; i < p->n_out; i++)
+        block(taken, n, p->out[i].name);
+    for (size_t i = 0; i < p->n_alias; i++)
+        block(taken, n, p->alias[i].key);
+    for (size_t i = 0; i < surg_ckpt_count(in); i++)
+        block(taken, n, surg_ckpt_tensor(in, i)->name);
+    for (size_t i = 0; i < surg_ckpt_tie_count(in); i++)
+        block(taken, n, surg_ckpt_tie(in, i)->key);
+    size_t k = 0;
+    while (taken[k]) /* n names block at most n - 1 of them */
+        k++;
+    free(taken);
+    char num[32];
+    snprintf(num, sizeof num, "%zu", k);
     buf b;
     buf_init(&b);
-    const char *tmp = NULL;
-    for (unsigned k = 0; k < 100000 && !tmp; k++) {
-        b.len = 0;
-        if (k)
-            buf_printf(&b, "__inverse%u", k);
-        else
-            buf_puts(&b, "__inverse");
-        if (b.failed)
-            break;
-        bool clash = false;
-        for (size_t i = 0; i < p->n_out && !clash; i++)
-            clash = strncmp(p->out[i].name, b.data, b.len) == 0;
-        for (size_t i = 0; i < p->n_alias && !clash; i++)
-            clash = strncmp(p->alias[i].key, b.data, b.len) == 0;
-        for (size_t i = 0; i < surg_ckpt_count(in) && !clash; i++)
-            clash = strncmp(surg_ckpt_tensor(in, i)->name, b.data, b.len) == 0;
-        for (size_t i = 0; i < surg_ckpt_tie_count(in) && !clash; i++)
-            clash = strncmp(surg_ckpt_tie(in, i)->key, b.data, b.len) == 0;
-        if (!clash)
-            tmp = ar_strdup(ar, b.data);
-    }
+    buf_printf(&b, "__inverse%s", k ? num : "");
+    const char *tmp = b.failed ? NULL : ar_strdup(ar, b.data);
     buf_free(&b);
     return tmp;
 }
@@ -776,6 +840,8 @@ static void build(iv *I, ib *B, const surg_program *p, surg_ckpt *in, iv_out *o,
         clash = hit && strcmp(from[i], to[i]) != 0;
     }
     for (size_t i = 0; i < n_ren && clash; i++) {
+        if (strcmp(from[i], to[i]) == 0)
+            continue; /* stays: no other tensor is renamed onto it */
         const char *t = tmp_name(B, "name", i, -1);
         put_rename(B, from[i], t);
         from[i] = t;
