@@ -765,7 +765,8 @@ static void build(iv *I, ib *B, const surg_program *p, surg_ckpt *in, iv_out *o,
             break;
         }
     }
-    qsort(sl, n_sl, sizeof *sl, by_value_start);
+    if (n_sl)
+        qsort(sl, n_sl, sizeof *sl, by_value_start);
     for (size_t i = 0, k = 0; i < n_sl; k++) {
         size_t j = i + 1;
         while (j < n_sl && sl[j].value == sl[i].value)
@@ -779,7 +780,8 @@ static void build(iv *I, ib *B, const surg_program *p, surg_ckpt *in, iv_out *o,
     if (I->n_err || B->nomem)
         return;
     /* Which name recovers which input; its tied names after it. */
-    qsort(B->cand, B->n_cand, sizeof *B->cand, by_input);
+    if (B->n_cand)
+        qsort(B->cand, B->n_cand, sizeof *B->cand, by_input);
     size_t n_in = surg_ckpt_count(in), n_ties = surg_ckpt_tie_count(in);
     const char **from = calloc(B->n_cand + 1, sizeof *from);
     const char **to = calloc(B->n_cand + 1, sizeof *to);
