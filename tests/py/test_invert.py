@@ -191,6 +191,18 @@ class Invert(unittest.TestCase):
             _, meta_z, _ = stnp.load_raw(self.path("tie%d.z.safetensors" % i))
             self.assertEqual(json.loads(meta_z["surg.ties"]), {"b": "a"})
 
+    def test_names_quoted(self):
+        """Names holding glob characters, `$`, quotes and backslashes come
+        back: escaped in patterns, `$$` in templates."""
+        a = np.arange(6, dtype="<f4").reshape(2, 3)
+        x = self.path("odd.safetensors")
+        stnp.save(x, {'a*[x]{y}$1"q\\': ("F32", a), "b?": ("I8", np.arange(4, dtype="i1")),
+                      "__inverse/c": ("F32", a * 2)})
+        r = self.path("odd.surg")
+        with open(r, "w") as f:
+            f.write('rename "**" -> "new/$1"\nmap "new/b?" = cast(x, f64)\n')
+        self.roundtrip(r, x, "odd")
+
     def test_schema_input(self):
         """--from a schema: the same inverse as from the checkpoint."""
         schema = os.path.join(ARGS.golden, "invert", "model.json")
