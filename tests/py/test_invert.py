@@ -191,6 +191,25 @@ class Invert(unittest.TestCase):
             _, meta_z, _ = stnp.load_raw(self.path("tie%d.z.safetensors" % i))
             self.assertEqual(json.loads(meta_z["surg.ties"]), {"b": "a"})
 
+    def test_mirror_adafactor(self):
+        """mirror with t5x's factored Adafactor slots (tests/golden/check/
+        t5x.json): renames and transposes of parameters, whose factored
+        slots swap v_row and v_col on a square kernel, and a new parameter
+        with new slots; the inverse moves every slot back explicitly."""
+        x = make_checkpoint(os.path.join(ARGS.golden, "check", "t5x.json"),
+                            self.path("t5x.safetensors"), seed=7)
+        r = self.path("t5x.surg")
+        with open(r, "w") as f:
+            f.write('mirror "target/" -> "state/param_states/$1/m" factored '
+                    '"state/param_states/$1/v", "state/param_states/$1/v_row", '
+                    '"state/param_states/$1/v_col"\n'
+                    'rename "target/encoder/**" -> "target/enc/$1"\n'
+                    'map "target/enc/{dense,square,small}/kernel" = transpose(x)\n'
+                    'fill "target/enc/new/kernel" : f32[256, 192] = zeros\n')
+        inv = self.roundtrip(r, x, "t5x")
+        self.assertIn('rename "state/param_states/enc/square/kernel/v_row" -> '
+                      '"state/param_states/encoder/square/kernel/v_col"', inv)
+
     def test_names_quoted(self):
         """Names holding glob characters, `$`, quotes and backslashes come
         back: escaped in patterns, `$$` in templates."""
