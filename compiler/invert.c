@@ -707,6 +707,128 @@ static void split_join(iv *I, ib *B, const cg_graph *g, iv_out *x, size_t k, iv_
     }
 }
 
+static bool is_sep(char c) { return c == '/' || c == '.'; }
+
+/* How many bytes of a and b, a separator and what follows it, end both:
+ * a = P + S, b = Q + S with P ending in a separator and S not empty; 0 if
+ * none. */
+static size_t common_tail(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), n = 0;
+    while (n < la && n < lb && a[la - 1 - n] == b[lb - 1 - n])
+        n++;
+    /* the tail starts right after a separator of a */
+    while (n > 0 && !(la - n > 0 && is_sep(a[la - n - 1])))
+        n--;
+    return n < la && n < lb ? n : 0;
+}
+
+typedef struct iv_ren {
+    const char *from, *to;
+    size_t tail; /* common_tail */
+} iv_ren;
+
+static int by_move(const void *x, const void *y)
+{
+    const iv_ren *a = x, *b = y;
+    size_t pa = strlen(a->from) - a->tail, pb = strlen(b->from) - b->tail;
+    size_t qa = strlen(a->to) - a->tail, qb = strlen(b->to) - b->tail;
+    int c = pa != pb ? (pa < pb ? -1 : 1) : strncmp(a->from, b->from, pa);
+    if (c == 0)
+        c = qa != qb ? (qa < qb ? -1 : 1) : strncmp(a->to, b->to, qa);
+    return c ? c : strcmp(a->from, b->from);
+}
+
+static bool same_move(const iv_ren *a, const iv_ren *b)
+{
+    return by_move(a, b) == 0 || (strlen(a->from) - a->tail == strlen(b->from) - b->tail &&
+                                  strlen(a->to) - a->tail == strlen(b->to) - b->tail &&
+                                  strncmp(a->from, b->from, strlen(a->from) - a->tail) == 0 &&
+                                  strncmp(a->to, b->to, strlen(a->to) - a->tail) == 0);
+}
+
+/* How many of the sorted names start with prefix[0..len). */
+static size_t count_prefix(const char **sorted, size_t n, const char *prefix, size_t len)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) { /* first name >= prefix */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strncmp(sorted[mid], prefix, len) < 0 && strcmp(sorted[mid], prefix) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t k = lo;
+    while (k < n && strncmp(sorted[k], prefix, len) == 0)
+        k++;
+    return k - lo;
+}
+
+/* The final renames, when no target is a name the inverse still holds: the
+ * moves of a family of names that keep their tails (P + S -> Q + S for every
+ * name under P) as one `rename "P**" -> "Q$1"`, the others one by one.
+ * `sorted`: the names held (from), sorted. */
+static void put_renames(ib *B, const char **from, const char **to, size_t n,
+                        const char **sorted)
+{
+    iv_ren *r = calloc(n + 1, sizeof *r);
+    if (!r) {
+        B->nomem = true;
+        return;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(from[i], to[i]) != 0)
+            r[m] = (iv_ren){from[i], to[i], common_tail(from[i], to[i])}, m++;
+    if (m)
+        qsort(r, m, sizeof *r, by_move);
+    for (size_t i = 0; i < m;) {
+        size_t j = i + 1;
+        while (r[i].tail && j < m && r[j].tail && same_move(&r[i], &r[j]))
+            j++;
+        size_t plen = strlen(r[i].from) - r[i].tail, qlen = strlen(r[i].to) - r[i].tail;
+        if (j - i >= 2 && count_prefix(sorted, n, r[i].from, plen) == j - i) {
+            char *p = strndup(r[i].from, plen), *q = strndup(r[i].to, qlen);
+            if (!p || !q) {
+                B->nomem = true;
+            } else {
+                buf pat;
+                buf_init(&pat);
+                for (const char *c = p; *c; c++) {
+                    if (strchr("*?[]{}\\", *c))
+                        buf_putc(&pat, '\\');
+                    buf_putc(&pat, *c);
+                }
+                buf_puts(&pat, "**");
+                buf_puts(&B->text, "rename ");
+                pr_string(&B->text, pat.failed ? "" : pat.data);
+                B->nomem = B->nomem || pat.failed;
+                buf_free(&pat);
+                buf_puts(&B->text, " -> ");
+                buf t;
+                buf_init(&t);
+                for (const char *c = q; *c; c++) {
+                    if (*c == '$')
+                        buf_putc(&t, '$');
+                    buf_putc(&t, *c);
+                }
+                buf_puts(&t, "$1");
+                pr_string(&B->text, t.failed ? "" : t.data);
+                B->nomem = B->nomem || t.failed;
+                buf_free(&t);
+                buf_putc(&B->text, '\n');
+            }
+            free(p);
+            free(q);
+        } else {
+            for (size_t k = i; k < j; k++)
+                put_rename(B, r[k].from, r[k].to);
+        }
+        i = j;
+    }
+    free(r);
+}
+
 static int by_input(const void *a, const void *b)
 {
     const iv_cand *x = a, *y = b;
@@ -848,8 +970,11 @@ static void build(iv *I, ib *B, const surg_program *p, surg_ckpt *in, iv_out *o,
         put_rename(B, from[i], t);
         from[i] = t;
     }
-    for (size_t i = 0; i < n_ren; i++)
-        put_rename(B, from[i], to[i]);
+    if (clash)
+        for (size_t i = 0; i < n_ren; i++)
+            put_rename(B, from[i], to[i]);
+    else
+        put_renames(B, from, to, n_ren, cur);
     for (size_t t = 0; t < n_ties; t++) {
         const surg_meta_entry *e = surg_ckpt_tie(in, t);
         if (tie_of[t] == SIZE_MAX)
