@@ -753,7 +753,7 @@ static size_t count_prefix(const char **sorted, size_t n, const char *prefix, si
     size_t lo = 0, hi = n;
     while (lo < hi) { /* first name >= prefix */
         size_t mid = lo + (hi - lo) / 2;
-        if (strncmp(sorted[mid], prefix, len) < 0 && strcmp(sorted[mid], prefix) < 0)
+        if (strncmp(sorted[mid], prefix, len) < 0)
             lo = mid + 1;
         else
             hi = mid;
