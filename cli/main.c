@@ -27,6 +27,9 @@ static const char usage[] =
     "  diff A B [--recipe R] [--rtol X] [--atol X] [--json]\n"
     "                         compare two checkpoints (or run R A with B) by\n"
     "                         names, dtypes, shapes and values; exit 1 if they differ\n"
+    "  invert RECIPE --from CKPT|SCHEMA\n"
+    "                         print the recipe that undoes RECIPE (or say what cannot\n"
+    "                         be undone)\n"
     "\n"
     "options:\n"
     "  -h, --help             this text; `surg <command> --help` for a command\n"
@@ -47,6 +50,7 @@ static const struct command {
     {"plan", cmd_plan},
     {"run", cmd_run},
     {"diff", cmd_diff},
+    {"invert", cmd_invert},
 };
 
 int usage_error(const char *cmd, const char *fmt, ...)

@@ -88,6 +88,13 @@ surg_status surg_compile(const surg_recipe *recipe, surg_ckpt *from, surg_sink *
 surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
                              const surg_compile_opts *opts, surg_sink *sink, surg_program **out)
 {
+    return pg_compile_traced(recipe, from, opts, sink, NULL, NULL, out);
+}
+
+surg_status pg_compile_traced(const surg_recipe *recipe, surg_ckpt *from,
+                              const surg_compile_opts *opts, surg_sink *sink,
+                              pg_after_fn *after, void *user, surg_program **out)
+{
     *out = NULL;
     const ast_recipe *r = gr_recipe_ast(recipe);
     fmt_id forced;
@@ -100,6 +107,8 @@ surg_status surg_compile_for(const surg_recipe *recipe, surg_ckpt *from,
     p->input = from;
     lw L = {.ar = &p->ar, .sink = sink, .src = &r->src, .input = from, .st = {.ar = &p->ar}};
     L.lora_tail = &L.lora;
+    L.after = after;
+    L.after_user = user;
     bool ok = initial_state(&L, from);
     if (ok)
         lw_load_records(&L, from);

@@ -50,6 +50,11 @@ typedef struct lw {
     unsigned errors;
     bool nomem;
     bool too_deep; /* a statement went past CG_MAX_DEPTH: reported once */
+    /* Called after each statement with the state's size before it (NULL:
+     * none): how `surg invert` sees what a statement discarded. */
+    void (*after)(void *user, const struct lw *L, const ast_stmt *s, size_t n_before,
+                  size_t n_tied_before);
+    void *after_user;
 } lw;
 
 /* One name a pattern matched: a stored tensor or a tied name. */

@@ -41,6 +41,15 @@ static inline pl_records pg_records(const surg_program *p)
                         .files = p->files_read, .n_files = p->n_files_read};
 }
 
+/* surg_compile_for, calling `after` after each statement (invert.c). */
+struct lw;
+struct ast_stmt;
+typedef void pg_after_fn(void *user, const struct lw *L, const struct ast_stmt *s,
+                         size_t n_before, size_t n_tied_before);
+surg_status pg_compile_traced(const surg_recipe *recipe, surg_ckpt *from,
+                              const surg_compile_opts *opts, surg_sink *sink,
+                              pg_after_fn *after, void *user, surg_program **out);
+
 /* The value of a constant node, as short as its dtype allows: a number
  * that met an f32 tensor shows as 0.1, not as the double 0.100000001. */
 void pg_value_text(buf *b, const cg_node *n);

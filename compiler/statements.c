@@ -495,6 +495,9 @@ void lw_statements(lw *L, const ast_recipe *r)
     };
     for (const ast_stmt *s = r->stmts; s && !L->nomem; s = s->next) {
         L->at = s->span;
+        size_t n = L->st.n, tied = L->st.n_tied;
         lower[s->kind](L, s);
+        if (L->after)
+            L->after(L->after_user, L, s, n, tied);
     }
 }

@@ -315,6 +315,14 @@ surg_status surg_compile(const surg_recipe *r, surg_ckpt *from, surg_sink *sink,
                          surg_program **out);
 void surg_program_free(surg_program *p);
 
+/* The inverse of a recipe (`surg invert`): a recipe that takes the result of
+ * `r` on `from`'s abstract state back to that state, byte for byte, in
+ * canonical layout (as surg_recipe_format), in *out, which the caller frees.
+ * Each statement with no inverse (drop, fill, a lossy cast, ...) is an
+ * error at its line, code "invert", with a note on what would make it
+ * invertible; then the result is SURG_EINVALID and *out is NULL. */
+surg_status surg_invert(const surg_recipe *r, surg_ckpt *from, surg_sink *sink, char **out);
+
 /* Where the result will be written, when that is known before compiling
  * (`surg run` knows OUT). Every name of the result, tied names included,
  * must then be one its output's format holds, and one surg reads back: a
