@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""test_friction.py: what a new user meets first (issue 17 §5): schema files
+written by one line of Python from any pytree, with NumPy's dtype names;
+`expect` with a dtype alone or any rank; `surg fmt -w`; `surg check -`; the
+summary of `surg run`; `__metadata__` in `surg schema`; git-lfs pointers.
+
+usage: test_friction.py --surg SURG --fixtures DIR [unittest args]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+sys.dont_write_bytecode = True
+ARGS = None
+
+# NumPy's name -> safetensors' name (from the safetensors documentation).
+ST_NAME = {"float32": "F32", "float16": "F16", "float64": "F64", "int8": "I8",
+           "uint8": "U8", "int16": "I16", "int32": "I32", "int64": "I64", "bool": "BOOL",
+           "uint16": "U16", "uint32": "U32", "uint64": "U64", "complex64": "C64"}
+
+
+def tree_map(f, t):
+    """jax.tree.map over dicts and lists, for a machine without JAX."""
+    if isinstance(t, dict):
+        return {k: tree_map(f, v) for k, v in t.items()}
+    if isinstance(t, (list, tuple)):
+        return [tree_map(f, v) for v in t]
+    return None if t is None else f(t)
+
+
+def flatten(t, prefix=""):
+    if isinstance(t, dict):
+        items = t.items()
+    elif isinstance(t, (list, tuple)):
+        items = ((str(i), v) for i, v in enumerate(t))
+    else:
+        return {prefix: t}
+    out = {}
+    for k, v in items:
+        out.update(flatten(v, prefix + "/" + k if prefix else k))
+    return out
+
+
+def surg(*args, stdin=None, cwd=None):
+    p = subprocess.run([ARGS.surg, "--color", "never", *map(str, args)], input=stdin,
+                       capture_output=True, cwd=cwd, timeout=120)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+class Case(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="surg-friction-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def write(self, name, text, mode="w"):
+        with open(self.path(name), mode) as f:
+            f.write(text)
+        return self.path(name)
+
+
+class Schema(Case):
+    def test_pytree_one_line(self):
+        """The line docs/formats.md gives, on a tree of NumPy arrays (JAX's
+        arrays print their dtypes the same way)."""
+        tree = {"params": {"Dense_0": {"kernel": np.zeros((4, 3), np.float32),
+                                       "bias": np.zeros(3, np.float16)},
+                           "Embed_0": {"embedding": np.zeros((10, 4), np.int8)}},
+                "batch_stats": {"mask": np.zeros((2, 2), bool)},
+                "opt_state": [{"count": np.zeros((), np.int32)}, {}, None],
+                "step": np.zeros((), np.int64)}
+        line = json.dumps(tree_map(lambda a: {"dtype": str(a.dtype), "shape": list(a.shape)},
+                                   tree))
+        path = self.write("tree.json", line)
+        rc, out, err = surg("schema", "--json", path)
+        self.assertEqual((rc, err), (0, ""))
+        got = json.loads(out)
+        leaves = {k: v for k, v in flatten(tree).items() if isinstance(v, np.ndarray)}
+        want = {k: {"dtype": ST_NAME[str(a.dtype)], "shape": list(a.shape)}
+                for k, a in leaves.items()}
+        self.assertEqual(got, want)
+        self.assertIn("opt_state/0/count", got)
+
+    def test_recipe_and_numpy_names(self):
+        names = {"a": ("f32", "F32"), "b": ("bf16", "BF16"), "c": ("bfloat16", "BF16"),
+                 "d": ("F8_E4M3", "F8_E4M3"), "e": ("float8_e4m3fn", "F8_E4M3"),
+                 "f": ("bool", "BOOL"), "g": ("u8", "U8"), "h": ("float64", "F64")}
+        path = self.write("s.json", json.dumps(
+            {k: {"dtype": d, "shape": [2]} for k, (d, _) in names.items()}))
+        rc, out, err = surg("schema", "--json", path)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertEqual({k: v["dtype"] for k, v in json.loads(out).items()},
+                         {k: st for k, (_, st) in names.items()})
+
+    def test_check_against_nested(self):
+        path = self.write("tree.json", json.dumps(
+            {"params": {"Dense_0": {"kernel": {"dtype": "float32", "shape": [4, 3]}}}}))
+        recipe = self.write("r.surg", 'rename "params/Dense_0/kernel" -> "params/dense/kernel"\n')
+        rc, out, err = surg("check", recipe, "--from", path)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("ok: 1 tensor in, 1 out", out)
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--surg", required=True)
+    ap.add_argument("--fixtures", required=True)
+    ARGS, rest = ap.parse_known_args()
+    ARGS.surg = os.path.abspath(ARGS.surg)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=1)
+
+
+if __name__ == "__main__":
+    main()
