@@ -115,7 +115,7 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
     const surg_ckpt *opened[] = {c.to};
     surg_run_opts opts = {.threads = a.threads, .max_shard_size = a.max_shard_size,
                           .outputs = a.outs, .n_outputs = a.n_outs,
-                          .also_read = read, .n_also_read = 1,
+                          .also_read = read, .n_also_read = strcmp(a.recipe, "-") ? 1 : 0,
                           .also_opened = opened, .n_also_opened = c.to ? 1 : 0,
                           .out_format = a.out_format};
     if (isatty(STDERR_FILENO) && !getenv("CI")) {

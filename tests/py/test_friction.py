@@ -112,6 +112,97 @@ class Schema(Case):
         self.assertIn("ok: 1 tensor in, 1 out", out)
 
 
+UNFORMATTED = 'rename   "params/a"->"params/b"\n'
+FORMATTED = 'rename "params/a" -> "params/b"\n'
+
+
+class FmtWrite(Case):
+    def test_rewrites_in_place_keeping_mode(self):
+        path = self.write("r.surg", UNFORMATTED)
+        os.chmod(path, 0o640)
+        ino = os.stat(path).st_ino
+        rc, out, err = surg("fmt", "-w", path)
+        self.assertEqual((rc, out, err), (0, "", ""))
+        with open(path) as f:
+            self.assertEqual(f.read(), FORMATTED)
+        st = os.stat(path)
+        self.assertEqual(st.st_mode & 0o7777, 0o640)
+        self.assertNotEqual(st.st_ino, ino, "a new file renamed over the old one")
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["r.surg"], "no temporary left")
+
+    def test_formatted_file_untouched(self):
+        path = self.write("r.surg", FORMATTED)
+        os.utime(path, (1000000000, 1000000000))
+        before = os.stat(path)
+        rc, out, err = surg("fmt", "--write", path)
+        self.assertEqual((rc, out, err), (0, "", ""))
+        after = os.stat(path)
+        self.assertEqual((after.st_ino, after.st_mtime), (before.st_ino, before.st_mtime))
+
+    def test_several_files(self):
+        a = self.write("a.surg", UNFORMATTED)
+        b = self.write("b.surg", FORMATTED)
+        self.assertEqual(surg("fmt", "-w", a, b), (0, "", ""))
+        for p in (a, b):
+            with open(p) as f:
+                self.assertEqual(f.read(), FORMATTED)
+
+    def test_symlink_refused(self):
+        target = self.write("r.surg", UNFORMATTED)
+        link = self.path("l.surg")
+        os.symlink("r.surg", link)
+        rc, out, err = surg("fmt", "-w", link)
+        self.assertEqual((rc, out), (2, ""))
+        self.assertEqual(err, f"surg fmt: {link}: is a symbolic link; give the file it points "
+                              "at (-w rewrites regular files only)\n")
+        self.assertTrue(os.path.islink(link))
+        with open(target) as f:
+            self.assertEqual(f.read(), UNFORMATTED)
+
+    def test_hard_link_refused(self):
+        path = self.write("r.surg", UNFORMATTED)
+        os.link(path, self.path("h.surg"))
+        rc, out, err = surg("fmt", "-w", path)
+        self.assertEqual(rc, 2)
+        self.assertEqual(err, f"surg fmt: {path}: has several hard links, which a rewrite would "
+                              "split; print it with `surg fmt` instead (-w rewrites regular "
+                              "files only)\n")
+        with open(path) as f:
+            self.assertEqual(f.read(), UNFORMATTED)
+
+    def test_syntax_error_leaves_file(self):
+        path = self.write("r.surg", 'renme "a" -> "b"\n')
+        rc, out, err = surg("fmt", "-w", path)
+        self.assertEqual(rc, 1)
+        self.assertIn("unknown statement 'renme'", err)
+        with open(path) as f:
+            self.assertEqual(f.read(), 'renme "a" -> "b"\n')
+        self.assertEqual(os.listdir(self.tmp), ["r.surg"])
+
+    def test_usage(self):
+        path = self.write("r.surg", UNFORMATTED)
+        rc, _, err = surg("fmt", "-w", "-", stdin=FORMATTED.encode())
+        self.assertEqual(rc, 2)
+        self.assertIn("-w rewrites files, and '-' is standard input", err)
+        rc, _, err = surg("fmt", "-w", "--check", path)
+        self.assertEqual(rc, 2)
+        self.assertIn("-w rewrites recipes; it goes with neither --check nor --tree", err)
+        with open(path) as f:
+            self.assertEqual(f.read(), UNFORMATTED)
+
+
+class CheckStdin(Case):
+    def test_check_reads_stdin(self):
+        schema = self.write("s.json", json.dumps(
+            {"params/a": {"dtype": "F32", "shape": [2]}}))
+        rc, out, err = surg("check", "-", "--from", schema, stdin=FORMATTED.encode())
+        self.assertEqual((rc, out, err), (0, "<stdin>: ok: 1 tensor in, 1 out\n", ""))
+        rc, out, err = surg("check", "-", "--from", schema,
+                            stdin=b'rename "params/zz" -> "params/b"\n')
+        self.assertEqual(rc, 1)
+        self.assertTrue(err.startswith("<stdin>:1:8: error: "), err)
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
