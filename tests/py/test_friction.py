@@ -9,6 +9,7 @@ usage: test_friction.py --surg SURG --fixtures DIR [unittest args]
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -201,6 +202,77 @@ class CheckStdin(Case):
                             stdin=b'rename "params/zz" -> "params/b"\n')
         self.assertEqual(rc, 1)
         self.assertTrue(err.startswith("<stdin>:1:8: error: "), err)
+
+
+class RunSummary(Case):
+    def npz(self):
+        path = self.path("in.npz")
+        np.savez(path, x=np.ones((4, 3), np.float32), y=np.ones(2, np.float16))
+        return path
+
+    def test_summary(self):
+        recipe = self.write("r.surg", 'rename "x" -> "w"\n')
+        out = self.path("out.safetensors")
+        rc, stdout, err = surg("run", recipe, self.npz(), out)
+        self.assertEqual((rc, stdout), (0, ""))
+        # 12 f32 and 2 f16: 52 bytes.
+        self.assertRegex(err, r"\Asurg run: wrote 2 tensors \(52 B\) to %s in \d+\.\d s\n\Z"
+                         % re.escape(out))
+
+    def test_summary_split(self):
+        recipe = self.write("r.surg", 'rename "y" -> "w"\n')
+        p = self.path("p.npz")
+        np.savez(p, k=np.ones(3, np.float32))
+        s = self.path("s.npz")
+        np.savez(s, mu=np.ones(3, np.float32))
+        op, os_ = self.path("op.safetensors"), self.path("os.safetensors")
+        rc, _, err = surg("run", recipe, "--params", p, "--state", s, op, os_)
+        self.assertEqual(rc, 1, err)  # "y" is nowhere: an error, and no summary
+        self.assertNotIn("surg run: wrote", err)
+        recipe = self.write("r2.surg", 'rename "params/k" -> "params/w"\n')
+        rc, _, err = surg("run", recipe, "--params", p, "--state", s, op, os_)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(err, r"\Asurg run: wrote 2 tensors \(24 B\) to %s and %s in "
+                         r"\d+\.\d s\n\Z" % (re.escape(op), re.escape(os_)))
+
+    def test_quiet(self):
+        recipe = self.write("r.surg", 'rename "x" -> "w"\n')
+        for flag in ("-q", "--quiet"):
+            self.assertEqual(surg("run", flag, recipe, self.npz(), self.path("o.safetensors")),
+                             (0, "", ""))
+
+    def test_quiet_is_for_run(self):
+        recipe = self.write("r.surg", 'rename "x" -> "w"\n')
+        rc, _, err = surg("check", recipe, "--from", self.npz(), "-q")
+        self.assertEqual(rc, 2)
+        self.assertIn("unknown option '-q'", err)
+
+
+class SchemaMetadata(Case):
+    def test_tree_shows_metadata(self):
+        path = self.write("m.json", json.dumps(
+            {"__metadata__": {"format": "pt", "note": "\u00e9" * 50, "ctl": "a\nb"},
+             "w": {"dtype": "float32", "shape": [2]}}))
+        rc, out, err = surg("schema", path)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertEqual(out, "w  f32[2]\n"
+                              "__metadata__\n"
+                              "  ctl: a\\x0ab\n"
+                              "  format: pt\n"
+                              "  note: " + "\u00e9" * 36 + " ... (100 bytes)\n"
+                              "1 tensor, 2 parameters, 8 B\n")
+
+    def test_safetensors_metadata(self):
+        """A file safetensors' own writer would make: header built by hand."""
+        header = json.dumps({"__metadata__": {"format": "np"},
+                             "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})
+        header += " " * (-len(header) % 8)
+        path = self.path("m.safetensors")
+        with open(path, "wb") as f:
+            f.write(len(header).to_bytes(8, "little") + header.encode() + b"\0" * 4)
+        rc, out, err = surg("schema", path)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("__metadata__\n  format: np\n", out)
 
 
 def main():
