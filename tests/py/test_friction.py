@@ -275,6 +275,61 @@ class SchemaMetadata(Case):
         self.assertIn("__metadata__\n  format: np\n", out)
 
 
+# A pointer as git-lfs writes it (its spec, docs/spec.md).
+LFS = ("version https://git-lfs.github.com/spec/v1\n"
+       "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+       "size 2336927755\n")
+
+
+class LfsPointer(Case):
+    def want(self, path):
+        return (f"{path}: error: a git-lfs pointer, not the file itself (which has 2336927755 "
+                "bytes): run `git lfs pull` in its repository\n")
+
+    def test_every_file_format(self):
+        for name in ("model.safetensors", "w.npz", "w.npy", "pytorch_model.bin", "w.pt",
+                     "flax_model.msgpack", "s.json", "model.safetensors.index.json",
+                     "no-extension"):
+            with self.subTest(name):
+                path = self.write(name, LFS)
+                rc, out, err = surg("schema", path)
+                self.assertEqual((rc, out, err), (1, "", self.want(path)))
+
+    def test_format_given(self):
+        path = self.write("weights", LFS)
+        rc, _, err = surg("schema", "--format", "safetensors", path)
+        self.assertEqual((rc, err), (1, self.want(path)))
+
+    def test_a_shard_and_a_directory(self):
+        d = self.path("repo")
+        os.mkdir(d)
+        index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00001.safetensors"}}
+        with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+            json.dump(index, f)
+        shard = os.path.join(d, "model-00001-of-00001.safetensors")
+        with open(shard, "w") as f:
+            f.write(LFS)
+        rc, _, err = surg("schema", d)
+        self.assertEqual(rc, 1)
+        self.assertIn(self.want(shard), err)
+        recipe = self.write("r.surg", 'rename "a" -> "b"\n')
+        rc, _, err = surg("run", recipe, d, self.path("out.safetensors"))
+        self.assertEqual(rc, 1)
+        self.assertIn(self.want(shard), err)
+        self.assertFalse(os.path.exists(self.path("out.safetensors")))
+
+    def test_without_size_and_not_a_pointer(self):
+        path = self.write("model.safetensors", "version https://git-lfs.github.com/spec/v1\n")
+        rc, _, err = surg("schema", path)
+        self.assertEqual((rc, err), (1, f"{path}: error: a git-lfs pointer, not the file itself: "
+                                        "run `git lfs pull` in its repository\n"))
+        # Text that only looks like one further in is the reader's business.
+        path = self.write("x.safetensors", "x" + LFS)
+        rc, _, err = surg("schema", path)
+        self.assertEqual(rc, 1)
+        self.assertNotIn("git-lfs", err)
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
