@@ -330,6 +330,68 @@ class LfsPointer(Case):
         self.assertNotIn("git-lfs", err)
 
 
+def write_st(path, tensors):
+    """A safetensors file from its documentation: {name: (dtype, uint array)}."""
+    hdr, data, off = {}, b"", 0
+    for k, (dt, arr) in tensors.items():
+        b = arr.tobytes()
+        hdr[k] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        data += b
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little") + h + data)
+
+
+class FoldedDtypeErrors(Case):
+    def bf16(self, n):
+        return {"layers.%d.w" % i: ("BF16", np.zeros(2, np.uint16)) for i in range(n)}
+
+    def run_npz(self, tensors, recipe='keep "**"\n'):
+        src = self.path("in.safetensors")
+        write_st(src, tensors)
+        out = self.path("o.npz")
+        rc, stdout, err = surg("run", self.write("r.surg", recipe), src, out)
+        self.assertEqual((rc, stdout), (1, ""))
+        self.assertFalse(os.path.exists(out))
+        return out, err
+
+    def test_one(self):
+        out, err = self.run_npz(self.bf16(1))
+        self.assertEqual(err, f'{out}: error: tensor "layers.0.w" is bf16, which .npy cannot '
+                              'hold: cast it (map "layers.0.w" = cast(x, f32)) or write '
+                              '.safetensors\n')
+
+    def test_many_fold_into_one(self):
+        out, err = self.run_npz(self.bf16(21))
+        self.assertEqual(err, f'{out}: error: 21 tensors are bf16, which .npy cannot hold '
+                              '("layers.0.w", "layers.1.w", "layers.10.w" and 18 more): cast '
+                              'them (map "**" = cast(x, f32)) or write .safetensors\n')
+        # The fix it gives works.
+        src = self.path("in.safetensors")
+        rc, _, err = surg("run", "-q", self.write("f.surg", 'map "**" = cast(x, f32)\n'), src,
+                          out)
+        self.assertEqual((rc, err), (0, ""))
+        with np.load(out) as z:
+            self.assertEqual(len(z.files), 21)
+            self.assertEqual(z["layers.3.w"].dtype, np.float32)
+
+    def test_mixed_dtypes(self):
+        t = self.bf16(3)
+        t["e"] = ("F8_E4M3", np.zeros(2, np.uint8))
+        t["n"] = ("F32", np.zeros(2, np.float32))
+        out, err = self.run_npz(t)
+        self.assertEqual(err, f'{out}: error: 4 tensors are f8e4m3 (1) or bf16 (3), which .npy '
+                              'cannot hold ("e", "layers.0.w", "layers.1.w" and 1 more): cast '
+                              'them (map "**" = cast(x, f32)) or write .safetensors\n')
+        # An i32 beside them: "**" would change it too, so each is to be cast.
+        out, err = self.run_npz(t, 'map "n" = cast(x, i32)\n')
+        self.assertEqual(err, f'{out}: error: 4 tensors are f8e4m3 (1) or bf16 (3), which .npy '
+                              'cannot hold ("e", "layers.0.w", "layers.1.w" and 1 more): cast '
+                              'each (map "e" = cast(x, f32), and so on) or write .safetensors\n')
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
