@@ -52,9 +52,9 @@ typedef struct recipe_args {
     size_t n_outs;
     unsigned threads;
     uint64_t max_shard_size;
-    bool graph, json;
+    bool graph, json, quiet;
     /* which of these this command takes */
-    bool allow_graph, allow_json, allow_shards;
+    bool allow_graph, allow_json, allow_shards, allow_quiet;
     bool positional_io; /* RECIPE IN OUT, not --from */
 } recipe_args;
 

@@ -1,6 +1,7 @@
 /* cmd_check.c: `surg check RECIPE --from CKPT|SCHEMA [--to TARGET]`: compile
  * against the abstract state, reading headers only. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -12,6 +13,7 @@ static const char help[] =
     "Compile a recipe against a checkpoint's abstract state (names, dtypes,\n"
     "shapes: headers only, never tensor data) and report every error.\n"
     "\n"
+    "  RECIPE        the recipe file; '-' reads it from standard input\n"
     "  --from CKPT   the checkpoint or schema the recipe applies to\n"
     "  --in NAME=PATH\n"
     "                one of several inputs (checkpoints or schemas), the recipe\n"
@@ -47,7 +49,8 @@ int cmd_check(int argc, char **argv, diag_printer *dp)
     }
     if (!st) {
         size_t in = surg_ckpt_count(c.from);
-        printf("%s: ok: %zu tensor%s in, %zu out%s\n", a.recipe, in, in == 1 ? "" : "s",
+        printf("%s: ok: %zu tensor%s in, %zu out%s\n",
+               strcmp(a.recipe, "-") == 0 ? "<stdin>" : a.recipe, in, in == 1 ? "" : "s",
                surg_program_output_count(c.prog), c.to ? ", matching the target" : "");
     }
     compiled_free(&c);

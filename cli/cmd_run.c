@@ -40,7 +40,11 @@ static const char help[] =
     "(They are the inputs \"params\" and \"opt_state\": --in params=P\n"
     "--in opt_state=S OUT writes both into one OUT.)\n"
     "\n"
+    "On success a line to standard error says what was written:\n"
+    "  surg run: wrote 13 tensors (9.4 MiB) to out.safetensors in 0.3 s\n"
+    "\n"
     "  --in NAME=PATH        an input, mounted under \"NAME/\" (instead of IN)\n"
+    "  -q, --quiet           no summary line on success\n"
     "  --to TARGET           refuse to run unless the result matches TARGET\n"
     "  --threads N           threads (default: the number of cores)\n"
     "  --format NAME         the format of each input whose name does not say:\n"
@@ -91,9 +95,32 @@ static void progress(void *user, uint64_t done, uint64_t total)
     b->shown = true;
 }
 
+/* surg run: wrote 13 tensors (9.4 MiB) to out.safetensors in 0.3 s */
+static void summary(const compiled *c, const recipe_args *a, double secs)
+{
+    size_t n = surg_program_output_count(c->prog);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += surg_program_output(c->prog, i)->nbytes;
+    char size[32];
+    surg_format_size(bytes, size, sizeof size);
+    fprintf(stderr, "surg run: wrote %zu tensor%s (%s) to ", n, n == 1 ? "" : "s", size);
+    if (a->n_outs) {
+        for (size_t k = 0; k < a->n_outs; k++) {
+            fputs(k ? " and " : "", stderr);
+            put_safe(stderr, a->outs[k].path, false);
+        }
+    } else {
+        put_safe(stderr, a->out, false);
+    }
+    fprintf(stderr, " in %.1f s\n", secs);
+}
+
 int cmd_run(int argc, char **argv, diag_printer *dp)
 {
-    recipe_args a = {.positional_io = true, .allow_shards = true};
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    recipe_args a = {.positional_io = true, .allow_shards = true, .allow_quiet = true};
     int rc = parse_recipe_args("run", help, argc, argv, &a);
     if (rc >= 0) {
         recipe_args_free(&a);
@@ -115,7 +142,7 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
     const surg_ckpt *opened[] = {c.to};
     surg_run_opts opts = {.threads = a.threads, .max_shard_size = a.max_shard_size,
                           .outputs = a.outs, .n_outputs = a.n_outs,
-                          .also_read = read, .n_also_read = 1,
+                          .also_read = read, .n_also_read = strcmp(a.recipe, "-") ? 1 : 0,
                           .also_opened = opened, .n_also_opened = c.to ? 1 : 0,
                           .out_format = a.out_format};
     if (isatty(STDERR_FILENO) && !getenv("CI")) {
@@ -128,6 +155,8 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
         fputs("\n", stderr);
     if (st == SURG_ENOMEM)
         fputs("surg run: out of memory\n", stderr);
+    if (!st && !a.quiet)
+        summary(&c, &a, now_since(&t0));
     compiled_free(&c);
     recipe_args_free(&a);
     return surg_exit_code(st);

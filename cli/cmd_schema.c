@@ -15,7 +15,8 @@ static const char help[] =
     "model.safetensors.index.json), a NumPy .npz or .npy, a PyTorch .pt, .pth\n"
     "or .bin (its pickle read as data, never run), a Flax .msgpack, or a .json\n"
     "schema. Names\n"
-    "recorded as tied to a stored tensor are listed after the tree.\n"
+    "recorded as tied to a stored tensor are listed after the tree, after\n"
+    "the metadata (`__metadata__`: each key and its value, a long one cut).\n"
     "\n"
     "  --json          write a schema file (SPEC §2) to standard output instead\n"
     "  --format NAME   the format of a CKPT whose name does not say: safetensors,\n"
@@ -199,6 +200,39 @@ static void print_summary(const surg_ckpt *ck)
     putchar('\n');
 }
 
+/* `__metadata__`, one key a line in key order, a long value shortened:
+ *   __metadata__
+ *     format: pt
+ *     surg.ties: {"lm_head.weight": "model.embed_tokens.weight", "x": ... (4123 bytes) */
+#define META_SHOWN 72
+
+static void print_metadata(const surg_ckpt *ck)
+{
+    size_t n = surg_ckpt_meta_count(ck);
+    if (n)
+        fputs("__metadata__\n", stdout);
+    char cut[META_SHOWN + 1];
+    for (size_t i = 0; i < n; i++) {
+        const surg_meta_entry *m = surg_ckpt_meta(ck, i);
+        fputs("  ", stdout);
+        put_safe(stdout, m->key, false);
+        fputs(": ", stdout);
+        size_t len = strlen(m->value);
+        if (len <= META_SHOWN) {
+            put_safe(stdout, m->value, false);
+            putchar('\n');
+            continue;
+        }
+        size_t k = META_SHOWN;
+        while (k && ((unsigned char)m->value[k] & 0xC0) == 0x80)
+            k--; /* not inside a UTF-8 character */
+        memcpy(cut, m->value, k);
+        cut[k] = '\0';
+        put_safe(stdout, cut, false);
+        printf(" ... (%zu bytes)\n", len);
+    }
+}
+
 /* Names recorded as tied (surg.ties), as `surg plan` shows them. */
 static void print_ties(const surg_ckpt *ck)
 {
@@ -221,6 +255,7 @@ static int print_as_tree(const surg_ckpt *ck)
     ok = ok && tidy(root);
     if (ok) {
         print_tree(root, 0, label_column(root, 0));
+        print_metadata(ck);
         print_ties(ck);
         print_summary(ck);
     }

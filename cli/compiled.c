@@ -63,7 +63,7 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
 {
     recipe_args allowed = *a;
     *a = (recipe_args){.allow_graph = allowed.allow_graph, .allow_json = allowed.allow_json,
-                       .allow_shards = allowed.allow_shards,
+                       .allow_shards = allowed.allow_shards, .allow_quiet = allowed.allow_quiet,
                        .positional_io = allowed.positional_io};
     a->ins = calloc((size_t)(argc > 0 ? argc : 1), sizeof *a->ins); /* at most one per word */
     if (!a->ins) {
@@ -129,6 +129,8 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
             a->graph = true;
         } else if (is(arg, "--json") && a->allow_json) {
             a->json = true;
+        } else if ((is(arg, "-q") || is(arg, "--quiet")) && a->allow_quiet) {
+            a->quiet = true;
         } else if (arg[0] == '-' && arg[1]) {
             return usage_error(cmd, "unknown option '%s'", arg);
         } else if (!a->recipe) {

@@ -244,6 +244,12 @@ static void lower_fill(lw *L, const ast_stmt *s)
 /* fill "NAME" : TYPE = INIT: a new tensor of a fully given type. */
 static bool new_shape(lw *L, const ast_type *t, uint32_t *rank, uint64_t **shape)
 {
+    if (t->form != TYPE_DIMS) {
+        lw_error(L, t->span, "type-any", NULL, 0,
+                 "a new tensor needs its shape, as %s[4, 4]: %s is for expect only", t->dtype,
+                 t->form == TYPE_ANY_RANK ? "'[...]'" : "a dtype alone");
+        return false;
+    }
     uint32_t n = 0;
     for (const ast_dim *d = t->dims; d; d = d->next)
         n++;
@@ -403,9 +409,11 @@ static void lower_resize(lw *L, const ast_stmt *s)
 
 /* ---- expect, seed, layout, mirror ------------------------------------- */
 
-/* An expected type: each dimension a size, or -1 for `*`. */
+/* An expected type: each dimension a size, or -1 for `*`; any rank for
+ * `f32[...]` and `f32`. */
 typedef struct expected {
     surg_dtype dtype;
+    bool any_rank;
     uint32_t rank;
     int64_t dims[SURG_MAX_RANK];
 } expected;
@@ -414,6 +422,7 @@ static bool expected_type(lw *L, const ast_type *t, expected *e)
 {
     e->dtype = surg_dtype_from_recipe_name(t->dtype);
     e->rank = 0;
+    e->any_rank = t->form != TYPE_DIMS;
     for (const ast_dim *d = t->dims; d; d = d->next) {
         if (e->rank == SURG_MAX_RANK) {
             lw_error(L, t->span, "type", NULL, 0, "a type has at most %d dimensions", SURG_MAX_RANK);
@@ -429,7 +438,7 @@ static bool expected_type(lw *L, const ast_type *t, expected *e)
 
 static bool type_matches(const cg_node *x, const expected *e)
 {
-    if (x->dtype != e->dtype || x->rank != e->rank)
+    if (x->dtype != e->dtype || (!e->any_rank && x->rank != e->rank))
         return false;
     for (uint32_t i = 0; i < e->rank; i++)
         if (e->dims[i] >= 0 && x->shape[i] != (uint64_t)e->dims[i])

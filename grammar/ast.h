@@ -114,8 +114,13 @@ typedef struct ast_dim {
     struct ast_dim *last; /* in a list's first node, while parsing: its last */
 } ast_dim;
 
+/* A type's shape as written: `f32[4, *]`, `f32[...]` (any rank, in expect
+ * only) or `f32` alone (the same). */
+typedef enum ast_type_form { TYPE_DIMS, TYPE_ANY_RANK, TYPE_DTYPE_ONLY } ast_type_form;
+
 typedef struct ast_type {
     const char *dtype;
+    ast_type_form form;
     src_span dtype_span;
     ast_dim *dims;
     src_span span;

@@ -72,6 +72,10 @@ static void type(buf *b, const ast_type *t)
 {
     if (!t->dtype)
         return;
+    if (t->form != TYPE_DIMS) {
+        buf_printf(b, " (type %s%s)", t->dtype, t->form == TYPE_ANY_RANK ? " [...]" : "");
+        return;
+    }
     buf_printf(b, " (type %s [", t->dtype);
     for (const ast_dim *d = t->dims; d; d = d->next) {
         buf_puts(b, d->size ? d->size->text : "*");

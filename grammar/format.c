@@ -97,6 +97,10 @@ static void numbers(buf *b, const ast_number *n)
 
 static void type(buf *b, const ast_type *t)
 {
+    if (t->form != TYPE_DIMS) {
+        buf_printf(b, "%s%s", t->dtype, t->form == TYPE_ANY_RANK ? "[...]" : "");
+        return;
+    }
     buf_printf(b, "%s[", t->dtype);
     for (const ast_dim *d = t->dims; d; d = d->next) {
         buf_puts(b, d->size ? d->size->text : "*");

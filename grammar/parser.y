@@ -108,6 +108,7 @@ static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
 %token <string> STRING "string"
 %token <number> NUMBER "number"
 %token LE "'<='" GE "'>='" EQ "'=='" NE "'!='"
+%token ELLIPSIS "'...'"
 %token ARROW "'->'" NEWLINE "end of line" GLOBCHAR "glob character" STRAY "character"
 
 %type <stmt> stmt
@@ -270,6 +271,8 @@ merge_clause:
 type:
     IDENT '[' dims ']'               { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .dtype_span = @1, .dims = $3, .span = @$}; }
   | IDENT '[' ']'                    { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .dtype_span = @1, .span = @$}; }
+  | IDENT '[' ELLIPSIS ']'           { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .form = TYPE_ANY_RANK, .dtype_span = @1, .span = @$}; }
+  | IDENT                            { check_dtype(ctx, $1, @1); $$ = (ast_type){.dtype = $1, .form = TYPE_DTYPE_ONLY, .dtype_span = @1, .span = @$}; }
   ;
 
 dims:

@@ -57,10 +57,12 @@ surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **ou
     char *text;
     size_t len;
     *out = NULL;
-    surg_status st = rf_read_all(sink, path, MAX_RECIPE, &text, &len);
-    if (st)
+    surg_status st = surg_recipe_read(path, sink, &text, &len);
+    if (st) {
+        free(text);
         return st;
-    st = surg_recipe_parse(path, text, len, sink, out);
+    }
+    st = surg_recipe_parse(strcmp(path, "-") == 0 ? "<stdin>" : path, text, len, sink, out);
     free(text);
     return st;
 }

@@ -143,9 +143,12 @@ static surg_status choose(const char *path, fmt_id given, surg_sink *sink, choic
         c->format = given;
     if (!c->index && c->format == FMT_NONE)
         c->format = fmt_by_content(path);
-    if (!c->index && c->format == FMT_NONE)
-        return stat(path, &sb) != 0 ? dg_errno(sink, path, "cannot open", errno)
-                                    : unknown_format(path, sink);
+    if (!c->index && c->format == FMT_NONE) {
+        if (stat(path, &sb) != 0)
+            return dg_errno(sink, path, "cannot open", errno);
+        surg_status lfs = fmt_check_lfs(sink, path);
+        return lfs ? lfs : unknown_format(path, sink);
+    }
     c->path = strdup(path);
     return c->path ? SURG_OK : dg_nomem(sink, path);
 }

@@ -116,9 +116,48 @@ fmt_id fmt_output_as(const char *path, fmt_id forced)
     return forced != FMT_NONE ? forced : fmt_output(path);
 }
 
+/* git-lfs's pointer file (its specification, docs/spec.md: at most 1024
+ * bytes, a first line naming the spec, then "oid sha256:..." and "size N"):
+ * what a clone without `git lfs pull` leaves in place of the file. */
+static const char lfs_version[] = "version https://git-lfs.github.com/spec/v1\n";
+
+surg_status fmt_check_lfs(surg_sink *sink, const char *path)
+{
+    char text[1025];
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat sb;
+    ssize_t got = 0;
+    if (fd < 0)
+        return SURG_OK; /* the reader says why */
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size <= 1024)
+        got = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    size_t k = sizeof lfs_version - 1;
+    if (got < (ssize_t)k || memcmp(text, lfs_version, k) != 0)
+        return SURG_OK;
+    text[got] = '\0';
+    const char *size = strstr(text, "\nsize ");
+    unsigned long long n = 0;
+    int digits = 0;
+    for (const char *d = size ? size + 6 : ""; *d >= '0' && *d <= '9' && digits < 19; d++, digits++)
+        n = n * 10 + (unsigned long long)(*d - '0');
+    if (digits)
+        dg_file(sink, SURG_ERROR, "ck-lfs-pointer", path,
+                "a git-lfs pointer, not the file itself (which has %llu bytes): run "
+                "`git lfs pull` in its repository",
+                n);
+    else
+        dg_file(sink, SURG_ERROR, "ck-lfs-pointer", path,
+                "a git-lfs pointer, not the file itself: run `git lfs pull` in its repository");
+    return SURG_EINVALID;
+}
+
 surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, fmt_table *out)
 {
     *out = (fmt_table){.file = {.path = path, .fd = -1}};
+    surg_status lfs = fmt_check_lfs(sink, path);
+    if (lfs)
+        return lfs;
     if (!fmt_readers[f]->open) {
         dg_file(sink, SURG_ERROR, "ck-format", path,
                 "--format %s opens a directory, and this is not one: give the directory",

@@ -159,6 +159,11 @@ fmt_id fmt_output_as(const char *path, fmt_id forced);
 bool fmt_paths_meta(const char *key);
 
 /* Open `path` as format `f` into `out` (made empty first). */
+/* A git-lfs pointer file at `path` is an error ("ck-lfs-pointer": run git
+ * lfs pull); anything else, or a file that cannot be read, is SURG_OK (the
+ * reader then says what it is). Every file a checkpoint is read from is
+ * checked (fmt_open, an index, a file whose format is unknown). */
+surg_status fmt_check_lfs(surg_sink *sink, const char *path);
 surg_status fmt_open(fmt_id f, arena *keep, surg_sink *sink, const char *path, fmt_table *out);
 /* Open the directory `dir` as format `f` (one with open_dir) into *n
  * tables; free them with fmt_tables_free. */

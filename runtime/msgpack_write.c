@@ -176,20 +176,12 @@ static int tree_order(const void *pa, const void *pb)
     return ka->pos < kb->pos ? -1 : ka->pos > kb->pos;
 }
 
+static bool mp_holds(surg_dtype dt) { return mp_dtype_name(dt) != NULL; }
+
 static surg_status check_tensors(surg_sink *sink, const char *out_path, const stw_output *out)
 {
-    surg_status st = SURG_OK;
-    for (size_t i = 0; i < out->n; i++) {
-        const surg_tensor_info *t = &out->tensors[i];
-        if (!mp_dtype_name(t->dtype)) {
-            dg_file(sink, SURG_ERROR, "mp-dtype", out_path,
-                    "tensor \"%s\" is %s, which NumPy has no name for: cast it (map \"%s\" = "
-                    "cast(x, f32)) or write .safetensors",
-                    t->name, surg_dtype_recipe_name(t->dtype), t->name);
-            st = SURG_EINVALID;
-        }
-    }
-    return st;
+    return stw_refuse_dtypes(sink, "mp-dtype", out_path, out, mp_holds,
+                             "NumPy has no name for");
 }
 
 static bool add_gap(mpw_layout *z, size_t tensor, uint64_t len, uint64_t from)

@@ -73,20 +73,11 @@ static bool ascii(const char *s)
     return true;
 }
 
+static bool npy_holds(surg_dtype dt) { return npy_descr(dt) != NULL; }
+
 static surg_status check_dtypes(surg_sink *sink, const char *out_path, const stw_output *out)
 {
-    surg_status st = SURG_OK;
-    for (size_t i = 0; i < out->n; i++) {
-        const surg_tensor_info *t = &out->tensors[i];
-        if (npy_descr(t->dtype))
-            continue;
-        dg_file(sink, SURG_ERROR, "npz-dtype", out_path,
-                "tensor \"%s\" is %s, which .npy cannot hold: cast it (map \"%s\" = cast(x, "
-                "f32)) or write .safetensors",
-                t->name, surg_dtype_recipe_name(t->dtype), t->name);
-        st = SURG_EINVALID;
-    }
-    return st;
+    return stw_refuse_dtypes(sink, "npz-dtype", out_path, out, npy_holds, ".npy cannot hold");
 }
 
 /* Place entry e at `at`: its local header, padding, .npy header, data. */

@@ -535,20 +535,12 @@ static void zarray_text(buf *b, surg_dtype dtype, uint32_t rank, const uint64_t 
 
 /* ---- the layout ------------------------------------------------------------ */
 
+static bool zarr_holds(surg_dtype dt) { return zarr_dtype(dt) != NULL; }
+
 static surg_status check_dtypes(surg_sink *sink, const char *out_path, const stw_output *out)
 {
-    surg_status st = SURG_OK;
-    for (size_t i = 0; i < out->n; i++) {
-        const surg_tensor_info *t = &out->tensors[i];
-        if (zarr_dtype(t->dtype))
-            continue;
-        dg_file(sink, SURG_ERROR, "orbax-dtype", out_path,
-                "tensor \"%s\" is %s, which zarr has no name for: cast it (map \"%s\" = "
-                "cast(x, f32)) or write .safetensors",
-                t->name, surg_dtype_recipe_name(t->dtype), t->name);
-        st = SURG_EINVALID;
-    }
-    return st;
+    return stw_refuse_dtypes(sink, "orbax-dtype", out_path, out, zarr_holds,
+                             "zarr has no name for");
 }
 
 static surg_status add_file(stw_layout *lay, surg_sink *sink, const char *path, size_t tensor,

@@ -361,7 +361,10 @@ surg_status ck_open_index(surg_ckpt *ck, surg_sink *sink)
     ck->kind = SURG_CKPT_SHARDED;
     char *text;
     size_t len;
-    surg_status st = rf_read_into(&ck->ar, sink, ck->path, ST_MAX_HEADER, &text, &len);
+    surg_status st = fmt_check_lfs(sink, ck->path);
+    if (st)
+        return st;
+    st = rf_read_into(&ck->ar, sink, ck->path, ST_MAX_HEADER, &text, &len);
     if (st)
         return st;
     json_reader j;

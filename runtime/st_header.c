@@ -5,6 +5,7 @@
  * overlap. */
 #include "runtime/st_header.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,14 +199,103 @@ static surg_status check_offsets(parser *p, const char *name, const fields *f, s
     return st;
 }
 
-/* One tensor entry: its fields read, then checked in the order a user can
- * act on (dtype, shape, size, offsets). */
-static surg_status parse_entry(parser *p, json_reader *j, const char *name, st_entry *e)
+/* A schema's dtype: the safetensors name ("F32"), the recipe's ("f32") or
+ * NumPy's and JAX's, as str(a.dtype) gives it ("float32"). */
+static const struct {
+    const char *name;
+    surg_dtype dt;
+} numpy_names[] = {
+    {"bool", SURG_BOOL},         {"uint8", SURG_U8},           {"int8", SURG_I8},
+    {"int16", SURG_I16},         {"uint16", SURG_U16},         {"float16", SURG_F16},
+    {"bfloat16", SURG_BF16},     {"int32", SURG_I32},          {"uint32", SURG_U32},
+    {"float32", SURG_F32},       {"complex64", SURG_C64},      {"float64", SURG_F64},
+    {"int64", SURG_I64},         {"uint64", SURG_U64},         {"float8_e5m2", SURG_F8_E5M2},
+    {"float8_e4m3fn", SURG_F8_E4M3}, {"float8_e8m0fnu", SURG_F8_E8M0},
+    {"float8_e4m3fnuz", SURG_F8_E4M3FNUZ}, {"float8_e5m2fnuz", SURG_F8_E5M2FNUZ},
+    {"float4_e2m1fn", SURG_F4},  {"float6_e2m3fn", SURG_F6_E2M3}, {"float6_e3m2fn", SURG_F6_E3M2},
+};
+
+static surg_dtype schema_dtype(const char *name)
+{
+    surg_dtype dt = surg_dtype_from_st_name(name);
+    if (dt == SURG_DTYPE_COUNT)
+        dt = surg_dtype_from_recipe_name(name);
+    for (size_t i = 0; dt == SURG_DTYPE_COUNT && i < sizeof numpy_names / sizeof *numpy_names; i++)
+        if (strcmp(numpy_names[i].name, name) == 0)
+            dt = numpy_names[i].dt;
+    return dt;
+}
+
+/* The unknown-dtype error of a schema, listing the names it takes. */
+static surg_status schema_unknown_dtype(parser *p, const char *name, const char *dtype)
+{
+    buf t;
+    buf_init(&t);
+    for (int i = 0; i < SURG_DTYPE_COUNT; i++)
+        buf_printf(&t, "%s%s", i ? ", " : "", surg_dtype_recipe_name((surg_dtype)i));
+    surg_status st = FAIL(p, "st-dtype",
+                          "tensor \"%s\": unknown dtype \"%s\"; a schema takes %s, or their "
+                          "safetensors names (F32, BF16, ...) or NumPy's and JAX's (float32, "
+                          "bfloat16, float8_e4m3fn, ...)",
+                          name, dtype, t.failed ? "" : t.data);
+    buf_free(&t);
+    return st;
+}
+
+/* An entry's fields, read, checked in the order a user can act on (dtype,
+ * shape, size, offsets). */
+static surg_status check_fields(parser *p, const char *name, const fields *f, st_entry *e)
+{
+    e->info.name = name;
+    if (!f->dtype)
+        return FAIL(p, "st-entry", "tensor \"%s\": \"dtype\" is missing", name);
+    if (!f->dtype_string)
+        return FAIL(p, "st-dtype", "tensor \"%s\": \"dtype\" must be a string", name);
+    e->info.dtype = p->mode == ST_SCHEMA ? schema_dtype(f->dtype)
+                                         : surg_dtype_from_st_name(f->dtype);
+    if (e->info.dtype == SURG_DTYPE_COUNT && p->mode == ST_SCHEMA)
+        return schema_unknown_dtype(p, name, f->dtype);
+    if (e->info.dtype == SURG_DTYPE_COUNT)
+        return FAIL(p, "st-dtype", "tensor \"%s\": unknown dtype \"%s\"", name, f->dtype);
+    if (!f->has_shape)
+        return FAIL(p, "st-entry", "tensor \"%s\": \"shape\" is missing", name);
+    if (!f->shape_ok && !f->rank)
+        return FAIL(p, "st-shape",
+                    "tensor \"%s\": \"shape\" must be an array of non-negative integers", name);
+    if (!f->shape_ok)
+        return FAIL(p, "st-shape",
+                    "tensor \"%s\": dimension %zu of \"shape\" is not a non-negative integer",
+                    name, f->bad_dim);
+    if (f->rank > SURG_MAX_RANK)
+        return FAIL(p, "st-shape", "tensor \"%s\": shape has %zu dimensions (at most %d)", name,
+                    f->rank, SURG_MAX_RANK);
+    uint64_t *shape = ar_array(p->ar, f->rank ? f->rank : 1, sizeof *shape);
+    if (!shape)
+        return dg_nomem(p->sink, p->file);
+    memcpy(shape, f->shape, f->rank * sizeof *shape);
+    e->info.rank = (uint32_t)f->rank;
+    e->info.shape = shape;
+    surg_status st = check_size(p, name, e);
+    if (st || p->mode == ST_SCHEMA)
+        return st;
+    return check_offsets(p, name, f, e);
+}
+
+static surg_status check_name(parser *p, const char *name)
 {
     const char *why = tn_problem(name, strlen(name));
     if (why)
         return FAIL(p, "st-name", "the %s names a tensor \"%s\", which cannot be a tensor name: %s",
                     p->mode == ST_SCHEMA ? "schema" : "header", name, why);
+    return SURG_OK;
+}
+
+/* One tensor entry of a safetensors header. */
+static surg_status parse_entry(parser *p, json_reader *j, const char *name, st_entry *e)
+{
+    surg_status st = check_name(p, name);
+    if (st)
+        return st;
     if (json_peek(j) != '{') {
         if (!json_skip(j))
             return json_error(p, j);
@@ -217,36 +307,116 @@ static surg_status parse_entry(parser *p, json_reader *j, const char *name, st_e
     fields f;
     if (!read_fields(j, &f))
         return json_error(p, j);
-    e->info.name = name;
-    if (!f.dtype)
-        return FAIL(p, "st-entry", "tensor \"%s\": \"dtype\" is missing", name);
-    if (!f.dtype_string)
-        return FAIL(p, "st-dtype", "tensor \"%s\": \"dtype\" must be a string", name);
-    e->info.dtype = surg_dtype_from_st_name(f.dtype);
-    if (e->info.dtype == SURG_DTYPE_COUNT)
-        return FAIL(p, "st-dtype", "tensor \"%s\": unknown dtype \"%s\"", name, f.dtype);
-    if (!f.has_shape)
-        return FAIL(p, "st-entry", "tensor \"%s\": \"shape\" is missing", name);
-    if (!f.shape_ok && !f.rank)
-        return FAIL(p, "st-shape",
-                    "tensor \"%s\": \"shape\" must be an array of non-negative integers", name);
-    if (!f.shape_ok)
-        return FAIL(p, "st-shape",
-                    "tensor \"%s\": dimension %zu of \"shape\" is not a non-negative integer",
-                    name, f.bad_dim);
-    if (f.rank > SURG_MAX_RANK)
-        return FAIL(p, "st-shape", "tensor \"%s\": shape has %zu dimensions (at most %d)", name,
-                    f.rank, SURG_MAX_RANK);
-    uint64_t *shape = ar_array(p->ar, f.rank ? f.rank : 1, sizeof *shape);
-    if (!shape)
+    return check_fields(p, name, &f, e);
+}
+
+/* ---- a schema: flat, or a nested pytree -------------------------------- */
+
+/* A schema's value under a name is a tensor entry (an object with "dtype"),
+ * or a subtree: an object or array whose members are named
+ * `name/key` (`name/index`), as a pytree's leaves are; null, {} and [] are
+ * empty subtrees. The recursion is bounded by the JSON reader's depth. */
+static surg_status schema_value(parser *p, json_reader *j, buf *name, st_header *h);
+
+static surg_status schema_child(parser *p, json_reader *j, buf *name, const char *key,
+                                st_header *h)
+{
+    size_t at = name->len;
+    buf_printf(name, "%s%s", at ? "/" : "", key);
+    if (name->failed)
         return dg_nomem(p->sink, p->file);
-    memcpy(shape, f.shape, f.rank * sizeof *shape);
-    e->info.rank = (uint32_t)f.rank;
-    e->info.shape = shape;
-    surg_status st = check_size(p, name, e);
-    if (st || p->mode == ST_SCHEMA)
+    surg_status st = schema_value(p, j, name, h);
+    name->len = at;
+    name->data[at] = '\0';
+    return st;
+}
+
+static surg_status schema_value(parser *p, json_reader *j, buf *name, st_header *h)
+{
+    int c = json_peek(j);
+    if (c == 'n') {
+        if (!json_skip(j))
+            return json_error(p, j);
+        return SURG_OK;
+    }
+    if (c == '[') {
+        if (!json_open(j, '['))
+            return json_error(p, j);
+        int more;
+        size_t i = 0;
+        for (more = json_first(j, ']'); more > 0; more = json_more(j, ']')) {
+            char key[24];
+            snprintf(key, sizeof key, "%zu", i++);
+            surg_status st = schema_child(p, j, name, key, h);
+            if (st)
+                return st;
+        }
+        return more < 0 ? json_error(p, j) : SURG_OK;
+    }
+    if (c != '{') {
+        if (!json_skip(j))
+            return json_error(p, j);
+        return FAIL(p, "st-entry",
+                    "tensor \"%s\": its entry must be an object with \"dtype\" and \"shape\" "
+                    "(or a subtree of them)",
+                    name->data);
+    }
+    fields f;
+    memset(&f, 0, sizeof f);
+    json_keys other = {0};
+    const char *subtree = NULL, *loose = NULL;
+    if (!json_open(j, '{'))
+        return json_error(p, j);
+    int more;
+    surg_status st = SURG_OK;
+    for (more = json_first(j, '}'); more > 0 && !st; more = json_more(j, '}')) {
+        const char *key;
+        if (!json_key(j, &key))
+            break;
+        bool known = strcmp(key, "dtype") == 0 || strcmp(key, "shape") == 0 ||
+                     strcmp(key, "data_offsets") == 0;
+        int v = json_peek(j);
+        if (known) {
+            if (!read_field(j, &f, key))
+                break;
+        } else if (v == 'n') { /* None: an empty subtree, or a field surg does not use */
+            if (!json_keys_add(j, &other, key) || !json_skip(j))
+                break;
+        } else if (v == '{' || v == '[') {
+            if (!json_keys_add(j, &other, key))
+                break;
+            subtree = subtree ? subtree : key;
+            st = schema_child(p, j, name, key, h);
+        } else {
+            if (!json_keys_add(j, &other, key) || !json_skip(j))
+                break;
+            loose = loose ? loose : key;
+        }
+    }
+    if (st) {
+        json_keys_free(&other);
         return st;
-    return check_offsets(p, name, &f, e);
+    }
+    if (!json_keys_unique(j, &other, "an object") || more != 0)
+        return json_error(p, j);
+    bool leaf = f.dtype || f.has_shape || f.has_offsets;
+    if (leaf && subtree)
+        return FAIL(p, "st-entry",
+                    "tensor \"%s\": an entry with \"dtype\" and \"shape\" cannot also hold "
+                    "\"%s\", an object",
+                    name->data, subtree);
+    if (!leaf && loose)
+        return FAIL(p, "st-entry",
+                    "\"%s/%s\" is neither a tensor entry (an object with \"dtype\" and "
+                    "\"shape\") nor a subtree of them",
+                    name->data, loose);
+    if (!leaf)
+        return SURG_OK;
+    char *keep = ar_strdup(p->ar, name->data);
+    if (!keep)
+        return dg_nomem(p->sink, p->file);
+    st = check_name(p, keep);
+    return st ? st : check_fields(p, keep, &f, &h->entries[h->n++]);
 }
 
 static int meta_cmp(const void *a, const void *b)
@@ -405,7 +575,16 @@ static surg_status parse_object(parser *p, json_reader *j, uint64_t data_len, st
                 return st;
             continue;
         }
-        surg_status st = parse_entry(p, j, key, &h->entries[h->n++]);
+        surg_status st;
+        if (p->mode == ST_SCHEMA) {
+            buf name;
+            buf_init(&name);
+            buf_puts(&name, key);
+            st = name.failed ? dg_nomem(p->sink, p->file) : schema_value(p, j, &name, h);
+            buf_free(&name);
+        } else {
+            st = parse_entry(p, j, key, &h->entries[h->n++]);
+        }
         if (st)
             return st;
     }

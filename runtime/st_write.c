@@ -508,3 +508,66 @@ surg_status stw_write(surg_sink *sink, const char *out_path, const stw_output *o
     stw_layout_free(&lay);
     return st;
 }
+
+/* ---- dtypes an output cannot hold --------------------------------------- */
+
+surg_status stw_refuse_dtypes(surg_sink *sink, const char *code, const char *out_path,
+                              const stw_output *out, bool (*holds)(surg_dtype),
+                              const char *what)
+{
+    size_t count[SURG_DTYPE_COUNT] = {0}, n = 0, first = 0;
+    for (size_t i = 0; i < out->n; i++)
+        if (!holds(out->tensors[i].dtype)) {
+            if (!n++)
+                first = i;
+            count[out->tensors[i].dtype]++;
+        }
+    if (!n)
+        return SURG_OK;
+    const surg_tensor_info *t = &out->tensors[first];
+    if (n == 1) {
+        dg_file(sink, SURG_ERROR, code, out_path,
+                "tensor \"%s\" is %s, which %s: cast it (map \"%s\" = cast(x, f32)) or "
+                "write .safetensors",
+                t->name, surg_dtype_recipe_name(t->dtype), what, t->name);
+        return SURG_EINVALID;
+    }
+    buf b;
+    buf_init(&b);
+    buf_printf(&b, "%zu tensors are ", n);
+    size_t kinds = 0, done = 0;
+    for (int d = 0; d < SURG_DTYPE_COUNT; d++)
+        kinds += count[d] != 0;
+    for (int d = 0; d < SURG_DTYPE_COUNT; d++) {
+        if (!count[d])
+            continue;
+        done++;
+        buf_printf(&b, "%s%s", done == 1 ? "" : done == kinds ? " or " : ", ",
+                   surg_dtype_recipe_name((surg_dtype)d));
+        if (kinds > 1)
+            buf_printf(&b, " (%zu)", count[d]);
+    }
+    buf_printf(&b, ", which %s (", what);
+    size_t shown = 0;
+    for (size_t i = first; i < out->n && shown < 3; i++)
+        if (!holds(out->tensors[i].dtype))
+            buf_printf(&b, "%s\"%s\"", shown++ ? ", " : "", out->tensors[i].name);
+    if (n > shown)
+        buf_printf(&b, " and %zu more", n - shown);
+    /* "**" is the fix when it changes nothing else: the others are f32. */
+    bool all = true;
+    for (size_t i = 0; i < out->n && all; i++)
+        all = !holds(out->tensors[i].dtype) || out->tensors[i].dtype == SURG_F32;
+    if (all)
+        buf_puts(&b, "): cast them (map \"**\" = cast(x, f32)) or write .safetensors");
+    else
+        buf_printf(&b, "): cast each (map \"%s\" = cast(x, f32), and so on) or write "
+                       ".safetensors",
+                   t->name);
+    if (b.failed)
+        dg_nomem(sink, out_path);
+    else
+        dg_file(sink, SURG_ERROR, code, out_path, "%s", b.data);
+    buf_free(&b);
+    return SURG_EINVALID;
+}

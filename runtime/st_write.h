@@ -131,6 +131,15 @@ const char *stw_meta(const stw_output *out, const char *key);
  * the metadata "k", ... is not written", unless it is only the format tag,
  * the ties (written as arrays), a shard's mark or `kept` (NULL: none), which
  * the format keeps its own way. */
+/* Refuse the tensors whose dtype an output format cannot hold (`holds`
+ * false), before anything is written: one tensor is one error naming it;
+ * several are one error with their count by dtype, the first names and one
+ * fix (`map "**" = cast(x, f32)` when every other tensor is f32 already),
+ * `code` and "which `what`" saying why ("which .npy cannot hold"). */
+surg_status stw_refuse_dtypes(surg_sink *sink, const char *code, const char *out_path,
+                              const stw_output *out, bool (*holds)(surg_dtype),
+                              const char *what);
+
 void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,
                        const char *code, const char *what, const char *kept);
 /* Make the output directory if it is missing, create the temporary files,

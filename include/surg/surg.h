@@ -285,7 +285,8 @@ typedef struct surg_recipe surg_recipe;
  * NULL. */
 surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
                               surg_sink *sink, surg_recipe **out);
-/* The same, reading the file (a regular file, as surg_recipe_read). */
+/* The same, reading the file (a regular file, or standard input for "-", as
+ * surg_recipe_read). */
 surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out);
 /* The most bytes a recipe may have. */
 #define SURG_RECIPE_MAX (64u << 20)

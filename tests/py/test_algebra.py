@@ -259,7 +259,7 @@ class Algebra(unittest.TestCase):
         # A child's peak RSS counts its parent's at the fork: surg is started
         # by a fresh, small Python (no NumPy), not by this one.
         r = subprocess.run([sys.executable, "-c", PEAK_RSS, ARGS.surg, "run", recipe, src, dst,
-                            "--threads", "2"], capture_output=True, timeout=300,
+                            "--threads", "2", "-q"], capture_output=True, timeout=300,
                            env=dict(os.environ, CI="1"))
         self.assertEqual((r.returncode, r.stderr.decode()), (0, ""))
         peak = int(r.stdout) * 1024

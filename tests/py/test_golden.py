@@ -147,6 +147,18 @@ class Golden(unittest.TestCase):
                 self.assertEqual(out, "")
                 expect_file(self, rel[:-5] + ".err", err)
 
+    def test_schema_errors(self):
+        """Every error of a schema file (flat or a nested pytree), as `surg
+        schema` prints it."""
+        cases = sorted(os.path.relpath(p, ARGS.golden)
+                       for p in glob.glob(os.path.join(ARGS.golden, "schema", "*.json")))
+        self.assertGreaterEqual(len(cases), 6)
+        for rel in cases:
+            with self.subTest(rel):
+                rc, out, err = surg("schema", rel)
+                self.assertEqual((rc, out), (1, ""), err)
+                expect_file(self, rel[:-5] + ".err", err)
+
     def test_check_target(self):
         """--to: every missing, unexpected and mismatched tensor, in name order."""
         rc, out, err = surg("check", "check/target.surg", "--from", "check/model.json",

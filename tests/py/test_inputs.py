@@ -326,7 +326,7 @@ class TestMerges(InputsCase):
         r = self.recipe('map "a/w" = (x + tensor("b/w")) / 2\nkeep "a/**"\n'
                         'rename "a/**" -> "$1"\n')
         rc, e, rss = peak_rss([ARGS.surg, "run", r, "--in", "a=" + pa, "--in", "b=" + pb, out,
-                               "--threads", "2"])
+                               "--threads", "2", "-q"])
         self.assertEqual((rc, e), (0, ""))
         # The inputs are 128 MiB, the output 64 MiB: the run stays far below.
         self.assertLess(rss, 160 if sanitized() else 64, "peak RSS in MiB")

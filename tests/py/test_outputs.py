@@ -348,7 +348,7 @@ class TestSpecialNodes(OutCase):
 
 class TestStaleOutputs(OutCase):
     def run_ok(self, *args):
-        rc, err = self.surg(*args)
+        rc, err = self.surg(*args, "--quiet")
         self.assertEqual((rc, err), (0, ""))
 
     def test_rerun_fewer_shards_then_one_file(self):
