@@ -1129,7 +1129,7 @@ class TestMerges(ExampleCase):
             with self.subTest(method):
                 out = self.path(method + ".safetensors")
                 cmd = [ARGS.surg, "run", self.example("merge_%s.surg" % method),
-                       *self.inputs(d), out, "--threads", "2"]
+                       *self.inputs(d), out, "--threads", "2", "-q"]
                 r = subprocess.run([sys.executable, "-c", PEAK_RSS] + cmd, capture_output=True,
                                    timeout=600)
                 rc, kib = r.stdout.split()
