@@ -257,6 +257,16 @@ class Meta(unittest.TestCase):
                                  'meta "e" = str(value("run.epoch"))\n')
         self.run_ok(r, inp, out)
         self.assertEqual(metadata(out), {"format": "pt", "e": "7"})
+        # With several inputs a path names its input, as tensor names do.
+        import torch
+        s = self.path("state.pt")
+        torch.save({"mu": torch.zeros(2), "epoch": 9}, s)
+        r = self.write("r.surg", 'meta "e" = str(value("params/epoch"))\n'
+                                 'meta "s" = str(value("opt_state/epoch"))\n')
+        po, so = self.path("po.safetensors"), self.path("so.safetensors")
+        self.run_ok(r, "--params", inp, "--state", s, po, so)
+        self.assertEqual(metadata(po), {"format": "pt", "e": "7", "s": "9"})
+        self.assertEqual(metadata(so), {"format": "pt", "e": "7", "s": "9"})
 
     def test_torch_value_errors(self):
         inp, _ = self.torch_in()
@@ -286,6 +296,21 @@ class Meta(unittest.TestCase):
                 rc, _, err = run_surg(ARGS.surg, "check", r, "--from", inp)
                 self.assertEqual(rc, 1, err)
                 self.assertIn(message, err.replace(self.dir + os.sep, ""))
+
+    def test_torch_values_bounded(self):
+        """Past 64 KiB of values none is kept, and the note says so."""
+        import torch
+        p = self.path("big.pt")
+        torch.save({"w": torch.zeros(2), "epoch": 1, "texts": ["%04d" % i + "x" * 996
+                                                               for i in range(70)]}, p)
+        r = self.write("r.surg", 'meta "e" = str(value("epoch"))\n')
+        rc, _, err = run_surg(ARGS.surg, "check", r, "--from", p)
+        self.assertEqual(rc, 1, err)
+        self.assertIn('and 68 more; too many to keep (over 64 KiB, or paths over 1 MiB), '
+                      'value() reads none\n', err)
+        self.assertIn('error: there is no value at "epoch"\n', err)
+        torch.save({"w": torch.zeros(2), "epoch": 1, "texts": ["x" * 996] * 60}, p)
+        self.assertEqual(run_surg(ARGS.surg, "check", r, "--from", p)[0], 0)
 
     def test_json_beside_recipe(self):
         """A relative path is read from the recipe's directory, whatever the
