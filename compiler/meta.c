@@ -16,6 +16,7 @@
 #include "compiler/lower.h"
 #include "runtime/format.h"
 #include "runtime/outpath.h"
+#include "runtime/torch.h"
 
 /* One JSON file at most this big; all that a recipe reads, and all the
  * bytes its values make (str() of a JSON value), at most the second. */
@@ -617,6 +618,30 @@ static bool msgpack_value(lw *L, const char *hex, md_value *out)
     return !L->nomem;
 }
 
+/* The value a torch input keeps (PT_VALUES_KEY, runtime/torch.h): the JSON
+ * text of None, a bool, an int, a float or a string. False when out of
+ * memory. */
+static bool torch_value(lw *L, const char *text, md_value *out)
+{
+    *out = (md_value){MD_OTHER, NULL, "a value surg cannot read"};
+    if (strcmp(text, "null") == 0) {
+        *out = (md_value){MD_NULL, "null", NULL};
+    } else if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0) {
+        *out = (md_value){MD_BOOL, text, NULL};
+    } else if (text[0] == '"') {
+        json_reader j;
+        const char *s;
+        json_init(&j, text, strlen(text), L->ar);
+        if (json_string(&j, &s) && json_end(&j))
+            *out = (md_value){MD_STRING, s, NULL};
+        else if (!j.failed)
+            return !(L->nomem = true);
+    } else if (text[0] == '-' || (text[0] >= '0' && text[0] <= '9')) {
+        *out = (md_value){MD_NUMBER, text, NULL};
+    }
+    return true;
+}
+
 /* value("PATH"): the value a format keeps at PATH of the state (renamed as
  * earlier statements said). */
 static bool path_value(lw *L, const ast_expr *arg, md_value *out)
@@ -631,9 +656,16 @@ static bool path_value(lw *L, const ast_expr *arg, md_value *out)
                      "\"%s\" is a tensor, not a value: metadata holds strings", path);
             return false;
         }
+        if (strcmp(x->key, PT_VALUES_KEY) == 0)
+            return torch_value(L, x->value, out);
         if (!msgpack_value(L, x->value, out))
             return false;
         return true;
+    }
+    if (state_find(&L->st, path) != STATE_NONE) { /* a tensor no format's paths name */
+        lw_error(L, arg->span, "meta-value-path", NULL, 0,
+                 "\"%s\" is a tensor, not a value: metadata holds strings", path);
+        return false;
     }
     const char **keys = malloc((L->n_paths ? L->n_paths : 1) * sizeof *keys);
     if (!keys)
@@ -648,8 +680,8 @@ static bool path_value(lw *L, const ast_expr *arg, md_value *out)
     const char *notes[2];
     size_t k = n ? keys_notes(&b, &guess, path, keys, n, "the values are at", notes) : 0;
     if (!n)
-        notes[k++] = "values that are not tensors are kept by a Flax .msgpack input (its "
-                     "step, its learning rate, ...)";
+        notes[k++] = "values that are not tensors are kept by a Flax .msgpack input and a "
+                     "PyTorch one (a step, an epoch, a learning rate, ...)";
     lw_error(L, arg->span, "meta-value-path", notes, k, "there is no value at \"%s\"", path);
     buf_free(&b);
     buf_free(&guess);

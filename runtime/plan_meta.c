@@ -6,6 +6,7 @@
 #include "support/buf.h"
 #include "runtime/format.h"
 #include "runtime/plan.h"
+#include "runtime/torch.h"
 
 /* `name` without `prefix`, or NULL when it is not under it. */
 static const char *under(const char *name, const char *prefix)
@@ -156,8 +157,8 @@ surg_status pl_metadata(const surg_plan *pl, const char *prefix, arena *ar,
     for (size_t i = 0; i < pl->rec.n_paths; i++) {
         const char *key = pl->rec.paths[i].key;
         char *v;
-        if (key_seen(&pl->rec, i, key))
-            continue;
+        if (key_seen(&pl->rec, i, key) || strcmp(key, PT_VALUES_KEY) == 0)
+            continue; /* a torch input's values are its own: meta value() lifts them */
         if (!paths_json(&pl->rec, key, prefix, ar, &v))
             return SURG_ENOMEM;
         if (v)

@@ -353,7 +353,9 @@ static surg_status read_tensors(pt_state *o, fmt_table *out)
         st = pt_check_names(o);
     if (!st && o->failed)
         st = SURG_EINVALID;
-    return st ? st : make_tables(o, out);
+    if (!st)
+        st = make_tables(o, out);
+    return st ? st : pt_values_meta(o, out);
 }
 
 static surg_status read_table(arena *keep, surg_sink *sink, const char *path, fmt_table *out)
@@ -362,6 +364,7 @@ static surg_status read_table(arena *keep, surg_sink *sink, const char *path, fm
     pt_state o = {.keep = keep, .sink = sink, .path = path, .file = file};
     ar_init(&o.tmp);
     buf_init(&o.name);
+    buf_init(&o.values);
     surg_status st = open_file(&o);
     if (!st)
         st = refuse_legacy(&o);
@@ -374,6 +377,7 @@ static surg_status read_table(arena *keep, surg_sink *sink, const char *path, fm
     for (size_t i = 0; i < o.n_skipped && i < PT_MAX_SHOWN; i++)
         free(o.skipped[i]);
     buf_free(&o.name);
+    buf_free(&o.values);
     free(o.items);
     free(o.pickle);
     ar_free(&o.tmp);
@@ -387,6 +391,7 @@ const fmt_reader fmt_torch = {
     .called = "a PyTorch .pt, .pth or .bin",
     .dir_file = "pytorch_model.bin",
     .shards = true,
+    .paths_meta = PT_VALUES_KEY,
     .unwritten = "surg reads PyTorch files but does not write them: write a .safetensors "
                  "(torch reads it with safetensors.torch.load_file) or an .npz",
 };

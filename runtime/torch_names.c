@@ -2,6 +2,7 @@
  * tensors: its dicts, lists and tuples flatten to names joined with ".";
  * each tensor's view (offset, size, stride) is checked against its storage;
  * names for one and the same view are a tie. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "support/strsort.h"
 #include "runtime/torch_state.h"
 #include "support/tensor_name.h"
+#include "support/utf8.h"
 
 enum { MAX_DEPTH = 100 }; /* containers inside one another */
 
@@ -84,8 +86,106 @@ static surg_status add_item(pt_state *o, const pk_tensor *t)
     return SURG_OK;
 }
 
-static surg_status skip(pt_state *o)
+/* The JSON text of a value the reader keeps (None, a bool, an int, a
+ * finite float, a UTF-8 string without NUL) into b; false for any other. */
+static bool value_text(const pk_value *v, buf *b)
 {
+    switch (v->kind) {
+    case PK_NONE:
+        buf_puts(b, "null");
+        return true;
+    case PK_BOOL:
+        buf_puts(b, v->u.b ? "true" : "false");
+        return true;
+    case PK_INT:
+        buf_printf(b, "%lld", (long long)v->u.i);
+        return true;
+    case PK_FLOAT:
+        if (!isfinite(v->u.f))
+            return false;
+        buf_double(b, v->u.f);
+        return true;
+    case PK_STR: {
+        if (memchr(v->u.s.p, 0, v->u.s.len) ||
+            !utf8_valid((const unsigned char *)v->u.s.p, v->u.s.len, NULL))
+            return false;
+        char *s = malloc(v->u.s.len + 1);
+        if (s) {
+            memcpy(s, v->u.s.p, v->u.s.len);
+            s[v->u.s.len] = '\0';
+        } else {
+            b->failed = true;
+            return true;
+        }
+        buf_json_string(b, s);
+        free(s);
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+/* A value at the current name kept in o->values, while they fit
+ * (torch.h); past the bounds none is kept. */
+static surg_status keep_value(pt_state *o, const pk_value *v)
+{
+    const char *path = o->name.data ? o->name.data : "";
+    if (o->values_dropped || !*path || !utf8_valid((const unsigned char *)path, o->name.len, NULL))
+        return SURG_OK;
+    buf text;
+    buf_init(&text);
+    if (!value_text(v, &text)) {
+        buf_free(&text);
+        return SURG_OK;
+    }
+    if (text.failed) {
+        buf_free(&text);
+        return dg_nomem(o->sink, o->path);
+    }
+    o->value_bytes += text.len;
+    o->path_bytes += o->name.len;
+    if (o->value_bytes > PT_MAX_VALUE_BYTES || o->path_bytes > PT_MAX_VALUE_PATHS) {
+        o->values_dropped = true;
+        buf_free(&o->values);
+        buf_free(&text);
+        return SURG_OK;
+    }
+    buf_puts(&o->values, o->n_values++ ? ", " : "");
+    buf_json_string(&o->values, path);
+    buf_puts(&o->values, ": ");
+    buf_json_string(&o->values, text.data);
+    buf_free(&text);
+    return o->values.failed ? dg_nomem(o->sink, o->path) : SURG_OK;
+}
+
+surg_status pt_values_meta(pt_state *o, fmt_table *out)
+{
+    if (o->values_dropped || !o->n_values)
+        return SURG_OK;
+    buf v;
+    buf_init(&v);
+    buf_putc(&v, '{');
+    buf_append(&v, o->values.data, o->values.len);
+    buf_putc(&v, '}');
+    char *value = v.failed ? NULL : ar_strdup(o->keep, v.data);
+    buf_free(&v);
+    out->h[0].meta = malloc(sizeof *out->h[0].meta);
+    if (!value || !out->h[0].meta)
+        return dg_nomem(o->sink, o->path);
+    out->h[0].meta[out->h[0].n_meta++] = (surg_meta_entry){PT_VALUES_KEY, value};
+    return SURG_OK;
+}
+
+/* A value that is not a tensor (v NULL: one under a key that makes no
+ * name): noted, and kept if it is a value the reader keeps. */
+static surg_status skip(pt_state *o, const pk_value *v)
+{
+    if (v) {
+        surg_status st = keep_value(o, v);
+        if (st)
+            return st;
+    }
     if (o->n_skipped < PT_MAX_SHOWN) {
         o->skipped[o->n_skipped] = strdup(o->name.data ? o->name.data : "");
         if (!o->skipped[o->n_skipped])
@@ -128,7 +228,7 @@ static surg_status unnamed(pt_state *o, const pk_value *key, const pk_value *v, 
     if (held < 0)
         return SURG_EINVALID;
     if (!held)
-        return skip(o);
+        return skip(o, NULL);
     pt_error(o, "pt-name",
              "a dict key under \"%.*s\" is %s: only strings (without NUL) and ints make tensor "
              "names, and a tensor is under it",
@@ -171,10 +271,10 @@ static surg_status walk(pt_state *o, const pk_value *v, int depth)
             pt_error(o, "pt-name", "a set at \"%s\" holds a tensor: a set has no order to name "
                                    "its members by",
                      o->name.data ? o->name.data : "");
-        return held ? SURG_EINVALID : skip(o);
+        return held ? SURG_EINVALID : skip(o, NULL);
     }
     default:
-        return skip(o);
+        return skip(o, v);
     }
 }
 
@@ -199,9 +299,14 @@ surg_status pt_flatten(pt_state *o, const pk_value *root)
         else
             dg_file(o->sink, SURG_NOTE, "pt-not-tensor", o->path,
                     "skipped %zu value%s that %s not a tensor (numbers, strings, None, ...; "
-                    "surg carries tensors only): %s",
+                    "surg carries tensors only): %s%s",
                     o->n_skipped, o->n_skipped > 1 ? "s" : "", o->n_skipped > 1 ? "are" : "is",
-                    b.data);
+                    b.data,
+                    o->values_dropped ? "; too many to keep (over 64 KiB, or paths over 1 MiB), "
+                                        "value() reads none"
+                    : o->n_values ? "; ints, floats, bools, strings and None are kept in the "
+                                    "metadata \"" PT_VALUES_KEY "\" for value()"
+                                  : "");
         buf_free(&b);
     }
     return st;

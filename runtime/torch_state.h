@@ -11,6 +11,7 @@
 #include "support/buf.h"
 #include "runtime/format.h"
 #include "runtime/pickle.h"
+#include "runtime/torch.h"
 #include "runtime/zip.h"
 
 enum { PT_MAX_SHOWN = 3 }; /* skipped names shown in the note */
@@ -46,6 +47,10 @@ typedef struct pt_state {
     uint64_t name_bytes; /* bytes of names built and kept, bounded */
     size_t n_skipped;
     char *skipped[PT_MAX_SHOWN];
+    buf values;          /* the values kept (torch.h): the JSON object's members */
+    size_t n_values;
+    uint64_t value_bytes, path_bytes;
+    bool values_dropped; /* over the bounds: none is kept */
     bool failed;
 } pt_state;
 
@@ -64,8 +69,11 @@ const char *pt_stem(pt_state *o);
 
 /* ---- names, views and ties (torch_names.c) ------------------------------ */
 
-/* The pickle's tensors as o->items, named by where they sit in root. */
+/* The pickle's tensors as o->items, named by where they sit in root; the
+ * values that are not tensors in o->values (torch.h), while they fit. */
 surg_status pt_flatten(pt_state *o, const pk_value *root);
+/* The values kept, if any, as out's metadata PT_VALUES_KEY. */
+surg_status pt_values_meta(pt_state *o, fmt_table *out);
 
 /* The item's view checked against its storage and placed: in place in the
  * archive or to be gathered (o->failed set if it does not fit). */

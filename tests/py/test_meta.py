@@ -1,8 +1,8 @@
 """test_meta.py: the `meta` statements end to end. Outputs' `__metadata__` is
 read with a reader of this test's own (the 8-byte length and json.loads of
 the header, as the safetensors documentation describes it), never with surg;
-inputs are written by stnp (safetensors), msgpack.packb (Flax's msgpack) and
-json.dump (adapter_config.json as PEFT writes it).
+inputs are written by stnp (safetensors), msgpack.packb (Flax's msgpack),
+torch.save (PyTorch) and json.dump (adapter_config.json as PEFT writes it).
 
 usage: test_meta.py --surg SURG [unittest args]
 """
@@ -194,6 +194,123 @@ class Meta(unittest.TestCase):
                         use_bin_type=True, use_single_float=True))
         self.run_ok(self.write("r.surg", 'meta "lr" = str(value("lr"))\n'), inp, out)
         self.assertEqual(metadata(out)["lr"], str(np.float32(0.1)))
+
+    def torch_in(self):
+        """A training checkpoint as torch.save writes one: a model's and an
+        Adam optimizer's state dicts beside an epoch, a learning rate, a
+        name, a flag, None; and values no metadata can hold (an int past
+        64 bits, a NaN, bytes)."""
+        import torch  # here: only these tests need it
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 2)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-4, betas=(0.9, 0.999), eps=1e-8)
+        model(torch.ones(1, 2)).sum().backward()
+        opt.step()
+        p = self.path("ckpt.pt")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "epoch": 7, "lr": 0.001, "name": 'run-3 \u00e9 "q"', "flag": True,
+                    "none": None, "neg": -12, "step": 2 ** 40, "huge": 2 ** 70,
+                    "nan": float("nan"), "blob": b"\x00\x01"}, p)
+        return p, opt.state_dict()["param_groups"][0]
+
+    def test_torch_values(self):
+        """A torch.save file's values that are not tensors lifted to metadata
+        with value(); no output writes the record they are kept in."""
+        inp, group = self.torch_in()
+        r = self.write("r.surg", "\n".join([
+            'meta "epoch" = str(value("epoch"))',
+            'meta "lr" = str(value("lr"))',
+            'meta "name" = value("name")',
+            'meta "flag" = str(value("flag"))',
+            'meta "none" = str(value("none"))',
+            'meta "neg" = str(value("neg"))',
+            'meta "step" = str(value("step"))',
+            'meta "opt_lr" = str(value("optimizer.param_groups.0.lr"))',
+            'meta "opt_eps" = str(value("optimizer.param_groups.0.eps"))',
+            'meta "beta2" = str(value("optimizer.param_groups.0.betas.1"))',
+            'meta "amsgrad" = str(value("optimizer.param_groups.0.amsgrad"))',
+            "",
+        ]))
+        out = self.path("out.safetensors")
+        err = self.run_ok(r, inp, out)
+        self.assertIn('are kept in the metadata "torch.values" for value()', err)
+        self.assertEqual(metadata(out), {
+            "format": "pt", "epoch": "7", "lr": repr(0.001), "name": 'run-3 \u00e9 "q"',
+            "flag": "true", "none": "null", "neg": "-12", "step": str(2 ** 40),
+            "opt_lr": repr(group["lr"]), "opt_eps": repr(group["eps"]),
+            "beta2": repr(group["betas"][1]), "amsgrad": json.dumps(group["amsgrad"])})
+        self.assertEqual(repr(group["eps"]), "1e-08")  # Python's shortest text, as surg's
+        # The tensors are carried as ever.
+        self.assertEqual(sorted(k for k in header(out) if k != "__metadata__"),
+                         ["model.bias", "model.weight", "optimizer.state.0.exp_avg",
+                          "optimizer.state.0.exp_avg_sq", "optimizer.state.0.step",
+                          "optimizer.state.1.exp_avg", "optimizer.state.1.exp_avg_sq",
+                          "optimizer.state.1.step"])
+        # Without a meta statement nothing of it is written, to any output.
+        r = self.write("r.surg", 'drop "optimizer.**"\n')
+        self.run_ok(r, inp, out)
+        self.assertEqual(metadata(out), {"format": "pt"})
+        err = self.run_ok(r, inp, self.path("out.npz"))
+        self.assertNotIn("warning", err)
+        # Renamed as earlier statements said, like a msgpack's values.
+        r = self.write("r.surg", 'rename "epoch" -> "run.epoch"\n'
+                                 'meta "e" = str(value("run.epoch"))\n')
+        self.run_ok(r, inp, out)
+        self.assertEqual(metadata(out), {"format": "pt", "e": "7"})
+        # With several inputs a path names its input, as tensor names do.
+        import torch
+        s = self.path("state.pt")
+        torch.save({"mu": torch.zeros(2), "epoch": 9}, s)
+        r = self.write("r.surg", 'meta "e" = str(value("params/epoch"))\n'
+                                 'meta "s" = str(value("opt_state/epoch"))\n')
+        po, so = self.path("po.safetensors"), self.path("so.safetensors")
+        self.run_ok(r, "--params", inp, "--state", s, po, so)
+        self.assertEqual(metadata(po), {"format": "pt", "e": "7", "s": "9"})
+        self.assertEqual(metadata(so), {"format": "pt", "e": "7", "s": "9"})
+
+    def test_torch_value_errors(self):
+        inp, _ = self.torch_in()
+        cases = [
+            ('value("model.weight")',
+             'r.surg:1:22: error: "model.weight" is a tensor, not a value: metadata holds '
+             'strings'),
+            ('value("epochs")', 'r.surg:1:22: error: there is no value at "epochs"\n'
+             '    1 | meta "x" = str(value("epochs"))\n'
+             '      |                      ^~~~~~~~\n'
+             'note: did you mean "epoch"?\n'
+             'note: the values are at: "optimizer.param_groups.0.lr", '),
+            # An int past 64 bits and a NaN have no JSON text: not kept.
+            ('value("huge")', 'r.surg:1:22: error: there is no value at "huge"\n'),
+            ('value("nan")', 'r.surg:1:22: error: there is no value at "nan"\n'),
+            ('value("epoch")',
+             'r.surg:1:12: error: this value is a number (7), not a string: safetensors\' '
+             '__metadata__ maps strings to strings\n'
+             '    1 | meta "x" = value("epoch")\n'
+             '      |            ^~~~~~~~~~~~~~\n'
+             'note: str(value("epoch")) keeps its JSON text\n'),
+        ]
+        for expr, message in cases:
+            with self.subTest(expr):
+                r = self.write("r.surg", 'meta "x" = str(%s)\n' % expr
+                               if "epoch\"" not in expr else 'meta "x" = %s\n' % expr)
+                rc, _, err = run_surg(ARGS.surg, "check", r, "--from", inp)
+                self.assertEqual(rc, 1, err)
+                self.assertIn(message, err.replace(self.dir + os.sep, ""))
+
+    def test_torch_values_bounded(self):
+        """Past 64 KiB of values none is kept, and the note says so."""
+        import torch
+        p = self.path("big.pt")
+        torch.save({"w": torch.zeros(2), "epoch": 1, "texts": ["%04d" % i + "x" * 996
+                                                               for i in range(70)]}, p)
+        r = self.write("r.surg", 'meta "e" = str(value("epoch"))\n')
+        rc, _, err = run_surg(ARGS.surg, "check", r, "--from", p)
+        self.assertEqual(rc, 1, err)
+        self.assertIn('and 68 more; too many to keep (over 64 KiB, or paths over 1 MiB), '
+                      'value() reads none\n', err)
+        self.assertIn('error: there is no value at "epoch"\n', err)
+        torch.save({"w": torch.zeros(2), "epoch": 1, "texts": ["x" * 996] * 60}, p)
+        self.assertEqual(run_surg(ARGS.surg, "check", r, "--from", p)[0], 0)
 
     def test_json_beside_recipe(self):
         """A relative path is read from the recipe's directory, whatever the
