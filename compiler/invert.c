@@ -257,14 +257,16 @@ typedef struct ib {
     bool nomem;
 } ib;
 
-/* A string literal of `name` as a pattern matching exactly it. */
-static void put_pattern(ib *B, const char *name)
+/* A string literal of `name`, each character of `special` escaped by
+ * `escape`: a pattern matching exactly it ("*?[]{}\\" by '\\'), or a
+ * template making exactly it ("$" by '$'). */
+static void put_escaped(ib *B, const char *name, const char *special, char escape)
 {
     buf g;
     buf_init(&g);
     for (const char *p = name; *p; p++) {
-        if (strchr("*?[]{}\\", *p))
-            buf_putc(&g, '\\');
+        if (strchr(special, *p))
+            buf_putc(&g, escape);
         buf_putc(&g, *p);
     }
     if (g.failed)
@@ -274,21 +276,14 @@ static void put_pattern(ib *B, const char *name)
     buf_free(&g);
 }
 
-/* ... and as a template making exactly it. */
+static void put_pattern(ib *B, const char *name)
+{
+    put_escaped(B, name, "*?[]{}\\", '\\');
+}
+
 static void put_template(ib *B, const char *name)
 {
-    buf g;
-    buf_init(&g);
-    for (const char *p = name; *p; p++) {
-        if (*p == '$')
-            buf_putc(&g, '$');
-        buf_putc(&g, *p);
-    }
-    if (g.failed)
-        B->nomem = true;
-    else
-        pr_string(&B->text, g.data ? g.data : "");
-    buf_free(&g);
+    put_escaped(B, name, "$", '$');
 }
 
 static const char *tmp_name(ib *B, const char *kind, size_t k, long j)
