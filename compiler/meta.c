@@ -15,6 +15,7 @@
 #include "support/utf8.h"
 #include "compiler/lower.h"
 #include "runtime/format.h"
+#include "runtime/msgpack.h"
 #include "runtime/outpath.h"
 #include "runtime/torch.h"
 
@@ -513,27 +514,16 @@ static bool json_value(lw *L, const ast_expr *call, md_value *out)
 
 /* ---- values a format keeps at paths ---------------------------------------- */
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* The msgpack value whose bytes are written in hex (a leaf of
  * "msgpack.tree": nil, a boolean, a number, a string; anything else has no
  * text). False when out of memory. */
 static bool msgpack_value(lw *L, const char *hex, md_value *out)
 {
-    size_t n = strlen(hex) / 2;
-    unsigned char *p = ar_alloc(L->ar, n + 1);
-    if (!p)
+    const unsigned char *p;
+    size_t n;
+    int ok = mp_tree_value(hex, L->ar, &p, &n);
+    if (ok < 0)
         return !(L->nomem = true);
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            n = 0;
-        else
-            p[i] = (unsigned char)(hi << 4 | lo);
-    }
     *out = (md_value){MD_OTHER, NULL, "msgpack bytes surg cannot read"};
     if (!n)
         return true;

@@ -20,6 +20,7 @@
 
 #include "support/buf.h"
 #include "support/diag.h"
+#include "support/json.h"
 #include "runtime/format.h"
 #include "runtime/msgpack_write.h"
 #include "support/tensor_name.h"
@@ -340,6 +341,78 @@ size_t mp_leaf_len(const unsigned char *p, size_t n)
         return 0; /* 0xc1, or a container that is not empty */
     }
     return len <= n - head && head <= n ? (size_t)(head + len) : 0;
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int mp_tree_value(const char *hex, arena *ar, const unsigned char **raw, size_t *len)
+{
+    size_t n = strlen(hex) / 2;
+    unsigned char *p = ar_alloc(ar, n ? n : 1);
+    *raw = NULL;
+    *len = 0;
+    if (!p)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        p[i] = (unsigned char)(hi << 4 | lo);
+    }
+    if (!n || hex[2 * n] || mp_leaf_len(p, n) != n)
+        return 0;
+    *raw = p;
+    *len = n;
+    return 1;
+}
+
+const char *mp_tree_read(const char *text, arena *ar, mp_tree_entry **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    json_reader j;
+    json_init(&j, text, strlen(text), ar);
+    size_t cap = 0;
+    const char *why = NULL;
+    int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
+    for (; more > 0 && !why; more = json_more(&j, '}')) {
+        mp_tree_entry e = {0};
+        if (!json_key(&j, &e.path) || !json_string(&j, &e.mark))
+            break;
+        if (strcmp(e.mark, MP_TREE_ARRAY) != 0 && strcmp(e.mark, MP_TREE_SCALAR) != 0) {
+            int ok = mp_tree_value(e.mark, ar, &e.raw, &e.len);
+            why = ok < 0 ? "out of memory"
+                  : !ok  ? "a value is not one msgpack value that is not a map or an "
+                           "array"
+                         : NULL;
+        }
+        if (!why && *n == cap) {
+            cap = cap ? cap * 2 : 64;
+            mp_tree_entry *x = realloc(*out, cap * sizeof *x);
+            why = x ? NULL : "out of memory";
+            *out = x ? x : *out;
+        }
+        if (!why)
+            (*out)[(*n)++] = e;
+    }
+    if (!why && (more != 0 || !json_end(&j)))
+        why = !j.failed ? "it is not an object of strings"
+              : (why = ar_strdup(ar, j.err)) ? why : "out of memory";
+    if (why) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return why;
+}
+
+bool mp_path_holds(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return strncmp(a, b, n) == 0 && (b[n] == 0 || b[n] == '/');
 }
 
 /* ---- arrays ---------------------------------------------------------------- */

@@ -477,11 +477,6 @@ static surg_status build(surg_sink *sink, const char *out_path, const stw_output
     return st;
 }
 
-static int hex(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* The tree kept in MP_TREE_KEY (msgpack.h): its paths into *paths (in the
  * order given), its values added to items[n..] (the count returned). A
  * tree that is not what the reader writes is not used, with a warning. */
@@ -492,48 +487,20 @@ static size_t read_tree(surg_sink *sink, const char *out_path, const char *v, ar
     *n_paths = 0;
     if (!v)
         return n;
-    json_reader j;
-    json_init(&j, v, strlen(v), ar);
-    size_t k = n, cap = 0;
-    const char *why = NULL;
-    int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
-    for (; more > 0 && !why; more = json_more(&j, '}')) {
-        const char *name, *text;
-        if (!json_key(&j, &name) || !json_string(&j, &text))
-            break;
-        if (*n_paths == cap) {
-            cap = cap ? cap * 2 : 64;
-            kept_path *x = realloc(*paths, cap * sizeof *x);
-            if (!x) {
-                why = "out of memory";
-                break;
-            }
-            *paths = x;
-        }
-        (*paths)[*n_paths] = (kept_path){name, text, *n_paths};
-        ++*n_paths;
-        if (tn_format_problem(name, strlen(name), TN_MSGPACK))
+    mp_tree_entry *e;
+    size_t n_e, k = n;
+    const char *why = mp_tree_read(v, ar, &e, &n_e);
+    if (!why && n_e && !(*paths = malloc(n_e * sizeof **paths)))
+        why = "out of memory";
+    for (size_t i = 0; !why && i < n_e; i++) {
+        if (tn_format_problem(e[i].path, strlen(e[i].path), TN_MSGPACK))
             why = "a path is not one a .msgpack can hold";
-        if (why || strcmp(text, MP_TREE_ARRAY) == 0 || strcmp(text, MP_TREE_SCALAR) == 0)
-            continue;
-        size_t len = strlen(text) / 2;
-        unsigned char *raw = ar_alloc(ar, len ? len : 1);
-        if (!raw) {
-            why = "out of memory";
-            break;
-        }
-        for (size_t i = 0; i < len && !why; i++) {
-            int hi = hex(text[2 * i]), lo = hex(text[2 * i + 1]);
-            if (hi < 0 || lo < 0)
-                why = "a value is not hex";
-            raw[i] = (unsigned char)(hi << 4 | lo);
-        }
-        if (!why && (text[2 * len] || mp_leaf_len(raw, len) != len))
-            why = "a value is not one msgpack value that is not a map or an array";
-        items[k++] = (keyed){name, SIZE_MAX, raw, len, *n_paths - 1, false};
+        (*paths)[i] = (kept_path){e[i].path, e[i].mark, i};
+        if (e[i].raw)
+            items[k++] = (keyed){e[i].path, SIZE_MAX, e[i].raw, e[i].len, i, false};
     }
-    if (!why && (more != 0 || !json_end(&j)))
-        why = j.failed ? j.err : "it is not an object of strings";
+    *n_paths = why ? 0 : n_e;
+    free(e);
     if (!why && ss_sort(*paths, *n_paths, sizeof **paths) != 0)
         why = "out of memory";
     if (!why)
@@ -548,13 +515,6 @@ static size_t read_tree(surg_sink *sink, const char *out_path, const char *v, ar
     return n;
 }
 
-/* Same name, or one inside the other's map. */
-static bool clash(const char *a, const char *b)
-{
-    size_t n = strlen(a);
-    return strncmp(a, b, n) == 0 && (b[n] == 0 || b[n] == '/');
-}
-
 /* A value whose path is a tensor's, or is inside one's or holds one, gives
  * way to the tensor: the recipe made it; of two values so, the one first
  * in the input stays. Items are in tree order. */
@@ -565,7 +525,7 @@ static size_t drop_clashing_values(surg_sink *sink, const char *out_path, keyed 
     const char *first = NULL;
     for (size_t i = 0; i < n; i++) {
         keyed *last = k ? &items[k - 1] : NULL;
-        if (last && clash(last->name, items[i].name) && (items[i].raw || last->raw)) {
+        if (last && mp_path_holds(last->name, items[i].name) && (items[i].raw || last->raw)) {
             bool keep_new = last->raw && (!items[i].raw || items[i].pos < last->pos);
             const keyed *gone = keep_new ? last : &items[i];
             first = first ? first : gone->name;

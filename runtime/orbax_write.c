@@ -114,18 +114,6 @@ static int param_order(const void *pa, const void *pb)
     return c ? c : strcmp(a->name, b->name);
 }
 
-/* Same name, or one inside the other's map. */
-static bool clash(const char *a, const char *b)
-{
-    size_t n = strlen(a);
-    return strncmp(a, b, n) == 0 && (b[n] == 0 || b[n] == '/');
-}
-
-static int hex(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static uint64_t be(const unsigned char *p, unsigned n)
 {
     uint64_t v = 0;
@@ -209,43 +197,26 @@ static size_t read_leaves(surg_sink *sink, const char *out_path, const stw_outpu
     const char *v = stw_meta(out, MP_TREE_KEY);
     if (!v)
         return n;
-    json_reader j;
-    json_init(&j, v, strlen(v), ar);
-    size_t k = n, skipped = 0;
-    const char *first = NULL, *why = NULL;
-    int more = json_open(&j, '{') ? json_first(&j, '}') : -1;
-    for (; more > 0 && !why; more = json_more(&j, '}')) {
-        const char *name, *text;
-        if (!json_key(&j, &name) || !json_string(&j, &text))
-            break;
-        if (!*text || strcmp(text, "s") == 0)
+    mp_tree_entry *e;
+    size_t n_e, k = n, skipped = 0;
+    const char *first = NULL, *why = mp_tree_read(v, ar, &e, &n_e);
+    for (size_t i = 0; !why && i < n_e; i++) {
+        if (!e[i].raw)
             continue; /* a tensor's place */
-        size_t len = strlen(text) / 2;
-        unsigned char *raw = ar_alloc(ar, len ? len : 1);
-        if (!raw || k == room) {
+        if (k == room) {
             why = "out of memory";
             break;
         }
-        for (size_t i = 0; i < len && !why; i++) {
-            int hi = hex(text[2 * i]), lo = hex(text[2 * i + 1]);
-            if (hi < 0 || lo < 0)
-                why = "a value is not hex";
-            raw[i] = (unsigned char)(hi << 4 | lo);
-        }
-        if (!why && (text[2 * len] || !len || mp_leaf_len(raw, len) != len))
-            why = "a value is not one msgpack value that is not a map or an array";
-        if (why)
-            break;
-        ow_item it = {.name = name, .tensor = SIZE_MAX};
-        if (tn_format_problem(name, strlen(name), TN_ORBAX) || !leaf_item(ar, raw, len, &it)) {
-            first = first ? first : name;
+        ow_item it = {.name = e[i].path, .tensor = SIZE_MAX};
+        if (tn_format_problem(it.name, strlen(it.name), TN_ORBAX) ||
+            !leaf_item(ar, e[i].raw, e[i].len, &it)) {
+            first = first ? first : it.name;
             skipped++;
             continue;
         }
         items[k++] = it;
     }
-    if (!why && (more != 0 || !json_end(&j)))
-        why = j.failed ? j.err : "it is not an object of strings";
+    free(e);
     if (why) {
         dg_file(sink, SURG_WARNING, "orbax-leaves", out_path,
                 "the metadata \"" MP_TREE_KEY "\" does not hold values a msgpack input "
@@ -272,7 +243,7 @@ static surg_status prune(surg_sink *sink, const char *out_path, ow_item *items, 
     surg_status st = SURG_OK;
     for (size_t i = 0; i < *n; i++) {
         ow_item *prev = k ? &items[k - 1] : NULL;
-        if (!prev || !clash(prev->name, items[i].name)) {
+        if (!prev || !mp_path_holds(prev->name, items[i].name)) {
             items[k++] = items[i];
             continue;
         }
