@@ -233,6 +233,24 @@ class TestInstall(unittest.TestCase):
             '"the header claims %d bytes, but only %d follow the length field","notes":[]}\n'
             % (path, claimed, len(blob) - 8)))
 
+    def test_example_of_the_docs(self):
+        """docs/install.md's program, built as it says."""
+        with open(os.path.join(ARGS.source, "docs/install.md")) as f:
+            src_text = re.search(r"^```c\n(.*?)^```$", f.read(), re.S | re.M).group(1)
+        src, exe = os.path.join(TMP, "ls.c"), os.path.join(TMP, "ls")
+        with open(src, "w") as f:
+            f.write(src_text)
+        rc, flags, err = run(["pkg-config", "--cflags", "--libs", "surg"], env=self.pc_env())
+        rc, out, err = run([ARGS.cc, "-std=c11", "-Wall", "-Wextra", "-Werror", src, "-o", exe]
+                           + ARGS.cc_flags.split() + flags.split())
+        self.assertEqual(rc, 0, out + err)
+        path = os.path.join(ARGS.fixtures, "safetensors-reference/model.numpy.safetensors")
+        rc, out, err = run([exe, path], env={"LD_LIBRARY_PATH": os.path.join(PREFIX, ARGS.libdir)})
+        self.assertEqual((rc, err), (0, ""))
+        tensors, _, _ = stnp.load_raw(path)
+        self.assertEqual(out, "".join(f"{n} {tensors[n][0]} rank {len(tensors[n][1])}\n"
+                                      for n in sorted(tensors, key=lambda n: n.encode())))
+
     def test_man_pages_render_without_warnings(self):
         for page in ["share/man/man1/surg.1", "share/man/man5/surg-recipe.5"]:
             path = os.path.join(PREFIX, page)
