@@ -14,14 +14,16 @@ import argparse
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import unittest
 
 import yaml
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runutil  # noqa: E402
 
 ARGS = None
 SCRIPT = None
@@ -76,6 +78,13 @@ def run_script(*args, env=None, cwd=None):
         with open(summary) as f:
             text = f.read()
     return r.returncode, r.stdout, r.stderr, text
+
+
+def in_workspace(cmd):
+    """CMD run in the workspace, the test's surg first on PATH."""
+    return subprocess.run(cmd, cwd=WS, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": os.path.join(TMP, "bin") + os.pathsep
+                               + os.environ["PATH"]})
 
 
 def check(**env):
@@ -268,19 +277,14 @@ class TestYaml(unittest.TestCase):
             hooks = {h["id"]: h for h in yaml.safe_load(f)}
         files = ["recipes/good.surg", "recipes/sub/ugly.surg"]
         entry = hooks["surg-fmt"]["entry"].split()
-        r = subprocess.run(entry + files, cwd=WS, capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "PATH": os.path.join(TMP, "bin") + os.pathsep
-                                + os.environ["PATH"]})
+        r = in_workspace(entry + files)
         self.assertEqual((r.returncode, r.stdout, r.stderr),
                          (1, "", "recipes/sub/ugly.surg: not formatted "
                                  "(run `surg fmt recipes/sub/ugly.surg`)\n"))
         entry = hooks["surg-check"]["entry"].split()
         args = ["--from", "schema.json"]
-        r = subprocess.run([os.path.join(ARGS.root, entry[0])] + entry[1:] + args +
-                           ["recipes/good.surg", "recipes/bad.surg"],
-                           cwd=WS, capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "PATH": os.path.join(TMP, "bin") + os.pathsep
-                                + os.environ["PATH"]})
+        r = in_workspace([os.path.join(ARGS.root, entry[0])] + entry[1:] + args +
+                         ["recipes/good.surg", "recipes/bad.surg"])
         line, col, end = at("recipes/bad.surg", '"params/linaer2/kernel"')
         source = RECIPES["recipes/bad.surg"].splitlines()[line - 1]
         self.assertEqual((r.returncode, r.stderr), (1, ""))
@@ -294,31 +298,31 @@ class TestYaml(unittest.TestCase):
 
 
 def main():
-    global ARGS, SCRIPT, TMP, WS
+    global ARGS, SCRIPT
     p = argparse.ArgumentParser()
     p.add_argument("--surg", required=True)
     p.add_argument("--root", required=True)
     ARGS, rest = p.parse_known_args()
     ARGS.root = os.path.abspath(ARGS.root)
     SCRIPT = os.path.join(ARGS.root, ".github/surg-ci.sh")
-    TMP = tempfile.mkdtemp(prefix="surg-ci-")
-    try:
-        WS = os.path.join(TMP, "workspace")
-        os.makedirs(os.path.join(TMP, "bin"))
-        os.symlink(os.path.abspath(ARGS.surg), os.path.join(TMP, "bin", "surg"))
-        fake_bin("apt-get", "")
-        fake_bin("sudo", 'exec "$@"\n')
-        fake_bin("id", "echo 1000\n")
-        fake_bin("cmake", "")
-        fake_bin("git", "")
-        fake_bin("nproc", "echo 3\n")
-        write("schema.json", json.dumps(SCHEMA))
-        for rel, text in RECIPES.items():
-            write(rel, text)
-        ok = unittest.main(argv=[sys.argv[0]] + rest, exit=False).result.wasSuccessful()
-    finally:
-        shutil.rmtree(TMP)
-    sys.exit(0 if ok else 1)
+    runutil.unittest_in_temporary_dir("surg-ci-", workspace, rest)
+
+
+def workspace(tmp):
+    """The workspace's recipes and schema; surg and the fakes on PATH."""
+    global TMP, WS
+    TMP, WS = tmp, os.path.join(tmp, "workspace")
+    os.makedirs(os.path.join(TMP, "bin"))
+    os.symlink(os.path.abspath(ARGS.surg), os.path.join(TMP, "bin", "surg"))
+    fake_bin("apt-get", "")
+    fake_bin("sudo", 'exec "$@"\n')
+    fake_bin("id", "echo 1000\n")
+    fake_bin("cmake", "")
+    fake_bin("git", "")
+    fake_bin("nproc", "echo 3\n")
+    write("schema.json", json.dumps(SCHEMA))
+    for rel, text in RECIPES.items():
+        write(rel, text)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,9 @@ usage: test_install.py --cmake CMAKE --build DIR --source DIR --cc CC
 import argparse
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import unittest
 
 import numpy as np
@@ -321,22 +319,22 @@ def values_f64(dtype, data):
 
 
 def main():
-    global ARGS, PREFIX, TMP
+    global ARGS
     p = argparse.ArgumentParser()
     for a in ["cmake", "build", "source", "cc", "libdir", "version", "fixtures"]:
         p.add_argument("--" + a, required=True)
     p.add_argument("--cc-flags", default="", help="e.g. the sanitizers of the build")
     ARGS, rest = p.parse_known_args()
-    TMP = tempfile.mkdtemp(prefix="surg-install-")
-    try:
-        PREFIX = os.path.join(TMP, "prefix")
-        rc, out, err = run([ARGS.cmake, "--install", ARGS.build, "--prefix", PREFIX])
-        if rc:
-            sys.exit("cmake --install failed:\n" + out + err)
-        ok = unittest.main(argv=[sys.argv[0]] + rest, exit=False).result.wasSuccessful()
-    finally:
-        shutil.rmtree(TMP)
-    sys.exit(0 if ok else 1)
+    runutil.unittest_in_temporary_dir("surg-install-", install, rest)
+
+
+def install(tmp):
+    """cmake --install into TMP/prefix, once for every test."""
+    global PREFIX, TMP
+    TMP, PREFIX = tmp, os.path.join(tmp, "prefix")
+    rc, out, err = run([ARGS.cmake, "--install", ARGS.build, "--prefix", PREFIX])
+    if rc:
+        sys.exit("cmake --install failed:\n" + out + err)
 
 
 if __name__ == "__main__":
