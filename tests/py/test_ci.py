@@ -60,8 +60,9 @@ def fake_bin(name, body):
     os.chmod(path, 0o755)
 
 
-def run_script(*args, env=None, cwd=None):
-    """(exit code, stdout, stderr, summary) of surg-ci.sh ARGS."""
+def run_script(*args, env=None, cwd=None, command=None):
+    """(exit code, stdout, stderr, summary) of surg-ci.sh ARGS (or of COMMAND)
+    in a fake GitHub job's environment."""
     summary = os.path.join(TMP, "summary.md")
     if os.path.exists(summary):
         os.remove(summary)
@@ -71,7 +72,7 @@ def run_script(*args, env=None, cwd=None):
             "GITHUB_ACTION_PATH": ARGS.root, "RUNNER_TEMP": os.path.join(TMP, "runner"),
             "FAKE_LOG": os.path.join(TMP, "log.txt")}
     full.update(env or {})
-    r = subprocess.run([SCRIPT] + list(args), env=full, cwd=cwd or TMP, capture_output=True,
+    r = subprocess.run(command or [SCRIPT] + list(args), env=full, cwd=cwd or TMP, capture_output=True,
                        text=True, timeout=120, stdin=subprocess.DEVNULL)
     text = None
     if os.path.exists(summary):
@@ -254,6 +255,28 @@ class TestYaml(unittest.TestCase):
         with open(SCRIPT) as f:
             read = set(re.findall(r"\$\{?(SURG_[A-Z]+)", f.read()))
         self.assertEqual(env_used, read)
+
+    def test_steps_as_the_runner_runs_them(self):
+        """Each step's `run:` through bash as the runner runs it, its env
+        made from the inputs as the runner makes it."""
+        with open(os.path.join(ARGS.root, "action.yml")) as f:
+            action = yaml.safe_load(f)
+        inputs = {k: v.get("default", "") for k, v in action["inputs"].items()}
+        inputs.update({"recipes": "recipes/good.surg recipes/bad.surg", "from": "schema.json",
+                       "repository": "someone/surg"})
+        results = []
+        for step in action["runs"]["steps"]:
+            env = {k: re.sub(r"\$\{\{ inputs\.(\w+) \}\}", lambda m: inputs[m.group(1)], v)
+                   for k, v in step.get("env", {}).items()}
+            rc, out, err, _ = run_script(env=env, command=["bash", "--noprofile", "--norc",
+                                                           "-eo", "pipefail", "-c",
+                                                           step["run"]])
+            results.append((rc, err))
+            if step is action["runs"]["steps"][-1]:
+                self.assertEqual(out, "recipes/good.surg: ok: 3 tensors in, 3 out\n" +
+                                 not_found("recipes/bad.surg", "params/linaer2/kernel",
+                                           "params/linear2/kernel") + "\n")
+        self.assertEqual(results, [(0, ""), (0, ""), (1, "")])
 
     def test_pre_commit_hooks(self):
         with open(os.path.join(ARGS.root, ".pre-commit-hooks.yaml")) as f:
