@@ -41,8 +41,13 @@ surg = None  # the package, imported in main() from --package
 
 
 def cli(*args, cwd=None):
-    """(exit code, stdout, stderr) of the `surg` command."""
+    """(exit code, stdout, stderr) of the `surg` command (under the
+    sanitizers, with their options as given, and nothing preloaded: the
+    command has the runtime linked in)."""
     env = dict(os.environ, CI="1")
+    if "SURG_TEST_ASAN_OPTIONS" in env:
+        env.pop("LD_PRELOAD", None)
+        env["ASAN_OPTIONS"] = env["SURG_TEST_ASAN_OPTIONS"]
     p = subprocess.run([ARGS.surg, "--color", "never", *map(str, args)], capture_output=True,
                        cwd=cwd, env=env, stdin=subprocess.DEVNULL)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
@@ -566,8 +571,23 @@ class Docs(Tmp):
         self.assertEqual(r.failed, 0)
 
 
+def preload():
+    """Under the sanitizers (SURG_TEST_PRELOAD: their runtime), run this
+    script again with the runtime preloaded, as Python must be to load an
+    instrumented libsurg.so."""
+    rt = os.environ.get("SURG_TEST_PRELOAD")
+    if not rt or "SURG_TEST_ASAN_OPTIONS" in os.environ:
+        return
+    env = dict(os.environ, LD_PRELOAD=rt,
+               SURG_TEST_ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", ""))
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [env["SURG_TEST_ASAN_OPTIONS"],
+                                                 "detect_leaks=0"]))
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
 def main():
     global ARGS, surg
+    preload()
     ap = argparse.ArgumentParser()
     for opt in ("--surg", "--lib", "--package", "--golden", "--docs", "--header", "--version",
                 "--fixtures"):
