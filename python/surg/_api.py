@@ -257,11 +257,24 @@ def _size(v):
     return n.value
 
 
+def _progress(fn, raised):
+    """progress(done, total) for the library; what it raises is kept, to be
+    raised when the run is over (a callback cannot stop it)."""
+    def tick(_user, done, total):
+        try:
+            fn(done, total)
+        except BaseException as e:  # never unwind through C
+            raised.append(e)
+    return _lib.PROGRESS_FN(tick) if fn else _lib.PROGRESS_FN()
+
+
 def run(recipe, inputs, output, *, threads=None, target=None, format=None, out_format=None,
-        max_shard_size=None):
+        max_shard_size=None, progress=None):
     """Apply a recipe to `inputs` (a checkpoint path, or a dict NAME -> path
     of several, each seen under "NAME/") and write the result to `output`,
-    atomically, as `surg run` does. Returns the Schema written."""
+    atomically, as `surg run` does. `progress(done, total)`, bytes made,
+    is called about every 100 ms from one thread and once at the end.
+    Returns the Schema written."""
     if not (_is_path(inputs) or _is_inputs(inputs)) or any(
             isinstance(v, Schema) for v in (inputs.values() if _is_inputs(inputs) else ())):
         raise TypeError("surg.run: inputs is a checkpoint path or a dict NAME -> path "
@@ -274,11 +287,15 @@ def run(recipe, inputs, output, *, threads=None, target=None, format=None, out_f
         pl = _plan(call, prog, threads)
         read = (ctypes.c_char_p * max(1, len(call.read)))(*call.read)
         opened = (ctypes.c_void_p * max(1, len(call.opened)))(*call.opened)
-        opts = _lib.RunOpts(threads=_threads(threads), max_shard_size=shard,
+        raised = []
+        tick = _progress(progress, raised)
+        opts = _lib.RunOpts(threads=_threads(threads), max_shard_size=shard, progress=tick,
                             also_read=read, n_also_read=len(call.read),
                             also_opened=opened, n_also_opened=len(call.opened),
                             out_format=_enc(out_format))
         call.fail_if(L.surg_run(pl, _fs(output), ctypes.byref(opts), call.diag.ref()))
         result = _result(prog)
     call.diag.warn()
+    if raised:
+        raise raised[0]
     return result

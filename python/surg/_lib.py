@@ -101,8 +101,11 @@ class CompileOpts(ctypes.Structure):
                 ("out_format", c_char_p)]
 
 
+PROGRESS_FN = ctypes.CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
+
+
 class RunOpts(ctypes.Structure):
-    _fields_ = [("threads", c_uint), ("max_shard_size", c_uint64), ("progress", c_void_p),
+    _fields_ = [("threads", c_uint), ("max_shard_size", c_uint64), ("progress", PROGRESS_FN),
                 ("progress_user", c_void_p), ("outputs", P(Part)), ("n_outputs", c_size_t),
                 ("also_read", P(c_char_p)), ("n_also_read", c_size_t),
                 ("also_opened", P(c_void_p)), ("n_also_opened", c_size_t),

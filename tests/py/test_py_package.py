@@ -435,7 +435,12 @@ class Run(Tmp):
                                       'map "fc/weight" = transpose(x) * 2 + 1\n'
                                       'drop "emb"\n')
         out = self.path("out.safetensors")
-        result = surg.run(recipe, self.path("in.safetensors"), out, threads=2)
+        ticks = []
+        result = surg.run(recipe, self.path("in.safetensors"), out, threads=2,
+                          progress=lambda done, total: ticks.append((done, total)))
+        self.assertTrue(ticks)
+        self.assertEqual(ticks[-1][0], ticks[-1][1])
+        self.assertGreater(ticks[-1][1], 0)
         got = load_st(out)
         self.assertEqual(sorted(got), ["fc/bias", "fc/weight"])
         np.testing.assert_array_equal(got["fc/weight"], w.T * np.float32(2) + np.float32(1))
@@ -486,6 +491,11 @@ class Run(Tmp):
         self.assertFalse(os.path.exists(self.path("o.safetensors")))
         with self.assertRaisesRegex(TypeError, "a schema has no data to run on"):
             surg.run(recipe, {"a": surg.schema_of({"w": np.zeros(1)})}, self.path("x.npz"))
+        def broken(done, total):
+            raise KeyError("from the callback")
+        with self.assertRaisesRegex(KeyError, "from the callback"):
+            surg.run(recipe, self.path("in.safetensors"), self.path("p.safetensors"),
+                     progress=broken)
         with self.assertRaisesRegex(ValueError, "threads takes a number from 1 to 1024"):
             surg.run(recipe, self.path("in.safetensors"), self.path("o.safetensors"), threads=0)
 
