@@ -44,7 +44,8 @@ class Schema(Mapping):
 
     def __eq__(self, other):
         if isinstance(other, Schema):
-            return self._tensors == other._tensors and self.metadata == other.metadata
+            return (self._tensors, self.metadata, self.ties) == \
+                (other._tensors, other.metadata, other.ties)
         return NotImplemented
 
     __hash__ = None
@@ -54,8 +55,12 @@ class Schema(Mapping):
         return f"Schema({{{inner}}})"
 
     def to_dict(self):
-        """The schema file's JSON as a dict (docs/formats.md, Schema files)."""
-        out = {"__metadata__": dict(self.metadata)} if self.metadata else {}
+        """The schema file's JSON as a dict (docs/formats.md, Schema files).
+        Tied names travel as surg records them, in the metadata "surg.ties"."""
+        meta = dict(self.metadata)
+        if self.ties and "surg.ties" not in meta:
+            meta["surg.ties"] = json.dumps(self.ties, separators=(",", ":"))
+        out = {"__metadata__": meta} if meta else {}
         out.update((k, v.to_dict()) for k, v in self._tensors.items())
         return out
 

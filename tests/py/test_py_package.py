@@ -202,6 +202,22 @@ class Check(Tmp):
                                  '<schema_of>: error: the result\'s "Dense_0/kernel" is '
                                  'bf16[4, 3], but the target has f32[4, 3]')
         self.assertEqual(surg.check(recipe, src, out), out)
+        # a result with tied names is a target with them too
+        tied = surg.check('tie "params/Dense_0/bias" = "params/Dense_0/kernel"',
+                          surg.schema_of({"params/Dense_0/kernel": np.zeros(3, np.float32),
+                                          "params/Dense_0/bias": np.zeros(3, np.float32)}))
+        self.assertEqual((list(tied), tied.ties), (["params/Dense_0/kernel"],
+                                                   {"params/Dense_0/bias":
+                                                    "params/Dense_0/kernel"}))
+        self.assertEqual(json.loads(tied.to_dict()["__metadata__"]["surg.ties"]), tied.ties)
+        self.assertEqual(surg.check('rename "w" -> "params/Dense_0/kernel"\n'
+                                    'fill "params/Dense_0/bias": f32[3] = 0\n'
+                                    'tie "params/Dense_0/bias" = "params/Dense_0/kernel"',
+                                    {"w": np.zeros(3, np.float32)}, tied).ties, tied.ties)
+        e = raised(surg.check, 'rename "w" -> "params/Dense_0/kernel"',
+                   {"w": np.zeros(3, np.float32)}, tied)
+        self.assertEqual(str(e), '<result>: error: the result lacks "params/Dense_0/bias" '
+                                 '(f32[3] in the target, tied)')
         # and as a file: the command's words exactly
         r = self.write("r.surg", recipe)
         s = self.write("s.json", src.json())
