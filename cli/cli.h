@@ -23,6 +23,10 @@ typedef struct diag_printer {
  * newlines, when kept) are written as \xNN, never sent to the terminal. */
 void put_safe(FILE *out, const char *s, bool keep_newlines);
 
+/* A JSON string: quotes, backslashes and control characters escaped, a
+ * byte that is not UTF-8 written as U+FFFD. */
+void put_json_str(FILE *out, const char *s);
+
 /* A surg_sink whose callback prints to p->out. */
 surg_sink diag_sink(diag_printer *p);
 bool diag_parse_format(const char *name, diag_format *out);
@@ -80,6 +84,30 @@ void compiled_free(compiled *c);
 
 int cmd_plan(int argc, char **argv, diag_printer *dp);
 int cmd_run(int argc, char **argv, diag_printer *dp);
+
+int cmd_lsp(int argc, char **argv, diag_printer *dp);
+
+/* The framing of the Language Server Protocol (lsp_io.c): a header block
+ * with Content-Length, then that many bytes of JSON. */
+#define LSP_MAX_MESSAGE (64u << 20)
+
+typedef struct lsp_in {
+    int fd;
+    char buf[65536];
+    size_t pos, len;
+} lsp_in;
+
+typedef enum lsp_read_rc {
+    LSP_MESSAGE,   /* *body (malloc'd, NUL-terminated) holds *len bytes */
+    LSP_EOF,       /* the stream ended between messages */
+    LSP_TOO_LARGE, /* Content-Length *len is over LSP_MAX_MESSAGE: the body was skipped */
+    LSP_BAD_FRAME, /* no usable header, or the stream ended inside one: *why says */
+    LSP_NOMEM,
+} lsp_read_rc;
+
+lsp_read_rc lsp_read(lsp_in *in, char **body, size_t *len, const char **why);
+/* Send one message; false when the output is gone. */
+bool lsp_send(int fd, const char *json, size_t len);
 
 int cmd_diff(int argc, char **argv, diag_printer *dp);
 int cmd_invert(int argc, char **argv, diag_printer *dp);
