@@ -95,12 +95,13 @@ typedef struct lsp_in {
     int fd;
     char buf[65536];
     size_t pos, len;
+    size_t skip; /* bytes of a refused message still to be thrown away */
 } lsp_in;
 
 typedef enum lsp_read_rc {
     LSP_MESSAGE,   /* *body (malloc'd, NUL-terminated) holds *len bytes */
     LSP_EOF,       /* the stream ended between messages */
-    LSP_TOO_LARGE, /* Content-Length *len is over LSP_MAX_MESSAGE: the body was skipped */
+    LSP_TOO_LARGE, /* Content-Length *len is over LSP_MAX_MESSAGE: its body is skipped next */
     LSP_BAD_FRAME, /* no usable header, or the stream ended inside one: *why says */
     LSP_NOMEM,
 } lsp_read_rc;

@@ -104,6 +104,12 @@ lsp_read_rc lsp_read(lsp_in *in, char **body, size_t *len, const char **why)
     bool have_length = false;
     *body = NULL;
     *len = 0;
+    if (in->skip) { /* the body of a message refused before */
+        size_t left = in->skip;
+        in->skip = 0;
+        if (!take(in, NULL, left))
+            return LSP_EOF;
+    }
     for (int k = 0;; k++) {
         int rc = header_line(in, line, &n);
         if (rc == -1 && k == 0)
@@ -134,12 +140,12 @@ lsp_read_rc lsp_read(lsp_in *in, char **body, size_t *len, const char **why)
         return LSP_BAD_FRAME;
     }
     if (*len > LSP_MAX_MESSAGE) {
-        take(in, NULL, *len); /* read and thrown away, a buffer at a time */
+        in->skip = *len; /* read and thrown away, a buffer at a time */
         return LSP_TOO_LARGE;
     }
     char *b = malloc(*len + 1);
     if (!b) {
-        take(in, NULL, *len);
+        in->skip = *len;
         return LSP_NOMEM;
     }
     if (!take(in, b, *len)) {
