@@ -85,30 +85,9 @@ void compiled_free(compiled *c);
 int cmd_plan(int argc, char **argv, diag_printer *dp);
 int cmd_run(int argc, char **argv, diag_printer *dp);
 
+/* `surg lsp`: a Language Server over standard input and output (lsp.h). */
 int cmd_lsp(int argc, char **argv, diag_printer *dp);
 
-/* The framing of the Language Server Protocol (lsp_io.c): a header block
- * with Content-Length, then that many bytes of JSON. */
-#define LSP_MAX_MESSAGE (64u << 20)
-
-typedef struct lsp_in {
-    int fd;
-    char buf[65536];
-    size_t pos, len;
-    size_t skip; /* bytes of a refused message still to be thrown away */
-} lsp_in;
-
-typedef enum lsp_read_rc {
-    LSP_MESSAGE,   /* *body (malloc'd, NUL-terminated) holds *len bytes */
-    LSP_EOF,       /* the stream ended between messages */
-    LSP_TOO_LARGE, /* Content-Length *len is over LSP_MAX_MESSAGE: its body is skipped next */
-    LSP_BAD_FRAME, /* no usable header, or the stream ended inside one: *why says */
-    LSP_NOMEM,
-} lsp_read_rc;
-
-lsp_read_rc lsp_read(lsp_in *in, char **body, size_t *len, const char **why);
-/* Send one message; false when the output is gone. */
-bool lsp_send(int fd, const char *json, size_t len);
 
 int cmd_diff(int argc, char **argv, diag_printer *dp);
 int cmd_invert(int argc, char **argv, diag_printer *dp);

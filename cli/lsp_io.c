@@ -1,13 +1,17 @@
 /* lsp_io.c: the Language Server Protocol's framing over a pair of file
  * descriptors — a header block naming Content-Length, then the body — read
- * with bounded memory whatever the other side sends. */
+ * with bounded memory whatever the other side sends; and the JSON-RPC
+ * messages `surg lsp` sends. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "lsp.h"
 
 /* A header line, and the header block, may be this long; no real client
  * comes near. */
@@ -177,4 +181,73 @@ bool lsp_send(int fd, const char *json, size_t len)
     char head[64];
     int h = snprintf(head, sizeof head, "Content-Length: %zu\r\n\r\n", len);
     return write_all(fd, head, (size_t)h) && write_all(fd, json, len);
+}
+
+/* ---- messages out ---------------------------------------------------- */
+
+bool lsp_msg_open(lsp_msg *m)
+{
+    m->p = NULL;
+    m->f = open_memstream(&m->p, &m->n);
+    return m->f != NULL;
+}
+
+void lsp_msg_send(lsp_server *s, lsp_msg *m)
+{
+    if (fclose(m->f) == 0 && !s->gone && !lsp_send(s->out, m->p, m->n))
+        s->gone = true;
+    free(m->p);
+}
+
+static void put_id(FILE *f, const surg_json *id)
+{
+    if (id && id->kind == SURG_JSON_STRING)
+        put_json_str(f, id->string);
+    else if (id && id->kind == SURG_JSON_NUMBER)
+        fputs(id->string, f);
+    else
+        fputs("null", f);
+}
+
+bool lsp_reply_start(lsp_msg *m, const surg_json *id)
+{
+    if (!lsp_msg_open(m))
+        return false;
+    fputs("{\"jsonrpc\":\"2.0\",\"id\":", m->f);
+    put_id(m->f, id);
+    fputs(",\"result\":", m->f);
+    return true;
+}
+
+void lsp_reply_end(lsp_server *s, lsp_msg *m)
+{
+    fputc('}', m->f);
+    lsp_msg_send(s, m);
+}
+
+void lsp_reply_raw(lsp_server *s, const surg_json *id, const char *result)
+{
+    lsp_msg m;
+    if (lsp_reply_start(&m, id)) {
+        fputs(result, m.f);
+        lsp_reply_end(s, &m);
+    }
+}
+
+void lsp_reply_error(lsp_server *s, const surg_json *id, int code, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    lsp_msg m;
+    if (!lsp_msg_open(&m))
+        return;
+    fputs("{\"jsonrpc\":\"2.0\",\"id\":", m.f);
+    put_id(m.f, id);
+    fprintf(m.f, ",\"error\":{\"code\":%d,\"message\":", code);
+    put_json_str(m.f, text);
+    fputs("}}", m.f);
+    lsp_msg_send(s, &m);
 }
