@@ -268,9 +268,13 @@ static int serve(lsp_server *s, lsp_in *in)
             return 1;
         }
         if (rc == LSP_TOO_LARGE || rc == LSP_NOMEM) {
-            lsp_reply_error(s, NULL, RPC_INVALID_REQUEST,
-                        "a message of %zu bytes is refused: the limit is %u bytes", len,
-                        rc == LSP_TOO_LARGE ? LSP_MAX_MESSAGE : 0u);
+            if (rc == LSP_TOO_LARGE)
+                lsp_reply_error(s, NULL, RPC_INVALID_REQUEST,
+                                "a message of %zu bytes is refused: the limit is %u bytes", len,
+                                LSP_MAX_MESSAGE);
+            else
+                lsp_reply_error(s, NULL, RPC_INVALID_REQUEST,
+                                "a message of %zu bytes is refused: out of memory", len);
             continue;
         }
         char err[300];

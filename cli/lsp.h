@@ -17,8 +17,8 @@ enum {
 
 /* ---- the framing of the Language Server Protocol (lsp_io.c) ---- */
 
-/* The framing: a header block
- * with Content-Length, then that many bytes of JSON. */
+/* A header block with Content-Length, then that many bytes of JSON; a
+ * message may have at most LSP_MAX_MESSAGE bytes. */
 #define LSP_MAX_MESSAGE (64u << 20)
 
 typedef struct lsp_in {
