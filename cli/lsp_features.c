@@ -61,19 +61,63 @@ static void put_hover(FILE *f, const lsp_server *s, const lsp_doc *d, const surg
     lsp_view_close(&v);
 }
 
-void lsp_hover(lsp_server *s, const surg_json *id, const surg_json *params)
+/* The document and the offset a request about a place names; NULL (and
+ * the request answered) when there is none. */
+static lsp_doc *place_of(lsp_server *s, const surg_json *id, const surg_json *params,
+                         const char *what, size_t *at)
 {
     lsp_doc *d = lsp_find_doc(s, params);
     uint32_t line, ch;
     if (!lsp_get_position(surg_json_get(params, "position"), &line, &ch)) {
-        lsp_reply_error(s, id, RPC_INVALID_PARAMS, "hover needs textDocument and position");
-        return;
+        lsp_reply_error(s, id, RPC_INVALID_PARAMS, "%s needs textDocument and position", what);
+        return NULL;
     }
+    if (!d) {
+        lsp_reply_raw(s, id, "null"); /* a document never opened: nothing to say */
+        return NULL;
+    }
+    *at = lsp_offset_at(d, s->units, line, ch);
+    return d;
+}
+
+/* The end of the statement that holds `at`: the end of the separator
+ * after it, or of the text. */
+static size_t statement_end(const lsp_doc *d, size_t at)
+{
+    surg_token *t;
+    size_t n, end = d->len;
+    if (surg_recipe_tokens(d->text, d->len, &t, &n) != SURG_OK)
+        return end;
+    for (size_t k = 0; k < n; k++)
+        if (t[k].kind == SURG_TOK_SEPARATOR && t[k].start >= at) {
+            end = t[k].end;
+            break;
+        }
+    free(t);
+    return end;
+}
+
+/* The recipe up to the end of the statement at `at` (so that an error
+ * further down, as one is typed, leaves hover working above it). */
+static surg_recipe *parse_upto(const lsp_doc *d, size_t at)
+{
     surg_sink quiet = {0};
     surg_recipe *r = NULL;
+    if (surg_recipe_parse(d->path, d->text, d->len, &quiet, &r) == SURG_OK)
+        return r;
+    surg_recipe_parse(d->path, d->text, statement_end(d, at), &quiet, &r);
+    return r;
+}
+
+void lsp_hover(lsp_server *s, const surg_json *id, const surg_json *params)
+{
+    size_t at;
+    lsp_doc *d = place_of(s, id, params, "hover", &at);
+    if (!d)
+        return;
+    surg_recipe *r = parse_upto(d, at);
     surg_pattern_ref ref;
-    if (!d || surg_recipe_parse(d->path, d->text, d->len, &quiet, &r) != SURG_OK ||
-        !surg_recipe_pattern_at(r, lsp_offset_at(d, s->units, line, ch), &ref)) {
+    if (!r || !surg_recipe_pattern_at(r, at, &ref)) {
         surg_recipe_free(r);
         lsp_reply_raw(s, id, "null");
         return;
@@ -190,19 +234,16 @@ static void complete_keywords(FILE *f)
 
 void lsp_completion(lsp_server *s, const surg_json *id, const surg_json *params)
 {
-    lsp_doc *d = lsp_find_doc(s, params);
-    uint32_t line, ch;
-    if (!lsp_get_position(surg_json_get(params, "position"), &line, &ch)) {
-        lsp_reply_error(s, id, RPC_INVALID_PARAMS, "completion needs textDocument and position");
+    size_t at;
+    lsp_doc *d = place_of(s, id, params, "completion", &at);
+    if (!d)
         return;
-    }
     surg_token *t = NULL;
-    size_t n = 0;
-    if (!d || surg_recipe_tokens(d->text, d->len, &t, &n) != SURG_OK) {
+    size_t n = 0, stmt_start = 0, k = 0;
+    if (surg_recipe_tokens(d->text, d->len, &t, &n) != SURG_OK) {
         lsp_reply_raw(s, id, "null");
         return;
     }
-    size_t at = lsp_offset_at(d, s->units, line, ch), stmt_start = 0, k = 0;
     for (; k < n && t[k].start < at; k++)
         if (t[k].kind == SURG_TOK_SEPARATOR && t[k].end <= at)
             stmt_start = t[k].end;

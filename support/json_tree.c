@@ -88,7 +88,8 @@ static bool close_top(builder *b)
     surg_json *items = ar_array(b->ar, f->node.n + 1, sizeof *items);
     if (!items)
         return !(b->nomem = true);
-    memcpy(items, b->pending + f->first, f->node.n * sizeof *items);
+    if (f->node.n) /* pending is NULL before the first item */
+        memcpy(items, b->pending + f->first, f->node.n * sizeof *items);
     f->node.items = items;
     b->n = f->first;
     return add(b, &f->node);
