@@ -31,6 +31,16 @@ static const char *string_at(const surg_json *obj, const char *key)
     return v && v->kind == SURG_JSON_STRING ? v->string : NULL;
 }
 
+/* A document's version: an integer JSON can hold exactly, else 0 (a
+ * hostile 1e300 is no version, and no long long either). */
+static long long version_of(const surg_json *v)
+{
+    if (!v || v->kind != SURG_JSON_NUMBER || !(v->number >= -9007199254740992.0 &&
+                                               v->number <= 9007199254740992.0))
+        return 0;
+    return (long long)v->number;
+}
+
 static void set_from(lsp_server *s, const surg_json *opts)
 {
     const char *from = string_at(opts, "from");
@@ -96,24 +106,25 @@ static void on_did_open(lsp_server *s, const surg_json *id, const surg_json *par
     const surg_json *text = surg_json_get(td, "text"), *ver = surg_json_get(td, "version");
     if (!uri || !text || text->kind != SURG_JSON_STRING)
         return;
+    char *t = strdup(text->string);
+    if (!t)
+        return;
     lsp_doc *d = lsp_find_doc(s, params);
     if (!d) {
         d = calloc(1, sizeof *d);
         if (!d || !(d->uri = strdup(uri)) || !(d->path = lsp_uri_path(uri))) {
             if (d)
                 lsp_doc_free(d);
+            free(t);
             return;
         }
         d->next = s->docs;
         s->docs = d;
     }
-    char *t = strdup(text->string);
-    if (!t)
-        return;
     free(d->text);
     d->text = t;
     d->len = strlen(t);
-    d->version = ver && ver->kind == SURG_JSON_NUMBER ? (long long)ver->number : 0;
+    d->version = version_of(ver);
     lsp_publish(s, d);
 }
 
@@ -160,8 +171,8 @@ static void on_did_change(lsp_server *s, const surg_json *id, const surg_json *p
         if (!apply_change(s, d, &changes->items[i]))
             break;
     const surg_json *ver = surg_json_get(surg_json_get(params, "textDocument"), "version");
-    if (ver && ver->kind == SURG_JSON_NUMBER)
-        d->version = (long long)ver->number;
+    if (ver)
+        d->version = version_of(ver);
     lsp_publish(s, d);
 }
 

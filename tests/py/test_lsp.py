@@ -415,6 +415,22 @@ class Lsp(unittest.TestCase):
             r = c.read()
             self.assertEqual((r["id"], r["error"]["code"]), (7 if b"7" in body else None, code),
                              body)
+        # a version no integer holds, positions past every line's end, a
+        # change whose range is backwards: no harm done
+        c.notify("textDocument/didOpen", {"textDocument": {
+            "uri": self.uri, "languageId": "surg", "version": 1e300, "text": "drop \"a\"\n"}})
+        self.assertEqual(self.diagnostics(c, 0), [])
+        r = c.request("textDocument/hover", {"textDocument": {"uri": self.uri},
+                                             "position": {"line": 4e9, "character": 1e300}})
+        self.assertEqual(r["error"]["code"], -32602)
+        r = c.request("textDocument/completion", {"textDocument": {"uri": self.uri},
+                                                  "position": {"line": 70, "character": 900}})
+        self.assertEqual(r["result"]["items"][0]["kind"], 14)
+        c.notify("textDocument/didChange", {
+            "textDocument": {"uri": self.uri, "version": 2},
+            "contentChanges": [{"range": {"start": {"line": 0, "character": 3},
+                                          "end": {"line": 0, "character": 1}}, "text": "x"}]})
+        self.assertEqual(self.diagnostics(c, 2), [])
         # the server goes on: a string id comes back as it was
         c.send({"jsonrpc": "2.0", "id": "abc", "method": "shutdown"})
         self.assertEqual(c.read(), {"jsonrpc": "2.0", "id": "abc", "result": None})
