@@ -404,6 +404,19 @@ class Lsp(unittest.TestCase):
         c = Client(self.dir)
         self.assertEqual(c.finish(), (1, b""))
 
+    def test_command_line(self):
+        r = subprocess.run([ARGS.surg, "lsp", "--help"], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0)
+        self.assertTrue(r.stdout.startswith(b"usage: surg lsp\n"))
+        r = subprocess.run([ARGS.surg, "lsp", "bogus"], capture_output=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                         (2, b"", b"surg lsp: unexpected argument 'bogus'\n"
+                                  b"(see `surg lsp --help`)\n"))
+        # --stdio, which clients add, is what it does anyway
+        r = subprocess.run([ARGS.surg, "lsp", "--stdio"], input=frame(b'{"jsonrpc":"2.0",'
+                           b'"method":"exit"}'), capture_output=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (1, b""))
+
     def test_malformed(self):
         c = self.start()
         for body, code in ((b"{\"jsonrpc\":", -32700), (b"\xff\xfe", -32700),
