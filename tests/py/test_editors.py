@@ -213,53 +213,53 @@ def token_kind(kind, text, start, end):
     return "operator" if kind == "other" and text[start:end] in (b"(", b"[") else kind
 
 
-def expected_class(kind, text, start, end, kw, types):
-    """The scope (prefix) a token's bytes must have, or None to skip it."""
-    kind = token_kind(kind, text, start, end)
-    word = text[start:end]
-    if kind == "keyword":
-        return ("keyword.control.statement" if kw.get(word.decode(), False) or word == b"let"
-                else "keyword.other.clause")
-    if kind == "word":
-        w = word.decode()
-        if w in types:
-            return "storage.type.dtype"
-        if text[end:].lstrip(b" \t")[:1] == b"(":
-            return "entity.name.function"
-        if w in CONSTANTS:
-            return "constant.language"
-        if w in CLAUSE_WORDS:
-            return "keyword.other.clause"
-        return "variable.other"
-    if kind == "number":
-        return "constant.numeric"
-    if kind == "string":
-        return STRING_SCOPE
-    if kind == "comment":
-        return "comment.line.number-sign"
-    if kind == "operator":
-        return OPERATOR_SCOPES[word]
-    if kind == "separator":
-        return "punctuation.terminator.statement" if word == b";" else None
-    return "invalid.illegal"
-
-
-def vim_group(kind, text, start, end, kw, types):
+def token_class(kind, text, start, end, kw, types):
+    """What a highlighter is to make of a token: a class of the tables below."""
     kind = token_kind(kind, text, start, end)
     word = text[start:end]
     if kind == "keyword":
         if word in (b"factored", b"min"):
-            return "surgMirrorClause"
-        return "surgStatement" if kw.get(word.decode(), False) or word == b"let" else "surgClause"
+            return "mirror-clause"
+        return "statement" if kw.get(word.decode(), False) or word == b"let" else "clause"
     if kind == "word":
         w = word.decode()
         if w in types:
-            return "surgType"
+            return "dtype"
         if text[end:].lstrip(b" \t")[:1] == b"(":
-            return "surgFunction"
-        return ("surgConstant" if w in CONSTANTS else "surgClause" if w in CLAUSE_WORDS else "")
-    return {"number": "surgNumber", "string": "surgString", "comment": "surgComment",
-            "other": "surgError"}.get(kind) or VIM_OPERATORS.get(word)
+            return "function"
+        return "constant" if w in CONSTANTS else "clause" if w in CLAUSE_WORDS else "variable"
+    if kind == "separator":
+        return "separator" if word == b";" else "newline"
+    return kind
+
+
+# Each class's TextMate scope (prefix) and Vim group; None: nothing to see
+# (a newline); operators by their text.
+SCOPES = {
+    "statement": "keyword.control.statement", "clause": "keyword.other.clause",
+    "mirror-clause": "keyword.other.clause", "dtype": "storage.type.dtype",
+    "function": "entity.name.function", "constant": "constant.language",
+    "variable": "variable.other", "number": "constant.numeric", "string": STRING_SCOPE,
+    "comment": "comment.line.number-sign", "separator": "punctuation.terminator.statement",
+    "newline": None, "other": "invalid.illegal",
+}
+GROUPS = {
+    "statement": "surgStatement", "clause": "surgClause", "mirror-clause": "surgMirrorClause",
+    "dtype": "surgType", "function": "surgFunction", "constant": "surgConstant",
+    "variable": "", "number": "surgNumber", "string": "surgString", "comment": "surgComment",
+    "separator": "surgDelimiter", "newline": None, "other": "surgError",
+}
+
+
+def expected_class(kind, text, start, end, kw, types):
+    """The scope (prefix) a token's bytes must have, or None to skip it."""
+    c = token_class(kind, text, start, end, kw, types)
+    return OPERATOR_SCOPES[text[start:end]] if c == "operator" else SCOPES[c]
+
+
+def vim_group(kind, text, start, end, kw, types):
+    c = token_class(kind, text, start, end, kw, types)
+    return VIM_OPERATORS[text[start:end]] if c == "operator" else GROUPS[c]
 
 
 PART_SCOPES = {"escape": "constant.character.escape", "bad-escape": "invalid.illegal.escape",
@@ -381,7 +381,7 @@ class Editors(unittest.TestCase):
             pts = []
             for kind, start, end in toks:
                 group = vim_group(kind, text, start, end, self.kw, self.types)
-                if group is None or kind == "separator" and text[start:end] == b"\n":
+                if group is None:
                     continue
                 pts.append(lc(start))
                 want.append((path, start, text[start:end], group))

@@ -1,4 +1,4 @@
-" surg recipes: comments start with '#'; `gq` and `=` leave recipes to surg fmt.
+" surg recipes: comments start with '#' (for gc, gq and the like).
 if exists("b:did_ftplugin")
   finish
 endif
