@@ -123,6 +123,13 @@ void lsp_view_close(lsp_view *v);
 /* `f32[3, 4]` */
 void lsp_put_type(FILE *f, const surg_tensor_info *t);
 
+/* ---- the server (lsp_server.c) ---- */
+
+/* Serve one client over a pair of file descriptors until `exit` or the end
+ * of the input: 0 after shutdown and exit, 1 otherwise (exit without
+ * shutdown, the input's end, lost framing), 2 out of memory. */
+int lsp_serve(int in_fd, int out_fd);
+
 /* ---- diagnostics (lsp_check.c) and requests (lsp_features.c) ---- */
 
 /* Check a document as `surg check` would, and publish what it says. */
