@@ -23,6 +23,10 @@ typedef struct diag_printer {
  * newlines, when kept) are written as \xNN, never sent to the terminal. */
 void put_safe(FILE *out, const char *s, bool keep_newlines);
 
+/* A JSON string: quotes, backslashes and control characters escaped, a
+ * byte that is not UTF-8 written as U+FFFD. */
+void put_json_str(FILE *out, const char *s);
+
 /* A surg_sink whose callback prints to p->out. */
 surg_sink diag_sink(diag_printer *p);
 bool diag_parse_format(const char *name, diag_format *out);
@@ -80,6 +84,10 @@ void compiled_free(compiled *c);
 
 int cmd_plan(int argc, char **argv, diag_printer *dp);
 int cmd_run(int argc, char **argv, diag_printer *dp);
+
+/* `surg lsp`: a Language Server over standard input and output (lsp.h). */
+int cmd_lsp(int argc, char **argv, diag_printer *dp);
+
 
 int cmd_diff(int argc, char **argv, diag_printer *dp);
 int cmd_invert(int argc, char **argv, diag_printer *dp);

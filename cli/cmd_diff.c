@@ -410,42 +410,6 @@ static void print_human(const diff *d, FILE *out)
             count[E_EQUAL], both - count[E_EQUAL], count[E_ONLY_A], count[E_ONLY_B]);
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped, a
- * byte that is not UTF-8 written as U+FFFD. */
-static void put_json_str(FILE *out, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', out);
-    while (*p) {
-        unsigned c = *p;
-        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 && c >= 0xc2 ? 2
-                                : (c & 0xf0) == 0xe0              ? 3
-                                : (c & 0xf8) == 0xf0 && c <= 0xf4 ? 4
-                                                                  : 0;
-        bool ok = len > 0;
-        for (size_t k = 1; ok && k < len; k++)
-            ok = (p[k] & 0xc0) == 0x80;
-        if (ok && len == 3)
-            ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
-        if (ok && len == 4)
-            ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
-        if (!ok) {
-            fputs("\\ufffd", out);
-            p++;
-        } else if (c == '"' || c == '\\') {
-            fprintf(out, "\\%c", c);
-            p++;
-        } else if (c < 0x20 || c == 0x7f) {
-            fprintf(out, "\\u%04x", c);
-            p++;
-        } else {
-            fwrite(p, 1, len, out);
-            p += len;
-        }
-    }
-    fputc('"', out);
-}
-
 static void put_json_num(FILE *out, double v)
 {
     if (isinf(v))

@@ -36,6 +36,10 @@ int gr_keyword(const char *word)
     return 0;
 }
 
+size_t gr_keyword_count(void) { return sizeof keywords / sizeof *keywords; }
+
+const char *gr_keyword_word(size_t i) { return keywords[i].word; }
+
 int gr_mirror_keyword(const char *word)
 {
     return strcmp(word, "factored") == 0 ? FACTORED : strcmp(word, "min") == 0 ? MIN : 0;

@@ -50,6 +50,9 @@ const char *gr_unescape(gr_ctx *ctx, const char *body, uint32_t len,
 
 /* A keyword's token, or 0 for a plain word. */
 int gr_keyword(const char *word);
+/* The keyword table, for listing it: its size, and its i-th word. */
+size_t gr_keyword_count(void);
+const char *gr_keyword_word(size_t i);
 /* `factored` and `min`, the words of a mirror statement's clauses; 0 for others. */
 int gr_mirror_keyword(const char *word);
 

@@ -325,6 +325,60 @@ SURG_API void surg_recipe_free(surg_recipe *r);
 SURG_API char *surg_recipe_format(const surg_recipe *r);
 SURG_API char *surg_recipe_dump(const surg_recipe *r);
 
+/* ---- for editors: tokens, keywords, patterns -------------------------- */
+
+/* What the scanner makes of a recipe's text, token by token, for
+ * highlighting and for editors (`surg lsp`): exactly the tokens the parser
+ * reads, and the comments it keeps. */
+typedef enum surg_token_kind {
+    SURG_TOK_KEYWORD,   /* a statement's or clause's word: rename, optional, rank, ... */
+    SURG_TOK_WORD,      /* any other word: x, f32, normal, flax */
+    SURG_TOK_NUMBER,    /* 3, 0.5, .5, 1e-3 */
+    SURG_TOK_STRING,    /* with its quotes; an unterminated one ends at its line's end */
+    SURG_TOK_OPERATOR,  /* -> ... <= >= == != = : , * / + - < > @ ( ) [ ] */
+    SURG_TOK_SEPARATOR, /* ';', or a newline that ends a statement */
+    SURG_TOK_COMMENT,   /* from '#' to the end of the line */
+    SURG_TOK_OTHER,     /* a glob character outside a string (? { } ! $ .), a stray byte */
+} surg_token_kind;
+
+typedef struct surg_token {
+    surg_token_kind kind;
+    uint32_t start, end; /* byte offsets in the text, end exclusive; never empty */
+} surg_token;
+
+/* Every token of `text` (len bytes, at most SURG_RECIPE_MAX), in order, in
+ * an array the caller frees. Any text has tokens, errors or not: a stray
+ * byte is SURG_TOK_OTHER. SURG_ENOMEM or SURG_EUSAGE (too long). */
+SURG_API surg_status surg_recipe_tokens(const char *text, size_t len, surg_token **out, size_t *n);
+
+/* The i-th word that is a keyword of recipes (NULL past the end), and
+ * whether it begins a statement. `factored` and `min` are keywords only
+ * in a mirror statement; `let` only where a statement begins. */
+SURG_API const char *surg_recipe_keyword(size_t i, int *starts_statement);
+
+/* The pattern whose text holds byte `offset` (a quoted string, or the
+ * unquoted text where a pattern belongs, that a statement matches against
+ * tensor names: not mirror's prefixes, fill's new name or meta's keys).
+ * Returns 1 and fills *out, or 0 when there is none there. */
+typedef struct surg_pattern_ref {
+    const char *text;    /* decoded; owned by the recipe */
+    uint32_t start, end; /* the pattern's bytes, quotes (and `optional`) included */
+    uint32_t stmt_start; /* where its statement starts */
+    int optional;
+} surg_pattern_ref;
+
+SURG_API int surg_recipe_pattern_at(const surg_recipe *r, size_t offset, surg_pattern_ref *out);
+
+/* A pattern of SPEC §3.1, compiled once and matched against names. On a
+ * malformed pattern: SURG_EINVALID with the reason in err (err_cap bytes). */
+typedef struct surg_pattern surg_pattern;
+
+SURG_API surg_status surg_pattern_compile(const char *text, surg_pattern **out, char *err,
+                                          size_t err_cap);
+/* 1 when the whole name matches, 0 when not, -1 when out of memory. */
+SURG_API int surg_pattern_match(surg_pattern *p, const char *name);
+SURG_API void surg_pattern_free(surg_pattern *p);
+
 /* ---- compiling ------------------------------------------------------- */
 
 typedef struct surg_program surg_program;
@@ -514,6 +568,38 @@ SURG_API surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
 /* Write the abstract state of `ck` as a schema file (SPEC §2) to a string
  * the caller frees. */
 SURG_API surg_status surg_ckpt_schema_json(const surg_ckpt *ck, char **out);
+
+/* ---- JSON (for tools that speak it: `surg lsp`) ------------------------ */
+
+/* A JSON text read strictly (RFC 8259: valid UTF-8, no trailing commas, no
+ * duplicate keys, no NUL in a string, nesting at most 128 levels), as a
+ * tree. Reading is iterative and linear in the text's length. */
+typedef enum surg_json_kind {
+    SURG_JSON_NULL,
+    SURG_JSON_FALSE,
+    SURG_JSON_TRUE,
+    SURG_JSON_NUMBER,
+    SURG_JSON_STRING,
+    SURG_JSON_ARRAY,
+    SURG_JSON_OBJECT,
+} surg_json_kind;
+
+typedef struct surg_json {
+    surg_json_kind kind;
+    const char *key;    /* a member of an object: its key; else NULL */
+    const char *string; /* STRING: decoded, NUL-terminated; NUMBER: its text */
+    double number;      /* NUMBER */
+    size_t n;           /* ARRAY, OBJECT: how many items (members in order) */
+    const struct surg_json *items;
+} surg_json;
+
+/* The tree of `text` (len bytes), which the caller frees with
+ * surg_json_free; NULL with a message (and the byte offset) in err when the
+ * text is not JSON or memory ran out. */
+SURG_API surg_json *surg_json_parse(const char *text, size_t len, char *err, size_t err_cap);
+SURG_API void surg_json_free(surg_json *root);
+/* An object's member by key; NULL when absent or `obj` is no object. */
+SURG_API const surg_json *surg_json_get(const surg_json *obj, const char *key);
 
 /* Natural order of names: digit runs compare by value ("layers.2" before
  * "layers.10"). */

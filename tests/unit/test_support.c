@@ -303,10 +303,75 @@ static void test_distance_banded(void **state)
     free(y);
 }
 
+/* surg_json_parse: every kind of value, in order, keys kept; and the
+ * refusals, each with its place and reason. */
+static void test_json_tree(void **state)
+{
+    (void)state;
+    const char *text = "{\"id\": 12, \"s\": \"a\\u00e9\\n\", \"l\": [true, false, null, -1.5e3, []],"
+                       " \"o\": {\"k\": {}}}";
+    char err[200];
+    surg_json *j = surg_json_parse(text, strlen(text), err, sizeof err);
+    assert_non_null(j);
+    assert_int_equal(j->kind, SURG_JSON_OBJECT);
+    assert_int_equal(j->n, 4);
+    assert_string_equal(j->items[0].key, "id");
+    assert_string_equal(j->items[0].string, "12");
+    assert_true(j->items[0].number == 12);
+    assert_string_equal(surg_json_get(j, "s")->string, "a\xc3\xa9\n");
+    const surg_json *l = surg_json_get(j, "l");
+    assert_int_equal(l->kind, SURG_JSON_ARRAY);
+    assert_int_equal(l->n, 5);
+    assert_int_equal(l->items[0].kind, SURG_JSON_TRUE);
+    assert_int_equal(l->items[1].kind, SURG_JSON_FALSE);
+    assert_int_equal(l->items[2].kind, SURG_JSON_NULL);
+    assert_true(l->items[3].number == -1500);
+    assert_string_equal(l->items[3].string, "-1.5e3");
+    assert_null(l->items[3].key);
+    assert_int_equal(l->items[4].kind, SURG_JSON_ARRAY);
+    assert_int_equal(l->items[4].n, 0);
+    const surg_json *k = surg_json_get(surg_json_get(j, "o"), "k");
+    assert_int_equal(k->kind, SURG_JSON_OBJECT);
+    assert_null(surg_json_get(j, "nope"));
+    assert_null(surg_json_get(l, "id"));
+    surg_json_free(j);
+
+    static const struct {
+        const char *text, *err;
+    } bad[] = {
+        {"{\"a\": 1, \"a\": 2}", "duplicate"},
+        {"[1,]", "at byte 3: a trailing comma before ']'"},
+        {"[1] x", "at byte 4: unexpected"},
+        {"\"\\ud800\"", "at byte "},
+        {"\xff", "at byte 0: not valid UTF-8"},
+        {"", "at byte 0: "},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        assert_null(surg_json_parse(bad[i].text, strlen(bad[i].text), err, sizeof err));
+        if (!strstr(err, bad[i].err))
+            fail_msg("%s: %s", bad[i].text, err);
+    }
+    /* 128 levels are read; 129 are refused, without recursion */
+    char deep[2 * 129 + 1];
+    for (int n = 128; n <= 129; n++) {
+        memset(deep, '[', (size_t)n);
+        memset(deep + n, ']', (size_t)n);
+        j = surg_json_parse(deep, 2 * (size_t)n, err, sizeof err);
+        if (n == 128) {
+            assert_non_null(j);
+            surg_json_free(j);
+        } else {
+            assert_null(j);
+            assert_string_equal(err, "at byte 129: nested more than 128 levels deep");
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_arena),      cmocka_unit_test(test_json_strings),
+        cmocka_unit_test(test_arena),      cmocka_unit_test(test_json_strings), cmocka_unit_test(test_json_tree),
         cmocka_unit_test(test_utf8),       cmocka_unit_test(test_dtypes),
         cmocka_unit_test(test_sizes),      cmocka_unit_test(test_exit_codes),
         cmocka_unit_test(test_read_only_regular), cmocka_unit_test(test_read_stream_bounded),
