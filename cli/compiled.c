@@ -231,11 +231,9 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
      * one output, or one per input of a split run. */
     size_t n_split = a->split ? a->n_ins : 0;
     surg_compile_opts o = {.out_path = a->out, .outputs = a->outs, .n_outputs = n_split,
-                           .out_format = a->out_format};
+                           .out_format = a->out_format, .target = c->to};
     if (!st)
         st = surg_compile_for(c->recipe, c->from, &o, sink, &c->prog);
-    if (!st && c->to)
-        st = surg_program_check_target(c->prog, c->to, sink);
     /* Split inputs make split outputs: every tensor must have a place
      * (named by its output, or, before one is given, by its input). */
     surg_ckpt_part placed[2];

@@ -10,13 +10,6 @@
 
 #include "compiler/lower.h"
 
-/* The work the search for closest names may do: cells of the distance
- * table, plus one per name looked at. Per pattern, and in all for a
- * recipe: past either, the search stops with the names found so far, so
- * a long pattern against a large state, or thousands of patterns that
- * match nothing, cost bounded time. */
-#define GUESS_WORK_PER_PATTERN ((uint64_t)1 << 26)
-#define GUESS_WORK_TOTAL ((uint64_t)1 << 28)
 
 /* The pattern as atoms for the fuzzy distance: one per literal character,
  * one per wildcard. */
@@ -197,8 +190,8 @@ static size_t closest_names(lw *L, const gl_pattern *p, char notes[3][256])
     bool ok = atoms_of(p, &t);
     size_t lit = t.literal_chars;
     size_t limit = lit / 3 < 1 ? 1 : lit / 3 > 4 ? 4 : lit / 3;
-    uint64_t left = GUESS_WORK_TOTAL - L->guess_work;
-    uint64_t work = left < GUESS_WORK_PER_PATTERN ? left : GUESS_WORK_PER_PATTERN;
+    uint64_t left = L->guess_work < LW_GUESS_WORK_TOTAL ? LW_GUESS_WORK_TOTAL - L->guess_work : 0;
+    uint64_t work = left < LW_GUESS_WORK_PER_PATTERN ? left : LW_GUESS_WORK_PER_PATTERN;
     uint64_t start = work;
     size_t *cells = NULL, cap = 0;
     guess best[3] = {{SIZE_MAX, NULL}, {SIZE_MAX, NULL}, {SIZE_MAX, NULL}};

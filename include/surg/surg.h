@@ -343,6 +343,10 @@ typedef struct surg_compile_opts {
     /* The format of every output, as surg_run_opts.out_format (NULL: each
      * output's name says). */
     const char *out_format;
+    /* A target's abstract state (`--to`), or NULL: the result is compared
+     * with it as surg_program_check_target does, each problem that a
+     * statement caused reported at that statement. */
+    const surg_ckpt *target;
 } surg_compile_opts;
 
 /* surg_compile with what is known of the output; `opts` may be NULL (then
@@ -360,7 +364,14 @@ size_t surg_program_alias_count(const surg_program *p);
 const surg_meta_entry *surg_program_alias(const surg_program *p, size_t i);
 
 /* Compare the result with a target's abstract state (`--to`): every missing,
- * unexpected and mismatched tensor is an error, all reported in name order. */
+ * unexpected and mismatched tensor is an error, all reported in name order
+ * (of the target's name, where there is one). A missing and an unexpected
+ * tensor of one dtype and of the same dimensions (in any order) are one
+ * error, "renamed?" (and "transposed?" when the axes are permuted), with the
+ * statements that would fix it as notes; a tensor of the target's
+ * dimensions in another order says "transposed?" the same way. Found by
+ * sorting, never by comparing every pair. Reported at the target's file;
+ * surg_compile_opts.target reports them at the recipe's statements. */
 surg_status surg_program_check_target(const surg_program *p, const surg_ckpt *target,
                                       surg_sink *sink);
 
