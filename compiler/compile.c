@@ -115,6 +115,13 @@ surg_status pg_compile_traced(const surg_recipe *recipe, surg_ckpt *from,
     L.after = after;
     L.after_user = user;
     bool ok = initial_state(&L, from);
+    if (ok && r->n_broken) {
+        L.broken = malloc(r->n_broken * sizeof *L.broken);
+        ok = L.broken != NULL;
+        for (const ast_broken *b = r->broken; ok && b && L.n_broken < r->n_broken; b = b->next)
+            L.broken[L.n_broken++] = b->at;
+        L.nomem |= !ok;
+    }
     if (ok)
         lw_load_records(&L, from);
     if (ok)
@@ -141,6 +148,7 @@ surg_status pg_compile_traced(const surg_recipe *recipe, surg_ckpt *from,
         st = pg_check_target(p, &r->src, opts->target, sink);
     state_free(&L.st);
     free(L.gone);
+    free(L.broken);
     free(L.paths);
     lw_meta_free(&L);
     bb_free(&L.matches);

@@ -33,6 +33,8 @@ typedef struct lw {
                               value and no tensor is no error */
     src_span at;                /* the statement being lowered, for warnings */
     const ast_stmt *stmt;       /* that statement */
+    src_span *broken;           /* statements left out for syntax errors, in order */
+    size_t n_broken;
     state_gone *gone;           /* names that left the state, in order (gone.c) */
     size_t n_gone, cap_gone;
     bigbuf matches, caps; /* reused by every statement's lw_match_pattern */

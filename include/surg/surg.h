@@ -288,6 +288,13 @@ surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
 /* The same, reading the file (a regular file, or standard input for "-", as
  * surg_recipe_read). */
 surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out);
+/* The same, but after syntax errors (SURG_EINVALID, each reported) *out
+ * still holds the statements that parsed, each statement with an error
+ * left out, so that compiling it reports the rest of the recipe's errors
+ * too; the caller must not use such a recipe for anything but that. *out
+ * is NULL only when no text could be parsed (unreadable, too large, not
+ * UTF-8, a NUL byte, out of memory). */
+surg_status surg_recipe_load_partial(const char *path, surg_sink *sink, surg_recipe **out);
 /* The most bytes a recipe may have. */
 #define SURG_RECIPE_MAX (64u << 20)
 /* A recipe's text, NUL-terminated, in memory the caller frees. `path` names
