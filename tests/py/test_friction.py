@@ -330,6 +330,38 @@ class LfsPointer(Case):
         self.assertNotIn("git-lfs", err)
 
 
+class HelpExample(Case):
+    def test_example_runs(self):
+        """The example `surg --help` and `surg run --help` give ports a
+        PyTorch Linear saved by torch to a Flax Dense: checked against the
+        Dense's schema, and run, its kernel is the weight transposed."""
+        import torch
+        rc, text, err = surg("help", "example")
+        self.assertEqual((rc, err), (0, ""))
+        lines = [l.strip() for l in text.splitlines()
+                 if l.startswith("  rename") or l.startswith("  map")]
+        self.assertEqual(len(lines), 3, text)
+        recipe = self.write("port.surg", "\n".join(lines) + "\n")
+        torch.manual_seed(0)
+        model = torch.nn.Module()
+        model.dense = torch.nn.Linear(4, 10)
+        pt = self.path("model.pt")
+        torch.save(model.state_dict(), pt)
+        target = self.write("flax_model.json", json.dumps(
+            {"dense": {"kernel": {"dtype": "float32", "shape": [4, 10]},
+                       "bias": {"dtype": "float32", "shape": [10]}}}))
+        rc, out, err = surg("check", recipe, "--from", pt, "--to", target)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("matching the target", out)
+        out_path = self.path("out.npz")
+        rc, _, err = surg("run", "-q", recipe, pt, out_path)
+        self.assertEqual((rc, err), (0, ""))
+        with np.load(out_path) as z:
+            np.testing.assert_array_equal(z["dense/kernel"],
+                                          model.dense.weight.detach().numpy().T)
+            np.testing.assert_array_equal(z["dense/bias"], model.dense.bias.detach().numpy())
+
+
 def write_st(path, tensors):
     """A safetensors file from its documentation: {name: (dtype, uint array)}."""
     hdr, data, off = {}, b"", 0

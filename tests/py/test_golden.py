@@ -203,6 +203,33 @@ class Golden(unittest.TestCase):
                          "renamed?%0Anote: to match the target: rename \"a/w\" -> "
                          "\"a/kernel\"\n")
 
+    def test_help(self):
+        """surg --help, surg run --help (= surg help run) and the help
+        topics: the statements, the patterns and an example (issue 17 §5)."""
+        os.makedirs(os.path.join(ARGS.golden, "help"), exist_ok=True)
+        for args, name in ((["--help"], "usage"), (["run", "--help"], "run"),
+                           (["help", "recipe"], "recipe"), (["help", "globs"], "globs"),
+                           (["help", "example"], "example")):
+            with self.subTest(name):
+                rc, out, err = surg(*args)
+                self.assertEqual((rc, err), (0, ""))
+                expect_file(self, "help/%s.txt" % name, out)
+        self.assertEqual(surg("help"), surg("--help"))
+        self.assertEqual(surg("help", "run"), surg("run", "--help"))
+        self.assertEqual(surg("help", "check"), surg("check", "--help"))
+        self.assertEqual(surg("help", "language"), surg("help", "recipe"))
+        for name in ("usage", "run"):
+            with open(os.path.join(ARGS.golden, "help", name + ".txt")) as f:
+                text = f.read()
+            for part in ("recipe", "globs", "example"):
+                with open(os.path.join(ARGS.golden, "help", part + ".txt")) as f:
+                    self.assertIn(f.read(), text)
+        self.assertEqual(surg("help", "frobnicate"),
+                         (2, "", "surg help: no help on 'frobnicate': the topics are the "
+                          "commands (run, check, plan, fmt, schema, diff, invert), recipe and "
+                          "globs\n(see `surg help --help`)\n"))
+        self.assertEqual(surg("help", "run", "check")[0], 2)
+
     def test_migrations(self):
         """Real migrations of Flax's guides check clean, against the target."""
         ex = ARGS.examples
