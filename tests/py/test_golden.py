@@ -135,6 +135,29 @@ class Golden(unittest.TestCase):
                 self.assertEqual(out, "")
                 expect_file(self, rel[:-5] + ".err", err)
 
+    def test_check_warnings(self):
+        """Warnings of a recipe that compiles (exit 0): init-lora style flax
+        on what looks like a PyTorch weight ([out, in]), and none where the
+        style fits."""
+        cases = recipes("check/warnings")
+        self.assertGreaterEqual(len(cases), 3)
+        for rel in cases:
+            with self.subTest(rel):
+                rc, out, err = surg("check", rel, "--from", "check/warnings/model.json")
+                self.assertEqual(rc, 0, err)
+                self.assertTrue(out.startswith(rel + ": ok: 5 tensors in, "), out)
+                expect_file(self, rel[:-5] + ".err", err)
+
+    def test_syntax_hides_nothing(self):
+        """Two syntax errors and six others in one recipe: all eight are
+        reported, by check and by run (which writes nothing)."""
+        rel = "check/errors/d07-syntax-and-semantic.surg"
+        rc, out, err = surg("check", rel, "--from", "check/model.json")
+        self.assertEqual((rc, out), (1, ""))
+        self.assertEqual(err.count(": error: "), 8, err)
+        self.assertEqual(err.count("error: unknown statement"), 1)
+        self.assertEqual(err.count("error: expected '->'"), 1)
+
     def test_check_meta(self):
         """meta statements: every error of a metadata value, key or pattern,
         against a schema with metadata and values a msgpack input kept."""
