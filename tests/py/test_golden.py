@@ -14,6 +14,7 @@ import glob
 import os
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.dont_write_bytecode = True
@@ -157,6 +158,11 @@ class Golden(unittest.TestCase):
         self.assertEqual(err.count(": error: "), 8, err)
         self.assertEqual(err.count("error: unknown statement"), 1)
         self.assertEqual(err.count("error: expected '->'"), 1)
+        with tempfile.TemporaryDirectory() as d:
+            out_path = os.path.join(d, "o.safetensors")
+            rc, out, run_err = surg("run", rel, "check/model.json", out_path)
+            self.assertEqual((rc, out, run_err), (1, "", err))
+            self.assertEqual(os.listdir(d), [])
 
     def test_check_meta(self):
         """meta statements: every error of a metadata value, key or pattern,
