@@ -51,6 +51,12 @@ surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
     return parse(path, text, len, sink, false, out);
 }
 
+surg_status surg_recipe_parse_partial(const char *path, const char *text, size_t len,
+                                      surg_sink *sink, surg_recipe **out)
+{
+    return parse(path, text, len, sink, true, out);
+}
+
 surg_status surg_recipe_read(const char *path, surg_sink *sink, char **text, size_t *len)
 {
     *text = NULL;

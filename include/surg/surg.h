@@ -295,6 +295,8 @@ surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **ou
  * is NULL only when no text could be parsed (unreadable, too large, not
  * UTF-8, a NUL byte, out of memory). */
 surg_status surg_recipe_load_partial(const char *path, surg_sink *sink, surg_recipe **out);
+surg_status surg_recipe_parse_partial(const char *path, const char *text, size_t len,
+                                      surg_sink *sink, surg_recipe **out);
 /* The most bytes a recipe may have. */
 #define SURG_RECIPE_MAX (64u << 20)
 /* A recipe's text, NUL-terminated, in memory the caller frees. `path` names
