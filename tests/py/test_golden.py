@@ -210,6 +210,25 @@ class Golden(unittest.TestCase):
                 self.assertEqual((rc, out), (1, ""), err)
                 expect_file(self, base + ".err", err)
 
+    def test_check_target_fixes(self):
+        """The statements the notes give ("to match the target: ...",
+        "then: ..."), added to the recipe, make it match the target."""
+        for name in ("01-renamed", "02-renamed-untouched", "03-torch-to-flax",
+                     "04-transposed", "09-odd-names"):
+            with self.subTest(name):
+                base = "check/target/" + name
+                _, _, err = surg("check", base + ".surg", "--from", base + ".from.json",
+                                 "--to", base + ".to.json")
+                fixes = [line.split(": ", 2)[2] for line in err.splitlines()
+                         if line.startswith(("note: to match the target: ", "note: then: "))]
+                self.assertTrue(fixes, err)
+                with open(os.path.join(ARGS.golden, base + ".surg")) as f:
+                    text = f.read() + "\n".join(fixes) + "\n"
+                rc, out, err = surg("check", "-", "--from", base + ".from.json", "--to",
+                                    base + ".to.json", stdin=text.encode())
+                self.assertEqual((rc, err), (0, ""), text)
+                self.assertTrue(out.endswith("matching the target\n"), out)
+
     def test_check_target_github(self):
         """GitHub annotations of --to land on the recipe's line when a
         statement caused the problem, else on the target."""
