@@ -86,6 +86,8 @@ bool lw_gone_finish(lw *L, arena *ar, state_gone **out, size_t *n)
     *out = ar_array(ar, L->n_gone + 1, sizeof **out);
     if (!*out)
         return false;
+    if (!L->n_gone)
+        return true;
     memcpy(*out, L->gone, L->n_gone * sizeof **out);
     if (ss_sort(*out, L->n_gone, sizeof **out) != 0)
         return false;

@@ -270,8 +270,10 @@ static bool pair_lone(const side_name *want, const size_t *missing, size_t n_mis
         bool is_have = i >= n_missing;
         size_t k = is_have ? extra[i - n_missing] : missing[i];
         const side_name *s = is_have ? &have[k] : &want[k];
-        memcpy(d, s->t->shape, s->t->rank * sizeof *d);
-        qsort(d, s->t->rank, sizeof *d, u64_cmp);
+        if (s->t->rank) {
+            memcpy(d, s->t->shape, s->t->rank * sizeof *d);
+            qsort(d, s->t->rank, sizeof *d, u64_cmp);
+        }
         v[i] = (lone){s, k, d, is_have, false};
         d += s->t->rank;
     }
@@ -377,7 +379,7 @@ static src_span type_origin(checker *C, cg_id id)
         for (uint32_t k = 0; k < n->n_in && !same; k++) {
             const cg_node *o = cg_get(&C->p->g, n->in[k]);
             if (o->dtype == n->dtype && o->rank == n->rank &&
-                memcmp(o->shape, n->shape, n->rank * sizeof *n->shape) == 0)
+                (!n->rank || memcmp(o->shape, n->shape, n->rank * sizeof *n->shape) == 0))
                 same = o;
         }
         if (!same || !C->walk)
@@ -455,8 +457,9 @@ static void report_mismatch(checker *C, const side_name *want, const side_name *
         axes_text(&msg, p, want->t->rank, reversed);
     }
     bool fixable = permuted || (have->t->rank == want->t->rank &&
-                                memcmp(have->t->shape, want->t->shape,
-                                       want->t->rank * sizeof *want->t->shape) == 0);
+                                (!want->t->rank ||
+                                 memcmp(have->t->shape, want->t->shape,
+                                        want->t->rank * sizeof *want->t->shape) == 0));
     if (fixable && !have->tied) {
         buf_puts(&note, "to match the target: map ");
         gl_put_literal(&note, have->name, false);
