@@ -102,6 +102,7 @@ typedef struct lone {
     const side_name *s;
     size_t index;        /* in its side's list */
     const uint64_t *dims; /* s->t->rank of them, ascending */
+    size_t len;          /* of the name */
     bool have;           /* the result's (unexpected), else the target's (missing) */
     bool paired;
 } lone;
@@ -165,13 +166,18 @@ static int by_type(const void *p, const void *q)
     return c ? c : natural_cmp(x->s->name, y->s->name);
 }
 
-/* How alike two names look: the bytes they share at the start and end. */
-static size_t likeness(const char *a, const char *b)
+/* How alike two names look: the bytes they share at the start and end,
+ * up to LIKENESS_MOST of each, so comparing huge names costs what short
+ * ones do. */
+#define LIKENESS_MOST 4096
+static size_t likeness(const lone *x, const lone *y)
 {
-    size_t la = strlen(a), lb = strlen(b), pre = 0, suf = 0;
-    while (pre < la && pre < lb && a[pre] == b[pre])
+    const char *a = x->s->name, *b = y->s->name;
+    size_t la = x->len, lb = y->len, pre = 0, suf = 0;
+    while (pre < la && pre < lb && pre < LIKENESS_MOST && a[pre] == b[pre])
         pre++;
-    while (suf < la - pre && suf < lb - pre && a[la - 1 - suf] == b[lb - 1 - suf])
+    while (suf < la - pre && suf < lb - pre && suf < LIKENESS_MOST &&
+           a[la - 1 - suf] == b[lb - 1 - suf])
         suf++;
     return pre + suf;
 }
@@ -198,7 +204,7 @@ static void pair_group(lone *g, size_t n, bool in_order, size_t *pair_of_have)
             for (size_t j = 0; j < n; j++) {
                 if (!g[j].have || g[j].paired)
                     continue;
-                size_t score = 1 + likeness(g[i].s->name, g[j].s->name) +
+                size_t score = 1 + likeness(&g[i], &g[j]) +
                                (same_type(g[i].s->t, g[j].s->t) ? (size_t)1 << 40 : 0);
                 if (score > best_score)
                     best = j, best_score = score;
@@ -274,7 +280,7 @@ static bool pair_lone(const side_name *want, const size_t *missing, size_t n_mis
             memcpy(d, s->t->shape, s->t->rank * sizeof *d);
             qsort(d, s->t->rank, sizeof *d, u64_cmp);
         }
-        v[i] = (lone){s, k, d, is_have, false};
+        v[i] = (lone){s, k, d, strlen(s->name), is_have, false};
         d += s->t->rank;
     }
     pair_pass(v, n, true, pair_of_have);  /* of one layer first */
