@@ -114,6 +114,46 @@ bool dv_has_sizes(surg_dtype dt);
 void dv_compare(surg_dtype dt, const void *a, const void *b, uint64_t first, size_t n,
                 const dv_opts *o, double *va, double *vb, dv_stats *s);
 
+/* What a new user needs to write a first recipe, written once for `surg
+ * --help`, `surg run --help` and `surg help TOPIC`: the statements, the
+ * patterns, an example. */
+#define HELP_STATEMENTS                                                              \
+    "A recipe is a text file of statements, one per line (or separated by ';');\n"   \
+    "'#' starts a comment. Each statement sees the state the ones before it left.\n" \
+    "\n"                                                                              \
+    "  rename PATTERN -> TEMPLATE       move names ($1, $2 ... are the captures)\n"   \
+    "  drop PATTERN                     remove tensors\n"                             \
+    "  keep PATTERN, PATTERN ...        remove every tensor that no pattern matches\n"\
+    "  fill PATTERN = INIT              new values: 0, ones, normal(0, 0.02),\n"      \
+    "                                   he_uniform, glorot_uniform ...\n"             \
+    "  fill \"NAME\" : f32[4, 4] = INIT   a new tensor\n"                             \
+    "  map PATTERN = EXPR               each match becomes EXPR of x: x * 2,\n"       \
+    "                                   transpose(x), cast(x, bf16), reshape(x, 4, -1)\n" \
+    "  tie PATTERN = TEMPLATE           store the match once, as the other tensor\n"  \
+    "  init-lora PATTERN rank N         add LoRA adapters (style flax or peft)\n"     \
+    "  split, concat, stack, unstack PATTERN axis N -> TEMPLATE ...\n"                \
+    "  expect PATTERN : f32[*, 4096]    fail unless each match has this type\n"       \
+    "  seed N;  layout flax|torch;  mirror \"params/\" -> \"opt/mu/\", \"opt/nu/\"\n"
+#define HELP_GLOBS                                                                   \
+    "Patterns are quoted globs over whole names ('/' and '.' separate segments):\n"  \
+    "  *      any characters inside a segment\n"                                      \
+    "  **     any characters across segments (\"**/kernel\", \"model.**.weight\")\n"    \
+    "  ?      one character inside a segment\n"                                       \
+    "  {a,b}  one of the alternatives\n"                                              \
+    "  [0-9]  one character of a class ([!x]: any but x)\n"                           \
+    "Every wildcard is a capture: $1, $2 ... in a template, $0 the whole name.\n"    \
+    "A pattern that matches no tensor is an error; write optional \"P\" where none\n" \
+    "is fine.\n"
+#define HELP_EXAMPLE                                                                 \
+    "Example: a PyTorch Linear's weights as a Flax Dense's (port.surg):\n"            \
+    "  rename \"**.weight\" -> \"$1/kernel\"\n"                                         \
+    "  map \"**/kernel\" = transpose(x)\n"                                              \
+    "  rename \"**.bias\" -> \"$1/bias\"\n"                                             \
+    "Check it against the checkpoint's header (and the new model's), then run it:\n" \
+    "  surg check port.surg --from model.pt --to flax_model.json\n"                  \
+    "  surg run port.surg model.pt out.safetensors\n"
+#define HELP_RECIPE HELP_STATEMENTS "\n" HELP_GLOBS "\n" HELP_EXAMPLE
+
 /* Report a usage error for `cmd` and return 2. */
 int usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

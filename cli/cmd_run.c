@@ -62,7 +62,8 @@ static const char help[] =
     "                        model.safetensors.index.json (or beside OUT named\n"
     "                        PREFIX.safetensors.index.json); files of an earlier\n"
     "                        sharded output of surg there that are not written\n"
-    "                        again are removed once the new output is in place\n";
+    "                        again are removed once the new output is in place\n"
+    "\n" HELP_RECIPE;
 
 typedef struct bar {
     struct timespec start;

@@ -219,7 +219,10 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
     *c = (compiled){0};
     /* Open everything first, so a missing file is reported before any
      * recipe error. */
-    surg_status st = surg_recipe_load(a->recipe, sink, &c->recipe);
+    /* After syntax errors the statements that parsed are still compiled,
+     * so that every error of the recipe is reported at once. */
+    surg_status st = surg_recipe_load_partial(a->recipe, sink, &c->recipe);
+    bool syntax = st == SURG_EINVALID && c->recipe;
     surg_status st_from = a->n_ins ? surg_ckpt_open_inputs(a->ins, a->n_ins, sink, &c->from)
                                    : surg_ckpt_open_as(a->from, a->format, sink, &c->from);
     surg_status st_to = a->to ? surg_ckpt_open_as(a->to, a->format, sink, &c->to) : SURG_OK;
@@ -231,11 +234,13 @@ surg_status compile_recipe(const recipe_args *a, surg_sink *sink, compiled *c)
      * one output, or one per input of a split run. */
     size_t n_split = a->split ? a->n_ins : 0;
     surg_compile_opts o = {.out_path = a->out, .outputs = a->outs, .n_outputs = n_split,
-                           .out_format = a->out_format};
-    if (!st)
-        st = surg_compile_for(c->recipe, c->from, &o, sink, &c->prog);
-    if (!st && c->to)
-        st = surg_program_check_target(c->prog, c->to, sink);
+                           .out_format = a->out_format, .target = syntax ? NULL : c->to};
+    if (!st || (syntax && !st_from && !st_to)) {
+        surg_status st_compile = surg_compile_for(c->recipe, c->from, &o, sink, &c->prog);
+        st = syntax ? SURG_EINVALID : st_compile;
+        if (st_compile > st)
+            st = st_compile;
+    }
     /* Split inputs make split outputs: every tensor must have a place
      * (named by its output, or, before one is given, by its input). */
     surg_ckpt_part placed[2];

@@ -35,13 +35,16 @@ static const char usage[] =
     "                         (docs/editors.md)\n"
     "\n"
     "options:\n"
-    "  -h, --help             this text; `surg <command> --help` for a command\n"
+    "  -h, --help             this text; `surg <command> --help` (or `surg help\n"
+    "                         <command>`) for a command; `surg help recipe` and\n"
+    "                         `surg help globs` for the language\n"
     "  --version              print the version\n"
     "  --diagnostics FORMAT   human (default), json or github\n"
     "  --color WHEN           auto (default), always or never\n"
     "\n"
     "exit status: 0 success, 1 the recipe or a checkpoint is wrong,\n"
-    "2 usage or I/O error.\n";
+    "2 usage or I/O error.\n"
+    "\n" HELP_RECIPE;
 
 static const struct command {
     const char *name;
@@ -66,6 +69,39 @@ int usage_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "\n(see `surg%s%s --help`)\n", cmd ? " " : "", cmd ? cmd : "");
     va_end(ap);
     return 2;
+}
+
+/* `surg help [TOPIC]`: this usage, a command's own help, or a part of the
+ * language. */
+static int help(int argc, char **argv, diag_printer *dp)
+{
+    static const struct {
+        const char *names[3];
+        const char *text;
+    } topics[] = {
+        {{"recipe", "language", "statements"}, HELP_RECIPE},
+        {{"globs", "patterns", "glob"}, HELP_GLOBS},
+        {{"example", "examples", NULL}, HELP_EXAMPLE},
+    };
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (argc > 2)
+        return usage_error("help", "one topic at a time");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            char *args[] = {argv[1], "--help", NULL};
+            return commands[i].run(2, args, dp);
+        }
+    for (size_t i = 0; i < sizeof topics / sizeof *topics; i++)
+        for (size_t k = 0; k < 3 && topics[i].names[k]; k++)
+            if (strcmp(argv[1], topics[i].names[k]) == 0) {
+                fputs(topics[i].text, stdout);
+                return 0;
+            }
+    return usage_error("help", "no help on '%s': the topics are the commands (run, check, "
+                               "plan, fmt, schema, diff, invert), recipe and globs", argv[1]);
 }
 
 static void on_signal(int sig)
@@ -148,11 +184,12 @@ int main(int argc, char **argv)
         return rc;
     if (argc < 2)
         return usage_error(NULL, "no command given");
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "help") == 0) {
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         fputs(usage, stdout);
         return 0;
     }
+    if (strcmp(argv[1], "help") == 0)
+        return help(argc - 1, argv + 1, &dp);
     if (strcmp(argv[1], "--version") == 0) {
         printf("surg %s\n", SURG_VERSION);
         return 0;

@@ -351,6 +351,25 @@ static void settle_records(lw *L, const change *c, const moved *r, size_t nr)
     }
 }
 
+/* The names this change takes away, noted with where a rename takes
+ * them (gone.c). */
+static void note_gone(lw *L, const change *c)
+{
+    moved *m = c->n_moved ? malloc(c->n_moved * sizeof *m) : NULL;
+    size_t nm = m ? c->n_moved : 0;
+    if (m)
+        memcpy(m, c->moved, nm * sizeof *m);
+    if ((c->n_moved && !m) || (m && ss_sort(m, nm, sizeof *m) != 0)) {
+        free(m);
+        L->nomem = true;
+        return;
+    }
+    for (size_t i = 0; i < L->st.n; i++)
+        if (c->removed[i])
+            lw_gone_add(L, L->st.e[i].name, redirect(m, nm, L->st.e[i].name));
+    free(m);
+}
+
 /* Commit if the statement reported no error since `errors_before`. */
 void change_done(lw *L, change *c, unsigned errors_before)
 {
@@ -374,6 +393,8 @@ void change_done(lw *L, change *c, unsigned errors_before)
         if (structural)
             settle_records(L, c, r, nr);
     }
+    if (ok && structural && !L->nomem)
+        note_gone(L, c);
     if (ok && structural && !L->nomem &&
         !state_commit(&L->st, c->removed, c->added, c->n_added, c->added_sorted))
         L->nomem = true;

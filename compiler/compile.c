@@ -45,16 +45,21 @@ static bool finish(lw *L, surg_program *p)
     p->out = ar_array(&p->ar, n_stored + 1, sizeof *p->out);
     p->out_info = ar_array(&p->ar, n_stored + 1, sizeof *p->out_info);
     p->alias = ar_array(&p->ar, L->st.n_tied + 1, sizeof *p->alias);
-    if (!p->out || !p->out_info || !p->alias)
+    p->out_at = ar_array(&p->ar, n_stored + 1, sizeof *p->out_at);
+    p->alias_at = ar_array(&p->ar, L->st.n_tied + 1, sizeof *p->alias_at);
+    if (!p->out || !p->out_info || !p->alias || !p->out_at || !p->alias_at ||
+        !lw_gone_finish(L, &p->ar, &p->gone, &p->n_gone))
         return false;
     p->n_out = p->n_alias = 0;
     for (size_t i = 0; i < L->st.n; i++) { /* both in name order */
         const state_entry *e = &L->st.e[i];
         if (e->tied) {
+            p->alias_at[p->n_alias] = e->at;
             p->alias[p->n_alias++] = (surg_meta_entry){e->name, e->tied};
             continue;
         }
         const cg_node *n = cg_get(&p->g, e->node);
+        p->out_at[p->n_out] = e->at;
         p->out[p->n_out] = (cg_output){e->name, e->node};
         p->out_info[p->n_out++] = (surg_tensor_info){
             e->name, n->dtype, n->rank, n->shape, n->nelems,
@@ -110,6 +115,13 @@ surg_status pg_compile_traced(const surg_recipe *recipe, surg_ckpt *from,
     L.after = after;
     L.after_user = user;
     bool ok = initial_state(&L, from);
+    if (ok && r->n_broken) {
+        L.broken = malloc(r->n_broken * sizeof *L.broken);
+        ok = L.broken != NULL;
+        for (const ast_broken *b = r->broken; ok && b && L.n_broken < r->n_broken; b = b->next)
+            L.broken[L.n_broken++] = b->at;
+        L.nomem |= !ok;
+    }
     if (ok)
         lw_load_records(&L, from);
     if (ok)
@@ -132,7 +144,11 @@ surg_status pg_compile_traced(const surg_recipe *recipe, surg_ckpt *from,
     surg_status st = L.nomem ? dg_nomem(sink, r->src.path) : L.errors ? SURG_EINVALID
                      : ok ? SURG_OK
                           : dg_nomem(sink, r->src.path);
+    if (st == SURG_OK && opts && opts->target)
+        st = pg_check_target(p, &r->src, opts->target, sink);
     state_free(&L.st);
+    free(L.gone);
+    free(L.broken);
     free(L.paths);
     lw_meta_free(&L);
     bb_free(&L.matches);

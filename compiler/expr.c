@@ -934,23 +934,9 @@ static const struct {
            F_MATMUL, F_BINARY, F_WHERE, F_SLICE, F_PAD, F_REPEAT, F_CONCAT, F_BERNOULLI,
            F_TOPK } how;
 } functions[] = {
-    {"abs", OP_ABS, F_UNARY},          {"sqrt", OP_SQRT, F_UNARY},
-    {"exp", OP_EXP, F_UNARY},          {"log", OP_LOG, F_UNARY},
-    {"tanh", OP_TANH, F_UNARY},        {"sign", OP_SIGN, F_UNARY},
-    {"clip", OP_CLIP, F_CLIP},         {"norm", OP_NORM, F_REDUCE},
-    {"mean", OP_MEAN, F_REDUCE},       {"std", OP_STD, F_REDUCE},
-    {"min", OP_MIN, F_REDUCE},         {"max", OP_MAX, F_REDUCE},
-    {"sum", OP_SUM, F_REDUCE},         {"cast", OP_CAST, F_CAST},
-    {"full_like", OP_FULL_LIKE, F_FULL}, {"zeros_like", OP_FULL_LIKE, F_ZEROS},
-    {"transpose", OP_TRANSPOSE, F_TRANSPOSE}, {"reshape", OP_RESHAPE, F_RESHAPE},
-    {"tensor", OP_INPUT, F_TENSOR},    {"matmul", OP_MATMUL, F_MATMUL},
-    {"sin", OP_SIN, F_UNARY},          {"cos", OP_COS, F_UNARY},
-    {"acos", OP_ACOS, F_UNARY},        {"pow", OP_POW, F_BINARY},
-    {"minimum", OP_MINIMUM, F_BINARY}, {"maximum", OP_MAXIMUM, F_BINARY},
-    {"where", OP_WHERE, F_WHERE},      {"slice", OP_SLICE, F_SLICE},
-    {"pad", OP_PAD, F_PAD},            {"repeat", OP_REPEAT, F_REPEAT},
-    {"concat", OP_CONCAT, F_CONCAT},   {"bernoulli", OP_BERNOULLI, F_BERNOULLI},
-    {"topk_mask", OP_TOPK, F_TOPK},
+#define X(name, op, how) {#name, OP_##op, F_##how},
+    AST_FUNCTIONS(X)
+#undef X
 };
 #define N_FUNCTIONS (sizeof functions / sizeof *functions)
 
@@ -978,11 +964,23 @@ static void unknown(ex *E, const ast_expr *e, const char *name, bool call)
         snprintf(note, sizeof note, "did you mean '%s'?", best);
     else
         n_notes = 0;
-    if (call)
-        lw_error(E->L, e->span, "unknown-function", notes, n_notes, "unknown function '%s'", name);
-    else
+    if (call) {
+        buf list;
+        buf_init(&list);
+        buf_puts(&list, "the functions:");
+        for (size_t i = 0; i < N_FUNCTIONS; i++)
+            buf_printf(&list, "%s %s", i ? "," : "", functions[i].name);
+        const char *with[] = {note, list.data};
+        if (list.failed)
+            E->L->nomem = true;
+        else
+            lw_error(E->L, e->span, "unknown-function", n_notes ? with : with + 1, n_notes + 1,
+                     "unknown function '%s'", name);
+        buf_free(&list);
+    } else {
         lw_error(E->L, e->span, "unknown-name", notes, n_notes,
                  "unknown name '%s' (the matched tensor is x)", name);
+    }
 }
 
 static cg_id call(ex *E, const ast_expr *e)

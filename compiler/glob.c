@@ -6,6 +6,9 @@
 #define _GNU_SOURCE /* memmem */
 #include "compiler/glob.h"
 
+#include "grammar/print.h"
+#include "support/buf.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -479,4 +482,22 @@ char *gl_expand(arena *ar, const gl_template *t, const char *name,
     }
     *at = '\0';
     return out;
+}
+
+void gl_put_literal(buf *b, const char *name, bool template)
+{
+    const char *special = template ? "$" : "*?[]{}\\";
+    char escape = template ? '$' : '\\';
+    buf g;
+    buf_init(&g);
+    for (const char *p = name; *p; p++) {
+        if (strchr(special, *p))
+            buf_putc(&g, escape);
+        buf_putc(&g, *p);
+    }
+    if (g.failed)
+        b->failed = true;
+    else
+        pr_string(b, g.data ? g.data : "");
+    buf_free(&g);
 }

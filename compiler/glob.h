@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "support/arena.h"
+#include "support/buf.h"
 
 typedef enum gl_kind {
     GL_LIT,      /* literal text */
@@ -93,6 +94,11 @@ uint64_t gl_expand_len(const gl_template *t, const gl_span *caps, uint64_t index
  * string in `ar`, or NULL when out of memory. */
 char *gl_expand(arena *ar, const gl_template *t, const char *name,
                 const gl_span *caps, uint64_t index);
+
+/* A quoted string literal of `name` for a recipe: as a pattern matching
+ * exactly it (each of *?[]{}\\ escaped by a backslash), or, with
+ * `template`, as a template making exactly it ($ doubled). */
+void gl_put_literal(buf *b, const char *name, bool template);
 
 /* Is c a segment separator? */
 static inline bool gl_is_sep(char c) { return c == '/' || c == '.'; }

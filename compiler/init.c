@@ -172,8 +172,95 @@ static bool value_fits(lw *L, const ast_expr *e, surg_dtype dt, double v)
     return ok;
 }
 
-static cg_init_kind init_kind(lw *L, const ast_expr *e, double *value)
+/* jax.nn.initializers.variance_scaling(scale, mode, distribution) for
+ * the six initializers it names, each the same thing by its own name. */
+static const struct {
+    double scale;
+    const char *mode, *distribution;
+    cg_init_kind kind;
+} scalings[] = {
+    {1, "fan_in", "truncated_normal", INIT_LECUN_NORMAL},
+    {1, "fan_in", "uniform", INIT_LECUN_UNIFORM},
+    {2, "fan_in", "truncated_normal", INIT_HE_NORMAL},
+    {2, "fan_in", "uniform", INIT_HE_UNIFORM},
+    {1, "fan_avg", "truncated_normal", INIT_XAVIER_NORMAL},
+    {1, "fan_avg", "uniform", INIT_XAVIER_UNIFORM},
+};
+#define N_SCALINGS (sizeof scalings / sizeof *scalings)
+
+/* A word argument: "fan_in" or fan_in. */
+static const char *word_arg(const ast_expr *e)
 {
+    return e->kind == EX_STRING ? e->u.string : e->kind == EX_IDENT ? e->u.ident : NULL;
+}
+
+static cg_init_kind variance_scaling(lw *L, const ast_expr *e)
+{
+    const ast_arg *a = e->kind == EX_CALL ? e->u.call.args : NULL;
+    const ast_arg *b = a ? a->next : NULL, *c = b ? b->next : NULL;
+    double scale;
+    const char *mode = b ? word_arg(b->value) : NULL, *dist = c ? word_arg(c->value) : NULL;
+    bool shaped = a && c && !c->next && !a->name && !b->name && !c->name &&
+                  constant(a->value, &scale) && mode && dist;
+    for (size_t i = 0; shaped && i < N_SCALINGS; i++)
+        if (scale == scalings[i].scale && strcmp(mode, scalings[i].mode) == 0 &&
+            strcmp(dist, scalings[i].distribution) == 0)
+            return scalings[i].kind;
+    char notes[N_SCALINGS][96];
+    const char *ptrs[N_SCALINGS];
+    for (size_t i = 0; i < N_SCALINGS; i++) {
+        snprintf(notes[i], sizeof notes[i], "variance_scaling(%g, \"%s\", \"%s\") is %s",
+                 scalings[i].scale, scalings[i].mode, scalings[i].distribution,
+                 cg_init_name(scalings[i].kind));
+        ptrs[i] = notes[i];
+    }
+    if (shaped)
+        lw_error(L, e->span, "init", ptrs, N_SCALINGS,
+                 "surg has no variance_scaling(%g, \"%s\", \"%s\"): only the six that "
+                 "jax.nn.initializers names", scale, mode, dist);
+    else
+        lw_error(L, e->span, "init", ptrs, N_SCALINGS,
+                 "variance_scaling takes (scale, mode, distribution), as "
+                 "variance_scaling(2.0, \"fan_in\", \"uniform\")");
+    return INIT_COUNT;
+}
+
+/* Initializers of JAX and PyTorch that surg has no counterpart of, and
+ * what to write instead. */
+static const char *instead(const char *name)
+{
+    static const struct {
+        const char *name, *note;
+    } other[] = {
+        {"constant", "write the value itself: fill P = 0.5"},
+        {"orthogonal", "surg has no orthogonal initializer"},
+        {"delta_orthogonal", "surg has no orthogonal initializer"},
+        {"eye", "surg has no identity initializer"},
+        {"identity", "surg has no identity initializer"},
+    };
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++)
+        if (strcmp(other[i].name, name) == 0)
+            return other[i].note;
+    return NULL;
+}
+
+/* The initializers, listed for a note. */
+static void init_list(buf *b)
+{
+    buf_puts(b, "the initializers: a number, zeros, ones");
+    for (int i = 0; i < INIT_COUNT; i++)
+        if (i != INIT_VALUE && i != INIT_ZEROS && i != INIT_ONES)
+            buf_printf(b, ", %s", cg_init_name((cg_init_kind)i));
+#define X(name, e) buf_printf(b, ", %s", name);
+    CG_INIT_ALIASES(X)
+#undef X
+    buf_puts(b, ", variance_scaling");
+}
+
+/* *bound: the parameters are already read (variance_scaling). */
+static cg_init_kind init_kind(lw *L, const ast_expr *e, double *value, bool *bound)
+{
+    *bound = false;
     if (constant(e, value))
         return INIT_VALUE;
     if (e->kind == EX_NUMBER || (e->kind == EX_NEG && e->u.operand->kind == EX_NUMBER)) {
@@ -184,19 +271,40 @@ static cg_init_kind init_kind(lw *L, const ast_expr *e, double *value)
     cg_init_kind k = name ? cg_init_lookup(name) : INIT_COUNT;
     if (k != INIT_COUNT)
         return k;
-    const char *names[INIT_COUNT];
+    if (name && strcmp(name, "variance_scaling") == 0) {
+        *bound = true;
+        return variance_scaling(L, e);
+    }
+    const char *names[INIT_COUNT + 8];
     int n = 0;
     for (int i = 0; i < INIT_COUNT; i++)
         if (i != INIT_VALUE)
             names[n++] = cg_init_name((cg_init_kind)i);
+#define X(alias, e) names[n++] = alias;
+    CG_INIT_ALIASES(X)
+#undef X
+    names[n++] = "variance_scaling";
     const char *best = name ? sg_closest(name, names, (size_t)n) : NULL;
-    char note[96];
-    snprintf(note, sizeof note, "did you mean '%s'?", best ? best : "");
-    const char *notes[] = {note};
-    lw_error(L, e->span, "init", notes, best ? 1 : 0,
-             name ? "unknown initializer '%s'" : "%s",
-             name ? name : "an initializer is a number, zeros, ones, or a call like "
-                           "normal(0, 0.02)");
+    const char *other = name ? instead(name) : NULL;
+    buf note, list;
+    buf_init(&note);
+    buf_init(&list);
+    if (other)
+        buf_puts(&note, other);
+    else if (best)
+        buf_printf(&note, "did you mean '%s'?", best);
+    init_list(&list);
+    const char *notes[] = {note.data, list.data};
+    size_t n_notes = other || best ? 2 : 1;
+    if (note.failed || list.failed)
+        L->nomem = true;
+    else
+        lw_error(L, e->span, "init", n_notes == 2 ? notes : notes + 1, n_notes,
+                 name ? "unknown initializer '%s'" : "%s",
+                 name ? name : "an initializer is a number, zeros, ones, or a call like "
+                               "normal(0, 0.02)");
+    buf_free(&note);
+    buf_free(&list);
     return INIT_COUNT;
 }
 
@@ -210,7 +318,8 @@ cg_id lw_init(lw *L, const ast_expr *e, surg_dtype dt, uint32_t rank, const uint
     n.a.init = init;
     init->key = key;
     init->seed = L->seed;
-    init->kind = init_kind(L, e, &init->p[0]);
+    bool bound;
+    init->kind = init_kind(L, e, &init->p[0], &bound);
     if (init->kind == INIT_COUNT)
         return CG_NONE;
     surg_dtype_kind kind = surg_dtype_kind_of(dt);
@@ -227,7 +336,7 @@ cg_id lw_init(lw *L, const ast_expr *e, surg_dtype dt, uint32_t rank, const uint
                  surg_dtype_recipe_name(dt));
         return CG_NONE;
     }
-    if (init->kind != INIT_VALUE && !bind_args(L, e, init->kind, init->p))
+    if (init->kind != INIT_VALUE && !bound && !bind_args(L, e, init->kind, init->p))
         return CG_NONE;
     if (init->kind == INIT_VALUE && !value_fits(L, e, dt, init->p[0]))
         return CG_NONE;

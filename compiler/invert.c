@@ -257,34 +257,15 @@ typedef struct ib {
     bool nomem;
 } ib;
 
-/* A string literal of `name`, each character of `special` escaped by
- * `escape`: a pattern matching exactly it ("*?[]{}\\" by '\\'), or a
- * template making exactly it ("$" by '$'). */
-static void put_escaped(ib *B, const char *name, const char *special, char escape)
+static void put_literal(ib *B, const char *name, bool template)
 {
-    buf g;
-    buf_init(&g);
-    for (const char *p = name; *p; p++) {
-        if (strchr(special, *p))
-            buf_putc(&g, escape);
-        buf_putc(&g, *p);
-    }
-    if (g.failed)
-        B->nomem = true;
-    else
-        pr_string(&B->text, g.data ? g.data : "");
-    buf_free(&g);
+    gl_put_literal(&B->text, name, template);
+    B->nomem |= B->text.failed;
 }
 
-static void put_pattern(ib *B, const char *name)
-{
-    put_escaped(B, name, "*?[]{}\\", '\\');
-}
+static void put_pattern(ib *B, const char *name) { put_literal(B, name, false); }
 
-static void put_template(ib *B, const char *name)
-{
-    put_escaped(B, name, "$", '$');
-}
+static void put_template(ib *B, const char *name) { put_literal(B, name, true); }
 
 static const char *tmp_name(ib *B, const char *kind, size_t k, long j)
 {

@@ -2,6 +2,7 @@
  * and initialized as Flax or PEFT would, and its record for the metadata
  * (from which a PEFT adapter's adapter_config.json is written). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,6 +126,42 @@ static const ast_expr default_a_peft = {.kind = EX_CALL,
                                         .u.call = {.name = "kaiming_uniform", .args = &a_sqrt5}};
 static const ast_expr default_b = {.kind = EX_IDENT, .u.ident = "zeros"};
 
+/* Whether a name is laid out as PyTorch lays out a Linear's weight,
+ * [out, in], by what it says: a last segment "weight" (PyTorch's and
+ * PEFT's names; Flax names its kernels "kernel"), or `layout torch`. */
+static bool torch_named(const lw *L, const char *name)
+{
+    const char *sep = last_sep(name);
+    return L->layout == LAYOUT_TORCH || strcmp(sep ? sep + 1 : name, "weight") == 0;
+}
+
+/* style flax reads a 2-D tensor as [in, out]: one that looks like a
+ * PyTorch weight, [out, in], would get A and B of each other's sizes,
+ * silently. Said once per statement. */
+static void torch_as_flax(lw *L, const ast_stmt *s, const lora *opt, const lw_matches *ms)
+{
+    if (!opt->style || strcmp(opt->style, "flax") != 0)
+        return;
+    size_t n = 0, first = 0;
+    for (size_t i = 0; i < ms->n; i++)
+        if (cg_get(&L->g, ms->m[i].node)->rank == 2 && torch_named(L, ms->m[i].name) &&
+            n++ == 0)
+            first = i;
+    if (!n)
+        return;
+    const cg_node *w = cg_get(&L->g, ms->m[first].node);
+    char more[48] = "";
+    if (n > 1)
+        snprintf(more, sizeof more, " (and %zu more)", n - 1);
+    lw_warning(L, s->span, "lora-torch-layout",
+               "style flax reads \"%s\"%s as a Flax kernel, [in, out] (in %llu, out %llu), "
+               "but %s says PyTorch, whose Linear weight is [out, in]: for PyTorch weights use "
+               "style peft, or transpose them first (map ... = transpose(x))",
+               ms->m[first].name, more, (unsigned long long)w->shape[0],
+               (unsigned long long)w->shape[1],
+               L->layout == LAYOUT_TORCH ? "`layout torch`" : "its name");
+}
+
 void lw_init_lora(lw *L, const ast_stmt *s)
 {
     lora opt;
@@ -133,6 +170,7 @@ void lw_init_lora(lw *L, const ast_stmt *s)
         return;
     named *names = calloc(2 * o.ms.n * (1 + mr_max_slots(L)) + 1, sizeof *names);
     size_t n_named = 0;
+    torch_as_flax(L, s, &opt, &o.ms);
     for (size_t i = 0; names && i < o.ms.n && L->errors == o.before; i++) {
         const lw_match *m = &o.ms.m[i];
         const cg_node *w = cg_get(&L->g, m->node);

@@ -168,6 +168,8 @@ static bool too_deep(lw *L, const cg_node *n)
 
 cg_id lw_node(lw *L, cg_node n, const uint64_t *shape)
 {
+    if (!n.origin.end)
+        n.origin = L->at; /* made by the statement being lowered */
     if (too_deep(L, &n))
         return CG_NONE;
     uint64_t *copy = ar_array(L->ar, n.rank ? n.rank : 1, sizeof *copy);

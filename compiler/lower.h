@@ -32,6 +32,11 @@ typedef struct lw {
     bool values_match;     /* rename, drop, keep: a pattern that matches a recorded
                               value and no tensor is no error */
     src_span at;                /* the statement being lowered, for warnings */
+    const ast_stmt *stmt;       /* that statement */
+    src_span *broken;           /* statements left out for syntax errors, in order */
+    size_t n_broken;
+    state_gone *gone;           /* names that left the state, in order (gone.c) */
+    size_t n_gone, cap_gone;
     bigbuf matches, caps; /* reused by every statement's lw_match_pattern */
     struct lw_mirror *mirrors; /* declared by `mirror` statements */
     struct lw_meta_state *meta; /* the output's metadata, as meta statements leave it */
@@ -103,6 +108,14 @@ void lw_paths_rename(lw *L, const gl_pattern *p, const gl_template *t, src_span 
 void lw_paths_drop(lw *L, const gl_pattern *p);
 void lw_paths_mark(lw *L, const gl_pattern *p, uint8_t *kept);
 void lw_paths_keep(lw *L, const uint8_t *kept);
+
+/* The work the search for closest names may do (match.c, gone.c): cells
+ * of the distance table, plus one per name looked at. Per pattern, and in
+ * all for a recipe: past either, the search stops with the names found so
+ * far, so a long pattern against a large state, or thousands of patterns
+ * that match nothing, cost bounded time. */
+#define LW_GUESS_WORK_PER_PATTERN ((uint64_t)1 << 26)
+#define LW_GUESS_WORK_TOTAL ((uint64_t)1 << 28)
 
 /* Match a pattern against the state. Zero matches is an error (with the
  * closest names as notes) unless the pattern is `optional`. Returns false
@@ -243,6 +256,24 @@ const lw_let *lw_let_defined(const lw *L, const char *name);
 /* The levels of e with the values of the names it uses (bounded: every
  * let's depth was checked). */
 unsigned lw_let_depth(const lw *L, const ast_expr *e, uint32_t scope);
+
+/* ---- gone.c: where names went ---- */
+
+/* A name the statement being lowered takes away (to: where a rename takes
+ * it, or NULL), appended to L->gone; at most LW_GONE_MAX in all, the rest
+ * unrecorded. */
+#define LW_GONE_MAX ((size_t)1 << 20)
+void lw_gone_add(lw *L, const char *name, const char *to);
+/* Up to `max` notes, in L->ar, for a pattern that matches nothing but
+ * matched names an earlier statement took away: "\"a/k\" was renamed to
+ * \"b/k\" on line 1". Bounded by the work of "did you mean". */
+size_t lw_gone_notes(lw *L, const gl_pattern *p, const char **notes, size_t max);
+/* The latest departure of each name, sorted by name, in `ar`. */
+bool lw_gone_finish(lw *L, arena *ar, state_gone **out, size_t *n);
+/* The departure of `name` in a list lw_gone_finish made, or NULL. */
+const state_gone *lw_gone_find(const state_gone *v, size_t n, const char *name);
+/* "\"a/k\" was renamed to \"b/k\" on line 1" (or dropped, split, ...) into b. */
+void lw_gone_text(buf *b, const src_file *src, const state_gone *g);
 
 /* Lower every statement of the recipe. */
 void lw_statements(lw *L, const ast_recipe *r);

@@ -10,13 +10,6 @@
 
 #include "compiler/lower.h"
 
-/* The work the search for closest names may do: cells of the distance
- * table, plus one per name looked at. Per pattern, and in all for a
- * recipe: past either, the search stops with the names found so far, so
- * a long pattern against a large state, or thousands of patterns that
- * match nothing, cost bounded time. */
-#define GUESS_WORK_PER_PATTERN ((uint64_t)1 << 26)
-#define GUESS_WORK_TOTAL ((uint64_t)1 << 28)
 
 /* The pattern as atoms for the fuzzy distance: one per literal character,
  * one per wildcard. */
@@ -197,8 +190,8 @@ static size_t closest_names(lw *L, const gl_pattern *p, char notes[3][256])
     bool ok = atoms_of(p, &t);
     size_t lit = t.literal_chars;
     size_t limit = lit / 3 < 1 ? 1 : lit / 3 > 4 ? 4 : lit / 3;
-    uint64_t left = GUESS_WORK_TOTAL - L->guess_work;
-    uint64_t work = left < GUESS_WORK_PER_PATTERN ? left : GUESS_WORK_PER_PATTERN;
+    uint64_t left = L->guess_work < LW_GUESS_WORK_TOTAL ? LW_GUESS_WORK_TOTAL - L->guess_work : 0;
+    uint64_t work = left < LW_GUESS_WORK_PER_PATTERN ? left : LW_GUESS_WORK_PER_PATTERN;
     uint64_t start = work;
     size_t *cells = NULL, cap = 0;
     guess best[3] = {{SIZE_MAX, NULL}, {SIZE_MAX, NULL}, {SIZE_MAX, NULL}};
@@ -235,14 +228,74 @@ static size_t closest_names(lw *L, const gl_pattern *p, char notes[3][256])
     return n;
 }
 
+/* A pattern names whole names, never their ends: when the pattern after
+ * "**" and a separator would match, say so. Bounded like the guesses. */
+static size_t anywhere(lw *L, const ast_string *pattern, const gl_pattern *p, const char **note)
+{
+    if (p->n_toks && p->toks[0].kind != GL_LIT)
+        return 0; /* it starts with a wildcard already */
+    static const char *const how[] = {"**/", "**."};
+    for (size_t k = 0; k < 2; k++) {
+        buf text;
+        buf_init(&text);
+        buf_printf(&text, "%s%s", how[k], pattern->text);
+        gl_pattern wide;
+        char err[64];
+        bool found = false;
+        if (!text.failed && gl_compile(L->ar, text.data, &wide, err, sizeof err)) {
+            gl_span caps[GL_MAX_CAPTURES + 1];
+            for (size_t i = 0; i < L->st.n && !found && L->guess_work < LW_GUESS_WORK_TOTAL;
+                 i++) {
+                L->guess_work += 1 + L->st.e[i].len / 8;
+                found = gl_match(&wide, L->st.e[i].name, L->st.e[i].len, caps, &L->scratch) == 1;
+            }
+        }
+        if (found) {
+            buf b;
+            buf_init(&b);
+            buf_printf(&b, "did you mean \"%s\"? a pattern matches whole names", text.data);
+            *note = b.failed ? NULL : ar_strdup(L->ar, b.data);
+            L->nomem |= !*note;
+            buf_free(&b);
+        }
+        buf_free(&text);
+        if (found)
+            return *note != NULL;
+    }
+    return 0;
+}
+
 static void no_match(lw *L, const ast_string *pattern, const gl_pattern *p)
 {
     char notes[3][256];
-    /* A forgotten input prefix first: its names are no typo's distance. */
+    const char *ptrs[3] = {notes[0], notes[1], notes[2]};
+    /* A forgotten input prefix first: its names are no typo's distance;
+     * then where the names it matched went; then the whole-name rule. */
     size_t n = lw_mount_hints(L, pattern->text, notes, 3);
     if (n == 0)
+        n = lw_gone_notes(L, p, ptrs, 3);
+    if (n == 0)
+        n = anywhere(L, pattern, p, ptrs);
+    bool explained = n > 0;
+    if (n == 0)
         n = closest_names(L, p, notes);
-    const char *ptrs[3] = {notes[0], notes[1], notes[2]};
+    /* A statement before this one did not parse: it may have made the name. */
+    size_t lo = 0, hi = explained ? 0 : L->n_broken;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (L->broken[mid].start < pattern->span.start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    char said[128];
+    if (lo > 0 && n < 3) {
+        uint32_t line, col;
+        src_position(L->src, L->broken[lo - 1].start, &line, &col);
+        snprintf(said, sizeof said, "line %u has a syntax error: what it would have done is "
+                                    "not known here", line);
+        ptrs[n++] = said;
+    }
     if (n == 0 && L->st.n == 0)
         lw_error(L, pattern->span, "match-none", NULL, 0,
                  "pattern \"%s\" matches no tensor: the state is empty", pattern->text);

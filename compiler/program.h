@@ -5,6 +5,7 @@
 
 #include "support/buf.h"
 #include "compiler/graph.h"
+#include "compiler/state.h"
 #include "runtime/plan.h"
 
 struct surg_program {
@@ -16,6 +17,11 @@ struct surg_program {
     size_t n_out;
     surg_meta_entry *alias; /* tied name -> the name it is stored as; sorted */
     size_t n_alias;
+    /* Where each output's and tied name's name came from: the statement's
+     * text that gave it ({0, 0}: the input's own name). */
+    src_span *out_at, *alias_at;
+    state_gone *gone; /* the names the recipe took away, latest each, sorted */
+    size_t n_gone;
     const cg_lora *lora; /* the init-lora records, in recipe order */
     pl_path *paths; /* the path-keyed metadata's paths, where the recipe left them */
     size_t n_paths;
@@ -40,6 +46,12 @@ static inline pl_records pg_records(const surg_program *p)
                         .edits = p->meta_edits, .n_edits = p->n_meta_edits,
                         .files = p->files_read, .n_files = p->n_files_read};
 }
+
+/* `--to` (target.c): the result against a target's abstract state. With
+ * the recipe's source, each problem a statement caused is reported at that
+ * statement; without (src NULL), at the target. */
+surg_status pg_check_target(const surg_program *p, const src_file *src, const surg_ckpt *target,
+                            surg_sink *sink);
 
 /* surg_compile_for, calling `after` after each statement (invert.c). */
 struct lw;

@@ -31,6 +31,17 @@ typedef struct state_table {
 
 #define STATE_NONE ((size_t)-1)
 
+/* A name that left the state: where it went, and which statement took it
+ * (gone.c). Kept for messages: "did you mean" of a name renamed earlier,
+ * and `--to` pointing at the statement that dropped a name. */
+typedef struct state_gone {
+    const char *name; /* first: the key ss_sort sorts by */
+    const char *to;   /* a rename's new name; NULL: dropped, split, merged ... */
+    src_span at;      /* the statement */
+    uint32_t kind;    /* its ast_stmt_kind */
+    uint32_t seq;     /* order of leaving: the latest departure of a name wins */
+} state_gone;
+
 size_t state_find(const state_table *s, const char *name);
 /* Entries [*lo, *hi) are those whose names start with prefix[0..len). */
 void state_prefix_range(const state_table *s, const char *prefix, size_t len, size_t *lo,

@@ -504,6 +504,7 @@ void lw_statements(lw *L, const ast_recipe *r)
     };
     for (const ast_stmt *s = r->stmts; s && !L->nomem; s = s->next) {
         L->at = s->span;
+        L->stmt = s;
         size_t n = L->st.n, tied = L->st.n_tied;
         lower[s->kind](L, s);
         if (L->after)

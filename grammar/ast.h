@@ -166,6 +166,24 @@ typedef struct ast_clause {
     X(META, "meta") X(META_DROP, "meta") X(META_KEEP, "meta")             \
     X(MERGE_LORA, "merge-lora") X(LET, "let") X(RESIZE, "resize")
 
+/* The functions of map's expressions, X(name, OP, HOW): the grammar knows
+ * their names (a function written as a statement is pointed at map), the
+ * compiler what each computes (OP_ of runtime/ops.h, and how its
+ * arguments are read, expr.c). */
+#define AST_FUNCTIONS(X)                                                      \
+    X(abs, ABS, UNARY) X(sqrt, SQRT, UNARY) X(exp, EXP, UNARY) X(log, LOG, UNARY) \
+    X(tanh, TANH, UNARY) X(sign, SIGN, UNARY) X(clip, CLIP, CLIP)               \
+    X(norm, NORM, REDUCE) X(mean, MEAN, REDUCE) X(std, STD, REDUCE)             \
+    X(min, MIN, REDUCE) X(max, MAX, REDUCE) X(sum, SUM, REDUCE)                 \
+    X(cast, CAST, CAST) X(full_like, FULL_LIKE, FULL)                           \
+    X(zeros_like, FULL_LIKE, ZEROS) X(transpose, TRANSPOSE, TRANSPOSE)          \
+    X(reshape, RESHAPE, RESHAPE) X(tensor, INPUT, TENSOR)                       \
+    X(matmul, MATMUL, MATMUL) X(sin, SIN, UNARY) X(cos, COS, UNARY)             \
+    X(acos, ACOS, UNARY) X(pow, POW, BINARY) X(minimum, MINIMUM, BINARY)        \
+    X(maximum, MAXIMUM, BINARY) X(where, WHERE, WHERE) X(slice, SLICE, SLICE)   \
+    X(pad, PAD, PAD) X(repeat, REPEAT, REPEAT) X(concat, CONCAT, CONCAT)        \
+    X(bernoulli, BERNOULLI, BERNOULLI) X(topk_mask, TOPK, TOPK)
+
 typedef enum ast_stmt_kind {
 #define X(e, kw) STMT_##e,
     AST_STATEMENTS(X)
@@ -221,10 +239,18 @@ typedef struct ast_comment {
     struct ast_comment *next;
 } ast_comment;
 
+/* A statement left out for a syntax error, in recipe order. */
+typedef struct ast_broken {
+    src_span at;
+    struct ast_broken *next;
+} ast_broken;
+
 typedef struct ast_recipe {
     src_file src;
-    ast_stmt *stmts;
+    ast_stmt *stmts; /* after syntax errors, those without one */
     ast_comment *comments;
+    ast_broken *broken;
+    size_t n_broken;
 } ast_recipe;
 
 const char *ast_stmt_keyword(ast_stmt_kind kind);

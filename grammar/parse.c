@@ -216,8 +216,11 @@ surg_status gr_parse(arena *ar, surg_sink *sink, const char *path,
     const char *name = ar_strdup(ar, path);
     if (!r || !copy || !name || src_init(&r->src, ar, name, copy, len) != 0)
         return SURG_ENOMEM;
+    r->broken = NULL;
+    r->n_broken = 0;
     gr_ctx ctx = {.ar = ar, .sink = sink, .recipe = r,
-                  .stmt_tail = &r->stmts, .comment_tail = &r->comments};
+                  .stmt_tail = &r->stmts, .comment_tail = &r->comments,
+                  .broken_tail = &r->broken};
     size_t bad;
     if (!utf8_valid((const unsigned char *)copy, len, &bad)) {
         gr_error(&ctx, (src_span){(uint32_t)bad, (uint32_t)bad + 1}, "syntax-utf8", NULL, 0,

@@ -24,6 +24,8 @@ typedef struct gr_ctx {
     bool stack_full;     /* the parser's stack reached its bound: reported */
     bool skipping;       /* parentheses nest too deeply: the statement is skipped */
     unsigned errors; /* reported so far */
+    unsigned line_errors; /* reported before the statement being parsed */
+    ast_broken **broken_tail;
     jmp_buf *fatal;  /* where the scanner goes when it cannot allocate */
 } gr_ctx;
 

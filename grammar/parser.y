@@ -28,6 +28,8 @@ int grlex(GRSTYPE *lval, src_span *lloc, yyscan_t scanner);
 #include <string.h>
 
 #include "grammar/parse.h"
+#include "grammar/print.h"
+#include "support/buf.h"
 
 #define YYLLOC_DEFAULT(Cur, Rhs, N)                                         \
     do {                                                                    \
@@ -57,7 +59,8 @@ static void check_word(gr_ctx *ctx, const char *what, const char *word, src_span
                        const char *a, const char *b);
 static void expect_word(gr_ctx *ctx, const char *stmt, const char *word, src_span at,
                         const char *want);
-static void unknown_statement(gr_ctx *ctx, const char *word, src_span at);
+static void unknown_statement(gr_ctx *ctx, const char *word, src_span at, const ast_string *pattern);
+static void broken(gr_ctx *ctx, src_span at);
 static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
                                ast_number *number, src_span at);
 
@@ -112,7 +115,7 @@ static ast_clause *lora_option(gr_ctx *ctx, const char *word, src_span word_at,
 %token ARROW "'->'" NEWLINE "end of line" GLOBCHAR "glob character" STRAY "character"
 
 %type <stmt> stmt
-%type <string> pattern patterns string strings bare
+%type <string> pattern patterns string strings bare junk
 %type <number> number numbers sizes multiple
 %type <expr> expr
 %type <arg> arg args
@@ -134,11 +137,17 @@ recipe:
   | recipe line
   ;
 
+/* A statement with an error is left out of the tree and noted, so that
+ * the rest can still be compiled (gr_recipe_partial). */
 line:
-    sep
-  | stmt sep         { if ($1 && !ctx->too_deep) { *ctx->stmt_tail = $1; ctx->stmt_tail = &$1->next; }
-                       ctx->too_deep = false; }
-  | error sep        { yyerrok; ctx->too_deep = false; }
+    sep              { ctx->line_errors = ctx->errors; }
+  | stmt sep         { if ($1 && !ctx->too_deep && ctx->errors == ctx->line_errors) {
+                           *ctx->stmt_tail = $1; ctx->stmt_tail = &$1->next;
+                       } else {
+                           broken(ctx, @1);
+                       }
+                       ctx->too_deep = false; ctx->line_errors = ctx->errors; }
+  | error sep        { yyerrok; broken(ctx, @1); ctx->too_deep = false; ctx->line_errors = ctx->errors; }
   ;
 
 sep: NEWLINE | ';' ;
@@ -180,7 +189,7 @@ stmt:
   | RESIZE pattern AXIS number IDENT number multiple
                                      { expect_word(ctx, "resize", $5, @5, "to");
                                        $$ = stmt(ctx, STMT_RESIZE, @$, @1); if ($$) { $$->patterns = $2; $$->axis = $4; $$->size = $6; $$->multiple = $7; } }
-  | UNKNOWN_WORD junk                { unknown_statement(ctx, $1, @1); $$ = NULL; }
+  | UNKNOWN_WORD junk                { unknown_statement(ctx, $1, @1, $2); $$ = NULL; }
   ;
 
 /* resize's `multiple M`: the size rounded up to a multiple of M. */
@@ -318,16 +327,18 @@ arg:
   | AXIS '=' expr                    { $$ = node(ctx, sizeof *$$); if ($$) { $$->name = $1; $$->name_span = @1; $$->value = $3; } }
   ;
 
-/* What follows an unknown word, up to the separator. */
+/* What follows an unknown word, up to the separator: its first string,
+ * the pattern a function written as a statement was meant for. */
 junk:
-    %empty
-  | junk junk_token
+    %empty                           { $$ = NULL; }
+  | junk junk_token                  { $$ = $1; }
+  | junk STRING                      { $$ = $1 ? $1 : $2; }
   ;
 
 junk_token:
     RENAME | DROP | KEEP | FILL | MAP | TIE | UNTIE | INIT_LORA | MERGE_LORA | SPLIT | CONCAT | STACK
   | UNSTACK | EXPECT | SEED | LAYOUT | MIRROR | META | RESIZE | OPTIONAL | RANK | ALPHA | STYLE
-  | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | LET | STRING | NUMBER | ARROW | GLOBCHAR
+  | AS | AXIS | SIZES | FACTORED | MIN | IDENT | UNKNOWN_WORD | LET | NUMBER | ARROW | GLOBCHAR
   | STRAY | '(' | ')' | '[' | ']' | ',' | '=' | ':' | '*' | '/' | '+' | '-' | '@'
   | '<' | '>' | LE | GE | EQ | NE
   ;
@@ -508,8 +519,46 @@ static void expect_word(gr_ctx *ctx, const char *stmt, const char *word, src_spa
                want, word);
 }
 
-static void unknown_statement(gr_ctx *ctx, const char *word, src_span at)
+static void broken(gr_ctx *ctx, src_span at)
 {
+    ast_broken *b = node(ctx, sizeof *b);
+    if (!b)
+        return;
+    *b = (ast_broken){at, NULL};
+    *ctx->broken_tail = b;
+    ctx->broken_tail = &b->next;
+    ctx->recipe->n_broken++;
+}
+
+/* An unknown statement; a function of map written as one is pointed at
+ * map, with the pattern it was given. */
+static void unknown_statement(gr_ctx *ctx, const char *word, src_span at, const ast_string *pattern)
+{
+    static const struct {
+        const char *name, *how;
+    } functions[] = {
+#define X(name, op, how) {#name, #how},
+        AST_FUNCTIONS(X)
+#undef X
+    };
+    for (size_t i = 0; word && i < sizeof functions / sizeof *functions; i++) {
+        if (strcmp(word, functions[i].name) != 0)
+            continue;
+        bool x_alone = strcmp(functions[i].how, "UNARY") == 0 ||
+                       strcmp(functions[i].how, "REDUCE") == 0 ||
+                       strcmp(functions[i].how, "TRANSPOSE") == 0;
+        buf note;
+        buf_init(&note);
+        buf_printf(&note, "%s is a function of map's expressions: map ", word);
+        pr_string(&note, pattern ? pattern->text : "PATTERN");
+        buf_printf(&note, " = %s(x%s)", word, x_alone ? "" : ", ...");
+        const char *notes[] = {note.data};
+        ctx->nomem |= note.failed;
+        if (!note.failed)
+            gr_error(ctx, at, "syntax-statement", notes, 1, "unknown statement '%s'", word);
+        buf_free(&note);
+        return;
+    }
     const char *names[] = {
 #define X(e, kw) kw,
         AST_STATEMENTS(X)

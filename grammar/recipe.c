@@ -19,8 +19,10 @@ struct surg_recipe {
 /* Recipes are small; a larger file is surely not one. */
 #define MAX_RECIPE SURG_RECIPE_MAX
 
-surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
-                              surg_sink *sink, surg_recipe **out)
+/* With `partial`, a recipe with syntax errors is kept (see
+ * surg_recipe_load_partial). */
+static surg_status parse(const char *path, const char *text, size_t len, surg_sink *sink,
+                         bool partial, surg_recipe **out)
 {
     *out = NULL;
     if (len > MAX_RECIPE) {
@@ -35,12 +37,24 @@ surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
     surg_status st = gr_parse(&r->ar, sink, path, text, (uint32_t)len, &r->ast);
     if (st == SURG_ENOMEM)
         dg_nomem(sink, path);
-    if (st) {
+    if (st && !(partial && st == SURG_EINVALID && r->ast)) {
         surg_recipe_free(r);
         return st;
     }
     *out = r;
-    return SURG_OK;
+    return st;
+}
+
+surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
+                              surg_sink *sink, surg_recipe **out)
+{
+    return parse(path, text, len, sink, false, out);
+}
+
+surg_status surg_recipe_parse_partial(const char *path, const char *text, size_t len,
+                                      surg_sink *sink, surg_recipe **out)
+{
+    return parse(path, text, len, sink, true, out);
 }
 
 surg_status surg_recipe_read(const char *path, surg_sink *sink, char **text, size_t *len)
@@ -52,7 +66,7 @@ surg_status surg_recipe_read(const char *path, surg_sink *sink, char **text, siz
     return rf_read_all(sink, path, MAX_RECIPE, text, len);
 }
 
-surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out)
+static surg_status load(const char *path, surg_sink *sink, bool partial, surg_recipe **out)
 {
     char *text;
     size_t len;
@@ -62,9 +76,19 @@ surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **ou
         free(text);
         return st;
     }
-    st = surg_recipe_parse(strcmp(path, "-") == 0 ? "<stdin>" : path, text, len, sink, out);
+    st = parse(strcmp(path, "-") == 0 ? "<stdin>" : path, text, len, sink, partial, out);
     free(text);
     return st;
+}
+
+surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out)
+{
+    return load(path, sink, false, out);
+}
+
+surg_status surg_recipe_load_partial(const char *path, surg_sink *sink, surg_recipe **out)
+{
+    return load(path, sink, true, out);
 }
 
 void surg_recipe_free(surg_recipe *r)

@@ -78,5 +78,16 @@ cg_init_kind cg_init_lookup(const char *name)
     for (int i = 0; i < INIT_COUNT; i++)
         if (i != INIT_VALUE && strcmp(inits[i].name, name) == 0)
             return (cg_init_kind)i;
+    static const struct {
+        const char *name;
+        cg_init_kind kind;
+    } aliases[] = {
+#define X(name, e) {name, INIT_##e},
+        CG_INIT_ALIASES(X)
+#undef X
+    };
+    for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++)
+        if (strcmp(aliases[i].name, name) == 0)
+            return aliases[i].kind;
     return INIT_COUNT;
 }

@@ -109,6 +109,11 @@ double cg_scalar(cg_op op, const double *v);
     X(KAIMING_UNIFORM, "kaiming_uniform", true, true, "torch.nn.init.kaiming_uniform_") \
     X(KAIMING_NORMAL, "kaiming_normal", true, true, "torch.nn.init.kaiming_normal_")
 
+/* JAX's other names of the same initializers: X(name, ENUM). */
+#define CG_INIT_ALIASES(X)                                                \
+    X("glorot_uniform", XAVIER_UNIFORM)                                   \
+    X("glorot_normal", XAVIER_NORMAL)
+
 typedef enum cg_init_kind {
 #define X(e, name, random, fan, from) INIT_##e,
     CG_INITS(X)
@@ -119,7 +124,8 @@ typedef enum cg_init_kind {
 const char *cg_init_name(cg_init_kind k);
 bool cg_init_random(cg_init_kind k);
 bool cg_init_fan_based(cg_init_kind k);
-/* The initializer a name spells, or INIT_COUNT. */
+/* The initializer a name (or an alias of CG_INIT_ALIASES) spells, or
+ * INIT_COUNT. */
 cg_init_kind cg_init_lookup(const char *name);
 
 typedef struct cg_init {

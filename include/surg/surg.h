@@ -309,6 +309,16 @@ SURG_API surg_status surg_recipe_parse(const char *path, const char *text, size_
 /* The same, reading the file (a regular file, or standard input for "-", as
  * surg_recipe_read). */
 SURG_API surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out);
+/* The same, but after syntax errors (SURG_EINVALID, each reported) *out
+ * still holds the statements that parsed, each statement with an error
+ * left out, so that compiling it reports the rest of the recipe's errors
+ * too; the caller must not use such a recipe for anything but that. *out
+ * is NULL only when no text could be parsed (unreadable, too large, not
+ * UTF-8, a NUL byte, out of memory). */
+SURG_API surg_status surg_recipe_load_partial(const char *path, surg_sink *sink,
+                                               surg_recipe **out);
+SURG_API surg_status surg_recipe_parse_partial(const char *path, const char *text, size_t len,
+                                               surg_sink *sink, surg_recipe **out);
 /* The most bytes a recipe may have. */
 #define SURG_RECIPE_MAX (64u << 20)
 /* A recipe's text, NUL-terminated, in memory the caller frees. `path` names
@@ -419,6 +429,10 @@ typedef struct surg_compile_opts {
     /* The format of every output, as surg_run_opts.out_format (NULL: each
      * output's name says). */
     const char *out_format;
+    /* A target's abstract state (`--to`), or NULL: the result is compared
+     * with it as surg_program_check_target does, each problem that a
+     * statement caused reported at that statement. */
+    const surg_ckpt *target;
 } surg_compile_opts;
 
 /* surg_compile with what is known of the output; `opts` may be NULL (then
@@ -436,7 +450,14 @@ SURG_API size_t surg_program_alias_count(const surg_program *p);
 SURG_API const surg_meta_entry *surg_program_alias(const surg_program *p, size_t i);
 
 /* Compare the result with a target's abstract state (`--to`): every missing,
- * unexpected and mismatched tensor is an error, all reported in name order. */
+ * unexpected and mismatched tensor is an error, all reported in name order
+ * (of the target's name, where there is one). A missing and an unexpected
+ * tensor of one dtype and of the same dimensions (in any order) are one
+ * error, "renamed?" (and "transposed?" when the axes are permuted), with the
+ * statements that would fix it as notes; a tensor of the target's
+ * dimensions in another order says "transposed?" the same way. Found by
+ * sorting, never by comparing every pair. Reported at the target's file;
+ * surg_compile_opts.target reports them at the recipe's statements. */
 SURG_API surg_status surg_program_check_target(const surg_program *p, const surg_ckpt *target,
                                                surg_sink *sink);
 

@@ -158,6 +158,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         SURG_OK) {
         if (r || sink.errors == 0)
             fz_fail("a refused recipe gave a tree or no error", NULL);
+        /* What parsed is still compiled, as check does after syntax errors:
+         * reported, never a crash. */
+        surg_recipe *part = NULL;
+        surg_status st = surg_recipe_parse_partial(fz_path(2, "fuzz.surg"), (const char *)data,
+                                                   size, &sink, &part);
+        if (st == SURG_OK)
+            fz_fail("a refused recipe parsed in part without an error", NULL);
+        surg_program *q = NULL;
+        if (part && surg_compile(part, from, &sink, &q) == SURG_OK && !q)
+            fz_fail("a compiled recipe gave no program", NULL);
+        surg_program_free(q);
+        surg_recipe_free(part);
         return 0;
     }
     sink.errors = 0;
@@ -182,6 +194,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_fail("surg_program_dump failed", NULL);
     free(dump);
     surg_program_check_target(p, from, &sink);
+    /* --to its own input, with each problem at the statement that caused
+     * it: refused with an error, or compiled. */
+    surg_program *t = NULL;
+    unsigned before = sink.errors;
+    surg_compile_opts to = {.target = from};
+    if (surg_compile_for(r, from, &to, &sink, &t) != SURG_OK && (t || sink.errors == before))
+        fz_fail("a recipe refused against its target gave a program or no error", NULL);
+    surg_program_free(t);
     surg_program_free(p);
     surg_recipe_free(r);
     return 0;

@@ -284,6 +284,52 @@ class TestLinearTime(BoundsCase):
                 self.assertRegex(out, name + r"\s+u8\[1099511627776, 2\]\s+move")
 
 
+class TestTargetPairs(BoundsCase):
+    """--to pairs missing and unexpected names by sorting on their types
+    (issue 17 §4): 100k of each answer within the bound, paired one to one
+    where each layer's names agree, and left apart where no pairing is
+    sure."""
+
+    def schema(self, name, tensors):
+        p = self.path(name)
+        with open(p, "w") as f:
+            json.dump({k: {"dtype": "F32", "shape": s} for k, s in tensors.items()}, f)
+        return p
+
+    def test_100k_renamed_layers(self):
+        n = 100_000
+        src = self.schema("from.json", {"old.%d.w" % i: [2, 3] for i in range(n)})
+        dst = self.schema("to.json", {"new.%d.w" % i: [2, 3] for i in range(n)})
+        self.recipe('keep "**"\n')
+        rc, out, diags, err = self.surg("check", "r.surg", "--from", src, "--to", dst)
+        self.assertEqual((rc, out), (1, ""))
+        self.assertEqual(len(diags), n)
+        want = {'the result has "old.%d.w" where the target has "new.%d.w" (f32[2, 3]): '
+                'renamed?' % (i, i) for i in range(n)}
+        self.assertEqual({d["message"] for d in diags}, want)
+        self.assertEqual({d["code"] for d in diags}, {"target-renamed"})
+
+    def test_one_large_group(self):
+        """50k missing and 50k unexpected of one type and no digits to go
+        by: paired in natural order; 50k against 49,999: none is paired."""
+        n = 50_000
+        def word(i):
+            return "".join("abcdefghij"[int(c)] for c in "%05d" % i)
+        src = self.schema("from.json", {"p/%s" % word(i): [4] for i in range(n)})
+        dst = self.schema("to.json", {"q/%s" % word(i): [4] for i in range(n)})
+        self.recipe('keep "**"\n')
+        rc, _, diags, err = self.surg("check", "r.surg", "--from", src, "--to", dst)
+        self.assertEqual(rc, 1)
+        self.assertEqual(len(diags), n)
+        self.assertEqual(diags[0]["message"], 'the result has "p/aaaaa" where the target has '
+                         '"q/aaaaa" (f32[4]): renamed?')
+        dst = self.schema("to.json", {"q/%s" % word(i): [4] for i in range(n - 1)})
+        rc, _, diags, err = self.surg("check", "r.surg", "--from", src, "--to", dst)
+        self.assertEqual(rc, 1)
+        self.assertEqual(len(diags), 2 * n - 1)
+        self.assertEqual({d["code"] for d in diags}, {"target-missing", "target-unexpected"})
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()

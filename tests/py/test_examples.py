@@ -403,12 +403,17 @@ class TestMlpRename(ExampleCase):
         code, out, err = self.surg("check", self.example("mlp_rename.surg"), "--from", self.inp,
                                    "--to", old)
         self.assertEqual((code, out), (1, ""))
+        # Each new name paired with the old one it came from, at the rename
+        # that made it (issue 17 §4).
         for name in self.NEW:
             if name != COUNT:
-                self.assertIn('error: the result has "%s" (' % name, err)
-                self.assertIn('error: the result lacks "%s" (' % name.replace("layer", "linear"),
+                old_name = name.replace("layer", "linear")
+                self.assertIn('mlp_rename.surg:7:35: error: the result has "%s" where the target '
+                              'has "%s" (' % (name, old_name), err)
+                self.assertIn('note: "%s" was renamed to "%s" on line 7\n' % (old_name, name),
                               err)
-        self.assertIn("two_layer_mlp.json: error:", err)
+                self.assertIn('note: to match the target: rename "%s" -> "%s"\n'
+                              % (name, old_name), err)
 
         before = runutil.sha256(self.inp)
         o = self.path("out.safetensors")
@@ -426,9 +431,11 @@ class TestMlpRename(ExampleCase):
         p = self.schema_file(wrong, "wrong.json")
         code, out, err = self.surg("run", self.example("mlp_rename.surg"), self.inp, o, "--to", p)
         self.assertEqual(code, 1)
-        self.assertIn('error: the result\'s "params/layer2/kernel" is f32[4, 4], '
-                      'but the target has f32[4, 8]', err)
-        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        # At the rename that gave the name (the type is the input's).
+        self.assertEqual(err, self.example("mlp_rename.surg") + ':7:35: error: the result\'s '
+                         '"params/layer2/kernel" is f32[4, 4], but the target has f32[4, 8]\n'
+                         '    7 | rename "params/linear{1,2}/**" -> "params/layer$1/$2"\n'
+                         '      |                                   ^~~~~~~~~~~~~~~~~~~\n')
         self.assertFalse(os.path.exists(o))
         self.assertEqual(runutil.temporaries(self.tmp), [])
 

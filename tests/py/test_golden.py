@@ -14,6 +14,7 @@ import glob
 import os
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.dont_write_bytecode = True
@@ -135,6 +136,34 @@ class Golden(unittest.TestCase):
                 self.assertEqual(out, "")
                 expect_file(self, rel[:-5] + ".err", err)
 
+    def test_check_warnings(self):
+        """Warnings of a recipe that compiles (exit 0): init-lora style flax
+        on what looks like a PyTorch weight ([out, in]), and none where the
+        style fits."""
+        cases = recipes("check/warnings")
+        self.assertGreaterEqual(len(cases), 3)
+        for rel in cases:
+            with self.subTest(rel):
+                rc, out, err = surg("check", rel, "--from", "check/warnings/model.json")
+                self.assertEqual(rc, 0, err)
+                self.assertTrue(out.startswith(rel + ": ok: 5 tensors in, "), out)
+                expect_file(self, rel[:-5] + ".err", err)
+
+    def test_syntax_hides_nothing(self):
+        """Two syntax errors and six others in one recipe: all eight are
+        reported, by check and by run (which writes nothing)."""
+        rel = "check/errors/d07-syntax-and-semantic.surg"
+        rc, out, err = surg("check", rel, "--from", "check/model.json")
+        self.assertEqual((rc, out), (1, ""))
+        self.assertEqual(err.count(": error: "), 8, err)
+        self.assertEqual(err.count("error: unknown statement"), 1)
+        self.assertEqual(err.count("error: expected '->'"), 1)
+        with tempfile.TemporaryDirectory() as d:
+            out_path = os.path.join(d, "o.safetensors")
+            rc, out, run_err = surg("run", rel, "check/model.json", out_path)
+            self.assertEqual((rc, out, run_err), (1, "", err))
+            self.assertEqual(os.listdir(d), [])
+
     def test_check_meta(self):
         """meta statements: every error of a metadata value, key or pattern,
         against a schema with metadata and values a msgpack input kept."""
@@ -166,6 +195,88 @@ class Golden(unittest.TestCase):
         self.assertEqual((rc, out), (1, ""))
         expect_file(self, "check/target.err", err)
 
+    def test_check_target_cases(self):
+        """--to, issue 17 §4: a missing and an unexpected tensor of one type
+        paired ("renamed?", with the rename), transposes with the map that
+        fixes them, each problem at the statement that caused it; each case
+        NAME.surg runs against NAME.from.json, to NAME.to.json."""
+        cases = recipes("check/target")
+        self.assertGreaterEqual(len(cases), 8)
+        for rel in cases:
+            with self.subTest(rel):
+                base = rel[:-5]
+                rc, out, err = surg("check", rel, "--from", base + ".from.json",
+                                    "--to", base + ".to.json")
+                self.assertEqual((rc, out), (1, ""), err)
+                expect_file(self, base + ".err", err)
+
+    def test_check_target_fixes(self):
+        """The statements the notes give ("to match the target: ...",
+        "then: ..."), added to the recipe, make it match the target."""
+        for name in ("01-renamed", "02-renamed-untouched", "03-torch-to-flax",
+                     "04-transposed", "09-odd-names"):
+            with self.subTest(name):
+                base = "check/target/" + name
+                _, _, err = surg("check", base + ".surg", "--from", base + ".from.json",
+                                 "--to", base + ".to.json")
+                fixes = [line.split(": ", 2)[2] for line in err.splitlines()
+                         if line.startswith(("note: to match the target: ", "note: then: "))]
+                self.assertTrue(fixes, err)
+                with open(os.path.join(ARGS.golden, base + ".surg")) as f:
+                    text = f.read() + "\n".join(fixes) + "\n"
+                rc, out, err = surg("check", "-", "--from", base + ".from.json", "--to",
+                                    base + ".to.json", stdin=text.encode())
+                self.assertEqual((rc, err), (0, ""), text)
+                self.assertTrue(out.endswith("matching the target\n"), out)
+
+    def test_check_target_github(self):
+        """GitHub annotations of --to land on the recipe's line when a
+        statement caused the problem, else on the target."""
+        def github(base):
+            rc, out, err = surg("--diagnostics", "github", "check", base + ".surg", "--from",
+                                base + ".from.json", "--to", base + ".to.json")
+            self.assertEqual((rc, out), (1, ""))
+            return err
+        self.assertEqual(github("check/target/07-renamed-away"),
+                         "::error file=check/target/07-renamed-away.surg,line=1,col=30,"
+                         "endLine=1,endColumn=49::the result has \"params/encoder/kernel\" "
+                         "where the target has \"params/Dense_0/kernel\" (f32[4, 4]): "
+                         "renamed?%0Anote: \"params/Dense_0/kernel\" was renamed to "
+                         "\"params/encoder/kernel\" on line 1%0Anote: to match the target: "
+                         "rename \"params/encoder/kernel\" -> \"params/Dense_0/kernel\"\n")
+        self.assertEqual(github("check/target/02-renamed-untouched"),
+                         "::error file=check/target/02-renamed-untouched.to.json::the "
+                         "result has \"a/w\" where the target has \"a/kernel\" (f32[3, 5]): "
+                         "renamed?%0Anote: to match the target: rename \"a/w\" -> "
+                         "\"a/kernel\"\n")
+
+    def test_help(self):
+        """surg --help, surg run --help (= surg help run) and the help
+        topics: the statements, the patterns and an example (issue 17 §5)."""
+        os.makedirs(os.path.join(ARGS.golden, "help"), exist_ok=True)
+        for args, name in ((["--help"], "usage"), (["run", "--help"], "run"),
+                           (["help", "recipe"], "recipe"), (["help", "globs"], "globs"),
+                           (["help", "example"], "example")):
+            with self.subTest(name):
+                rc, out, err = surg(*args)
+                self.assertEqual((rc, err), (0, ""))
+                expect_file(self, "help/%s.txt" % name, out)
+        self.assertEqual(surg("help"), surg("--help"))
+        self.assertEqual(surg("help", "run"), surg("run", "--help"))
+        self.assertEqual(surg("help", "check"), surg("check", "--help"))
+        self.assertEqual(surg("help", "language"), surg("help", "recipe"))
+        for name in ("usage", "run"):
+            with open(os.path.join(ARGS.golden, "help", name + ".txt")) as f:
+                text = f.read()
+            for part in ("recipe", "globs", "example"):
+                with open(os.path.join(ARGS.golden, "help", part + ".txt")) as f:
+                    self.assertIn(f.read(), text)
+        self.assertEqual(surg("help", "frobnicate"),
+                         (2, "", "surg help: no help on 'frobnicate': the topics are the "
+                          "commands (run, check, plan, fmt, schema, diff, invert), recipe and "
+                          "globs\n(see `surg help --help`)\n"))
+        self.assertEqual(surg("help", "run", "check")[0], 2)
+
     def test_migrations(self):
         """Real migrations of Flax's guides check clean, against the target."""
         ex = ARGS.examples
@@ -179,8 +290,9 @@ class Golden(unittest.TestCase):
         keep = os.path.join(ARGS.golden, "check", "ok", "mlp_keep.surg")
         rc, out, err = surg("check", keep, "--from", mlp, "--to", modified)
         self.assertEqual(rc, 1)
-        self.assertIn('the result lacks "params/layer1/kernel"', err)
-        self.assertIn('the result has "params/linear1/kernel"', err)
+        self.assertIn('error: the result has "params/linear1/kernel" where the target has '
+                      '"params/layer1/kernel" (f32[4, 4]): renamed?\nnote: to match the '
+                      'target: rename "params/linear1/kernel" -> "params/layer1/kernel"\n', err)
         cnn = os.path.join(ARGS.golden, "check", "cnn.json")
         rc, out, err = surg("check", os.path.join(ex, "cnn_normalize.surg"), "--from", cnn,
                             "--to", cnn)

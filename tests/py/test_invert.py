@@ -236,8 +236,9 @@ class Invert(unittest.TestCase):
         code, out, _ = self.surg("invert", "--help")
         self.assertEqual(code, 0)
         self.assertIn("usage: surg invert RECIPE --from", out)
-        code, _, err = self.surg("invert", "r.surg")
-        self.assertEqual(code, 2)
+        self.assertEqual(self.surg("invert", "r.surg"),
+                         (2, "", "surg invert: --from CKPT|SCHEMA is needed: what does the "
+                          "recipe apply to?\n(see `surg invert --help`)\n"))
 
 
 def main():

@@ -375,9 +375,20 @@ class TestInitLoraAdapter(Case):
                      "adapter's config gives once for all its modules: write them as two "
                      "adapters\n" % out, out=out)
         r = self.recipe('init-lora "model.layers.0.self_attn.q_proj.weight" rank 2 style flax\n')
+        # (style flax on a PyTorch weight is warned of: issue 17 §5)
         self.refused(["run", r, inp, out, "--out-format", "peft"],
+                     '%s:1:1: warning: style flax reads "model.layers.0.self_attn.q_proj.weight" '
+                     "as a Flax kernel, [in, out] (in %d, out %d), but its name says PyTorch, "
+                     "whose Linear weight is [out, in]: for PyTorch weights use style peft, or "
+                     "transpose them first (map ... = transpose(x))\n"
+                     "    1 | init-lora \"model.layers.0.self_attn.q_proj.weight\" rank 2 "
+                     "style flax\n"
+                     "      | ^%s\n"
                      "%s: error: --out-format peft writes a PEFT adapter, the A and B of each "
-                     "init-lora of style peft, and the recipe leaves none\n" % r, out=out)
+                     "init-lora of style peft, and the recipe leaves none\n"
+                     % (r, *llama().state_dict()["model.layers.0.self_attn.q_proj.weight"].shape,
+                        "~" * 67, r),
+                     out=out)
         r = self.recipe('init-lora "model.layers.0.self_attn.q_proj.weight" rank 2 '
                         'as "q.A", "q.B"\n')
         self.refused(["run", r, inp, out, "--out-format", "peft"],
