@@ -90,11 +90,11 @@ def _recipe(call, recipe):
                                            _looks_like_recipe_path(recipe)):
         path = os.fsencode(recipe)
         call.read.append(path)
-        st = L.surg_recipe_load(path, call.diag.ref(), ctypes.byref(out))
+        st = L.surg_recipe_load_partial(path, call.diag.ref(), ctypes.byref(out))
     else:
         text = recipe.encode() if isinstance(recipe, str) else bytes(recipe)
-        st = L.surg_recipe_parse(b"<recipe>", text, len(text), call.diag.ref(),
-                                 ctypes.byref(out))
+        st = L.surg_recipe_parse_partial(b"<recipe>", text, len(text), call.diag.ref(),
+                                         ctypes.byref(out))
     call.keep(L.surg_recipe_free, out.value)
     return st, out.value
 
@@ -151,19 +151,23 @@ def _result(prog):
 
 def _compile(call, recipe, source, target, fmt, output=None, out_format=None):
     """Open everything first (a missing file is reported before any recipe
-    error), then compile for the output and check against the target."""
+    error), then compile for the output, checking it against the target at
+    the statements, as the command does: after syntax errors what parsed is
+    compiled too, so every error of the recipe is reported at once."""
     st, rec = _recipe(call, recipe)
+    syntax = st == 1 and rec  # SURG_EINVALID: syntax errors, what parsed kept
     st_from, ck = _open(call, source, fmt)
     st_to, to = _open(call, target, fmt) if target is not None else (0, None)
-    st = max(st, st_from, st_to)
-    prog = ctypes.c_void_p()
-    if not st:
-        opts = _lib.CompileOpts(_fs(output), None, 0, _enc(out_format))
-        st = L.surg_compile_for(rec, ck, ctypes.byref(opts), call.diag.ref(), ctypes.byref(prog))
-        call.keep(L.surg_program_free, prog.value)
-    if not st and to:
-        st = L.surg_program_check_target(prog, to, call.diag.ref())
+    if to:
         call.opened.append(to)
+    prog = ctypes.c_void_p()
+    if not max(st, st_from, st_to) or (syntax and not st_from and not st_to):
+        opts = _lib.CompileOpts(_fs(output), None, 0, _enc(out_format), None if syntax else to)
+        st_compile = L.surg_compile_for(rec, ck, ctypes.byref(opts), call.diag.ref(),
+                                        ctypes.byref(prog))
+        call.keep(L.surg_program_free, prog.value)
+        st = max(st, st_compile)
+    st = max(st, st_from, st_to)
     call.fail_if(st)
     return prog.value
 

@@ -98,7 +98,7 @@ class Input(ctypes.Structure):
 
 class CompileOpts(ctypes.Structure):
     _fields_ = [("out_path", c_char_p), ("outputs", P(Part)), ("n_outputs", c_size_t),
-                ("out_format", c_char_p)]
+                ("out_format", c_char_p), ("target", c_void_p)]
 
 
 PROGRESS_FN = ctypes.CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
@@ -130,6 +130,8 @@ _SIGNATURES = {
     "surg_ckpt_schema_json": (c_int, [c_void_p, P(c_void_p)]),
     "surg_recipe_parse": (c_int, [c_char_p, c_char_p, c_size_t, P(Sink), P(c_void_p)]),
     "surg_recipe_load": (c_int, [c_char_p, P(Sink), P(c_void_p)]),
+    "surg_recipe_parse_partial": (c_int, [c_char_p, c_char_p, c_size_t, P(Sink), P(c_void_p)]),
+    "surg_recipe_load_partial": (c_int, [c_char_p, P(Sink), P(c_void_p)]),
     "surg_recipe_free": (None, [c_void_p]),
     "surg_compile_for": (c_int, [c_void_p, c_void_p, P(CompileOpts), P(Sink), P(c_void_p)]),
     "surg_program_free": (None, [c_void_p]),

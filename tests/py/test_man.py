@@ -56,7 +56,11 @@ def help_commands():
 def command_options(cmd):
     rc, out, _ = surg(cmd, "--help")
     assert rc == 0, cmd
-    return set(OPTION.findall(out)) - {"-h", "--help"}
+    # the options it lists and its usage names, not those of the example
+    # command lines a help text may end with ("  surg check ... --from M")
+    text = "\n".join(line for line in out.splitlines()
+                     if not re.match(r"  surg \w", line))
+    return set(OPTION.findall(text)) - {"-h", "--help"}
 
 
 def man_text(rel):

@@ -194,13 +194,19 @@ class Check(Tmp):
         out = surg.check(recipe, src)
         self.assertEqual(dict(out), {"Dense_0/bias": surg.Tensor("F32", (3,)),
                                      "Dense_0/kernel": surg.Tensor("BF16", (4, 3))})
-        # the target as a schema object: a mismatch names it "<schema_of>"
+        # the target as a schema object: each mismatch at the statement that
+        # caused it, as the command reports it
         target = surg.schema_of({"Dense_0": {"kernel": np.zeros((4, 3), np.float32)}})
         e = raised(surg.check, recipe, src, target)
-        self.assertEqual(str(e), '<schema_of>: error: the result has "Dense_0/bias" (f32[3]), '
+        self.assertEqual(str(e), '<recipe>:1:23: error: the result has "Dense_0/bias" (f32[3]), '
                                  'which the target does not\n'
-                                 '<schema_of>: error: the result\'s "Dense_0/kernel" is '
-                                 'bf16[4, 3], but the target has f32[4, 3]')
+                                 '    1 | rename "params/**" -> "$1"\n'
+                                 '      |                       ^~~~\n'
+                                 '<recipe>:2:1: error: the result\'s "Dense_0/kernel" is '
+                                 'bf16[4, 3], but the target has f32[4, 3]\n'
+                                 '    2 | map "**/kernel" = cast(x, bf16)\n'
+                                 '      | ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\n'
+                                 'note: to match the target: map "Dense_0/kernel" = cast(x, f32)')
         self.assertEqual(surg.check(recipe, src, out), out)
         # a result with tied names is a target with them too
         tied = surg.check('tie "params/Dense_0/bias" = "params/Dense_0/kernel"',
@@ -411,9 +417,13 @@ class SchemaOf(Tmp):
                                          old, new)),
                          {"encoder/proj/kernel": surg.Tensor("F32", (4, 3))})
         e = raised(surg.check, 'rename "params/Dense_0/**" -> "encoder/dense/$1"', old, new)
-        self.assertEqual(str(e), '<schema_of>: error: the result has "encoder/dense/kernel" '
-                                 '(f32[4, 3]), which the target does not\n<schema_of>: error: '
-                                 'the result lacks "encoder/proj/kernel" (f32[4, 3] in the target)')
+        self.assertEqual(str(e), '<recipe>:1:31: error: the result has "encoder/dense/kernel" '
+                                 'where the target has "encoder/proj/kernel" (f32[4, 3]): '
+                                 'renamed?\n'
+                                 '    1 | rename "params/Dense_0/**" -> "encoder/dense/$1"\n'
+                                 '      |                               ^~~~~~~~~~~~~~~~~~\n'
+                                 'note: to match the target: rename "encoder/dense/kernel" -> '
+                                 '"encoder/proj/kernel"')
 
     def test_refusals(self):
         e = raised(surg.schema_of, {"w": np.zeros(2, np.complex128)})
