@@ -31,6 +31,8 @@ static const char usage[] =
     "  invert RECIPE --from CKPT|SCHEMA\n"
     "                         print the recipe that undoes RECIPE (or say what cannot\n"
     "                         be undone)\n"
+    "  suggest --from OLD --to NEW\n"
+    "                         draft a recipe that takes OLD's tensors to NEW's\n"
     "\n"
     "options:\n"
     "  -h, --help             this text; `surg <command> --help` for a command\n"
@@ -52,6 +54,7 @@ static const struct command {
     {"run", cmd_run},
     {"diff", cmd_diff},
     {"invert", cmd_invert},
+    {"suggest", cmd_suggest},
 };
 
 int usage_error(const char *cmd, const char *fmt, ...)
