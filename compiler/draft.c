@@ -870,7 +870,7 @@ static void put_unmapped(buf *b, const dr_side *S, const dr_side *other, size_t 
     if (!t->writable) {
         buf_puts(b, ": a name no recipe can write (empty, or not UTF-8)\n");
     } else if (t->n_cand) {
-        buf_puts(b, ": ambiguous, as likely");
+        buf_puts(b, ": could be");
         for (size_t k = 0; k < t->n_cand; k++) {
             buf_puts(b, k == 0 ? " " : k + 1 == t->n_cand && !t->more_cand ? " or " : ", ");
             const dr_t *c = &other->t[t->cand[k]];
