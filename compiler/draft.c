@@ -859,7 +859,7 @@ static void write_stacks(dctx *D)
 
 /* ---- what is left ---------------------------------------------------------- */
 
-static void put_unmapped(buf *b, const dr_side *S, const dr_side *other, size_t i,
+static void put_unmapped(const dctx *D, buf *b, const dr_side *S, const dr_side *other, size_t i,
                          const char *side, const char *other_side)
 {
     const dr_t *t = &S->t[i];
@@ -869,6 +869,14 @@ static void put_unmapped(buf *b, const dr_side *S, const dr_side *other, size_t 
     put_type(b, t->info);
     if (!t->writable) {
         buf_puts(b, ": a name no recipe can write (empty, or not UTF-8)\n");
+    } else if (t->blocked != DR_NONE) {
+        const dr_t *c = &other->t[t->blocked];
+        buf_puts(b, S == &D->O ? ": would become " : ": would come from ");
+        put_comment_name(b, c->info->name, c->len, c->writable);
+        buf_puts(b, ", but the old ");
+        const dr_t *held = S == &D->O ? c : t;
+        put_comment_name(b, held->info->name, held->len, held->writable);
+        buf_puts(b, " stays\n");
     } else if (t->n_cand) {
         buf_puts(b, ": could be");
         for (size_t k = 0; k < t->n_cand; k++) {
@@ -904,10 +912,10 @@ static void write_unmapped(dctx *D, buf *b)
                   "moves them).\n", uo, un);
     for (size_t i = 0; i < D->O.n; i++)
         if (D->O.t[i].how == DR_UNMAPPED)
-            put_unmapped(b, &D->O, &D->N, i, "old", "new");
+            put_unmapped(D, b, &D->O, &D->N, i, "old", "new");
     for (size_t j = 0; j < D->N.n; j++)
         if (D->N.t[j].how == DR_UNMAPPED)
-            put_unmapped(b, &D->N, &D->O, j, "new", "old");
+            put_unmapped(D, b, &D->N, &D->O, j, "new", "old");
 }
 
 /* ---- the draft ------------------------------------------------------------- */
@@ -946,6 +954,8 @@ static void unpair_new(dctx *D, size_t j)
     dr_t *n = &D->N.t[j];
     if (n->how == DR_MOVE) {
         D->O.t[n->other].how = DR_UNMAPPED;
+        D->O.t[n->other].blocked = j;
+        n->blocked = n->other;
         D->O.t[n->other].other = DR_NONE;
     } else if (n->how == DR_STACK || n->how == DR_UNSTACK) {
         size_t u = n->how == DR_STACK ? j : n->other;

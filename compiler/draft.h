@@ -44,6 +44,7 @@ typedef struct dr_t {
     size_t cand[DR_CANDS]; /* unmapped: the likeliest tensors of the other side */
     size_t n_cand, more_cand;
     bool crowded;       /* unmapped among too many of one type to compare */
+    size_t blocked;     /* unmapped: its pair, whose name an old tensor that stays holds */
 } dr_t;
 
 typedef struct dr_side {

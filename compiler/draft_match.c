@@ -170,7 +170,7 @@ static bool prepare(arena *ar, dr_side *s)
         t->len = strlen(t->info->name);
         t->writable = t->len > 0 && utf8_valid((const unsigned char *)t->info->name, t->len,
                                                NULL);
-        t->other = DR_NONE;
+        t->other = t->blocked = DR_NONE;
         if (!tokenize(ar, t))
             return false;
         t->rotary = names_rotary(t);

@@ -237,6 +237,26 @@ class Suggest(unittest.TestCase):
         rc, out, err = self.surg("check", draft, "--from", "old.json")
         self.assertEqual(rc, 0, out + err)
 
+    def test_names_taken(self):
+        """A name the draft makes that an old tensor holds: staged through a
+        prefix when that tensor moves away too (and transposed in place when
+        only its axes move), a comment when it stays."""
+        old = {"x.weight": [3], "y.weight": [4], "t": [2, 3, 4]}
+        new = {"y.weight": [3], "z.weight": [4], "t": [3, 2, 4]}
+        schema(os.path.join(self.tmp, "old.json"), old)
+        schema(os.path.join(self.tmp, "new.json"), new)
+        draft = self.suggest("staged", "old.json", "new.json")
+        self.checks(draft, "old.json", "new.json")
+        x = checkpoint(os.path.join(self.tmp, "old.safetensors"), old)
+        src, got = tensors(x), self.run_draft(draft, x)
+        self.assertEqual(sorted(got), sorted(new))
+        np.testing.assert_array_equal(got["y.weight"], src["x.weight"])
+        np.testing.assert_array_equal(got["z.weight"], src["y.weight"])
+        np.testing.assert_array_equal(got["t"], src["t"].transpose(1, 0, 2))
+        schema(os.path.join(self.tmp, "old2.json"), {"a": [3], "b": [5]})
+        schema(os.path.join(self.tmp, "new2.json"), {"a": [5], "c": [7]})
+        self.suggest("taken", "old2.json", "new2.json", code=1)
+
     def test_hostile_names(self):
         """Names with every character the recipe's strings, patterns and
         templates treat specially; run on a real checkpoint."""
