@@ -543,6 +543,8 @@ static void write_families(dctx *D, dpair *p, size_t n)
     size_t n_wk = 0, cap_wk = 0;
     for (size_t f = 0; f < n_fam && !D->literal && !D->nomem; f++) {
         size_t k = word_keys(D, &p[fam_start[f]], f, one);
+        if (!k)
+            continue;
         if (n_wk + k > cap_wk) {
             size_t cap = 2 * (n_wk + k);
             wkey *w = realloc(wk, cap * sizeof *w);
