@@ -119,6 +119,16 @@ static void put_type(buf *b, const surg_tensor_info *t)
     buf_putc(b, ']');
 }
 
+/* The prefix every name a staged draft makes starts with, as template text. */
+static void put_staging(const dctx *D, buf *t)
+{
+    if (!D->tmp)
+        return;
+    for (const char *c = D->tmp; *c; c++)
+        put_template_char(t, *c);
+    buf_putc(t, '/');
+}
+
 static void add_stmt(dctx *D, const char *first, buf *text)
 {
     if (text->failed) {
@@ -303,11 +313,7 @@ static void finish_target(dctx *D, buf *t, buf *b, const char *expr)
     buf_puts(b, " -> ");
     buf tt;
     buf_init(&tt);
-    if (D->tmp) {
-        for (const char *c = D->tmp; *c; c++)
-            put_template_char(&tt, *c);
-        buf_putc(&tt, '/');
-    }
+    put_staging(D, &tt);
     buf_puts(&tt, t->data ? t->data : "");
     pr_string(b, tt.data ? tt.data : "");
     if (tt.failed)
@@ -381,11 +387,7 @@ static bool write_group(dctx *D, const group *g)
     /* the template as the statement would hold it, to expand */
     buf tt;
     buf_init(&tt);
-    if (D->tmp)
-        for (const char *c = D->tmp; *c; c++)
-            put_template_char(&tt, *c);
-    if (D->tmp)
-        buf_putc(&tt, '/');
+    put_staging(D, &tt);
     buf_puts(&tt, tmpl.data ? tmpl.data : "");
     ok = ok && !tt.failed &&
          (g->n == 1 || exact(D, pat.data, f->expr ? NULL : tt.data, g->m, g->n, targets));
@@ -745,11 +747,7 @@ static void put_target(dctx *D, buf *b, const char *name, size_t at, size_t len,
 {
     buf t;
     buf_init(&t);
-    if (D->tmp) {
-        for (const char *c = D->tmp; *c; c++)
-            put_template_char(&t, *c);
-        buf_putc(&t, '/');
-    }
+    put_staging(D, &t);
     for (size_t i = 0; name[i]; i++) {
         if (index && i == at) {
             buf_puts(&t, index);

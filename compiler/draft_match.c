@@ -298,9 +298,26 @@ static void same_names(dr_side *O, dr_side *N)
 
 /* A name with one of its digit runs taken out, as nn.scan's stacked tensor
  * is named: "layers_3/kernel" -> "layers/kernel", "h.3.w" -> "h.w". */
+/* A tensor under a key, in order of key, then sub-key, then tensor. */
+typedef struct ent {
+    uint64_t key, sub;
+    size_t t;
+} ent;
+
+static int by_ent(const void *a, const void *b)
+{
+    const ent *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    if (x->sub != y->sub)
+        return x->sub < y->sub ? -1 : 1;
+    return x->t < y->t ? -1 : x->t > y->t;
+}
+
+/* key: the name without the run; sub: the run's value */
 typedef struct rm_key {
-    uint64_t hash, value;
-    size_t t, at, len; /* the tensor; the run */
+    ent e;
+    size_t at, len; /* the run */
 } rm_key;
 
 static void removed(const char *s, size_t len, size_t a, size_t e, size_t *cut0, size_t *cut1)
@@ -322,12 +339,7 @@ static uint64_t key_hash(const char *s, size_t len, size_t c0, size_t c1)
 
 static int by_key(const void *a, const void *b)
 {
-    const rm_key *x = a, *y = b;
-    if (x->hash != y->hash)
-        return x->hash < y->hash ? -1 : 1;
-    if (x->value != y->value)
-        return x->value < y->value ? -1 : 1;
-    return x->t < y->t ? -1 : x->t > y->t;
+    return by_ent(&((const rm_key *)a)->e, &((const rm_key *)b)->e);
 }
 
 static bool key_is(const dr_t *m, const rm_key *k, const dr_t *u)
@@ -363,16 +375,16 @@ static void take_group(dr_side *many, const rm_key *g, size_t k, dr_side *one, s
                        bool old_many, uint32_t axis)
 {
     for (size_t j = 0; j < k; j++) {
-        dr_t *m = &many->t[g[j].t];
+        dr_t *m = &many->t[g[j].e.t];
         m->how = old_many ? DR_STACKED : DR_UNSTACK;
         m->other = u;
-        m->index = g[j].value;
+        m->index = g[j].e.sub;
         m->run_at = g[j].at;
         m->run_len = g[j].len;
         m->axis = axis;
     }
     one->t[u].how = old_many ? DR_STACK : DR_UNSTACKED;
-    one->t[u].other = g[0].t;
+    one->t[u].other = g[0].e.t;
     one->t[u].axis = axis;
     one->t[u].index = k;
 }
@@ -383,23 +395,23 @@ static bool stack_group(dr_side *many, rm_key *g, size_t k, dr_side *one, size_t
 {
     if (k < 2)
         return false;
-    const dr_t *first = &many->t[g[0].t];
+    const dr_t *first = &many->t[g[0].e.t];
     for (size_t j = 0; j < k; j++) {
-        const dr_t *m = &many->t[g[j].t];
+        const dr_t *m = &many->t[g[j].e.t];
         /* one template: the index where the first has it */
         size_t tail = m->len - g[j].at - g[j].len;
-        if (g[j].value != j || m->how != DR_UNMAPPED || !key_is(m, &g[j], &one->t[u]) ||
+        if (g[j].e.sub != j || m->how != DR_UNMAPPED || !key_is(m, &g[j], &one->t[u]) ||
             g[j].at != g[0].at || tail != first->len - g[0].at - g[0].len ||
             memcmp(m->info->name, first->info->name, g[0].at) != 0 ||
             memcmp(m->info->name + g[j].at + g[j].len,
                    first->info->name + g[0].at + g[0].len, tail) != 0 ||
-            m->info->rank != many->t[g[0].t].info->rank ||
-            memcmp(m->info->shape, many->t[g[0].t].info->shape,
+            m->info->rank != many->t[g[0].e.t].info->rank ||
+            memcmp(m->info->shape, many->t[g[0].e.t].info->shape,
                    m->info->rank * sizeof *m->info->shape) != 0)
             return false;
     }
     uint32_t axis;
-    if (!stack_axis(&many->t[g[0].t], &one->t[u], k, &axis))
+    if (!stack_axis(&many->t[g[0].e.t], &one->t[u], k, &axis))
         return false;
     take_group(many, g, k, one, u, old_many, axis);
     return true;
@@ -433,7 +445,7 @@ static bool find_stacks(dr_side *many, dr_side *one, bool old_many)
                 v = v * 10 + (uint64_t)(s[c] - '0');
             size_t c0, c1;
             removed(s, m->len, a, e, &c0, &c1);
-            keys[n++] = (rm_key){key_hash(s, m->len, c0, c1), v, i, a, e - a};
+            keys[n++] = (rm_key){{key_hash(s, m->len, c0, c1), v, i}, a, e - a};
         }
     }
     qsort(keys, n, sizeof *keys, by_key);
@@ -445,13 +457,13 @@ static bool find_stacks(dr_side *many, dr_side *one, bool old_many)
         size_t lo = 0, hi = n;
         while (lo < hi) {
             size_t mid = lo + (hi - lo) / 2;
-            if (keys[mid].hash < h)
+            if (keys[mid].e.key < h)
                 lo = mid + 1;
             else
                 hi = mid;
         }
         size_t e = lo;
-        while (e < n && keys[e].hash == h)
+        while (e < n && keys[e].e.key == h)
             e++;
         stack_group(many, keys + lo, e - lo, one, u, old_many);
     }
@@ -569,21 +581,6 @@ static int match_small(grp *G)
             note_cands(&G->N->t[G->ni[j]], sc + j, b, a, oo, G->oi);
     free(sc), free(oo), free(no), free(ob), free(nb);
     return 1;
-}
-
-typedef struct ent {
-    uint64_t key, sub;
-    size_t t;
-} ent;
-
-static int by_ent(const void *a, const void *b)
-{
-    const ent *x = a, *y = b;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    if (x->sub != y->sub)
-        return x->sub < y->sub ? -1 : 1;
-    return x->t < y->t ? -1 : x->t > y->t;
 }
 
 /* Pairs of equal tokens, one on each side, among the open tensors of a
