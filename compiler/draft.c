@@ -21,6 +21,8 @@
 /* Names scanned, in all, to prove that generalized patterns match exactly
  * their tensors; past it, statements are written one tensor at a time. */
 #define CHECK_BUDGET ((uint64_t)1 << 24)
+/* Bytes of the keys that find the words families differ in, in all. */
+#define KEY_BUDGET ((size_t)64 << 20)
 enum { MAX_WORDS = 16, MAX_PLACES = 4, MAX_WORD = 64, MAX_KEYED = 4096 };
 
 typedef struct dpair {
@@ -44,6 +46,7 @@ typedef struct dctx {
     const char **uni;       /* names a pattern could meet, sorted */
     size_t n_uni;
     uint64_t budget;
+    size_t key_bytes;       /* left of KEY_BUDGET */
     gl_scratch scratch;
     bool literal;           /* write every statement one tensor at a time */
     bool nomem;
@@ -466,9 +469,10 @@ static int by_run_size(const void *x, const void *y)
  * has in the other, taken out of both. */
 static size_t word_keys(dctx *D, const dpair *f, size_t fam, wkey *out)
 {
-    size_t n = 0;
-    if (strlen(f->ko) > MAX_KEYED || strlen(f->kn) > MAX_KEYED)
+    size_t n = 0, cost = 2 * MAX_WORDS * MAX_PLACES * (strlen(f->ko) + strlen(f->kn) + 8);
+    if (strlen(f->ko) > MAX_KEYED || strlen(f->kn) > MAX_KEYED || cost > D->key_bytes)
         return 0;
+    D->key_bytes -= cost;
     for (int side = 0; side < (f->expr ? 1 : 2); side++) {
         const char *from = side ? f->kn : f->ko, *in = f->expr || side ? f->ko : f->kn;
         size_t lf = strlen(from);
@@ -1061,6 +1065,7 @@ static char *draft_text(dctx *D, const char *from_path, const char *to_path)
         free(D->st[i].text);
     D->n_st = 0;
     D->budget = CHECK_BUDGET;
+    D->key_bytes = KEY_BUDGET;
     if (!set_universe(D, false))
         D->nomem = true;
     size_t at = D->n_st;
