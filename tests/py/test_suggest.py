@@ -314,6 +314,49 @@ class Suggest(unittest.TestCase):
                               "tensors are not mapped: see the comments at the end of the "
                               "draft\n")
 
+    def test_random_families(self):
+        """Random layered states renamed by a rule the test knows: every
+        draft compiles against OLD, and every complete one, run on tensors
+        that each hold their own index, puts each value where the rule says
+        (a draft may leave pairs as comments; it may not pair wrongly)."""
+        rng = np.random.default_rng(7)
+        words = ["a", "b", "q", "k", "v", "o", "w1", "w2", "proj", "attn", "mlp", "weight",
+                 "kernel", "bias", "h"]
+        rules = [lambda k: k.replace("m", "n", 1), lambda k: k.replace("l", "blk", 1),
+                 lambda k: k.replace(".", "/"), lambda k: "p/" + k]
+        complete = 0
+        for it in range(60):
+            old = {}
+            for i in range(int(rng.integers(1, 5))):
+                for w in rng.choice(words, int(rng.integers(1, 6)), replace=False):
+                    sep = str(rng.choice([".", "/", "_"]))
+                    old["m%sl%d.%s" % (sep, i, w)] = [int(d) for d in
+                                                      rng.choice([2, 3], int(rng.integers(0, 3)))]
+            rule = rules[it % len(rules)]
+            new = {rule(k): v for k, v in old.items()}
+            schema(os.path.join(self.tmp, "old.json"), old)
+            schema(os.path.join(self.tmp, "new.json"), new)
+            rc, draft, err = self.surg("suggest", "--from", "old.json", "--to", "new.json")
+            self.assertIn(rc, (0, 1), err)
+            path = os.path.join(self.tmp, "draft.surg")
+            with open(path, "w") as f:
+                f.write(draft)
+            rc2, out, err2 = self.surg("check", path, "--from", "old.json",
+                                       *(["--to", "new.json"] if rc == 0 else []))
+            self.assertEqual(rc2, 0, draft + err2)
+            if rc:
+                continue
+            complete += 1
+            index = {k: i for i, k in enumerate(old)}
+            x = os.path.join(self.tmp, "old.safetensors")
+            stnp.save(x, {k: ("F32", np.full(v, float(index[k]), "<f4")) for k, v in old.items()})
+            got = self.run_draft(path, x)
+            self.assertEqual(sorted(got), sorted(new))
+            for k, v in old.items():
+                np.testing.assert_array_equal(got[rule(k)], np.full(v, float(index[k]), "<f4"),
+                                              draft)
+        self.assertGreater(complete, 30)
+
     def test_usage(self):
         schema(os.path.join(self.tmp, "one.json"), {"w": [2]})
         cases = [("usage_none", ["suggest"]),
