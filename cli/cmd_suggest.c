@@ -26,7 +26,8 @@ static const char help[] =
     "  surg suggest --from two_layer_mlp.json --to modified_two_layer_mlp.json > port.surg\n"
     "\n"
     "Exit status: 0 every tensor is mapped and the draft checks, 1 some are\n"
-    "left as comments (the draft is printed all the same), 2 usage or I/O error.\n";
+    "left as comments (the draft is printed all the same), 2 usage or I/O\n"
+    "error, or OLD or NEW is malformed (nothing is printed).\n";
 
 static void summary(const surg_suggest_stats *s)
 {
@@ -89,6 +90,6 @@ int cmd_suggest(int argc, char **argv, diag_printer *dp)
     surg_ckpt_close(old);
     surg_ckpt_close(new);
     if (st)
-        return surg_exit_code(st) ? surg_exit_code(st) : 2;
+        return 2; /* 1 says "a draft with comments": a broken input is an error */
     return stats.checked ? 0 : 1;
 }

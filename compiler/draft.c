@@ -17,6 +17,7 @@
 #include "support/buf.h"
 #include "support/diag.h"
 #include "support/natural.h"
+#include "support/utf8.h"
 
 /* Names scanned, in all, to prove that generalized patterns match exactly
  * their tensors; past it, statements are written one tensor at a time. */
@@ -1044,7 +1045,8 @@ static bool any_rotary(const dctx *D)
 
 static void put_path(buf *b, const char *path)
 {
-    put_comment_name(b, path, strlen(path), false);
+    size_t len = strlen(path);
+    put_comment_name(b, path, len, utf8_valid((const unsigned char *)path, len, NULL));
 }
 
 static char *draft_text(dctx *D, const char *from_path, const char *to_path)

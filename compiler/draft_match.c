@@ -283,7 +283,8 @@ static void same_names(dr_side *O, dr_side *N)
                 bool eq = o->info->rank == n->info->rank &&
                           memcmp(o->info->shape, n->info->shape,
                                  o->info->rank * sizeof *o->info->shape) == 0;
-                pair(o, i, n, j, eq ? DR_SAME : DR_MOVE);
+                if (eq || o->writable) /* a transpose names it */
+                    pair(o, i, n, j, eq ? DR_SAME : DR_MOVE);
             }
             i++, j++;
         } else if (c < 0) {

@@ -364,7 +364,10 @@ class Suggest(unittest.TestCase):
                  ("usage_option", ["suggest", "--from", "one.json", "--to", "one.json",
                                    "--json"]),
                  ("usage_twice", ["suggest", "--from", "one.json", "--from", "one.json"]),
-                 ("missing_file", ["suggest", "--from", "nope.json", "--to", "one.json"])]
+                 ("missing_file", ["suggest", "--from", "nope.json", "--to", "one.json"]),
+                 ("malformed", ["suggest", "--from", "one.json", "--to", "bad.json"])]
+        with open(os.path.join(self.tmp, "bad.json"), "w") as f:
+            f.write('{"w": {"dtype": "F32", "shape": [2]}, "w": {"dtype": "F32"}}')
         for name, args in cases:
             rc, out, err = self.surg(*args)
             self.assertEqual(rc, 2, name)
