@@ -29,6 +29,7 @@ enum { MAX_WORDS = 16, MAX_PLACES = 4, MAX_WORD = 64, MAX_KEYED = 4096 };
 typedef struct dpair {
     size_t o, n;         /* old and new tensor */
     const char *expr;    /* map: the expression; rename: NULL */
+    const char *stack;   /* stack: " axis N"; else NULL */
     const char *ko, *kn; /* the names with their shared numbers as \1 and \2 */
     uint32_t n_slots;
     uint32_t *at, *len;  /* in the old name: each shared number */
@@ -275,6 +276,8 @@ static int by_family(const void *x, const void *y)
     const dpair *a = x, *b = y;
     int c = cmp_str0(a->expr, b->expr);
     if (!c)
+        c = cmp_str0(a->stack, b->stack);
+    if (!c)
         c = strcmp(a->ko, b->ko);
     if (!c)
         c = strcmp(a->kn, b->kn);
@@ -303,18 +306,18 @@ static bool slot_constant(const dctx *D, const group *g, uint32_t s)
     return true;
 }
 
-static void start_statement(buf *b, const char *expr)
+static void start_statement(buf *b, const dpair *p)
 {
-    buf_puts(b, expr ? "map " : "rename ");
+    buf_puts(b, p->expr ? "map " : p->stack ? "stack " : "rename ");
 }
 
-static void finish_target(dctx *D, buf *t, buf *b, const char *expr)
+static void finish_target(dctx *D, buf *t, buf *b, const dpair *p)
 {
-    if (expr) {
-        buf_printf(b, " = %s\n", expr);
+    if (p->expr) {
+        buf_printf(b, " = %s\n", p->expr);
         return;
     }
-    buf_puts(b, " -> ");
+    buf_printf(b, "%s -> ", p->stack ? p->stack : "");
     buf tt;
     buf_init(&tt);
     put_staging(D, &tt);
@@ -400,9 +403,9 @@ static bool write_group(dctx *D, const group *g)
     if (ok) {
         buf b;
         buf_init(&b);
-        start_statement(&b, f->expr);
+        start_statement(&b, f);
         pr_string(&b, pat.data);
-        finish_target(D, &tmpl, &b, f->expr);
+        finish_target(D, &tmpl, &b, f);
         add_stmt(D, oname(D, f->o), &b);
     }
     buf_free(&pat);
@@ -421,9 +424,9 @@ static void write_literal(dctx *D, const dpair *p)
         put_pattern_char(&pat, *c);
     for (const char *c = nname(D, p->n); *c && !p->expr; c++)
         put_template_char(&tmpl, *c);
-    start_statement(&b, p->expr);
+    start_statement(&b, p);
     pr_string(&b, pat.data ? pat.data : "");
-    finish_target(D, &tmpl, &b, p->expr);
+    finish_target(D, &tmpl, &b, p);
     if (pat.failed || tmpl.failed)
         D->nomem = true;
     add_stmt(D, oname(D, p->o), &b);
@@ -431,10 +434,30 @@ static void write_literal(dctx *D, const dpair *p)
     buf_free(&tmpl);
 }
 
+/* A member of a stack: the stacked tensor, its place, the old tensor. */
+typedef struct member {
+    size_t one, index, t;
+} member;
+
+static int by_member(const void *x, const void *y)
+{
+    const member *a = x, *b = y;
+    if (a->one != b->one)
+        return a->one < b->one ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+static void write_stack(dctx *D, const member *m, size_t k);
+static void stack_members(dctx *D, const group *g);
+
 static void write_members(dctx *D, const group *g)
 {
     if (write_group(D, g))
         return;
+    if (g->m[0]->stack) {
+        stack_members(D, g); /* one stack: one statement */
+        return;
+    }
     for (size_t k = 0; k < g->n; k++)
         write_literal(D, g->m[k]);
 }
@@ -497,7 +520,7 @@ static size_t word_keys(dctx *D, const dpair *f, size_t fam, wkey *out)
                 size_t oa = side ? (size_t)(q - in) : a, na = side ? a : (size_t)(q - in);
                 buf k;
                 buf_init(&k);
-                buf_printf(&k, "%s\4", f->expr ? f->expr : "");
+                buf_printf(&k, "%s%s\4", f->expr ? f->expr : "", f->stack ? f->stack : "");
                 buf_append(&k, o, oa);
                 buf_putc(&k, '\3');
                 buf_puts(&k, o + oa + (e - a));
@@ -735,18 +758,6 @@ static void write_moves(dctx *D, bool maps)
     free(p);
 }
 
-typedef struct member {
-    size_t one, index, t;
-} member;
-
-static int by_member(const void *x, const void *y)
-{
-    const member *a = x, *b = y;
-    if (a->one != b->one)
-        return a->one < b->one ? -1 : 1;
-    return a->index < b->index ? -1 : a->index > b->index;
-}
-
 static void put_target(dctx *D, buf *b, const char *name, size_t at, size_t len,
                        const char *index)
 {
@@ -819,25 +830,79 @@ static void write_stack(dctx *D, const member *m, size_t k)
     add_stmt(D, name, &b);
 }
 
-static void write_stacks(dctx *D)
+/* The members of one stack (a family: one target) as write_stack takes them. */
+static void stack_members(dctx *D, const group *g)
 {
-    member *m = malloc((D->O.n + D->N.n + 1) * sizeof *m);
+    member *m = malloc((g->n + 1) * sizeof *m);
     if (!m) {
         D->nomem = true;
         return;
     }
-    size_t n = 0;
+    for (size_t k = 0; k < g->n; k++)
+        m[k] = (member){g->m[k]->n, D->O.t[g->m[k]->o].index, g->m[k]->o};
+    qsort(m, g->n, sizeof *m, by_member);
+    write_stack(D, m, g->n);
+    free(m);
+}
+
+/* A stack member's keys: its name with the index as \1, the target as it is. */
+static bool stack_keys(dctx *D, dpair *q)
+{
+    const dr_t *t = &D->O.t[q->o];
+    buf b;
+    buf_init(&b);
+    buf_printf(&b, " axis %u", t->axis);
+    q->stack = b.failed ? NULL : ar_strdup(&D->ar, b.data);
+    b.len = 0;
+    buf_append(&b, t->info->name, t->run_at);
+    buf_putc(&b, '\1');
+    buf_puts(&b, t->info->name + t->run_at + t->run_len);
+    q->ko = b.failed ? NULL : ar_strdup(&D->ar, b.data);
+    buf_free(&b);
+    q->kn = nname(D, q->n);
+    q->at = ar_alloc(&D->ar, sizeof *q->at);
+    q->len = ar_alloc(&D->ar, sizeof *q->len);
+    if (!q->stack || !q->ko || !q->at || !q->len)
+        return false;
+    q->n_slots = 1;
+    q->at[0] = (uint32_t)t->run_at;
+    q->len[0] = (uint32_t)t->run_len;
+    return true;
+}
+
+static void write_stacks(dctx *D)
+{
+    member *m = malloc((D->O.n + D->N.n + 1) * sizeof *m);
+    dpair *p = calloc(D->O.n + 1, sizeof *p);
+    if (!m || !p) {
+        free(m);
+        free(p);
+        D->nomem = true;
+        return;
+    }
+    size_t n = 0, np = 0;
     for (size_t i = 0; i < D->O.n; i++)
         if (D->O.t[i].how == DR_STACKED)
             m[n++] = (member){D->O.t[i].other, D->O.t[i].index, i};
     qsort(m, n, sizeof *m, by_member);
-    for (size_t i = 0; i < n;) {
+    for (size_t i = 0; i < n && !D->nomem;) {
         size_t j = i;
+        bool plain = true;
         while (j < n && m[j].one == m[i].one)
-            j++;
-        write_stack(D, m + i, j - i);
+            plain &= !has_marker_bytes(oname(D, m[j].t)), j++;
+        plain &= !has_marker_bytes(nname(D, m[i].one));
+        for (size_t k = i; k < j && plain; k++) {
+            p[np] = (dpair){.o = m[k].t, .n = m[k].one};
+            if (!stack_keys(D, &p[np++]))
+                D->nomem = true;
+        }
+        if (!plain)
+            write_stack(D, m + i, j - i);
         i = j;
     }
+    if (!D->nomem)
+        write_families(D, p, np);
+    free(p);
     /* unstacks: the old tensor by its name, the pieces by $i */
     for (size_t u = 0; u < D->O.n; u++) {
         const dr_t *t = &D->O.t[u];

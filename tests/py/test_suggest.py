@@ -222,6 +222,15 @@ class Suggest(unittest.TestCase):
         self.assertEqual(sorted(again), sorted(src))
         for name, a in src.items():
             np.testing.assert_array_equal(again[name], a)
+        # a name that `*` would also match: the indices are spelled out
+        unrolled["params/layers_x/kernel"] = [9]
+        schema(os.path.join(self.tmp, "unrolled_x.json"), unrolled)
+        draft = self.suggest("scan_stack_spelled", "unrolled_x.json", "scanned.json", code=1)
+        x = checkpoint(os.path.join(self.tmp, "unrolled_x.safetensors"), unrolled)
+        got = self.run_draft(draft, x, "scanned_x.safetensors")
+        np.testing.assert_array_equal(
+            got["params/layers/kernel"],
+            np.stack([tensors(x)["params/layers_%d/kernel" % i] for i in range(4)]))
 
     # ---- what it cannot map ------------------------------------------------
 
