@@ -29,7 +29,8 @@ enum { MAX_WORDS = 16, MAX_PLACES = 4, MAX_WORD = 64, MAX_KEYED = 4096 };
 typedef struct dpair {
     size_t o, n;         /* old and new tensor */
     const char *expr;    /* map: the expression; rename: NULL */
-    const char *stack;   /* stack: " axis N"; else NULL */
+    const char *stack;   /* stack, unstack: " axis N"; else NULL */
+    bool unstack;        /* the new name's index is \5, written $i */
     const char *ko, *kn; /* the names with their shared numbers as \1 and \2 */
     uint32_t n_slots;
     uint32_t *at, *len;  /* in the old name: each shared number */
@@ -62,7 +63,7 @@ static const char *nname(const dctx *D, size_t i) { return D->N.t[i].info->name;
 static bool has_marker_bytes(const char *s)
 {
     for (; *s; s++)
-        if (*s >= 1 && *s <= 4)
+        if (*s >= 1 && *s <= 5)
             return true;
     return false;
 }
@@ -168,7 +169,7 @@ static bool exact(dctx *D, const char *pattern, const char *tmpl, const dpair *c
     gl_pattern p;
     gl_template t;
     if (!gl_compile(&D->ar, pattern, &p, err, sizeof err) ||
-        (tmpl && !gl_template_compile(&D->ar, tmpl, false, &t, err, sizeof err)))
+        (tmpl && !gl_template_compile(&D->ar, tmpl, true, &t, err, sizeof err)))
         return false;
     gl_span caps[GL_MAX_CAPTURES + 1];
     for (size_t k = 0; k < n; k++) {
@@ -278,6 +279,8 @@ static int by_family(const void *x, const void *y)
     if (!c)
         c = cmp_str0(a->stack, b->stack);
     if (!c)
+        c = (int)a->unstack - (int)b->unstack;
+    if (!c)
         c = strcmp(a->ko, b->ko);
     if (!c)
         c = strcmp(a->kn, b->kn);
@@ -308,7 +311,7 @@ static bool slot_constant(const dctx *D, const group *g, uint32_t s)
 
 static void start_statement(buf *b, const dpair *p)
 {
-    buf_puts(b, p->expr ? "map " : p->stack ? "stack " : "rename ");
+    buf_puts(b, p->expr ? "map " : p->unstack ? "unstack " : p->stack ? "stack " : "rename ");
 }
 
 static void finish_target(dctx *D, buf *t, buf *b, const dpair *p)
@@ -371,6 +374,8 @@ static bool write_group(dctx *D, const group *g)
             s++;
         } else if (*c == '\3') {
             put_capture(&tmpl, word_cap);
+        } else if (*c == '\5') {
+            buf_puts(&tmpl, "$i");
         } else {
             put_template_char(&tmpl, *c);
         }
@@ -434,6 +439,8 @@ static void write_literal(dctx *D, const dpair *p)
     buf_free(&tmpl);
 }
 
+static void write_unstack(dctx *D, size_t u);
+
 /* A member of a stack: the stacked tensor, its place, the old tensor. */
 typedef struct member {
     size_t one, index, t;
@@ -454,8 +461,13 @@ static void write_members(dctx *D, const group *g)
 {
     if (write_group(D, g))
         return;
-    if (g->m[0]->stack) {
+    if (g->m[0]->stack && !g->m[0]->unstack) {
         stack_members(D, g); /* one stack: one statement */
+        return;
+    }
+    if (g->m[0]->unstack) { /* each unstack by itself: exact as it is */
+        for (size_t k = 0; k < g->n; k++)
+            write_group(D, &(group){&g->m[k], 1, g->m[k]->ko, g->m[k]->kn, NULL, 0});
         return;
     }
     for (size_t k = 0; k < g->n; k++)
@@ -520,7 +532,8 @@ static size_t word_keys(dctx *D, const dpair *f, size_t fam, wkey *out)
                 size_t oa = side ? (size_t)(q - in) : a, na = side ? a : (size_t)(q - in);
                 buf k;
                 buf_init(&k);
-                buf_printf(&k, "%s%s\4", f->expr ? f->expr : "", f->stack ? f->stack : "");
+                buf_printf(&k, "%s%s%s\4", f->expr ? f->expr : "", f->stack ? f->stack : "",
+                           f->unstack ? "u" : "");
                 buf_append(&k, o, oa);
                 buf_putc(&k, '\3');
                 buf_puts(&k, o + oa + (e - a));
@@ -902,29 +915,56 @@ static void write_stacks(dctx *D)
     }
     if (!D->nomem)
         write_families(D, p, np);
-    free(p);
-    /* unstacks: the old tensor by its name, the pieces by $i */
-    for (size_t u = 0; u < D->O.n; u++) {
+    /* unstacks: the old tensor by its name, the pieces with $i for the index */
+    np = 0;
+    for (size_t u = 0; u < D->O.n && !D->nomem; u++) {
         const dr_t *t = &D->O.t[u];
         if (t->how != DR_UNSTACKED)
             continue;
         const dr_t *piece = &D->N.t[t->other];
-        buf b, pat;
+        if (has_marker_bytes(t->info->name) || has_marker_bytes(piece->info->name)) {
+            write_unstack(D, u);
+            continue;
+        }
+        buf b;
         buf_init(&b);
-        buf_init(&pat);
-        for (const char *c = t->info->name; *c; c++)
-            put_pattern_char(&pat, *c);
-        buf_puts(&b, "unstack ");
-        pr_string(&b, pat.data ? pat.data : "");
-        buf_printf(&b, " axis %u -> ", piece->axis);
-        put_target(D, &b, piece->info->name, piece->run_at, piece->run_len, "$i");
-        buf_putc(&b, '\n');
-        if (pat.failed)
+        buf_append(&b, piece->info->name, piece->run_at);
+        buf_putc(&b, '\5');
+        buf_puts(&b, piece->info->name + piece->run_at + piece->run_len);
+        const char *kn = b.failed ? NULL : ar_strdup(&D->ar, b.data);
+        b.len = 0;
+        buf_printf(&b, " axis %u", piece->axis);
+        const char *axis = b.failed ? NULL : ar_strdup(&D->ar, b.data);
+        buf_free(&b);
+        if (!kn || !axis)
             D->nomem = true;
-        buf_free(&pat);
-        add_stmt(D, t->info->name, &b);
+        p[np++] = (dpair){.o = u, .n = t->other, .stack = axis, .unstack = true,
+                          .ko = t->info->name, .kn = kn};
     }
+    if (!D->nomem)
+        write_families(D, p, np);
+    free(p);
     free(m);
+}
+
+/* One unstack, its names as they are (they hold bytes the keys use). */
+static void write_unstack(dctx *D, size_t u)
+{
+    const dr_t *t = &D->O.t[u], *piece = &D->N.t[t->other];
+    buf b, pat;
+    buf_init(&b);
+    buf_init(&pat);
+    for (const char *c = t->info->name; *c; c++)
+        put_pattern_char(&pat, *c);
+    buf_puts(&b, "unstack ");
+    pr_string(&b, pat.data ? pat.data : "");
+    buf_printf(&b, " axis %u -> ", piece->axis);
+    put_target(D, &b, piece->info->name, piece->run_at, piece->run_len, "$i");
+    buf_putc(&b, '\n');
+    if (pat.failed)
+        D->nomem = true;
+    buf_free(&pat);
+    add_stmt(D, t->info->name, &b);
 }
 
 /* ---- what is left ---------------------------------------------------------- */
