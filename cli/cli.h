@@ -91,6 +91,7 @@ int cmd_lsp(int argc, char **argv, diag_printer *dp);
 
 int cmd_diff(int argc, char **argv, diag_printer *dp);
 int cmd_invert(int argc, char **argv, diag_printer *dp);
+int cmd_suggest(int argc, char **argv, diag_printer *dp);
 
 /* `surg diff`'s comparison of elements (diff_values.c). */
 typedef struct dv_opts {

@@ -33,6 +33,8 @@ static const char usage[] =
     "                         be undone)\n"
     "  lsp                    a Language Server over standard input and output\n"
     "                         (docs/editors.md)\n"
+    "  suggest --from OLD --to NEW\n"
+    "                         draft a recipe that takes OLD's tensors to NEW's\n"
     "\n"
     "options:\n"
     "  -h, --help             this text; `surg <command> --help` (or `surg help\n"
@@ -58,6 +60,7 @@ static const struct command {
     {"diff", cmd_diff},
     {"invert", cmd_invert},
     {"lsp", cmd_lsp},
+    {"suggest", cmd_suggest},
 };
 
 int usage_error(const char *cmd, const char *fmt, ...)

@@ -3,7 +3,7 @@
 # Installed as share/bash-completion/completions/surg; works without the
 # bash-completion package too (`source` it).
 
-_surg_commands='run check plan fmt schema diff invert lsp'
+_surg_commands='run check plan fmt schema diff invert lsp suggest'
 _surg_global='-h --help --version --diagnostics --color'
 _surg_checkpoints='.safetensors .json .npz .npy .pt .pth .bin .tar .msgpack'
 
@@ -19,6 +19,7 @@ _surg_options() {
     diff) echo '--recipe --schema --rtol --atol --json --format --threads' ;;
     invert) echo '--from --format' ;;
     lsp) echo '' ;;
+    suggest) echo '--from --to --format' ;;
     esac
 }
 

@@ -410,6 +410,34 @@ SURG_API void surg_program_free(surg_program *p);
 SURG_API surg_status surg_invert(const surg_recipe *r, surg_ckpt *from, surg_sink *sink,
                                  char **out);
 
+/* What surg_suggest drafted, tensor by tensor. */
+typedef struct surg_suggest_stats {
+    size_t old_tensors, new_tensors;
+    size_t same;       /* old tensors of the same name, dtype and shape in the new state */
+    size_t renamed;    /* old tensors renamed (transposed or not) */
+    size_t transposed; /* old tensors transposed (renamed or not) */
+    size_t stacked;    /* old tensors stacked into new ones */
+    size_t unstacked;  /* old tensors cut into new ones */
+    size_t unmapped_old, unmapped_new; /* left as comments */
+    int checked;       /* 1: nothing is left and the draft passes surg check */
+} surg_suggest_stats;
+
+/* A recipe drafted from two abstract states (`surg suggest`): a recipe that
+ * takes `from`'s tensors to `to`'s, in canonical layout, in *out, which the
+ * caller frees. Tensors pair by type (dtype and dimensions, in any order)
+ * and the tokens of their names; a PyTorch `weight` that becomes a Flax
+ * `kernel` is transposed as the frameworks lay them out; Flax nn.scan's
+ * stacked layers (`layers_0`..`layers_N-1` and `layers`) stack or unstack.
+ * Names that move together are one statement, with `*` for the numbers and
+ * `{a,b}` for the words that differ. What it cannot pair, or could pair
+ * several ways, is a comment naming the candidates. When everything is
+ * paired the draft compiles against `from` and matches `to` (stats->checked);
+ * a draft that would not is written one tensor at a time, and if even that
+ * fails a warning says so. Time and memory are bounded for any states.
+ * `stats` may be NULL. SURG_ENOMEM is the only failure. */
+SURG_API surg_status surg_suggest(surg_ckpt *from, surg_ckpt *to, surg_sink *sink, char **out,
+                                  surg_suggest_stats *stats);
+
 /* Where the result will be written, when that is known before compiling
  * (`surg run` knows OUT). Every name of the result, tied names included,
  * must then be one its output's format holds, and one surg reads back: a

@@ -396,6 +396,26 @@ class TestMlpRename(ExampleCase):
         got.pop("__metadata__", None)
         self.assertEqual(got, self.NEW)
 
+    def test_suggest(self):
+        """`surg suggest` drafts the rename from the two schemas; the draft
+        does what mlp_rename.surg does, tensor for tensor."""
+        old = self.example(os.path.join("mlp", "two_layer_mlp.json"))
+        new = self.example(os.path.join("mlp", "modified_two_layer_mlp.json"))
+        code, draft, err = self.surg("suggest", "--from", old, "--to", new)
+        self.assertEqual(code, 0, err)
+        self.assertIn('rename "params/linear*/{bias,kernel}" -> "params/layer$1/$2"\n', draft)
+        p = self.path("port.surg")
+        with open(p, "w") as f:
+            f.write(draft)
+        want, _, _ = self.run_example("mlp_rename.surg", self.inp, "--to", new)
+        o = self.path("drafted.safetensors")
+        code, _, err = self.surg("run", p, self.inp, o, "--to", new)
+        self.assertEqual(code, 0, err)
+        got, _, _ = stnp.load(o)
+        self.assertNames(got, self.NEW)
+        for name in got:
+            self.assertSameTensor(got[name], want[name], name)
+
     def test_wrong_target(self):
         """--to the old model (the recipe forgotten, or the wrong file): every
         tensor is named, and run writes nothing."""
