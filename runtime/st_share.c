@@ -77,47 +77,6 @@ static int by_source(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-typedef struct residue_bytes {
-    uint64_t residue, bytes;
-} residue_bytes;
-
-static int by_residue(const void *a, const void *b)
-{
-    const residue_bytes *x = a, *y = b;
-    return x->residue < y->residue ? -1 : x->residue > y->residue;
-}
-
-/* The residue of the data's start that aligns the most bytes if every run
- * is kept, in input order: a multiple of 8, so the header stays padded to
- * one. UINT64_MAX: none. */
-static uint64_t best_residue(const stw_run *runs, size_t n, uint64_t block)
-{
-    residue_bytes *rb = malloc((n ? n : 1) * sizeof *rb);
-    if (!rb)
-        return UINT64_MAX;
-    uint64_t cur = 0;
-    size_t m = 0;
-    for (size_t r = 0; r < n; r++) {
-        uint64_t e = (runs[r].src - cur) % block;
-        if (e % 8 == 0)
-            rb[m++] = (residue_bytes){e, runs[r].len};
-        cur += runs[r].len;
-    }
-    qsort(rb, m, sizeof *rb, by_residue);
-    uint64_t best = UINT64_MAX, most = 0;
-    for (size_t i = 0, j; i < m; i = j) {
-        uint64_t sum = 0;
-        for (j = i; j < m && rb[j].residue == rb[i].residue; j++)
-            sum += rb[j].bytes;
-        if (sum > most) {
-            most = sum;
-            best = rb[i].residue;
-        }
-    }
-    free(rb);
-    return best;
-}
-
 /* The runs: copies in input order, cut where the next does not start where
  * the last ended. */
 static size_t find_runs(const stw_output *out, const size_t *idx, const placed *c, size_t n_c,
@@ -137,43 +96,150 @@ static size_t find_runs(const stw_output *out, const size_t *idx, const placed *
     return n;
 }
 
-/* Keep, in order, the runs congruent to `residue` at the place they get,
- * each tensor aligned to its element size there; then drop kept runs from
- * the end until the rest (after them) starts aligned. Returns the bytes
- * kept; keep[r] says which. */
-static uint64_t keep_runs(const stw_output *out, const size_t *idx, const placed *c,
-                          const stw_run *runs, size_t n_runs, uint64_t block, uint64_t residue,
-                          bool *keep, bool *kept_pos, size_t n)
+/* A run can start the file's data (whose start is a multiple of 8) or
+ * follow another only where every tensor of it is aligned to its element
+ * size in the input: it is then in the output too. */
+static bool run_aligned(const stw_output *out, const size_t *idx, const placed *c,
+                        const stw_run *r)
 {
-    uint64_t cur = 0;
-    for (size_t r = 0; r < n_runs; r++) {
-        bool ok = (runs[r].src - cur) % block == residue;
-        for (size_t i = 0, at = cur; ok && i < runs[r].n; i++) {
-            const surg_tensor_info *t = &out->tensors[idx[c[runs[r].first + i].pos]];
-            ok = at % elem_size(t->dtype) == 0;
-            at += t->nbytes;
-        }
-        keep[r] = ok;
-        cur += ok ? runs[r].len : 0;
-        for (size_t i = 0; ok && i < runs[r].n; i++)
-            kept_pos[c[runs[r].first + i].pos] = true;
+    for (size_t i = 0; i < r->n; i++) {
+        const placed *p = &c[r->first + i];
+        if (p->off % elem_size(out->tensors[idx[p->pos]].dtype))
+            return false;
     }
-    uint64_t align = 1;
-    for (size_t i = 0; i < n; i++)
-        if (!kept_pos[i] && elem_size(out->tensors[idx[i]].dtype) > align)
-            align = elem_size(out->tensors[idx[i]].dtype);
-    for (size_t r = n_runs; r-- > 0 && cur % align;) {
-        if (!keep[r])
-            continue;
+    return true;
+}
+
+static int by_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The most bytes of runs that can follow each other, in input order, each
+ * congruent to its input: run b may follow run a when b's input starts
+ * where a's ends modulo the block (the bytes between were dropped in whole
+ * blocks, or there are none), and may come first when it starts at a
+ * multiple of 8 modulo the block. A longest chain, by the runs' ends:
+ * best_end[v] is the most bytes of a chain ending at residue v (its last
+ * run last_of[v]). keep[r] marks the chain. */
+static surg_status chain_runs(const stw_output *out, const size_t *idx, const placed *c,
+                              const stw_run *runs, size_t n, uint64_t block, bool *keep)
+{
+    uint64_t *res = malloc((n ? n : 1) * sizeof *res);
+    uint64_t *best_end = calloc(n ? n : 1, sizeof *best_end);
+    size_t *last_of = malloc((n ? n : 1) * sizeof *last_of);
+    size_t *prev = malloc((n ? n : 1) * sizeof *prev);
+    if (!res || !best_end || !last_of || !prev) {
+        free(res);
+        free(best_end);
+        free(last_of);
+        free(prev);
+        return SURG_ENOMEM;
+    }
+    /* the residues runs end at, sorted: a chain ending there is found by
+     * bisection */
+    for (size_t r = 0; r < n; r++)
+        res[r] = (runs[r].src + runs[r].len) % block;
+    qsort(res, n, sizeof *res, by_u64);
+    uint64_t top = 0;
+    size_t top_run = SIZE_MAX;
+    for (size_t r = 0; r < n; r++) {
         keep[r] = false;
-        cur -= runs[r].len;
-        for (size_t i = 0; i < runs[r].n; i++) {
-            const surg_tensor_info *t = &out->tensors[idx[c[runs[r].first + i].pos]];
-            kept_pos[c[runs[r].first + i].pos] = false;
-            align = elem_size(t->dtype) > align ? elem_size(t->dtype) : align;
+        prev[r] = SIZE_MAX;
+        if (!run_aligned(out, idx, c, &runs[r]))
+            continue;
+        uint64_t start = runs[r].src % block, end = (runs[r].src + runs[r].len) % block;
+        const uint64_t *at = bsearch(&start, res, n, sizeof *res, by_u64);
+        uint64_t before = 0;
+        if (at) {
+            size_t v = (size_t)(at - res);
+            while (v && res[v - 1] == start)
+                v--;
+            before = best_end[v];
+            prev[r] = before ? last_of[v] : SIZE_MAX;
+        }
+        if (!before && start % 8)
+            continue; /* can neither follow another nor come first */
+        uint64_t total = before + runs[r].len;
+        const uint64_t *e = bsearch(&end, res, n, sizeof *res, by_u64);
+        size_t w = (size_t)(e - res);
+        while (w && res[w - 1] == end)
+            w--;
+        if (total > best_end[w]) {
+            best_end[w] = total;
+            last_of[w] = r;
+        }
+        if (total > top) {
+            top = total;
+            top_run = r;
         }
     }
-    return cur;
+    for (size_t r = top_run; r != SIZE_MAX; r = prev[r])
+        keep[r] = true;
+    free(res);
+    free(best_end);
+    free(last_of);
+    free(prev);
+    return SURG_OK;
+}
+
+enum { MAX_TRIMS = 8 };
+
+/* Where the rest (the tensors not in the chain, in the reference's order)
+ * goes: its first *split tensors before the chain, the others after it,
+ * so that the chain starts at a multiple of 8 (its tensors are then
+ * aligned as in their input) and the rest after it starts aligned to the
+ * largest element among it. False: no split does. */
+static bool split_rest(const stw_output *out, const size_t *idx, const bool *kept_pos,
+                       size_t n, uint64_t chain, uint64_t *align_from, size_t *split,
+                       uint64_t *before)
+{
+    uint64_t align = 1;
+    for (size_t i = n; i-- > 0;) { /* align_from[i]: the largest element from i on */
+        uint64_t e = kept_pos[i] ? 1 : elem_size(out->tensors[idx[i]].dtype);
+        align = e > align ? e : align;
+        align_from[i] = align;
+    }
+    *before = 0;
+    *split = 0;
+    for (size_t i = 0;; i++) {
+        if (i < n && kept_pos[i])
+            continue;
+        uint64_t after = i < n ? align_from[i] : 1;
+        if (*before % 8 == 0 && (*before + chain) % after == 0)
+            return true;
+        if (i == n)
+            return false;
+        *before += out->tensors[idx[i]].nbytes;
+        ++*split;
+    }
+}
+
+/* The chain, with runs leaving it from its end (a few at most) until the
+ * rest can be split around it. Returns its bytes (0: none). */
+static uint64_t trim_chain(const stw_output *out, const size_t *idx, const placed *c,
+                           const stw_run *runs, size_t n_runs, bool *keep, bool *kept_pos,
+                           size_t n, uint64_t *align_from, size_t *split, uint64_t *before)
+{
+    uint64_t chain = 0;
+    for (size_t r = 0; r < n_runs; r++)
+        for (size_t i = 0; keep[r] && i < runs[r].n; i++) {
+            kept_pos[c[runs[r].first + i].pos] = true;
+            chain += out->tensors[idx[c[runs[r].first + i].pos]].nbytes;
+        }
+    size_t r = n_runs;
+    for (int trims = 0; chain && trims <= MAX_TRIMS; trims++) {
+        if (split_rest(out, idx, kept_pos, n, chain, align_from, split, before))
+            return chain;
+        while (!keep[r - 1])
+            r--;
+        keep[--r] = false;
+        chain -= runs[r].len;
+        for (size_t i = 0; i < runs[r].n; i++)
+            kept_pos[c[runs[r].first + i].pos] = false;
+    }
+    return 0;
 }
 
 surg_status sh_layout(const stw_output *out, stw_file *f, uint64_t *residue)
@@ -187,26 +253,34 @@ surg_status sh_layout(const stw_output *out, stw_file *f, uint64_t *residue)
     stw_run *runs = malloc(n * sizeof *runs);
     bool *keep = calloc(n, sizeof *keep), *kept_pos = calloc(n, sizeof *kept_pos);
     size_t *order = malloc(n * sizeof *order);
-    surg_status st = c && runs && keep && kept_pos && order ? SURG_OK : SURG_ENOMEM;
+    uint64_t *align_from = malloc(n * sizeof *align_from);
+    surg_status st = c && runs && keep && kept_pos && order && align_from ? SURG_OK : SURG_ENOMEM;
     for (size_t i = 0; !st && i < n; i++) {
         const stw_source *s = &out->src[f->idx[i]];
         if (s->fd >= 0 && out->tensors[f->idx[i]].nbytes)
             c[n_c++] = (placed){s->fd, s->off, i};
     }
-    size_t n_runs = 0, n_kept = 0;
-    uint64_t best = UINT64_MAX;
+    size_t n_runs = 0, n_kept = 0, split = 0;
+    uint64_t before = 0;
     if (!st && n_c) {
         qsort(c, n_c, sizeof *c, by_source);
         n_runs = find_runs(out, f->idx, c, n_c, runs);
-        best = best_residue(runs, n_runs, block);
+        st = chain_runs(out, f->idx, c, runs, n_runs, block, keep);
     }
-    if (best != UINT64_MAX) {
-        keep_runs(out, f->idx, c, runs, n_runs, block, best, keep, kept_pos, n);
-        size_t at = 0;
-        uint64_t dst = 0;
+    if (!st && n_runs && trim_chain(out, f->idx, c, runs, n_runs, keep, kept_pos, n, align_from,
+                                    &split, &before)) {
+        size_t at = 0, rest = 0;
+        uint64_t dst = before;
+        for (size_t i = 0; rest < split; i++)
+            if (!kept_pos[i]) {
+                order[at++] = f->idx[i];
+                rest++;
+            }
         for (size_t r = 0; r < n_runs; r++) {
             if (!keep[r])
                 continue;
+            if (!n_kept)
+                *residue = (runs[r].src - dst) % block;
             for (size_t i = 0; i < runs[r].n; i++)
                 order[at + i] = f->idx[c[runs[r].first + i].pos];
             runs[n_kept] = runs[r];
@@ -216,25 +290,23 @@ surg_status sh_layout(const stw_output *out, stw_file *f, uint64_t *residue)
             dst += runs[r].len;
             n_kept++;
         }
-        for (size_t i = 0; i < n; i++)
-            if (!kept_pos[i])
+        for (size_t i = 0, k = 0; i < n; i++)
+            if (!kept_pos[i] && k++ >= split)
                 order[at++] = f->idx[i];
-        if (n_kept) {
-            stw_run *last = &runs[n_kept - 1];
-            const stw_source *s = &out->src[order[last->first + last->n - 1]];
-            last->to_eof = last->first + last->n == n && last->src + last->len == s->file_size;
-            memcpy(f->idx, order, n * sizeof *order);
-            f->runs = runs;
-            f->n_runs = n_kept;
-            runs = NULL;
-            *residue = best;
-        }
+        stw_run *last = &runs[n_kept - 1];
+        const stw_source *s = &out->src[order[last->first + last->n - 1]];
+        last->to_eof = last->first + last->n == n && last->src + last->len == s->file_size;
+        memcpy(f->idx, order, n * sizeof *order);
+        f->runs = runs;
+        f->n_runs = n_kept;
+        runs = NULL;
     }
     free(c);
     free(runs);
     free(keep);
     free(kept_pos);
     free(order);
+    free(align_from);
     return st;
 }
 
