@@ -21,7 +21,12 @@ static char *out_dir(const char *out_path)
     struct stat sb;
     if (stat(out_path, &sb) == 0 && S_ISDIR(sb.st_mode))
         return strdup(out_path);
-    const char *slash = strrchr(out_path, '/');
+    size_t n = strlen(out_path);
+    while (n > 1 && out_path[n - 1] == '/')
+        n--; /* "out/", a sharded output's directory not made yet, is in "." */
+    const char *slash = NULL;
+    for (size_t i = 0; i < n; i++)
+        slash = out_path[i] == '/' ? out_path + i : slash;
     if (!slash)
         return strdup(".");
     return strndup(out_path, slash == out_path ? 1 : (size_t)(slash - out_path));
