@@ -115,6 +115,20 @@ static bool run_aligned(const stw_output *out, const size_t *idx, const placed *
     return true;
 }
 
+/* The first place of v in the sorted res[0..n), or n. */
+static size_t first_of(const uint64_t *res, size_t n, uint64_t v)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (res[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && res[lo] == v ? lo : n;
+}
+
 static int by_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -154,23 +168,13 @@ static surg_status chain_runs(const stw_output *out, const size_t *idx, const pl
         prev[r] = SIZE_MAX;
         if (!run_aligned(out, idx, c, &runs[r]))
             continue;
-        uint64_t start = runs[r].src % block, end = (runs[r].src + runs[r].len) % block;
-        const uint64_t *at = bsearch(&start, res, n, sizeof *res, by_u64);
-        uint64_t before = 0;
-        if (at) {
-            size_t v = (size_t)(at - res);
-            while (v && res[v - 1] == start)
-                v--;
-            before = best_end[v];
-            prev[r] = before ? last_of[v] : SIZE_MAX;
-        }
-        if (!before && start % 8)
+        size_t v = first_of(res, n, runs[r].src % block);
+        size_t w = first_of(res, n, (runs[r].src + runs[r].len) % block); /* always there */
+        uint64_t before = v < n ? best_end[v] : 0;
+        prev[r] = before ? last_of[v] : SIZE_MAX;
+        if (!before && runs[r].src % 8)
             continue; /* can neither follow another nor come first */
         uint64_t total = before + runs[r].len;
-        const uint64_t *e = bsearch(&end, res, n, sizeof *res, by_u64);
-        size_t w = (size_t)(e - res);
-        while (w && res[w - 1] == end)
-            w--;
         if (total > best_end[w]) {
             best_end[w] = total;
             last_of[w] = r;

@@ -17,11 +17,12 @@
 uint32_t sh_block_size(const char *out_path, surg_reflink mode, int src_fd);
 
 /* Lay out file f's tensors f->idx[0..f->n), in the reference's order on
- * entry: the runs of copies that can keep their offsets first, in input
- * order, the rest after them in the reference's order (every tensor still
- * aligned to its element size). f->runs gets the runs, their dst counted
- * from the data's start, which must be congruent to *residue modulo the
- * block (a multiple of 8). No run: f untouched, *residue 0. */
+ * entry: the chain of runs of copies that can keep their offsets (the most
+ * bytes of runs that can follow each other), in input order; the rest in
+ * the reference's order, split around the chain so that every tensor stays
+ * aligned to its element size. f->runs gets the chain's runs, their dst
+ * counted from the data's start, which must be congruent to *residue
+ * modulo the block (a multiple of 8). No chain: f untouched, *residue 0. */
 surg_status sh_layout(const stw_output *out, stw_file *f, uint64_t *residue);
 
 /* The part of run r whose blocks can be shared: [*lo, *hi) of the output
