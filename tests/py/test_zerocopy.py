@@ -16,7 +16,9 @@ default `--reflink auto` write the same bytes as `--reflink always` on the
 build's file system, their blocks are the input's (FIEMAP: the output's
 physical blocks are the input's, flagged shared), the free space barely
 moves, the input's bytes (sha256) are unchanged, and the time is printed
-beside `--reflink never`'s. A shared output that runs out of room mid-way
+beside `--reflink never`'s; every copy_file_range of a block or more that
+reaches the kernel (strace) is block-aligned on both sides. A shared output
+that runs out of room mid-way
 (the shared ranges are not reserved) leaves nothing.
 
 Writers: a sharded output is the same bytes (cmp) for every --writers and
@@ -429,6 +431,34 @@ class Xfs(Base):
         # the norms and weights dropped are whole blocks: nothing shifts
         self.assertGreaterEqual(blocks, size // BLOCK - 2)
         self.assertLess(used, size // 16)
+
+    def test_copies_are_block_aligned(self):
+        """What reaches the kernel (strace): every copy_file_range of a block
+        or more starts at a block on both sides; together they are all the
+        data but the block the header ends in."""
+        if not shutil.which("strace"):
+            self.skipTest("strace not installed")
+        inp, _ = self.big_input()
+        r = self.recipe('rename "layers.**" -> "model.layers.$1"\n')
+        out, log = os.path.join(self.mnt, "out.safetensors"), self.path("strace")
+        subprocess.run(["strace", "-f", "-e", "trace=copy_file_range", "-o", log, ARGS.surg,
+                        "run", "-q", r, inp, out], check=True, env=dict(os.environ, CI="1"))
+        calls, pending = [], {}  # a call a thread is in: "<unfinished ...>", then "resumed"
+        with open(log) as f:
+            for line in f:
+                pid = line.split()[0]
+                m = re.search(r"copy_file_range\((\d+), \[(\d+)\], \d+, \[(\d+)\], (\d+), 0",
+                              line)
+                if m:
+                    pending[pid] = tuple(int(x) for x in m.groups()[1:])
+                done = re.search(r"\) += (-?\d+)", line)
+                if done and pid in pending and ("copy_file_range" in line):
+                    calls.append(pending.pop(pid) + (int(done.group(1)),))
+        big = [c for c in calls if c[2] >= BLOCK]
+        self.assertTrue(big)
+        for src, dst, n, done in big:
+            self.assertEqual((src % BLOCK, dst % BLOCK, done), (0, 0, n), (src, dst, n))
+        self.assertGreaterEqual(sum(c[2] for c in big), os.path.getsize(out) - 2 * BLOCK)
 
     def test_full_midway_leaves_nothing(self):
         """Shared ranges are not reserved: where they cannot be shared after
