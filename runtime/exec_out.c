@@ -180,12 +180,16 @@ static surg_status add_shares(xo_set *s, size_t k, surg_sink *sink)
             uint64_t lo, hi;
             if (!sh_span(run, s->out[k].share_block, &lo, &hi))
                 continue;
-            xo_share *v = realloc(s->share, (s->n_share + 1) * sizeof *v);
-            if (!v)
-                return dg_nomem(sink, lay->files[f].path);
-            s->share = v;
-            v[s->n_share++] = (xo_share){lay->files[f].of, run->fd, run->src + (lo - run->dst),
-                                         lo, hi - lo};
+            if (s->n_share == s->cap_share) {
+                size_t cap = s->cap_share ? 2 * s->cap_share : 16;
+                xo_share *v = realloc(s->share, cap * sizeof *v);
+                if (!v)
+                    return dg_nomem(sink, lay->files[f].path);
+                s->share = v;
+                s->cap_share = cap;
+            }
+            s->share[s->n_share++] =
+                (xo_share){lay->files[f].of, run->fd, run->src + (lo - run->dst), lo, hi - lo};
             for (size_t i = run->first; i < run->first + run->n; i++) {
                 size_t t = s->plan_of[k][lay->files[f].idx[i]];
                 s->share_lo[t] = lo;

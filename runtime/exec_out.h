@@ -29,7 +29,7 @@ typedef struct xo_set {
     uint64_t *dest_off; /* and where its data starts there */
     arena ar;           /* the outputs' metadata */
     xo_share *share;    /* once open: the ranges shared, file by file */
-    size_t n_share;
+    size_t n_share, cap_share;
     uint64_t *share_lo, *share_hi; /* per plan tensor: the part of its place a
                                       share fills (lo == hi: none) */
 } xo_set;
