@@ -1,5 +1,7 @@
 /* st_write.c: the safetensors writer. One file: sorted header, spaces to a
- * multiple of 8, data in header order. Sharded: tensors in name order cut
+ * multiple of 8, data in header order (or, where copies can share the
+ * input's blocks, their runs in input order and the header padded to their
+ * offset: st_share.c). Sharded: tensors in name order cut
  * into shards of at most max_shard_size bytes (a larger tensor alone), named
  * `model-0000N-of-0000M.safetensors`, plus the index Hugging Face writes.
  * All files are written under temporary names and renamed only when every

@@ -1,5 +1,6 @@
 /* st_write.h: writing safetensors, one file or sharded, byte for byte as the
- * reference writer lays it out — or, for an output named `*.npz`, NumPy's
+ * reference writer lays it out (unless the copies are laid out to share the
+ * input's blocks, stw_output.share_block) — or, for an output named `*.npz`, NumPy's
  * archive (npz_write.c) or Flax's msgpack (msgpack_write.c) through the same layout. The caller supplies each
  * tensor's bytes through a callback, so data streams from wherever it comes
  * from. */
