@@ -55,6 +55,8 @@ typedef struct recipe_args {
     surg_ckpt_part outs[2];
     size_t n_outs;
     unsigned threads;
+    unsigned writers;   /* --writers (run): 0 until defaulted to threads */
+    surg_reflink reflink; /* --reflink (run) */
     uint64_t max_shard_size;
     bool graph, json, quiet;
     /* which of these this command takes */

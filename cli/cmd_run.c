@@ -9,7 +9,8 @@
 
 static const char help[] =
     "usage: surg run RECIPE IN OUT [--to TARGET] [--threads N] [--max-shard-size SIZE]\n"
-    "                [--format NAME] [--out-format NAME]\n"
+    "                [--format NAME] [--out-format NAME] [--writers N]\n"
+    "                [--reflink auto|always|never]\n"
     "       surg run RECIPE --in NAME=PATH [--in NAME=PATH ...] OUT [options]\n"
     "       surg run RECIPE --params P --state S OUT_P OUT_S [options]\n"
     "\n"
@@ -63,6 +64,14 @@ static const char help[] =
     "                        PREFIX.safetensors.index.json); files of an earlier\n"
     "                        sharded output of surg there that are not written\n"
     "                        again are removed once the new output is in place\n"
+    "  --writers N           output files written and synced at once (default:\n"
+    "                        --threads); 1 suits a spinning disk. The bytes are\n"
+    "                        the same for any N\n"
+    "  --reflink WHEN        lay a safetensors OUT out so that its copied tensors\n"
+    "                        share blocks with IN's (copies without copying, on\n"
+    "                        XFS or btrfs): auto (where OUT's directory can share\n"
+    "                        blocks with IN; the default), always, or never (the\n"
+    "                        reference's layout, byte for byte)\n"
     "\n" HELP_RECIPE;
 
 typedef struct bar {
@@ -145,7 +154,8 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
                           .outputs = a.outs, .n_outputs = a.n_outs,
                           .also_read = read, .n_also_read = strcmp(a.recipe, "-") ? 1 : 0,
                           .also_opened = opened, .n_also_opened = c.to ? 1 : 0,
-                          .out_format = a.out_format};
+                          .out_format = a.out_format, .reflink = a.reflink,
+                          .writers = a.writers};
     if (isatty(STDERR_FILENO) && !getenv("CI")) {
         opts.progress = progress;
         opts.progress_user = &b;

@@ -103,7 +103,8 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
             by_parts = a->split = true;
         } else if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads") ||
                    is(arg, "--format") ||
-                   ((is(arg, "--max-shard-size") || is(arg, "--out-format")) &&
+                   ((is(arg, "--max-shard-size") || is(arg, "--out-format") ||
+                     is(arg, "--writers") || is(arg, "--reflink")) &&
                     a->allow_shards)) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", arg);
@@ -112,12 +113,20 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
                 if (surg_parse_size(v, &a->max_shard_size) != SURG_OK)
                     return usage_error(cmd, "--max-shard-size takes a size such as 5GB, "
                                             "500MiB or 1000000, not '%s'", v);
-            } else if (is(arg, "--threads")) {
+            } else if (is(arg, "--threads") || is(arg, "--writers")) {
                 char *end;
                 long n = strtol(v, &end, 10);
                 if (*end || n < 1 || n > 1024)
-                    return usage_error(cmd, "--threads takes a number from 1 to 1024, not '%s'", v);
-                a->threads = (unsigned)n;
+                    return usage_error(cmd, "%s takes a number from 1 to 1024, not '%s'", arg, v);
+                *(is(arg, "--threads") ? &a->threads : &a->writers) = (unsigned)n;
+            } else if (is(arg, "--reflink")) {
+                static const char *const when[] = {"auto", "always", "never"};
+                size_t w = 0;
+                while (w < 3 && !is(v, when[w]))
+                    w++;
+                if (w == 3)
+                    return usage_error(cmd, "--reflink takes auto, always or never, not '%s'", v);
+                a->reflink = (surg_reflink)w;
             } else if (is(arg, "--format")) {
                 a->format = v;
             } else if (is(arg, "--out-format")) {
@@ -202,6 +211,8 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         a->threads = cores > 0 ? (unsigned)cores : 1;
     }
+    if (!a->writers)
+        a->writers = a->threads;
     return -1;
 }
 

@@ -11,7 +11,7 @@ _surg_checkpoints='.safetensors .json .npz .npy .pt .pth .bin .tar .msgpack'
 # (tests/py/test_install.py compares the two).
 _surg_options() {
     case $1 in
-    run) echo '--in --params --state -q --quiet --to --threads --format --out-format --max-shard-size' ;;
+    run) echo '--in --params --state -q --quiet --to --threads --format --out-format --max-shard-size --writers --reflink' ;;
     check) echo '--from --in --params --state --to --graph --format' ;;
     plan) echo '--from --in --params --state --to --json --threads --format' ;;
     fmt) echo '--check -w --write --tree' ;;
@@ -27,7 +27,8 @@ _surg_options() {
 _surg_takes_value() {
     case $1 in
     --diagnostics | --color | --in | --params | --state | --from | --to | --threads | \
-        --format | --out-format | --max-shard-size | --recipe | --rtol | --atol) return 0 ;;
+        --format | --out-format | --max-shard-size | --recipe | --rtol | --atol | \
+        --writers | --reflink) return 0 ;;
     esac
     return 1
 }
@@ -105,13 +106,16 @@ _surg() {
     --out-format)
         _surg_words 'safetensors npz msgpack orbax peft' "$cur"
         return ;;
+    --reflink)
+        _surg_words 'auto always never' "$cur"
+        return ;;
     --from | --to | --params | --state)
         _surg_checkpoint_files "$cur"
         return ;;
     --recipe)
         _surg_files "$cur" .surg
         return ;;
-    --in | --threads | --rtol | --atol | --max-shard-size)
+    --in | --threads | --rtol | --atol | --max-shard-size | --writers)
         return ;; # a name or a number: nothing to offer
     esac
 

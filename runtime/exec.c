@@ -29,6 +29,7 @@
 
 enum {
     COPY_PIECE = 64 << 20,       /* bytes per copy job */
+    SHARE_PIECE = 1 << 30,       /* per shared range's job (block-aligned: a reflink each) */
     THREAD_BUDGET = 8 << 20,     /* scratch memory per thread for kernels */
     MIN_CHUNK = 1024,
 };
@@ -180,6 +181,24 @@ static surg_status do_copy(run *r, jb_worker *w, jb_job *j)
     return st;
 }
 
+/* A shared range, block-aligned on both sides: copy_file_range makes the
+ * output's blocks the input's where the file system can (a reflink), and
+ * copies them where it cannot. */
+static surg_status do_share(run *r, jb_job *j)
+{
+    const xo_share *s = &r->out.share[j->item];
+    return of_copy_at(s->dest, &r->pool.locked, s->fd, s->src + j->start, j->n,
+                      s->dst + j->start);
+}
+
+static surg_status do_sync(run *r, jb_job *j)
+{
+    const stw_file *f = &r->out.lay[j->item].files[j->seg];
+    if (fsync(of_fd(f->of)) != 0)
+        return dg_errno(&r->pool.locked, f->path, "cannot sync", errno);
+    return SURG_OK;
+}
+
 static surg_status do_chunk(run *r, jb_worker *w, jb_job *j)
 {
     size_t t = j->item;
@@ -218,6 +237,8 @@ static surg_status do_job(void *user, jb_worker *w, jb_job *j)
     case JB_COPY: return do_copy(r, w, j);
     case JB_CHUNK: return do_chunk(r, w, j);
     case JB_DECODE: return ck_decode(r->kx.ck, j->item, &r->pool.locked);
+    case JB_SHARE: return do_share(r, j);
+    case JB_SYNC: return do_sync(r, j);
     case JB_REDUCE: {
         reduction *red = &r->red[j->item];
         if (red->kind == HK_MASK)
@@ -238,9 +259,9 @@ static surg_status do_job(void *user, jb_worker *w, jb_job *j)
 static uint64_t job_bytes(void *user, const jb_job *j)
 {
     const run *r = user;
-    if (j->kind == JB_COPY)
+    if (j->kind == JB_COPY || j->kind == JB_SHARE)
         return j->n;
-    if (j->kind == JB_REDUCE)
+    if (j->kind == JB_REDUCE || j->kind == JB_SYNC)
         return 0;
     if (j->kind == JB_DECODE)
         return r->kx.ck->tensors[j->item].nbytes;
@@ -514,6 +535,24 @@ static surg_status decode_inputs(run *r, const char *out_path)
 
 /* ---- the output's jobs ------------------------------------------------- */
 
+/* A copy of `len` bytes from `off` in segment s of tensor t to `at` in the
+ * tensor, but for what a share fills (its head and tail outside it). */
+static bool copy_job(run *r, size_t t, size_t s, uint64_t off, uint64_t len, uint64_t at)
+{
+    uint64_t base = r->give ? 0 : r->out.dest_off[t];
+    uint64_t lo = r->give ? 0 : r->out.share_lo[t], hi = r->give ? 0 : r->out.share_hi[t];
+    uint64_t from = base + at, to = from + len; /* in the file */
+    uint64_t cut_lo = lo > from ? lo : from, cut_hi = hi < to ? hi : to;
+    if (cut_lo >= cut_hi)
+        return jb_add(&r->jobs, (jb_job){JB_COPY, (uint32_t)t, (uint32_t)s, off, len, at, 0});
+    if (cut_lo > from && !jb_add(&r->jobs, (jb_job){JB_COPY, (uint32_t)t, (uint32_t)s, off,
+                                                    cut_lo - from, at, 0}))
+        return false;
+    uint64_t skip = cut_hi - from;
+    return cut_hi == to || jb_add(&r->jobs, (jb_job){JB_COPY, (uint32_t)t, (uint32_t)s,
+                                                     off + skip, len - skip, at + skip, 0});
+}
+
 static bool tensor_jobs(run *r, size_t t)
 {
     const pl_tensor *x = &r->pl->t[t];
@@ -523,8 +562,7 @@ static bool tensor_jobs(run *r, size_t t)
             for (uint64_t off = 0; off < x->segs[s].len; off += COPY_PIECE) {
                 uint64_t len = x->segs[s].len - off < COPY_PIECE ? x->segs[s].len - off
                                                                  : COPY_PIECE;
-                if (!jb_add(&r->jobs, (jb_job){JB_COPY, (uint32_t)t, (uint32_t)s, off, len,
-                                               at + off, 0}))
+                if (!copy_job(r, t, s, off, len, at + off))
                     return false;
             }
             at += x->segs[s].len;
@@ -539,6 +577,66 @@ static bool tensor_jobs(run *r, size_t t)
     return true;
 }
 
+/* The jobs of one output file, front to back, as the disk likes: its
+ * shared ranges (the next of o->share, from *next on), then its tensors. */
+static bool file_jobs(run *r, const stw_layout *lay, size_t k, size_t f, size_t *next)
+{
+    const xo_set *o = &r->out;
+    for (; *next < o->n_share && o->share[*next].dest == lay->files[f].of; ++*next)
+        for (uint64_t off = 0; off < o->share[*next].len; off += SHARE_PIECE) {
+            uint64_t left = o->share[*next].len - off;
+            if (!jb_add(&r->jobs, (jb_job){JB_SHARE, (uint32_t)*next, 0, off,
+                                           left < SHARE_PIECE ? left : SHARE_PIECE, 0, 0}))
+                return false;
+        }
+    for (size_t i = 0; i < lay->files[f].n; i++) {
+        size_t t = o->plan_of[k][lay->files[f].idx[i]];
+        if (t != SIZE_MAX && !tensor_jobs(r, t))
+            return false;
+    }
+    return true;
+}
+
+/* Several writers: the files' jobs dealt in turn round the first `w` files
+ * not yet dealt out (each file still front to back), so the threads write
+ * that many files at once. ends[f]: where file f's jobs end. */
+static bool deal(jb_list *l, const size_t *ends, size_t n_files, unsigned w)
+{
+    jb_job *v = malloc((l->n ? l->n : 1) * sizeof *v);
+    size_t *at = malloc((w ? w : 1) * sizeof *at), *end = malloc((w ? w : 1) * sizeof *end);
+    if (!v || !at || !end) {
+        free(v);
+        free(at);
+        free(end);
+        return false;
+    }
+    size_t n = 0, next_file = 0, live = 0;
+    for (; live < w && next_file < n_files; live++, next_file++) {
+        at[live] = next_file ? ends[next_file - 1] : 0;
+        end[live] = ends[next_file];
+    }
+    while (live) {
+        for (size_t i = 0; i < live;) {
+            if (at[i] < end[i]) {
+                v[n++] = l->v[at[i]++];
+                i++;
+            } else if (next_file < n_files) { /* the next file takes its turn */
+                at[i] = ends[next_file - 1];
+                end[i] = ends[next_file++];
+            } else {
+                at[i] = at[--live];
+                end[i] = end[live];
+            }
+        }
+    }
+    free(l->v);
+    l->v = v;
+    l->cap = l->n;
+    free(at);
+    free(end);
+    return true;
+}
+
 static surg_status output_jobs(run *r)
 {
     const xo_set *o = &r->out;
@@ -546,15 +644,44 @@ static surg_status output_jobs(run *r)
     for (size_t t = 0; r->give && t < r->pl->n; t++) /* a stream: in name order */
         if (!tensor_jobs(r, t))
             return dg_nomem(r->sink, "surg");
-    /* In file order: each file is filled front to back, as the disk likes. */
-    for (size_t k = 0; k < o->n; k++)
-        for (size_t f = 0; f < o->lay[k].n_files; f++)
-            for (size_t i = 0; i < o->lay[k].files[f].n; i++) {
-                size_t t = o->plan_of[k][o->lay[k].files[f].idx[i]];
-                if (t != SIZE_MAX && !tensor_jobs(r, t))
-                    return dg_nomem(r->sink, "surg");
-            }
-    return SURG_OK;
+    size_t n_files = 0, next = 0;
+    bool crcs = false; /* give_crcs wants each tensor's jobs together */
+    for (size_t k = 0; k < o->n; k++) {
+        n_files += o->lay[k].n_files;
+        crcs |= stw_layout_wants_crc(&o->lay[k]);
+    }
+    size_t *ends = malloc((n_files ? n_files : 1) * sizeof *ends);
+    bool ok = ends != NULL;
+    for (size_t k = 0, i = 0; ok && k < o->n; k++)
+        for (size_t f = 0; ok && f < o->lay[k].n_files; f++) {
+            ok = file_jobs(r, &o->lay[k], k, f, &next);
+            ends[i++] = r->jobs.n;
+        }
+    if (ok && r->opts->writers > 1 && n_files > 1 && !crcs)
+        ok = deal(&r->jobs, ends, n_files, r->opts->writers);
+    free(ends);
+    return ok ? SURG_OK : dg_nomem(r->sink, "surg");
+}
+
+/* Several writers: the safetensors files synced that many at once (the
+ * commit's own sync then finds nothing left to write). */
+static surg_status sync_files(run *r)
+{
+    unsigned writers = r->opts->writers;
+    r->jobs.n = 0;
+    for (size_t k = 0; writers > 1 && k < r->out.n; k++)
+        for (size_t f = 0; !r->out.lay[k].writer && !r->out.lay[k].dir &&
+                           f < r->out.lay[k].n_files; f++)
+            if (!jb_add(&r->jobs, (jb_job){.kind = JB_SYNC, .item = (uint32_t)k,
+                                           .seg = (uint32_t)f}))
+                return dg_nomem(r->sink, "surg");
+    if (r->jobs.n < 2)
+        return SURG_OK;
+    unsigned threads = r->pool.threads;
+    r->pool.threads = writers;
+    surg_status st = jb_run(&r->pool, &r->jobs);
+    r->pool.threads = threads;
+    return st;
 }
 
 /* Each tensor's CRC, from its jobs' in order (they cover it front to back). */
@@ -612,9 +739,12 @@ static surg_status execute(run *r, const char *out_path)
         st = output_jobs(r);
     if (!st)
         st = jb_run(&r->pool, &r->jobs);
+    if (!st)
+        give_crcs(r); /* before the sync's jobs replace these */
+    if (!st)
+        st = sync_files(r);
     if (st)
         return st;
-    give_crcs(r);
     if (r->opts->progress)
         r->opts->progress(r->opts->progress_user, r->total, r->total);
     return commit(r);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/checkpoint.h"
+#include "runtime/st_share.h"
 #include "support/diag.h"
 #include "support/strsort.h"
 
@@ -33,6 +35,44 @@ static surg_status add_repeats(xo_set *s, const surg_plan *pl, size_t k, const s
     }
     s->out[k].same_as = same;
     s->out[k].n = *m;
+    return SURG_OK;
+}
+
+/* Where each of output k's m tensors already is, whole (st_share.h): a
+ * copy whose pieces follow each other in one input file that is not a
+ * scratch file. The blocks are shared only when the file system can
+ * (opts->reflink). */
+static surg_status add_sources(xo_set *s, const surg_plan *pl, const surg_run_opts *opts,
+                               size_t k, const surg_ckpt_part *o, surg_sink *sink)
+{
+    stw_output *out = &s->out[k];
+    stw_source *src = malloc((out->n ? out->n : 1) * sizeof *src);
+    if (!src)
+        return dg_nomem(sink, o->path);
+    int fd = -1;
+    const surg_ckpt *ck = pl->input;
+    for (size_t j = 0; j < out->n; j++) {
+        size_t t = s->plan_of[k][j];
+        const pl_tensor *x = t == SIZE_MAX ? NULL : &pl->t[t];
+        src[j] = (stw_source){.fd = -1};
+        uint64_t len = 0;
+        for (size_t g = 0; x && x->kind == PL_COPY && g < x->n_segs; g++) {
+            const pl_segment *seg = &x->segs[g];
+            const st_file *in = ck_file_of(ck, seg->input);
+            uint64_t at = ck->offset[seg->input] + seg->offset;
+            bool decoded = in->scratch || (ck->dec && ck->dec[seg->input]);
+            if (decoded || (g && (in->fd != src[j].fd || at != src[j].off + len))) {
+                src[j] = (stw_source){.fd = -1};
+                break;
+            }
+            if (!g)
+                src[j] = (stw_source){in->fd, at, in->size};
+            len += seg->len;
+        }
+        fd = fd < 0 ? src[j].fd : fd;
+    }
+    out->src = src;
+    out->share_block = sh_block_size(o->path, opts->reflink, fd);
     return SURG_OK;
 }
 
@@ -71,6 +111,8 @@ static surg_status layout_one(xo_set *s, const surg_plan *pl, const surg_run_opt
     if (plen && pl_metadata(pl, o->prefix, &s->ar, (surg_meta_entry **)&s->out[k].meta,
                             &s->out[k].n_meta) != SURG_OK)
         return dg_nomem(sink, o->path);
+    if (!stw_writer_of(o->path, opts->out_format) && add_sources(s, pl, opts, k, o, sink))
+        return SURG_ENOMEM;
     return stw_layout_make(sink, o->path, &s->out[k], &s->lay[k]);
 }
 
@@ -105,8 +147,10 @@ surg_status xo_layout(xo_set *s, const surg_plan *pl, const surg_run_opts *opts,
     s->dest_off = calloc(pl->n ? pl->n : 1, sizeof *s->dest_off);
     s->lay_of = calloc(pl->n ? pl->n : 1, sizeof *s->lay_of);
     s->idx_of = calloc(pl->n ? pl->n : 1, sizeof *s->idx_of);
+    s->share_lo = calloc(pl->n ? pl->n : 1, sizeof *s->share_lo);
+    s->share_hi = calloc(pl->n ? pl->n : 1, sizeof *s->share_hi);
     if (!taken || !s->lay || !s->out || !s->plan_of || !s->dest || !s->dest_off || !s->lay_of ||
-        !s->idx_of) {
+        !s->idx_of || !s->share_lo || !s->share_hi) {
         free(taken);
         return dg_nomem(sink, "surg");
     }
@@ -125,6 +169,36 @@ surg_status xo_layout(xo_set *s, const surg_plan *pl, const surg_run_opts *opts,
     return !st && n > 1 ? check_apart(s, outs, sink) : st;
 }
 
+/* The shared part of each run of output k's files, and of each tensor's
+ * place. */
+static surg_status add_shares(xo_set *s, size_t k, surg_sink *sink)
+{
+    const stw_layout *lay = &s->lay[k];
+    for (size_t f = 0; f < lay->n_files; f++)
+        for (size_t r = 0; r < lay->files[f].n_runs; r++) {
+            const stw_run *run = &lay->files[f].runs[r];
+            uint64_t lo, hi;
+            if (!sh_span(run, s->out[k].share_block, &lo, &hi))
+                continue;
+            if (s->n_share == s->cap_share) {
+                size_t cap = s->cap_share ? 2 * s->cap_share : 16;
+                xo_share *v = realloc(s->share, cap * sizeof *v);
+                if (!v)
+                    return dg_nomem(sink, lay->files[f].path);
+                s->share = v;
+                s->cap_share = cap;
+            }
+            s->share[s->n_share++] =
+                (xo_share){lay->files[f].of, run->fd, run->src + (lo - run->dst), lo, hi - lo};
+            for (size_t i = run->first; i < run->first + run->n; i++) {
+                size_t t = s->plan_of[k][lay->files[f].idx[i]];
+                s->share_lo[t] = lo;
+                s->share_hi[t] = hi;
+            }
+        }
+    return SURG_OK;
+}
+
 surg_status xo_open(xo_set *s, surg_sink *sink)
 {
     surg_status st = SURG_OK;
@@ -137,6 +211,8 @@ surg_status xo_open(xo_set *s, surg_sink *sink)
             s->dest[t] = s->lay[k].files[s->lay[k].file_of[j]].of;
             s->dest_off[t] = s->lay[k].offset[j];
         }
+        if (!st)
+            st = add_shares(s, k, sink);
     }
     return st;
 }
@@ -177,6 +253,7 @@ void xo_free(xo_set *s)
         stw_layout_free(&s->lay[k]);
         free((void *)s->out[k].tensors);
         free((void *)s->out[k].same_as);
+        free((void *)s->out[k].src);
         free(s->plan_of[k]);
     }
     free(s->lay);
@@ -186,5 +263,8 @@ void xo_free(xo_set *s)
     free(s->dest_off);
     free(s->lay_of);
     free(s->idx_of);
+    free(s->share);
+    free(s->share_lo);
+    free(s->share_hi);
     ar_free(&s->ar);
 }

@@ -9,6 +9,14 @@
 #include "runtime/plan.h"
 #include "runtime/st_write.h"
 
+/* A range whose blocks an output shares with an input's (st_share.h),
+ * block-aligned on both sides: copied by jobs of its own. */
+typedef struct xo_share {
+    of_file *dest;
+    int fd;
+    uint64_t src, dst, len;
+} xo_share;
+
 typedef struct xo_set {
     stw_layout *lay;    /* one per output */
     stw_output *out;
@@ -20,6 +28,10 @@ typedef struct xo_set {
     of_file **dest;     /* per plan tensor, once open: the file it goes to */
     uint64_t *dest_off; /* and where its data starts there */
     arena ar;           /* the outputs' metadata */
+    xo_share *share;    /* once open: the ranges shared, file by file */
+    size_t n_share, cap_share;
+    uint64_t *share_lo, *share_hi; /* per plan tensor: the part of its place a
+                                      share fills (lo == hi: none) */
 } xo_set;
 
 /* Lay out the outputs of opts->outputs, or the one at `out_path`, and check

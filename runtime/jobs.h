@@ -14,12 +14,14 @@ typedef enum jb_kind {
     JB_CHUNK,  /* a chunk of a computed, generated or moved tensor */
     JB_REDUCE, /* a chunk of a reduction's operand */
     JB_DECODE, /* an input decoded into its scratch file */
+    JB_SHARE,  /* a range whose blocks an output shares with an input */
+    JB_SYNC,   /* an output file synced */
 } jb_kind;
 
 typedef struct jb_job {
     jb_kind kind;
-    uint32_t item;   /* plan tensor, reduction or input */
-    uint32_t seg;    /* JB_COPY: the segment */
+    uint32_t item;   /* plan tensor, reduction, input, share or output */
+    uint32_t seg;    /* JB_COPY: the segment; JB_SYNC: the output's file */
     uint64_t start;  /* elements (bytes for a copy) */
     uint64_t n;
     uint64_t out;    /* JB_COPY: where in the tensor the piece goes */

@@ -211,6 +211,21 @@ surg_status of_copy(of_file *f, surg_sink *sink, int src_fd, uint64_t off, uint6
  * gives its blocks back at once. */
 surg_status of_reserve(of_file *f, surg_sink *sink, uint64_t size)
 {
+    return of_reserve_around(f, sink, size, NULL, 0);
+}
+
+/* fallocate [from, to) unless empty: 0 or its error. */
+static int reserve_range(int fd, uint64_t from, uint64_t to)
+{
+    return to > from ? posix_fallocate(fd, (off_t)from, (off_t)(to - from)) : 0;
+}
+
+surg_status of_reserve_around(of_file *f, surg_sink *sink, uint64_t size, const uint64_t *skip,
+                              size_t n_skip)
+{
+    uint64_t skipped = 0;
+    for (size_t i = 0; i < n_skip; i++)
+        skipped += skip[2 * i + 1] - skip[2 * i];
     if (!size)
         return SURG_OK;
     struct statvfs v;
@@ -219,15 +234,23 @@ surg_status of_reserve(of_file *f, surg_sink *sink, uint64_t size)
         uint64_t blocks = geteuid() == 0 ? (uint64_t)v.f_bfree : (uint64_t)v.f_bavail;
         uint64_t free_bytes = blocks > UINT64_MAX / v.f_frsize ? UINT64_MAX
                                                                 : blocks * v.f_frsize;
-        if (size > free_bytes) {
+        if (size - skipped > free_bytes) {
             dg_file(sink, SURG_ERROR, "io", f->final_path,
                     "cannot reserve room for the output: it needs %llu bytes, and the file "
                     "system has %llu free",
-                    (unsigned long long)size, (unsigned long long)free_bytes);
+                    (unsigned long long)(size - skipped), (unsigned long long)free_bytes);
             return SURG_EIO;
         }
     }
-    int err = posix_fallocate(f->fd, 0, (off_t)size);
+    /* The ranges skipped stay holes until their blocks are shared. */
+    int err = n_skip && ftruncate(f->fd, (off_t)size) != 0 ? errno : 0;
+    uint64_t at = 0;
+    for (size_t i = 0; !err && i < n_skip; i++) {
+        err = reserve_range(f->fd, at, skip[2 * i]);
+        at = skip[2 * i + 1];
+    }
+    if (!err)
+        err = reserve_range(f->fd, at, size);
     if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
         int gave_back = ftruncate(f->fd, 0); /* what it took (closing does too) */
         (void)gave_back;

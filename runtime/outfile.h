@@ -21,6 +21,10 @@ surg_status of_copy(of_file *f, surg_sink *sink, int src_fd, uint64_t off,
 /* Reserve the file's final size on disk, so a full disk shows at once
  * (where the file system can; elsewhere nothing happens). */
 surg_status of_reserve(of_file *f, surg_sink *sink, uint64_t size);
+/* The same but for the n_skip ranges [skip[2i], skip[2i+1]) (in order,
+ * apart), left as holes: their blocks are to be shared with an input's. */
+surg_status of_reserve_around(of_file *f, surg_sink *sink, uint64_t size, const uint64_t *skip,
+                              size_t n_skip);
 /* Write, or copy from another file, at an offset: for writers that fill
  * one file from several threads. */
 surg_status of_pwrite(of_file *f, surg_sink *sink, const void *data, size_t len, uint64_t off);

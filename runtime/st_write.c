@@ -1,5 +1,7 @@
 /* st_write.c: the safetensors writer. One file: sorted header, spaces to a
- * multiple of 8, data in header order. Sharded: tensors in name order cut
+ * multiple of 8, data in header order (or, where copies can share the
+ * input's blocks, their runs in input order and the header padded to their
+ * offset: st_share.c). Sharded: tensors in name order cut
  * into shards of at most max_shard_size bytes (a larger tensor alone), named
  * `model-0000N-of-0000M.safetensors`, plus the index Hugging Face writes.
  * All files are written under temporary names and renamed only when every
@@ -17,6 +19,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/format.h"
 #include "runtime/st_header.h"
+#include "runtime/st_share.h"
 #include "support/tensor_name.h"
 
 /* qsort has no context argument, so each index travels with its tensor. */
@@ -104,10 +107,13 @@ static void put_entry(buf *b, const surg_tensor_info *t, uint64_t begin)
                (unsigned long long)(begin + t->nbytes));
 }
 
-surg_status stw_header(const stw_output *out, size_t *idx, size_t n, buf *hdr)
+/* The header of tensors[idx[0..n)] in that order, its length (with the
+ * 8 bytes before it) padded with spaces to `residue` modulo `block` (a
+ * multiple of 8, the reference's padding). */
+static surg_status header_bytes(const stw_output *out, const size_t *idx, size_t n,
+                                uint64_t residue, uint64_t block, buf *hdr)
 {
     bool nomem = false;
-    sort_idx(out, idx, n, ref_order, &nomem);
     buf json;
     buf_init(&json);
     buf_putc(&json, '{');
@@ -118,7 +124,7 @@ surg_status stw_header(const stw_output *out, size_t *idx, size_t n, buf *hdr)
         at += out->tensors[idx[i]].nbytes;
     }
     buf_putc(&json, '}');
-    while (json.len % 8 && !json.failed) /* a failed buffer no longer grows */
+    while ((8 + json.len) % block != residue && !json.failed) /* a failed buffer no longer grows */
         buf_putc(&json, ' ');
     unsigned char len[8];
     for (int i = 0; i < 8; i++)
@@ -128,6 +134,29 @@ surg_status stw_header(const stw_output *out, size_t *idx, size_t n, buf *hdr)
     nomem |= json.failed || hdr->failed;
     buf_free(&json);
     return nomem ? SURG_ENOMEM : SURG_OK;
+}
+
+surg_status stw_header(const stw_output *out, size_t *idx, size_t n, buf *hdr)
+{
+    bool nomem = false;
+    sort_idx(out, idx, n, ref_order, &nomem);
+    return nomem ? SURG_ENOMEM : header_bytes(out, idx, n, 0, 8, hdr);
+}
+
+/* File f's data order and header: the reference's, or with its copies
+ * where their blocks can be shared (st_share.h). */
+static surg_status file_header(const stw_output *out, stw_file *f)
+{
+    bool nomem = false;
+    sort_idx(out, f->idx, f->n, ref_order, &nomem);
+    uint64_t residue = 0;
+    surg_status st = nomem ? SURG_ENOMEM : sh_layout(out, f, &residue);
+    if (!st)
+        st = header_bytes(out, f->idx, f->n, residue, f->n_runs ? out->share_block : 8,
+                          &f->header);
+    for (size_t r = 0; !st && r < f->n_runs; r++)
+        f->runs[r].dst += f->header.len;
+    return st;
 }
 
 /* The directory and prefix of the shards (made, if missing, only when the
@@ -243,7 +272,7 @@ static surg_status layout_files(surg_sink *sink, const char *out_path, stw_layou
             if (shard_of[i] == s)
                 f->idx[f->n++] = lay->order[i];
         buf_init(&f->header);
-        st = stw_header(out, f->idx, f->n, &f->header) ? dg_nomem(sink, out_path) : SURG_OK;
+        st = file_header(out, f) ? dg_nomem(sink, out_path) : SURG_OK;
         if (!st)
             st = check_header_size(sink, f->path, f->header.len - 8, "header");
         uint64_t at = f->header.len;
@@ -363,6 +392,20 @@ surg_status stw_one_file(stw_layout *lay, surg_sink *sink, const char *out_path)
     return f->path && f->idx ? SURG_OK : dg_nomem(sink, out_path);
 }
 
+/* Room for file f, but for the blocks its copies are to share. */
+static surg_status reserve(const stw_layout *lay, stw_file *f, surg_sink *sink)
+{
+    uint64_t *skip = malloc((f->n_runs ? f->n_runs : 1) * 2 * sizeof *skip);
+    if (!skip)
+        return dg_nomem(sink, f->path);
+    size_t n = 0;
+    for (size_t r = 0; r < f->n_runs; r++)
+        n += sh_span(&f->runs[r], lay->out->share_block, &skip[2 * n], &skip[2 * n + 1]);
+    surg_status st = of_reserve_around(f->of, sink, f->size, skip, n);
+    free(skip);
+    return st;
+}
+
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
 {
     if (lay->dir_path) {
@@ -377,7 +420,7 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
         stw_file *f = &lay->files[i];
         surg_status st = of_create(sink, f->path, &f->of);
         if (!st)
-            st = of_reserve(f->of, sink, f->size);
+            st = reserve(lay, f, sink);
         if (!st)
             st = of_write(f->of, sink, f->header.data, f->header.len);
         if (st)
@@ -456,6 +499,7 @@ void stw_layout_free(stw_layout *lay)
             of_abort(lay->files[i].of);
         free(lay->files[i].path);
         free(lay->files[i].idx);
+        free(lay->files[i].runs);
         buf_free(&lay->files[i].header);
     }
     of_abort(lay->index);

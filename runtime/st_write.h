@@ -1,5 +1,6 @@
 /* st_write.h: writing safetensors, one file or sharded, byte for byte as the
- * reference writer lays it out — or, for an output named `*.npz`, NumPy's
+ * reference writer lays it out (unless the copies are laid out to share the
+ * input's blocks, stw_output.share_block) — or, for an output named `*.npz`, NumPy's
  * archive (npz_write.c) or Flax's msgpack (msgpack_write.c) through the same layout. The caller supplies each
  * tensor's bytes through a callback, so data streams from wherever it comes
  * from. */
@@ -9,6 +10,25 @@
 #include "support/buf.h"
 #include "runtime/outfile.h"
 #include "runtime/outpath.h"
+
+/* Where a tensor's bytes already are, whole and in order: `off` in the
+ * input file `fd` (-1: nowhere, they are made), `size` bytes long. */
+typedef struct stw_source {
+    int fd;
+    uint64_t off;
+    uint64_t file_size;
+} stw_source;
+
+/* Tensors f->idx[first..first+n) of a file, copied from one range of an
+ * input file and laid out at an offset congruent to it modulo the block
+ * size (st_share.h): from `dst` on, the output's blocks can be the
+ * input's from `src` on. `to_eof`: the range ends both files. */
+typedef struct stw_run {
+    int fd;
+    uint64_t src, dst, len;
+    size_t first, n;
+    bool to_eof;
+} stw_run;
 
 /* Write the bytes of tensors[item] (exactly its nbytes) to `out`. */
 typedef surg_status (*stw_emit_fn)(void *ctx, size_t item, of_file *out,
@@ -42,6 +62,11 @@ typedef struct stw_output {
      * adapter's OUTP_PEFT_MARK_VALUE), or NULL: OUTP_MARK_VALUE in the files
      * of a sharded output, nothing in others. */
     const char *mark;
+    /* Per tensor, where its bytes are (NULL: nowhere known), and the block
+     * size the safetensors layout keeps copies congruent to (0: none, the
+     * reference's layout). */
+    const stw_source *src;
+    uint32_t share_block;
 } stw_output;
 
 typedef struct stw_layout stw_layout;
@@ -92,6 +117,8 @@ typedef struct stw_file {
     buf header; /* the 8-byte length and the padded JSON */
     uint64_t size;
     of_file *of;
+    stw_run *runs; /* copies whose blocks can be shared, in data order */
+    size_t n_runs;
 } stw_file;
 
 /* The whole output laid out before anything is written: which file holds

@@ -510,6 +510,8 @@ SURG_API char *surg_plan_json(const surg_plan *pl);
 
 typedef void (*surg_progress_fn)(void *user, uint64_t done, uint64_t total);
 
+typedef enum surg_reflink { SURG_REFLINK_AUTO, SURG_REFLINK_ALWAYS, SURG_REFLINK_NEVER } surg_reflink;
+
 typedef struct surg_run_opts {
     unsigned threads;        /* 0: one */
     uint64_t max_shard_size; /* 0: one file; see surg_write_opts */
@@ -537,6 +539,16 @@ typedef struct surg_run_opts {
      * and adapter_config.json; compile for it (surg_compile_opts.out_format)
      * so the rest of the result is left out. */
     const char *out_format;
+    /* Whether a safetensors output lays its copies out so that their blocks
+     * can be the input's (docs/performance.md, "Zero-copy outputs"): AUTO
+     * where the output's directory can share blocks with the input (a
+     * reflink probe: XFS, btrfs), ALWAYS whatever the file system, NEVER
+     * (the reference's layout, byte for byte). */
+    surg_reflink reflink;
+    /* Output files written at once (0: one): a sharded output's jobs are
+     * dealt round the first `writers` unfinished shards, and as many are
+     * synced at once; the bytes are the same for any value. */
+    unsigned writers;
 } surg_run_opts;
 
 /* A consumer of a run's output (surg_run_stream): `bytes` are `len` bytes

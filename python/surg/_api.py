@@ -178,10 +178,10 @@ def _plan(call, prog, threads):
     return call.keep(L.surg_plan_free, pl.value)
 
 
-def _threads(threads):
+def _threads(threads, what="threads"):
     n = threads if threads is not None else (os.cpu_count() or 1)
     if not isinstance(n, int) or not 1 <= n <= 1024:
-        raise ValueError(f"surg: threads takes a number from 1 to 1024, not {threads!r}")
+        raise ValueError(f"surg: {what} takes a number from 1 to 1024, not {threads!r}")
     return n
 
 
@@ -272,8 +272,11 @@ def _progress(fn, raised):
     return _lib.PROGRESS_FN(tick) if fn else _lib.PROGRESS_FN()
 
 
+REFLINK = {"auto": 0, "always": 1, "never": 2}  # surg_reflink
+
+
 def run(recipe, inputs, output, *, threads=None, target=None, format=None, out_format=None,
-        max_shard_size=None, progress=None):
+        max_shard_size=None, progress=None, writers=None, reflink="auto"):
     """Apply a recipe to `inputs` (a checkpoint path, or a dict NAME -> path
     of several, each seen under "NAME/") and write the result to `output`,
     atomically, as `surg run` does. `progress(done, total)`, bytes made,
@@ -286,6 +289,8 @@ def run(recipe, inputs, output, *, threads=None, target=None, format=None, out_f
     if not _is_path(output):
         raise TypeError("surg.run: output is a path")
     shard = _size(max_shard_size)
+    if reflink not in REFLINK:
+        raise ValueError(f"surg: reflink takes 'auto', 'always' or 'never', not {reflink!r}")
     with _Call() as call:
         prog = _compile(call, recipe, inputs, target, format, output, out_format)
         pl = _plan(call, prog, threads)
@@ -296,7 +301,8 @@ def run(recipe, inputs, output, *, threads=None, target=None, format=None, out_f
         opts = _lib.RunOpts(threads=_threads(threads), max_shard_size=shard, progress=tick,
                             also_read=read, n_also_read=len(call.read),
                             also_opened=opened, n_also_opened=len(call.opened),
-                            out_format=_enc(out_format))
+                            out_format=_enc(out_format), reflink=REFLINK[reflink],
+                            writers=_threads(writers if writers is not None else threads, "writers"))
         call.fail_if(L.surg_run(pl, _fs(output), ctypes.byref(opts), call.diag.ref()))
         result = _result(prog)
     call.diag.warn()

@@ -109,7 +109,7 @@ class RunOpts(ctypes.Structure):
                 ("progress_user", c_void_p), ("outputs", P(Part)), ("n_outputs", c_size_t),
                 ("also_read", P(c_char_p)), ("n_also_read", c_size_t),
                 ("also_opened", P(c_void_p)), ("n_also_opened", c_size_t),
-                ("out_format", c_char_p)]
+                ("out_format", c_char_p), ("reflink", c_int), ("writers", c_uint)]
 
 
 # Opaque handles are plain pointers; a status is an int (0: SURG_OK).

@@ -480,6 +480,38 @@ class Run(Tmp):
                                           * np.float32(0.5))
             np.testing.assert_array_equal(z["fc/bias"], b * np.float32(0.5))
 
+    def test_run_reflink_and_writers(self):
+        """reflink and writers reach the library: the same bytes as the
+        command's with the same options (the zero-copy layout moves the
+        copies, which the reference layout does not), shards alike for
+        any number of writers."""
+        rng = np.random.default_rng(3)
+        save_st(self.path("in.safetensors"),
+                {"a": rng.standard_normal(77).astype(np.float32),
+                 "b": rng.standard_normal((64, 64)).astype(np.float32)})
+        recipe = self.write("r.surg", 'rename "a" -> "z"\n')
+        for how in ("always", "never"):
+            mine, theirs = self.path(how + ".safetensors"), self.path(how + "-cli.safetensors")
+            surg.run(recipe, self.path("in.safetensors"), mine, reflink=how)
+            rc, _, err = cli("run", "-q", recipe, self.path("in.safetensors"), theirs,
+                             "--reflink", how)
+            self.assertEqual((rc, err), (0, ""))
+            with open(mine, "rb") as f, open(theirs, "rb") as g:
+                self.assertEqual(f.read(), g.read(), how)
+        self.assertNotEqual(self.bytes_of("always.safetensors"),
+                            self.bytes_of("never.safetensors"))
+        for w in (1, 3):
+            surg.run(recipe, self.path("in.safetensors"), self.path("s%d" % w), writers=w,
+                     max_shard_size=20000)
+        for f in os.listdir(self.path("s1")):
+            self.assertEqual(self.bytes_of(os.path.join("s1", f)),
+                             self.bytes_of(os.path.join("s3", f)))
+        with self.assertRaisesRegex(ValueError, r"reflink takes 'auto', 'always' or 'never', "
+                                                r"not 'yes'"):
+            surg.run(recipe, self.path("in.safetensors"), self.path("x"), reflink="yes")
+        with self.assertRaisesRegex(ValueError, r"writers takes a number from 1 to 1024, not 0"):
+            surg.run(recipe, self.path("in.safetensors"), self.path("x.safetensors"), writers=0)
+
     def test_run_named_inputs_and_torch(self):
         rng = np.random.default_rng(9)
         a = {"fc.weight": torch.tensor(rng.standard_normal((3, 4)).astype(np.float32)),
