@@ -97,15 +97,35 @@ static void put_meta(buf *b, const stw_output *out)
     buf_putc(b, '}');
 }
 
+/* A number in decimal, without printf: a header of 100,000 tensors has
+ * half a million of them. */
+static void put_u64(buf *b, uint64_t v)
+{
+    char d[20];
+    size_t n = 0;
+    do
+        d[sizeof d - ++n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    buf_append(b, d + sizeof d - n, n);
+}
+
 static void put_entry(buf *b, const surg_tensor_info *t, uint64_t begin)
 {
     buf_putc(b, ',');
     buf_json_string(b, t->name);
-    buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", surg_dtype_st_name(t->dtype));
-    for (uint32_t d = 0; d < t->rank; d++)
-        buf_printf(b, "%s%llu", d ? "," : "", (unsigned long long)t->shape[d]);
-    buf_printf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)begin,
-               (unsigned long long)(begin + t->nbytes));
+    buf_puts(b, ":{\"dtype\":\"");
+    buf_puts(b, surg_dtype_st_name(t->dtype));
+    buf_puts(b, "\",\"shape\":[");
+    for (uint32_t d = 0; d < t->rank; d++) {
+        if (d)
+            buf_putc(b, ',');
+        put_u64(b, t->shape[d]);
+    }
+    buf_puts(b, "],\"data_offsets\":[");
+    put_u64(b, begin);
+    buf_putc(b, ',');
+    put_u64(b, begin + t->nbytes);
+    buf_puts(b, "]}");
 }
 
 surg_status stw_header(const stw_output *out, size_t *idx, size_t n, buf *hdr)
