@@ -117,12 +117,17 @@ static surg_status list_shards(surg_sink *sink, const char *out_path, shards *s)
             buf_printf(&b, "%s%s", k ? ", " : "", s->odd[k]);
         if (n_odd_all > s->n_odd)
             buf_printf(&b, " and %zu more", n_odd_all - s->n_odd);
-        dg_file(sink, SURG_ERROR, "index-mixed", s->sn.dir,
-                "the shards here are of more than one output: %s beside %s (of %llu): re-run "
-                "any part of the output (each removes the files of earlier outputs), or move "
-                "them away",
-                b.failed ? "?" : b.data, s->n ? s->v[0].name : "nothing",
-                (unsigned long long)s->m);
+        if (s->n)
+            dg_file(sink, SURG_ERROR, "index-mixed", s->sn.dir,
+                    "the shards here are of more than one output: %s beside %s (of %llu): "
+                    "re-run any part of the output (each removes the files of earlier "
+                    "outputs), or move them away",
+                    b.failed ? "?" : b.data, s->v[0].name, (unsigned long long)s->m);
+        else
+            dg_file(sink, SURG_ERROR, "index-mixed", s->sn.dir,
+                    "%s: not named as surg names shards (%s-NNNNN-of-MMMMM.safetensors, "
+                    "N from 1 to M, five digits or more): move them away",
+                    b.failed ? "?" : b.data, s->sn.prefix);
         buf_free(&b);
         return SURG_EINVALID;
     }

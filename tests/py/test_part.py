@@ -300,6 +300,38 @@ class TestIndexRefusals(PartCase):
                         "the output (each removes the files of earlier outputs), or move them "
                         "away\n" % (d, shard(0), M))
 
+    def test_hostile_names(self):
+        """Shard names of absurd counts, numbers past the count, other
+        spellings: bounded messages, nothing written."""
+        d = self.path("odd")
+        os.mkdir(d)
+        for name in ("model-00000-of-00003.safetensors", "model-00004-of-00003.safetensors",
+                     "model-000001-of-00003.safetensors"):
+            with open(os.path.join(d, name), "w") as f:
+                f.write("x")
+        before = self.snapshot(d)
+        rc, _, err = self.surg("index", d)  # the names in directory order
+        self.assertEqual(rc, 1)
+        self.assertEqual(self.snapshot(d), before)
+        self.assertTrue(err.startswith("%s: error: " % d), err)
+        names = sorted(err.split(": error: ")[1].split(": not named")[0].split(", "))
+        self.assertEqual(names, sorted(["model-000001-of-00003.safetensors",
+                                        "model-00000-of-00003.safetensors",
+                                        "model-00004-of-00003.safetensors"]))
+        self.assertTrue(err.endswith(": not named as surg names shards (model-NNNNN-of-MMMMM."
+                                     "safetensors, N from 1 to M, five digits or more): move "
+                                     "them away\n"), err)
+        d = self.path("huge")
+        os.mkdir(d)
+        self.ok("run", self.recipe, self.inp, self.path("src"), "--max-shard-size", SHARD,
+                "--part", "0/1")
+        big = "model-00001-of-99999999999.safetensors"
+        shutil.copy(os.path.join(self.path("src"), shard(0)), os.path.join(d, big))
+        self.refused(d, "%s: error: 99999999998 of the 99999999999 shards are missing: %s and "
+                        "99999999994 more; the index is written once every part is done\n"
+                     % (d, ", ".join("model-%05d-of-99999999999.safetensors" % k
+                                     for k in range(2, 6))))
+
     def test_foreign_index_not_replaced(self):
         d = self.parts()
         with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
