@@ -155,7 +155,7 @@ static surg_status agree(mpi_run *m, const compiled *c, const recipe_args *a, su
         st = SURG_ENOMEM;
     mpi_first_digest(m, mine, first);
     bool same = !st && strcmp(mine, first) == 0;
-    if (!st && !same)
+    if (!st && !same && first[0]) /* (rank 0 failed: it says why) */
         fprintf(stderr, "surg run: rank %d holds another plan (%s) than rank 0 (%s): every "
                         "rank must run the same recipe on the same inputs with the same "
                         "options; nothing is written\n",

@@ -109,7 +109,8 @@ static surg_status list_shards(surg_sink *sink, const char *out_path, shards *s)
     closedir(d);
     if (st)
         return st;
-    qsort(s->v, s->n, sizeof *s->v, by_number);
+    if (s->n)
+        qsort(s->v, s->n, sizeof *s->v, by_number);
     if (n_odd_all) {
         buf b;
         buf_init(&b);

@@ -179,6 +179,22 @@ class TestPartition(PartCase):
         loads = [sum(s for k, s in enumerate(sizes) if owner[k] == p) for p in range(7)]
         self.assertLessEqual(max(loads) - min(loads), max(sizes))
 
+    def test_prefix_form(self):
+        """OUT as DIR/PREFIX.safetensors.index.json, for the parts and for
+        surg index alike."""
+        os.mkdir(self.path("one"))
+        os.mkdir(self.path("parts"))
+        self.ok("run", self.recipe, self.inp, self.path("one", "ckpt.safetensors.index.json"),
+                "--max-shard-size", SHARD)
+        out = self.path("parts", "ckpt.safetensors.index.json")
+        for i in range(2):
+            self.ok("run", self.recipe, self.inp, out, "--max-shard-size", SHARD,
+                    "--part", "%d/2" % i)
+        self.assertNotIn("ckpt.safetensors.index.json", self.files(self.path("parts")))
+        self.ok("index", out)
+        self.assert_same(self.path("one"), self.path("parts"))
+        self.assertIn("ckpt-00001-of-%05d.safetensors" % M, self.files(self.path("parts")))
+
     def test_one_file_output(self):
         """A layout of one file (model.safetensors) needs no index."""
         one = self.path("one")
