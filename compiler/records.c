@@ -91,75 +91,6 @@ static void load_ties(lw *L, const surg_ckpt *in)
 
 /* ---- LoRA records ----------------------------------------------------- */
 
-/* A JSON number, read as the text it is written as. */
-static bool number(json_reader *j, double *out)
-{
-    int c = json_peek(j);
-    size_t start = j->i;
-    if (!(c == '-' || (c >= '0' && c <= '9')) || !json_skip(j))
-        return c < 0 || j->failed ? false : json_fail(j, "expected a number");
-    char text[64];
-    size_t len = j->i - start;
-    if (len >= sizeof text)
-        return json_fail(j, "a number of %zu characters", len);
-    memcpy(text, j->s + start, len);
-    text[len] = '\0';
-    *out = strtod(text, NULL);
-    return true;
-}
-
-/* A JSON true or false. */
-static bool boolean(json_reader *j, bool *out)
-{
-    int c = json_peek(j);
-    if (c != 't' && c != 'f')
-        return c < 0 || j->failed ? false : json_fail(j, "expected true or false");
-    *out = c == 't';
-    return json_skip(j);
-}
-
-/* One record, {"r":…, "lora_alpha":…, "style":…, "target":…, "lora_a":…,
- * "lora_b":…} and PEFT's options when set ("use_rslora", "fan_in_fan_out",
- * "lora_dropout"); false after a JSON error, *r->target NULL when a field
- * is missing or wrong. */
-static bool lora_entry(json_reader *j, cg_lora *r)
-{
-    *r = (cg_lora){0};
-    r->alpha = -1;
-    const char *style = NULL;
-    uint64_t rank = 0;
-    bool have_rank = false;
-    if (!json_open(j, '{'))
-        return false;
-    int more = json_first(j, '}');
-    for (; more > 0; more = json_more(j, '}')) {
-        const char *key;
-        if (!json_key(j, &key))
-            return false;
-        bool ok = strcmp(key, "r") == 0           ? (have_rank = json_count(j, &rank))
-                  : strcmp(key, "lora_alpha") == 0 ? number(j, &r->alpha)
-                  : strcmp(key, "style") == 0      ? json_string(j, &style)
-                  : strcmp(key, "target") == 0     ? json_string(j, &r->target)
-                  : strcmp(key, "lora_a") == 0     ? json_string(j, &r->a)
-                  : strcmp(key, "lora_b") == 0     ? json_string(j, &r->b)
-                  : strcmp(key, "use_rslora") == 0 ? boolean(j, &r->rslora)
-                  : strcmp(key, "fan_in_fan_out") == 0 ? boolean(j, &r->fan_in_fan_out)
-                  : strcmp(key, "lora_dropout") == 0 ? number(j, &r->dropout)
-                                                   : json_skip(j);
-        if (!ok)
-            return false;
-    }
-    if (more < 0)
-        return false;
-    bool flax = style && strcmp(style, "flax") == 0, peft = style && strcmp(style, "peft") == 0;
-    if (!have_rank || rank == 0 || rank > (1u << 20) || r->alpha < 0 || !(flax || peft) ||
-        !r->a || !r->b || !(r->dropout >= 0 && r->dropout <= 1) || (flax && r->fan_in_fan_out))
-        r->target = NULL;
-    r->rank = (long long)rank;
-    r->flax = flax;
-    return true;
-}
-
 static void add_record(lw *L, const cg_lora *r)
 {
     cg_lora *x = ar_alloc(L->ar, sizeof *x);
@@ -188,7 +119,7 @@ static void part_lora(lw *L, const surg_ckpt *part, const char *prefix)
     int more = json_open(&j, '[') ? json_first(&j, ']') : -1;
     for (; more > 0 && !L->nomem; more = json_more(&j, ']')) {
         cg_lora r;
-        if (!lora_entry(&j, &r))
+        if (!pl_lora_read(&j, &r))
             break;
         const char *t = r.target ? prefixed(L, prefix, r.target) : NULL;
         const char *a = t ? prefixed(L, prefix, r.a) : NULL;

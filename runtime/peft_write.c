@@ -11,6 +11,7 @@
 #include "support/diag.h"
 #include "support/json.h"
 #include "support/tensor_name.h"
+#include "runtime/plan.h"
 #include "runtime/st_header.h"
 
 /* One adapted module: its A and B among the output's tensors. */
@@ -28,14 +29,6 @@ typedef struct pw_state {
     stw_output header_out; /* the output as its safetensors header shows it */
     surg_meta_entry *meta;
 } pw_state;
-
-/* A LoRA record as plan_meta.c writes it ("surg.lora"). */
-typedef struct pw_record {
-    uint64_t r;
-    double alpha, dropout;
-    bool rslora, fan_in_fan_out;
-    const char *style, *target, *a, *b;
-} pw_record;
 
 /* An error naming one tensor, or two (b not NULL), shortened when long. */
 static surg_status fail(surg_sink *sink, const char *path, const char *code, const char *fmt,
@@ -67,32 +60,6 @@ static size_t find(const stw_layout *lay, const char *name)
     return SIZE_MAX;
 }
 
-static bool record(json_reader *j, pw_record *r)
-{
-    *r = (pw_record){0};
-    if (!json_open(j, '{'))
-        return false;
-    int more = json_first(j, '}');
-    for (; more > 0; more = json_more(j, '}')) {
-        const char *key;
-        if (!json_key(j, &key))
-            return false;
-        bool ok = strcmp(key, "r") == 0                ? json_count(j, &r->r)
-                  : strcmp(key, "lora_alpha") == 0     ? json_number(j, &r->alpha)
-                  : strcmp(key, "style") == 0          ? json_string(j, &r->style)
-                  : strcmp(key, "target") == 0         ? json_string(j, &r->target)
-                  : strcmp(key, "lora_a") == 0         ? json_string(j, &r->a)
-                  : strcmp(key, "lora_b") == 0         ? json_string(j, &r->b)
-                  : strcmp(key, "use_rslora") == 0     ? json_truth(j, &r->rslora)
-                  : strcmp(key, "fan_in_fan_out") == 0 ? json_truth(j, &r->fan_in_fan_out)
-                  : strcmp(key, "lora_dropout") == 0   ? json_number(j, &r->dropout)
-                                                       : json_skip(j);
-        if (!ok)
-            return false;
-    }
-    return more == 0;
-}
-
 /* The module of an A named base_model.model.<module>.lora_A.weight, whose
  * B is named the same with lora_B: 1; 0 when the names are not PEFT's; -1
  * when out of memory. */
@@ -109,7 +76,7 @@ static int module_of(arena *ar, const char *a, const char *b, const char **out)
 
 /* The record's module, its tensors checked: A [r, in] and B [out, r]. */
 static surg_status add_module(stw_layout *lay, surg_sink *sink, const char *out_path,
-                              pw_state *z, const pw_record *r, pw_module *m)
+                              pw_state *z, const cg_lora *r, pw_module *m)
 {
     const stw_output *out = lay->out;
     size_t a = find(lay, r->a), b = find(lay, r->b);
@@ -124,12 +91,13 @@ static surg_status add_module(stw_layout *lay, surg_sink *sink, const char *out_
                     "(init-lora ... style peft names it so)",
                     r->a, r->b);
     const surg_tensor_info *ta = &out->tensors[a], *tb = &out->tensors[b];
-    if (ta->rank != 2 || tb->rank != 2 || ta->shape[0] != r->r || tb->shape[1] != r->r)
+    uint64_t rank = (uint64_t)r->rank;
+    if (ta->rank != 2 || tb->rank != 2 || ta->shape[0] != rank || tb->shape[1] != rank)
         return fail(sink, out_path, "peft-shape",
                     "the LoRA adapter \"%s\", \"%s\" is not shaped [r, in] and [out, r] with "
                     "its recorded rank",
                     r->a, r->b);
-    *m = (pw_module){name, a, b, r->r, r->alpha, r->dropout, r->rslora, r->fan_in_fan_out};
+    *m = (pw_module){name, a, b, rank, r->alpha, r->dropout, r->rslora, r->fan_in_fan_out};
     return SURG_OK;
 }
 
@@ -150,12 +118,12 @@ static surg_status read_modules(stw_layout *lay, surg_sink *sink, const char *ou
     int more = json_open(&j, '[') ? json_first(&j, ']') : -1;
     surg_status st = SURG_OK;
     for (; more > 0 && !st; more = json_more(&j, ']')) {
-        pw_record r;
-        if (!record(&j, &r)) {
+        cg_lora r;
+        if (!pl_lora_read(&j, &r)) {
             more = -1;
             break;
         }
-        if (!r.style || strcmp(r.style, "peft") != 0 || !r.a || !r.b ||
+        if (!r.target || r.flax ||
             find(lay, r.a) == SIZE_MAX || find(lay, r.b) == SIZE_MAX)
             continue;
         if (*n_out == lay->out->n) /* more than the tensors: some are shared */

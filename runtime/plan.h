@@ -138,6 +138,15 @@ struct surg_plan {
     pl_totals plan, naive;
 };
 
+/* One LoRA record of "surg.lora" as pl_records_json writes it, {"r":…,
+ * "lora_alpha":…, "style":…, "target":…, "lora_a":…, "lora_b":…} and PEFT's
+ * options when set ("use_rslora", "fan_in_fan_out", "lora_dropout"), read
+ * for the compiler (an input's records) and for the PEFT writer alike.
+ * False after a JSON error; r->target NULL when a field is missing or out
+ * of range. */
+struct json_reader;
+bool pl_lora_read(struct json_reader *j, cg_lora *r);
+
 /* The tied names ({"alias": "stored as"}) or the LoRA records ([{...}]) of
  * the tensors under `prefix` ("" for all), as JSON with the prefix taken
  * off, in *out; NULL when there are none. False when out of memory. */

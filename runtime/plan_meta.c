@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "support/buf.h"
+#include "support/json.h"
 #include "runtime/format.h"
 #include "runtime/plan.h"
 #include "runtime/torch.h"
@@ -35,6 +36,44 @@ static void lora_json(buf *b, const cg_lora *r, const char *prefix)
         buf_double(b, r->dropout);
     }
     buf_putc(b, '}');
+}
+
+bool pl_lora_read(struct json_reader *j, cg_lora *r)
+{
+    *r = (cg_lora){0};
+    r->alpha = -1;
+    const char *style = NULL;
+    uint64_t rank = 0;
+    bool have_rank = false;
+    if (!json_open(j, '{'))
+        return false;
+    int more = json_first(j, '}');
+    for (; more > 0; more = json_more(j, '}')) {
+        const char *key;
+        if (!json_key(j, &key))
+            return false;
+        bool ok = strcmp(key, "r") == 0                ? (have_rank = json_count(j, &rank))
+                  : strcmp(key, "lora_alpha") == 0     ? json_number(j, &r->alpha)
+                  : strcmp(key, "style") == 0          ? json_string(j, &style)
+                  : strcmp(key, "target") == 0         ? json_string(j, &r->target)
+                  : strcmp(key, "lora_a") == 0         ? json_string(j, &r->a)
+                  : strcmp(key, "lora_b") == 0         ? json_string(j, &r->b)
+                  : strcmp(key, "use_rslora") == 0     ? json_truth(j, &r->rslora)
+                  : strcmp(key, "fan_in_fan_out") == 0 ? json_truth(j, &r->fan_in_fan_out)
+                  : strcmp(key, "lora_dropout") == 0   ? json_number(j, &r->dropout)
+                                                       : json_skip(j);
+        if (!ok)
+            return false;
+    }
+    if (more < 0)
+        return false;
+    bool flax = style && strcmp(style, "flax") == 0, peft = style && strcmp(style, "peft") == 0;
+    if (!have_rank || rank == 0 || rank > (1u << 20) || r->alpha < 0 || !(flax || peft) ||
+        !r->a || !r->b || !(r->dropout >= 0 && r->dropout <= 1) || (flax && r->fan_in_fan_out))
+        r->target = NULL;
+    r->rank = (long long)rank;
+    r->flax = flax;
+    return true;
 }
 
 bool pl_records_json(const pl_records *r, const char *prefix, bool ties, arena *ar, char **out)

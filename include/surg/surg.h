@@ -17,6 +17,18 @@ extern "C" {
 
 #define SURG_VERSION "0.1.0"
 
+/* Every function below is the shared library's interface (libsurg.so, built
+ * with hidden visibility): only what is marked SURG_API is exported. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SURG_API __attribute__((visibility("default")))
+#else
+#define SURG_API
+#endif
+
+/* SURG_VERSION of the library actually loaded, which may differ from the
+ * header a program was built with (the Python package checks it). */
+SURG_API const char *surg_version(void);
+
 /* ---- status ---------------------------------------------------------- */
 
 typedef enum surg_status {
@@ -28,7 +40,7 @@ typedef enum surg_status {
 } surg_status;
 
 /* The exit status SPEC §6 gives for a status. */
-int surg_exit_code(surg_status st);
+SURG_API int surg_exit_code(surg_status st);
 
 /* ---- diagnostics ----------------------------------------------------- */
 
@@ -62,7 +74,15 @@ typedef void (*surg_diag_fn)(const surg_diag *diag, void *user);
  * separators U+2028 and U+2029 are \u escapes,
  * and a byte that is not UTF-8 (a file name can be any bytes) is \ufffd.
  * The caller frees; NULL when out of memory. */
-char *surg_diag_json(const surg_diag *d);
+SURG_API char *surg_diag_json(const surg_diag *d);
+
+/* A diagnostic as the command prints it, as a C compiler does, ending with
+ * a newline: "file:line:col: error: message", then the source line with a
+ * caret under the span (a window of a very long line), then "note: ..."
+ * lines; in ANSI colors when `color` is non-zero. Control characters of
+ * names and messages show as \xNN. The caller frees; NULL when out of
+ * memory. */
+SURG_API char *surg_diag_text(const surg_diag *d, int color);
 
 /* Where diagnostics go. `errors` and `warnings` count what was reported. */
 typedef struct surg_sink {
@@ -118,13 +138,13 @@ typedef enum surg_dtype_kind {
     SURG_KIND_OPAQUE,
 } surg_dtype_kind;
 
-const char *surg_dtype_st_name(surg_dtype dt);     /* "F32" */
-const char *surg_dtype_recipe_name(surg_dtype dt); /* "f32" */
-unsigned surg_dtype_bits(surg_dtype dt);
-surg_dtype_kind surg_dtype_kind_of(surg_dtype dt);
+SURG_API const char *surg_dtype_st_name(surg_dtype dt);     /* "F32" */
+SURG_API const char *surg_dtype_recipe_name(surg_dtype dt); /* "f32" */
+SURG_API unsigned surg_dtype_bits(surg_dtype dt);
+SURG_API surg_dtype_kind surg_dtype_kind_of(surg_dtype dt);
 /* Both look a name up exactly; they return SURG_DTYPE_COUNT when unknown. */
-surg_dtype surg_dtype_from_st_name(const char *name);
-surg_dtype surg_dtype_from_recipe_name(const char *name);
+SURG_API surg_dtype surg_dtype_from_st_name(const char *name);
+SURG_API surg_dtype surg_dtype_from_recipe_name(const char *name);
 
 /* ---- checkpoints and their abstract state ---------------------------- */
 
@@ -168,7 +188,7 @@ typedef struct surg_ckpt surg_ckpt;
  * data, never run), any other `*.json` a schema. Only headers are read:
  * tensor data is never touched until surg_ckpt_data() or surg_run() asks for
  * it. Every header is fully validated before anything in it is trusted. */
-surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
+SURG_API surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
 /* The same, with the format of a file whose name says nothing (and whose
  * content is not recognized): "safetensors", "npz", "npy", "torch",
  * "msgpack" or "schema"; NULL: none. A name that says is followed.
@@ -177,12 +197,12 @@ surg_status surg_ckpt_open(const char *path, surg_sink *sink, surg_ckpt **out);
  * or zarr directories, or an aggregate `checkpoint` file), or a step whose
  * items are such directories, each item's name the first segment of its
  * tensors' names (docs/formats.md). */
-surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *sink,
-                              surg_ckpt **out);
+SURG_API surg_status surg_ckpt_open_as(const char *path, const char *format, surg_sink *sink,
+                                       surg_ckpt **out);
 /* The format a path's name says ("safetensors", "msgpack", ...: what
  * --format calls it), or NULL when its name says none. */
-const char *surg_format_by_name(const char *path);
-void surg_ckpt_close(surg_ckpt *ck);
+SURG_API const char *surg_format_by_name(const char *path);
+SURG_API void surg_ckpt_close(surg_ckpt *ck);
 
 /* A checkpoint made of several, each under its own prefix: the tensors of
  * `path` appear as `prefix` + their names (parameters under "params/" and
@@ -197,8 +217,8 @@ typedef struct surg_ckpt_part {
     const char *path;
 } surg_ckpt_part;
 
-surg_status surg_ckpt_open_parts(const surg_ckpt_part *parts, size_t n, surg_sink *sink,
-                                 surg_ckpt **out);
+SURG_API surg_status surg_ckpt_open_parts(const surg_ckpt_part *parts, size_t n, surg_sink *sink,
+                                          surg_ckpt **out);
 
 /* Named inputs (`surg run RECIPE --in NAME=PATH ... OUT`): the checkpoint
  * of parts whose prefixes are the names followed by '/', so that input
@@ -217,41 +237,41 @@ typedef struct surg_input {
 
 #define SURG_INPUT_NAME_MAX 64
 
-surg_status surg_ckpt_open_inputs(const surg_input *inputs, size_t n, surg_sink *sink,
-                                  surg_ckpt **out);
+SURG_API surg_status surg_ckpt_open_inputs(const surg_input *inputs, size_t n, surg_sink *sink,
+                                           surg_ckpt **out);
 /* Whether `name` may name an input (the rule above): 1 or 0. */
-int surg_input_name_ok(const char *name);
+SURG_API int surg_input_name_ok(const char *name);
 
 /* The part mounted under `prefix` (its own metadata, its path), or `ck`
  * itself when it has no such part. */
-const surg_ckpt *surg_ckpt_mounted(const surg_ckpt *ck, const char *prefix);
+SURG_API const surg_ckpt *surg_ckpt_mounted(const surg_ckpt *ck, const char *prefix);
 /* The i-th part, in the order the parts were given, and its prefix; a
  * checkpoint not made of parts is its own only part, under "". NULL past
  * the end. */
-const surg_ckpt *surg_ckpt_part_at(const surg_ckpt *ck, size_t i, const char **prefix);
+SURG_API const surg_ckpt *surg_ckpt_part_at(const surg_ckpt *ck, size_t i, const char **prefix);
 
-surg_ckpt_kind surg_ckpt_kind_of(const surg_ckpt *ck);
-const char *surg_ckpt_path(const surg_ckpt *ck);
+SURG_API surg_ckpt_kind surg_ckpt_kind_of(const surg_ckpt *ck);
+SURG_API const char *surg_ckpt_path(const surg_ckpt *ck);
 /* Tensors in byte order of their names. */
-size_t surg_ckpt_count(const surg_ckpt *ck);
-const surg_tensor_info *surg_ckpt_tensor(const surg_ckpt *ck, size_t i);
+SURG_API size_t surg_ckpt_count(const surg_ckpt *ck);
+SURG_API const surg_tensor_info *surg_ckpt_tensor(const surg_ckpt *ck, size_t i);
 /* Index of a tensor by name, or (size_t)-1. */
-size_t surg_ckpt_find(const surg_ckpt *ck, const char *name);
+SURG_API size_t surg_ckpt_find(const surg_ckpt *ck, const char *name);
 /* `__metadata__`, sorted by key. */
-size_t surg_ckpt_meta_count(const surg_ckpt *ck);
-const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i);
+SURG_API size_t surg_ckpt_meta_count(const surg_ckpt *ck);
+SURG_API const surg_meta_entry *surg_ckpt_meta(const surg_ckpt *ck, size_t i);
 /* Names recorded as tied in the `surg.ties` metadata (written by surg, or
  * found by the PyTorch reader for tensors that are one view): each entry's
  * key is a name that is no tensor here, its value the tensor it is stored
  * as; sorted by key. A record that is not an object of names is ignored with
  * a warning when the checkpoint is opened. */
-size_t surg_ckpt_tie_count(const surg_ckpt *ck);
-const surg_meta_entry *surg_ckpt_tie(const surg_ckpt *ck, size_t i);
+SURG_API size_t surg_ckpt_tie_count(const surg_ckpt *ck);
+SURG_API const surg_meta_entry *surg_ckpt_tie(const surg_ckpt *ck, size_t i);
 
 /* Whether tensor i's file does not hold its plain bytes (a NumPy array that
  * is deflated, big-endian or in Fortran order), so reading it first decodes
  * it into a scratch file. */
-int surg_ckpt_decoded(const surg_ckpt *ck, size_t i);
+SURG_API int surg_ckpt_decoded(const surg_ckpt *ck, size_t i);
 
 /* The bytes of tensor i (little-endian, C order), mapped read-only from the
  * file. A NumPy array that is deflated, big-endian or in Fortran order is
@@ -259,8 +279,8 @@ int surg_ckpt_decoded(const surg_ckpt *ck, size_t i);
  * has no data: SURG_EUSAGE. Several threads may call it at once on one
  * checkpoint (a tensor is decoded once, one at a time); surg_run and
  * surg_ckpt_write on the checkpoint must not run meanwhile. */
-surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
-                           const void **data);
+SURG_API surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
+                                    const void **data);
 
 /* Copy `len` bytes of tensor i's data (as surg_ckpt_data gives them),
  * starting `offset` bytes in, into `buf`, by reading the file (pread): no
@@ -268,13 +288,14 @@ surg_status surg_ckpt_data(surg_ckpt *ck, size_t i, surg_sink *sink,
  * decoded first (once). A range past the tensor's end, or a schema:
  * SURG_EUSAGE ("ck-no-data"); a file that shrank: SURG_EIO. Safe from
  * several threads at once, as surg_ckpt_data. */
-surg_status surg_ckpt_read(surg_ckpt *ck, size_t i, uint64_t offset, void *buf, size_t len,
-                           surg_sink *sink);
+SURG_API surg_status surg_ckpt_read(surg_ckpt *ck, size_t i, uint64_t offset, void *buf, size_t len,
+                                    surg_sink *sink);
 
 /* n packed elements of a dtype of kind BOOL, UINT, INT or FLOAT (whole
  * bytes), starting at element `first`, as doubles (64-bit integers rounded
  * to nearest). Other dtypes: nothing is written. */
-void surg_values_f64(surg_dtype dt, const void *data, uint64_t first, size_t n, double *out);
+SURG_API void surg_values_f64(surg_dtype dt, const void *data, uint64_t first, size_t n,
+                             double *out);
 
 /* ---- recipes --------------------------------------------------------- */
 
@@ -283,11 +304,11 @@ typedef struct surg_recipe surg_recipe;
 /* Parse a recipe's text; `path` names it in diagnostics. Every syntax error
  * of the text is reported, and then the result is SURG_EINVALID and *out is
  * NULL. */
-surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
-                              surg_sink *sink, surg_recipe **out);
+SURG_API surg_status surg_recipe_parse(const char *path, const char *text, size_t len,
+                                       surg_sink *sink, surg_recipe **out);
 /* The same, reading the file (a regular file, or standard input for "-", as
  * surg_recipe_read). */
-surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out);
+SURG_API surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **out);
 /* The most bytes a recipe may have. */
 #define SURG_RECIPE_MAX (64u << 20)
 /* A recipe's text, NUL-terminated, in memory the caller frees. `path` names
@@ -296,13 +317,13 @@ surg_status surg_recipe_load(const char *path, surg_sink *sink, surg_recipe **ou
  * which may be anything readable (a pipe, a terminal) and is read to its end.
  * Either way at most SURG_RECIPE_MAX bytes are read: a longer file or
  * stream is refused ("too-large") as soon as it is seen to be longer. */
-surg_status surg_recipe_read(const char *path, surg_sink *sink, char **text, size_t *len);
-void surg_recipe_free(surg_recipe *r);
+SURG_API surg_status surg_recipe_read(const char *path, surg_sink *sink, char **text, size_t *len);
+SURG_API void surg_recipe_free(surg_recipe *r);
 
 /* The recipe in canonical layout (`surg fmt`), and its syntax tree as
  * S-expressions; strings the caller frees, NULL when out of memory. */
-char *surg_recipe_format(const surg_recipe *r);
-char *surg_recipe_dump(const surg_recipe *r);
+SURG_API char *surg_recipe_format(const surg_recipe *r);
+SURG_API char *surg_recipe_dump(const surg_recipe *r);
 
 /* ---- compiling ------------------------------------------------------- */
 
@@ -312,9 +333,9 @@ typedef struct surg_program surg_program;
  * shapes; its data is never read). Every error is reported; then the result
  * is SURG_EINVALID and *out is NULL. The program borrows `from`, which must
  * stay open while the program is used. */
-surg_status surg_compile(const surg_recipe *r, surg_ckpt *from, surg_sink *sink,
-                         surg_program **out);
-void surg_program_free(surg_program *p);
+SURG_API surg_status surg_compile(const surg_recipe *r, surg_ckpt *from, surg_sink *sink,
+                                  surg_program **out);
+SURG_API void surg_program_free(surg_program *p);
 
 /* The inverse of a recipe (`surg invert`): a recipe that takes the result of
  * `r` on `from`'s abstract state back to that state, byte for byte, in
@@ -322,7 +343,8 @@ void surg_program_free(surg_program *p);
  * Each statement with no inverse (drop, fill, a lossy cast, ...) is an
  * error at its line, code "invert", with a note on what would make it
  * invertible; then the result is SURG_EINVALID and *out is NULL. */
-surg_status surg_invert(const surg_recipe *r, surg_ckpt *from, surg_sink *sink, char **out);
+SURG_API surg_status surg_invert(const surg_recipe *r, surg_ckpt *from, surg_sink *sink,
+                                 char **out);
 
 /* Where the result will be written, when that is known before compiling
  * (`surg run` knows OUT). Every name of the result, tied names included,
@@ -347,26 +369,26 @@ typedef struct surg_compile_opts {
 
 /* surg_compile with what is known of the output; `opts` may be NULL (then
  * it is surg_compile). */
-surg_status surg_compile_for(const surg_recipe *r, surg_ckpt *from,
-                             const surg_compile_opts *opts, surg_sink *sink,
-                             surg_program **out);
+SURG_API surg_status surg_compile_for(const surg_recipe *r, surg_ckpt *from,
+                                      const surg_compile_opts *opts, surg_sink *sink,
+                                      surg_program **out);
 
 /* The tensors of the result, in byte order of names. */
-size_t surg_program_output_count(const surg_program *p);
-const surg_tensor_info *surg_program_output(const surg_program *p, size_t i);
+SURG_API size_t surg_program_output_count(const surg_program *p);
+SURG_API const surg_tensor_info *surg_program_output(const surg_program *p, size_t i);
 /* Tied names of the result: key is the tied name, value the tensor it is
  * stored as. */
-size_t surg_program_alias_count(const surg_program *p);
-const surg_meta_entry *surg_program_alias(const surg_program *p, size_t i);
+SURG_API size_t surg_program_alias_count(const surg_program *p);
+SURG_API const surg_meta_entry *surg_program_alias(const surg_program *p, size_t i);
 
 /* Compare the result with a target's abstract state (`--to`): every missing,
  * unexpected and mismatched tensor is an error, all reported in name order. */
-surg_status surg_program_check_target(const surg_program *p, const surg_ckpt *target,
-                                      surg_sink *sink);
+SURG_API surg_status surg_program_check_target(const surg_program *p, const surg_ckpt *target,
+                                               surg_sink *sink);
 
 /* The op graph as text: each node with its type, then the outputs. For
  * tests and debugging; the caller frees. */
-char *surg_program_dump(const surg_program *p);
+SURG_API char *surg_program_dump(const surg_program *p);
 
 /* ---- planning -------------------------------------------------------- */
 
@@ -374,12 +396,12 @@ typedef struct surg_plan surg_plan;
 
 /* What running the program will do, tensor by tensor, and what it costs
  * with `threads` threads, beside the naive way. The plan borrows `p`. */
-surg_status surg_plan_build(const surg_program *p, unsigned threads, surg_plan **out);
-void surg_plan_free(surg_plan *pl);
+SURG_API surg_status surg_plan_build(const surg_program *p, unsigned threads, surg_plan **out);
+SURG_API void surg_plan_free(surg_plan *pl);
 /* The plan for people, and as JSON; strings the caller frees (NULL when out
  * of memory). */
-char *surg_plan_text(const surg_plan *pl);
-char *surg_plan_json(const surg_plan *pl);
+SURG_API char *surg_plan_text(const surg_plan *pl);
+SURG_API char *surg_plan_json(const surg_plan *pl);
 
 /* ---- running --------------------------------------------------------- */
 
@@ -525,13 +547,13 @@ typedef surg_status (*surg_chunk_fn)(void *user, size_t tensor, uint64_t offset,
  * progress_user count (NULL: one thread). A decoded input goes to a
  * scratch file in $TMPDIR (or /tmp). Tied names are the consumer's to
  * handle (surg_program_alias). */
-surg_status surg_run_stream(const surg_plan *pl, const surg_run_opts *opts, surg_chunk_fn fn,
-                            void *user, surg_sink *sink);
+SURG_API surg_status surg_run_stream(const surg_plan *pl, const surg_run_opts *opts,
+                                     surg_chunk_fn fn, void *user, surg_sink *sink);
 
 /* Does every output tensor of `p` fall under one of the prefixes, and does
  * every tie stay within one? Errors name the tensors. */
-surg_status surg_program_check_parts(const surg_program *p, const surg_ckpt_part *outputs,
-                                     size_t n, surg_sink *sink);
+SURG_API surg_status surg_program_check_parts(const surg_program *p, const surg_ckpt_part *outputs,
+                                              size_t n, surg_sink *sink);
 
 /* Execute a plan: write its output to `out_path` (through temporary files,
  * synced and renamed into place only when complete), reading the program's
@@ -562,8 +584,8 @@ surg_status surg_program_check_parts(const surg_program *p, const surg_ckpt_part
  *     when surg wrote them (their metadata has "surg.output": "sharded", the
  *     mark every file of a sharded output carries); any other file under
  *     such a name is an error before anything runs, and is left alone. */
-surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
-                     surg_sink *sink);
+SURG_API surg_status surg_run(const surg_plan *pl, const char *out_path, const surg_run_opts *opts,
+                              surg_sink *sink);
 
 /* ---- writing --------------------------------------------------------- */
 
@@ -580,25 +602,25 @@ typedef struct surg_write_opts {
  * name), byte for byte, through a temporary file that is synced and renamed
  * into place; on any failure nothing appears at `out_path`. The output path
  * is checked first as surg_run checks it, `in`'s files being the ones read. */
-surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
-                            const surg_write_opts *opts, surg_sink *sink);
+SURG_API surg_status surg_ckpt_write(surg_ckpt *in, const char *out_path,
+                                     const surg_write_opts *opts, surg_sink *sink);
 
 /* Write the abstract state of `ck` as a schema file (SPEC §2) to a string
  * the caller frees. */
-surg_status surg_ckpt_schema_json(const surg_ckpt *ck, char **out);
+SURG_API surg_status surg_ckpt_schema_json(const surg_ckpt *ck, char **out);
 
 /* Natural order of names: digit runs compare by value ("layers.2" before
  * "layers.10"). */
-int surg_natural_cmp(const char *a, const char *b);
+SURG_API int surg_natural_cmp(const char *a, const char *b);
 
 /* Parse a size such as "5GB", "500MiB" or "1000" (bytes). */
-surg_status surg_parse_size(const char *text, uint64_t *out);
+SURG_API surg_status surg_parse_size(const char *text, uint64_t *out);
 /* A size for people: "512 B", "9.4 MiB". Returns what snprintf returns. */
-int surg_format_size(uint64_t bytes, char *out, size_t cap);
+SURG_API int surg_format_size(uint64_t bytes, char *out, size_t cap);
 
 /* Remove every temporary output file still open. Async-signal-safe: a
  * signal handler calls it before the process dies. */
-void surg_remove_temporaries(void);
+SURG_API void surg_remove_temporaries(void);
 
 #ifdef __cplusplus
 }

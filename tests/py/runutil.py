@@ -11,8 +11,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import unittest
 
 import numpy as np
 
@@ -26,6 +29,19 @@ ST_DTYPE = {
     "u32": "U32", "i64": "I64", "u64": "U64", "f16": "F16", "bf16": "BF16", "f32": "F32",
     "f64": "F64", "f8e4m3": "F8_E4M3", "f8e5m2": "F8_E5M2",
 }
+
+
+def unittest_in_temporary_dir(prefix, setup, argv):
+    """Make a temporary directory, setup(its path), run __main__'s unit tests
+    with the unittest arguments ARGV, remove the directory; exit 0 when every
+    test passed, else 1."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        setup(tmp)
+        ok = unittest.main(argv=[sys.argv[0]] + argv, exit=False).result.wasSuccessful()
+    finally:
+        shutil.rmtree(tmp)
+    sys.exit(0 if ok else 1)
 
 
 def run_surg(surg, *args, timeout=120):

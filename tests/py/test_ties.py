@@ -248,6 +248,27 @@ class TestLoraRecords(Case):
                  "does not fit the tensors here; it is dropped\n")
         self.assertNotIn("surg.lora", stnp.load(out)[1] or {})
 
+    def test_records_that_are_not_records(self):
+        """Metadata that is not a list of records is dropped with what is wrong;
+        a record with a field out of range does not fit."""
+        inp = self.path("in.safetensors")
+        w = {"fc.weight": ("F32", np.ones((4, 3), np.float32))}
+        for text, why in (('{"r": 2}', "expected '[' but found '{'"),
+                          ('[{"r": 2, "lora_alpha": "two"}]',
+                           "expected a number but found '\"'"),
+                          ('[{"r": 2, "use_rslora": 1}]',
+                           "expected true or false but found '1'"),
+                          ('[1]', "expected '{' but found '1'")):
+            stnp.save(inp, w, metadata={"surg.lora": text})
+            err, out = self.run_recipe('keep "**"', inp)
+            self.assertEqual(err, f"{inp}: warning: the \"surg.lora\" metadata is not a list "
+                                  f"of LoRA records ({why}); it is dropped\n", text)
+            self.assertNotIn("surg.lora", stnp.load(out)[1] or {})
+        rec = dict(self.record("fc"), r=0)
+        stnp.save(inp, w, metadata={"surg.lora": json.dumps([rec])})
+        err, _ = self.run_recipe('keep "**"', inp)
+        self.assertIn("does not fit the tensors here; it is dropped", err)
+
 
 def main():
     global ARGS
