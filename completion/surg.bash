@@ -3,7 +3,7 @@
 # Installed as share/bash-completion/completions/surg; works without the
 # bash-completion package too (`source` it).
 
-_surg_commands='run check plan fmt schema diff invert'
+_surg_commands='run check plan index fmt schema diff invert'
 _surg_global='-h --help --version --diagnostics --color'
 _surg_checkpoints='.safetensors .json .npz .npy .pt .pth .bin .tar .msgpack'
 
@@ -11,9 +11,10 @@ _surg_checkpoints='.safetensors .json .npz .npy .pt .pth .bin .tar .msgpack'
 # (tests/py/test_install.py compares the two).
 _surg_options() {
     case $1 in
-    run) echo '--in --params --state -q --quiet --to --threads --format --out-format --max-shard-size' ;;
+    run) echo '--in --params --state -q --quiet --to --threads --format --out-format --max-shard-size --part' ;;
     check) echo '--from --in --params --state --to --graph --format' ;;
-    plan) echo '--from --in --params --state --to --json --threads --format' ;;
+    plan) echo '--from --in --params --state --to --json --threads --format --max-shard-size --part' ;;
+    index) echo '--plan -q --quiet' ;;
     fmt) echo '--check -w --write --tree' ;;
     schema) echo '--json --format' ;;
     diff) echo '--recipe --schema --rtol --atol --json --format --threads' ;;
@@ -25,7 +26,8 @@ _surg_options() {
 _surg_takes_value() {
     case $1 in
     --diagnostics | --color | --in | --params | --state | --from | --to | --threads | \
-        --format | --out-format | --max-shard-size | --recipe | --rtol | --atol) return 0 ;;
+        --format | --out-format | --max-shard-size | --recipe | --rtol | --atol | --part | \
+        --plan) return 0 ;;
     esac
     return 1
 }
@@ -109,7 +111,10 @@ _surg() {
     --recipe)
         _surg_files "$cur" .surg
         return ;;
-    --in | --threads | --rtol | --atol | --max-shard-size)
+    --part)
+        _surg_words 'auto' "$cur"
+        return ;;
+    --in | --threads | --rtol | --atol | --max-shard-size | --plan)
         return ;; # a name or a number: nothing to offer
     esac
 
@@ -129,6 +134,7 @@ _surg() {
     case $cmd in
     fmt) _surg_files "$cur" .surg ;;
     schema | diff) _surg_checkpoint_files "$cur" ;;
+    index) compopt -o dirnames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -d -- "$cur") ;;
     run | check | plan | invert)
         if ((npos == 0)); then
             _surg_files "$cur" .surg

@@ -278,7 +278,7 @@ class TestInstall(unittest.TestCase):
             open(os.path.join(work, f), "w").close()
         cases = [
             (["surg", "ch"], ["check"]),
-            (["surg", ""], ["run", "check", "plan", "fmt", "schema", "diff", "invert"]),
+            (["surg", ""], ["run", "check", "plan", "index", "fmt", "schema", "diff", "invert"]),
             (["surg", "--"], ["--help", "--version", "--diagnostics", "--color"]),
             (["surg", "--color", "never", "p"], ["plan"]),
             (["surg", "--diagnostics", ""], ["human", "json", "github"]),
