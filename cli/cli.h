@@ -59,8 +59,9 @@ typedef struct recipe_args {
     surg_reflink reflink; /* --reflink (run) */
     uint64_t max_shard_size;
     bool graph, json, quiet;
+    const char *part; /* --part I/N or auto (surg_part_parse) */
     /* which of these this command takes */
-    bool allow_graph, allow_json, allow_shards, allow_quiet;
+    bool allow_graph, allow_json, allow_shards, allow_quiet, allow_part;
     bool positional_io; /* RECIPE IN OUT, not --from */
 } recipe_args;
 
@@ -86,6 +87,31 @@ void compiled_free(compiled *c);
 
 int cmd_plan(int argc, char **argv, diag_printer *dp);
 int cmd_run(int argc, char **argv, diag_printer *dp);
+int cmd_index(int argc, char **argv, diag_printer *dp);
+/* surg index: wrote out/model.safetensors.index.json (3 shards, 12 tensors, 9.4 MiB) */
+void index_summary(const char *out, const surg_index_info *info);
+
+/* An MPI run (cli/mpi.c, built with -DSURG_MPI=ON): the ranks of
+ * `mpirun -n N surg run ... --part auto` agree on the plan, and rank 0
+ * writes the index once every rank is done. Without MPI built in, `on`
+ * stays false and the parts run on their own (surg index afterwards). */
+typedef struct mpi_run {
+    bool on;
+    int rank, size;
+} mpi_run;
+
+/* Start MPI when the part came from an MPI launcher's variables (and MPI
+ * is built in); false, with a message, when MPI disagrees with them. */
+bool mpi_begin(mpi_run *m, const surg_part *part);
+/* Collective: every rank gives whether it got here well; true when all
+ * did. */
+bool mpi_all_ok(mpi_run *m, bool ok);
+/* Collective: rank 0's digest to every rank (`digest` in, rank 0's out in
+ * `first`). */
+void mpi_first_digest(mpi_run *m, const char *digest, char *first);
+/* Collective: rank 0's status to every rank. */
+int mpi_from_first(mpi_run *m, int v);
+void mpi_end(mpi_run *m);
 
 /* `surg lsp`: a Language Server over standard input and output (lsp.h). */
 int cmd_lsp(int argc, char **argv, diag_printer *dp);

@@ -1,5 +1,6 @@
 /* cmd_plan.c: `surg plan RECIPE --from CKPT|SCHEMA [--to TARGET] [--json]`:
  * what `surg run` would do for each output tensor, and what it costs. */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "cli.h"
@@ -22,17 +23,58 @@ static const char help[] =
     "  --json        print the plan as JSON\n"
     "  --threads N   plan for N threads (default: the number of cores)\n"
     "  --format NAME the format of each CKPT or TARGET whose name does not say\n"
-    "                (safetensors, npz, npy, torch, msgpack or schema)\n";
+    "                (safetensors, npz, npy, torch, msgpack or schema)\n"
+    "  --part I/N --max-shard-size SIZE\n"
+    "                then each of the N parts of the output sharded at SIZE\n"
+    "                (surg run --part): its shards, tensors, bytes read and\n"
+    "                written, part I marked; and the plan's digest (auto: the\n"
+    "                part from the launcher, as surg run takes it)\n";
+
+/* Each part's share of the output, part p marked. */
+static surg_status print_parts(const compiled *c, const recipe_args *a, const surg_part *p,
+                               surg_sink *sink)
+{
+    char digest[SURG_DIGEST_CHARS + 1];
+    surg_part_cost *costs = calloc(p->count, sizeof *costs);
+    surg_status st = costs ? surg_plan_digest(c->plan, a->max_shard_size, digest) : SURG_ENOMEM;
+    if (!st)
+        st = surg_plan_parts(c->plan, a->max_shard_size, p->count, costs, sink);
+    if (!st && a->json) {
+        printf("{\"digest\":\"%s\",\"part\":%u,\"parts\":[", digest, p->index);
+        for (uint32_t k = 0; k < p->count; k++)
+            printf("%s{\"shards\":%zu,\"tensors\":%zu,\"read\":%llu,\"written\":%llu}",
+                   k ? "," : "", costs[k].shards, costs[k].tensors,
+                   (unsigned long long)costs[k].read, (unsigned long long)costs[k].written);
+        puts("]}");
+    } else if (!st) {
+        printf("\n  parts (plan %s):\n  %7s %7s %8s %11s %11s\n", digest, "part", "shards",
+               "tensors", "read", "written");
+        for (uint32_t k = 0; k < p->count; k++) {
+            char r[32], w[32];
+            surg_format_size(costs[k].read, r, sizeof r);
+            surg_format_size(costs[k].written, w, sizeof w);
+            printf("%s %7u %7zu %8zu %11s %11s\n", k == p->index ? "*" : " ", k,
+                   costs[k].shards, costs[k].tensors, r, w);
+        }
+    }
+    free(costs);
+    return st;
+}
 
 int cmd_plan(int argc, char **argv, diag_printer *dp)
 {
-    recipe_args a = {.allow_json = true};
+    recipe_args a = {.allow_json = true, .allow_part = true};
     int rc = parse_recipe_args("plan", help, argc, argv, &a);
     if (rc >= 0) {
         recipe_args_free(&a);
         return rc;
     }
     surg_sink sink = diag_sink(dp);
+    surg_part part = {0};
+    if (a.part && surg_part_parse(a.part, NULL, &part, &sink)) {
+        recipe_args_free(&a);
+        return 2;
+    }
     compiled c;
     surg_status st = plan_recipe(&a, &sink, &c);
     if (!st) {
@@ -45,6 +87,8 @@ int cmd_plan(int argc, char **argv, diag_printer *dp)
             st = SURG_ENOMEM;
         free(text);
     }
+    if (!st && part.count)
+        st = print_parts(&c, &a, &part, &sink);
     if (st == SURG_ENOMEM)
         fputs("surg plan: out of memory\n", stderr);
     compiled_free(&c);

@@ -72,6 +72,12 @@ static const char help[] =
     "                        XFS or btrfs): auto (where OUT's directory can share\n"
     "                        blocks with IN; the default), always, or never (the\n"
     "                        reference's layout, byte for byte)\n"
+    "  --part I/N            write only the shards part I of N owns (0 <= I < N),\n"
+    "                        never the index: `surg index OUT` writes it once\n"
+    "                        every part is done (needs --max-shard-size)\n"
+    "  --part auto           the part from the launcher: Open MPI, PMI, a Slurm\n"
+    "                        job array or torchrun (docs/scale.md); under mpirun\n"
+    "                        with an MPI build, rank 0 writes the index itself\n"
     "\n" HELP_RECIPE;
 
 typedef struct bar {
@@ -105,6 +111,30 @@ static void progress(void *user, uint64_t done, uint64_t total)
     b->shown = true;
 }
 
+/* surg run: part 1 of 3 wrote 2 shards (5 tensors, 9.4 MiB) to out in 0.3 s */
+static void part_summary(const compiled *c, const recipe_args *a, const surg_part *p,
+                         double secs)
+{
+    surg_part_cost *costs = calloc(p->count, sizeof *costs);
+    surg_sink quiet = {0};
+    if (!costs || surg_plan_parts(c->plan, a->max_shard_size, p->count, costs, &quiet)) {
+        free(costs);
+        return;
+    }
+    const surg_part_cost *k = &costs[p->index];
+    char size[32];
+    surg_format_size(k->written, size, sizeof size);
+    fprintf(stderr, "surg run: part %u of %u ", p->index, p->count);
+    if (k->shards)
+        fprintf(stderr, "wrote %zu shard%s (%zu tensor%s, %s) to ", k->shards,
+                k->shards == 1 ? "" : "s", k->tensors, k->tensors == 1 ? "" : "s", size);
+    else
+        fputs("has no shard to write in ", stderr);
+    put_safe(stderr, a->out, false);
+    fprintf(stderr, " in %.1f s\n", secs);
+    free(costs);
+}
+
 /* surg run: wrote 13 tensors (9.4 MiB) to out.safetensors in 0.3 s */
 static void summary(const compiled *c, const recipe_args *a, double secs)
 {
@@ -126,11 +156,58 @@ static void summary(const compiled *c, const recipe_args *a, double secs)
     fprintf(stderr, " in %.1f s\n", secs);
 }
 
+/* The ranks of an MPI run agree on their plan before any writes: a rank
+ * that failed to plan, or holds another plan than rank 0, stops them all. */
+static surg_status agree(mpi_run *m, const compiled *c, const recipe_args *a, surg_status st)
+{
+    char mine[SURG_DIGEST_CHARS + 1] = "", first[SURG_DIGEST_CHARS + 1];
+    if (!st && surg_plan_digest(c->plan, a->max_shard_size, mine) != SURG_OK)
+        st = SURG_ENOMEM;
+    mpi_first_digest(m, mine, first);
+    bool same = !st && strcmp(mine, first) == 0;
+    if (!st && !same && first[0]) /* (rank 0 failed: it says why) */
+        fprintf(stderr, "surg run: rank %d holds another plan (%s) than rank 0 (%s): every "
+                        "rank must run the same recipe on the same inputs with the same "
+                        "options; nothing is written\n",
+                m->rank, mine, first);
+    if (!mpi_all_ok(m, same)) {
+        if (same && m->rank == 0)
+            fputs("surg run: another rank could not plan the run, or holds another plan: "
+                  "nothing is written\n", stderr);
+        return st ? st : SURG_EINVALID;
+    }
+    return SURG_OK;
+}
+
+/* After the parts: rank 0 writes the index when every rank succeeded, and
+ * every rank ends with its status (a failure anywhere: no index). */
+static surg_status finish_mpi(mpi_run *m, const recipe_args *a, surg_status st,
+                              surg_sink *sink)
+{
+    bool all = mpi_all_ok(m, st == SURG_OK);
+    if (!all && !st && m->rank == 0)
+        fputs("surg run: another rank failed: the index is not written, so the output is "
+              "not complete; run again (the shards written stay, and are written again)\n",
+              stderr);
+    int ist = SURG_OK;
+    surg_index_info info;
+    if (all && m->rank == 0) {
+        ist = surg_index_write(a->out, NULL, &info, sink);
+        if (!ist && !a->quiet)
+            index_summary(a->out, &info);
+    }
+    ist = all ? mpi_from_first(m, ist) : SURG_OK;
+    if (st)
+        return st;
+    return !all ? SURG_EINVALID : (surg_status)ist;
+}
+
 int cmd_run(int argc, char **argv, diag_printer *dp)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    recipe_args a = {.positional_io = true, .allow_shards = true, .allow_quiet = true};
+    recipe_args a = {.positional_io = true, .allow_shards = true, .allow_quiet = true,
+                     .allow_part = true};
     int rc = parse_recipe_args("run", help, argc, argv, &a);
     if (rc >= 0) {
         recipe_args_free(&a);
@@ -143,8 +220,16 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
                                       "(./- for a file named \"-\")");
         }
     surg_sink sink = diag_sink(dp);
+    surg_part part = {0};
+    mpi_run mpi = {0};
+    if (a.part && (surg_part_parse(a.part, NULL, &part, &sink) || !mpi_begin(&mpi, &part))) {
+        recipe_args_free(&a);
+        return 2;
+    }
     compiled c;
     surg_status st = plan_recipe(&a, &sink, &c);
+    if (mpi.on)
+        st = agree(&mpi, &c, &a, st);
     bar b = {0};
     clock_gettime(CLOCK_MONOTONIC, &b.start);
     /* The recipe and the target were read too: no output may replace them. */
@@ -155,19 +240,25 @@ int cmd_run(int argc, char **argv, diag_printer *dp)
                           .also_read = read, .n_also_read = strcmp(a.recipe, "-") ? 1 : 0,
                           .also_opened = opened, .n_also_opened = c.to ? 1 : 0,
                           .out_format = a.out_format, .reflink = a.reflink,
-                          .writers = a.writers};
+                          .writers = a.writers, .part = part};
     if (isatty(STDERR_FILENO) && !getenv("CI")) {
         opts.progress = progress;
         opts.progress_user = &b;
     }
+    bool planned = !st;
     if (!st)
         st = surg_run(c.plan, a.out, &opts, &sink);
     if (b.shown)
         fputs("\n", stderr);
     if (st == SURG_ENOMEM)
         fputs("surg run: out of memory\n", stderr);
-    if (!st && !a.quiet)
+    if (!st && !a.quiet && part.count)
+        part_summary(&c, &a, &part, now_since(&t0));
+    else if (!st && !a.quiet)
         summary(&c, &a, now_since(&t0));
+    if (mpi.on && planned)
+        st = finish_mpi(&mpi, &a, st, &sink);
+    mpi_end(&mpi);
     compiled_free(&c);
     recipe_args_free(&a);
     return surg_exit_code(st);

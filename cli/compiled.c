@@ -64,6 +64,7 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
     recipe_args allowed = *a;
     *a = (recipe_args){.allow_graph = allowed.allow_graph, .allow_json = allowed.allow_json,
                        .allow_shards = allowed.allow_shards, .allow_quiet = allowed.allow_quiet,
+                       .allow_part = allowed.allow_part,
                        .positional_io = allowed.positional_io};
     a->ins = calloc((size_t)(argc > 0 ? argc : 1), sizeof *a->ins); /* at most one per word */
     if (!a->ins) {
@@ -103,9 +104,10 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
             by_parts = a->split = true;
         } else if (is(arg, "--from") || is(arg, "--to") || is(arg, "--threads") ||
                    is(arg, "--format") ||
-                   ((is(arg, "--max-shard-size") || is(arg, "--out-format") ||
-                     is(arg, "--writers") || is(arg, "--reflink")) &&
-                    a->allow_shards)) {
+                   (is(arg, "--max-shard-size") && (a->allow_shards || a->allow_part)) ||
+                   ((is(arg, "--out-format") || is(arg, "--writers") || is(arg, "--reflink")) &&
+                    a->allow_shards) ||
+                   (is(arg, "--part") && a->allow_part)) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", arg);
             const char *v = argv[++i];
@@ -129,6 +131,8 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
                 a->reflink = (surg_reflink)w;
             } else if (is(arg, "--format")) {
                 a->format = v;
+            } else if (is(arg, "--part")) {
+                a->part = v;
             } else if (is(arg, "--out-format")) {
                 a->out_format = v;
             } else {
@@ -207,6 +211,10 @@ int parse_recipe_args(const char *cmd, const char *help, int argc, char **argv,
         if (silent)
             a->out_format = a->format;
     }
+    if (a->part && !a->max_shard_size)
+        return usage_error(cmd, "--part %s: the parts are of a sharded output: give "
+                                "--max-shard-size too (the same in every part)",
+                           a->part);
     if (!a->threads) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         a->threads = cores > 0 ? (unsigned)cores : 1;

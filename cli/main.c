@@ -22,6 +22,10 @@ static const char usage[] =
     "                         compile a recipe against a checkpoint's header\n"
     "  plan RECIPE --from CKPT [--to TARGET] [--json]\n"
     "                         what run would do for each tensor, and its cost\n"
+    "  run ... --part I/N|auto --max-shard-size SIZE\n"
+    "                         write one part of a sharded output (docs/scale.md)\n"
+    "  index OUT              write the index of a partitioned output, once every\n"
+    "                         part is done\n"
     "  fmt RECIPE [--check | -w]\n"
     "                         print a recipe in the canonical layout (-w: in place)\n"
     "  schema CKPT [--json]   print the abstract state (names, dtypes, shapes)\n"
@@ -57,6 +61,7 @@ static const struct command {
     {"check", cmd_check},
     {"plan", cmd_plan},
     {"run", cmd_run},
+    {"index", cmd_index},
     {"diff", cmd_diff},
     {"invert", cmd_invert},
     {"lsp", cmd_lsp},

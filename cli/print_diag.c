@@ -8,11 +8,17 @@
 
 void put_safe(FILE *out, const char *s, bool keep_newlines)
 {
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if ((*p < 0x20 && !(keep_newlines && *p == '\n')) || *p == 0x7F)
-            fprintf(out, "\\x%02x", *p);
-        else
-            fputc(*p, out);
+    /* Runs of safe bytes in one write: a plan of 100,000 tensors is MBs. */
+    const unsigned char *p = (const unsigned char *)(s ? s : ""), *run = p;
+    for (;; p++) {
+        bool bad = (*p < 0x20 && !(keep_newlines && *p == '\n')) || *p == 0x7F;
+        if (!bad && *p)
+            continue;
+        fwrite(run, 1, (size_t)(p - run), out);
+        if (!*p)
+            return;
+        fprintf(out, "\\x%02x", *p);
+        run = p + 1;
     }
 }
 

@@ -3,7 +3,7 @@
 # Installed as share/bash-completion/completions/surg; works without the
 # bash-completion package too (`source` it).
 
-_surg_commands='run check plan fmt schema diff invert lsp suggest'
+_surg_commands='run check plan index fmt schema diff invert lsp suggest'
 _surg_global='-h --help --version --diagnostics --color'
 _surg_checkpoints='.safetensors .json .npz .npy .pt .pth .bin .tar .msgpack'
 
@@ -11,9 +11,10 @@ _surg_checkpoints='.safetensors .json .npz .npy .pt .pth .bin .tar .msgpack'
 # (tests/py/test_install.py compares the two).
 _surg_options() {
     case $1 in
-    run) echo '--in --params --state -q --quiet --to --threads --format --out-format --max-shard-size --writers --reflink' ;;
+    run) echo '--in --params --state -q --quiet --to --threads --format --out-format --max-shard-size --writers --reflink --part' ;;
     check) echo '--from --in --params --state --to --graph --format' ;;
-    plan) echo '--from --in --params --state --to --json --threads --format' ;;
+    plan) echo '--from --in --params --state --to --json --threads --format --max-shard-size --part' ;;
+    index) echo '--plan -q --quiet' ;;
     fmt) echo '--check -w --write --tree' ;;
     schema) echo '--json --format' ;;
     diff) echo '--recipe --schema --rtol --atol --json --format --threads' ;;
@@ -28,7 +29,7 @@ _surg_takes_value() {
     case $1 in
     --diagnostics | --color | --in | --params | --state | --from | --to | --threads | \
         --format | --out-format | --max-shard-size | --recipe | --rtol | --atol | \
-        --writers | --reflink) return 0 ;;
+        --writers | --reflink | --part | --plan) return 0 ;;
     esac
     return 1
 }
@@ -115,7 +116,10 @@ _surg() {
     --recipe)
         _surg_files "$cur" .surg
         return ;;
-    --in | --threads | --rtol | --atol | --max-shard-size | --writers)
+    --part)
+        _surg_words 'auto' "$cur"
+        return ;;
+    --in | --threads | --rtol | --atol | --max-shard-size | --writers | --plan)
         return ;; # a name or a number: nothing to offer
     esac
 
@@ -135,6 +139,7 @@ _surg() {
     case $cmd in
     fmt) _surg_files "$cur" .surg ;;
     schema | diff) _surg_checkpoint_files "$cur" ;;
+    index) compopt -o dirnames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -d -- "$cur") ;;
     run | check | plan | invert)
         if ((npos == 0)); then
             _surg_files "$cur" .surg

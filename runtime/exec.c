@@ -67,6 +67,12 @@ typedef struct run {
     void *give_user;
 } run;
 
+/* Does this run make plan tensor t (a part makes only its own shards')? */
+static bool mine(const run *r, size_t t)
+{
+    return r->give || !r->opts->part.count || xo_mine(&r->out, t);
+}
+
 /* ---- sizing ------------------------------------------------------------ */
 
 /* Distinct nodes a chunk of `id` evaluates (not inside reductions, which
@@ -332,7 +338,7 @@ static surg_status prepare_reductions(run *r, uint32_t *stamp)
         return dg_nomem(r->sink, "surg");
     }
     for (size_t t = 0; t < r->pl->n; t++)
-        if (r->pl->t[t].kind == PL_COMPUTE)
+        if (r->pl->t[t].kind == PL_COMPUTE && mine(r, t))
             collect_reductions(nodes, r->pl->t[t].node, seen, r->red, &r->n_red, memo);
     surg_status st = SURG_OK;
     for (size_t i = 0; i < r->n_red && !st && !r->kx.cuts; i++)
@@ -465,7 +471,7 @@ static surg_status prepare(run *r)
     r->pool.max_chunk = MIN_CHUNK;
     for (size_t t = 0; t < pl->n; t++) {
         const pl_tensor *x = &pl->t[t];
-        r->total += x->nbytes;
+        r->total += mine(r, t) ? x->nbytes : 0;
         if (x->kind == PL_COPY)
             continue;
         if (surg_dtype_bits(x->dtype) % 8) {
@@ -497,6 +503,36 @@ static surg_status map_inputs(run *r)
     return st;
 }
 
+/* need[i]: does a tensor this run makes read input tensor i? Node ids
+ * count up from the leaves, so one sweep down marks every operand. */
+static bool inputs_needed(const run *r, uint8_t *need)
+{
+    const surg_plan *pl = r->pl;
+    uint8_t *live = calloc(pl->n_nodes ? pl->n_nodes : 1, 1);
+    if (!live)
+        return false;
+    for (size_t t = 0; t < pl->n; t++) {
+        if (!mine(r, t))
+            continue;
+        if (pl->t[t].kind == PL_COPY)
+            for (size_t s = 0; s < pl->t[t].n_segs; s++)
+                need[pl->t[t].segs[s].input] = 1;
+        else
+            live[pl->t[t].node] = 1;
+    }
+    for (size_t id = pl->n_nodes; id-- > 0;) {
+        const cg_node *n = &pl->nodes[id];
+        if (!live[id])
+            continue;
+        if (n->op == OP_INPUT)
+            need[n->a.input] = 1;
+        for (uint32_t i = 0; i < n->n_in; i++)
+            live[n->in[i]] = 1;
+    }
+    free(live);
+    return true;
+}
+
 /* The inputs the plan reads whose bytes are not in place (the plan lists
  * them) are decoded first, a job per tensor, into scratch files in the
  * output's directory (which has room for the output anyway; /tmp may be a
@@ -519,17 +555,24 @@ static surg_status decode_inputs(run *r, const char *out_path)
         if (!ck->scratch_dir)
             return dg_nomem(r->sink, "surg");
     }
+    /* A part decodes only what its own tensors read. */
+    uint8_t *need = r->opts->part.count ? calloc(ck->n ? ck->n : 1, 1) : NULL;
+    if (r->opts->part.count && (!need || !inputs_needed(r, need))) {
+        free(need);
+        return dg_nomem(r->sink, "surg");
+    }
     surg_status st = SURG_OK;
     r->jobs.n = 0;
     for (size_t k = 0; k < r->pl->n_decode && !st; k++) {
         size_t i = r->pl->decode[k];
-        if (!ck_needs_decode(ck, i))
+        if (!ck_needs_decode(ck, i) || (need && !need[i]))
             continue;
         st = ck_scratch_open(ck, i, r->sink);
         r->total += ck->tensors[i].nbytes;
         if (!st && !jb_add(&r->jobs, (jb_job){.kind = JB_DECODE, .item = (uint32_t)i}))
             st = dg_nomem(r->sink, "surg");
     }
+    free(need);
     return st || !r->jobs.n ? st : jb_run(&r->pool, &r->jobs);
 }
 
@@ -589,7 +632,8 @@ static bool file_jobs(run *r, const stw_layout *lay, size_t k, size_t f, size_t 
                                            left < SHARE_PIECE ? left : SHARE_PIECE, 0, 0}))
                 return false;
         }
-    for (size_t i = 0; i < lay->files[f].n; i++) {
+    /* another part's file (partition.h): laid out, never made here */
+    for (size_t i = 0; !lay->files[f].elsewhere && i < lay->files[f].n; i++) {
         size_t t = o->plan_of[k][lay->files[f].idx[i]];
         if (t != SIZE_MAX && !tensor_jobs(r, t))
             return false;

@@ -76,6 +76,14 @@ static surg_status add_sources(xo_set *s, const surg_plan *pl, const surg_run_op
     return SURG_OK;
 }
 
+surg_tensor_info xo_tensor_info(const pl_tensor *t, size_t plen)
+{
+    uint64_t nelems = 1; /* the writers that cut arrays count elements */
+    for (uint32_t d = 0; d < t->rank; d++)
+        nelems *= t->shape[d];
+    return (surg_tensor_info){t->name + plen, t->dtype, t->rank, t->shape, nelems, t->nbytes};
+}
+
 /* Output k's layout: the plan's tensors under its prefix not placed yet
  * (`taken` marks those placed so far), named without the prefix, with the
  * metadata of that prefix. */
@@ -93,11 +101,7 @@ static surg_status layout_one(xo_set *s, const surg_plan *pl, const surg_run_opt
     for (size_t t = 0; t < pl->n; t++)
         if (!taken[t] && strncmp(pl->t[t].name, o->prefix, plen) == 0) {
             taken[t] = true;
-            uint64_t nelems = 1; /* the writers that cut arrays count elements */
-            for (uint32_t d = 0; d < pl->t[t].rank; d++)
-                nelems *= pl->t[t].shape[d];
-            info[m] = (surg_tensor_info){pl->t[t].name + plen, pl->t[t].dtype, pl->t[t].rank,
-                                         pl->t[t].shape, nelems, pl->t[t].nbytes};
+            info[m] = xo_tensor_info(&pl->t[t], plen);
             s->lay_of[t] = (uint32_t)k;
             s->idx_of[t] = m;
             s->plan_of[k][m++] = t;
@@ -105,7 +109,13 @@ static surg_status layout_one(xo_set *s, const surg_plan *pl, const surg_run_opt
     s->out[k] = (stw_output){.tensors = info, .n = m, .meta = pl->meta, .n_meta = pl->n_meta,
                              .no_format = pl_drops_format(&pl->rec),
                              .max_shard_size = opts->max_shard_size, .reads = reads,
-                             .format = opts->out_format};
+                             .format = opts->out_format, .part = opts->part};
+    if (opts->max_shard_size) { /* every file of a sharded output names its plan */
+        char *digest = ar_alloc(&s->ar, SURG_DIGEST_CHARS + 1);
+        if (!digest || surg_plan_digest(pl, opts->max_shard_size, digest) != SURG_OK)
+            return dg_nomem(sink, o->path);
+        s->out[k].digest = digest;
+    }
     if (stw_writer_of(o->path, opts->out_format) && add_repeats(s, pl, k, o, info, &m, sink) != SURG_OK)
         return SURG_ENOMEM;
     if (plen && pl_metadata(pl, o->prefix, &s->ar, (surg_meta_entry **)&s->out[k].meta,
@@ -139,6 +149,11 @@ surg_status xo_layout(xo_set *s, const surg_plan *pl, const surg_run_opts *opts,
     const surg_ckpt_part *outs = opts->n_outputs ? opts->outputs : &single;
     size_t n = opts->n_outputs ? opts->n_outputs : 1;
     ar_init(&s->ar);
+    if (opts->part.count && n > 1) {
+        dg_file(sink, SURG_ERROR, "part", outs[0].path,
+                "--part writes one part of one sharded output, and this run has %zu outputs", n);
+        return SURG_EUSAGE;
+    }
     bool *taken = calloc(pl->n ? pl->n : 1, sizeof *taken);
     s->lay = calloc(n, sizeof *s->lay);
     s->out = calloc(n, sizeof *s->out);
@@ -175,7 +190,7 @@ static surg_status add_shares(xo_set *s, size_t k, surg_sink *sink)
 {
     const stw_layout *lay = &s->lay[k];
     for (size_t f = 0; f < lay->n_files; f++)
-        for (size_t r = 0; r < lay->files[f].n_runs; r++) {
+        for (size_t r = 0; !lay->files[f].elsewhere && r < lay->files[f].n_runs; r++) {
             const stw_run *run = &lay->files[f].runs[r];
             uint64_t lo, hi;
             if (!sh_span(run, s->out[k].share_block, &lo, &hi))
@@ -222,6 +237,12 @@ bool xo_wants_crc(const xo_set *s, size_t t) { return stw_layout_wants_crc(&s->l
 void xo_set_crc(xo_set *s, size_t t, uint32_t crc)
 {
     stw_layout_set_crc(&s->lay[s->lay_of[t]], s->idx_of[t], crc);
+}
+
+bool xo_mine(const xo_set *s, size_t t)
+{
+    const stw_layout *lay = &s->lay[s->lay_of[t]];
+    return !lay->files[lay->file_of[s->idx_of[t]]].elsewhere;
 }
 
 void xo_writeback(xo_set *s)

@@ -46,6 +46,11 @@ surg_status xo_open(xo_set *s, surg_sink *sink);
  * .npz), and give it, once its bytes are all written. */
 bool xo_wants_crc(const xo_set *s, size_t t);
 void xo_set_crc(xo_set *s, size_t t, uint32_t crc);
+/* Is plan tensor t written by this run (not by another part's)? */
+bool xo_mine(const xo_set *s, size_t t);
+/* The writer's view of plan tensor t, its name without its output's
+ * prefix (plen bytes). */
+surg_tensor_info xo_tensor_info(const pl_tensor *t, size_t plen);
 /* Start writing back what the jobs wrote so far (a hint, while they run). */
 void xo_writeback(xo_set *s);
 /* Sync every output, then rename each into place, then remove the stale

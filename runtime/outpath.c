@@ -936,6 +936,9 @@ surg_status outp_remove_stale(stw_layout *lay, surg_sink *sink, const outp_reads
     surg_status st = SURG_OK;
     for (size_t i = 0; i < lay->n_stale; i++) {
         const char *path = lay->stale[i];
+        struct stat sb;
+        if (lstat(path, &sb) != 0 && errno == ENOENT)
+            continue; /* gone already: another part of the output removed it */
         /* Checked again: it may have changed while the run went on. */
         if (outp_reads_find(reads, path) || !outp_is_ours(path)) {
             dg_file(sink, SURG_WARNING, "out-stale", path,

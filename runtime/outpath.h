@@ -16,6 +16,9 @@
  * in each shard's `__metadata__` and in the index's "metadata". */
 #define OUTP_MARK_KEY "surg.output"
 #define OUTP_MARK_VALUE "sharded"
+/* And this key, the plan's digest, which all the files of one sharded
+ * output share (surg_plan_digest). */
+#define OUTP_PLAN_KEY "surg.plan"
 
 /* What marks a directory output as surg's (an Orbax checkpoint): this
  * value of OUTP_MARK_KEY in the "custom_metadata" of its

@@ -18,6 +18,7 @@
 #include "support/diag.h"
 #include "runtime/checkpoint.h"
 #include "runtime/format.h"
+#include "runtime/partition.h"
 #include "runtime/st_header.h"
 #include "runtime/st_share.h"
 #include "support/tensor_name.h"
@@ -66,19 +67,22 @@ static void put_meta(buf *b, const stw_output *out)
     bool has_format = false;
     for (size_t i = 0; i < out->n_meta; i++)
         has_format |= strcmp(out->meta[i].key, "format") == 0;
-    surg_meta_entry added[2];
+    surg_meta_entry added[3]; /* in the order of their keys */
     size_t n_added = 0;
     if (!has_format && !out->no_format)
         added[n_added++] = (surg_meta_entry){"format", "pt"};
     const char *mark = out->mark ? out->mark : out->max_shard_size ? OUTP_MARK_VALUE : NULL;
     if (mark)
         added[n_added++] = (surg_meta_entry){OUTP_MARK_KEY, mark};
+    if (out->digest && out->max_shard_size)
+        added[n_added++] = (surg_meta_entry){OUTP_PLAN_KEY, out->digest};
     buf_puts(b, "\"__metadata__\":{");
     bool first = true;
     size_t i = 0, a = 0;
     while (i < out->n_meta || a < n_added) {
         const surg_meta_entry *e;
-        if (i < out->n_meta && strcmp(out->meta[i].key, OUTP_MARK_KEY) == 0) {
+        if (i < out->n_meta && (strcmp(out->meta[i].key, OUTP_MARK_KEY) == 0 ||
+                                strcmp(out->meta[i].key, OUTP_PLAN_KEY) == 0)) {
             i++;
             continue;
         }
@@ -96,15 +100,35 @@ static void put_meta(buf *b, const stw_output *out)
     buf_putc(b, '}');
 }
 
+/* A number in decimal, without printf: a header of 100,000 tensors has
+ * half a million of them. */
+static void put_u64(buf *b, uint64_t v)
+{
+    char d[20];
+    size_t n = 0;
+    do
+        d[sizeof d - ++n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    buf_append(b, d + sizeof d - n, n);
+}
+
 static void put_entry(buf *b, const surg_tensor_info *t, uint64_t begin)
 {
     buf_putc(b, ',');
     buf_json_string(b, t->name);
-    buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", surg_dtype_st_name(t->dtype));
-    for (uint32_t d = 0; d < t->rank; d++)
-        buf_printf(b, "%s%llu", d ? "," : "", (unsigned long long)t->shape[d]);
-    buf_printf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)begin,
-               (unsigned long long)(begin + t->nbytes));
+    buf_puts(b, ":{\"dtype\":\"");
+    buf_puts(b, surg_dtype_st_name(t->dtype));
+    buf_puts(b, "\",\"shape\":[");
+    for (uint32_t d = 0; d < t->rank; d++) {
+        if (d)
+            buf_putc(b, ',');
+        put_u64(b, t->shape[d]);
+    }
+    buf_puts(b, "],\"data_offsets\":[");
+    put_u64(b, begin);
+    buf_putc(b, ',');
+    put_u64(b, begin + t->nbytes);
+    buf_puts(b, "]}");
 }
 
 /* The header of tensors[idx[0..n)] in that order, its length (with the
@@ -161,7 +185,7 @@ static surg_status file_header(const stw_output *out, stw_file *f)
 
 /* The directory and prefix of the shards (made, if missing, only when the
  * files are opened). */
-static surg_status shard_place(surg_sink *sink, const char *out_path, shard_names *sn)
+surg_status stw_shard_place(surg_sink *sink, const char *out_path, shard_names *sn)
 {
     const char *suffix = ".safetensors.index.json";
     size_t n = strlen(out_path), k = strlen(suffix);
@@ -213,25 +237,39 @@ static size_t assign_shards(const stw_output *out, const size_t *order,
 
 /* The index Hugging Face writes beside the shards, as Python's
  * json.dumps(index, indent=2, sort_keys=True) writes it. */
-static surg_status index_text(const stw_layout *lay, buf *b)
+surg_status stw_index_text(buf *b, const char *const *names, const char *const *files, size_t n,
+                           uint64_t total)
 {
-    const stw_output *out = lay->out;
-    uint64_t total = 0;
-    for (size_t i = 0; i < out->n; i++)
-        total += out->tensors[i].nbytes;
     buf_printf(b, "{\n  \"metadata\": {\n    \"" OUTP_MARK_KEY "\": \"" OUTP_MARK_VALUE
                   "\",\n    \"total_size\": %llu\n  },\n  \"weight_map\": {",
                (unsigned long long)total);
-    for (size_t i = 0; i < out->n; i++) {
-        size_t t = lay->order[i];
-        const char *path = lay->files[lay->file_of[t]].path;
+    for (size_t i = 0; i < n; i++) {
         buf_puts(b, i ? ",\n    " : "\n    ");
-        buf_json_ascii(b, out->tensors[t].name);
+        buf_json_ascii(b, names[i]);
         buf_puts(b, ": ");
-        buf_json_ascii(b, strrchr(path, '/') + 1);
+        buf_json_ascii(b, files[i]);
     }
-    buf_puts(b, out->n ? "\n  }\n}\n" : "}\n}\n");
+    buf_puts(b, n ? "\n  }\n}\n" : "}\n}\n");
     return b->failed ? SURG_ENOMEM : SURG_OK;
+}
+
+static surg_status index_text(const stw_layout *lay, buf *b)
+{
+    const stw_output *out = lay->out;
+    size_t n = out->n;
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    const char **files = malloc((n ? n : 1) * sizeof *files);
+    uint64_t total = 0;
+    for (size_t i = 0; names && files && i < n; i++) {
+        size_t t = lay->order[i];
+        names[i] = out->tensors[t].name;
+        files[i] = strrchr(lay->files[lay->file_of[t]].path, '/') + 1;
+        total += out->tensors[t].nbytes;
+    }
+    surg_status st = names && files ? stw_index_text(b, names, files, n, total) : SURG_ENOMEM;
+    free(names);
+    free(files);
+    return st;
 }
 
 /* A header (or index) longer than a reader accepts would make a file that
@@ -315,8 +353,9 @@ static surg_status check_names(surg_sink *sink, const char *out_path, const stw_
     return st;
 }
 
-surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
-                            stw_layout *lay)
+/* The tensors in name order, and room for each one's place. */
+static surg_status layout_begin(surg_sink *sink, const char *out_path, const stw_output *out,
+                                stw_layout *lay)
 {
     *lay = (stw_layout){.out = out};
     size_t n = out->n;
@@ -329,8 +368,23 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     for (size_t i = 0; i < n; i++)
         lay->order[i] = i;
     sort_idx(out, lay->order, n, name_order, &nomem);
-    if (nomem)
-        return dg_nomem(sink, out_path);
+    return nomem ? dg_nomem(sink, out_path) : SURG_OK;
+}
+
+surg_status stw_layout_shards(surg_sink *sink, const stw_output *out, stw_layout *lay)
+{
+    surg_status st = layout_begin(sink, "surg", out, lay);
+    if (!st)
+        st = stw_shard_place(sink, "out", &lay->sn);
+    return st ? st : layout_files(sink, "surg", lay);
+}
+
+surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
+                            stw_layout *lay)
+{
+    surg_status st0 = layout_begin(sink, out_path, out, lay);
+    if (st0)
+        return st0;
     outp_kind kind;
     fmt_id forced;
     surg_status st = outp_format(sink, out->format, &forced);
@@ -343,10 +397,12 @@ surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_out
     if (!st && kind == OUTP_DIR && !(lay->dir_path = outp_dir_target(out_path)))
         st = dg_nomem(sink, out_path);
     if (!st && kind == OUTP_SHARDED)
-        st = shard_place(sink, out_path, &lay->sn);
+        st = stw_shard_place(sink, out_path, &lay->sn);
     if (!st)
         st = lay->writer ? lay->writer->make(sink, out_path, out, lay)
                          : layout_files(sink, out_path, lay);
+    if (!st && out->part.count)
+        st = part_mark(lay, sink, out_path);
     return st ? st : outp_check_layout(sink, out_path, lay, out->reads);
 }
 
@@ -412,12 +468,17 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
         surg_status st = of_dir_create(sink, lay->dir_path, &lay->dir);
         return st ? st : lay->writer->open(lay, sink);
     }
-    if (lay->sn.dir && mkdir(lay->sn.dir, 0777) == 0)
+    bool any = false; /* a part may make nothing */
+    for (size_t i = 0; i < lay->n_files; i++)
+        any |= !lay->files[i].elsewhere;
+    if (any && lay->sn.dir && mkdir(lay->sn.dir, 0777) == 0)
         lay->sn.made_dir = true;
-    else if (lay->sn.dir && errno != EEXIST)
+    else if (any && lay->sn.dir && errno != EEXIST)
         return dg_errno(sink, lay->sn.dir, "cannot create the output directory", errno);
     for (size_t i = 0; i < lay->n_files; i++) {
         stw_file *f = &lay->files[i];
+        if (f->elsewhere)
+            continue;
         surg_status st = of_create(sink, f->path, &f->of);
         if (!st)
             st = reserve(lay, f, sink);
@@ -428,7 +489,7 @@ surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
     }
     if (lay->writer)
         return lay->writer->open(lay, sink);
-    if (lay->index_path) {
+    if (lay->index_path && !lay->out->part.count) { /* a part's is surg_index_write's */
         buf text;
         buf_init(&text);
         surg_status st = index_text(lay, &text) ? dg_nomem(sink, lay->sn.dir) : SURG_OK;
@@ -461,7 +522,8 @@ surg_status stw_layout_sync(stw_layout *lay, surg_sink *sink)
     if (!st && !lay->synced && lay->dir)
         st = of_dir_sync(lay->dir, sink);
     for (size_t i = 0; !st && !lay->synced && !lay->dir && i < lay->n_files; i++)
-        st = of_finish(lay->files[i].of, sink);
+        if (lay->files[i].of)
+            st = of_finish(lay->files[i].of, sink);
     if (!st && !lay->synced && lay->index)
         st = of_finish(lay->index, sink);
     lay->synced |= !st;
@@ -477,10 +539,13 @@ surg_status stw_layout_commit(stw_layout *lay, surg_sink *sink)
         lay->committed = !st;
         return st;
     }
+    if (!st && lay->out->part.count)
+        st = part_commit_begin(lay, sink);
     /* Shards first, the index last: a reader going by the index never sees
      * a shard that is not there yet. */
     for (size_t i = 0; !st && i < lay->n_files; i++) {
-        st = of_commit(lay->files[i].of, sink);
+        if (lay->files[i].of)
+            st = of_commit(lay->files[i].of, sink);
         lay->files[i].of = NULL;
     }
     if (!st && lay->index) {

@@ -67,6 +67,11 @@ typedef struct stw_output {
      * reference's layout). */
     const stw_source *src;
     uint32_t share_block;
+    /* The plan's digest (surg_plan_digest), written as OUTP_PLAN_KEY in the
+     * files of a sharded output, or NULL. */
+    const char *digest;
+    /* One part of a sharded output (count 0: all of it): partition.h. */
+    surg_part part;
 } stw_output;
 
 typedef struct stw_layout stw_layout;
@@ -109,6 +114,9 @@ typedef struct shard_names {
     bool made_dir; /* by stw_layout_open: removed again if nothing is committed */
 } shard_names;
 
+/* The directory and prefix of a sharded output at `out_path` (malloc'd). */
+surg_status stw_shard_place(surg_sink *sink, const char *out_path, shard_names *sn);
+
 /* One output file: its tensors in data order, its header, its size. */
 typedef struct stw_file {
     char *path;
@@ -119,6 +127,7 @@ typedef struct stw_file {
     of_file *of;
     stw_run *runs; /* copies whose blocks can be shared, in data order */
     size_t n_runs;
+    bool elsewhere; /* another part's (partition.h): laid out, never made here */
 } stw_file;
 
 /* The whole output laid out before anything is written: which file holds
@@ -145,9 +154,20 @@ struct stw_layout {
 };
 
 /* Lay the output out and check every name it writes before anything is
- * read or written (outp_check_layout); nothing is created yet. */
+ * read or written (outp_check_layout); nothing is created yet. A part
+ * (out->part) lays out the whole output and marks the files of the other
+ * parts `elsewhere`. */
 surg_status stw_layout_make(surg_sink *sink, const char *out_path, const stw_output *out,
                             stw_layout *lay);
+/* The files of a sharded output at max_shard_size (out->max_shard_size,
+ * not 0) as stw_layout_make lays them out, without looking at any path
+ * (surg plan): lay->files' tensors, headers and sizes. */
+surg_status stw_layout_shards(surg_sink *sink, const stw_output *out, stw_layout *lay);
+/* The index of a sharded output, as Hugging Face writes it: the n tensor
+ * names in byte order, the base name of each one's file, and the bytes of
+ * their data. */
+surg_status stw_index_text(buf *b, const char *const *names, const char *const *files, size_t n,
+                           uint64_t total);
 /* The one file of an output that is never sharded (.npz, .msgpack):
  * lay->files[0] named out_path, with room for every tensor in its idx and
  * an empty header. */

@@ -510,7 +510,96 @@ SURG_API char *surg_plan_json(const surg_plan *pl);
 
 typedef void (*surg_progress_fn)(void *user, uint64_t done, uint64_t total);
 
-typedef enum surg_reflink { SURG_REFLINK_AUTO, SURG_REFLINK_ALWAYS, SURG_REFLINK_NEVER } surg_reflink;
+typedef enum surg_reflink {
+    SURG_REFLINK_AUTO,
+    SURG_REFLINK_ALWAYS,
+    SURG_REFLINK_NEVER
+} surg_reflink;
+
+/* ---- partitioned runs (docs/scale.md) -------------------------------- */
+
+/* One part of a sharded output: part `index` of `count` (0 <= index <
+ * count <= SURG_PART_MAX) writes only the shards it owns. The partition is
+ * computed from the output's layout alone, the same in every part: the
+ * shards, largest first (ties: the lower shard number), each go to the
+ * part with the fewest bytes so far (ties: the lower part number). count 0:
+ * the whole output, no partition. */
+typedef enum surg_part_source {
+    SURG_PART_GIVEN,    /* --part I/N */
+    SURG_PART_OMPI,     /* OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE (Open MPI) */
+    SURG_PART_PMI,      /* PMI_RANK, PMI_SIZE (MPICH, Intel MPI, srun) */
+    SURG_PART_SLURM,    /* SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN (divided by
+                           SLURM_ARRAY_TASK_STEP), SLURM_ARRAY_TASK_COUNT */
+    SURG_PART_TORCHRUN, /* RANK, WORLD_SIZE */
+} surg_part_source;
+
+typedef struct surg_part {
+    uint32_t index, count;
+    surg_part_source source;
+} surg_part;
+
+#define SURG_PART_MAX 1000000u
+
+/* Looks an environment variable up, or NULL when unset (NULL: getenv). */
+typedef const char *(*surg_env_fn)(const char *name);
+
+/* The part `spec` names: "I/N" (decimal, I from 0), or "auto": from the
+ * launcher's variables, read through `env`, in this order: Open MPI, PMI,
+ * a Slurm job array, torchrun. Every launcher whose variables are set must
+ * give whole decimal numbers, both of its pair, and the same part as the
+ * others (a stray RANK beside a job array is an error, not a guess); none
+ * set is an error too. Errors are SURG_EUSAGE, code "part", file "--part". */
+SURG_API surg_status surg_part_parse(const char *spec, surg_env_fn env, surg_part *out,
+                                     surg_sink *sink);
+/* The launcher a part came from, for people: "--part", "Open MPI
+ * (OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE)", ... */
+SURG_API const char *surg_part_source_name(surg_part_source s);
+
+/* What one part of a partitioned run does (surg plan --part). */
+typedef struct surg_part_cost {
+    size_t shards;    /* files it writes */
+    size_t tensors;
+    uint64_t read;    /* input bytes it brings into memory, copies included */
+    uint64_t written; /* bytes it writes: its shards' headers and data */
+} surg_part_cost;
+
+/* The cost of each of `count` parts (costs[count]) of the plan's output
+ * sharded at max_shard_size (not 0), as surg_run would cut it. */
+SURG_API surg_status surg_plan_parts(const surg_plan *pl, uint64_t max_shard_size, uint32_t count,
+                                     surg_part_cost *costs, surg_sink *sink);
+
+/* The plan's digest: 32 hex digits (and a NUL) naming what the run writes —
+ * every output tensor's name, dtype, shape and how it is made (the nodes,
+ * their constants and seeds, the input tensors read: names, dtypes,
+ * shapes, byte ranges), the metadata and max_shard_size; not the inputs'
+ * data, paths or the threads. Every shard of a sharded output carries it
+ * as "surg.plan" in its __metadata__, so shards of different runs are
+ * never taken for one output (surg_index_write); the parts of an MPI run
+ * compare it before they write. */
+#define SURG_DIGEST_CHARS 32
+SURG_API surg_status surg_plan_digest(const surg_plan *pl, uint64_t max_shard_size,
+                                      char out[SURG_DIGEST_CHARS + 1]);
+
+/* What surg_index_write found. */
+typedef struct surg_index_info {
+    size_t shards, tensors;
+    uint64_t bytes;   /* of tensor data */
+    int written;      /* 1: the index was written; 0: one file, which needs none */
+    char digest[SURG_DIGEST_CHARS + 1];
+} surg_index_info;
+
+/* Complete a partitioned sharded output: `out_path` is what surg_run was
+ * given (a directory, or DIR/PREFIX.safetensors.index.json). Every shard
+ * PREFIX-NNNNN-of-MMMMM.safetensors must be there, a regular file marked as
+ * surg's ("surg.output": "sharded"), its header valid, all carrying one
+ * "surg.plan" (equal to `digest` unless it is NULL) and no tensor twice;
+ * then the index is written (through a temporary file, renamed into
+ * place), byte for byte what a run of the whole output writes. Missing
+ * shards are one error naming them ("index-missing"); shards of different
+ * outputs or plans ("index-mixed"), foreign or broken files are refused,
+ * and nothing is written. `info` may be NULL. */
+SURG_API surg_status surg_index_write(const char *out_path, const char *digest,
+                                      surg_index_info *info, surg_sink *sink);
 
 typedef struct surg_run_opts {
     unsigned threads;        /* 0: one */
@@ -549,6 +638,15 @@ typedef struct surg_run_opts {
      * dealt round the first `writers` unfinished shards, and as many are
      * synced at once; the bytes are the same for any value. */
     unsigned writers;
+    /* One part of a sharded output (count 0: all of it). A part needs
+     * max_shard_size and one safetensors output; it writes only the shards
+     * it owns, never the index (surg_index_write, once every part is done),
+     * removes an index of an earlier output of surg at the index's name
+     * before its shards go in place (so a half output never looks whole),
+     * and after them the files of an earlier output that the whole output
+     * does not write again (never a shard of another part). A part that
+     * owns no shard writes and removes nothing. */
+    surg_part part;
 } surg_run_opts;
 
 /* A consumer of a run's output (surg_run_stream): `bytes` are `len` bytes

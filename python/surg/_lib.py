@@ -104,12 +104,17 @@ class CompileOpts(ctypes.Structure):
 PROGRESS_FN = ctypes.CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 
 
+class RunPart(ctypes.Structure):  # surg_part: one part of a sharded output (count 0: all)
+    _fields_ = [("index", ctypes.c_uint32), ("count", ctypes.c_uint32), ("source", c_int)]
+
+
 class RunOpts(ctypes.Structure):
     _fields_ = [("threads", c_uint), ("max_shard_size", c_uint64), ("progress", PROGRESS_FN),
                 ("progress_user", c_void_p), ("outputs", P(Part)), ("n_outputs", c_size_t),
                 ("also_read", P(c_char_p)), ("n_also_read", c_size_t),
                 ("also_opened", P(c_void_p)), ("n_also_opened", c_size_t),
-                ("out_format", c_char_p), ("reflink", c_int), ("writers", c_uint)]
+                ("out_format", c_char_p), ("reflink", c_int), ("writers", c_uint),
+                ("part", RunPart)]
 
 
 # Opaque handles are plain pointers; a status is an int (0: SURG_OK).

@@ -278,8 +278,8 @@ class TestInstall(unittest.TestCase):
             open(os.path.join(work, f), "w").close()
         cases = [
             (["surg", "ch"], ["check"]),
-            (["surg", ""], ["run", "check", "plan", "fmt", "schema", "diff", "invert", "lsp",
-                              "suggest"]),
+            (["surg", ""], ["run", "check", "plan", "index", "fmt", "schema", "diff", "invert",
+                              "lsp", "suggest"]),
             (["surg", "--"], ["--help", "--version", "--diagnostics", "--color"]),
             (["surg", "--color", "never", "p"], ["plan"]),
             (["surg", "--diagnostics", ""], ["human", "json", "github"]),

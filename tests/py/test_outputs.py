@@ -385,19 +385,26 @@ class TestStaleOutputs(OutCase):
         self.assertEqual(sorted(t), ["t0", "t1", "t2"])
         np.testing.assert_array_equal(t["t0"][1], np.arange(100, dtype="<f4") * 2)
         self.assertNotIn("surg.output", meta)
+        self.assertNotIn("surg.plan", meta)
 
     def test_marks(self):
         """Every file of a sharded output carries the mark; one file does not."""
         inp = self.single()
         out = self.path("out")
         self.run_ok("run", self.recipe(), inp, out, "--max-shard-size", "500B")
+        digests = set()
         for f in self.listing(out):
             if f.endswith(".index.json"):
                 meta = self.read_index(out)["metadata"]
                 self.assertEqual(meta, {"surg.output": "sharded", "total_size": 1200})
             else:
                 _, meta, _ = stnp.load(os.path.join(out, f))
+                # ...and the plan's digest, the same in every shard (docs/scale.md).
+                digest = meta.pop("surg.plan")
+                self.assertRegex(digest, "^[0-9a-f]{32}$")
+                digests.add(digest)
                 self.assertEqual(meta, {"format": "pt", "surg.output": "sharded"}, f)
+        self.assertEqual(len(digests), 1)
         one = self.path("one.safetensors")
         self.run_ok("run", self.recipe(), out, one)
         _, meta, _ = stnp.load(one)
