@@ -716,7 +716,8 @@ static surg_status sync_files(run *r)
     for (size_t k = 0; writers > 1 && k < r->out.n; k++)
         for (size_t f = 0; !r->out.lay[k].writer && !r->out.lay[k].dir &&
                            f < r->out.lay[k].n_files; f++)
-            if (!jb_add(&r->jobs, (jb_job){.kind = JB_SYNC, .item = (uint32_t)k,
+            if (!r->out.lay[k].files[f].elsewhere && /* another part's: not here */
+                !jb_add(&r->jobs, (jb_job){.kind = JB_SYNC, .item = (uint32_t)k,
                                            .seg = (uint32_t)f}))
                 return dg_nomem(r->sink, "surg");
     if (r->jobs.n < 2)

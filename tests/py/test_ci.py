@@ -165,7 +165,9 @@ class TestCheckStep(unittest.TestCase):
         rc, out, err, text = check(recipes="recipes/good.surg", from_="schema.json",
                                    to="target.json")
         self.assertEqual((rc, err), (1, ""))
-        self.assertEqual(out, '::error file=target.json::the result has "params/first/kernel" '
+        # at the statement that named it (the template of line 2)
+        self.assertEqual(out, "::error file=recipes/good.surg,line=2,col=31,endLine=2,"
+                              'endColumn=48::the result has "params/first/kernel" '
                               "(f32[3, 4]), which the target does not\n")
 
     def test_args(self):

@@ -174,6 +174,17 @@ class TestPartition(PartCase):
             self.assertEqual(err, "surg index: wrote the index of %s (%d shards, 40 tensors, "
                                   "%s)\n" % (union, M, fmt_size(self.data_bytes)))
             self.assert_same(one, union)
+        # With several writers and the zero-copy layout too (whatever the
+        # machine's cores): the parts' union is the one run's bytes.
+        for extra in (["--writers", "3", "--threads", "1"], ["--reflink", "always", "--writers", "4"]):
+            one = self.path("one" + extra[1])
+            self.ok("run", self.recipe, self.inp, one, "--max-shard-size", SHARD, *extra)
+            union = self.path("union" + extra[1])
+            for i in range(3):
+                self.ok("run", self.recipe, self.inp, union, "--max-shard-size", SHARD,
+                        "--part", "%d/3" % i, *extra)
+            self.ok("index", union)
+            self.assert_same(one, union)
         # Balanced: no part of 7 holds more than the largest shard above the mean.
         owner = lpt(sizes, 7)
         loads = [sum(s for k, s in enumerate(sizes) if owner[k] == p) for p in range(7)]

@@ -36,7 +36,7 @@ syn match surgBadEscape contained "\\."
 syn match surgEscape contained +\\\(x\x\{1,2}\|u\x\{4}\|U\x\{8}\|[ntrbfva\\"'?]\)+
 syn match surgCapture contained "\$\(\d\|{\d\+}\|i\|\$\)"
 syn match surgGlob contained "\*\*\|[*?]"
-syn match surgClass contained %\[!\=\([^\]"\\]\|\\.\)\+\]%
+syn match surgClass contained %\(\\\)\@<!\[!\=\([^\]"\\]\|\\.\)\+\]%
 syn match surgAlt contained "[{},]"
 
 syn match surgComment "#.*$" contains=surgTodo
