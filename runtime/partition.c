@@ -52,8 +52,8 @@ static const char *const source_names[] = {
     [SURG_PART_GIVEN] = "--part",
     [SURG_PART_OMPI] = "Open MPI (OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE)",
     [SURG_PART_PMI] = "PMI (PMI_RANK, PMI_SIZE)",
-    [SURG_PART_SLURM] = "the Slurm job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN, "
-                        "SLURM_ARRAY_TASK_COUNT)",
+    [SURG_PART_SLURM] = ("the Slurm job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN, "
+                         "SLURM_ARRAY_TASK_COUNT)"),
     [SURG_PART_TORCHRUN] = "torchrun (RANK, WORLD_SIZE)",
 };
 
