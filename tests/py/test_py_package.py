@@ -131,6 +131,28 @@ class Library(unittest.TestCase):
         self.assertGreater(len(declared), 50)
         self.assertEqual(exported, declared)
 
+    def test_structs_follow_the_header(self):
+        """Every structure the package passes to the library has the fields
+        of its C declaration in surg.h, in order (a field added to the header
+        and not here would make the library read past the Python object)."""
+        from surg import _lib as lib
+        with open(ARGS.header) as f:
+            header = f.read()
+
+        def c_fields(name):
+            m = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), header, re.S)
+            self.assertIsNotNone(m, name)
+            body = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S)
+            return [re.search(r"(\w+)\s*(?:\[[^\]]*\])?$", d.strip()).group(1)
+                    for decl in body.split(";") if decl.strip() for d in decl.split(",")]
+
+        for py, c in (("Diag", "surg_diag"), ("Sink", "surg_sink"),
+                      ("TensorInfo", "surg_tensor_info"), ("MetaEntry", "surg_meta_entry"),
+                      ("Part", "surg_ckpt_part"), ("Input", "surg_input"),
+                      ("CompileOpts", "surg_compile_opts"), ("RunPart", "surg_part"),
+                      ("RunOpts", "surg_run_opts")):
+            self.assertEqual([f[0] for f in getattr(lib, py)._fields_], c_fields(c), py)
+
     def test_versions_agree(self):
         with open(os.path.join(ARGS.package, "pyproject.toml")) as f:
             pyproject = re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
