@@ -76,20 +76,6 @@ static bool is_alnum(char c)
 
 /* ---- writing names --------------------------------------------------------- */
 
-static void put_pattern_char(buf *b, char c)
-{
-    if (strchr("*?[]{}\\", c))
-        buf_putc(b, '\\');
-    buf_putc(b, c);
-}
-
-static void put_template_char(buf *b, char c)
-{
-    if (c == '$')
-        buf_putc(b, '$');
-    buf_putc(b, c);
-}
-
 static void put_capture(buf *b, uint32_t k)
 {
     if (k < 10)
@@ -131,7 +117,7 @@ static void put_staging(const dctx *D, buf *t)
     if (!D->tmp)
         return;
     for (const char *c = D->tmp; *c; c++)
-        put_template_char(t, *c);
+        gl_put_char(t, *c, true);
     buf_putc(t, '/');
 }
 
@@ -361,7 +347,7 @@ static bool write_group(dctx *D, const group *g)
             buf_putc(&pat, '}');
             word_cap = ++cap;
         } else {
-            put_pattern_char(&pat, *c);
+            gl_put_char(&pat, *c, false);
         }
     }
     s = 0;
@@ -377,7 +363,7 @@ static bool write_group(dctx *D, const group *g)
         } else if (*c == '\5') {
             buf_puts(&tmpl, "$i");
         } else {
-            put_template_char(&tmpl, *c);
+            gl_put_char(&tmpl, *c, true);
         }
     }
     bool ok = !pat.failed && !tmpl.failed;
@@ -426,9 +412,9 @@ static void write_literal(dctx *D, const dpair *p)
     buf_init(&tmpl);
     buf_init(&b);
     for (const char *c = oname(D, p->o); *c; c++)
-        put_pattern_char(&pat, *c);
+        gl_put_char(&pat, *c, false);
     for (const char *c = nname(D, p->n); *c && !p->expr; c++)
-        put_template_char(&tmpl, *c);
+        gl_put_char(&tmpl, *c, true);
     start_statement(&b, p);
     pr_string(&b, pat.data ? pat.data : "");
     finish_target(D, &tmpl, &b, p);
@@ -783,7 +769,7 @@ static void put_target(dctx *D, buf *b, const char *name, size_t at, size_t len,
             i += len - 1;
             continue;
         }
-        put_template_char(&t, name[i]);
+        gl_put_char(&t, name[i], true);
     }
     if (t.failed)
         D->nomem = true;
@@ -809,7 +795,7 @@ static void write_stack(dctx *D, const member *m, size_t k)
         buf_puts(&pat, "");
         for (size_t i = 0; i < f->len; i++) {
             if (i != f->run_at) {
-                put_pattern_char(&pat, name[i]);
+                gl_put_char(&pat, name[i], false);
                 continue;
             }
             if (pass == 0) {
@@ -955,7 +941,7 @@ static void write_unstack(dctx *D, size_t u)
     buf_init(&b);
     buf_init(&pat);
     for (const char *c = t->info->name; *c; c++)
-        put_pattern_char(&pat, *c);
+        gl_put_char(&pat, *c, false);
     buf_puts(&b, "unstack ");
     pr_string(&b, pat.data ? pat.data : "");
     buf_printf(&b, " axis %u -> ", piece->axis);
@@ -1190,7 +1176,7 @@ static char *draft_text(dctx *D, const char *from_path, const char *to_path)
         buf t;
         buf_init(&t);
         for (const char *c = D->tmp; *c; c++)
-            put_pattern_char(&t, *c);
+            gl_put_char(&t, *c, false);
         buf_puts(&t, "/**");
         buf_puts(&b, "rename ");
         pr_string(&b, t.data ? t.data : "");

@@ -484,17 +484,19 @@ char *gl_expand(arena *ar, const gl_template *t, const char *name,
     return out;
 }
 
+void gl_put_char(buf *b, char c, bool template)
+{
+    if (c && strchr(template ? "$" : "*?[]{}\\", c))
+        buf_putc(b, template ? '$' : '\\');
+    buf_putc(b, c);
+}
+
 void gl_put_literal(buf *b, const char *name, bool template)
 {
-    const char *special = template ? "$" : "*?[]{}\\";
-    char escape = template ? '$' : '\\';
     buf g;
     buf_init(&g);
-    for (const char *p = name; *p; p++) {
-        if (strchr(special, *p))
-            buf_putc(&g, escape);
-        buf_putc(&g, *p);
-    }
+    for (const char *p = name; *p; p++)
+        gl_put_char(&g, *p, template);
     if (g.failed)
         b->failed = true;
     else

@@ -95,6 +95,11 @@ uint64_t gl_expand_len(const gl_template *t, const gl_span *caps, uint64_t index
 char *gl_expand(arena *ar, const gl_template *t, const char *name,
                 const gl_span *caps, uint64_t index);
 
+/* One byte of a name written into a pattern that matches it literally
+ * (each of *?[]{}\\ escaped by a backslash), or, with `template`, into a
+ * template that makes it ($ doubled); unquoted. */
+void gl_put_char(buf *b, char c, bool template);
+
 /* A quoted string literal of `name` for a recipe: as a pattern matching
  * exactly it (each of *?[]{}\\ escaped by a backslash), or, with
  * `template`, as a template making exactly it ($ doubled). */
