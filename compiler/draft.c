@@ -180,11 +180,13 @@ static bool exact(dctx *D, const char *pattern, const char *tmpl, const dpair *c
     }
     size_t hits = 0;
     for (size_t i = lo; i < D->n_uni && strncmp(D->uni[i], pre, p.prefix_len) == 0; i++) {
-        if (D->budget == 0)
-            return false;
-        D->budget--;
         const char *u = D->uni[i];
-        int m = gl_match(&p, u, (uint32_t)strlen(u), caps, &D->scratch);
+        size_t len = strlen(u);
+        uint64_t cost = 1 + (uint64_t)len * (p.n_toks + 1) / 8; /* as matching costs */
+        if (D->budget < cost)
+            return false;
+        D->budget -= cost;
+        int m = gl_match(&p, u, (uint32_t)len, caps, &D->scratch);
         if (m < 0)
             return false;
         if (m == 1 && ++hits > n)
@@ -1045,7 +1047,29 @@ static bool starts_any(const dr_side *S, const char *prefix)
     return lo < S->n && strncmp(S->t[lo].info->name, prefix, len) == 0;
 }
 
-static void unpair_new(dctx *D, size_t j)
+/* Stacks and unstacks taken back by plan_names: by the new tensor a stack
+ * makes, by the old tensor an unstack takes apart. Their members are
+ * unpaired in one pass at the end, so that many of them cost linear time. */
+typedef struct unpaired {
+    bool *stack;   /* [N.n] */
+    bool *unstack; /* [O.n] */
+} unpaired;
+
+/* Old tensor i as plan_names sees it: unmapped when its pair was taken back. */
+static bool old_unmapped(const dctx *D, const unpaired *u, size_t i)
+{
+    const dr_t *t = &D->O.t[i];
+    return t->how == DR_UNMAPPED || (t->how == DR_STACKED && u->stack[t->other]) ||
+           (t->how == DR_UNSTACKED && u->unstack[i]);
+}
+
+static bool new_unmapped(const dctx *D, const unpaired *u, size_t j)
+{
+    const dr_t *t = &D->N.t[j];
+    return t->how == DR_UNMAPPED || (t->how == DR_UNSTACK && u->unstack[t->other]);
+}
+
+static void unpair_new(dctx *D, unpaired *u, size_t j)
 {
     dr_t *n = &D->N.t[j];
     if (n->how == DR_MOVE) {
@@ -1053,17 +1077,12 @@ static void unpair_new(dctx *D, size_t j)
         D->O.t[n->other].blocked = j;
         n->blocked = n->other;
         D->O.t[n->other].other = DR_NONE;
-    } else if (n->how == DR_STACK || n->how == DR_UNSTACK) {
-        size_t u = n->how == DR_STACK ? j : n->other;
-        for (size_t i = 0; i < D->O.n; i++)
-            if ((D->O.t[i].how == DR_STACKED && D->O.t[i].other == u) ||
-                (D->O.t[i].how == DR_UNSTACKED && n->how == DR_UNSTACK && i == u))
-                D->O.t[i].how = DR_UNMAPPED, D->O.t[i].other = DR_NONE;
-        for (size_t k = 0; k < D->N.n; k++)
-            if (D->N.t[k].how == DR_UNSTACK && n->how == DR_UNSTACK && D->N.t[k].other == u)
-                D->N.t[k].how = DR_UNMAPPED, D->N.t[k].other = DR_NONE;
+    } else if (n->how == DR_STACK) {
+        u->stack[j] = true;
+    } else if (n->how == DR_UNSTACK) {
+        u->unstack[n->other] = true;
     }
-    if (n->how != DR_SAME) {
+    if (n->how != DR_SAME && n->how != DR_UNSTACK) { /* an unstack's pieces: at the end */
         n->how = DR_UNMAPPED;
         n->other = DR_NONE;
     }
@@ -1075,9 +1094,15 @@ static void unpair_new(dctx *D, size_t j)
 static bool plan_names(dctx *D)
 {
     bool staged = false;
+    unpaired u = {calloc(D->N.n ? D->N.n : 1, 1), calloc(D->O.n ? D->O.n : 1, 1)};
+    if (!u.stack || !u.unstack) {
+        free(u.stack);
+        free(u.unstack);
+        return false;
+    }
     for (size_t j = 0; j < D->N.n; j++) {
         const dr_t *n = &D->N.t[j];
-        if (n->how == DR_UNMAPPED || n->how == DR_SAME || !old_has(D, nname(D, j)))
+        if (new_unmapped(D, &u, j) || n->how == DR_SAME || !old_has(D, nname(D, j)))
             continue;
         if (n->how == DR_MOVE && strcmp(oname(D, n->other), nname(D, j)) == 0)
             continue; /* transposed in place */
@@ -1089,14 +1114,22 @@ static bool plan_names(dctx *D)
             else
                 hi = mid;
         }
-        if (D->O.t[lo].how == DR_UNMAPPED || D->O.t[lo].how == DR_SAME)
-            unpair_new(D, j);
+        if (old_unmapped(D, &u, lo) || D->O.t[lo].how == DR_SAME)
+            unpair_new(D, &u, j);
         else
             staged = true;
     }
+    for (size_t i = 0; i < D->O.n; i++)
+        if (old_unmapped(D, &u, i))
+            D->O.t[i].how = DR_UNMAPPED, D->O.t[i].other = DR_NONE;
+    for (size_t k = 0; k < D->N.n; k++)
+        if (new_unmapped(D, &u, k))
+            D->N.t[k].how = DR_UNMAPPED, D->N.t[k].other = DR_NONE;
+    free(u.stack);
+    free(u.unstack);
     if (!staged)
         return true;
-    static char tmp[32];
+    char tmp[32];
     for (unsigned k = 0;; k++) {
         snprintf(tmp, sizeof tmp, k ? "surg-draft-%u" : "surg-draft", k);
         if (!starts_any(&D->O, tmp) && !starts_any(&D->N, tmp))

@@ -254,14 +254,17 @@ bool part_assign(const uint64_t *sizes, size_t m, uint32_t count, uint32_t *owne
 }
 
 /* The part each file of a laid-out output goes to (malloc'd), or NULL
- * when out of memory. */
+ * when out of memory. A file weighs its tensors' bytes: not its size,
+ * whose header padding depends on the host (the zero-copy layout's block,
+ * st_share.h), so that parts on different machines agree. */
 static uint32_t *owners_of(const stw_layout *lay, uint32_t count)
 {
     size_t m = lay->n_files;
     uint64_t *sizes = calloc(m ? m : 1, sizeof *sizes);
     uint32_t *owner = calloc(m ? m : 1, sizeof *owner);
     for (size_t i = 0; sizes && i < m; i++)
-        sizes[i] = lay->files[i].size;
+        for (size_t k = 0; k < lay->files[i].n; k++)
+            sizes[i] += lay->out->tensors[lay->files[i].idx[k]].nbytes;
     if (!sizes || !owner || !part_assign(sizes, m, count, owner)) {
         free(owner);
         owner = NULL;

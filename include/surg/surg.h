@@ -521,7 +521,9 @@ typedef enum surg_reflink {
 /* One part of a sharded output: part `index` of `count` (0 <= index <
  * count <= SURG_PART_MAX) writes only the shards it owns. The partition is
  * computed from the output's layout alone, the same in every part: the
- * shards, largest first (ties: the lower shard number), each go to the
+ * shards, weighed by their tensors' bytes (headers left out: their padding
+ * depends on the host), largest first (ties: the lower shard number), each
+ * go to the
  * part with the fewest bytes so far (ties: the lower part number). count 0:
  * the whole output, no partition. */
 typedef enum surg_part_source {

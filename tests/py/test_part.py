@@ -3,7 +3,7 @@
   - `surg run ... --part I/N` for N = 1, 2, 3, 7 and more parts than shards:
     each part, run into a directory of its own, writes exactly the shards a
     largest-first, least-loaded assignment (computed here from the one run's
-    file sizes) gives it; the parts' union plus `surg index` is byte for
+    shards' tensor bytes: their sizes without the header) gives it; the parts' union plus `surg index` is byte for
     byte (cmp) the one run, the index equal to the one Python's json.dumps
     makes from the shards' headers; a part with nothing to do succeeds and
     makes nothing, not even the directory;
@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,15 @@ def fmt_size(n):
 
 def shard(k):
     return "model-%05d-of-%05d.safetensors" % (k + 1, M)
+
+
+def data_bytes(path):
+    """A shard's tensor bytes: its size less the 8-byte length and the
+    header (which the zero-copy layout pads by the host's block size, so
+    parts do not weigh it)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+    return os.path.getsize(path) - 8 - n
 
 
 def lpt(sizes, n):
@@ -151,7 +161,7 @@ class TestPartition(PartCase):
         one = self.one_run()
         shards = [f for f in self.files(one) if not f.endswith(".json")]
         self.assertEqual(shards, [shard(k) for k in range(M)])
-        sizes = [os.path.getsize(os.path.join(one, f)) for f in shards]
+        sizes = [data_bytes(os.path.join(one, f)) for f in shards]
         with open(os.path.join(one, "model.safetensors.index.json")) as f:
             self.assertEqual(f.read(), expected_index(one))
         for n in (1, 2, 3, 7, 20):
@@ -224,7 +234,7 @@ class TestPartition(PartCase):
         sizes = {f: os.path.getsize(os.path.join(one, f)) for f in self.files(one)
                  if not f.endswith(".json")}
         shards = sorted(sizes)
-        owner = lpt([sizes[f] for f in shards], 3)
+        owner = lpt([data_bytes(os.path.join(one, f)) for f in shards], 3)
         out, _ = self.ok("plan", self.recipe, "--from", self.inp, "--max-shard-size", SHARD,
                          "--part", "1/3", "--json")
         lines = out.strip().split("\n")
@@ -287,7 +297,7 @@ class TestIndexRefusals(PartCase):
     def test_missing(self):
         d = self.parts(only=[0, 2])
         one = self.one_run()
-        owner = lpt([os.path.getsize(os.path.join(one, shard(k))) for k in range(M)], 3)
+        owner = lpt([data_bytes(os.path.join(one, shard(k))) for k in range(M)], 3)
         missing = [shard(k) for k in range(M) if owner[k] == 1]
         self.assertGreater(len(missing), 4)
         self.refused(d, "%s: error: %d of the %d shards are missing: %s and %d more; the index is "
