@@ -523,9 +523,8 @@ typedef enum surg_reflink {
  * computed from the output's layout alone, the same in every part: the
  * shards, weighed by their tensors' bytes (headers left out: their padding
  * depends on the host), largest first (ties: the lower shard number), each
- * go to the
- * part with the fewest bytes so far (ties: the lower part number). count 0:
- * the whole output, no partition. */
+ * go to the part with the fewest bytes so far (ties: the lower part
+ * number). count 0: the whole output, no partition. */
 typedef enum surg_part_source {
     SURG_PART_GIVEN,    /* --part I/N */
     SURG_PART_OMPI,     /* OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE (Open MPI) */
