@@ -35,35 +35,6 @@ typedef struct shards {
     size_t n_odd;
 } shards;
 
-static const char one_suffix[] = ".safetensors";
-
-/* PREFIX.safetensors is shard 0 of 1; PREFIX-NNNNN-of-MMMMM.safetensors
- * (as surg spells them: five digits or more, no leading zero beyond) is
- * shard NNNNN-1 of MMMMM. */
-static bool shard_number(const char *prefix, const char *name, uint64_t *i, uint64_t *m)
-{
-    size_t k = strlen(prefix);
-    const char *rest = name + k;
-    if (strcmp(rest, one_suffix) == 0) {
-        *i = 0;
-        *m = 1;
-        return true;
-    }
-    char *end;
-    errno = 0;
-    unsigned long long a = strtoull(rest + 1, &end, 10);
-    if (errno || strncmp(end, "-of-", 4) != 0)
-        return false;
-    unsigned long long b = strtoull(end + 4, &end, 10);
-    if (errno || strcmp(end, one_suffix) != 0 || a < 1 || a > b)
-        return false;
-    char want[80];
-    snprintf(want, sizeof want, "-%05llu-of-%05llu%s", a, b, one_suffix);
-    *i = a - 1;
-    *m = b;
-    return strcmp(rest, want) == 0;
-}
-
 static int by_number(const void *x, const void *y)
 {
     const found *a = x, *b = y;
@@ -84,7 +55,7 @@ static surg_status list_shards(surg_sink *sink, const char *out_path, shards *s)
         if (!outp_owns(s->sn.prefix, e->d_name) ||
             strcmp(e->d_name + strlen(s->sn.prefix), ".safetensors.index.json") == 0)
             continue;
-        if (!shard_number(s->sn.prefix, e->d_name, &i, &m) || (s->n && m != s->m)) {
+        if (!stw_shard_number(s->sn.prefix, e->d_name, &i, &m) || (s->n && m != s->m)) {
             if (s->n_odd < SHOWN && !(s->odd[s->n_odd++] = strdup(e->d_name)))
                 st = dg_nomem(sink, out_path);
             n_odd_all++;
@@ -156,8 +127,8 @@ static surg_status check_missing(surg_sink *sink, const shards *s)
             k++;
         if (k < s->n && s->v[k].i == i)
             continue;
-        buf_printf(&b, "%s%s-%05llu-of-%05llu.safetensors", shown++ ? ", " : "", s->sn.prefix,
-                   (unsigned long long)i + 1, (unsigned long long)s->m);
+        buf_puts(&b, shown++ ? ", " : "");
+        stw_put_shard_name(&b, s->sn.prefix, i, s->m);
     }
     if (missing > shown)
         buf_printf(&b, " and %llu more", (unsigned long long)(missing - shown));

@@ -602,24 +602,11 @@ static bool written(const stw_layout *lay, const char *name)
         return strcmp(base_name(lay->dir_path), name) == 0;
     if (!lay->sn.dir) /* one file */
         return lay->n_files && strcmp(base_name(lay->files[0].path), name) == 0;
-    size_t k = strlen(lay->sn.prefix), m = lay->n_files;
-    if (strncmp(name, lay->sn.prefix, k) != 0)
-        return false;
-    const char *rest = name + k;
-    if (m == 1)
-        return strcmp(rest, ".safetensors") == 0;
-    if (strcmp(rest, index_suffix) == 0)
-        return true;
-    char *end;
-    if (rest[0] != '-' || rest[1] < '0' || rest[1] > '9')
-        return false;
-    errno = 0;
-    unsigned long long i = strtoull(rest + 1, &end, 10);
-    if (errno || i < 1 || i > m || strncmp(end, "-of-", 4) != 0)
-        return false;
-    char want[64];
-    snprintf(want, sizeof want, "-%05llu-of-%05zu.safetensors", i, m);
-    return strcmp(rest, want) == 0;
+    size_t k = strlen(lay->sn.prefix);
+    if (strncmp(name, lay->sn.prefix, k) == 0 && strcmp(name + k, index_suffix) == 0)
+        return lay->n_files > 1;
+    uint64_t i, m;
+    return stw_shard_number(lay->sn.prefix, name, &i, &m) && m == lay->n_files;
 }
 
 /* The names in the directory that the prefix owns and the new output does

@@ -307,10 +307,7 @@ surg_status part_mark(stw_layout *lay, surg_sink *sink, const char *out_path)
 
 surg_status part_commit_begin(stw_layout *lay, surg_sink *sink)
 {
-    bool any = false;
-    for (size_t i = 0; i < lay->n_files; i++)
-        any |= !lay->files[i].elsewhere;
-    if (!any) {
+    if (!stw_layout_makes_any(lay)) {
         for (size_t i = 0; i < lay->n_stale; i++)
             free(lay->stale[i]);
         lay->n_stale = 0;

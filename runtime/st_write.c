@@ -204,15 +204,50 @@ surg_status stw_shard_place(surg_sink *sink, const char *out_path, shard_names *
     return sn->dir && sn->prefix ? SURG_OK : dg_nomem(sink, out_path);
 }
 
+void stw_put_shard_name(buf *b, const char *prefix, uint64_t i, uint64_t m)
+{
+    if (m == 1)
+        buf_printf(b, "%s.safetensors", prefix);
+    else
+        buf_printf(b, "%s-%05llu-of-%05llu.safetensors", prefix, (unsigned long long)i + 1,
+                   (unsigned long long)m);
+}
+
+bool stw_shard_number(const char *prefix, const char *name, uint64_t *i, uint64_t *m)
+{
+    size_t k = strlen(prefix);
+    if (strncmp(name, prefix, k) != 0)
+        return false;
+    const char *rest = name + k;
+    unsigned long long a = 1, n = 1;
+    if (strcmp(rest, ".safetensors") != 0) {
+        char *end;
+        if (rest[0] != '-' || rest[1] < '0' || rest[1] > '9')
+            return false;
+        errno = 0;
+        a = strtoull(rest + 1, &end, 10);
+        if (errno || strncmp(end, "-of-", 4) != 0 || end[4] < '0' || end[4] > '9')
+            return false;
+        n = strtoull(end + 4, &end, 10);
+        if (errno || a < 1 || a > n)
+            return false;
+    }
+    buf want; /* the spelling surg writes, and no other */
+    buf_init(&want);
+    stw_put_shard_name(&want, "", a - 1, n);
+    bool same = !want.failed && strcmp(rest, want.data) == 0;
+    buf_free(&want);
+    *i = a - 1;
+    *m = n;
+    return same;
+}
+
 static char *shard_path(const shard_names *sn, size_t i, size_t m)
 {
     buf b;
     buf_init(&b);
-    if (m == 1)
-        buf_printf(&b, "%s/%s.safetensors", sn->dir, sn->prefix);
-    else
-        buf_printf(&b, "%s/%s-%05zu-of-%05zu.safetensors", sn->dir, sn->prefix,
-                   i + 1, m);
+    buf_printf(&b, "%s/", sn->dir);
+    stw_put_shard_name(&b, sn->prefix, i, m);
     return buf_take(&b);
 }
 
@@ -462,15 +497,21 @@ static surg_status reserve(const stw_layout *lay, stw_file *f, surg_sink *sink)
     return st;
 }
 
+bool stw_layout_makes_any(const stw_layout *lay)
+{
+    for (size_t i = 0; i < lay->n_files; i++)
+        if (!lay->files[i].elsewhere)
+            return true;
+    return false;
+}
+
 surg_status stw_layout_open(stw_layout *lay, surg_sink *sink)
 {
     if (lay->dir_path) {
         surg_status st = of_dir_create(sink, lay->dir_path, &lay->dir);
         return st ? st : lay->writer->open(lay, sink);
     }
-    bool any = false; /* a part may make nothing */
-    for (size_t i = 0; i < lay->n_files; i++)
-        any |= !lay->files[i].elsewhere;
+    bool any = stw_layout_makes_any(lay); /* a part may make nothing */
     if (any && lay->sn.dir && mkdir(lay->sn.dir, 0777) == 0)
         lay->sn.made_dir = true;
     else if (any && lay->sn.dir && errno != EEXIST)

@@ -114,6 +114,13 @@ typedef struct shard_names {
     bool made_dir; /* by stw_layout_open: removed again if nothing is committed */
 } shard_names;
 
+/* The name of shard i (from 0) of m, as surg spells it: PREFIX.safetensors
+ * when m is 1, else PREFIX-NNNNN-of-MMMMM.safetensors (five digits or more,
+ * counting from 1). */
+void stw_put_shard_name(buf *b, const char *prefix, uint64_t i, uint64_t m);
+/* The shard `name` is, spelled exactly so: its i and m. */
+bool stw_shard_number(const char *prefix, const char *name, uint64_t *i, uint64_t *m);
+
 /* The directory and prefix of a sharded output at `out_path` (malloc'd). */
 surg_status stw_shard_place(surg_sink *sink, const char *out_path, shard_names *sn);
 
@@ -186,6 +193,9 @@ const char *stw_meta(const stw_output *out, const char *key);
 surg_status stw_refuse_dtypes(surg_sink *sink, const char *code, const char *out_path,
                               const stw_output *out, bool (*holds)(surg_dtype),
                               const char *what);
+
+/* Does the layout make any file here (a part may own none: partition.h)? */
+bool stw_layout_makes_any(const stw_layout *lay);
 
 void stw_warn_metadata(surg_sink *sink, const char *out_path, const stw_output *out,
                        const char *code, const char *what, const char *kept);
