@@ -59,7 +59,8 @@ static bool push(tok_list *l, surg_token_kind kind, uint32_t start, uint32_t end
 }
 
 /* The scanner's tokens, then the comments it kept merged in by place. */
-static surg_status scan(gr_ctx *ctx, const char *text, uint32_t len, tok_list *out)
+static surg_status scan(gr_ctx *ctx, const char *text, uint32_t len, tok_list *toks,
+                        tok_list *out)
 {
     yyscan_t scanner;
     if (grlex_init_extra(ctx, &scanner) != 0)
@@ -70,24 +71,22 @@ static surg_status scan(gr_ctx *ctx, const char *text, uint32_t len, tok_list *o
         grlex_destroy(scanner);
         return SURG_ENOMEM;
     }
-    tok_list toks = {0};
     bool ok = gr_scan_bytes(text, (int)len, scanner) != NULL;
     GRSTYPE val;
     src_span at;
     for (int t; ok && (t = grlex(&val, &at, scanner)) != 0;)
-        ok = push(&toks, kind_of(t), at.start, at.end);
+        ok = push(toks, kind_of(t), at.start, at.end);
     grlex_destroy(scanner);
     const ast_comment *c = ctx->recipe->comments;
-    for (size_t i = 0; ok && (i < toks.n || c);) {
-        if (c && (i == toks.n || c->span.start < toks.v[i].start)) {
+    for (size_t i = 0; ok && (i < toks->n || c);) {
+        if (c && (i == toks->n || c->span.start < toks->v[i].start)) {
             ok = push(out, SURG_TOK_COMMENT, c->span.start, c->span.end);
             c = c->next;
         } else {
-            ok = push(out, toks.v[i].kind, toks.v[i].start, toks.v[i].end);
+            ok = push(out, toks->v[i].kind, toks->v[i].start, toks->v[i].end);
             i++;
         }
     }
-    free(toks.v);
     return ok && !ctx->nomem ? SURG_OK : SURG_ENOMEM;
 }
 
@@ -108,8 +107,9 @@ surg_status surg_recipe_tokens(const char *text, size_t len, surg_token **out, s
         r->comments = NULL;
         gr_ctx ctx = {.ar = &ar, .sink = &quiet, .recipe = r,
                       .stmt_tail = &r->stmts, .comment_tail = &r->comments};
-        tok_list l = {0};
-        st = scan(&ctx, copy, (uint32_t)len, &l);
+        tok_list l = {0}, scanned = {0}; /* the caller's: freed however scan ends */
+        st = scan(&ctx, copy, (uint32_t)len, &scanned, &l);
+        free(scanned.v);
         if (st == SURG_OK) {
             *out = l.v;
             *n = l.n;
@@ -131,18 +131,30 @@ const char *surg_recipe_keyword(size_t i, int *starts_statement)
         w = others[i - n];
     if (starts_statement && w) {
         *starts_statement = 0;
-        for (int k = 0; k <= STMT_RESIZE; k++)
+#define X(e, kw) +1
+        enum { N_KINDS = 0 AST_STATEMENTS(X) };
+#undef X
+        for (int k = 0; k < N_KINDS; k++)
             *starts_statement |= strcmp(ast_stmt_keyword((ast_stmt_kind)k), w) == 0;
     }
     return w;
 }
 
-/* Statements whose first strings are globs over tensor names. */
+/* Statements whose first strings are globs over tensor names. A switch
+ * without a default: a new kind of statement is a warning here until it
+ * is given its answer. */
 static bool matches_tensors(ast_stmt_kind k)
 {
-    return k != STMT_FILL_NEW && k != STMT_MIRROR && k != STMT_META && k != STMT_META_DROP &&
-           k != STMT_META_KEEP && k != STMT_MERGE_LORA && k != STMT_LET && k != STMT_SEED &&
-           k != STMT_LAYOUT;
+    switch (k) {
+    case STMT_RENAME: case STMT_DROP: case STMT_KEEP: case STMT_FILL: case STMT_MAP:
+    case STMT_TIE: case STMT_UNTIE: case STMT_INIT_LORA: case STMT_SPLIT: case STMT_CONCAT:
+    case STMT_STACK: case STMT_UNSTACK: case STMT_EXPECT: case STMT_RESIZE:
+        return true;
+    case STMT_FILL_NEW: case STMT_MIRROR: case STMT_META: case STMT_META_DROP:
+    case STMT_META_KEEP: case STMT_MERGE_LORA: case STMT_LET: case STMT_SEED: case STMT_LAYOUT:
+        return false;
+    }
+    return false;
 }
 
 int surg_recipe_pattern_at(const surg_recipe *recipe, size_t offset, surg_pattern_ref *out)
