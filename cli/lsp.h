@@ -20,6 +20,10 @@ enum {
 /* A header block with Content-Length, then that many bytes of JSON; a
  * message may have at most LSP_MAX_MESSAGE bytes. */
 #define LSP_MAX_MESSAGE (64u << 20)
+/* The open documents' text the server keeps, at most (a didOpen or
+ * didChange past it is not taken: the document stays as it was). */
+#define LSP_MAX_OPEN_BYTES ((size_t)4 * SURG_RECIPE_MAX)
+#define LSP_MAX_OPEN_DOCS 1024
 
 typedef struct lsp_in {
     int fd;
@@ -43,8 +47,10 @@ bool lsp_send(int fd, const char *json, size_t len);
 /* An open document: its text as the client last sent it. */
 typedef struct lsp_doc {
     char *uri, *path; /* path: the file the URI names, or the URI itself */
-    char *text;
+    char *text;       /* set through lsp_doc_set_text */
     size_t len;
+    size_t *lines;    /* where each line starts, made when first asked (lsp_text.c) */
+    size_t n_lines;
     long long version;
     struct lsp_doc *next;
 } lsp_doc;
@@ -84,6 +90,8 @@ char *lsp_strndup(const char *s, size_t n);
 char *lsp_uri_path(const char *uri);
 lsp_doc *lsp_find_doc(lsp_server *s, const surg_json *params);
 void lsp_doc_free(lsp_doc *d);
+/* The document's text is now `text` (malloc'd, len bytes; owned). */
+void lsp_doc_set_text(lsp_doc *d, char *text, size_t len);
 /* An LSP position object's line and character. */
 bool lsp_get_position(const surg_json *pos, uint32_t *line, uint32_t *ch);
 /* The offset of an LSP position; past its line's end: the line's end. */

@@ -99,7 +99,9 @@ void lsp_publish(lsp_server *s, const lsp_doc *d)
     surg_sink sink = {.fn = collect, .user = &l};
     surg_recipe *r = NULL;
     size_t at_from = 0, at_to = 0;
-    if (surg_recipe_parse(d->path, d->text, d->len, &sink, &r) == SURG_OK) {
+    /* after syntax errors, what parsed is compiled too, as surg check does */
+    surg_status st = surg_recipe_parse_partial(d->path, d->text, d->len, &sink, &r);
+    if (r && (st == SURG_OK || st == SURG_EINVALID)) {
         char *from = lsp_state_path(s, d, &at_from, &at_to);
         surg_ckpt *ck = NULL;
         if (from && surg_ckpt_open(from, &sink, &ck) == SURG_OK) {

@@ -81,6 +81,16 @@ static void on_shutdown(lsp_server *s, const surg_json *id, const surg_json *par
     lsp_reply_raw(s, id, "null");
 }
 
+/* Would the open documents, `d` holding `len` bytes (d NULL: one more),
+ * stay within LSP_MAX_OPEN_BYTES and LSP_MAX_OPEN_DOCS? */
+static bool room_for(const lsp_server *s, const lsp_doc *d, size_t len)
+{
+    size_t total = len, docs = d ? 0 : 1;
+    for (const lsp_doc *e = s->docs; e; e = e->next, docs++)
+        total += e == d ? 0 : e->len;
+    return len <= SURG_RECIPE_MAX && total <= LSP_MAX_OPEN_BYTES && docs <= LSP_MAX_OPEN_DOCS;
+}
+
 static void on_did_open(lsp_server *s, const surg_json *id, const surg_json *params)
 {
     (void)id;
@@ -89,10 +99,12 @@ static void on_did_open(lsp_server *s, const surg_json *id, const surg_json *par
     const surg_json *text = surg_json_get(td, "text"), *ver = surg_json_get(td, "version");
     if (!uri || !text || text->kind != SURG_JSON_STRING)
         return;
+    lsp_doc *d = lsp_find_doc(s, params);
+    if (!room_for(s, d, strlen(text->string)))
+        return;
     char *t = strdup(text->string);
     if (!t)
         return;
-    lsp_doc *d = lsp_find_doc(s, params);
     if (!d) {
         d = calloc(1, sizeof *d);
         if (!d || !(d->uri = strdup(uri)) || !(d->path = lsp_uri_path(uri))) {
@@ -104,9 +116,7 @@ static void on_did_open(lsp_server *s, const surg_json *id, const surg_json *par
         d->next = s->docs;
         s->docs = d;
     }
-    free(d->text);
-    d->text = t;
-    d->len = strlen(t);
+    lsp_doc_set_text(d, t, strlen(t));
     d->version = version_of(ver);
     lsp_publish(s, d);
 }
@@ -128,7 +138,7 @@ static bool apply_change(lsp_server *s, lsp_doc *d, const surg_json *change)
         if (to < from)
             return false;
     }
-    if (d->len - (to - from) + n > SURG_RECIPE_MAX)
+    if (!room_for(s, d, d->len - (to - from) + n))
         return false;
     char *t = malloc(d->len - (to - from) + n + 1);
     if (!t)
@@ -136,10 +146,9 @@ static bool apply_change(lsp_server *s, lsp_doc *d, const surg_json *change)
     memcpy(t, d->text, from);
     memcpy(t + from, text->string, n);
     memcpy(t + from + n, d->text + to, d->len - to);
-    d->len = d->len - (to - from) + n;
-    t[d->len] = '\0';
-    free(d->text);
-    d->text = t;
+    size_t len = d->len - (to - from) + n;
+    t[len] = '\0';
+    lsp_doc_set_text(d, t, len);
     return true;
 }
 

@@ -17,9 +17,31 @@ static uint32_t cp_units(size_t len, int units)
     return units == 8 ? (uint32_t)len : units == 16 && len == 4 ? 2 : 1;
 }
 
+/* d->lines, made once per text: a publish looks up every diagnostic's
+ * lines, which must not cost a pass over the text each. False when out of
+ * memory. */
+static bool lines_of(lsp_doc *d)
+{
+    if (d->lines)
+        return true;
+    size_t n = 1;
+    for (const char *p = d->text; (p = memchr(p, '\n', d->len - (size_t)(p - d->text)));)
+        n++, p++;
+    if (!(d->lines = malloc(n * sizeof *d->lines)))
+        return false;
+    d->lines[0] = 0;
+    d->n_lines = 1;
+    for (size_t i = 0; i < d->len; i++)
+        if (d->text[i] == '\n')
+            d->lines[d->n_lines++] = i + 1;
+    return true;
+}
+
 static size_t line_start(const lsp_doc *d, uint32_t line)
 {
-    size_t i = 0;
+    if (lines_of((lsp_doc *)d))
+        return line < d->n_lines ? d->lines[line] : d->len;
+    size_t i = 0; /* out of memory: the slow way */
     for (uint32_t l = 0; l < line; l++) {
         const char *nl = memchr(d->text + i, '\n', d->len - i);
         if (!nl)
@@ -46,11 +68,24 @@ static void position_at(const lsp_doc *d, int units, size_t off, uint32_t *line,
 {
     *line = 0;
     size_t start = 0;
-    for (size_t i = 0; i < off && i < d->len; i++)
-        if (d->text[i] == '\n') {
-            (*line)++;
-            start = i + 1;
+    if (lines_of((lsp_doc *)d)) { /* the last line starting at or before off */
+        size_t lo = 0, hi = d->n_lines;
+        while (hi - lo > 1) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (d->lines[mid] <= off)
+                lo = mid;
+            else
+                hi = mid;
         }
+        *line = (uint32_t)lo;
+        start = d->lines[lo];
+    } else {
+        for (size_t i = 0; i < off && i < d->len; i++)
+            if (d->text[i] == '\n') {
+                (*line)++;
+                start = i + 1;
+            }
+    }
     *ch = 0;
     for (size_t i = start; i < off && i < d->len;) {
         size_t n = cp_len((unsigned char)d->text[i]);
@@ -133,7 +168,18 @@ void lsp_doc_free(lsp_doc *d)
     free(d->uri);
     free(d->path);
     free(d->text);
+    free(d->lines);
     free(d);
+}
+
+void lsp_doc_set_text(lsp_doc *d, char *text, size_t len)
+{
+    free(d->text);
+    free(d->lines);
+    d->text = text;
+    d->len = len;
+    d->lines = NULL;
+    d->n_lines = 0;
 }
 
 

@@ -29,11 +29,18 @@ typedef struct builder {
     int depth;
     surg_json *pending;
     size_t n, cap;
+    size_t values; /* every value added, against JSON_TREE_MAX_VALUES */
     bool nomem;
 } builder;
 
+/* The most values one text may hold: each costs a node (and the pending
+ * array a copy), so a text of small values would take many times its size. */
+#define JSON_TREE_MAX_VALUES (1u << 20)
+
 static bool add(builder *b, const surg_json *v)
 {
+    if (++b->values > JSON_TREE_MAX_VALUES)
+        return json_fail(&b->j, "more than %u values", JSON_TREE_MAX_VALUES);
     if (b->n == b->cap) {
         size_t cap = b->cap ? 2 * b->cap : 64;
         surg_json *p = realloc(b->pending, cap * sizeof *p);

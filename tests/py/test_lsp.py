@@ -20,6 +20,7 @@ import select
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 ARGS = None
@@ -234,6 +235,26 @@ class Lsp(unittest.TestCase):
             "contentChanges": [{"range": {"start": position(bad, at), "end": position(bad, at)},
                                 "text": "3"}]})
         self.assertEqual(self.diagnostics(c, 4), [])
+        self.close(c)
+
+    def test_syntax_errors_hide_nothing(self):
+        """As surg check: after a syntax error, what parsed is compiled too."""
+        c = self.start()
+        text = self.BROKEN + 'rename "a" "b"\n'
+        diags = self.open(c, text)
+        self.assertEqual(sorted(d["code"] for d in diags), ["match-none", "syntax-rename-arrow"])
+        self.close(c)
+
+    def test_many_diagnostics(self):
+        """40,000 errors in as many lines are placed without a pass over the
+        text each (the bound only catches a quadratic walk)."""
+        c = self.start()
+        text = 'rename "a" "b"\n' * 40000
+        t = time.monotonic()
+        diags = self.open(c, text)
+        self.assertLess(time.monotonic() - t, 30)
+        self.assertEqual(len(diags), 40000)
+        self.assertEqual(diags[-1]["range"]["start"]["line"], 39999)
         self.close(c)
 
     def test_diagnostics_utf8(self):

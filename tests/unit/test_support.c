@@ -352,6 +352,25 @@ static void test_json_tree(void **state)
         if (!strstr(err, bad[i].err))
             fail_msg("%s: %s", bad[i].text, err);
     }
+    /* 2^20 values are read; one more is refused (each costs a node, so a
+     * text of small values would take many times its size) */
+    size_t n_values = (size_t)1 << 20;
+    char *many = malloc(2 * n_values + 1);
+    assert_non_null(many);
+    many[0] = '[';
+    for (size_t i = 0; i < n_values; i++)
+        memcpy(many + 1 + 2 * i, "0,", 2);
+    many[2 * n_values - 2] = ']'; /* the array and 2^20 - 1 zeros */
+    surg_json *big = surg_json_parse(many, 2 * n_values - 1, err, sizeof err);
+    assert_non_null(big);
+    assert_int_equal(big->n, n_values - 1);
+    surg_json_free(big);
+    many[2 * n_values - 2] = ',';
+    many[2 * n_values] = ']'; /* and one zero more */
+    assert_null(surg_json_parse(many, 2 * n_values + 1, err, sizeof err));
+    if (!strstr(err, ": more than 1048576 values"))
+        fail_msg("%s", err);
+    free(many);
     /* 128 levels are read; 129 are refused, without recursion */
     char deep[2 * 129 + 1];
     for (int n = 128; n <= 129; n++) {
